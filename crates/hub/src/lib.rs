@@ -1,0 +1,1 @@
+//! Streams, subscribers, bounded queues, replay-then-live, presence, and the Bus trait.

@@ -1,0 +1,1 @@
+//! The liveplan server.

@@ -1,0 +1,1 @@
+//! The Store trait, its SQLite implementation, migrations, the event log, and the backend conformance suite.
