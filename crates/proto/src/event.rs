@@ -214,10 +214,17 @@ presence_join presence_leave";
     #[test]
     fn stream_keys_round_trip() {
         let id = Uuid::now_v7();
-        for key in [StreamKey::Project(id), StreamKey::User(id), StreamKey::System] {
+        for key in [
+            StreamKey::Project(id),
+            StreamKey::User(id),
+            StreamKey::System,
+        ] {
             assert_eq!(StreamKey::parse(&key.to_text()), Some(key));
         }
         assert_eq!(StreamKey::parse("project:nope"), None);
-        assert_eq!(StreamKey::parse("team:00000000-0000-0000-0000-000000000000"), None);
+        assert_eq!(
+            StreamKey::parse("team:00000000-0000-0000-0000-000000000000"),
+            None
+        );
     }
 }

@@ -1,1 +1,23 @@
 //! The liveplan server.
+//!
+//! Layout:
+//! - [`app`]: configuration, shared state and startup.
+//! - [`http`]: JSON errors and request extractors.
+//! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
+//! - [`api`]: the REST handlers, one module per resource.
+//! - [`openapi`]: the OpenAPI document, generated from the collection table.
+//! - [`live`]: the feed of committed events to live transports.
+//! - [`demo`]: the `--demo` seed.
+//! - [`server`]: binding, serving and graceful shutdown.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod demo;
+pub mod http;
+pub mod live;
+pub mod openapi;
+pub mod server;
+
+pub use app::{AppState, Config, StartError};
+pub use server::{RunningServer, start};

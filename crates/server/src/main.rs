@@ -1,1 +1,213 @@
-fn main() {}
+//! The `liveplan` binary: `serve` and `user create`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use liveplan_server::{Config, start};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "liveplan",
+    version,
+    about = "Project plans, every committed change pushed live"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct StoreArgs {
+    /// Where the SQLite database and attachments live.
+    #[arg(long, env = "LIVEPLAN_DATA_DIR", default_value = "./liveplan-data")]
+    data_dir: PathBuf,
+    /// A database URL; only the embedded SQLite store exists so far.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, env = "LIVEPLAN_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Seed demo users and projects once.
+    #[arg(long, env = "LIVEPLAN_DEMO")]
+    demo: bool,
+    /// Mark the session cookie Secure (when served over HTTPS).
+    #[arg(long, env = "LIVEPLAN_SECURE_COOKIES")]
+    secure_cookies: bool,
+    /// Let users without the system administrator flag create projects.
+    #[arg(long, env = "LIVEPLAN_USERS_CREATE_PROJECTS")]
+    users_create_projects: bool,
+    /// Largest attachment upload, in bytes.
+    #[arg(long, env = "LIVEPLAN_MAX_UPLOAD_BYTES", default_value_t = 25 * 1024 * 1024)]
+    max_upload_bytes: usize,
+    #[arg(long, env = "LIVEPLAN_ADMIN_EMAIL", hide_env_values = true)]
+    admin_email: Option<String>,
+    #[arg(long, env = "LIVEPLAN_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (works while a server runs on the same data).
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn refuse_other_databases(args: &StoreArgs) -> anyhow::Result<()> {
+    match &args.database_url {
+        Some(url) if !url.starts_with("sqlite:") => {
+            anyhow::bail!("only the embedded SQLite store is available; unset DATABASE_URL")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn data_dir_of(args: &StoreArgs) -> PathBuf {
+    match args
+        .database_url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("sqlite:"))
+    {
+        Some(path) => PathBuf::from(path.trim_start_matches("//"))
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| args.data_dir.clone()),
+        None => args.data_dir.clone(),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    refuse_other_databases(&args.store)?;
+    let mut config = Config::new(data_dir_of(&args.store));
+    config.demo = args.demo;
+    config.secure_cookies = args.secure_cookies;
+    config.users_create_projects = args.users_create_projects;
+    config.max_upload_bytes = args.max_upload_bytes;
+    config.admin_email = args.admin_email;
+    config.admin_password = args.admin_password;
+    let server = start(config, args.listen)
+        .await
+        .context("starting the server")?;
+    println!("liveplan listening on http://{}", server.address);
+    std::io::stdout().flush().ok();
+    let stopper = server.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stopper.send(true);
+    });
+    server.wait().await.context("serving")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+async fn create_user(
+    email: String,
+    password: String,
+    name: Option<String>,
+    username: Option<String>,
+    admin: bool,
+    store_args: StoreArgs,
+) -> anyhow::Result<()> {
+    refuse_other_databases(&store_args)?;
+    domain::accounts::check_password(&password, 1).map_err(|e| anyhow::anyhow!(e.message))?;
+    let store = std::sync::Arc::new(
+        store::sqlite::SqliteStore::open_in_dir(&data_dir_of(&store_args))
+            .await
+            .context("opening the store")?,
+    );
+    let domain = domain::Domain::new(store.clone(), std::sync::Arc::new(domain::NoListener));
+    let password_hash = liveplan_server::auth::password::hash(password)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let user = domain
+        .create_user(
+            None,
+            domain::accounts::NewUser {
+                email,
+                username,
+                display_name: name,
+                password_hash,
+                is_admin: admin,
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    println!("{}", serde_json::to_string_pretty(&user)?);
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::User {
+            command:
+                UserCommand::Create {
+                    email,
+                    password,
+                    name,
+                    username,
+                    admin,
+                    store,
+                },
+        } => create_user(email, password, name, username, admin, store).await,
+    }
+}

@@ -1,1 +1,133 @@
-//! The Store trait, its SQLite implementation, migrations, the event log, and the backend conformance suite.
+//! The store: liveplan's source of truth, including the event log.
+//!
+//! Layout:
+//! - [`rows`]: the plain row types the store reads and writes.
+//! - [`Store`] / [`Ops`] / [`WriteTx`]: the backend-neutral interface. Callers (the domain) only
+//!   ever see these traits, so a PostgreSQL backend can follow without touching them.
+//! - [`sqlite`]: the embedded default backend (WAL, one writer, `BEGIN IMMEDIATE`).
+//! - [`conformance`]: the behaviour every backend must show, as functions a backend's tests call.
+
+pub mod conformance;
+pub mod rows;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use proto::{Event, StreamKey};
+use uuid::Uuid;
+
+pub use rows::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (email taken, duplicate membership …); `what` names the rule
+    /// in words fit for a client, never SQL.
+    #[error("conflict: {what}")]
+    Conflict { what: String },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Read and write operations shared by a read handle and a write transaction. Methods that write
+/// are only meaningful inside a [`WriteTx`]; a read handle returns an error for them.
+#[async_trait]
+pub trait Ops: Send {
+    // settings
+    async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;
+    async fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;
+
+    // users
+    async fn count_users(&mut self) -> StoreResult<i64>;
+    async fn get_user(&mut self, id: Uuid) -> StoreResult<Option<UserRow>>;
+    /// Finds a user by email or username, case-insensitively.
+    async fn find_user_by_login(&mut self, login: &str) -> StoreResult<Option<UserRow>>;
+    async fn list_users(&mut self) -> StoreResult<Vec<UserRow>>;
+    async fn insert_user(&mut self, user: &UserRow) -> StoreResult<()>;
+    async fn update_user(&mut self, user: &UserRow) -> StoreResult<()>;
+
+    // sessions and tickets
+    async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()>;
+    async fn get_session(&mut self, id: Uuid) -> StoreResult<Option<SessionRow>>;
+    async fn revoke_session(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool>;
+    async fn revoke_user_sessions(&mut self, user_id: Uuid, at: Timestamp) -> StoreResult<u64>;
+    async fn insert_ticket(&mut self, ticket: &TicketRow) -> StoreResult<()>;
+    /// Marks the ticket with this hash used if it is unused and unexpired, atomically: of two
+    /// concurrent consumers exactly one gets `Some`.
+    async fn consume_ticket(
+        &mut self,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<TicketRow>>;
+    async fn purge_expired_tickets(&mut self, now: Timestamp) -> StoreResult<u64>;
+
+    // projects and memberships
+    async fn get_project(&mut self, id: Uuid) -> StoreResult<Option<ProjectRow>>;
+    async fn find_project_by_key(&mut self, key: &str) -> StoreResult<Option<ProjectRow>>;
+    async fn list_projects(&mut self) -> StoreResult<Vec<ProjectRow>>;
+    async fn list_projects_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<ProjectRow>>;
+    async fn insert_project(&mut self, project: &ProjectRow) -> StoreResult<()>;
+    async fn update_project(&mut self, project: &ProjectRow) -> StoreResult<()>;
+    async fn delete_project(&mut self, id: Uuid) -> StoreResult<()>;
+    async fn get_membership(&mut self, id: Uuid) -> StoreResult<Option<MembershipRow>>;
+    async fn find_membership(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<MembershipRow>>;
+    async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
+    async fn list_memberships_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
+    async fn insert_membership(&mut self, membership: &MembershipRow) -> StoreResult<()>;
+    async fn update_membership(&mut self, membership: &MembershipRow) -> StoreResult<()>;
+    async fn delete_membership(&mut self, id: Uuid) -> StoreResult<()>;
+
+    // records of the project collections
+    async fn get_record(&mut self, id: Uuid) -> StoreResult<Option<RecordRow>>;
+    async fn list_records(
+        &mut self,
+        project_id: Uuid,
+        collection: &str,
+        page: Page,
+    ) -> StoreResult<Vec<RecordRow>>;
+    async fn count_records(&mut self, project_id: Uuid) -> StoreResult<i64>;
+    /// Inserts the record and replaces its outgoing references.
+    async fn insert_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()>;
+    async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()>;
+    async fn delete_record(&mut self, id: Uuid) -> StoreResult<()>;
+    /// The records that reference `target_id`, with the field that does.
+    async fn list_referrers(&mut self, target_id: Uuid) -> StoreResult<Vec<Referrer>>;
+
+    // the event log
+    /// Appends an event with the next seq of its stream. Ephemeral events are never appended.
+    async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event>;
+    async fn read_events(
+        &mut self,
+        stream: StreamKey,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>>;
+    async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64>;
+    /// The smallest seq the log still holds for the stream (`None` when it holds none).
+    async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>>;
+    async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()>;
+}
+
+/// A write transaction: every change inside it and every event it appends commit together or
+/// not at all. Dropping it without `commit` rolls back.
+#[async_trait]
+pub trait WriteTx: Ops {
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A handle for reads, outside any write transaction.
+    async fn read(&self) -> StoreResult<Box<dyn Ops>>;
+    /// Starts a write transaction. Writers are serialized: a second caller waits.
+    async fn write(&self) -> StoreResult<Box<dyn WriteTx>>;
+    /// Cheap liveness check for `/healthz`.
+    async fn ping(&self) -> StoreResult<()>;
+    fn backend_name(&self) -> &'static str;
+}

@@ -1,0 +1,52 @@
+//! The access rules, in one place: every transport asks these.
+
+use crate::{Actor, DomainResult, OrApi};
+use proto::{ApiError, Role};
+use store::{Ops, ProjectRow};
+use uuid::Uuid;
+
+/// The caller's role in a project. A project the caller is not a member of does not exist for
+/// them (404), so its existence never leaks.
+pub async fn project_role(
+    ops: &mut dyn Ops,
+    project_id: Uuid,
+    actor: &Actor,
+) -> DomainResult<(ProjectRow, Role)> {
+    let not_found = || ApiError::not_found("project");
+    let project = ops
+        .get_project(project_id)
+        .await
+        .or_api()?
+        .ok_or_else(not_found)?;
+    let membership = ops
+        .find_membership(project_id, actor.user_id)
+        .await
+        .or_api()?
+        .ok_or_else(not_found)?;
+    let role = Role::from_level(membership.role).ok_or_else(ApiError::internal)?;
+    Ok((project, role))
+}
+
+pub fn require(role: Role, needed: Role, action: &str) -> DomainResult<()> {
+    if role >= needed {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "{action} needs the {} role or higher",
+            needed.name()
+        )))
+    }
+}
+
+pub fn require_system_admin(actor: &Actor) -> DomainResult<()> {
+    if actor.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "only system administrators may do this",
+        ))
+    }
+}
+
+/// The least role that keeps a live connection to a project (CONTRACT §6: Member).
+pub const LIVE_ROLE: Role = Role::Member;

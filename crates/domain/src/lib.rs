@@ -1,0 +1,112 @@
+//! liveplan's domain: what each collection holds, who may change what, and what a change
+//! implies. Every write goes through here: authorize, validate, change rows and append the
+//! canonical events in one store transaction, commit, then hand the committed events to the
+//! [`CommitListener`] (the bus). Handlers parse, call one function, and map the result.
+//!
+//! Layout:
+//! - [`collections`]: the table of project collections and their fields.
+//! - [`validate`]: checking client JSON against that table.
+//! - [`access`]: the role rules.
+//! - [`tx`]: a write transaction that collects the events it appends.
+//! - [`records`], [`projects`], [`members`], [`accounts`], [`admin`]: the commands.
+
+pub mod access;
+pub mod accounts;
+pub mod admin;
+pub mod collections;
+pub mod members;
+pub mod projects;
+pub mod records;
+pub mod tx;
+pub mod validate;
+
+use proto::{ApiError, ErrorCode, Event};
+use std::sync::Arc;
+use store::{Store, StoreError};
+use uuid::Uuid;
+
+/// Receives the events of every committed transaction, in commit order.
+pub trait CommitListener: Send + Sync {
+    fn committed(&self, events: &[Event]);
+}
+
+/// A listener that drops events, for tools (the CLI) that write without a running hub.
+pub struct NoListener;
+
+impl CommitListener for NoListener {
+    fn committed(&self, _events: &[Event]) {}
+}
+
+/// Who is acting, as established by authentication.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: Uuid,
+    pub is_admin: bool,
+    /// The writer's browser tab (`X-Tab-Id`), carried into the events.
+    pub tab_id: Option<String>,
+}
+
+/// Limits that keep one project or request from exhausting the server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_records_per_project: i64,
+    pub max_members_per_project: usize,
+    pub max_log_page: u32,
+    pub max_list_page: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_records_per_project: 250_000,
+            max_members_per_project: 10_000,
+            max_log_page: 1_000,
+            max_list_page: 10_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Domain {
+    pub store: Arc<dyn Store>,
+    pub listener: Arc<dyn CommitListener>,
+    pub limits: Limits,
+    /// Whether users without the system administrator flag may create projects.
+    pub users_create_projects: bool,
+}
+
+impl Domain {
+    pub fn new(store: Arc<dyn Store>, listener: Arc<dyn CommitListener>) -> Domain {
+        Domain {
+            store,
+            listener,
+            limits: Limits::default(),
+            users_create_projects: false,
+        }
+    }
+}
+
+/// Maps a store failure to a client error: conflicts keep their plain words, everything else
+/// becomes an opaque 500 and is logged here, so no SQL ever reaches a client.
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Conflict { what } => ApiError::new(ErrorCode::Conflict, what),
+        other => {
+            tracing::error!(error = %other, "store failure");
+            ApiError::internal()
+        }
+    }
+}
+
+pub type DomainResult<T> = Result<T, ApiError>;
+
+/// `?`-friendly conversion of store results.
+pub trait OrApi<T> {
+    fn or_api(self) -> DomainResult<T>;
+}
+
+impl<T> OrApi<T> for Result<T, StoreError> {
+    fn or_api(self) -> DomainResult<T> {
+        self.map_err(store_error)
+    }
+}

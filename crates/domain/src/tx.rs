@@ -1,0 +1,69 @@
+//! A write transaction that remembers the events it appended, so the listener receives exactly
+//! the events of what committed, after the commit.
+
+use crate::{Actor, Domain, DomainResult, OrApi};
+use proto::{Event, EventType, StreamKey};
+use serde_json::Value;
+use store::{NewEvent, Ops, Timestamp, WriteTx};
+use uuid::Uuid;
+
+pub struct Tx<'d> {
+    domain: &'d Domain,
+    inner: Box<dyn WriteTx>,
+    events: Vec<Event>,
+    pub now: Timestamp,
+    pub actor_id: Option<Uuid>,
+    pub tab_id: Option<String>,
+}
+
+impl<'d> Tx<'d> {
+    pub async fn begin(domain: &'d Domain, actor: Option<&Actor>) -> DomainResult<Tx<'d>> {
+        Ok(Tx {
+            domain,
+            inner: domain.store.write().await.or_api()?,
+            events: Vec::new(),
+            now: store::now(),
+            actor_id: actor.map(|a| a.user_id),
+            tab_id: actor.and_then(|a| a.tab_id.clone()),
+        })
+    }
+
+    pub fn ops(&mut self) -> &mut dyn Ops {
+        &mut *self.inner
+    }
+
+    pub async fn emit(
+        &mut self,
+        stream: StreamKey,
+        event_type: EventType,
+        payload: Value,
+        data: Value,
+        project_id: Option<Uuid>,
+    ) -> DomainResult<()> {
+        let event = self
+            .inner
+            .append_event(NewEvent {
+                stream,
+                event_type,
+                payload,
+                data,
+                actor_id: self.actor_id,
+                tab_id: self.tab_id.clone(),
+                ts: self.now,
+                project_id,
+            })
+            .await
+            .or_api()?;
+        self.events.push(event);
+        Ok(())
+    }
+
+    /// Commits, then hands the events to the listener. Returns them too.
+    pub async fn commit(self) -> DomainResult<Vec<Event>> {
+        self.inner.commit().await.or_api()?;
+        if !self.events.is_empty() {
+            self.domain.listener.committed(&self.events);
+        }
+        Ok(self.events)
+    }
+}

@@ -1,0 +1,164 @@
+//! The application: its configuration, its shared state, and the startup that wires the store,
+//! the domain and the router together.
+
+use crate::auth::limits::{Limiters, RateConfig};
+use crate::auth::tokens::TokenKeys;
+use crate::live::LiveFeed;
+use base64::Engine;
+use domain::{Domain, OrApi};
+use rand::RngCore;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub demo: bool,
+    pub session_ttl: Duration,
+    /// Adds `Secure` to the session cookie (set when served over HTTPS).
+    pub secure_cookies: bool,
+    pub max_body_bytes: usize,
+    pub max_upload_bytes: usize,
+    pub max_import_bytes: usize,
+    pub rates: RateConfig,
+    pub users_create_projects: bool,
+    pub admin_email: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+impl Config {
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            demo: false,
+            session_ttl: Duration::from_secs(12 * 3600),
+            secure_cookies: false,
+            max_body_bytes: 1024 * 1024,
+            max_upload_bytes: 25 * 1024 * 1024,
+            max_import_bytes: 256 * 1024 * 1024,
+            rates: RateConfig::default(),
+            users_create_projects: false,
+            admin_email: None,
+            admin_password: None,
+        }
+    }
+
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.data_dir.join("attachments")
+    }
+}
+
+/// Everything a handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub domain: Domain,
+    pub config: Arc<Config>,
+    pub tokens: Arc<TokenKeys>,
+    pub limiters: Arc<Limiters>,
+    pub live: Arc<LiveFeed>,
+    /// An argon2id hash of a random password, verified against when a login names no
+    /// account, so unknown and known accounts take the same time to refuse.
+    pub decoy_hash: Arc<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the store: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("cannot prepare the server: {0}")]
+    Setup(String),
+    #[error("cannot listen: {0}")]
+    Listen(#[from] std::io::Error),
+}
+
+impl From<proto::ApiError> for StartError {
+    fn from(error: proto::ApiError) -> Self {
+        StartError::Setup(error.message)
+    }
+}
+
+/// The token signing secret lives in the database, made on first start, so it is never in
+/// the repository or the environment and survives restarts.
+async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
+    let mut tx = store.write().await?;
+    let engine = base64::engine::general_purpose::STANDARD;
+    if let Some(existing) = tx.get_setting("token_secret").await?
+        && let Ok(bytes) = engine.decode(existing)
+    {
+        return Ok(bytes);
+    }
+    let mut secret = vec![0u8; 64];
+    rand::rng().fill_bytes(&mut secret);
+    tx.put_setting("token_secret", &engine.encode(&secret))
+        .await?;
+    tx.commit().await?;
+    Ok(secret)
+}
+
+impl AppState {
+    pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
+        let live = LiveFeed::new();
+        let mut domain = Domain::new(store.clone(), live.clone());
+        domain.users_create_projects = config.users_create_projects;
+        let secret = token_secret(&*store).await?;
+        let mut random = [0u8; 32];
+        rand::rng().fill_bytes(&mut random);
+        let decoy = crate::auth::password::hash(hex(&random)).await?;
+        let limiters = Limiters::new(config.rates);
+        limiters.spawn_pruner();
+        let state = AppState {
+            domain,
+            config: Arc::new(config),
+            tokens: Arc::new(TokenKeys::new(&secret)),
+            limiters,
+            live,
+            decoy_hash: Arc::new(decoy),
+        };
+        state.bootstrap_admin().await?;
+        if state.config.demo {
+            crate::demo::seed(&state.domain).await?;
+        }
+        Ok(state)
+    }
+
+    /// Creates the system administrator named by `LIVEPLAN_ADMIN_EMAIL`/`_PASSWORD` when the
+    /// database has no user yet.
+    async fn bootstrap_admin(&self) -> Result<(), StartError> {
+        let (Some(email), Some(password)) = (&self.config.admin_email, &self.config.admin_password)
+        else {
+            return Ok(());
+        };
+        let count = self
+            .domain
+            .store
+            .read()
+            .await
+            .or_api()?
+            .count_users()
+            .await?;
+        if count > 0 {
+            return Ok(());
+        }
+        let password_hash = crate::auth::password::hash(password.clone()).await?;
+        self.domain
+            .create_user(
+                None,
+                domain::accounts::NewUser {
+                    email: email.clone(),
+                    username: None,
+                    display_name: None,
+                    password_hash,
+                    is_admin: true,
+                },
+            )
+            .await?;
+        tracing::info!(%email, "created the bootstrap system administrator");
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

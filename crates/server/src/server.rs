@@ -1,0 +1,108 @@
+//! Binding, serving and graceful shutdown.
+
+use crate::app::{AppState, Config, StartError};
+use crate::http::error;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use proto::ErrorCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use store::Store;
+use store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.domain.store.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "status": "ok" })),
+        )
+            .into_response(),
+        Err(_) => error(ErrorCode::Unavailable, "the store is unreachable").into_response(),
+    }
+}
+
+/// A panic anywhere in a handler becomes a plain JSON 500, never a stack trace.
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    error(ErrorCode::Internal, "internal error").into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .nest("/api/v1", crate::api::router(&state))
+        .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            error(
+                ErrorCode::MethodNotAllowed,
+                "method not allowed on this path",
+            )
+        })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// A server accepting connections.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    store: Arc<SqliteStore>,
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish, and closes the store.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(true);
+        let result = self.task.await.unwrap_or(Ok(()));
+        self.store.close().await;
+        result
+    }
+
+    /// Resolves when the server has stopped on its own.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = self.task.await.unwrap_or(Ok(()));
+        self.store.close().await;
+        result
+    }
+
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.stop.clone()
+    }
+}
+
+/// Opens the store, prepares the state, binds `listen` and serves in the background.
+pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, StartError> {
+    let store = Arc::new(SqliteStore::open_in_dir(&config.data_dir).await?);
+    let dyn_store: Arc<dyn Store> = store.clone();
+    let state = AppState::new(config, dyn_store).await?;
+    let listener = TcpListener::bind(listen).await?;
+    let address = listener.local_addr()?;
+    let (stop, mut stopped) = watch::channel(false);
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+    Ok(RunningServer {
+        address,
+        state,
+        stop,
+        task,
+        store,
+    })
+}
