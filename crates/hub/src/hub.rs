@@ -517,9 +517,9 @@ async fn on_event(ctx: &Ctx, stream: &StreamShared, event: &Event) {
     stream.deliver(ctx, event);
 }
 
-/// Delivers logged events after the head up to `target` (the log's latest when `None`). Gaps
-/// too long to replay, or that the log no longer holds, are jumped over for subscribers to
-/// resolve one by one (most will be told to resync).
+/// Delivers logged events after the head up to `target` (the log's latest when `None`). A gap
+/// the log cannot fill (error, pruned) is jumped over for subscribers to resolve one by one
+/// (most will be told to resync).
 async fn fill(ctx: &Ctx, stream: &StreamShared, target: Option<i64>) {
     let key = stream.key;
     let target = match target {
@@ -532,10 +532,8 @@ async fn fill(ctx: &Ctx, stream: &StreamShared, target: Option<i64>) {
             }
         },
     };
-    if target - stream.head() > ctx.config.max_replay {
-        stream.jump_to(target);
-        return;
-    }
+    // However far behind the pump is, it reads the whole way: live subscribers that keep up
+    // must get everything, and each one that cannot is judged on its own lag.
     loop {
         let head = stream.head();
         if head >= target {

@@ -1,0 +1,284 @@
+//! Ordered, gap-free delivery: a lossy bus, replay-then-live, resync, slow readers.
+
+mod common;
+
+use common::*;
+use liveplan_hub::testing::event;
+use liveplan_hub::*;
+use proto::{EventType, StreamKey};
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn project() -> StreamKey {
+    StreamKey::Project(Uuid::now_v7())
+}
+
+#[tokio::test]
+async fn a_lossy_bus_still_yields_every_seq_once_in_order() {
+    let bus = ScriptedBus::new();
+    let s = setup_with(bus.clone(), HubConfig::default()).await;
+    let p = project();
+    let mut ws = s.sub(p, None).await;
+    let mut sse = {
+        let mut req = SubscribeRequest::new(p, s.sse, Uuid::now_v7());
+        req.since = None;
+        s.hub.subscribe(req).await.unwrap()
+    };
+    let events: Vec<_> = (0..60)
+        .map(|_| Arc::new(s.log.append(event(p, EventType::TaskUpdated))))
+        .collect();
+    let by_seq = |n: usize| BusMessage::Event(events[n - 1].clone());
+    // Duplicates, a swap, drops in the middle, a burst of stale copies.
+    for n in [1, 1, 3, 2, 2, 4, 7, 5, 6, 6, 10, 9, 11, 1, 2, 3] {
+        bus.inject(by_seq(n));
+    }
+    for n in 12..=57 {
+        if n % 5 != 0 {
+            bus.inject(by_seq(n));
+        }
+    }
+    // The last three are lost outright; only the bus's own admission of loss reveals them.
+    bus.inject(BusMessage::Lagged);
+
+    let got = seqs_until(&mut ws, 60).await;
+    assert_eq!(just_seqs(&got), (1..=60).collect::<Vec<_>>());
+    assert!(got.iter().all(|(_, replayed)| !replayed));
+
+    let mut ids = Vec::new();
+    while ids.last() != Some(&60) {
+        let Delivery::Frame(frame) = next(&mut sse).await else {
+            panic!("frame expected")
+        };
+        let text = std::str::from_utf8(&frame).unwrap();
+        let id = text.strip_prefix("id: ").unwrap().split('\n').next().unwrap();
+        ids.push(id.parse::<i64>().unwrap());
+    }
+    assert_eq!(ids, (1..=60).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn an_overflowing_stream_buffer_is_refilled_from_the_log() {
+    let config = HubConfig {
+        stream_buffer: 2,
+        ..HubConfig::default()
+    };
+    let s = setup_with(Arc::new(InProcessBus::new(8)), config).await;
+    let p = project();
+    let mut sub = s.sub(p, None).await;
+    // Published without yielding: the broadcast lags and the stream buffer overflows.
+    for _ in 0..900 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    let got = seqs_until(&mut sub, 900).await;
+    assert_eq!(just_seqs(&got), (1..=900).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn frames_of_one_dialect_share_one_encoding() {
+    let s = setup().await;
+    let p = project();
+    let mut a = s.sub(p, None).await;
+    let mut b = s.sub(p, None).await;
+    s.commit(p, EventType::RiskCreated).await;
+    let (Delivery::Frame(fa), Delivery::Frame(fb)) = (next(&mut a).await, next(&mut b).await)
+    else {
+        panic!("frames expected")
+    };
+    assert_eq!(fa, fb);
+    assert_eq!(fa.as_ptr(), fb.as_ptr(), "encoded once, shared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_then_live_under_concurrent_writes_matches_the_log() {
+    let s = Arc::new(setup().await);
+    let p = project();
+    for _ in 0..300 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            for i in 0..700 {
+                s.commit(p, EventType::TaskUpdated).await;
+                if i % 7 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for since in [0, 1, 150, 299, 300, 420, 640] {
+        // Subscribing while the writer runs is the point: the join of log and live is raced.
+        let mut sub = s.sub(p, Some(since)).await;
+        readers.push(tokio::spawn(async move {
+            (since, seqs_until(&mut sub, 1000).await)
+        }));
+        tokio::task::yield_now().await;
+    }
+    writer.await.unwrap();
+    let log = s.log.seqs(p);
+    for reader in readers {
+        let (since, got) = reader.await.unwrap();
+        let expected: Vec<i64> = log.iter().copied().filter(|&n| n > since).collect();
+        assert_eq!(just_seqs(&got), expected, "since {since}");
+        // Replayed frames, if any, come first and then never again.
+        let first_live = got.iter().position(|(_, r)| !r).unwrap_or(got.len());
+        assert!(got[first_live..].iter().all(|(_, r)| !r), "since {since}");
+    }
+}
+
+#[tokio::test]
+async fn replays_exactly_1000_and_resyncs_beyond() {
+    let s = setup().await;
+    let p = project();
+    for _ in 0..1500 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    let mut sub = s.sub(p, Some(500)).await;
+    let got = seqs_until(&mut sub, 1500).await;
+    assert_eq!(just_seqs(&got), (501..=1500).collect::<Vec<_>>());
+    assert!(got.iter().all(|(_, replayed)| *replayed));
+
+    let mut sub = s.sub(p, Some(499)).await;
+    assert_eq!(
+        next(&mut sub).await,
+        Delivery::ResyncRequired { latest_seq: 1500 }
+    );
+    assert_eq!(
+        sub.resync_frame(1500),
+        NativeWs.resync_required(1500),
+        "the transport sends its dialect's resync frame"
+    );
+    s.commit(p, EventType::TaskUpdated).await;
+    assert_eq!(just_seqs(&seqs_until(&mut sub, 1501).await), vec![1501]);
+}
+
+#[tokio::test]
+async fn resyncs_when_the_log_no_longer_reaches_back_or_since_is_ahead() {
+    let s = setup().await;
+    let p = project();
+    for _ in 0..300 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    s.log.prune_before(p, 200);
+
+    let mut sub = s.sub(p, Some(150)).await;
+    assert_eq!(
+        next(&mut sub).await,
+        Delivery::ResyncRequired { latest_seq: 300 }
+    );
+    // since = 199 needs 200 onwards, which the log still holds.
+    let mut sub = s.sub(p, Some(199)).await;
+    assert_eq!(
+        just_seqs(&seqs_until(&mut sub, 300).await),
+        (200..=300).collect::<Vec<_>>()
+    );
+    // Up to date: nothing replayed, straight to live.
+    let mut current = s.sub(p, Some(300)).await;
+    // Ahead of the log: a client from another history must refetch.
+    let mut ahead = s.sub(p, Some(5000)).await;
+    assert_eq!(
+        next(&mut ahead).await,
+        Delivery::ResyncRequired { latest_seq: 300 }
+    );
+    s.commit(p, EventType::TaskUpdated).await;
+    assert_eq!(just_seqs(&seqs_until(&mut current, 301).await), vec![301]);
+    assert_eq!(just_seqs(&seqs_until(&mut ahead, 301).await), vec![301]);
+}
+
+#[tokio::test]
+async fn garbage_negative_since_replays_from_the_start() {
+    let s = setup().await;
+    let p = project();
+    for _ in 0..5 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    let mut sub = s.sub(p, Some(-7)).await;
+    assert_eq!(just_seqs(&seqs_until(&mut sub, 5).await), vec![1, 2, 3, 4, 5]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_reader_stays_bounded_and_is_told_to_resync() {
+    let limits = QueueLimits {
+        max_events: 64,
+        max_bytes: 16 * 1024,
+    };
+    let s = Arc::new(setup().await);
+    let p = project();
+    let mut slow = {
+        let mut req = SubscribeRequest::new(p, s.ws, Uuid::now_v7());
+        req.limits = Some(limits);
+        s.hub.subscribe(req).await.unwrap()
+    };
+    let mut fast = Vec::new();
+    for _ in 0..3 {
+        let mut sub = s.sub(p, None).await;
+        fast.push(tokio::spawn(
+            async move { seqs_until(&mut sub, 10_000).await },
+        ));
+    }
+    for i in 0..10_000 {
+        s.commit(p, EventType::TaskUpdated).await;
+        if i % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // Everyone else gets everything while the slow one reads nothing at all.
+    for f in fast {
+        assert_eq!(
+            just_seqs(&f.await.unwrap()),
+            (1..=10_000).collect::<Vec<_>>()
+        );
+    }
+    let stats = slow.stats();
+    assert!(stats.peak_events <= limits.max_events, "{stats:?}");
+    assert!(stats.peak_bytes <= limits.max_bytes, "{stats:?}");
+    assert!(stats.overflows >= 1 && !stats.live, "{stats:?}");
+
+    // It drains what was queued, in order, then learns it must resync, then is live again.
+    let mut seen = Vec::new();
+    let latest = loop {
+        match next(&mut slow).await {
+            Delivery::ResyncRequired { latest_seq } => break latest_seq,
+            d => seen.push(decode(&d).seq.unwrap()),
+        }
+    };
+    assert_eq!(seen, (1..=seen.len() as i64).collect::<Vec<_>>());
+    assert!(seen.len() <= limits.max_events);
+    assert_eq!(latest, 10_000);
+    s.commit(p, EventType::TaskUpdated).await;
+    assert_eq!(just_seqs(&seqs_until(&mut slow, 10_001).await), vec![10_001]);
+    assert!(slow.stats().live);
+}
+
+#[tokio::test]
+async fn a_reader_briefly_behind_catches_up_from_the_log() {
+    let limits = QueueLimits {
+        max_events: 16,
+        max_bytes: 1 << 20,
+    };
+    let s = setup().await;
+    let p = project();
+    let mut slow = {
+        let mut req = SubscribeRequest::new(p, s.ws, Uuid::now_v7());
+        req.limits = Some(limits);
+        s.hub.subscribe(req).await.unwrap()
+    };
+    let mut fast = s.sub(p, None).await;
+    for _ in 0..700 {
+        s.commit(p, EventType::TaskUpdated).await;
+    }
+    assert_eq!(
+        just_seqs(&seqs_until(&mut fast, 700).await),
+        (1..=700).collect::<Vec<_>>()
+    );
+    let got = seqs_until(&mut slow, 700).await;
+    assert_eq!(just_seqs(&got), (1..=700).collect::<Vec<_>>());
+    assert!(got.iter().all(|(_, replayed)| !replayed));
+    let stats = slow.stats();
+    assert!(stats.overflows >= 1 && stats.peak_events <= 16, "{stats:?}");
+    // Back to live: the next event comes through the queue again.
+    s.commit(p, EventType::TaskUpdated).await;
+    assert_eq!(just_seqs(&seqs_until(&mut slow, 701).await), vec![701]);
+    assert!(slow.stats().live);
+}
