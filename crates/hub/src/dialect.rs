@@ -281,7 +281,10 @@ mod tests {
             assert_eq!(punt_type(EventType::TaskUpdated, &payload), "ticket.moved");
         }
         let payload = json!({"id": "t", "changed_fields": ["name", "duration"]});
-        assert_eq!(punt_type(EventType::TaskUpdated, &payload), "ticket.updated");
+        assert_eq!(
+            punt_type(EventType::TaskUpdated, &payload),
+            "ticket.updated"
+        );
         assert_eq!(
             punt_type(EventType::TaskUpdated, &json!({"id": "t"})),
             "ticket.updated"
@@ -315,7 +318,9 @@ mod tests {
             text(live),
             r#"{"protocol_version":1,"event_type":"task_updated","payload":{"id":"01900000-0000-7000-8000-000000000001","changed_fields":["status"],"version":3},"seq":42}"#
         );
-        let replayed = NativeWs.encode(&sample(Some(7), Some("tab-1")), true).unwrap();
+        let replayed = NativeWs
+            .encode(&sample(Some(7), Some("tab-1")), true)
+            .unwrap();
         assert_eq!(
             text(replayed),
             r#"{"protocol_version":1,"event_type":"task_updated","payload":{"id":"01900000-0000-7000-8000-000000000001","changed_fields":["status"],"version":3},"seq":7,"replayed":true,"tab_id":"tab-1"}"#

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::bus::{Bus, BusError, BusFeed, BusMessage};
 use crate::dialect::{Dialect, DialectId};
-use crate::log::{LogError, LogReader};
 use crate::lock;
+use crate::log::{LogError, LogReader};
 use crate::presence::{self, PresenceEntry, Roster};
 use crate::subscription::{
     CloseReason, Delivery, QueueLimits, SubShared, SubscribeRequest, Subscription,
@@ -476,7 +476,10 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
 async fn announce(bus: Arc<dyn Bus>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
     while let Some(event) = rx.recv().await {
         if let Err(err) = bus.publish(event).await {
-            tracing::warn!(error = &err as &dyn std::error::Error, "presence publish failed");
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "presence publish failed"
+            );
         }
     }
 }

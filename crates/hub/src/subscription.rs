@@ -116,6 +116,9 @@ pub struct QueueStats {
     pub live: bool,
     /// How many times the queue overflowed and the subscriber was moved to catch-up.
     pub overflows: u64,
+    /// How many times the subscriber left live delivery to read the log itself (overflows,
+    /// gaps the hub could not fill for everyone). Replay of `since` is not counted.
+    pub catch_ups: u64,
 }
 
 pub(crate) struct SubState {
@@ -129,6 +132,7 @@ pub(crate) struct SubState {
     peak_events: usize,
     peak_bytes: usize,
     overflows: u64,
+    catch_ups: u64,
 }
 
 pub(crate) struct SubShared {
@@ -161,6 +165,7 @@ impl SubShared {
                 peak_events: 0,
                 peak_bytes: 0,
                 overflows: 0,
+                catch_ups: 0,
             }),
             notify: Notify::new(),
         }
@@ -184,6 +189,7 @@ impl SubShared {
             if seq > s.last + 1 {
                 // The pump skipped ahead (log gap it could not fill); the reader finds out why.
                 s.live = false;
+                s.catch_ups += 1;
                 self.notify.notify_one();
                 return;
             }
@@ -202,6 +208,7 @@ impl SubShared {
             if seq.is_some() {
                 s.live = false;
                 s.overflows += 1;
+                s.catch_ups += 1;
                 self.notify.notify_one();
             }
             return;
@@ -221,6 +228,7 @@ impl SubShared {
         let mut s = lock(&self.state);
         if s.live && s.last < head {
             s.live = false;
+            s.catch_ups += 1;
             self.notify.notify_one();
         }
     }
@@ -382,6 +390,7 @@ impl Subscription {
             peak_bytes: s.peak_bytes,
             live: s.live,
             overflows: s.overflows,
+            catch_ups: s.catch_ups,
         }
     }
 }

@@ -52,8 +52,16 @@ async fn two_tabs_of_one_user_join_once_and_leave_once() {
         .await
         .unwrap();
 
-    let tab1 = s.hub.subscribe(presence_req(&s, project, ada, "Ada")).await.unwrap();
-    let tab2 = s.hub.subscribe(presence_req(&s, project, ada, "Ada")).await.unwrap();
+    let tab1 = s
+        .hub
+        .subscribe(presence_req(&s, project, ada, "Ada"))
+        .await
+        .unwrap();
+    let tab2 = s
+        .hub
+        .subscribe(presence_req(&s, project, ada, "Ada"))
+        .await
+        .unwrap();
     assert_eq!(
         s.hub.presence(project),
         vec![PresenceEntry {
@@ -66,7 +74,11 @@ async fn two_tabs_of_one_user_join_once_and_leave_once() {
     assert_eq!(s.hub.presence(project)[0].connections, 1);
     // Bob's join is a marker: presence events are published in the order counts changed, so
     // anything Ada's tabs caused (a flap) would arrive before it.
-    let bob_tab = s.hub.subscribe(presence_req(&s, project, bob, "Bob")).await.unwrap();
+    let bob_tab = s
+        .hub
+        .subscribe(presence_req(&s, project, bob, "Bob"))
+        .await
+        .unwrap();
     let seen = presence_until(&mut observer, |v| v["payload"]["display_name"] == "Bob").await;
     assert_eq!(
         seen,
@@ -106,7 +118,11 @@ async fn an_aborted_connection_task_releases_its_presence() {
         ))
         .await
         .unwrap();
-    let mut tab = s.hub.subscribe(presence_req(&s, project, ada, "Ada")).await.unwrap();
+    let mut tab = s
+        .hub
+        .subscribe(presence_req(&s, project, ada, "Ada"))
+        .await
+        .unwrap();
     // A transport task that dies mid-await (TCP reset, panic, abort) without any goodbye.
     let task = tokio::spawn(async move {
         loop {
@@ -141,10 +157,13 @@ async fn eviction_closes_exactly_the_targeted_subscriptions() {
     let mut ada_p1 = open(StreamKey::Project(p1), ada, session1).await.unwrap();
     let mut ada_p2 = open(StreamKey::Project(p2), ada, session2).await.unwrap();
     let mut ada_sys = open(StreamKey::System, ada, session1).await.unwrap();
-    let mut bob_p1 = open(StreamKey::Project(p1), bob, Uuid::now_v7()).await.unwrap();
+    let mut bob_p1 = open(StreamKey::Project(p1), bob, Uuid::now_v7())
+        .await
+        .unwrap();
 
     // Ada has an unread frame queued when she is removed from p1: she must not get it.
-    s.commit(StreamKey::Project(p1), EventType::TaskCreated).await;
+    s.commit(StreamKey::Project(p1), EventType::TaskCreated)
+        .await;
     assert_eq!(decode(&next(&mut bob_p1).await).seq, Some(1));
     let removed = s.hub.evict(
         EvictScope::UserInProject {
@@ -165,15 +184,18 @@ async fn eviction_closes_exactly_the_targeted_subscriptions() {
     assert_eq!(CloseReason::AccessRevoked.ws_close_code(), 4003);
 
     // Everyone else is untouched.
-    s.commit(StreamKey::Project(p1), EventType::TaskUpdated).await;
-    s.commit(StreamKey::Project(p2), EventType::TaskUpdated).await;
+    s.commit(StreamKey::Project(p1), EventType::TaskUpdated)
+        .await;
+    s.commit(StreamKey::Project(p2), EventType::TaskUpdated)
+        .await;
     s.commit(StreamKey::System, EventType::ProjectCreated).await;
     assert_eq!(decode(&next(&mut bob_p1).await).seq, Some(2));
     assert_eq!(decode(&next(&mut ada_p2).await).seq, Some(1));
     assert_eq!(decode(&next(&mut ada_sys).await).seq, Some(1));
 
     assert_eq!(
-        s.hub.evict(EvictScope::Session(session2), CloseReason::LoggedOut),
+        s.hub
+            .evict(EvictScope::Session(session2), CloseReason::LoggedOut),
         1
     );
     assert_eq!(
@@ -191,7 +213,8 @@ async fn eviction_closes_exactly_the_targeted_subscriptions() {
         next(&mut ada_sys).await,
         Delivery::Closed(CloseReason::AccessRevoked)
     );
-    s.commit(StreamKey::Project(p1), EventType::TaskUpdated).await;
+    s.commit(StreamKey::Project(p1), EventType::TaskUpdated)
+        .await;
     assert_eq!(decode(&next(&mut bob_p1).await).seq, Some(3));
 }
 
@@ -216,7 +239,8 @@ async fn a_filter_hides_other_projects_live_in_replay_and_in_catch_up() {
         s.hub.subscribe(req)
     };
     for i in 0..300 {
-        s.commit_for_project(StreamKey::System, projects[i % 3]).await;
+        s.commit_for_project(StreamKey::System, projects[i % 3])
+            .await;
     }
     let mut replay = open(Some(0), None, s.ws).await.unwrap();
     let mut live = open(None, None, s.ws).await.unwrap();
@@ -228,7 +252,10 @@ async fn a_filter_hides_other_projects_live_in_replay_and_in_catch_up() {
     let mut sse = open(Some(0), None, s.sse).await.unwrap();
     let mut committed = Vec::new();
     for i in 0..300 {
-        committed.push(s.commit_for_project(StreamKey::System, projects[i % 3]).await);
+        committed.push(
+            s.commit_for_project(StreamKey::System, projects[i % 3])
+                .await,
+        );
     }
     // A final event of an allowed project marks the end for everyone.
     let end = s

@@ -50,10 +50,37 @@ async fn a_lossy_bus_still_yields_every_seq_once_in_order() {
             panic!("frame expected")
         };
         let text = std::str::from_utf8(&frame).unwrap();
-        let id = text.strip_prefix("id: ").unwrap().split('\n').next().unwrap();
+        let id = text
+            .strip_prefix("id: ")
+            .unwrap()
+            .split('\n')
+            .next()
+            .unwrap();
         ids.push(id.parse::<i64>().unwrap());
     }
     assert_eq!(ids, (1..=60).collect::<Vec<_>>());
+    // The hub filled the gaps once for the stream; no subscriber had to read the log itself.
+    assert_eq!(ws.stats().catch_ups, 0);
+    assert_eq!(sse.stats().catch_ups, 0);
+}
+
+#[tokio::test]
+async fn a_bus_admitting_loss_makes_the_hub_read_the_log() {
+    let bus = ScriptedBus::new();
+    let s = setup_with(bus.clone(), HubConfig::default()).await;
+    let p = project();
+    let mut sub = s.sub(p, None).await;
+    s.log.append(event(p, EventType::TaskCreated));
+    let first = Arc::new(s.log.append(event(p, EventType::TaskCreated)));
+    bus.inject(BusMessage::Event(first));
+    assert_eq!(just_seqs(&seqs_until(&mut sub, 2).await), vec![1, 2]);
+    // Trailing losses are invisible until the bus says it lost something.
+    for _ in 0..3 {
+        s.log.append(event(p, EventType::TaskUpdated));
+    }
+    bus.inject(BusMessage::Lagged);
+    assert_eq!(just_seqs(&seqs_until(&mut sub, 5).await), vec![3, 4, 5]);
+    assert_eq!(sub.stats().catch_ups, 0);
 }
 
 #[tokio::test]
@@ -194,7 +221,10 @@ async fn garbage_negative_since_replays_from_the_start() {
         s.commit(p, EventType::TaskUpdated).await;
     }
     let mut sub = s.sub(p, Some(-7)).await;
-    assert_eq!(just_seqs(&seqs_until(&mut sub, 5).await), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        just_seqs(&seqs_until(&mut sub, 5).await),
+        vec![1, 2, 3, 4, 5]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +277,10 @@ async fn a_stopped_reader_stays_bounded_and_is_told_to_resync() {
     assert!(seen.len() <= limits.max_events);
     assert_eq!(latest, 10_000);
     s.commit(p, EventType::TaskUpdated).await;
-    assert_eq!(just_seqs(&seqs_until(&mut slow, 10_001).await), vec![10_001]);
+    assert_eq!(
+        just_seqs(&seqs_until(&mut slow, 10_001).await),
+        vec![10_001]
+    );
     assert!(slow.stats().live);
 }
 
