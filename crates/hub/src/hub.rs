@@ -405,6 +405,19 @@ impl Hub {
         lock(&self.inner.roster).roster(project_id)
     }
 
+    /// Open subscriptions of one user on this node, closed ones not yet dropped included (for
+    /// a per-user connection cap).
+    pub fn user_subscriptions(&self, user_id: Uuid) -> usize {
+        let streams = lock(&self.inner.streams);
+        streams
+            .values()
+            .map(|e| {
+                let state = lock(&e.shared.state);
+                state.subs.iter().filter(|s| s.user_id == user_id).count()
+            })
+            .sum()
+    }
+
     /// Open subscriptions on this node, per stream and in all (for metrics and caps).
     pub fn subscriber_count(&self, stream: Option<StreamKey>) -> usize {
         let streams = lock(&self.inner.streams);

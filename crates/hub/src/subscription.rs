@@ -372,6 +372,16 @@ impl Subscription {
         Delivery::ResyncRequired { latest_seq: s.last }
     }
 
+    /// The deliveries as a `Stream` (e.g. for an SSE response body), ending after `Closed`.
+    pub fn into_stream(self) -> impl futures::Stream<Item = Delivery> + Send + 'static {
+        futures::stream::unfold(Some(self), |sub| async move {
+            let mut sub = sub?;
+            let delivery = sub.recv().await;
+            let next = (!matches!(delivery, Delivery::Closed(_))).then_some(sub);
+            Some((delivery, next))
+        })
+    }
+
     /// The resync frame of this subscription's dialect.
     pub fn resync_frame(&self, latest_seq: i64) -> Bytes {
         self.hub.ctx.dialects[self.shared.dialect].resync_required(latest_seq)
