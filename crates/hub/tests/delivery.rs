@@ -463,3 +463,95 @@ async fn into_stream_ends_after_close() {
     assert_eq!(s.hub.user_subscriptions(user), 0);
     assert_eq!(s.hub.subscriber_count(None), 0);
 }
+
+/// A log that can be made to fail, to see that nobody is left silently wrong.
+struct FlakyLog {
+    inner: MemoryLog,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl FlakyLog {
+    fn check(&self) -> Result<(), LogError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(LogError::Unavailable("test".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LogReader for FlakyLog {
+    async fn read_after(
+        &self,
+        stream: StreamKey,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<proto::Event>, LogError> {
+        self.check()?;
+        self.inner.read_after(stream, after, limit).await
+    }
+    async fn latest_seq(&self, stream: StreamKey) -> Result<i64, LogError> {
+        self.check()?;
+        self.inner.latest_seq(stream).await
+    }
+    async fn oldest_seq(&self, stream: StreamKey) -> Result<Option<i64>, LogError> {
+        self.check()?;
+        self.inner.oldest_seq(stream).await
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_log_closes_instead_of_skipping() {
+    let log = Arc::new(FlakyLog {
+        inner: MemoryLog::new(),
+        failing: false.into(),
+    });
+    let bus = ScriptedBus::new();
+    let mut builder = Hub::builder(log.clone(), bus.clone());
+    let ws = builder.dialect(NativeWs);
+    let hub = builder.start().await.unwrap();
+    let p = project();
+    let mut sub = hub
+        .subscribe(SubscribeRequest::new(p, ws, Uuid::now_v7()))
+        .await
+        .unwrap();
+    let first = Arc::new(log.inner.append(event(p, EventType::TaskCreated)));
+    bus.inject(BusMessage::Event(first));
+    assert_eq!(decode(&next(&mut sub).await).seq, Some(1));
+
+    // Seq 2 is lost on the bus and the log cannot be read to recover it.
+    log.inner.append(event(p, EventType::TaskUpdated));
+    let third = Arc::new(log.inner.append(event(p, EventType::TaskUpdated)));
+    log.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    bus.inject(BusMessage::Event(third));
+    assert_eq!(
+        next(&mut sub).await,
+        Delivery::Closed(CloseReason::LogUnavailable)
+    );
+    assert_eq!(CloseReason::LogUnavailable.ws_close_code(), 1011);
+
+    // Reconnecting with `since` once the log is back resumes exactly where it stopped.
+    log.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut req = SubscribeRequest::new(p, ws, Uuid::now_v7());
+    req.since = Some(1);
+    let mut again = hub.subscribe(req).await.unwrap();
+    assert_eq!(just_seqs(&seqs_until(&mut again, 3).await), vec![2, 3]);
+    // A subscribe while the log is down fails plainly rather than starting from a guess.
+    log.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut req = SubscribeRequest::new(p, ws, Uuid::now_v7());
+    req.since = Some(1);
+    assert!(matches!(hub.subscribe(req).await, Err(HubError::Log(_))));
+}
+
+#[tokio::test]
+async fn shutdown_closes_everything() {
+    let s = setup().await;
+    let mut a = s.sub(project(), None).await;
+    let mut b = s.sub(StreamKey::System, Some(0)).await;
+    assert_eq!(s.hub.evict(EvictScope::All, CloseReason::Shutdown), 2);
+    assert_eq!(next(&mut a).await, Delivery::Closed(CloseReason::Shutdown));
+    assert_eq!(next(&mut b).await, Delivery::Closed(CloseReason::Shutdown));
+    assert_eq!(CloseReason::Shutdown.ws_close_code(), 1001);
+}
