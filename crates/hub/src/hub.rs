@@ -387,12 +387,35 @@ impl Hub {
     /// Closes every matching subscription with `reason`; returns how many. Their transports
     /// see [`Delivery::Closed`] next, before any frame still queued.
     pub fn evict(&self, scope: EvictScope, reason: CloseReason) -> usize {
+        self.evict_where(scope, None, reason)
+    }
+
+    /// Like [`Hub::evict`], limited to the subscriptions of one dialect: a demotion to Viewer
+    /// ends native WS connections (Member and up) but not SSE streams (any role).
+    pub fn evict_dialect(
+        &self,
+        scope: EvictScope,
+        dialect: DialectId,
+        reason: CloseReason,
+    ) -> usize {
+        self.evict_where(scope, Some(dialect), reason)
+    }
+
+    fn evict_where(
+        &self,
+        scope: EvictScope,
+        dialect: Option<DialectId>,
+        reason: CloseReason,
+    ) -> usize {
         let streams = lock(&self.inner.streams);
         let mut closed = 0;
         for entry in streams.values() {
             let state = lock(&entry.shared.state);
             for sub in &state.subs {
-                if scope.matches(entry.shared.key, sub) && sub.close(reason) {
+                if scope.matches(entry.shared.key, sub)
+                    && dialect.is_none_or(|d| d.0 == sub.dialect)
+                    && sub.close(reason)
+                {
                     closed += 1;
                 }
             }

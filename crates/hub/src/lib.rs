@@ -6,6 +6,33 @@
 //! [`Subscription::recv`] yields. Everything that makes delivery ordered, gap-free and bounded
 //! lives here so every transport gets it the same way (DESIGN invariants 2–6).
 //!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use liveplan_hub::{Delivery, Hub, InProcessBus, MemoryLog, NativeWs, SubscribeRequest};
+//! use proto::{EventType, StreamKey};
+//! use std::sync::Arc;
+//!
+//! let log = Arc::new(MemoryLog::new());
+//! let bus = Arc::new(InProcessBus::default());
+//! let mut builder = Hub::builder(log.clone(), bus.clone());
+//! let ws = builder.dialect(NativeWs);
+//! let hub = builder.start().await?;
+//!
+//! let project = StreamKey::Project(uuid::Uuid::now_v7());
+//! let mut req = SubscribeRequest::new(project, ws, uuid::Uuid::now_v7());
+//! req.since = Some(0); // replay everything the log holds, then go live
+//! let mut sub = hub.subscribe(req).await?;
+//!
+//! // The write path: commit (here: append to the log), then publish.
+//! let committed = log.append(liveplan_hub::testing::event(project, EventType::TaskCreated));
+//! hub.publish(committed).await?;
+//!
+//! let Delivery::Frame(frame) = sub.recv().await else { unreachable!() };
+//! assert!(frame.starts_with(br#"{"protocol_version":1,"event_type":"task_created""#));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
 //! - [`log`]: what the hub needs from the event log, and an in-memory log.
 //! - [`bus`]: how committed events reach the hubs; an in-process bus.
 //! - [`dialect`]: encoders; the native WS and SSE envelopes and the PUNT type names.

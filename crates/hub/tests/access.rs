@@ -216,6 +216,32 @@ async fn eviction_closes_exactly_the_targeted_subscriptions() {
     s.commit(StreamKey::Project(p1), EventType::TaskUpdated)
         .await;
     assert_eq!(decode(&next(&mut bob_p1).await).seq, Some(3));
+
+    // Bob demoted to Viewer: his native socket closes, his SSE stream stays.
+    let mut bob_sse = s
+        .hub
+        .subscribe(SubscribeRequest::new(StreamKey::Project(p1), s.sse, bob))
+        .await
+        .unwrap();
+    let demoted = EvictScope::UserInProject {
+        user_id: bob,
+        project_id: p1,
+    };
+    assert_eq!(
+        s.hub
+            .evict_dialect(demoted, s.ws, CloseReason::AccessRevoked),
+        1
+    );
+    assert_eq!(
+        next(&mut bob_p1).await,
+        Delivery::Closed(CloseReason::AccessRevoked)
+    );
+    s.commit(StreamKey::Project(p1), EventType::TaskUpdated)
+        .await;
+    let Delivery::Frame(frame) = next(&mut bob_sse).await else {
+        panic!("frame expected")
+    };
+    assert!(frame.starts_with(b"id: 4\n"));
 }
 
 /// The `system` stream as the project-list SSE stream would use it: a user sees only events of
