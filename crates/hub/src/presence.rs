@@ -1,0 +1,133 @@
+//! Presence: who has a connection open on a project, counted per user so that several tabs do
+//! not flap. Counts are tied to [`PresenceGuard`]s owned by subscriptions, so a connection that
+//! vanishes without a goodbye still decrements when its task drops the subscription.
+
+use chrono::Utc;
+use proto::{Event, EventType, StreamKey};
+use serde::Serialize;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use uuid::Uuid;
+
+use crate::hub::Inner;
+use crate::lock;
+
+/// One line of a project's presence roster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PresenceEntry {
+    pub user_id: Uuid,
+    pub display_name: String,
+    pub connections: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct Roster {
+    projects: HashMap<Uuid, HashMap<Uuid, PresenceEntry>>,
+}
+
+impl Roster {
+    /// Counts a connection; true when it is the user's first on the project.
+    pub(crate) fn join(&mut self, project: Uuid, user_id: Uuid, display_name: &str) -> bool {
+        let users = self.projects.entry(project).or_default();
+        let entry = users.entry(user_id).or_insert_with(|| PresenceEntry {
+            user_id,
+            display_name: display_name.to_owned(),
+            connections: 0,
+        });
+        entry.connections += 1;
+        entry.connections == 1
+    }
+
+    /// Uncounts a connection; returns the entry when it was the user's last on the project.
+    pub(crate) fn leave(&mut self, project: Uuid, user_id: Uuid) -> Option<PresenceEntry> {
+        let users = self.projects.get_mut(&project)?;
+        let entry = users.get_mut(&user_id)?;
+        entry.connections -= 1;
+        if entry.connections > 0 {
+            return None;
+        }
+        let gone = users.remove(&user_id);
+        if users.is_empty() {
+            self.projects.remove(&project);
+        }
+        gone
+    }
+
+    pub(crate) fn roster(&self, project: Uuid) -> Vec<PresenceEntry> {
+        let mut entries: Vec<PresenceEntry> = self
+            .projects
+            .get(&project)
+            .map(|users| users.values().cloned().collect())
+            .unwrap_or_default();
+        entries.sort_by(|a, b| {
+            a.display_name
+                .cmp(&b.display_name)
+                .then(a.user_id.cmp(&b.user_id))
+        });
+        entries
+    }
+}
+
+pub(crate) fn presence_event(
+    event_type: EventType,
+    project: Uuid,
+    user_id: Uuid,
+    display_name: &str,
+) -> Event {
+    let body = json!({"user_id": user_id, "display_name": display_name});
+    Event {
+        stream: StreamKey::Project(project),
+        seq: None,
+        event_type,
+        payload: body.clone(),
+        data: body,
+        actor_id: Some(user_id),
+        tab_id: None,
+        ts: Utc::now(),
+        project_id: Some(project),
+    }
+}
+
+/// Holds one connection's place in a project's presence; dropping it is the leave.
+pub(crate) struct PresenceGuard {
+    pub(crate) hub: Weak<Inner>,
+    pub(crate) project: Uuid,
+    pub(crate) user_id: Uuid,
+}
+
+impl Drop for PresenceGuard {
+    fn drop(&mut self) {
+        let Some(hub) = self.hub.upgrade() else {
+            return;
+        };
+        // The event is queued while the roster is locked so that leave/join events leave in the
+        // order the counts changed.
+        let mut roster = lock(&hub.roster);
+        if let Some(gone) = roster.leave(self.project, self.user_id) {
+            hub.announce(presence_event(
+                EventType::PresenceLeave,
+                self.project,
+                self.user_id,
+                &gone.display_name,
+            ));
+        }
+    }
+}
+
+pub(crate) fn join(hub: &Arc<Inner>, project: Uuid, user_id: Uuid, name: &str) -> PresenceGuard {
+    let mut roster = lock(&hub.roster);
+    if roster.join(project, user_id, name) {
+        hub.announce(presence_event(
+            EventType::PresenceJoin,
+            project,
+            user_id,
+            name,
+        ));
+    }
+    PresenceGuard {
+        hub: Arc::downgrade(hub),
+        project,
+        user_id,
+    }
+}
