@@ -386,3 +386,65 @@ async fn the_last_owner_stays() {
         .await;
     assert_error(status, &body, reqwest::StatusCode::CONFLICT, "conflict");
 }
+
+#[tokio::test]
+async fn uploads_and_downloads_follow_the_roles() {
+    let server = TestServer::start().await;
+    let root = server.admin().await;
+    let project = server.project(&root, "Uploads").await;
+    let actors = actors(&server, &root, &project).await;
+    let task = server
+        .create(&root, &project, "tasks", json!({ "name": "T" }))
+        .await;
+    let url = format!("{}/api/v1/projects/{project}/attachments", server.base);
+    let upload = |token: String| {
+        let form = reqwest::multipart::Form::new()
+            .text("task_id", task["id"].as_str().unwrap().to_owned())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"hello".to_vec()).file_name("a.txt"),
+            );
+        server
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+    };
+    let mut uploaded = None;
+    for (role, _, token) in &actors.by_role {
+        let response = upload(token.clone()).await.unwrap();
+        let status = response.status().as_u16();
+        expect(*role, Role::Member, 201, status, "upload");
+        if status == 201 {
+            uploaded = Some(response.json::<Value>().await.unwrap());
+        }
+    }
+    for token in [&actors.outsider, &actors.outside_admin] {
+        assert_eq!(upload(token.clone()).await.unwrap().status(), 404);
+    }
+    let attachment = uploaded.unwrap();
+    let content = format!(
+        "/api/v1/projects/{project}/attachments/{}/content",
+        attachment["id"].as_str().unwrap()
+    );
+    for (_, _, token) in &actors.by_role {
+        let response = server
+            .http
+            .get(format!("{}{content}", server.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.bytes().await.unwrap().as_ref(), b"hello");
+    }
+    let response = server
+        .http
+        .get(format!("{}{content}", server.base))
+        .bearer_auth(&actors.outsider)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

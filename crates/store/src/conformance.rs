@@ -2,7 +2,9 @@
 //! with a plain message when the backend misbehaves; a backend's test file calls them all
 //! (see `tests/sqlite.rs`), so a new backend gets the whole suite by writing one such file.
 
-use crate::{NewEvent, ProjectRow, RecordRef, RecordRow, Store, StoreError, TicketRow, UserRow, now};
+use crate::{
+    NewEvent, ProjectRow, RecordRef, RecordRow, Store, StoreError, TicketRow, UserRow, now,
+};
 use proto::{EventType, StreamKey};
 use serde_json::json;
 use std::sync::Arc;
@@ -26,7 +28,15 @@ fn user(email: &str) -> UserRow {
 
 fn project(id: Uuid) -> ProjectRow {
     let at = now();
-    ProjectRow { id, key: None, name: "p".into(), body: Default::default(), version: 1, created_at: at, updated_at: at }
+    ProjectRow {
+        id,
+        key: None,
+        name: "p".into(),
+        body: Default::default(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    }
 }
 
 fn event(stream: StreamKey) -> NewEvent {
@@ -59,11 +69,19 @@ pub async fn seqs_are_gap_free_per_stream(store: &dyn Store) {
     let mut ops = store.read().await.unwrap();
     let read = ops.read_events(a, 0, 100).await.unwrap();
     assert_eq!(read, written, "events read back as written");
-    assert_eq!(read.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
+    assert_eq!(
+        read.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
     assert_eq!(ops.latest_seq(b).await.unwrap(), 3);
     assert_eq!(ops.read_events(a, 3, 1).await.unwrap()[0].seq, Some(4));
     assert_eq!(ops.oldest_seq(a).await.unwrap(), Some(1));
-    assert_eq!(ops.latest_seq(StreamKey::User(Uuid::now_v7())).await.unwrap(), 0);
+    assert_eq!(
+        ops.latest_seq(StreamKey::User(Uuid::now_v7()))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// A transaction that is dropped, or fails midway, leaves neither rows nor events nor a used
@@ -82,7 +100,10 @@ pub async fn rollback_leaves_nothing(store: &dyn Store) {
         tx.insert_project(&project(first)).await.unwrap();
         tx.append_event(event(stream)).await.unwrap();
         let again = tx.insert_project(&project(first)).await;
-        assert!(matches!(again, Err(StoreError::Conflict { .. })), "duplicate id is a conflict");
+        assert!(
+            matches!(again, Err(StoreError::Conflict { .. })),
+            "duplicate id is a conflict"
+        );
     }
     let mut ops = store.read().await.unwrap();
     assert!(ops.get_project(first).await.unwrap().is_none());
@@ -90,7 +111,11 @@ pub async fn rollback_leaves_nothing(store: &dyn Store) {
     assert!(ops.read_events(stream, 0, 10).await.unwrap().is_empty());
     drop(ops);
     let mut tx = store.write().await.unwrap();
-    assert_eq!(tx.append_event(event(stream)).await.unwrap().seq, Some(1), "no seq was burnt");
+    assert_eq!(
+        tx.append_event(event(stream)).await.unwrap().seq,
+        Some(1),
+        "no seq was burnt"
+    );
     tx.commit().await.unwrap();
 }
 
@@ -113,7 +138,13 @@ pub async fn concurrent_writers_serialize(store: Arc<dyn Store>) {
         task.await.unwrap();
     }
     let mut ops = store.read().await.unwrap();
-    let seqs: Vec<i64> = ops.read_events(stream, 0, 1000).await.unwrap().iter().map(|e| e.seq.unwrap()).collect();
+    let seqs: Vec<i64> = ops
+        .read_events(stream, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq.unwrap())
+        .collect();
     assert_eq!(seqs, (1..=160).collect::<Vec<_>>());
 }
 
@@ -122,8 +153,18 @@ pub async fn tickets_are_consumed_once(store: Arc<dyn Store>) {
     let owner = user("ticket@example.test");
     let mut tx = store.write().await.unwrap();
     tx.insert_user(&owner).await.unwrap();
-    let live = TicketRow { hash: "live".into(), user_id: owner.id, session_id: Uuid::now_v7(), expires_at: now() + chrono::Duration::seconds(30), used_at: None };
-    let stale = TicketRow { hash: "stale".into(), expires_at: now() - chrono::Duration::seconds(1), ..live.clone() };
+    let live = TicketRow {
+        hash: "live".into(),
+        user_id: owner.id,
+        session_id: Uuid::now_v7(),
+        expires_at: now() + chrono::Duration::seconds(30),
+        used_at: None,
+    };
+    let stale = TicketRow {
+        hash: "stale".into(),
+        expires_at: now() - chrono::Duration::seconds(1),
+        ..live.clone()
+    };
     tx.insert_ticket(&live).await.unwrap();
     tx.insert_ticket(&stale).await.unwrap();
     tx.commit().await.unwrap();
@@ -137,7 +178,10 @@ pub async fn tickets_are_consumed_once(store: Arc<dyn Store>) {
         })
     };
     let (a, b) = (race("live"), race("live"));
-    let winners = [a.await.unwrap(), b.await.unwrap()].into_iter().flatten().count();
+    let winners = [a.await.unwrap(), b.await.unwrap()]
+        .into_iter()
+        .flatten()
+        .count();
     assert_eq!(winners, 1);
     assert!(race("stale").await.unwrap().is_none());
     assert!(race("unknown").await.unwrap().is_none());
@@ -147,7 +191,10 @@ pub async fn tickets_are_consumed_once(store: Arc<dyn Store>) {
 pub async fn unique_rules_are_conflicts(store: &dyn Store) {
     let mut tx = store.write().await.unwrap();
     tx.insert_user(&user("same@example.test")).await.unwrap();
-    let error = tx.insert_user(&user("SAME@example.test")).await.unwrap_err();
+    let error = tx
+        .insert_user(&user("SAME@example.test"))
+        .await
+        .unwrap_err();
     match error {
         StoreError::Conflict { what } => assert_eq!(what, "a user with this email already exists"),
         other => panic!("expected a conflict, got {other}"),
@@ -168,19 +215,33 @@ pub async fn records_keep_bodies_and_references(store: &dyn Store) {
         created_at: at,
         updated_at: at,
     };
-    let task = record("tasks", json!({ "name": "t", "nested": { "list": [1, "two", null] } }));
+    let task = record(
+        "tasks",
+        json!({ "name": "t", "nested": { "list": [1, "two", null] } }),
+    );
     let link = record("dependencies", json!({ "predecessor_id": task.id }));
     let mut tx = store.write().await.unwrap();
     tx.insert_project(&project(project_id)).await.unwrap();
     tx.insert_record(&task, &[]).await.unwrap();
-    tx.insert_record(&link, &[RecordRef { field: "predecessor_id".into(), target_id: task.id }]).await.unwrap();
+    tx.insert_record(
+        &link,
+        &[RecordRef {
+            field: "predecessor_id".into(),
+            target_id: task.id,
+        }],
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let mut ops = store.read().await.unwrap();
     assert_eq!(ops.get_record(task.id).await.unwrap(), Some(task.clone()));
     assert_eq!(ops.count_records(project_id).await.unwrap(), 2);
     let referrers = ops.list_referrers(task.id).await.unwrap();
     assert_eq!(referrers.len(), 1);
-    assert_eq!((referrers[0].record_id, referrers[0].field.as_str()), (link.id, "predecessor_id"));
+    assert_eq!(
+        (referrers[0].record_id, referrers[0].field.as_str()),
+        (link.id, "predecessor_id")
+    );
     drop(ops);
     let mut tx = store.write().await.unwrap();
     tx.delete_record(link.id).await.unwrap();

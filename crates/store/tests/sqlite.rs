@@ -1,8 +1,8 @@
 //! The conformance suite on the SQLite backend, each case on its own real database file.
 
+use liveplan_store::Store;
 use liveplan_store::conformance;
 use liveplan_store::sqlite::SqliteStore;
-use liveplan_store::Store;
 use std::sync::Arc;
 
 async fn fresh() -> (tempfile::TempDir, Arc<dyn Store>) {
@@ -60,5 +60,15 @@ async fn a_second_process_sees_committed_writes() {
     assert_eq!(other.get_setting("k").await.unwrap().as_deref(), Some("v"));
     other.put_setting("k", "w").await.unwrap();
     other.commit().await.unwrap();
-    assert_eq!(first.read().await.unwrap().get_setting("k").await.unwrap().as_deref(), Some("w"));
+    assert_eq!(
+        first
+            .read()
+            .await
+            .unwrap()
+            .get_setting("k")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("w")
+    );
 }
