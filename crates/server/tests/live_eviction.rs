@@ -115,7 +115,9 @@ async fn deactivation_closes_everything_of_the_user() {
         .sse(&member.token, "/api/v1/projects/events", None)
         .await;
     assert_eq!(list.data().await.unwrap().json()["type"], "connected");
-    let mut users = server.sse(&member.token, "/api/v1/users/events", None).await;
+    let mut users = server
+        .sse(&member.token, "/api/v1/users/events", None)
+        .await;
     assert_eq!(users.data().await.unwrap().json()["type"], "connected");
     server
         .ok(
@@ -138,12 +140,7 @@ async fn logout_closes_that_session_only() {
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     // A second session of the same user (another browser) stays connected.
     let email = server
-        .ok(
-            Method::GET,
-            &member.token,
-            "/api/v1/users/me",
-            json!(null),
-        )
+        .ok(Method::GET, &member.token, "/api/v1/users/me", json!(null))
         .await["email"]
         .as_str()
         .unwrap()

@@ -92,10 +92,20 @@ async fn auth_headers_and_framing() {
     let task = created["id"].as_str().unwrap();
     let task_path = format!("/api/v1/projects/{project}/tasks/{task}");
     server
-        .ok(Method::PATCH, &server.admin, &task_path, json!({"status": "done"}))
+        .ok(
+            Method::PATCH,
+            &server.admin,
+            &task_path,
+            json!({"status": "done"}),
+        )
         .await;
     server
-        .ok(Method::PATCH, &server.admin, &task_path, json!({"name": "Pour the slab"}))
+        .ok(
+            Method::PATCH,
+            &server.admin,
+            &task_path,
+            json!({"name": "Pour the slab"}),
+        )
         .await;
     let moved = sse.event().await.unwrap().json();
     assert_eq!(moved["type"], "ticket.moved");
@@ -161,7 +171,9 @@ async fn keepalive_comments_and_the_connection_cap() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
     // Other users have their own allowance.
-    let _admin = server.sse(&server.admin, "/api/v1/users/events", None).await;
+    let _admin = server
+        .sse(&server.admin, "/api/v1/users/events", None)
+        .await;
 }
 
 #[tokio::test]
@@ -183,10 +195,19 @@ async fn aliases_resolve_ids_and_keys() {
         "/api/users/events".to_owned(),
     ] {
         let mut sse = server.sse(&server.admin, &path, None).await;
-        assert_eq!(sse.next().await.unwrap().json()["type"], "connected", "{path}");
+        assert_eq!(
+            sse.next().await.unwrap().json()["type"],
+            "connected",
+            "{path}"
+        );
     }
     let (status, _) = server
-        .call(Method::GET, &server.admin, "/api/projects/NOPE/events", None)
+        .call(
+            Method::GET,
+            &server.admin,
+            "/api/projects/NOPE/events",
+            None,
+        )
         .await;
     assert_eq!(status, 404);
 }
@@ -223,7 +244,10 @@ async fn project_list_stream_follows_memberships() {
     // Added to Theirs: its events now arrive.
     server.add_member(theirs, user, 100).await;
     rename(theirs, "Theirs 3").await;
-    assert_eq!(list.event().await.unwrap().json()["data"]["name"], "Theirs 3");
+    assert_eq!(
+        list.event().await.unwrap().json()["data"]["name"],
+        "Theirs 3"
+    );
     // Removed from Mine: its events stop, the stream goes on.
     server
         .call(
@@ -296,7 +320,9 @@ async fn nothing_leaks_across_projects() {
     for i in 0..5 {
         let a = server.task(&server.admin, mine, &format!("mine {i}")).await;
         allowed.insert(a["id"].as_str().unwrap().to_owned());
-        let b = server.task(&server.admin, secret, &format!("secret {i}")).await;
+        let b = server
+            .task(&server.admin, secret, &format!("secret {i}"))
+            .await;
         forbidden.insert(b["id"].as_str().unwrap().to_owned());
         server
             .ok(
@@ -308,10 +334,20 @@ async fn nothing_leaks_across_projects() {
             .await;
     }
     server
-        .ok(Method::PATCH, &server.admin, &format!("/api/v1/projects/{mine}"), json!({"name": "Mine, end"}))
+        .ok(
+            Method::PATCH,
+            &server.admin,
+            &format!("/api/v1/projects/{mine}"),
+            json!({"name": "Mine, end"}),
+        )
         .await;
     server
-        .ok(Method::PATCH, &token, "/api/v1/users/me", json!({"display_name": "end"}))
+        .ok(
+            Method::PATCH,
+            &token,
+            "/api/v1/users/me",
+            json!({"display_name": "end"}),
+        )
         .await;
     let last = server.task(&server.admin, mine, "end").await;
     let last = last["id"].as_str().unwrap().to_owned();
@@ -322,7 +358,10 @@ async fn nothing_leaks_across_projects() {
         let frame = ws_event(&mut ws).await;
         let text = frame.to_string();
         assert!(!text.contains(&secret_text));
-        assert!(forbidden.iter().all(|id| !text.contains(id.as_str())), "{text}");
+        assert!(
+            forbidden.iter().all(|id| !text.contains(id.as_str())),
+            "{text}"
+        );
         if frame["payload"]["id"] == json!(last) {
             break;
         }
@@ -331,7 +370,10 @@ async fn nothing_leaks_across_projects() {
         let message = sse.event().await.unwrap();
         let text = message.data.clone().unwrap();
         assert!(!text.contains(&secret_text));
-        assert!(forbidden.iter().all(|id| !text.contains(id.as_str())), "{text}");
+        assert!(
+            forbidden.iter().all(|id| !text.contains(id.as_str())),
+            "{text}"
+        );
         if message.json()["data"]["id"] == json!(last) {
             break;
         }
