@@ -3,6 +3,8 @@
 //! server fails the test instead of hanging it; no wait depends on timing otherwise.
 #![allow(dead_code)]
 
+pub mod follow;
+
 use futures::{SinkExt, StreamExt};
 use liveplan_server::{Config, RunningServer};
 use serde_json::{Value, json};
