@@ -54,6 +54,14 @@ async fn random_disconnects_while_writing_lose_nothing() {
         let got = client.await.unwrap();
         assert_eq!(got, log, "seed {seed}");
     }
+    // Closed, dropped and reset connections all released their subscriptions. The server
+    // notices on its own, with no event to wait for, so this polls within the guard.
+    let live = server.server.state.live.clone();
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while live.hub().subscriber_count(None) > 0 || live.open_connections() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "subscriptions leak");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -121,7 +121,13 @@ pub async fn follow(
                     got.push(seq);
                     budget -= 1;
                     if budget == 0 {
-                        // An abrupt drop: no close frame, no goodbye.
+                        // An abrupt drop: no close frame, no goodbye; every other time a
+                        // native socket is reset (RST) instead of closed.
+                        if let (Conn::Ws(ws), true) = (&conn, rng.random_bool(0.5))
+                            && let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_ref()
+                        {
+                            tcp.set_zero_linger().unwrap();
+                        }
                         break;
                     }
                 }
