@@ -208,12 +208,12 @@ async fn envelope_replay_live_and_resync() {
             "since={since}"
         );
     }
-    // since at the head: nothing replayed, the next write arrives live.
+    // since at the head: the next write arrives, whether it committed before the server
+    // subscribed (then it is a replayed answer to since) or after (live).
     let mut ws = server.ws_project(&token, project, Some(6)).await;
     server.task(&token, project, "next").await;
     let frame = ws_event(&mut ws).await;
     assert_eq!(frame["seq"], 7);
-    assert!(frame.get("replayed").is_none());
 }
 
 async fn roster(server: &TestServer, token: &str, project: Uuid) -> Vec<serde_json::Value> {
@@ -426,4 +426,90 @@ async fn two_missed_pongs_close_the_socket() {
     };
     assert_eq!(close_code, 1008);
     assert_eq!(pings, 2);
+}
+
+/// More than 1000 missing events cannot be replayed: one resync_required, then live, on both
+/// the native socket and SSE. A client ping is answered, and a client close is answered with a
+/// clean close.
+#[tokio::test]
+async fn too_far_behind_resyncs_and_control_frames_are_answered() {
+    let server = TestServer::start().await;
+    let project = server.project("Far").await;
+    let (member, token) = server.user("far").await;
+    server.add_member(project, member, 100).await;
+    let state = server.server.state.clone();
+    let admin = state
+        .domain
+        .find_user_by_login(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = domain::Actor {
+        user_id: admin.id,
+        is_admin: true,
+        tab_id: None,
+    };
+    let tasks = domain::collections::by_name("tasks").unwrap();
+    for i in 0..1001 {
+        state
+            .domain
+            .create_record(&actor, project, tasks, &json!({"name": format!("t{i}")}))
+            .await
+            .unwrap();
+    }
+    let latest = 2 + 1001;
+    let mut ws = server.ws_project(&token, project, Some(1)).await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["event_type"], "resync_required");
+    assert_eq!(frame["payload"]["latest_seq"], latest);
+    // Exactly 1000 behind still replays.
+    let mut replay = server
+        .ws_project(&token, project, Some(latest - 1000))
+        .await;
+    let frame = ws_event(&mut replay).await;
+    assert_eq!(
+        (frame["seq"].as_i64(), &frame["replayed"]),
+        (Some(latest - 999), &json!(true))
+    );
+    let mut sse = server
+        .sse(
+            &token,
+            &format!("/api/v1/projects/{project}/events"),
+            Some(1),
+        )
+        .await;
+    sse.data().await.unwrap();
+    assert_eq!(
+        sse.event().await.unwrap().json(),
+        json!({"type": "resync_required", "data": {"latest_seq": latest}})
+    );
+    server.task(&token, project, "live").await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["seq"], latest + 1);
+    assert_eq!(
+        sse.event().await.unwrap().id,
+        Some((latest + 1).to_string())
+    );
+
+    // Control frames: a ping gets its pong without waiting for an event; a close its answer.
+    ws_send(&mut ws, Message::Ping(b"hi".to_vec().into())).await;
+    loop {
+        let message = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Pong(payload) = message {
+            assert_eq!(&payload[..], b"hi");
+            break;
+        }
+    }
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "a clean close answer, not a dropped connection: {reply:?}"
+    );
 }

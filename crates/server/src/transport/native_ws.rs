@@ -322,9 +322,18 @@ impl Connection {
                 *unanswered = 0;
                 Flow::Continue
             }
-            // The library answers pings by itself.
-            Message::Ping(_) => Flow::Continue,
-            Message::Close(_) => Flow::Gone,
+            // The library queues the pong (and the answer to a close) itself; it goes out with
+            // the next write, so flush now rather than whenever an event next arrives.
+            Message::Ping(_) => {
+                match tokio::time::timeout(self.send_timeout, self.sink.flush()).await {
+                    Ok(Ok(())) => Flow::Continue,
+                    _ => Flow::Gone,
+                }
+            }
+            Message::Close(_) => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.flush()).await;
+                Flow::Gone
+            }
             Message::Binary(_) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
             Message::Text(text) if text.len() > max_frame => {
                 Flow::Close(CLOSE_TOO_BIG, "client frames are at most 64 KiB")
