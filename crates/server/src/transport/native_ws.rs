@@ -63,8 +63,20 @@ fn not_an_upgrade() -> Response {
     .into_response()
 }
 
+/// Buffers sized for many idle sockets: the library's defaults (128 KiB each way) cost memory
+/// per connection that small JSON frames never need; both grow on demand up to the limits.
+const READ_BUFFER: usize = 8 * 1024;
+const WRITE_BUFFER: usize = 16 * 1024;
+/// Output a socket may hold unsent before the connection is dropped (backpressure normally
+/// keeps it near `WRITE_BUFFER`).
+const MAX_WRITE_BUFFER: usize = 1024 * 1024;
+
 fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
-    ws.max_message_size(READ_LIMIT).max_frame_size(READ_LIMIT)
+    ws.max_message_size(READ_LIMIT)
+        .max_frame_size(READ_LIMIT)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
 }
 
 /// Unknown `/ws/…` paths: accepted, then closed with 4404.
