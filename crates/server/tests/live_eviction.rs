@@ -180,3 +180,27 @@ async fn project_deletion_closes_every_connection_on_it() {
     assert_eq!(ws_close_code(&mut ws).await, Some(4003));
     sse.ended().await;
 }
+
+#[tokio::test]
+async fn wiping_all_projects_closes_project_streams_and_tells_the_list_stream() {
+    let server = TestServer::start().await;
+    let (project, member) = setup(&server, "wiped").await;
+    let (mut ws, mut sse) = connect(&server, project, &member).await;
+    let mut list = server
+        .sse(&member.token, "/api/v1/projects/events", None)
+        .await;
+    assert_eq!(list.data().await.unwrap().json()["type"], "connected");
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            &server.admin,
+            "/api/v1/admin/projects",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    sse.ended().await;
+    let wiped = list.event().await.unwrap().json();
+    assert_eq!(wiped["type"], "database.projects.wiped");
+}
