@@ -1,0 +1,1055 @@
+//! The engine: interned network, forward/backward passes, incremental repair.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use chrono::NaiveDate;
+
+use crate::calendar::{CalTable, day_number, next_start, prev_finish, shift, work};
+use crate::graph::{Adjacency, Edge, TopoOrder, find_cycle, topo_order};
+use crate::{
+    Constraint, CpmError, Edit, LinkInput, LinkType, ProjectInput, Schedule, TaskId, TaskSchedule,
+};
+
+const NONE: u32 = u32::MAX;
+const NO_LB: i32 = i32::MIN;
+const NO_UB: i32 = i32::MAX;
+
+const F_SUMMARY: u8 = 1;
+const F_MANUAL: u8 = 2;
+const F_FINISHED: u8 = 4;
+const F_STARTED: u8 = 8;
+const F_ALAP: u8 = 16;
+
+const C_NONE: u8 = 0;
+const C_FNET: u8 = 1;
+const C_SNLT: u8 = 2;
+const C_FNLT: u8 = 3;
+const C_MSO: u8 = 4;
+const C_MFO: u8 = 5;
+
+const K_FS: u8 = 0;
+const K_SS: u8 = 1;
+const K_FF: u8 = 2;
+const K_SF: u8 = 3;
+
+fn kind_code(k: LinkType) -> u8 {
+    match k {
+        LinkType::FS => K_FS,
+        LinkType::SS => K_SS,
+        LinkType::FF => K_FF,
+        LinkType::SF => K_SF,
+    }
+}
+
+/// The network in memory, with its last computed results.
+///
+/// Tasks are interned to dense `u32` indices; all per-task state lives in parallel
+/// vectors of integers on each calendar's half-day axis (see the `calendar` module),
+/// and links live in flat adjacency arrays in both directions. The passes therefore
+/// allocate nothing per task and only touch calendar tables when a link crosses
+/// calendars. Keeping it alive between edits is what makes incremental repair possible.
+#[derive(Clone, Debug)]
+pub struct Engine {
+    input: ProjectInput,
+    ids: Vec<TaskId>,
+    index: HashMap<TaskId, u32>,
+    /// Position of each task in `input.tasks`.
+    input_pos: Vec<u32>,
+    link_pos: HashMap<(u32, u32), usize>,
+    cals: Vec<CalTable>,
+    /// Per calendar: start of the project, on that calendar's axis.
+    ps: Vec<i32>,
+    /// Per calendar: start of remaining work after the status date (or `NO_LB`).
+    status: Vec<i32>,
+    /// Per calendar: the project finish (inclusive end).
+    pf: Vec<i32>,
+    /// Project finish on the global axis.
+    pf_global: i32,
+    cal: Vec<u32>,
+    dur: Vec<i32>,
+    /// Remaining duration: what the backward pass subtracts.
+    rem: Vec<i32>,
+    flags: Vec<u8>,
+    ckind: Vec<u8>,
+    cdate: Vec<i32>,
+    snet: Vec<i32>,
+    deadline: Vec<i32>,
+    fixed_s: Vec<i32>,
+    fixed_f: Vec<i32>,
+    parent: Vec<u32>,
+    child_start: Vec<u32>,
+    children: Vec<u32>,
+    succ: Adjacency,
+    pred: Adjacency,
+    topo: TopoOrder,
+    any_alap: bool,
+    es: Vec<i32>,
+    ef: Vec<i32>,
+    ls: Vec<i32>,
+    lf: Vec<i32>,
+    /// Late start before progress overrides it: what predecessors see.
+    ls_calc: Vec<i32>,
+    /// Summaries: the late-finish bound handed down to their children.
+    lfb: Vec<i32>,
+    /// Scratch for incremental repair.
+    queued: Vec<bool>,
+    heap: BinaryHeap<u32>,
+    rheap: BinaryHeap<Reverse<u32>>,
+}
+
+impl Engine {
+    /// Interns, validates and fully schedules `input`.
+    pub fn new(input: ProjectInput) -> Result<Engine, CpmError> {
+        let n = input.tasks.len();
+        let mut index = HashMap::with_capacity(n);
+        let mut ids = Vec::with_capacity(n);
+        for (i, t) in input.tasks.iter().enumerate() {
+            if index.insert(t.id, i as u32).is_some() {
+                return Err(CpmError::DuplicateTask(t.id));
+            }
+            ids.push(t.id);
+        }
+
+        // Calendars: 0 is the project calendar.
+        let mut cal_index: HashMap<crate::CalendarId, u32> = HashMap::new();
+        let lo = day_number(input.start) - 7;
+        let hi = day_number(input.start) + 3 * 366;
+        let mut cals =
+            vec![CalTable::new(&input.calendar, lo, hi).map_err(|_| CpmError::EmptyCalendar)?];
+        for (id, c) in &input.calendars {
+            cal_index.insert(*id, cals.len() as u32);
+            cals.push(CalTable::new(c, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
+        }
+
+        // Hierarchy.
+        let mut parent = vec![NONE; n];
+        for (i, t) in input.tasks.iter().enumerate() {
+            if let Some(p) = t.parent {
+                let pi = *index.get(&p).ok_or(CpmError::UnknownTask(p))?;
+                parent[i] = pi;
+            }
+        }
+        for i in 0..n {
+            let mut v = parent[i];
+            let mut steps = 0;
+            while v != NONE {
+                steps += 1;
+                if steps > n || v as usize == i {
+                    return Err(CpmError::HierarchyCycle(ids[i]));
+                }
+                v = parent[v as usize];
+            }
+        }
+        let mut child_count = vec![0u32; n + 1];
+        for &p in &parent {
+            if p != NONE {
+                child_count[p as usize] += 1;
+            }
+        }
+        let mut child_start = vec![0u32; n + 1];
+        for i in 0..n {
+            child_start[i + 1] = child_start[i] + child_count[i];
+        }
+        let mut children = vec![0u32; child_start[n] as usize];
+        let mut fill = child_start.clone();
+        for (i, &p) in parent.iter().enumerate() {
+            if p != NONE {
+                children[fill[p as usize] as usize] = i as u32;
+                fill[p as usize] += 1;
+            }
+        }
+
+        let mut e = Engine {
+            ids,
+            index,
+            input_pos: (0..n as u32).collect(),
+            link_pos: HashMap::with_capacity(input.links.len()),
+            ps: Vec::new(),
+            status: Vec::new(),
+            pf: vec![0; cals.len()],
+            pf_global: 0,
+            cals,
+            cal: vec![0; n],
+            dur: vec![0; n],
+            rem: vec![0; n],
+            flags: vec![0; n],
+            ckind: vec![C_NONE; n],
+            cdate: vec![0; n],
+            snet: vec![NO_LB; n],
+            deadline: vec![NO_UB; n],
+            fixed_s: vec![0; n],
+            fixed_f: vec![0; n],
+            parent,
+            child_start,
+            children,
+            succ: Adjacency::default(),
+            pred: Adjacency::default(),
+            topo: TopoOrder::default(),
+            any_alap: false,
+            es: vec![0; n],
+            ef: vec![0; n],
+            ls: vec![0; n],
+            lf: vec![0; n],
+            ls_calc: vec![0; n],
+            lfb: vec![NO_UB; n],
+            queued: vec![false; n],
+            heap: BinaryHeap::new(),
+            rheap: BinaryHeap::new(),
+            input,
+        };
+        e.compute_project_points();
+        for i in 0..n {
+            let c = match e.input.tasks[i].calendar {
+                None => 0,
+                Some(id) => *cal_index.get(&id).ok_or(CpmError::UnknownCalendar(id))?,
+            };
+            e.cal[i] = c;
+        }
+        for i in 0..n {
+            e.load_task(i as u32);
+        }
+
+        // Links, expanded into summaries' leaves.
+        let mut pairs_out: Vec<(u32, Edge)> = Vec::with_capacity(e.input.links.len());
+        let mut pairs_in: Vec<(u32, Edge)> = Vec::with_capacity(e.input.links.len());
+        let mut leaves = Vec::new();
+        for (li, l) in e.input.links.iter().enumerate() {
+            let p = *e
+                .index
+                .get(&l.predecessor)
+                .ok_or(CpmError::UnknownTask(l.predecessor))?;
+            let s = *e
+                .index
+                .get(&l.successor)
+                .ok_or(CpmError::UnknownTask(l.successor))?;
+            if e.link_pos.insert((p, s), li).is_some() {
+                return Err(CpmError::DuplicateLink(l.predecessor, l.successor));
+            }
+            if p == s {
+                return Err(CpmError::Cycle(vec![l.predecessor]));
+            }
+            leaves.clear();
+            e.leaves_of(s, &mut leaves);
+            let kind = kind_code(l.kind);
+            for &t in &leaves {
+                pairs_out.push((
+                    p,
+                    Edge {
+                        node: t,
+                        lag: l.lag,
+                        kind,
+                    },
+                ));
+                pairs_in.push((
+                    t,
+                    Edge {
+                        node: p,
+                        lag: l.lag,
+                        kind,
+                    },
+                ));
+            }
+        }
+        e.succ = Adjacency::build(n, &pairs_out);
+        e.pred = Adjacency::build(n, &pairs_in);
+        drop(pairs_out);
+        drop(pairs_in);
+
+        let order = match topo_order(n, &e.succ, &e.parent) {
+            Ok(o) => o,
+            Err(()) => {
+                let c = find_cycle(n, &e.succ, &e.parent);
+                return Err(CpmError::Cycle(
+                    c.iter().map(|&v| e.ids[v as usize]).collect(),
+                ));
+            }
+        };
+        e.topo = TopoOrder::from_order(order);
+        e.recompute();
+        Ok(e)
+    }
+
+    fn compute_project_points(&mut self) {
+        self.ps = self
+            .cals
+            .iter()
+            .map(|c| c.start_of(self.input.start))
+            .collect();
+        self.status = match self.input.status_date {
+            None => vec![NO_LB; self.cals.len()],
+            Some(d) => self
+                .cals
+                .iter()
+                .map(|c| next_start(c.end_of(d) + 1))
+                .collect(),
+        };
+    }
+
+    /// Leaf tasks under `v` (or `v` itself if it is not a summary).
+    fn leaves_of(&self, v: u32, out: &mut Vec<u32>) {
+        let (a, b) = (
+            self.child_start[v as usize],
+            self.child_start[v as usize + 1],
+        );
+        if a == b {
+            out.push(v);
+            return;
+        }
+        for i in a..b {
+            self.leaves_of(self.children[i as usize], out);
+        }
+    }
+
+    fn is_summary(&self, v: u32) -> bool {
+        self.child_start[v as usize] != self.child_start[v as usize + 1]
+    }
+
+    /// Converts a task's input fields to its calendar's axis.
+    fn load_task(&mut self, v: u32) {
+        let i = v as usize;
+        let t = &self.input.tasks[self.input_pos[i] as usize];
+        let c = &self.cals[self.cal[i] as usize];
+        let d = if t.is_milestone { 0 } else { t.duration as i32 };
+        let mut flags = 0u8;
+        if self.child_start[i] != self.child_start[i + 1] {
+            flags |= F_SUMMARY;
+        }
+        let (mut ck, mut cd) = (C_NONE, 0);
+        let mut snet_date: Option<NaiveDate> = t.start_date;
+        match t.constraint {
+            Constraint::Asap => {}
+            Constraint::Alap => flags |= F_ALAP,
+            Constraint::Snet(x) => snet_date = snet_date.max(Some(x)),
+            Constraint::Fnet(x) => (ck, cd) = (C_FNET, c.end_of(x)),
+            Constraint::Snlt(x) => (ck, cd) = (C_SNLT, c.start_of(x)),
+            Constraint::Fnlt(x) => (ck, cd) = (C_FNLT, c.end_of(x)),
+            Constraint::Mso(x) => (ck, cd) = (C_MSO, c.start_of(x)),
+            Constraint::Mfo(x) => (ck, cd) = (C_MFO, c.end_of(x)),
+        }
+        // Start bounds of ancestors hold for every task below them.
+        let mut a = self.parent[i];
+        while a != NONE {
+            let at = &self.input.tasks[self.input_pos[a as usize] as usize];
+            snet_date = snet_date.max(at.start_date);
+            if let Constraint::Snet(x) = at.constraint {
+                snet_date = snet_date.max(Some(x));
+            }
+            a = self.parent[a as usize];
+        }
+        let snet = snet_date.map_or(NO_LB, |x| c.start_of(x));
+        let deadline = t.deadline.map_or(NO_UB, |x| c.end_of(x));
+        let mut rem = d;
+        let (mut fs, mut ff) = (0, 0);
+        if let Some(af) = t.actual_finish {
+            flags |= F_FINISHED;
+            ff = c.end_of(af);
+            fs = match t.actual_start {
+                Some(s) => c.start_of(s).min(next_start(ff)),
+                None => shift(ff, -d),
+            };
+            if d == 0 {
+                fs = fs.min(ff);
+            }
+            rem = 0;
+        } else if let Some(s) = t.actual_start {
+            flags |= F_STARTED;
+            fs = c.start_of(s);
+            if self.input.status_date.is_some() {
+                let pct = i32::from(t.percent_complete.min(100));
+                rem = (d * (100 - pct) + 99) / 100;
+            }
+        } else if t.manually_scheduled
+            && (t.scheduled_start.is_some() || t.scheduled_finish.is_some())
+        {
+            flags |= F_MANUAL;
+            match (t.scheduled_start, t.scheduled_finish) {
+                (Some(s), Some(f)) => {
+                    fs = c.start_of(s);
+                    ff = c.end_of(f).max(fs);
+                }
+                (Some(s), None) => {
+                    fs = c.start_of(s);
+                    ff = shift(fs, d);
+                }
+                (None, Some(f)) => {
+                    ff = c.end_of(f);
+                    fs = shift(ff, -d);
+                }
+                (None, None) => {}
+            }
+        }
+        self.dur[i] = d;
+        self.rem[i] = rem;
+        self.flags[i] = flags;
+        self.ckind[i] = ck;
+        self.cdate[i] = cd;
+        self.snet[i] = snet;
+        self.deadline[i] = deadline;
+        self.fixed_s[i] = fs;
+        self.fixed_f[i] = ff;
+    }
+
+    #[inline]
+    fn conv_up(&self, h: i32, from: u32, to: u32) -> i32 {
+        if from == to {
+            h
+        } else {
+            self.cals[to as usize].up(self.cals[from as usize].global(h))
+        }
+    }
+
+    #[inline]
+    fn conv_down(&self, h: i32, from: u32, to: u32) -> i32 {
+        if from == to {
+            h
+        } else {
+            self.cals[to as usize].down(self.cals[from as usize].global(h))
+        }
+    }
+
+    /// Earliest start that link `e` (from `e.node` into `v`) allows, on `v`'s axis.
+    #[inline]
+    fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
+        let p = e.node;
+        let (pc, vc) = (self.cal[p as usize], self.cal[v as usize]);
+        match e.kind {
+            K_FS => {
+                let src = if alap_pass
+                    && self.flags[p as usize] & F_ALAP != 0
+                    && self.flags[v as usize] & F_ALAP == 0
+                {
+                    self.lf[p as usize]
+                } else {
+                    self.ef[p as usize]
+                };
+                shift(self.conv_up(src, pc, vc), e.lag)
+            }
+            K_SS => shift(self.conv_up(self.es[p as usize], pc, vc), e.lag),
+            K_FF => {
+                let x = self.conv_up(self.ef[p as usize], pc, vc);
+                // Microsoft Project clamps an FF-driven start to the project start.
+                shift(shift(x, -self.rem[v as usize]), e.lag).max(self.ps[vc as usize])
+            }
+            _ => {
+                let x = self.conv_up(self.es[p as usize], pc, vc);
+                shift(shift(x, -self.dur[v as usize]), e.lag)
+            }
+        }
+    }
+
+    /// Forward step for one task; returns whether its early dates changed.
+    #[inline]
+    fn forward(&mut self, v: u32, alap_pass: bool) -> bool {
+        let i = v as usize;
+        let f = self.flags[i];
+        let (es, ef);
+        if f & F_SUMMARY != 0 {
+            let (a, b) = (self.child_start[i], self.child_start[i + 1]);
+            let vc = self.cal[i];
+            let (mut lo, mut hi) = (NO_UB, NO_LB);
+            for k in a..b {
+                let c = self.children[k as usize];
+                let cc = self.cal[c as usize];
+                lo = lo.min(self.conv_up(self.es[c as usize], cc, vc));
+                hi = hi.max(self.conv_down(self.ef[c as usize], cc, vc));
+            }
+            es = lo;
+            ef = hi.max(lo);
+        } else if f & (F_FINISHED | F_MANUAL) != 0 {
+            es = self.fixed_s[i];
+            ef = self.fixed_f[i];
+        } else if f & F_STARTED != 0 {
+            es = self.fixed_s[i];
+            let st = self.status[self.cal[i] as usize];
+            ef = if st == NO_LB {
+                shift(es, self.dur[i])
+            } else {
+                let from = st.max(es);
+                if self.rem[i] > 0 {
+                    shift(from, self.rem[i])
+                } else {
+                    prev_finish(from).max(es)
+                }
+            };
+        } else {
+            let d = self.dur[i];
+            let mut s;
+            let preds = self.pred.of(v);
+            if preds.is_empty() {
+                s = if self.snet[i] != NO_LB {
+                    self.snet[i]
+                } else if self.ckind[i] == C_FNET {
+                    shift(self.cdate[i], -d)
+                } else {
+                    self.ps[self.cal[i] as usize]
+                };
+            } else {
+                s = NO_LB;
+                for e in preds {
+                    s = s.max(self.link_bound(e, v, alap_pass));
+                }
+            }
+            s = next_start(s).max(self.snet[i]);
+            let c = self.cdate[i];
+            let mut fin = NO_LB;
+            match self.ckind[i] {
+                C_FNET => s = s.max(shift(c, -d)),
+                C_SNLT => s = s.min(c),
+                C_FNLT => s = s.min(shift(c, -d)),
+                C_MSO => s = c,
+                C_MFO => {
+                    s = shift(c, -d);
+                    fin = c;
+                }
+                _ => {}
+            }
+            es = s;
+            ef = if fin != NO_LB { fin } else { shift(s, d) };
+        }
+        let changed = es != self.es[i] || ef != self.ef[i];
+        self.es[i] = es;
+        self.ef[i] = ef;
+        changed
+    }
+
+    /// Latest finish of `v` that link `e` (from `v` to `e.node`) allows, on `v`'s axis.
+    #[inline]
+    fn late_bound(&self, e: &Edge, v: u32, dv: i32) -> i32 {
+        let s = e.node as usize;
+        let (vc, sc) = (self.cal[v as usize], self.cal[s]);
+        match e.kind {
+            K_FS => self.conv_down(shift(self.ls_calc[s], -e.lag), sc, vc),
+            K_FF => self.conv_down(shift(self.lf[s], -e.lag), sc, vc),
+            K_SS => {
+                let q = shift(next_start(self.ls[s]), -e.lag);
+                shift(self.conv_down(q, sc, vc), dv)
+            }
+            _ => shift(shift(self.conv_down(self.lf[s], sc, vc), dv), -e.lag),
+        }
+    }
+
+    /// Backward step for one task; returns whether its late values changed.
+    #[inline]
+    fn backward(&mut self, v: u32) -> bool {
+        let i = v as usize;
+        let f = self.flags[i];
+        let vc = self.cal[i] as usize;
+        let (old_lf, old_ls, old_lsc, old_lfb) =
+            (self.lf[i], self.ls[i], self.ls_calc[i], self.lfb[i]);
+        if f & F_FINISHED != 0 {
+            self.lf[i] = self.ef[i];
+            self.ls[i] = self.es[i];
+            self.ls_calc[i] = self.es[i];
+        } else {
+            let summary = f & F_SUMMARY != 0;
+            let d = if summary {
+                work(self.ef[i]) - work(self.es[i])
+            } else {
+                self.dur[i]
+            };
+            let pf = self.pf[vc];
+            let mut lf = pf;
+            for e in self.succ.of(v) {
+                if self.flags[e.node as usize] & F_FINISHED != 0 {
+                    continue;
+                }
+                lf = lf.min(self.late_bound(e, v, d));
+            }
+            let p = self.parent[i];
+            if p != NONE {
+                let b = self.lfb[p as usize];
+                if b != NO_UB {
+                    lf = lf.min(self.conv_down(b, self.cal[p as usize], vc as u32));
+                }
+            }
+            let c = self.cdate[i];
+            match self.ckind[i] {
+                C_MSO => lf = shift(c, d),
+                C_MFO => lf = c,
+                C_SNLT => lf = lf.min(shift(c, d)),
+                C_FNLT => lf = lf.min(c),
+                _ => {}
+            }
+            lf = prev_finish(lf.min(self.deadline[i]));
+            if summary {
+                self.lfb[i] = lf;
+            } else {
+                let lsc = shift(lf, -self.rem[i]);
+                self.lf[i] = lf;
+                self.ls_calc[i] = lsc;
+                self.ls[i] = if f & F_STARTED != 0 { self.es[i] } else { lsc };
+            }
+        }
+        old_lf != self.lf[i]
+            || old_ls != self.ls[i]
+            || old_lsc != self.ls_calc[i]
+            || old_lfb != self.lfb[i]
+    }
+
+    fn compute_pf(&mut self) -> bool {
+        let mut g = NO_LB;
+        for i in 0..self.ids.len() {
+            if self.flags[i] & F_SUMMARY == 0 {
+                g = g.max(self.cals[self.cal[i] as usize].global(self.ef[i]));
+            }
+        }
+        if g == NO_LB {
+            g = 2 * day_number(self.input.start) + 1;
+        }
+        let changed = g != self.pf_global;
+        self.pf_global = g;
+        for c in 0..self.cals.len() {
+            self.pf[c] = self.cals[c].down(g);
+        }
+        changed
+    }
+
+    /// Recomputes every task from the current inputs (both passes, no re-interning).
+    ///
+    /// This is the reference the incremental repair is tested against, and what the
+    /// full-recompute benchmark measures.
+    pub fn recompute(&mut self) {
+        let n = self.ids.len();
+        for k in 0..n {
+            let v = self.topo.at[k];
+            self.forward(v, false);
+        }
+        self.compute_pf();
+        self.backward_all();
+        self.any_alap = self.flags.iter().any(|f| f & F_ALAP != 0);
+        if self.any_alap {
+            for k in 0..n {
+                let v = self.topo.at[k];
+                self.forward(v, true);
+            }
+        }
+    }
+
+    fn backward_all(&mut self) {
+        let n = self.ids.len();
+        for k in (0..n).rev() {
+            let v = self.topo.at[k];
+            self.backward(v);
+        }
+    }
+
+    /// Applies one edit and repairs the schedule.
+    ///
+    /// Link, duration and constraint edits on non-summary tasks are repaired
+    /// incrementally: only tasks the change can reach are recomputed, in topological
+    /// order, and propagation stops where values do not change. Everything else
+    /// rebuilds. On error nothing changes.
+    pub fn apply(&mut self, edit: &Edit) -> Result<(), CpmError> {
+        match edit {
+            Edit::SetDuration { task, duration } => {
+                let v = self.idx(*task)?;
+                self.input.tasks[self.input_pos[v as usize] as usize].duration = *duration;
+                self.reload_and_repair(v, &[v], &[v])
+            }
+            Edit::SetConstraint { task, constraint } => {
+                let v = self.idx(*task)?;
+                self.input.tasks[self.input_pos[v as usize] as usize].constraint = *constraint;
+                if self.is_summary(v) && matches!(constraint, Constraint::Snet(_)) {
+                    return self.rebuild();
+                }
+                self.reload_and_repair(v, &[v], &[v])
+            }
+            Edit::SetDeadline { task, deadline } => {
+                let v = self.idx(*task)?;
+                self.input.tasks[self.input_pos[v as usize] as usize].deadline = *deadline;
+                self.reload_and_repair(v, &[v], &[v])
+            }
+            Edit::SetStartDate { task, start_date } => {
+                let v = self.idx(*task)?;
+                self.input.tasks[self.input_pos[v as usize] as usize].start_date = *start_date;
+                if self.is_summary(v) {
+                    return self.rebuild();
+                }
+                self.reload_and_repair(v, &[v], &[v])
+            }
+            Edit::AddLink(l) => self.add_link(*l),
+            Edit::UpdateLink(l) => {
+                let (p, s) = (self.idx(l.predecessor)?, self.idx(l.successor)?);
+                let li = *self
+                    .link_pos
+                    .get(&(p, s))
+                    .ok_or(CpmError::UnknownLink(l.predecessor, l.successor))?;
+                self.input.links[li] = *l;
+                if self.is_summary(s) || self.succ.of(p).iter().filter(|e| e.node == s).count() != 1
+                {
+                    return self.rebuild();
+                }
+                let kind = kind_code(l.kind);
+                if let Some(e) = self.succ.find_mut(p, s) {
+                    e.kind = kind;
+                    e.lag = l.lag;
+                }
+                if let Some(e) = self.pred.find_mut(s, p) {
+                    e.kind = kind;
+                    e.lag = l.lag;
+                }
+                self.repair(&[s], &[p]);
+                Ok(())
+            }
+            Edit::RemoveLink {
+                predecessor,
+                successor,
+            } => {
+                let (p, s) = (self.idx(*predecessor)?, self.idx(*successor)?);
+                let li = self
+                    .link_pos
+                    .remove(&(p, s))
+                    .ok_or(CpmError::UnknownLink(*predecessor, *successor))?;
+                self.input.links.swap_remove(li);
+                if li < self.input.links.len() {
+                    let moved = self.input.links[li];
+                    let key = (self.index[&moved.predecessor], self.index[&moved.successor]);
+                    self.link_pos.insert(key, li);
+                }
+                if self.is_summary(s) || self.succ.of(p).iter().filter(|e| e.node == s).count() != 1
+                {
+                    return self.rebuild();
+                }
+                self.succ.remove(p, s);
+                self.pred.remove(s, p);
+                // Removing an edge never invalidates a topological order.
+                self.repair(&[s], &[p]);
+                Ok(())
+            }
+            Edit::ReplaceTask(t) => {
+                let v = self.idx(t.id)?;
+                let pos = self.input_pos[v as usize] as usize;
+                let old = std::mem::replace(&mut self.input.tasks[pos], t.clone());
+                let r = self.rebuild();
+                if r.is_err() {
+                    self.input.tasks[pos] = old;
+                }
+                r
+            }
+            Edit::AddTask(t) => {
+                if self.index.contains_key(&t.id) {
+                    return Err(CpmError::DuplicateTask(t.id));
+                }
+                self.input.tasks.push(t.clone());
+                let r = self.rebuild();
+                if r.is_err() {
+                    self.input.tasks.pop();
+                }
+                r
+            }
+            Edit::RemoveTask { task } => {
+                self.idx(*task)?;
+                let mut input = self.input.clone();
+                input.tasks.retain(|t| t.id != *task);
+                input
+                    .links
+                    .retain(|l| l.predecessor != *task && l.successor != *task);
+                for t in &mut input.tasks {
+                    if t.parent == Some(*task) {
+                        t.parent = None;
+                    }
+                }
+                *self = Engine::new(input)?;
+                Ok(())
+            }
+            Edit::SetProjectStart(d) => {
+                self.input.start = *d;
+                self.rebuild()
+            }
+            Edit::SetStatusDate(d) => {
+                self.input.status_date = *d;
+                self.rebuild()
+            }
+        }
+    }
+
+    fn idx(&self, id: TaskId) -> Result<u32, CpmError> {
+        self.index
+            .get(&id)
+            .copied()
+            .ok_or(CpmError::UnknownTask(id))
+    }
+
+    fn rebuild(&mut self) -> Result<(), CpmError> {
+        *self = Engine::new(self.input.clone())?;
+        Ok(())
+    }
+
+    fn reload_and_repair(&mut self, v: u32, fwd: &[u32], bwd: &[u32]) -> Result<(), CpmError> {
+        self.load_task(v);
+        if self.is_summary(v) {
+            // A summary's own constraint reaches its leaves through the backward bound.
+            let mut leaves = Vec::new();
+            self.leaves_of(v, &mut leaves);
+            leaves.extend_from_slice(fwd);
+            self.repair(&leaves, bwd);
+        } else {
+            self.repair(fwd, bwd);
+        }
+        Ok(())
+    }
+
+    fn add_link(&mut self, l: LinkInput) -> Result<(), CpmError> {
+        let (p, s) = (self.idx(l.predecessor)?, self.idx(l.successor)?);
+        if self.link_pos.contains_key(&(p, s)) {
+            return Err(CpmError::DuplicateLink(l.predecessor, l.successor));
+        }
+        if self.is_summary(s) || self.succ.of(p).iter().any(|e| e.node == s) {
+            self.input.links.push(l);
+            let r = self.rebuild();
+            if r.is_err() {
+                self.input.links.pop();
+            }
+            return r;
+        }
+        let parent = &self.parent;
+        let child_start = &self.child_start;
+        let children = &self.children;
+        let kids = |v: u32| -> Vec<u32> {
+            children[child_start[v as usize] as usize..child_start[v as usize + 1] as usize]
+                .to_vec()
+        };
+        if let Err(c) = self
+            .topo
+            .insert(p, s, &self.succ, &self.pred, parent, &kids)
+        {
+            return Err(CpmError::Cycle(
+                c.iter().map(|&v| self.ids[v as usize]).collect(),
+            ));
+        }
+        let kind = kind_code(l.kind);
+        self.succ.push(
+            p,
+            Edge {
+                node: s,
+                lag: l.lag,
+                kind,
+            },
+        );
+        self.pred.push(
+            s,
+            Edge {
+                node: p,
+                lag: l.lag,
+                kind,
+            },
+        );
+        self.link_pos.insert((p, s), self.input.links.len());
+        self.input.links.push(l);
+        self.repair(&[s], &[p]);
+        Ok(())
+    }
+
+    /// Incremental repair after inputs of `fwd` (early side) and `bwd` (late side) changed.
+    fn repair(&mut self, fwd: &[u32], bwd: &[u32]) {
+        if self.any_alap || self.flags.iter().any(|f| f & F_ALAP != 0) {
+            // ALAP feeds late dates back into the forward pass: repair would need a
+            // third propagation front; plans with ALAP tasks are rare, recompute.
+            self.recompute();
+            return;
+        }
+        // Forward, in increasing topological position.
+        let mut changed_summaries: Vec<u32> = Vec::new();
+        let mut pf_dirty = false;
+        let old_pf = self.pf_global;
+        for &v in fwd {
+            self.enqueue_fwd(v);
+        }
+        while let Some(Reverse(pos)) = self.rheap.pop() {
+            let v = self.topo.at[pos as usize];
+            self.queued[v as usize] = false;
+            let old_ef = self.ef[v as usize];
+            if self.forward(v, false) {
+                let vi = v as usize;
+                if self.flags[vi] & F_SUMMARY != 0 {
+                    changed_summaries.push(v);
+                } else {
+                    let c = &self.cals[self.cal[vi] as usize];
+                    let (og, ng) = (c.global(old_ef), c.global(self.ef[vi]));
+                    if og != ng && (og >= old_pf || ng > old_pf) {
+                        pf_dirty = true;
+                    }
+                }
+                let deg = self.succ.degree(v);
+                for k in 0..deg {
+                    let w = self.succ.of(v)[k].node;
+                    self.enqueue_fwd(w);
+                }
+                let p = self.parent[vi];
+                if p != NONE {
+                    self.enqueue_fwd(p);
+                }
+            }
+        }
+        if pf_dirty && self.compute_pf() {
+            self.backward_all();
+            return;
+        }
+        // Backward, in decreasing topological position.
+        for &v in bwd.iter().chain(changed_summaries.iter()) {
+            self.enqueue_bwd(v);
+        }
+        while let Some(pos) = self.heap.pop() {
+            let v = self.topo.at[pos as usize];
+            self.queued[v as usize] = false;
+            if self.backward(v) {
+                let deg = self.pred.degree(v);
+                for k in 0..deg {
+                    let w = self.pred.of(v)[k].node;
+                    self.enqueue_bwd(w);
+                }
+                let (a, b) = (
+                    self.child_start[v as usize],
+                    self.child_start[v as usize + 1],
+                );
+                for k in a..b {
+                    let c = self.children[k as usize];
+                    self.enqueue_bwd(c);
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn enqueue_fwd(&mut self, v: u32) {
+        if !self.queued[v as usize] {
+            self.queued[v as usize] = true;
+            self.rheap.push(Reverse(self.topo.ord[v as usize]));
+        }
+    }
+
+    #[inline]
+    fn enqueue_bwd(&mut self, v: u32) {
+        if !self.queued[v as usize] {
+            self.queued[v as usize] = true;
+            self.heap.push(self.topo.ord[v as usize]);
+        }
+    }
+
+    /// The inputs as the engine currently holds them (edits applied).
+    pub fn input(&self) -> &ProjectInput {
+        &self.input
+    }
+
+    /// Number of tasks.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether the project has no task.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The project finish (inclusive).
+    pub fn project_finish(&self) -> NaiveDate {
+        crate::calendar::date_of(self.pf_global.div_euclid(2))
+    }
+
+    /// Working days of the project calendar from the project start to the project
+    /// finish: the critical path length, independent of how the finish is displayed.
+    pub fn project_duration(&self) -> i32 {
+        work(self.pf[0]) - work(self.ps[0])
+    }
+
+    /// Raw internal results, for tests comparing incremental and full recompute.
+    #[doc(hidden)]
+    pub fn raw_state(&self) -> (i32, Vec<[i32; 5]>) {
+        (
+            self.pf_global,
+            (0..self.ids.len())
+                .map(|i| [self.es[i], self.ef[i], self.ls[i], self.lf[i], self.lfb[i]])
+                .collect(),
+        )
+    }
+
+    /// Builds the full output: dates, floats, critical path.
+    ///
+    /// Summary late dates roll up from their children here rather than in the passes,
+    /// because nothing depends on them: links into summaries are expanded to leaves.
+    pub fn schedule(&self) -> Schedule {
+        let n = self.ids.len();
+        let mut ls = self.ls.clone();
+        let mut lf = self.lf.clone();
+        for k in 0..n {
+            let v = self.topo.at[k] as usize;
+            if self.flags[v] & F_SUMMARY != 0 {
+                let (mut lo, mut hi) = (NO_UB, NO_LB);
+                for c in self.child_start[v]..self.child_start[v + 1] {
+                    let c = self.children[c as usize] as usize;
+                    lo = lo.min(self.conv_up(ls[c], self.cal[c], self.cal[v]));
+                    hi = hi.max(self.conv_down(lf[c], self.cal[c], self.cal[v]));
+                }
+                ls[v] = lo;
+                lf[v] = hi.max(lo);
+            }
+        }
+        let mut tasks: Vec<Option<TaskSchedule>> = vec![None; n];
+        let mut critical_path = Vec::new();
+        for k in 0..n {
+            let v = self.topo.at[k];
+            let t = self.task_at(v, ls[v as usize], lf[v as usize]);
+            if t.is_critical && self.flags[v as usize] & F_SUMMARY == 0 {
+                critical_path.push(t.id);
+            }
+            tasks[self.input_pos[v as usize] as usize] = Some(t);
+        }
+        Schedule {
+            project_finish: self.project_finish(),
+            critical_path,
+            tasks: tasks.into_iter().flatten().collect(),
+        }
+    }
+
+    /// Outputs of one task. For a summary the late dates are its own bound, not the
+    /// roll-up [`Engine::schedule`] reports.
+    pub fn task(&self, id: TaskId) -> Option<TaskSchedule> {
+        let v = *self.index.get(&id)?;
+        Some(self.task_at(v, self.ls[v as usize], self.lf[v as usize]))
+    }
+
+    fn total_float(&self, v: usize, ls: i32, lf: i32) -> i32 {
+        let (es, ef) = (self.es[v], self.ef[v]);
+        let finish = work(lf) - work(ef);
+        if self.flags[v] & (F_STARTED | F_FINISHED) != 0 {
+            finish
+        } else {
+            (work(ls) - work(es)).min(finish)
+        }
+    }
+
+    fn task_at(&self, v: u32, ls: i32, lf: i32) -> TaskSchedule {
+        let i = v as usize;
+        let cal = &self.cals[self.cal[i] as usize];
+        let tf = self.total_float(i, ls, lf);
+        let mut ff = tf;
+        for e in self.succ.of(v) {
+            let s = e.node as usize;
+            if self.flags[s] & F_FINISHED != 0 {
+                continue;
+            }
+            // Re-read the bound as the successor sees it.
+            let b = next_start(self.link_bound(
+                &Edge {
+                    node: v,
+                    lag: e.lag,
+                    kind: e.kind,
+                },
+                e.node,
+                self.any_alap,
+            ));
+            ff = ff.min(work(self.es[s]) - work(b));
+        }
+        TaskSchedule {
+            id: self.ids[i],
+            early_start: cal.date(self.es[i]),
+            early_finish: cal.date(self.ef[i]),
+            late_start: cal.date(ls),
+            late_finish: cal.date(lf),
+            total_float: tf,
+            free_float: ff.max(0),
+            is_critical: tf <= 0 && self.flags[i] & F_FINISHED == 0,
+        }
+    }
+}
