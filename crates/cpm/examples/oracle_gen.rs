@@ -1,0 +1,176 @@
+//! Writes random networks and liveplan's schedules of them as JSON, for the MPXJ
+//! differential test (`oracle/run.sh`).
+//!
+//! Usage: `cargo run -p liveplan-cpm --example oracle_gen -- OUT.json [COUNT] [SEED] [TASKS]`
+//!
+//! The generator covers all four link types, leads and lags, every constraint type,
+//! deadlines, milestones, holidays and several calendars. It only draws inputs both
+//! engines define the same way (see BENCHMARKS-cpm.md / the crate docs for the list):
+//! constraint dates on working days of the task's calendar, no progress, and summary
+//! tasks only as successors.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Duration, NaiveDate};
+use liveplan_cpm::{
+    Constraint, DateRange, Engine, LinkInput, LinkType, ProjectInput, TaskInput, WeekdayMask,
+    WorkCalendar,
+};
+use uuid::Uuid;
+
+/// xorshift64*: deterministic, dependency-free.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below((hi - lo + 1) as u64) as i64
+    }
+    fn chance(&mut self, pct: u64) -> bool {
+        self.below(100) < pct
+    }
+}
+
+fn working(cal: &WorkCalendar, d: NaiveDate) -> bool {
+    cal.working_weekdays
+        .is_working(d.weekday().num_days_from_monday())
+        && !cal.exceptions.iter().any(|e| e.first <= d && d <= e.last)
+}
+
+fn working_date(rng: &mut Rng, cal: &WorkCalendar, start: NaiveDate) -> NaiveDate {
+    loop {
+        let d = start + Duration::days(rng.range(0, 50));
+        if working(cal, d) {
+            break d;
+        }
+    }
+}
+
+fn random_calendar(rng: &mut Rng, start: NaiveDate, mask: WeekdayMask) -> WorkCalendar {
+    let mut exceptions = Vec::new();
+    for _ in 0..rng.range(0, 4) {
+        let first = start + Duration::days(rng.range(0, 60));
+        let last = first + Duration::days(rng.range(0, 2));
+        exceptions.push(DateRange { first, last });
+    }
+    WorkCalendar {
+        working_weekdays: mask,
+        exceptions,
+    }
+}
+
+fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
+    // Monday 2026-03-02 plus 0..4 days: projects also start mid-week.
+    let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap() + Duration::days(rng.range(0, 4));
+    let mut input = ProjectInput::new(start);
+    input.calendar = random_calendar(rng, start, WeekdayMask::MON_FRI);
+    let masks = [
+        WeekdayMask(0b0011_1111),
+        WeekdayMask(0b0011_1110),
+        WeekdayMask::ALL,
+    ];
+    let n_cals = rng.range(0, 2) as usize;
+    let mut cal_ids = Vec::new();
+    for c in 0..n_cals {
+        let id = Uuid::from_u128(0xca1_0000 + c as u128);
+        let mask = masks[rng.below(3) as usize];
+        input
+            .calendars
+            .insert(id, random_calendar(rng, start, mask));
+        cal_ids.push(id);
+    }
+    let id = |i: usize| Uuid::from_u128(i as u128 + 1);
+    for i in 0..n_tasks {
+        let mut t = TaskInput::new(id(i), rng.range(1, 8) as u32);
+        if rng.chance(8) {
+            t.duration = 0;
+            t.is_milestone = true;
+        }
+        if !cal_ids.is_empty() && rng.chance(30) {
+            t.calendar = Some(cal_ids[rng.below(cal_ids.len() as u64) as usize]);
+        }
+        let cal = t
+            .calendar
+            .map_or(&input.calendar, |c| &input.calendars[&c])
+            .clone();
+        let roll = rng.below(100);
+        t.constraint = match roll {
+            0..=54 => Constraint::Asap,
+            55..=59 => Constraint::Alap,
+            60..=66 => Constraint::Snet(working_date(rng, &cal, start)),
+            67..=72 => Constraint::Fnet(working_date(rng, &cal, start)),
+            73..=78 => Constraint::Snlt(working_date(rng, &cal, start)),
+            79..=84 => Constraint::Fnlt(working_date(rng, &cal, start)),
+            85..=91 => Constraint::Mso(working_date(rng, &cal, start)),
+            _ => Constraint::Mfo(working_date(rng, &cal, start)),
+        };
+        if t.is_milestone && matches!(t.constraint, Constraint::Fnet(_) | Constraint::Alap) {
+            t.constraint = Constraint::Asap;
+        }
+        if rng.chance(10) {
+            t.deadline = Some(working_date(rng, &cal, start));
+        }
+        input.tasks.push(t);
+    }
+    // Links go forward in index order, so the network is acyclic.
+    let mut seen = std::collections::HashSet::new();
+    for s in 1..n_tasks {
+        for _ in 0..rng.range(0, 3) {
+            let p = rng.below(s as u64) as usize;
+            if !seen.insert((p, s)) {
+                continue;
+            }
+            let kind = match rng.below(10) {
+                0..=4 => LinkType::FS,
+                5..=6 => LinkType::SS,
+                7..=8 => LinkType::FF,
+                _ => LinkType::SF,
+            };
+            let lag = if rng.chance(60) {
+                0
+            } else {
+                rng.range(-3, 5) as i32
+            };
+            input.links.push(LinkInput {
+                predecessor: id(p),
+                successor: id(s),
+                kind,
+                lag,
+            });
+        }
+    }
+    input
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = args.get(1).expect("output path");
+    let count: usize = args.get(2).map_or(200, |s| s.parse().unwrap());
+    let seed: u64 = args.get(3).map_or(42, |s| s.parse().unwrap());
+    let tasks: usize = args.get(4).map_or(0, |s| s.parse().unwrap());
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut nets = Vec::new();
+    for _ in 0..count {
+        let n = if tasks > 0 {
+            tasks
+        } else {
+            rng.range(3, 40) as usize
+        };
+        let input = random_network(&mut rng, n);
+        let engine = Engine::new(input.clone()).expect("acyclic by construction");
+        let schedule = engine.schedule();
+        let mut net = BTreeMap::new();
+        net.insert("input", serde_json::to_value(&input).unwrap());
+        net.insert("expected", serde_json::to_value(&schedule).unwrap());
+        nets.push(net);
+    }
+    std::fs::write(out, serde_json::to_string(&nets).unwrap()).unwrap();
+}
