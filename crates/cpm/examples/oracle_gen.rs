@@ -56,7 +56,7 @@ fn working_date(rng: &mut Rng, cal: &WorkCalendar, start: NaiveDate) -> NaiveDat
 
 fn random_calendar(rng: &mut Rng, start: NaiveDate, mask: WeekdayMask) -> WorkCalendar {
     let mut exceptions = Vec::new();
-    for _ in 0..rng.range(0, 4) {
+    for _ in 0..rng.range(0, if off("hol") { 0 } else { 4 }) {
         let first = start + Duration::days(rng.range(0, 60));
         let last = first + Duration::days(rng.range(0, 2));
         exceptions.push(DateRange { first, last });
@@ -65,6 +65,11 @@ fn random_calendar(rng: &mut Rng, start: NaiveDate, mask: WeekdayMask) -> WorkCa
         working_weekdays: mask,
         exceptions,
     }
+}
+
+/// `ORACLE_OFF=cal,cons,ms,lag,types,hol,dl` switches features off, to isolate a difference.
+fn off(feature: &str) -> bool {
+    std::env::var("ORACLE_OFF").is_ok_and(|v| v.split(',').any(|f| f == feature))
 }
 
 fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
@@ -77,7 +82,7 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
         WeekdayMask(0b0011_1110),
         WeekdayMask::ALL,
     ];
-    let n_cals = rng.range(0, 2) as usize;
+    let n_cals = rng.range(0, if off("cal") { 0 } else { 2 }) as usize;
     let mut cal_ids = Vec::new();
     for c in 0..n_cals {
         let id = Uuid::from_u128(0xca1_0000 + c as u128);
@@ -90,7 +95,7 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
     let id = |i: usize| Uuid::from_u128(i as u128 + 1);
     for i in 0..n_tasks {
         let mut t = TaskInput::new(id(i), rng.range(1, 8) as u32);
-        if rng.chance(8) {
+        if rng.chance(8) && !off("ms") {
             t.duration = 0;
             t.is_milestone = true;
         }
@@ -115,7 +120,10 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
         if t.is_milestone && matches!(t.constraint, Constraint::Fnet(_) | Constraint::Alap) {
             t.constraint = Constraint::Asap;
         }
-        if rng.chance(10) {
+        if off("cons") {
+            t.constraint = Constraint::Asap;
+        }
+        if rng.chance(10) && !off("dl") {
             t.deadline = Some(working_date(rng, &cal, start));
         }
         input.tasks.push(t);
@@ -134,7 +142,8 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
                 7..=8 => LinkType::FF,
                 _ => LinkType::SF,
             };
-            let lag = if rng.chance(60) {
+            let kind = if off("types") { LinkType::FS } else { kind };
+            let lag = if rng.chance(60) || off("lag") {
                 0
             } else {
                 rng.range(-3, 5) as i32

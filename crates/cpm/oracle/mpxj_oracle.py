@@ -131,7 +131,7 @@ def build(net):
         task.setDuration(days(d))
         task.setActualDuration(days(0))
         task.setRemainingDuration(days(d))
-        task.setMilestone(bool(t["is_milestone"]))
+        task.setMilestone(d == 0)  # MS Project flags every zero-duration task
         if t["calendar"] is not None:
             task.setCalendar(cals[t["calendar"]])
         c = t["constraint"]

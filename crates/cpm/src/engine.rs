@@ -409,30 +409,31 @@ impl Engine {
     }
 
     /// Earliest start that link `e` (from `e.node` into `v`) allows, on `v`'s axis.
+    ///
+    /// After the backward pass, an ALAP predecessor drives non-ALAP successors from its
+    /// late dates (Microsoft Project's rule).
     #[inline]
     fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
-        let p = e.node;
-        let (pc, vc) = (self.cal[p as usize], self.cal[v as usize]);
+        let p = e.node as usize;
+        let (pc, vc) = (self.cal[p], self.cal[v as usize]);
+        let late = alap_pass
+            && self.flags[p] & F_ALAP != 0
+            && self.flags[v as usize] & F_ALAP == 0;
+        let (ps, pf) = if late {
+            (self.ls[p], self.lf[p])
+        } else {
+            (self.es[p], self.ef[p])
+        };
         match e.kind {
-            K_FS => {
-                let src = if alap_pass
-                    && self.flags[p as usize] & F_ALAP != 0
-                    && self.flags[v as usize] & F_ALAP == 0
-                {
-                    self.lf[p as usize]
-                } else {
-                    self.ef[p as usize]
-                };
-                shift(self.conv_up(src, pc, vc), e.lag)
-            }
-            K_SS => shift(self.conv_up(self.es[p as usize], pc, vc), e.lag),
+            K_FS => shift(self.conv_up(pf, pc, vc), e.lag),
+            K_SS => shift(self.conv_up(ps, pc, vc), e.lag),
             K_FF => {
-                let x = self.conv_up(self.ef[p as usize], pc, vc);
+                let x = self.conv_up(pf, pc, vc);
                 // Microsoft Project clamps an FF-driven start to the project start.
                 shift(shift(x, -self.rem[v as usize]), e.lag).max(self.ps[vc as usize])
             }
             _ => {
-                let x = self.conv_up(self.es[p as usize], pc, vc);
+                let x = self.conv_up(ps, pc, vc);
                 shift(shift(x, -self.dur[v as usize]), e.lag)
             }
         }
@@ -490,7 +491,12 @@ impl Engine {
                     s = s.max(self.link_bound(e, v, alap_pass));
                 }
             }
-            s = next_start(s).max(self.snet[i]);
+            // A milestone may sit at the end of a working day; other tasks start at
+            // the next start of work.
+            if d != 0 {
+                s = next_start(s);
+            }
+            s = s.max(self.snet[i]);
             let c = self.cdate[i];
             let mut fin = NO_LB;
             match self.ckind[i] {
@@ -1010,6 +1016,11 @@ impl Engine {
     }
 
     fn total_float(&self, v: usize, ls: i32, lf: i32) -> i32 {
+        if self.flags[v] & F_ALAP != 0 {
+            // Microsoft Project reports no slack on ALAP tasks: they already sit at
+            // their late dates.
+            return 0;
+        }
         let (es, ef) = (self.es[v], self.ef[v]);
         let finish = work(lf) - work(ef);
         if self.flags[v] & (F_STARTED | F_FINISHED) != 0 {
@@ -1019,28 +1030,56 @@ impl Engine {
         }
     }
 
-    fn task_at(&self, v: u32, ls: i32, lf: i32) -> TaskSchedule {
+    /// Dates a task shows to its successors' free-float check: ALAP tasks sit at their
+    /// late dates.
+    #[inline]
+    fn shown(&self, v: usize) -> (i32, i32) {
+        if self.flags[v] & F_ALAP != 0 {
+            (self.ls[v], self.lf[v])
+        } else {
+            (self.es[v], self.ef[v])
+        }
+    }
+
+    /// Free float as Microsoft Project defines it: over links to unfinished
+    /// successors, the working time (in the predecessor's calendar) between the linked
+    /// dates minus the lag; the total float without successors; never negative. It is
+    /// not capped by the total float.
+    fn free_float(&self, v: u32, tf: i32) -> i32 {
         let i = v as usize;
-        let cal = &self.cals[self.cal[i] as usize];
-        let tf = self.total_float(i, ls, lf);
-        let mut ff = tf;
+        if self.flags[i] & F_FINISHED != 0 {
+            return 0;
+        }
+        let vc = self.cal[i];
+        let (ps, pf) = self.shown(i);
+        let mut ff = NO_UB;
         for e in self.succ.of(v) {
             let s = e.node as usize;
             if self.flags[s] & F_FINISHED != 0 {
                 continue;
             }
-            // Re-read the bound as the successor sees it.
-            let b = next_start(self.link_bound(
-                &Edge {
-                    node: v,
-                    lag: e.lag,
-                    kind: e.kind,
-                },
-                e.node,
-                self.any_alap,
-            ));
-            ff = ff.min(work(self.es[s]) - work(b));
+            let (ss, sf) = self.shown(s);
+            let (d1, d2) = match e.kind {
+                K_FS => (pf, ss),
+                K_SS => (ps, ss),
+                K_FF => (pf, sf),
+                _ => (ps, sf),
+            };
+            let d2 = self.conv_up(d2, self.cal[s], vc);
+            ff = ff.min(work(d2) - work(d1) - e.lag);
         }
+        if ff == NO_UB { tf.max(0) } else { ff.max(0) }
+    }
+
+    fn task_at(&self, v: u32, ls: i32, lf: i32) -> TaskSchedule {
+        let i = v as usize;
+        let cal = &self.cals[self.cal[i] as usize];
+        let tf = self.total_float(i, ls, lf);
+        let ff = if self.flags[i] & F_SUMMARY != 0 {
+            tf.max(0)
+        } else {
+            self.free_float(v, tf)
+        };
         TaskSchedule {
             id: self.ids[i],
             early_start: cal.date(self.es[i]),
@@ -1048,7 +1087,7 @@ impl Engine {
             late_start: cal.date(ls),
             late_finish: cal.date(lf),
             total_float: tf,
-            free_float: ff.max(0),
+            free_float: ff,
             is_critical: tf <= 0 && self.flags[i] & F_FINISHED == 0,
         }
     }
