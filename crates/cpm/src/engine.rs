@@ -528,10 +528,24 @@ impl Engine {
             K_FS => self.conv_down(shift(self.ls_calc[s], -e.lag), sc, vc),
             K_FF => self.conv_down(shift(self.lf[s], -e.lag), sc, vc),
             K_SS => {
-                let q = shift(next_start(self.ls[s]), -e.lag);
-                shift(self.conv_down(q, sc, vc), dv)
+                let a = next_start(self.conv_up(self.ls[s], sc, vc));
+                shift(self.remove_lag(a, e.lag, vc, sc), dv)
             }
-            _ => shift(shift(self.conv_down(self.lf[s], sc, vc), dv), -e.lag),
+            _ => {
+                let a = shift(self.conv_down(self.lf[s], sc, vc), dv);
+                self.remove_lag(a, e.lag, vc, sc)
+            }
+        }
+    }
+
+    /// Takes a lag off a point of the predecessor's axis; lags count in working days of
+    /// the successor's calendar, so the subtraction happens there.
+    #[inline]
+    fn remove_lag(&self, h: i32, lag: i32, vc: u32, sc: u32) -> i32 {
+        if lag == 0 {
+            h
+        } else {
+            self.conv_down(shift(self.conv_down(h, vc, sc), -lag), sc, vc)
         }
     }
 
