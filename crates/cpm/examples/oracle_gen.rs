@@ -59,6 +59,13 @@ fn random_calendar(rng: &mut Rng, start: NaiveDate, mask: WeekdayMask) -> WorkCa
     for _ in 0..rng.range(0, if off("hol") { 0 } else { 4 }) {
         let first = start + Duration::days(rng.range(0, 60));
         let last = first + Duration::days(rng.range(0, 2));
+        // MS Project refuses overlapping exceptions (MPXJ keeps only one of them).
+        if exceptions
+            .iter()
+            .any(|e: &DateRange| e.first <= last && first <= e.last)
+        {
+            continue;
+        }
         exceptions.push(DateRange { first, last });
     }
     WorkCalendar {

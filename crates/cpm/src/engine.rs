@@ -531,6 +531,7 @@ impl Engine {
                 let a = next_start(self.conv_up(self.ls[s], sc, vc));
                 shift(self.remove_lag(a, e.lag, vc, sc), dv)
             }
+            _ if dv == 0 => self.conv_down(shift(self.lf[s], -e.lag), sc, vc),
             _ => {
                 let a = shift(self.conv_down(self.lf[s], sc, vc), dv);
                 self.remove_lag(a, e.lag, vc, sc)
