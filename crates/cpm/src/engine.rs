@@ -319,7 +319,9 @@ impl Engine {
         let mut snet_date: Option<NaiveDate> = t.start_date;
         match t.constraint {
             Constraint::Asap => {}
-            Constraint::Alap => flags |= F_ALAP,
+            // A summary has no dates of its own to push late.
+            Constraint::Alap if flags & F_SUMMARY == 0 => flags |= F_ALAP,
+            Constraint::Alap => {}
             Constraint::Snet(x) => snet_date = snet_date.max(Some(x)),
             Constraint::Fnet(x) => (ck, cd) = (C_FNET, c.end_of(x)),
             Constraint::Snlt(x) => (ck, cd) = (C_SNLT, c.start_of(x)),
@@ -416,9 +418,7 @@ impl Engine {
     fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
         let p = e.node as usize;
         let (pc, vc) = (self.cal[p], self.cal[v as usize]);
-        let late = alap_pass
-            && self.flags[p] & F_ALAP != 0
-            && self.flags[v as usize] & F_ALAP == 0;
+        let late = alap_pass && self.flags[p] & F_ALAP != 0 && self.flags[v as usize] & F_ALAP == 0;
         let (ps, pf) = if late {
             (self.ls[p], self.lf[p])
         } else {
@@ -671,7 +671,8 @@ impl Engine {
             Edit::SetConstraint { task, constraint } => {
                 let v = self.idx(*task)?;
                 self.input.tasks[self.input_pos[v as usize] as usize].constraint = *constraint;
-                if self.is_summary(v) && matches!(constraint, Constraint::Snet(_)) {
+                if self.is_summary(v) {
+                    // Its start bounds are inherited by every task below it.
                     return self.rebuild();
                 }
                 self.reload_and_repair(v, &[v], &[v])
@@ -1006,19 +1007,33 @@ impl Engine {
                 lf[v] = hi.max(lo);
             }
         }
+        // Depth (longest chain of links from a task without predecessors) orders the
+        // critical path topologically *and* canonically: the maintained topological
+        // order depends on edit history, the critical path must not.
+        let mut depth = vec![0u32; n];
         let mut tasks: Vec<Option<TaskSchedule>> = vec![None; n];
-        let mut critical_path = Vec::new();
+        let mut critical: Vec<(u32, u32, TaskId)> = Vec::new();
         for k in 0..n {
             let v = self.topo.at[k];
+            let dv = depth[v as usize] + 1;
+            for e in self.succ.of(v) {
+                let d = &mut depth[e.node as usize];
+                *d = (*d).max(dv);
+            }
+            let p = self.parent[v as usize];
+            if p != NONE {
+                depth[p as usize] = depth[p as usize].max(dv);
+            }
             let t = self.task_at(v, ls[v as usize], lf[v as usize]);
             if t.is_critical && self.flags[v as usize] & F_SUMMARY == 0 {
-                critical_path.push(t.id);
+                critical.push((depth[v as usize], self.input_pos[v as usize], t.id));
             }
             tasks[self.input_pos[v as usize] as usize] = Some(t);
         }
+        critical.sort_unstable();
         Schedule {
             project_finish: self.project_finish(),
-            critical_path,
+            critical_path: critical.into_iter().map(|c| c.2).collect(),
             tasks: tasks.into_iter().flatten().collect(),
         }
     }
