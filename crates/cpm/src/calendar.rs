@@ -106,11 +106,13 @@ fn weekday(day: i32) -> usize {
 /// That keeps the tables small however far constraints or long chains push dates.
 #[derive(Clone, Debug)]
 pub(crate) struct CalTable {
+    /// Window index of working day 0 (the anchor's).
+    origin: i32,
     mask: u8,
     per_week: i32,
     base: i32,
     len: i32,
-    /// `wd_before[i]`: working days in `[base, base + i)`, `i` in `0..=len`.
+    /// `wd_before[i]`: number of the first working day at or after `base + i`.
     wd_before: Vec<i32>,
     /// Day number of each working day inside the window.
     day_of: Vec<i32>,
@@ -124,13 +126,16 @@ pub(crate) struct CalTable {
 
 impl CalTable {
     /// Compiles `cal` with a table covering at least `[lo, hi]` (day numbers).
-    pub(crate) fn new(cal: &WorkCalendar, lo: i32, hi: i32) -> Result<CalTable, ()> {
+    ///
+    /// Working days are numbered from `anchor` (working day 0 is the first one at or
+    /// after it), so tables rebuilt over a wider window keep every computed point valid.
+    pub(crate) fn new(cal: &WorkCalendar, anchor: i32, lo: i32, hi: i32) -> Result<CalTable, ()> {
         let mask = cal.working_weekdays.0 & 0x7f;
         if mask == 0 {
             return Err(());
         }
-        let mut lo = lo;
-        let mut hi = hi;
+        let mut lo = lo.min(anchor);
+        let mut hi = hi.max(anchor);
         for e in &cal.exceptions {
             lo = lo.min(day_number(e.first));
             hi = hi.max(day_number(e.last));
@@ -159,6 +164,10 @@ impl CalTable {
             }
         }
         wd_before.push(c);
+        let origin = wd_before[(anchor - base) as usize];
+        for w in &mut wd_before {
+            *w -= origin;
+        }
         let mut cnt = [[0i32; 8]; 7];
         let mut nth = [[0i32; 7]; 7];
         let mut nth_back = [[0i32; 7]; 7];
@@ -180,6 +189,7 @@ impl CalTable {
             }
         }
         Ok(CalTable {
+            origin,
             mask,
             per_week: mask.count_ones() as i32,
             base,
@@ -192,6 +202,11 @@ impl CalTable {
         })
     }
 
+    /// Whether the table window covers `[lo, hi]`.
+    pub(crate) fn covers(&self, lo: i32, hi: i32) -> bool {
+        self.base <= lo && hi < self.base + self.len
+    }
+
     /// Working days of the pure weekly pattern in `[a, b)`, `a <= b`.
     #[inline]
     fn weekly_count(&self, a: i32, b: i32) -> i32 {
@@ -199,7 +214,7 @@ impl CalTable {
         (n / 7) * self.per_week + self.cnt[weekday(a)][(n % 7) as usize]
     }
 
-    /// Working days in `[base, day)`; negative before the window.
+    /// Number of the first working day at or after `day`.
     #[inline]
     pub(crate) fn wd_before(&self, day: i32) -> i32 {
         let i = day - self.base;
@@ -208,7 +223,7 @@ impl CalTable {
         } else if i > self.len {
             self.wd_before[self.len as usize] + self.weekly_count(self.base + self.len, day)
         } else {
-            -self.weekly_count(day, self.base)
+            self.wd_before[0] - self.weekly_count(day, self.base)
         }
     }
 
@@ -225,6 +240,7 @@ impl CalTable {
     /// Day number of working day `k`.
     #[inline]
     pub(crate) fn day_of(&self, k: i32) -> i32 {
+        let k = k + self.origin;
         let n = self.day_of.len() as i32;
         if (0..n).contains(&k) {
             self.day_of[k as usize]
@@ -343,8 +359,8 @@ mod tests {
             exceptions: vec![],
         };
         let lo = day_number(d("2026-01-01"));
-        let small = CalTable::new(&cal, lo, lo + 3).unwrap();
-        let big = CalTable::new(&cal, lo - 400, lo + 400).unwrap();
+        let small = CalTable::new(&cal, lo, lo, lo + 3).unwrap();
+        let big = CalTable::new(&cal, lo, lo - 400, lo + 400).unwrap();
         // Shift both to the same origin of working-day numbering.
         let off = big.wd_before(lo) - small.wd_before(lo);
         for day in lo - 300..lo + 300 {
@@ -354,6 +370,7 @@ mod tests {
         for k in -100..100 {
             assert_eq!(small.day_of(k), big.day_of(k + off), "k {k}");
             assert_eq!(small.wd_before(small.day_of(k)), k);
+            assert_eq!(off, 0);
         }
     }
 
@@ -365,6 +382,7 @@ mod tests {
         };
         let t = CalTable::new(
             &cal,
+            day_number(d("2026-03-01")),
             day_number(d("2026-03-01")),
             day_number(d("2026-03-31")),
         )

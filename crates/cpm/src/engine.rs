@@ -113,13 +113,14 @@ impl Engine {
 
         // Calendars: 0 is the project calendar.
         let mut cal_index: HashMap<crate::CalendarId, u32> = HashMap::new();
-        let lo = day_number(input.start) - 7;
-        let hi = day_number(input.start) + 3 * 366;
+        let anchor = day_number(input.start);
+        let lo = anchor - 7;
+        let hi = anchor + 3 * 366;
         let mut cals =
-            vec![CalTable::new(&input.calendar, lo, hi).map_err(|_| CpmError::EmptyCalendar)?];
+            vec![CalTable::new(&input.calendar, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?];
         for (id, c) in &input.calendars {
             cal_index.insert(*id, cals.len() as u32);
-            cals.push(CalTable::new(c, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
+            cals.push(CalTable::new(c, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
         }
 
         // Hierarchy.
@@ -609,10 +610,18 @@ impl Engine {
     }
 
     fn compute_pf(&mut self) -> bool {
-        let mut g = NO_LB;
+        // `global` is monotone within a calendar: take the max per calendar first.
+        let mut best = vec![NO_LB; self.cals.len()];
         for i in 0..self.ids.len() {
             if self.flags[i] & F_SUMMARY == 0 {
-                g = g.max(self.cals[self.cal[i] as usize].global(self.ef[i]));
+                let b = &mut best[self.cal[i] as usize];
+                *b = (*b).max(self.ef[i]);
+            }
+        }
+        let mut g = NO_LB;
+        for (c, &b) in best.iter().enumerate() {
+            if b != NO_LB {
+                g = g.max(self.cals[c].global(b));
             }
         }
         if g == NO_LB {
@@ -624,6 +633,42 @@ impl Engine {
             self.pf[c] = self.cals[c].down(g);
         }
         changed
+    }
+
+    /// Widens the calendar tables to cover every computed date, so that later passes
+    /// look days up in tables instead of extrapolating week by week. Points keep their
+    /// values: working days are numbered from the project start in every window.
+    fn ensure_window(&mut self) {
+        let n = self.ids.len();
+        let mut lo = vec![NO_UB; self.cals.len()];
+        let mut hi = vec![NO_LB; self.cals.len()];
+        for i in 0..n {
+            let c = self.cal[i] as usize;
+            lo[c] = lo[c].min(self.es[i]).min(self.ls[i]);
+            hi[c] = hi[c].max(self.ef[i]).max(self.lf[i]);
+        }
+        let (mut dlo, mut dhi) = (i32::MAX, i32::MIN);
+        for c in 0..self.cals.len() {
+            if lo[c] <= hi[c] {
+                dlo = dlo.min(self.cals[c].global(lo[c]).div_euclid(2));
+                dhi = dhi.max(self.cals[c].global(hi[c]).div_euclid(2));
+            }
+        }
+        dhi = dhi.max(self.pf_global.div_euclid(2));
+        if dlo > dhi || self.cals.iter().all(|t| t.covers(dlo, dhi)) {
+            return;
+        }
+        // Grow with margin so small drifts do not rebuild again.
+        let margin = (dhi - dlo) / 4 + 366;
+        let anchor = day_number(self.input.start);
+        let cals: Vec<&crate::WorkCalendar> = std::iter::once(&self.input.calendar)
+            .chain(self.input.calendars.values())
+            .collect();
+        let tables: Vec<CalTable> = cals
+            .iter()
+            .map(|c| CalTable::new(c, anchor, dlo - margin, dhi + margin).expect("validated"))
+            .collect();
+        self.cals = tables;
     }
 
     /// Recomputes every task from the current inputs (both passes, no re-interning).
@@ -645,6 +690,7 @@ impl Engine {
                 self.forward(v, true);
             }
         }
+        self.ensure_window();
     }
 
     fn backward_all(&mut self) {
