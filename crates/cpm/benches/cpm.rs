@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use chrono::{Duration, NaiveDate};
 use divan::Bencher;
 use liveplan_cpm::{
-    Constraint, DateRange, Edit, Engine, LinkInput, LinkType, ProjectInput, TaskInput,
-    WeekdayMask, WorkCalendar,
+    Constraint, DateRange, Edit, Engine, LinkInput, LinkType, ProjectInput, TaskInput, WeekdayMask,
+    WorkCalendar,
 };
 use uuid::Uuid;
 

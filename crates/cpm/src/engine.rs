@@ -42,6 +42,21 @@ fn kind_code(k: LinkType) -> u8 {
     }
 }
 
+/// Per-task values the passes touch for every link: packed so that reading a
+/// neighbour costs one cache line instead of one per array.
+#[derive(Clone, Copy, Debug, Default)]
+struct Node {
+    es: i32,
+    ef: i32,
+    ls: i32,
+    lf: i32,
+    /// Late start before progress overrides it: what predecessors see.
+    ls_calc: i32,
+    cal: u32,
+    dur: i32,
+    flags: u8,
+}
+
 /// The network in memory, with its last computed results.
 ///
 /// Tasks are interned to dense `u32` indices; all per-task state lives in parallel
@@ -66,11 +81,10 @@ pub struct Engine {
     pf: Vec<i32>,
     /// Project finish on the global axis.
     pf_global: i32,
-    cal: Vec<u32>,
-    dur: Vec<i32>,
+    /// Hot per-task state, one cache-friendly record per task.
+    nodes: Vec<Node>,
     /// Remaining duration: what the backward pass subtracts.
     rem: Vec<i32>,
-    flags: Vec<u8>,
     ckind: Vec<u8>,
     cdate: Vec<i32>,
     snet: Vec<i32>,
@@ -84,12 +98,6 @@ pub struct Engine {
     pred: Adjacency,
     topo: TopoOrder,
     any_alap: bool,
-    es: Vec<i32>,
-    ef: Vec<i32>,
-    ls: Vec<i32>,
-    lf: Vec<i32>,
-    /// Late start before progress overrides it: what predecessors see.
-    ls_calc: Vec<i32>,
     /// Summaries: the late-finish bound handed down to their children.
     lfb: Vec<i32>,
     /// Scratch for incremental repair.
@@ -116,8 +124,9 @@ impl Engine {
         let anchor = day_number(input.start);
         let lo = anchor - 7;
         let hi = anchor + 3 * 366;
-        let mut cals =
-            vec![CalTable::new(&input.calendar, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?];
+        let mut cals = vec![
+            CalTable::new(&input.calendar, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?,
+        ];
         for (id, c) in &input.calendars {
             cal_index.insert(*id, cals.len() as u32);
             cals.push(CalTable::new(c, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
@@ -171,10 +180,8 @@ impl Engine {
             pf: vec![0; cals.len()],
             pf_global: 0,
             cals,
-            cal: vec![0; n],
-            dur: vec![0; n],
+            nodes: vec![Node::default(); n],
             rem: vec![0; n],
-            flags: vec![0; n],
             ckind: vec![C_NONE; n],
             cdate: vec![0; n],
             snet: vec![NO_LB; n],
@@ -188,11 +195,6 @@ impl Engine {
             pred: Adjacency::default(),
             topo: TopoOrder::default(),
             any_alap: false,
-            es: vec![0; n],
-            ef: vec![0; n],
-            ls: vec![0; n],
-            lf: vec![0; n],
-            ls_calc: vec![0; n],
             lfb: vec![NO_UB; n],
             queued: vec![false; n],
             heap: BinaryHeap::new(),
@@ -205,7 +207,7 @@ impl Engine {
                 None => 0,
                 Some(id) => *cal_index.get(&id).ok_or(CpmError::UnknownCalendar(id))?,
             };
-            e.cal[i] = c;
+            e.nodes[i].cal = c;
         }
         for i in 0..n {
             e.load_task(i as u32);
@@ -310,7 +312,7 @@ impl Engine {
     fn load_task(&mut self, v: u32) {
         let i = v as usize;
         let t = &self.input.tasks[self.input_pos[i] as usize];
-        let c = &self.cals[self.cal[i] as usize];
+        let c = &self.cals[self.nodes[i].cal as usize];
         let d = if t.is_milestone { 0 } else { t.duration as i32 };
         let mut flags = 0u8;
         if self.child_start[i] != self.child_start[i + 1] {
@@ -382,9 +384,9 @@ impl Engine {
                 (None, None) => {}
             }
         }
-        self.dur[i] = d;
+        self.nodes[i].dur = d;
         self.rem[i] = rem;
-        self.flags[i] = flags;
+        self.nodes[i].flags = flags;
         self.ckind[i] = ck;
         self.cdate[i] = cd;
         self.snet[i] = snet;
@@ -418,12 +420,14 @@ impl Engine {
     #[inline]
     fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
         let p = e.node as usize;
-        let (pc, vc) = (self.cal[p], self.cal[v as usize]);
-        let late = alap_pass && self.flags[p] & F_ALAP != 0 && self.flags[v as usize] & F_ALAP == 0;
+        let (pc, vc) = (self.nodes[p].cal, self.nodes[v as usize].cal);
+        let late = alap_pass
+            && self.nodes[p].flags & F_ALAP != 0
+            && self.nodes[v as usize].flags & F_ALAP == 0;
         let (ps, pf) = if late {
-            (self.ls[p], self.lf[p])
+            (self.nodes[p].ls, self.nodes[p].lf)
         } else {
-            (self.es[p], self.ef[p])
+            (self.nodes[p].es, self.nodes[p].ef)
         };
         match e.kind {
             K_FS => shift(self.conv_up(pf, pc, vc), e.lag),
@@ -435,7 +439,7 @@ impl Engine {
             }
             _ => {
                 let x = self.conv_up(ps, pc, vc);
-                shift(shift(x, -self.dur[v as usize]), e.lag)
+                shift(shift(x, -self.nodes[v as usize].dur), e.lag)
             }
         }
     }
@@ -444,17 +448,17 @@ impl Engine {
     #[inline]
     fn forward(&mut self, v: u32, alap_pass: bool) -> bool {
         let i = v as usize;
-        let f = self.flags[i];
+        let f = self.nodes[i].flags;
         let (es, ef);
         if f & F_SUMMARY != 0 {
             let (a, b) = (self.child_start[i], self.child_start[i + 1]);
-            let vc = self.cal[i];
+            let vc = self.nodes[i].cal;
             let (mut lo, mut hi) = (NO_UB, NO_LB);
             for k in a..b {
                 let c = self.children[k as usize];
-                let cc = self.cal[c as usize];
-                lo = lo.min(self.conv_up(self.es[c as usize], cc, vc));
-                hi = hi.max(self.conv_down(self.ef[c as usize], cc, vc));
+                let cc = self.nodes[c as usize].cal;
+                lo = lo.min(self.conv_up(self.nodes[c as usize].es, cc, vc));
+                hi = hi.max(self.conv_down(self.nodes[c as usize].ef, cc, vc));
             }
             es = lo;
             ef = hi.max(lo);
@@ -463,9 +467,9 @@ impl Engine {
             ef = self.fixed_f[i];
         } else if f & F_STARTED != 0 {
             es = self.fixed_s[i];
-            let st = self.status[self.cal[i] as usize];
+            let st = self.status[self.nodes[i].cal as usize];
             ef = if st == NO_LB {
-                shift(es, self.dur[i])
+                shift(es, self.nodes[i].dur)
             } else {
                 let from = st.max(es);
                 if self.rem[i] > 0 {
@@ -475,7 +479,7 @@ impl Engine {
                 }
             };
         } else {
-            let d = self.dur[i];
+            let d = self.nodes[i].dur;
             let mut s;
             let preds = self.pred.of(v);
             if preds.is_empty() {
@@ -484,7 +488,7 @@ impl Engine {
                 } else if self.ckind[i] == C_FNET {
                     shift(self.cdate[i], -d)
                 } else {
-                    self.ps[self.cal[i] as usize]
+                    self.ps[self.nodes[i].cal as usize]
                 };
             } else {
                 s = NO_LB;
@@ -514,9 +518,9 @@ impl Engine {
             es = s;
             ef = if fin != NO_LB { fin } else { shift(s, d) };
         }
-        let changed = es != self.es[i] || ef != self.ef[i];
-        self.es[i] = es;
-        self.ef[i] = ef;
+        let changed = es != self.nodes[i].es || ef != self.nodes[i].ef;
+        self.nodes[i].es = es;
+        self.nodes[i].ef = ef;
         changed
     }
 
@@ -524,17 +528,17 @@ impl Engine {
     #[inline]
     fn late_bound(&self, e: &Edge, v: u32, dv: i32) -> i32 {
         let s = e.node as usize;
-        let (vc, sc) = (self.cal[v as usize], self.cal[s]);
+        let (vc, sc) = (self.nodes[v as usize].cal, self.nodes[s].cal);
         match e.kind {
-            K_FS => self.conv_down(shift(self.ls_calc[s], -e.lag), sc, vc),
-            K_FF => self.conv_down(shift(self.lf[s], -e.lag), sc, vc),
+            K_FS => self.conv_down(shift(self.nodes[s].ls_calc, -e.lag), sc, vc),
+            K_FF => self.conv_down(shift(self.nodes[s].lf, -e.lag), sc, vc),
             K_SS => {
-                let a = next_start(self.conv_up(self.ls[s], sc, vc));
+                let a = next_start(self.conv_up(self.nodes[s].ls, sc, vc));
                 shift(self.remove_lag(a, e.lag, vc, sc), dv)
             }
-            _ if dv == 0 => self.conv_down(shift(self.lf[s], -e.lag), sc, vc),
+            _ if dv == 0 => self.conv_down(shift(self.nodes[s].lf, -e.lag), sc, vc),
             _ => {
-                let a = shift(self.conv_down(self.lf[s], sc, vc), dv);
+                let a = shift(self.conv_down(self.nodes[s].lf, sc, vc), dv);
                 self.remove_lag(a, e.lag, vc, sc)
             }
         }
@@ -555,25 +559,29 @@ impl Engine {
     #[inline]
     fn backward(&mut self, v: u32) -> bool {
         let i = v as usize;
-        let f = self.flags[i];
-        let vc = self.cal[i] as usize;
-        let (old_lf, old_ls, old_lsc, old_lfb) =
-            (self.lf[i], self.ls[i], self.ls_calc[i], self.lfb[i]);
+        let f = self.nodes[i].flags;
+        let vc = self.nodes[i].cal as usize;
+        let (old_lf, old_ls, old_lsc, old_lfb) = (
+            self.nodes[i].lf,
+            self.nodes[i].ls,
+            self.nodes[i].ls_calc,
+            self.lfb[i],
+        );
         if f & F_FINISHED != 0 {
-            self.lf[i] = self.ef[i];
-            self.ls[i] = self.es[i];
-            self.ls_calc[i] = self.es[i];
+            self.nodes[i].lf = self.nodes[i].ef;
+            self.nodes[i].ls = self.nodes[i].es;
+            self.nodes[i].ls_calc = self.nodes[i].es;
         } else {
             let summary = f & F_SUMMARY != 0;
             let d = if summary {
-                work(self.ef[i]) - work(self.es[i])
+                work(self.nodes[i].ef) - work(self.nodes[i].es)
             } else {
-                self.dur[i]
+                self.nodes[i].dur
             };
             let pf = self.pf[vc];
             let mut lf = pf;
             for e in self.succ.of(v) {
-                if self.flags[e.node as usize] & F_FINISHED != 0 {
+                if self.nodes[e.node as usize].flags & F_FINISHED != 0 {
                     continue;
                 }
                 lf = lf.min(self.late_bound(e, v, d));
@@ -582,7 +590,7 @@ impl Engine {
             if p != NONE {
                 let b = self.lfb[p as usize];
                 if b != NO_UB {
-                    lf = lf.min(self.conv_down(b, self.cal[p as usize], vc as u32));
+                    lf = lf.min(self.conv_down(b, self.nodes[p as usize].cal, vc as u32));
                 }
             }
             let c = self.cdate[i];
@@ -598,14 +606,18 @@ impl Engine {
                 self.lfb[i] = lf;
             } else {
                 let lsc = shift(lf, -self.rem[i]);
-                self.lf[i] = lf;
-                self.ls_calc[i] = lsc;
-                self.ls[i] = if f & F_STARTED != 0 { self.es[i] } else { lsc };
+                self.nodes[i].lf = lf;
+                self.nodes[i].ls_calc = lsc;
+                self.nodes[i].ls = if f & F_STARTED != 0 {
+                    self.nodes[i].es
+                } else {
+                    lsc
+                };
             }
         }
-        old_lf != self.lf[i]
-            || old_ls != self.ls[i]
-            || old_lsc != self.ls_calc[i]
+        old_lf != self.nodes[i].lf
+            || old_ls != self.nodes[i].ls
+            || old_lsc != self.nodes[i].ls_calc
             || old_lfb != self.lfb[i]
     }
 
@@ -613,9 +625,9 @@ impl Engine {
         // `global` is monotone within a calendar: take the max per calendar first.
         let mut best = vec![NO_LB; self.cals.len()];
         for i in 0..self.ids.len() {
-            if self.flags[i] & F_SUMMARY == 0 {
-                let b = &mut best[self.cal[i] as usize];
-                *b = (*b).max(self.ef[i]);
+            if self.nodes[i].flags & F_SUMMARY == 0 {
+                let b = &mut best[self.nodes[i].cal as usize];
+                *b = (*b).max(self.nodes[i].ef);
             }
         }
         let mut g = NO_LB;
@@ -643,9 +655,9 @@ impl Engine {
         let mut lo = vec![NO_UB; self.cals.len()];
         let mut hi = vec![NO_LB; self.cals.len()];
         for i in 0..n {
-            let c = self.cal[i] as usize;
-            lo[c] = lo[c].min(self.es[i]).min(self.ls[i]);
-            hi[c] = hi[c].max(self.ef[i]).max(self.lf[i]);
+            let c = self.nodes[i].cal as usize;
+            lo[c] = lo[c].min(self.nodes[i].es).min(self.nodes[i].ls);
+            hi[c] = hi[c].max(self.nodes[i].ef).max(self.nodes[i].lf);
         }
         let (mut dlo, mut dhi) = (i32::MAX, i32::MIN);
         for c in 0..self.cals.len() {
@@ -683,7 +695,7 @@ impl Engine {
         }
         self.compute_pf();
         self.backward_all();
-        self.any_alap = self.flags.iter().any(|f| f & F_ALAP != 0);
+        self.any_alap = self.nodes.iter().any(|x| x.flags & F_ALAP != 0);
         if self.any_alap {
             for k in 0..n {
                 let v = self.topo.at[k];
@@ -911,7 +923,7 @@ impl Engine {
 
     /// Incremental repair after inputs of `fwd` (early side) and `bwd` (late side) changed.
     fn repair(&mut self, fwd: &[u32], bwd: &[u32]) {
-        if self.any_alap || self.flags.iter().any(|f| f & F_ALAP != 0) {
+        if self.any_alap || self.nodes.iter().any(|x| x.flags & F_ALAP != 0) {
             // ALAP feeds late dates back into the forward pass: repair would need a
             // third propagation front; plans with ALAP tasks are rare, recompute.
             self.recompute();
@@ -927,14 +939,14 @@ impl Engine {
         while let Some(Reverse(pos)) = self.rheap.pop() {
             let v = self.topo.at[pos as usize];
             self.queued[v as usize] = false;
-            let old_ef = self.ef[v as usize];
+            let old_ef = self.nodes[v as usize].ef;
             if self.forward(v, false) {
                 let vi = v as usize;
-                if self.flags[vi] & F_SUMMARY != 0 {
+                if self.nodes[vi].flags & F_SUMMARY != 0 {
                     changed_summaries.push(v);
                 } else {
-                    let c = &self.cals[self.cal[vi] as usize];
-                    let (og, ng) = (c.global(old_ef), c.global(self.ef[vi]));
+                    let c = &self.cals[self.nodes[vi].cal as usize];
+                    let (og, ng) = (c.global(old_ef), c.global(self.nodes[vi].ef));
                     if og != ng && (og >= old_pf || ng > old_pf) {
                         pf_dirty = true;
                     }
@@ -1027,7 +1039,15 @@ impl Engine {
         (
             self.pf_global,
             (0..self.ids.len())
-                .map(|i| [self.es[i], self.ef[i], self.ls[i], self.lf[i], self.lfb[i]])
+                .map(|i| {
+                    [
+                        self.nodes[i].es,
+                        self.nodes[i].ef,
+                        self.nodes[i].ls,
+                        self.nodes[i].lf,
+                        self.lfb[i],
+                    ]
+                })
                 .collect(),
         )
     }
@@ -1038,16 +1058,16 @@ impl Engine {
     /// because nothing depends on them: links into summaries are expanded to leaves.
     pub fn schedule(&self) -> Schedule {
         let n = self.ids.len();
-        let mut ls = self.ls.clone();
-        let mut lf = self.lf.clone();
+        let mut ls: Vec<i32> = self.nodes.iter().map(|x| x.ls).collect();
+        let mut lf: Vec<i32> = self.nodes.iter().map(|x| x.lf).collect();
         for k in 0..n {
             let v = self.topo.at[k] as usize;
-            if self.flags[v] & F_SUMMARY != 0 {
+            if self.nodes[v].flags & F_SUMMARY != 0 {
                 let (mut lo, mut hi) = (NO_UB, NO_LB);
                 for c in self.child_start[v]..self.child_start[v + 1] {
                     let c = self.children[c as usize] as usize;
-                    lo = lo.min(self.conv_up(ls[c], self.cal[c], self.cal[v]));
-                    hi = hi.max(self.conv_down(lf[c], self.cal[c], self.cal[v]));
+                    lo = lo.min(self.conv_up(ls[c], self.nodes[c].cal, self.nodes[v].cal));
+                    hi = hi.max(self.conv_down(lf[c], self.nodes[c].cal, self.nodes[v].cal));
                 }
                 ls[v] = lo;
                 lf[v] = hi.max(lo);
@@ -1071,7 +1091,7 @@ impl Engine {
                 depth[p as usize] = depth[p as usize].max(dv);
             }
             let t = self.task_at(v, ls[v as usize], lf[v as usize]);
-            if t.is_critical && self.flags[v as usize] & F_SUMMARY == 0 {
+            if t.is_critical && self.nodes[v as usize].flags & F_SUMMARY == 0 {
                 critical.push((depth[v as usize], self.input_pos[v as usize], t.id));
             }
             tasks[self.input_pos[v as usize] as usize] = Some(t);
@@ -1088,18 +1108,18 @@ impl Engine {
     /// roll-up [`Engine::schedule`] reports.
     pub fn task(&self, id: TaskId) -> Option<TaskSchedule> {
         let v = *self.index.get(&id)?;
-        Some(self.task_at(v, self.ls[v as usize], self.lf[v as usize]))
+        Some(self.task_at(v, self.nodes[v as usize].ls, self.nodes[v as usize].lf))
     }
 
     fn total_float(&self, v: usize, ls: i32, lf: i32) -> i32 {
-        if self.flags[v] & F_ALAP != 0 {
+        if self.nodes[v].flags & F_ALAP != 0 {
             // Microsoft Project reports no slack on ALAP tasks: they already sit at
             // their late dates.
             return 0;
         }
-        let (es, ef) = (self.es[v], self.ef[v]);
+        let (es, ef) = (self.nodes[v].es, self.nodes[v].ef);
         let finish = work(lf) - work(ef);
-        if self.flags[v] & (F_STARTED | F_FINISHED) != 0 {
+        if self.nodes[v].flags & (F_STARTED | F_FINISHED) != 0 {
             finish
         } else {
             (work(ls) - work(es)).min(finish)
@@ -1110,10 +1130,10 @@ impl Engine {
     /// late dates.
     #[inline]
     fn shown(&self, v: usize) -> (i32, i32) {
-        if self.flags[v] & F_ALAP != 0 {
-            (self.ls[v], self.lf[v])
+        if self.nodes[v].flags & F_ALAP != 0 {
+            (self.nodes[v].ls, self.nodes[v].lf)
         } else {
-            (self.es[v], self.ef[v])
+            (self.nodes[v].es, self.nodes[v].ef)
         }
     }
 
@@ -1123,15 +1143,15 @@ impl Engine {
     /// not capped by the total float.
     fn free_float(&self, v: u32, tf: i32) -> i32 {
         let i = v as usize;
-        if self.flags[i] & F_FINISHED != 0 {
+        if self.nodes[i].flags & F_FINISHED != 0 {
             return 0;
         }
-        let vc = self.cal[i];
+        let vc = self.nodes[i].cal;
         let (ps, pf) = self.shown(i);
         let mut ff = NO_UB;
         for e in self.succ.of(v) {
             let s = e.node as usize;
-            if self.flags[s] & F_FINISHED != 0 {
+            if self.nodes[s].flags & F_FINISHED != 0 {
                 continue;
             }
             let (ss, sf) = self.shown(s);
@@ -1141,7 +1161,7 @@ impl Engine {
                 K_FF => (pf, sf),
                 _ => (ps, sf),
             };
-            let d2 = self.conv_up(d2, self.cal[s], vc);
+            let d2 = self.conv_up(d2, self.nodes[s].cal, vc);
             ff = ff.min(work(d2) - work(d1) - e.lag);
         }
         if ff == NO_UB { tf.max(0) } else { ff.max(0) }
@@ -1149,22 +1169,22 @@ impl Engine {
 
     fn task_at(&self, v: u32, ls: i32, lf: i32) -> TaskSchedule {
         let i = v as usize;
-        let cal = &self.cals[self.cal[i] as usize];
+        let cal = &self.cals[self.nodes[i].cal as usize];
         let tf = self.total_float(i, ls, lf);
-        let ff = if self.flags[i] & F_SUMMARY != 0 {
+        let ff = if self.nodes[i].flags & F_SUMMARY != 0 {
             tf.max(0)
         } else {
             self.free_float(v, tf)
         };
         TaskSchedule {
             id: self.ids[i],
-            early_start: cal.date(self.es[i]),
-            early_finish: cal.date(self.ef[i]),
+            early_start: cal.date(self.nodes[i].es),
+            early_finish: cal.date(self.nodes[i].ef),
             late_start: cal.date(ls),
             late_finish: cal.date(lf),
             total_float: tf,
             free_float: ff,
-            is_critical: tf <= 0 && self.flags[i] & F_FINISHED == 0,
+            is_critical: tf <= 0 && self.nodes[i].flags & F_FINISHED == 0,
         }
     }
 }
