@@ -97,7 +97,8 @@ pub struct Engine {
     succ: Adjacency,
     pred: Adjacency,
     topo: TopoOrder,
-    any_alap: bool,
+    /// Number of ALAP tasks: they switch incremental repair to full recompute.
+    alap_count: usize,
     /// Summaries: the late-finish bound handed down to their children.
     lfb: Vec<i32>,
     /// Scratch for incremental repair.
@@ -194,7 +195,7 @@ impl Engine {
             succ: Adjacency::default(),
             pred: Adjacency::default(),
             topo: TopoOrder::default(),
-            any_alap: false,
+            alap_count: 0,
             lfb: vec![NO_UB; n],
             queued: vec![false; n],
             heap: BinaryHeap::new(),
@@ -386,6 +387,9 @@ impl Engine {
         }
         self.nodes[i].dur = d;
         self.rem[i] = rem;
+        let was_alap = self.nodes[i].flags & F_ALAP != 0;
+        self.alap_count =
+            self.alap_count + usize::from(flags & F_ALAP != 0) - usize::from(was_alap);
         self.nodes[i].flags = flags;
         self.ckind[i] = ck;
         self.cdate[i] = cd;
@@ -695,8 +699,7 @@ impl Engine {
         }
         self.compute_pf();
         self.backward_all();
-        self.any_alap = self.nodes.iter().any(|x| x.flags & F_ALAP != 0);
-        if self.any_alap {
+        if self.alap_count > 0 {
             for k in 0..n {
                 let v = self.topo.at[k];
                 self.forward(v, true);
@@ -857,7 +860,13 @@ impl Engine {
     }
 
     fn reload_and_repair(&mut self, v: u32, fwd: &[u32], bwd: &[u32]) -> Result<(), CpmError> {
+        let was_alap = self.nodes[v as usize].flags & F_ALAP != 0;
         self.load_task(v);
+        if was_alap != (self.nodes[v as usize].flags & F_ALAP != 0) {
+            // Successors were (or must now be) driven by this task's late dates.
+            self.recompute();
+            return Ok(());
+        }
         if self.is_summary(v) {
             // A summary's own constraint reaches its leaves through the backward bound.
             let mut leaves = Vec::new();
@@ -923,7 +932,7 @@ impl Engine {
 
     /// Incremental repair after inputs of `fwd` (early side) and `bwd` (late side) changed.
     fn repair(&mut self, fwd: &[u32], bwd: &[u32]) {
-        if self.any_alap || self.nodes.iter().any(|x| x.flags & F_ALAP != 0) {
+        if self.alap_count > 0 {
             // ALAP feeds late dates back into the forward pass: repair would need a
             // third propagation front; plans with ALAP tasks are rare, recompute.
             self.recompute();

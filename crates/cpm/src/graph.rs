@@ -114,10 +114,15 @@ impl Adjacency {
     }
 }
 
-/// Kahn's algorithm over `succ` plus extra `child -> parent` edges.
+/// Kahn's algorithm over `succ` plus extra `child -> parent` edges, always taking the
+/// ready task that comes first in input order.
 ///
-/// Returns the order, or `Err(v)` with a node on a cycle.
+/// Plans are mostly entered in order, so this keeps the topological order close to the
+/// input order: the passes then walk memory nearly sequentially, and later link
+/// insertions rarely need to reorder much. Returns `Err` if there is a cycle.
 pub(crate) fn topo_order(n: usize, succ: &Adjacency, parent: &[u32]) -> Result<Vec<u32>, ()> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
     let mut indeg = vec![0u32; n];
     for v in 0..n as u32 {
         for e in succ.of(v) {
@@ -128,16 +133,18 @@ pub(crate) fn topo_order(n: usize, succ: &Adjacency, parent: &[u32]) -> Result<V
             indeg[p as usize] += 1;
         }
     }
-    let mut order: Vec<u32> = (0..n as u32).filter(|&v| indeg[v as usize] == 0).collect();
-    let mut head = 0;
-    while head < order.len() {
-        let v = order[head];
-        head += 1;
+    let mut ready: BinaryHeap<Reverse<u32>> = (0..n as u32)
+        .filter(|&v| indeg[v as usize] == 0)
+        .map(Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(Reverse(v)) = ready.pop() {
+        order.push(v);
         for e in succ.of(v) {
             let d = &mut indeg[e.node as usize];
             *d -= 1;
             if *d == 0 {
-                order.push(e.node);
+                ready.push(Reverse(e.node));
             }
         }
         let p = parent[v as usize];
@@ -145,7 +152,7 @@ pub(crate) fn topo_order(n: usize, succ: &Adjacency, parent: &[u32]) -> Result<V
             let d = &mut indeg[p as usize];
             *d -= 1;
             if *d == 0 {
-                order.push(p);
+                ready.push(Reverse(p));
             }
         }
     }
@@ -268,10 +275,12 @@ impl TopoOrder {
         let mut cycle: Option<Vec<u32>> = None;
         'search: while let Some(&(v, _)) = self.stack.last() {
             self.stack.pop();
-            let mut nexts: Vec<u32> = succ.of(v).iter().map(|e| e.node).collect();
-            if up[v as usize] != u32::MAX {
-                nexts.push(up[v as usize]);
-            }
+            let up_v = up[v as usize];
+            let nexts = succ
+                .of(v)
+                .iter()
+                .map(|e| e.node)
+                .chain((up_v != u32::MAX).then_some(up_v));
             for w in nexts {
                 if w == x {
                     // parents lead from v back to y: the cycle is x -> y -> ... -> v -> x.
@@ -306,9 +315,13 @@ impl TopoOrder {
         self.stack.clear();
         self.stack.push((x, 0));
         while let Some((v, _)) = self.stack.pop() {
-            let mut prevs: Vec<u32> = pred.of(v).iter().map(|e| e.node).collect();
-            prevs.extend(children(v));
-            for w in prevs {
+            let kids = children(v);
+            for w in pred
+                .of(v)
+                .iter()
+                .map(|e| e.node)
+                .chain(kids.iter().copied())
+            {
                 if !self.mark[w as usize] && self.ord[w as usize] > lb {
                     self.mark[w as usize] = true;
                     bwd.push(w);
