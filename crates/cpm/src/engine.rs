@@ -945,7 +945,25 @@ impl Engine {
         for &v in fwd {
             self.enqueue_fwd(v);
         }
+        let n = self.ids.len();
+        // Past this many tasks a heap costs more than a straight sweep.
+        let budget = (n / 8).max(1024);
+        let mut popped = 0usize;
         while let Some(Reverse(pos)) = self.rheap.pop() {
+            popped += 1;
+            if popped > budget {
+                // The edit reaches much of the plan: sweep the rest in order, then
+                // redo the backward pass whole.
+                self.rheap.clear();
+                self.queued.iter_mut().for_each(|q| *q = false);
+                for k in pos as usize..n {
+                    let v = self.topo.at[k];
+                    self.forward(v, false);
+                }
+                self.compute_pf();
+                self.backward_all();
+                return;
+            }
             let v = self.topo.at[pos as usize];
             self.queued[v as usize] = false;
             let old_ef = self.nodes[v as usize].ef;
