@@ -2,6 +2,7 @@
 //! differential test (`oracle/run.sh`).
 //!
 //! Usage: `cargo run -p liveplan-cpm --example oracle_gen -- OUT.json [COUNT] [SEED] [TASKS]`
+//! or `... -- --bench-network N OUT.json` for the benchmark network of N tasks.
 //!
 //! The generator covers all four link types, leads and lags, every constraint type,
 //! deadlines, milestones, holidays and several calendars. It only draws inputs both
@@ -166,8 +167,29 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
     input
 }
 
+#[path = "../benches/support/network.rs"]
+#[allow(dead_code)]
+mod network;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--bench-network") {
+        // The benchmark network, for timing MPXJ on exactly what the benches schedule.
+        let n: usize = args[2].parse().unwrap();
+        let out = &args[3];
+        let input = network::network(n, 7);
+        let t0 = std::time::Instant::now();
+        let engine = Engine::new(input.clone()).unwrap();
+        eprintln!(
+            "liveplan build + full schedule of {n} tasks: {:?}",
+            t0.elapsed()
+        );
+        let mut net = BTreeMap::new();
+        net.insert("input", serde_json::to_value(&input).unwrap());
+        net.insert("expected", serde_json::to_value(engine.schedule()).unwrap());
+        std::fs::write(out, serde_json::to_string(&vec![net]).unwrap()).unwrap();
+        return;
+    }
     let out = args.get(1).expect("output path");
     let count: usize = args.get(2).map_or(200, |s| s.parse().unwrap());
     let seed: u64 = args.get(3).map_or(42, |s| s.parse().unwrap());
