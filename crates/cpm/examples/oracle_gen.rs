@@ -7,8 +7,8 @@
 //! The generator covers all four link types, leads and lags, every constraint type,
 //! deadlines, milestones, holidays and several calendars. It only draws inputs both
 //! engines define the same way (see BENCHMARKS-cpm.md / the crate docs for the list):
-//! constraint dates on working days of the task's calendar, no progress, and summary
-//! tasks only as successors.
+//! constraint dates on working days of the task's calendar, no overlapping holidays,
+//! no progress, and only FS/FF links out of summary tasks.
 
 use std::collections::BTreeMap;
 
@@ -125,9 +125,6 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
             85..=91 => Constraint::Mso(working_date(rng, &cal, start)),
             _ => Constraint::Mfo(working_date(rng, &cal, start)),
         };
-        if t.is_milestone && matches!(t.constraint, Constraint::Fnet(_) | Constraint::Alap) {
-            t.constraint = Constraint::Asap;
-        }
         if off("cons") {
             t.constraint = Constraint::Asap;
         }
@@ -136,11 +133,42 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
         }
         input.tasks.push(t);
     }
+    // Summaries: a task and the few tasks right after it as its children, so that
+    // index order stays a topological order of links plus hierarchy.
+    let mut children_of: Vec<Option<(usize, usize)>> = vec![None; n_tasks];
+    let mut in_group = vec![false; n_tasks];
+    if !off("sum") {
+        for _ in 0..rng.range(0, 2) {
+            let sidx = rng.below(n_tasks as u64) as usize;
+            let last = (sidx + rng.range(1, 4) as usize).min(n_tasks - 1);
+            if last == sidx || (sidx..=last).any(|i| in_group[i]) {
+                continue;
+            }
+            for (i, g) in in_group.iter_mut().enumerate().take(last + 1).skip(sidx) {
+                *g = true;
+                if i > sidx {
+                    input.tasks[i].parent = Some(id(sidx));
+                }
+            }
+            let summary = &mut input.tasks[sidx];
+            summary.duration = 1;
+            summary.is_milestone = false;
+            summary.constraint = Constraint::Asap;
+            summary.deadline = None;
+            summary.calendar = None;
+            children_of[sidx] = Some((sidx + 1, last));
+        }
+    }
     // Links go forward in index order, so the network is acyclic.
     let mut seen = std::collections::HashSet::new();
     for s in 1..n_tasks {
         for _ in 0..rng.range(0, 3) {
             let p = rng.below(s as u64) as usize;
+            if let Some((a, b)) = children_of[p]
+                && (a..=b).contains(&s)
+            {
+                continue; // a summary linked to its own subtask is a cycle
+            }
             if !seen.insert((p, s)) {
                 continue;
             }
@@ -151,6 +179,13 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
                 _ => LinkType::SF,
             };
             let kind = if off("types") { LinkType::FS } else { kind };
+            // MPXJ applies the late bound of an SS/SF link out of a summary to its
+            // earliest subtask only; liveplan to all (documented difference).
+            let kind = match (children_of[p].is_some(), kind) {
+                (true, LinkType::SS) => LinkType::FS,
+                (true, LinkType::SF) => LinkType::FF,
+                _ => kind,
+            };
             let lag = if rng.chance(60) || off("lag") {
                 0
             } else {

@@ -10,6 +10,53 @@
 //! Entry points: [`schedule`] for a one-shot computation, [`Engine`] to keep the
 //! network in memory and repair it after each [`Edit`], and [`Schedule::moved`] to
 //! find the tasks a recompute changed (the server's `task_dates_updated`).
+//!
+//! # Rules
+//!
+//! - Time is whole working days. A task of `d > 0` days starts at the start of a
+//!   working day and finishes at the end of its `d`-th working day (finish dates are
+//!   inclusive). A milestone may sit at the end of a day: after a predecessor that
+//!   finishes on Friday it shows Friday, not Monday.
+//! - Durations are in the task's calendar; lags in the successor's; links between
+//!   calendars meet at the real instant (end of Friday is before a Saturday start).
+//! - Tasks without predecessors start at the project start (or at their
+//!   start-no-earlier-than date, which may be earlier). Tasks with predecessors are not
+//!   clamped to the project start, except through an FF link (Microsoft Project's rule);
+//!   so an SF link or a lead can put a task before the project start.
+//! - Constraints are applied after links and win over them: SNLT/FNLT cap the early
+//!   start, MSO/MFO pin both passes, deadlines cap the late finish; float goes negative
+//!   instead of the plan silently moving. SNET/`start_date` raise the early start.
+//! - ALAP tasks keep their ASAP early dates and report zero float; after the backward
+//!   pass their late dates drive non-ALAP successors.
+//! - Total float = min(LS − ES, LF − EF) in working days (finish float only for started
+//!   tasks); free float is measured per link to each unfinished successor, minus the
+//!   lag, floored at 0, and is the total float for a task without successors.
+//! - Summaries: links into a summary apply to each of its leaf tasks; links out of a
+//!   summary use its rolled-up dates; a summary's start bounds (SNET, `start_date`) are
+//!   inherited by its leaves and its other bounds (FNLT, MFO, deadline...) cap its
+//!   leaves' late finish.
+//!
+//! # Where liveplan differs from MPXJ's `MicrosoftScheduler` on purpose
+//!
+//! The differential test (`oracle/run.sh`) matches MPXJ field by field on random
+//! networks with all link types, leads, lags, all constraints, deadlines, milestones,
+//! holidays and several calendars. It does not draw the cases below, where liveplan
+//! chooses differently:
+//!
+//! - A constraint date on a non-working day is read as the next working day (start
+//!   constraints) or the previous one (finish constraints). MPXJ keeps the raw
+//!   date-time, so a task can start on a Saturday there.
+//! - Overlapping calendar exceptions are unioned (MS Project refuses them; MPXJ keeps
+//!   only one).
+//! - `start_date` adds a start-no-earlier-than on top of `constraint` (MPXJ has a
+//!   single constraint per task).
+//! - Progress: an in-progress task's remaining work (`duration × (100 − percent)`,
+//!   rounded up) restarts the working day after the project status date; MPXJ uses the
+//!   file's actual/remaining durations and has no status date.
+//! - Summaries: MPXJ ignores constraints on summaries and applies the backward bound of
+//!   an SS/SF link out of a summary only to its earliest subtask; liveplan applies
+//!   summary bounds to all leaves. A summary's free float is its total float.
+//! - A manually scheduled task without dates is scheduled automatically.
 
 mod calendar;
 mod engine;
