@@ -20,6 +20,8 @@ const F_MANUAL: u8 = 2;
 const F_FINISHED: u8 = 4;
 const F_STARTED: u8 = 8;
 const F_ALAP: u8 = 16;
+/// Has links into summaries (expanded in the adjacency; free float needs the originals).
+const F_SUMLINK: u8 = 32;
 
 const C_NONE: u8 = 0;
 const C_FNET: u8 = 1;
@@ -72,6 +74,8 @@ pub struct Engine {
     /// Position of each task in `input.tasks`.
     input_pos: Vec<u32>,
     link_pos: HashMap<(u32, u32), usize>,
+    /// Links into summaries, by predecessor: (summary, kind, lag).
+    summary_links: HashMap<u32, Vec<(u32, u8, i32)>>,
     cals: Vec<CalTable>,
     /// Per calendar: start of the project, on that calendar's axis.
     ps: Vec<i32>,
@@ -83,6 +87,9 @@ pub struct Engine {
     pf_global: i32,
     /// Hot per-task state, one cache-friendly record per task.
     nodes: Vec<Node>,
+    /// The task's own calendar (for a summary, `nodes[..].cal` is the instant axis and
+    /// this is the calendar its floats are counted in).
+    own_cal: Vec<u32>,
     /// Remaining duration: what the backward pass subtracts.
     rem: Vec<i32>,
     ckind: Vec<u8>,
@@ -132,6 +139,10 @@ impl Engine {
             cal_index.insert(*id, cals.len() as u32);
             cals.push(CalTable::new(c, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
         }
+        // Summaries live on a seven-day axis, where every point is a real instant: their
+        // dates roll up from subtasks on any calendar, a Saturday finish included.
+        let instant_cal = cals.len() as u32;
+        cals.push(CalTable::new(&crate::WorkCalendar::all_days(), anchor, lo, hi).expect("non-empty"));
 
         // Hierarchy.
         let mut parent = vec![NONE; n];
@@ -176,12 +187,14 @@ impl Engine {
             index,
             input_pos: (0..n as u32).collect(),
             link_pos: HashMap::with_capacity(input.links.len()),
+            summary_links: HashMap::new(),
             ps: Vec::new(),
             status: Vec::new(),
             pf: vec![0; cals.len()],
             pf_global: 0,
             cals,
             nodes: vec![Node::default(); n],
+            own_cal: vec![0; n],
             rem: vec![0; n],
             ckind: vec![C_NONE; n],
             cdate: vec![0; n],
@@ -208,7 +221,8 @@ impl Engine {
                 None => 0,
                 Some(id) => *cal_index.get(&id).ok_or(CpmError::UnknownCalendar(id))?,
             };
-            e.nodes[i].cal = c;
+            e.own_cal[i] = c;
+            e.nodes[i].cal = if e.is_summary(i as u32) { instant_cal } else { c };
         }
         for i in 0..n {
             e.load_task(i as u32);
@@ -236,6 +250,9 @@ impl Engine {
             leaves.clear();
             e.leaves_of(s, &mut leaves);
             let kind = kind_code(l.kind);
+            if e.is_summary(s) {
+                e.summary_links.entry(p).or_default().push((s, kind, l.lag));
+            }
             for &t in &leaves {
                 pairs_out.push((
                     p,
@@ -254,6 +271,9 @@ impl Engine {
                     },
                 ));
             }
+        }
+        for &p in e.summary_links.keys() {
+            e.nodes[p as usize].flags |= F_SUMLINK;
         }
         e.succ = Adjacency::build(n, &pairs_out);
         e.pred = Adjacency::build(n, &pairs_in);
@@ -387,6 +407,7 @@ impl Engine {
         }
         self.nodes[i].dur = d;
         self.rem[i] = rem;
+        flags |= self.nodes[i].flags & F_SUMLINK;
         let was_alap = self.nodes[i].flags & F_ALAP != 0;
         self.alap_count =
             self.alap_count + usize::from(flags & F_ALAP != 0) - usize::from(was_alap);
@@ -460,9 +481,15 @@ impl Engine {
             let (mut lo, mut hi) = (NO_UB, NO_LB);
             for k in a..b {
                 let c = self.children[k as usize];
-                let cc = self.nodes[c as usize].cal;
-                lo = lo.min(self.conv_up(self.nodes[c as usize].es, cc, vc));
-                hi = hi.max(self.conv_down(self.nodes[c as usize].ef, cc, vc));
+                let n = &self.nodes[c as usize];
+                // Once late dates exist, an ALAP subtask counts where it sits: late.
+                let (cs, cf) = if alap_pass && n.flags & F_ALAP != 0 {
+                    (n.ls, n.lf)
+                } else {
+                    (n.es, n.ef)
+                };
+                lo = lo.min(self.conv_up(cs, n.cal, vc));
+                hi = hi.max(self.conv_down(cf, n.cal, vc));
             }
             es = lo;
             ef = hi.max(lo);
@@ -677,8 +704,10 @@ impl Engine {
         // Grow with margin so small drifts do not rebuild again.
         let margin = (dhi - dlo) / 4 + 366;
         let anchor = day_number(self.input.start);
+        let all_days = crate::WorkCalendar::all_days();
         let cals: Vec<&crate::WorkCalendar> = std::iter::once(&self.input.calendar)
             .chain(self.input.calendars.values())
+            .chain(std::iter::once(&all_days))
             .collect();
         let tables: Vec<CalTable> = cals
             .iter()
@@ -1144,7 +1173,15 @@ impl Engine {
             // their late dates.
             return 0;
         }
-        let (es, ef) = (self.nodes[v].es, self.nodes[v].ef);
+        let (mut es, mut ef, mut ls, mut lf) = (self.nodes[v].es, self.nodes[v].ef, ls, lf);
+        if self.nodes[v].flags & F_SUMMARY != 0 {
+            // Count a summary's float in its own calendar, like its subtasks'.
+            let (from, to) = (self.nodes[v].cal, self.own_cal[v]);
+            es = self.conv_up(es, from, to);
+            ls = self.conv_up(ls, from, to);
+            ef = self.conv_down(ef, from, to);
+            lf = self.conv_down(lf, from, to);
+        }
         let finish = work(lf) - work(ef);
         if self.nodes[v].flags & (F_STARTED | F_FINISHED) != 0 {
             finish
@@ -1176,20 +1213,33 @@ impl Engine {
         let vc = self.nodes[i].cal;
         let (ps, pf) = self.shown(i);
         let mut ff = NO_UB;
-        for e in self.succ.of(v) {
-            let s = e.node as usize;
+        let via_summary = self.nodes[i].flags & F_SUMLINK != 0;
+        let mut slack = |s: usize, kind: u8, lag: i32| {
             if self.nodes[s].flags & F_FINISHED != 0 {
-                continue;
+                return;
             }
             let (ss, sf) = self.shown(s);
-            let (d1, d2) = match e.kind {
+            let (d1, d2) = match kind {
                 K_FS => (pf, ss),
                 K_SS => (ps, ss),
                 K_FF => (pf, sf),
                 _ => (ps, sf),
             };
             let d2 = self.conv_up(d2, self.nodes[s].cal, vc);
-            ff = ff.min(work(d2) - work(d1) - e.lag);
+            ff = ff.min(work(d2) - work(d1) - lag);
+        };
+        for e in self.succ.of(v) {
+            // A link into a summary counts once, against the summary's dates, not
+            // once per subtask it was expanded to.
+            if via_summary && !self.link_pos.contains_key(&(v, e.node)) {
+                continue;
+            }
+            slack(e.node as usize, e.kind, e.lag);
+        }
+        if via_summary {
+            for &(s, kind, lag) in &self.summary_links[&v] {
+                slack(s as usize, kind, lag);
+            }
         }
         if ff == NO_UB { tf.max(0) } else { ff.max(0) }
     }
