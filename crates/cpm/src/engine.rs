@@ -1228,11 +1228,20 @@ impl Engine {
             let d2 = self.conv_up(d2, self.nodes[s].cal, vc);
             ff = ff.min(work(d2) - work(d1) - lag);
         };
+        let mut direct_seen: Vec<u32> = Vec::new();
         for e in self.succ.of(v) {
             // A link into a summary counts once, against the summary's dates, not
-            // once per subtask it was expanded to.
-            if via_summary && !self.link_pos.contains_key(&(v, e.node)) {
-                continue;
+            // once per subtask it was expanded to; only the user's direct links count
+            // here (an expansion can duplicate a direct link's pair).
+            if via_summary {
+                let Some(&li) = self.link_pos.get(&(v, e.node)) else {
+                    continue;
+                };
+                let l = &self.input.links[li];
+                if kind_code(l.kind) != e.kind || l.lag != e.lag || direct_seen.contains(&e.node) {
+                    continue;
+                }
+                direct_seen.push(e.node);
             }
             slack(e.node as usize, e.kind, e.lag);
         }
