@@ -142,7 +142,9 @@ impl Engine {
         // Summaries live on a seven-day axis, where every point is a real instant: their
         // dates roll up from subtasks on any calendar, a Saturday finish included.
         let instant_cal = cals.len() as u32;
-        cals.push(CalTable::new(&crate::WorkCalendar::all_days(), anchor, lo, hi).expect("non-empty"));
+        cals.push(
+            CalTable::new(&crate::WorkCalendar::all_days(), anchor, lo, hi).expect("non-empty"),
+        );
 
         // Hierarchy.
         let mut parent = vec![NONE; n];
@@ -222,7 +224,11 @@ impl Engine {
                 Some(id) => *cal_index.get(&id).ok_or(CpmError::UnknownCalendar(id))?,
             };
             e.own_cal[i] = c;
-            e.nodes[i].cal = if e.is_summary(i as u32) { instant_cal } else { c };
+            e.nodes[i].cal = if e.is_summary(i as u32) {
+                instant_cal
+            } else {
+                c
+            };
         }
         for i in 0..n {
             e.load_task(i as u32);
