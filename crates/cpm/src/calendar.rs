@@ -116,6 +116,9 @@ pub(crate) struct CalTable {
     wd_before: Vec<i32>,
     /// Day number of each working day inside the window.
     day_of: Vec<i32>,
+    /// The same as dates: outputs need one per task field, and chrono's conversion is
+    /// the most expensive step of building a `Schedule`.
+    dates: Vec<NaiveDate>,
     /// `cnt[w][r]`: working days among `r` consecutive days starting on weekday `w`.
     cnt: [[i32; 8]; 7],
     /// `nth[w][r]`: offset of the `r`-th working day counted forward from weekday `w`.
@@ -188,7 +191,9 @@ impl CalTable {
                 }
             }
         }
+        let dates = day_of.iter().map(|&d| date_of(d)).collect();
         Ok(CalTable {
+            dates,
             origin,
             mask,
             per_week: mask.count_ones() as i32,
@@ -289,7 +294,11 @@ impl CalTable {
 
     /// The date a half-day point falls on.
     pub(crate) fn date(&self, h: i32) -> NaiveDate {
-        date_of(self.day_of(h.div_euclid(2)))
+        let k = h.div_euclid(2);
+        match self.dates.get((k + self.origin) as usize) {
+            Some(d) if k + self.origin >= 0 => *d,
+            _ => date_of(self.day_of(k)),
+        }
     }
 
     /// Start of `date`, or of the next working day if `date` is not one.

@@ -57,6 +57,10 @@
 //!   an SS/SF link out of a summary only to its earliest subtask; liveplan applies
 //!   summary bounds to all leaves. A summary's free float is its total float.
 //! - A manually scheduled task without dates is scheduled automatically.
+//! - A link from a summary that holds an ALAP subtask to an ALAP successor: MPXJ
+//!   expands it per subtask and keeps the ALAP subtask's early dates for an ALAP
+//!   successor; liveplan uses the summary's roll-up, where that subtask counts with its
+//!   late dates (1 network in 1,000 of the differential test draws this).
 
 mod calendar;
 mod engine;
