@@ -452,9 +452,13 @@ impl Engine {
     fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
         let p = e.node as usize;
         let (pc, vc) = (self.nodes[p].cal, self.nodes[v as usize].cal);
+        let (pflags, vflags) = (self.nodes[p].flags, self.nodes[v as usize].flags);
+        // ALAP predecessor -> non-ALAP successor: late dates. Summary -> ALAP
+        // successor: the summary's plain early roll-up (MPXJ expands the link per
+        // subtask and applies the same rule to each).
         let late = alap_pass
-            && self.nodes[p].flags & F_ALAP != 0
-            && self.nodes[v as usize].flags & F_ALAP == 0;
+            && ((pflags & F_ALAP != 0 && vflags & F_ALAP == 0)
+                || (pflags & F_SUMMARY != 0 && vflags & F_ALAP != 0));
         let (ps, pf) = if late {
             (self.nodes[p].ls, self.nodes[p].lf)
         } else {
@@ -485,6 +489,7 @@ impl Engine {
             let (a, b) = (self.child_start[i], self.child_start[i + 1]);
             let vc = self.nodes[i].cal;
             let (mut lo, mut hi) = (NO_UB, NO_LB);
+            let (mut plain_lo, mut plain_hi) = (NO_UB, NO_LB);
             for k in a..b {
                 let c = self.children[k as usize];
                 let n = &self.nodes[c as usize];
@@ -496,9 +501,21 @@ impl Engine {
                 };
                 lo = lo.min(self.conv_up(cs, n.cal, vc));
                 hi = hi.max(self.conv_down(cf, n.cal, vc));
+                // ...except towards ALAP successors, which see every subtask early.
+                let (ps, pf) = if n.flags & F_SUMMARY != 0 {
+                    (n.ls, n.lf)
+                } else {
+                    (n.es, n.ef)
+                };
+                plain_lo = plain_lo.min(self.conv_up(ps, n.cal, vc));
+                plain_hi = plain_hi.max(self.conv_down(pf, n.cal, vc));
             }
             es = lo;
             ef = hi.max(lo);
+            // A summary has no late dates of its own in the passes: its `ls`/`lf` slots
+            // hold the roll-up of plain early dates (see `link_bound`).
+            self.nodes[i].ls = plain_lo;
+            self.nodes[i].lf = plain_hi.max(plain_lo);
         } else if f & (F_FINISHED | F_MANUAL) != 0 {
             es = self.fixed_s[i];
             ef = self.fixed_f[i];
@@ -1166,11 +1183,28 @@ impl Engine {
         }
     }
 
-    /// Outputs of one task. For a summary the late dates are its own bound, not the
-    /// roll-up [`Engine::schedule`] reports.
+    /// Outputs of one task, without building the whole [`Schedule`].
     pub fn task(&self, id: TaskId) -> Option<TaskSchedule> {
         let v = *self.index.get(&id)?;
-        Some(self.task_at(v, self.nodes[v as usize].ls, self.nodes[v as usize].lf))
+        let (ls, lf) = self.late_rollup(v);
+        Some(self.task_at(v, ls, lf))
+    }
+
+    /// Late dates of a task; for a summary, rolled up from its subtasks.
+    fn late_rollup(&self, v: u32) -> (i32, i32) {
+        let vi = v as usize;
+        if self.nodes[vi].flags & F_SUMMARY == 0 {
+            return (self.nodes[vi].ls, self.nodes[vi].lf);
+        }
+        let (mut lo, mut hi) = (NO_UB, NO_LB);
+        for k in self.child_start[vi]..self.child_start[vi + 1] {
+            let c = self.children[k as usize];
+            let (cs, cf) = self.late_rollup(c);
+            let cc = self.nodes[c as usize].cal;
+            lo = lo.min(self.conv_up(cs, cc, self.nodes[vi].cal));
+            hi = hi.max(self.conv_down(cf, cc, self.nodes[vi].cal));
+        }
+        (lo, hi.max(lo))
     }
 
     fn total_float(&self, v: usize, ls: i32, lf: i32) -> i32 {

@@ -55,12 +55,11 @@
 //!   file's actual/remaining durations and has no status date.
 //! - Summaries: MPXJ ignores constraints on summaries and applies the backward bound of
 //!   an SS/SF link out of a summary only to its earliest subtask; liveplan applies
-//!   summary bounds to all leaves. A summary's free float is its total float.
+//!   summary bounds to all leaves. A summary's free float is its total float, and it is
+//!   critical by its own float (MPXJ: when any subtask is critical). The differential
+//!   test draws summaries with links into them and FS/FF links out of them, and
+//!   compares their dates and total float.
 //! - A manually scheduled task without dates is scheduled automatically.
-//! - A link from a summary that holds an ALAP subtask to an ALAP successor: MPXJ
-//!   expands it per subtask and keeps the ALAP subtask's early dates for an ALAP
-//!   successor; liveplan uses the summary's roll-up, where that subtask counts with its
-//!   late dates (1 network in 1,000 of the differential test draws this).
 
 mod calendar;
 mod engine;
