@@ -80,6 +80,11 @@ fn off(feature: &str) -> bool {
     std::env::var("ORACLE_OFF").is_ok_and(|v| v.split(',').any(|f| f == feature))
 }
 
+/// `ORACLE_ON=progress` switches opt-in features on.
+fn on(feature: &str) -> bool {
+    std::env::var("ORACLE_ON").is_ok_and(|v| v.split(',').any(|f| f == feature))
+}
+
 fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
     // Monday 2026-03-02 plus 0..4 days: projects also start mid-week.
     let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap() + Duration::days(rng.range(0, 4));
@@ -131,6 +136,31 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
         if rng.chance(10) && !off("dl") {
             t.deadline = Some(working_date(rng, &cal, start));
         }
+        if on("progress") && !t.is_milestone && rng.chance(15) {
+            // Started near the project start; half of them finished after exactly their
+            // duration, so that both engines agree on what "finished" means.
+            let mut d = start + Duration::days(rng.range(0, 6));
+            while !working(&cal, d) {
+                d += Duration::days(1);
+            }
+            t.actual_start = Some(d);
+            t.constraint = Constraint::Asap;
+            if rng.chance(50) {
+                let mut left = t.duration;
+                let mut f = d;
+                loop {
+                    if working(&cal, f) {
+                        left -= 1;
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                    f += Duration::days(1);
+                }
+                t.actual_finish = Some(f);
+                t.percent_complete = 100;
+            }
+        }
         input.tasks.push(t);
     }
     // Summaries: a task and the few tasks right after it as its children, so that
@@ -151,6 +181,9 @@ fn random_network(rng: &mut Rng, n_tasks: usize) -> ProjectInput {
                 }
             }
             let summary = &mut input.tasks[sidx];
+            summary.actual_start = None;
+            summary.actual_finish = None;
+            summary.percent_complete = 0;
             summary.duration = 1;
             summary.is_milestone = false;
             summary.constraint = Constraint::Asap;

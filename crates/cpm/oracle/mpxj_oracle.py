@@ -130,8 +130,19 @@ def build(net):
         task.setName(tid)
         d = 0 if t["is_milestone"] else t["duration"]
         task.setDuration(days(d))
-        task.setActualDuration(days(0))
-        task.setRemainingDuration(days(d))
+        if t["actual_finish"] is not None:
+            task.setActualStart(ldt(t["actual_start"], 8))
+            task.setActualFinish(ldt(t["actual_finish"], 17))
+            task.setActualDuration(days(d))
+            task.setRemainingDuration(days(0))
+            task.setPercentageComplete(jpype.JDouble(100.0))
+        elif t["actual_start"] is not None:
+            task.setActualStart(ldt(t["actual_start"], 8))
+            task.setActualDuration(days(0))
+            task.setRemainingDuration(days(d))
+        else:
+            task.setActualDuration(days(0))
+            task.setRemainingDuration(days(d))
         task.setMilestone(d == 0)  # MS Project flags every zero-duration task
         if t["calendar"] is not None:
             task.setCalendar(cals[t["calendar"]])

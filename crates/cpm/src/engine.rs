@@ -634,8 +634,13 @@ impl Engine {
             };
             let pf = self.pf[vc];
             let mut lf = pf;
+            let started = f & F_STARTED != 0;
             for e in self.succ.of(v) {
-                if self.nodes[e.node as usize].flags & F_FINISHED != 0 {
+                // A finished successor no longer constrains anything, and neither does
+                // a start-to-start link once this task has started: it is satisfied.
+                if self.nodes[e.node as usize].flags & F_FINISHED != 0
+                    || (started && e.kind == K_SS)
+                {
                     continue;
                 }
                 lf = lf.min(self.late_bound(e, v, d));

@@ -52,7 +52,12 @@
 //!   single constraint per task).
 //! - Progress: an in-progress task's remaining work (`duration × (100 − percent)`,
 //!   rounded up) restarts the working day after the project status date; MPXJ uses the
-//!   file's actual/remaining durations and has no status date.
+//!   file's actual/remaining durations and has no status date. Shared rules: finished
+//!   tasks are pinned and constrain nothing, a started task's early start is its actual
+//!   start, its float is its finish float, and its SS links are satisfied. The
+//!   differential test leaves progress out by default (`ORACLE_ON=progress` draws it;
+//!   late dates of predecessors of started tasks then differ through MPXJ's
+//!   actual-duration rules).
 //! - Summaries: MPXJ ignores constraints on summaries and applies the backward bound of
 //!   an SS/SF link out of a summary only to its earliest subtask; liveplan applies
 //!   summary bounds to all leaves. A summary's free float is its total float, and it is
