@@ -12,6 +12,12 @@ use crate::{
 };
 
 const NONE: u32 = u32::MAX;
+/// Longest duration or lag accepted, in working days (about 380 years): keeps every
+/// point far inside `i32` and every date inside chrono's range.
+const MAX_SPAN: i32 = 100_000;
+/// Calendar tables never grow past this many days (~400 years); beyond, dates are
+/// extrapolated from the weekly pattern, which is exact there.
+const MAX_WINDOW_DAYS: i32 = 146_000;
 const NO_LB: i32 = i32::MIN;
 const NO_UB: i32 = i32::MAX;
 
@@ -130,6 +136,14 @@ impl Engine {
         // Calendars: 0 is the project calendar.
         let mut cal_index: HashMap<crate::CalendarId, u32> = HashMap::new();
         let anchor = day_number(input.start);
+        for c in std::iter::once(&input.calendar).chain(input.calendars.values()) {
+            for x in &c.exceptions {
+                let (a, b) = (day_number(x.first), day_number(x.last));
+                if a.min(b) < anchor - MAX_WINDOW_DAYS || a.max(b) > anchor + MAX_WINDOW_DAYS {
+                    return Err(CpmError::ExceptionOutOfRange(x.first));
+                }
+            }
+        }
         let lo = anchor - 7;
         let hi = anchor + 3 * 366;
         let mut cals = vec![
@@ -250,6 +264,9 @@ impl Engine {
             if e.link_pos.insert((p, s), li).is_some() {
                 return Err(CpmError::DuplicateLink(l.predecessor, l.successor));
             }
+            if l.lag.unsigned_abs() > MAX_SPAN as u32 {
+                return Err(CpmError::OutOfRange(l.successor));
+            }
             if p == s {
                 return Err(CpmError::Cycle(vec![l.predecessor]));
             }
@@ -340,7 +357,11 @@ impl Engine {
         let i = v as usize;
         let t = &self.input.tasks[self.input_pos[i] as usize];
         let c = &self.cals[self.nodes[i].cal as usize];
-        let d = if t.is_milestone { 0 } else { t.duration as i32 };
+        let d = if t.is_milestone {
+            0
+        } else {
+            t.duration.min(MAX_SPAN as u32) as i32
+        };
         let mut flags = 0u8;
         if self.child_start[i] != self.child_start[i + 1] {
             flags |= F_SUMMARY;
@@ -729,7 +750,11 @@ impl Engine {
         if dlo > dhi || self.cals.iter().all(|t| t.covers(dlo, dhi)) {
             return;
         }
-        // Grow with margin so small drifts do not rebuild again.
+        // Grow with margin so small drifts do not rebuild again; a plan reaching
+        // centuries out keeps extrapolating instead of allocating.
+        if dhi - dlo > MAX_WINDOW_DAYS {
+            return;
+        }
         let margin = (dhi - dlo) / 4 + 366;
         let anchor = day_number(self.input.start);
         let all_days = crate::WorkCalendar::all_days();
@@ -811,6 +836,9 @@ impl Engine {
             Edit::AddLink(l) => self.add_link(*l),
             Edit::UpdateLink(l) => {
                 let (p, s) = (self.idx(l.predecessor)?, self.idx(l.successor)?);
+                if l.lag.unsigned_abs() > MAX_SPAN as u32 {
+                    return Err(CpmError::OutOfRange(l.successor));
+                }
                 let li = *self
                     .link_pos
                     .get(&(p, s))
@@ -938,6 +966,9 @@ impl Engine {
 
     fn add_link(&mut self, l: LinkInput) -> Result<(), CpmError> {
         let (p, s) = (self.idx(l.predecessor)?, self.idx(l.successor)?);
+        if l.lag.unsigned_abs() > MAX_SPAN as u32 {
+            return Err(CpmError::OutOfRange(l.successor));
+        }
         if self.link_pos.contains_key(&(p, s)) {
             return Err(CpmError::DuplicateLink(l.predecessor, l.successor));
         }

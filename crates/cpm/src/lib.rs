@@ -335,6 +335,13 @@ pub enum CpmError {
     UnknownLink(TaskId, TaskId),
     #[error("task {0} is its own ancestor")]
     HierarchyCycle(TaskId),
+    /// A lag beyond ±100,000 working days (durations are capped there silently).
+    #[error("lag into task {0} is out of range")]
+    OutOfRange(TaskId),
+    /// Calendar exceptions must lie within about 400 years of the project start, so
+    /// that calendar tables stay small.
+    #[error("calendar exception on {0} is too far from the project start")]
+    ExceptionOutOfRange(NaiveDate),
 }
 
 /// Computes the schedule of `input` from scratch.

@@ -393,3 +393,26 @@ fn errors_for_bad_references() {
     p.calendar.working_weekdays = liveplan_cpm::WeekdayMask(0);
     assert_eq!(schedule(&p).unwrap_err(), CpmError::EmptyCalendar);
 }
+
+#[test]
+fn extreme_inputs_are_refused_or_bounded() {
+    let mut p = project();
+    task(&mut p, 1, u32::MAX); // capped, not wrapped
+    task(&mut p, 2, 1).constraint = Constraint::Mso(d("2400-01-03"));
+    task(&mut p, 3, 1);
+    link(&mut p, 1, 3, LinkType::FS, 0);
+    let s = schedule(&p).unwrap();
+    assert!(get(&s, 1).early_finish > d("2300-01-01"));
+    assert_eq!(get(&s, 2).early_start, d("2400-01-03"));
+    let mut bad = p.clone();
+    link(&mut bad, 2, 3, LinkType::FS, i32::MIN);
+    assert_eq!(schedule(&bad).unwrap_err(), CpmError::OutOfRange(id(3)));
+    let mut bad = p.clone();
+    bad.calendar
+        .exceptions
+        .push(DateRange::day(d("9999-01-01")));
+    assert!(matches!(
+        schedule(&bad),
+        Err(CpmError::ExceptionOutOfRange(_))
+    ));
+}
