@@ -114,6 +114,11 @@ pub struct Engine {
     alap_count: usize,
     /// Summaries: the late-finish bound handed down to their children.
     lfb: Vec<i32>,
+    /// Tasks whose outputs may have moved since the last `take_changes`.
+    touched: Vec<u32>,
+    touched_mark: Vec<bool>,
+    /// Everything may have moved (full recompute or rebuild since `take_changes`).
+    touched_all: bool,
     /// Scratch for incremental repair.
     queued: Vec<bool>,
     heap: BinaryHeap<u32>,
@@ -226,6 +231,9 @@ impl Engine {
             topo: TopoOrder::default(),
             alap_count: 0,
             lfb: vec![NO_UB; n],
+            touched: Vec::new(),
+            touched_mark: vec![false; n],
+            touched_all: true,
             queued: vec![false; n],
             heap: BinaryHeap::new(),
             rheap: BinaryHeap::new(),
@@ -774,6 +782,7 @@ impl Engine {
     /// This is the reference the incremental repair is tested against, and what the
     /// full-recompute benchmark measures.
     pub fn recompute(&mut self) {
+        self.touched_all = true;
         let n = self.ids.len();
         for k in 0..n {
             let v = self.topo.at[k];
@@ -791,6 +800,7 @@ impl Engine {
     }
 
     fn backward_all(&mut self) {
+        self.touched_all = true;
         let n = self.ids.len();
         for k in (0..n).rev() {
             let v = self.topo.at[k];
@@ -857,6 +867,7 @@ impl Engine {
                     e.kind = kind;
                     e.lag = l.lag;
                 }
+                self.touch(p);
                 self.repair(&[s], &[p]);
                 Ok(())
             }
@@ -882,6 +893,7 @@ impl Engine {
                 self.succ.remove(p, s);
                 self.pred.remove(s, p);
                 // Removing an edge never invalidates a topological order.
+                self.touch(p);
                 self.repair(&[s], &[p]);
                 Ok(())
             }
@@ -1014,6 +1026,7 @@ impl Engine {
         );
         self.link_pos.insert((p, s), self.input.links.len());
         self.input.links.push(l);
+        self.touch(p);
         self.repair(&[s], &[p]);
         Ok(())
     }
@@ -1056,6 +1069,7 @@ impl Engine {
             self.queued[v as usize] = false;
             let old_ef = self.nodes[v as usize].ef;
             if self.forward(v, false) {
+                self.touch(v);
                 let vi = v as usize;
                 if self.nodes[vi].flags & F_SUMMARY != 0 {
                     changed_summaries.push(v);
@@ -1089,6 +1103,7 @@ impl Engine {
             let v = self.topo.at[pos as usize];
             self.queued[v as usize] = false;
             if self.backward(v) {
+                self.touch(v);
                 let deg = self.pred.degree(v);
                 for k in 0..deg {
                     let w = self.pred.of(v)[k].node;
@@ -1104,6 +1119,62 @@ impl Engine {
                 }
             }
         }
+    }
+
+    #[inline]
+    fn touch(&mut self, v: u32) {
+        if !self.touched_mark[v as usize] {
+            self.touched_mark[v as usize] = true;
+            self.touched.push(v);
+        }
+    }
+
+    /// The tasks whose outputs may have moved since the previous call, so the server
+    /// can build `task_dates_updated` without materializing the whole schedule.
+    ///
+    /// A superset: every task whose [`TaskSchedule`] changed is listed (a task whose
+    /// dates moved, its predecessors, whose free float depends on it, the ends of
+    /// edited links, and the summaries above them), some may be unchanged. `None`
+    /// means "possibly all" (a full recompute or rebuild happened): diff two
+    /// [`Schedule`]s instead.
+    pub fn take_changes(&mut self) -> Option<Vec<TaskId>> {
+        let all = std::mem::replace(&mut self.touched_all, false);
+        let touched = std::mem::take(&mut self.touched);
+        let mut out: Vec<u32> = Vec::with_capacity(touched.len() * 2);
+        let mut seen = std::mem::take(&mut self.touched_mark);
+        for &v in &touched {
+            seen[v as usize] = false;
+        }
+        if all {
+            self.touched_mark = seen;
+            return None;
+        }
+        let mut add = |v: u32, out: &mut Vec<u32>| {
+            if !seen[v as usize] {
+                seen[v as usize] = true;
+                out.push(v);
+            }
+        };
+        for &v in &touched {
+            add(v, &mut out);
+            for e in self.pred.of(v) {
+                add(e.node, &mut out);
+            }
+        }
+        // Summaries above any listed task roll up from it.
+        let direct = out.len();
+        for k in 0..direct {
+            let mut a = self.parent[out[k] as usize];
+            while a != NONE {
+                add(a, &mut out);
+                a = self.parent[a as usize];
+            }
+        }
+        for &v in &out {
+            seen[v as usize] = false;
+        }
+        self.touched_mark = seen;
+        Some(out.into_iter().map(|v| self.ids[v as usize]).collect())
     }
 
     #[inline]
@@ -1217,6 +1288,35 @@ impl Engine {
             critical_path: critical.into_iter().map(|c| c.2).collect(),
             tasks: tasks.into_iter().flatten().collect(),
         }
+    }
+
+    /// The critical path alone (what `cpm_complete` carries), without materializing
+    /// every task's dates: O(tasks + links), no allocation per task.
+    pub fn critical_path(&self) -> Vec<TaskId> {
+        let n = self.ids.len();
+        let mut depth = vec![0u32; n];
+        let mut critical: Vec<(u32, u32, TaskId)> = Vec::new();
+        for k in 0..n {
+            let v = self.topo.at[k];
+            let vi = v as usize;
+            let dv = depth[vi] + 1;
+            for e in self.succ.of(v) {
+                let d = &mut depth[e.node as usize];
+                *d = (*d).max(dv);
+            }
+            let p = self.parent[vi];
+            if p != NONE {
+                depth[p as usize] = depth[p as usize].max(dv);
+            }
+            let f = self.nodes[vi].flags;
+            if f & (F_SUMMARY | F_FINISHED) == 0
+                && self.total_float(vi, self.nodes[vi].ls, self.nodes[vi].lf) <= 0
+            {
+                critical.push((depth[vi], self.input_pos[vi], self.ids[vi]));
+            }
+        }
+        critical.sort_unstable();
+        critical.into_iter().map(|c| c.2).collect()
     }
 
     /// Outputs of one task, without building the whole [`Schedule`].

@@ -195,12 +195,26 @@ fn check(seed: u64, n: usize, edits: usize, alap: bool) -> Result<(), TestCaseEr
         Err(CpmError::Cycle(_)) => return Ok(()),
         Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
     };
+    engine.take_changes();
     for _ in 0..edits {
         let edit = random_edit(&mut rng, engine.input());
         let before = engine.raw_state();
+        let before_schedule = engine.schedule();
         let before_input = engine.input().clone();
         match engine.apply(&edit) {
             Ok(()) => {
+                // The reported changes cover every task whose outputs moved.
+                if let Some(changed) = engine.take_changes() {
+                    let after = engine.schedule();
+                    for t in before_schedule.moved(&after) {
+                        prop_assert!(
+                            changed.contains(&t.id),
+                            "{} moved but not reported after {:?}",
+                            t.id,
+                            edit
+                        );
+                    }
+                }
                 let full = Engine::new(engine.input().clone()).expect("full recompute");
                 let (a, b) = (engine.raw_state(), full.raw_state());
                 if a != b {
@@ -229,7 +243,13 @@ fn check(seed: u64, n: usize, edits: usize, alap: bool) -> Result<(), TestCaseEr
                         links
                     );
                 }
-                prop_assert_eq!(engine.schedule(), full.schedule());
+                let sched = engine.schedule();
+                prop_assert_eq!(&engine.critical_path(), &sched.critical_path);
+                for t in sched.tasks.iter().step_by(3) {
+                    let one = engine.task(t.id);
+                    prop_assert_eq!(one.as_ref(), Some(t));
+                }
+                prop_assert_eq!(sched, full.schedule());
             }
             Err(err) => {
                 // Refused edits change nothing, and a refused link really closes a cycle.
