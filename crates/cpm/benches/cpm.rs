@@ -92,3 +92,38 @@ fn incremental_link_insert_remove(bencher: Bencher, n: usize) {
         }
     });
 }
+
+/// What the server does per edit: apply, ask which tasks may have moved, read them.
+#[divan::bench(args = [100_000], sample_count = 200, sample_size = 1)]
+fn incremental_edit_and_report(bencher: Bencher, n: usize) {
+    let input = network(n, 7);
+    let durations: Vec<u32> = input.tasks.iter().map(|t| t.duration).collect();
+    let mut engine = Engine::new(input).unwrap();
+    engine.take_changes();
+    let mut rng = Rng(17);
+    bencher.bench_local(move || {
+        let i = loop {
+            let i = rng.below(n as u64) as usize;
+            if !i.is_multiple_of(50) {
+                break i;
+            }
+        };
+        let duration = durations[i] + rng.below(3) as u32;
+        engine
+            .apply(&Edit::SetDuration {
+                task: id(i),
+                duration,
+            })
+            .unwrap();
+        match engine.take_changes() {
+            Some(ids) => ids.iter().filter_map(|t| engine.task(*t)).count(),
+            None => engine.schedule().tasks.len(),
+        }
+    });
+}
+
+#[divan::bench(args = [100_000], sample_count = 10, sample_size = 1)]
+fn critical_path_only(bencher: Bencher, n: usize) {
+    let engine = Engine::new(network(n, 7)).unwrap();
+    bencher.bench_local(|| engine.critical_path());
+}
