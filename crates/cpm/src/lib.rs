@@ -109,8 +109,9 @@ pub enum Constraint {
     /// As soon as possible: the default.
     #[default]
     Asap,
-    /// As late as possible: the late dates drive finish-to-start successors
-    /// (Microsoft Project's rule); the task's early dates stay its ASAP dates.
+    /// As late as possible: once the backward pass has run, the task's late dates
+    /// drive its non-ALAP successors (Microsoft Project's rule); its early dates stay
+    /// its ASAP dates and its float is reported as 0.
     Alap,
     /// Start no earlier than.
     Snet(NaiveDate),
@@ -275,8 +276,9 @@ impl Schedule {
 }
 
 /// One change to the inputs. The engine repairs the schedule incrementally for the
-/// common edits; structural ones (hierarchy, calendars, progress, adding tasks) rebuild,
-/// which is still correct and only slower.
+/// common edits; structural ones (hierarchy, progress, adding or removing tasks, links
+/// into summaries, anything while the plan has ALAP tasks) recompute or rebuild, which
+/// is still correct and only slower. Calendar changes: build a new [`Engine`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Edit {
     SetDuration {
@@ -306,6 +308,7 @@ pub enum Edit {
     /// Any other change to one task (parent, calendar, progress, manual dates...).
     ReplaceTask(TaskInput),
     AddTask(TaskInput),
+    /// Its links go with it; its subtasks become top-level tasks.
     RemoveTask {
         task: TaskId,
     },
