@@ -416,3 +416,11 @@ fn extreme_inputs_are_refused_or_bounded() {
         Err(CpmError::ExceptionOutOfRange(_))
     ));
 }
+
+#[test]
+fn engine_can_move_between_threads() {
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Engine>();
+    assert_send_sync::<Schedule>();
+    assert_send_sync::<CpmError>();
+}
