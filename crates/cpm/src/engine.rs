@@ -67,11 +67,13 @@ struct Node {
 
 /// The network in memory, with its last computed results.
 ///
-/// Tasks are interned to dense `u32` indices; all per-task state lives in parallel
-/// vectors of integers on each calendar's half-day axis (see the `calendar` module),
-/// and links live in flat adjacency arrays in both directions. The passes therefore
-/// allocate nothing per task and only touch calendar tables when a link crosses
-/// calendars. Keeping it alive between edits is what makes incremental repair possible.
+/// Tasks are interned to dense `u32` indices; their dates are integers on each
+/// calendar's half-day axis (see the `calendar` module), kept in one packed record per
+/// task for what every link reads and in plain vectors for the rest, and links live in
+/// flat adjacency arrays in both directions. The passes therefore allocate nothing per
+/// task and only touch calendar tables when a link crosses calendars. Keeping it alive
+/// between edits is what makes incremental repair possible; it is `Send + Sync`, so the
+/// scheduler worker can own one per project.
 #[derive(Clone, Debug)]
 pub struct Engine {
     input: ProjectInput,
