@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap};
 use chrono::NaiveDate;
 
 use crate::calendar::{CalTable, day_number, next_start, prev_finish, shift, work};
-use crate::graph::{Adjacency, Edge, TopoOrder, find_cycle, topo_order};
+use crate::graph::{Adjacency, Edge, MAX_TASKS, TopoOrder, find_cycle, topo_order};
 use crate::{
     Constraint, CpmError, Edit, LinkInput, LinkType, ProjectInput, Schedule, TaskId, TaskSchedule,
 };
@@ -131,6 +131,9 @@ impl Engine {
     /// Interns, validates and fully schedules `input`.
     pub fn new(input: ProjectInput) -> Result<Engine, CpmError> {
         let n = input.tasks.len();
+        if n >= MAX_TASKS {
+            return Err(CpmError::TooManyTasks(n));
+        }
         let mut index = HashMap::with_capacity(n);
         let mut ids = Vec::with_capacity(n);
         for (i, t) in input.tasks.iter().enumerate() {
@@ -287,22 +290,8 @@ impl Engine {
                 e.summary_links.entry(p).or_default().push((s, kind, l.lag));
             }
             for &t in &leaves {
-                pairs_out.push((
-                    p,
-                    Edge {
-                        node: t,
-                        lag: l.lag,
-                        kind,
-                    },
-                ));
-                pairs_in.push((
-                    t,
-                    Edge {
-                        node: p,
-                        lag: l.lag,
-                        kind,
-                    },
-                ));
+                pairs_out.push((p, Edge::new(t, l.lag, kind)));
+                pairs_in.push((t, Edge::new(p, l.lag, kind)));
             }
         }
         for &p in e.summary_links.keys() {
@@ -475,13 +464,13 @@ impl Engine {
         }
     }
 
-    /// Earliest start that link `e` (from `e.node` into `v`) allows, on `v`'s axis.
+    /// Earliest start that link `e` (from `e.node()` into `v`) allows, on `v`'s axis.
     ///
     /// After the backward pass, an ALAP predecessor drives non-ALAP successors from its
     /// late dates (Microsoft Project's rule).
     #[inline]
     fn link_bound(&self, e: &Edge, v: u32, alap_pass: bool) -> i32 {
-        let p = e.node as usize;
+        let p = e.node() as usize;
         let (pc, vc) = (self.nodes[p].cal, self.nodes[v as usize].cal);
         let (pflags, vflags) = (self.nodes[p].flags, self.nodes[v as usize].flags);
         // ALAP predecessor -> non-ALAP successor: late dates. Summary -> ALAP
@@ -495,7 +484,7 @@ impl Engine {
         } else {
             (self.nodes[p].es, self.nodes[p].ef)
         };
-        match e.kind {
+        match e.kind() {
             K_FS => shift(self.conv_up(pf, pc, vc), e.lag),
             K_SS => shift(self.conv_up(ps, pc, vc), e.lag),
             K_FF => {
@@ -609,12 +598,12 @@ impl Engine {
         changed
     }
 
-    /// Latest finish of `v` that link `e` (from `v` to `e.node`) allows, on `v`'s axis.
+    /// Latest finish of `v` that link `e` (from `v` to `e.node()`) allows, on `v`'s axis.
     #[inline]
     fn late_bound(&self, e: &Edge, v: u32, dv: i32) -> i32 {
-        let s = e.node as usize;
+        let s = e.node() as usize;
         let (vc, sc) = (self.nodes[v as usize].cal, self.nodes[s].cal);
-        match e.kind {
+        match e.kind() {
             K_FS => self.conv_down(shift(self.nodes[s].ls_calc, -e.lag), sc, vc),
             K_FF => self.conv_down(shift(self.nodes[s].lf, -e.lag), sc, vc),
             K_SS => {
@@ -669,8 +658,8 @@ impl Engine {
             for e in self.succ.of(v) {
                 // A finished successor no longer constrains anything, and neither does
                 // a start-to-start link once this task has started: it is satisfied.
-                if self.nodes[e.node as usize].flags & F_FINISHED != 0
-                    || (started && e.kind == K_SS)
+                if self.nodes[e.node() as usize].flags & F_FINISHED != 0
+                    || (started && e.kind() == K_SS)
                 {
                     continue;
                 }
@@ -856,17 +845,18 @@ impl Engine {
                     .get(&(p, s))
                     .ok_or(CpmError::UnknownLink(l.predecessor, l.successor))?;
                 self.input.links[li] = *l;
-                if self.is_summary(s) || self.succ.of(p).iter().filter(|e| e.node == s).count() != 1
+                if self.is_summary(s)
+                    || self.succ.of(p).iter().filter(|e| e.node() == s).count() != 1
                 {
                     return self.rebuild();
                 }
                 let kind = kind_code(l.kind);
                 if let Some(e) = self.succ.find_mut(p, s) {
-                    e.kind = kind;
+                    e.set_kind(kind);
                     e.lag = l.lag;
                 }
                 if let Some(e) = self.pred.find_mut(s, p) {
-                    e.kind = kind;
+                    e.set_kind(kind);
                     e.lag = l.lag;
                 }
                 self.touch(p);
@@ -888,7 +878,8 @@ impl Engine {
                     let key = (self.index[&moved.predecessor], self.index[&moved.successor]);
                     self.link_pos.insert(key, li);
                 }
-                if self.is_summary(s) || self.succ.of(p).iter().filter(|e| e.node == s).count() != 1
+                if self.is_summary(s)
+                    || self.succ.of(p).iter().filter(|e| e.node() == s).count() != 1
                 {
                     return self.rebuild();
                 }
@@ -986,7 +977,7 @@ impl Engine {
         if self.link_pos.contains_key(&(p, s)) {
             return Err(CpmError::DuplicateLink(l.predecessor, l.successor));
         }
-        if self.is_summary(s) || self.succ.of(p).iter().any(|e| e.node == s) {
+        if self.is_summary(s) || self.succ.of(p).iter().any(|e| e.node() == s) {
             self.input.links.push(l);
             let r = self.rebuild();
             if r.is_err() {
@@ -1010,22 +1001,8 @@ impl Engine {
             ));
         }
         let kind = kind_code(l.kind);
-        self.succ.push(
-            p,
-            Edge {
-                node: s,
-                lag: l.lag,
-                kind,
-            },
-        );
-        self.pred.push(
-            s,
-            Edge {
-                node: p,
-                lag: l.lag,
-                kind,
-            },
-        );
+        self.succ.push(p, Edge::new(s, l.lag, kind));
+        self.pred.push(s, Edge::new(p, l.lag, kind));
         self.link_pos.insert((p, s), self.input.links.len());
         self.input.links.push(l);
         self.touch(p);
@@ -1084,7 +1061,7 @@ impl Engine {
                 }
                 let deg = self.succ.degree(v);
                 for k in 0..deg {
-                    let w = self.succ.of(v)[k].node;
+                    let w = self.succ.of(v)[k].node();
                     self.enqueue_fwd(w);
                 }
                 let p = self.parent[vi];
@@ -1108,7 +1085,7 @@ impl Engine {
                 self.touch(v);
                 let deg = self.pred.degree(v);
                 for k in 0..deg {
-                    let w = self.pred.of(v)[k].node;
+                    let w = self.pred.of(v)[k].node();
                     self.enqueue_bwd(w);
                 }
                 let (a, b) = (
@@ -1160,7 +1137,7 @@ impl Engine {
         for &v in &touched {
             add(v, &mut out);
             for e in self.pred.of(v) {
-                add(e.node, &mut out);
+                add(e.node(), &mut out);
             }
         }
         // Summaries above any listed task roll up from it.
@@ -1271,7 +1248,7 @@ impl Engine {
             let v = self.topo.at[k];
             let dv = depth[v as usize] + 1;
             for e in self.succ.of(v) {
-                let d = &mut depth[e.node as usize];
+                let d = &mut depth[e.node() as usize];
                 *d = (*d).max(dv);
             }
             let p = self.parent[v as usize];
@@ -1303,7 +1280,7 @@ impl Engine {
             let vi = v as usize;
             let dv = depth[vi] + 1;
             for e in self.succ.of(v) {
-                let d = &mut depth[e.node as usize];
+                let d = &mut depth[e.node() as usize];
                 *d = (*d).max(dv);
             }
             let p = self.parent[vi];
@@ -1412,16 +1389,19 @@ impl Engine {
             // once per subtask it was expanded to; only the user's direct links count
             // here (an expansion can duplicate a direct link's pair).
             if via_summary {
-                let Some(&li) = self.link_pos.get(&(v, e.node)) else {
+                let Some(&li) = self.link_pos.get(&(v, e.node())) else {
                     continue;
                 };
                 let l = &self.input.links[li];
-                if kind_code(l.kind) != e.kind || l.lag != e.lag || direct_seen.contains(&e.node) {
+                if kind_code(l.kind) != e.kind()
+                    || l.lag != e.lag
+                    || direct_seen.contains(&e.node())
+                {
                     continue;
                 }
-                direct_seen.push(e.node);
+                direct_seen.push(e.node());
             }
-            slack(e.node as usize, e.kind, e.lag);
+            slack(e.node() as usize, e.kind(), e.lag);
         }
         if via_summary {
             for &(s, kind, lag) in &self.summary_links[&v] {

@@ -341,6 +341,9 @@ pub enum CpmError {
     /// A lag beyond ±100,000 working days (durations are capped there silently).
     #[error("lag into task {0} is out of range")]
     OutOfRange(TaskId),
+    /// More than 2^30 − 1 tasks in one project.
+    #[error("{0} tasks is more than one project can hold")]
+    TooManyTasks(usize),
     /// Calendar exceptions must lie within about 400 years of the project start, so
     /// that calendar tables stay small.
     #[error("calendar exception on {0} is too far from the project start")]
