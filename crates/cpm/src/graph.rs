@@ -48,8 +48,9 @@ impl Edge {
 /// array (doubling), so link edits cost O(degree), not O(links).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Adjacency {
-    start: Vec<u32>,
-    len: Vec<u32>,
+    /// Per node: start of its segment and number of edges, side by side so a pass
+    /// reads both with one cache access.
+    seg: Vec<[u32; 2]>,
     cap: Vec<u32>,
     edges: Vec<Edge>,
 }
@@ -59,83 +60,78 @@ const HOLE: Edge = Edge::new(u32::MAX, 0, 0);
 impl Adjacency {
     /// Builds from `(from, edge)` pairs.
     pub(crate) fn build(n: usize, pairs: &[(u32, Edge)]) -> Adjacency {
-        let mut len = vec![0u32; n];
+        let mut seg = vec![[0u32; 2]; n];
         for (f, _) in pairs {
-            len[*f as usize] += 1;
+            seg[*f as usize][1] += 1;
         }
-        let mut start = vec![0u32; n];
         let mut cap = vec![0u32; n];
         let mut total = 0u32;
         for i in 0..n {
-            start[i] = total;
+            seg[i][0] = total;
             // One spare slot per node keeps most single insertions in place.
-            cap[i] = len[i] + 1;
+            cap[i] = seg[i][1] + 1;
             total += cap[i];
         }
         let mut edges = vec![HOLE; total as usize];
         let mut fill = vec![0u32; n];
         for (f, e) in pairs {
             let f = *f as usize;
-            edges[(start[f] + fill[f]) as usize] = *e;
+            edges[(seg[f][0] + fill[f]) as usize] = *e;
             fill[f] += 1;
         }
-        Adjacency {
-            start,
-            len,
-            cap,
-            edges,
-        }
+        Adjacency { seg, cap, edges }
     }
 
     #[inline]
     pub(crate) fn of(&self, v: u32) -> &[Edge] {
-        let s = self.start[v as usize] as usize;
-        &self.edges[s..s + self.len[v as usize] as usize]
+        let [s, l] = self.seg[v as usize];
+        &self.edges[s as usize..(s + l) as usize]
     }
 
     #[inline]
     pub(crate) fn degree(&self, v: u32) -> usize {
-        self.len[v as usize] as usize
+        self.seg[v as usize][1] as usize
     }
 
     pub(crate) fn push(&mut self, v: u32, e: Edge) {
         let vi = v as usize;
-        if self.len[vi] == self.cap[vi] {
+        let [s, l] = self.seg[vi];
+        if l == self.cap[vi] {
             let new_cap = (self.cap[vi] * 2).max(2);
             let new_start = self.edges.len() as u32;
-            let s = self.start[vi] as usize;
-            for i in 0..self.len[vi] as usize {
-                let e = self.edges[s + i];
+            for i in 0..l as usize {
+                let e = self.edges[s as usize + i];
                 self.edges.push(e);
             }
             self.edges
                 .resize(new_start as usize + new_cap as usize, HOLE);
-            self.start[vi] = new_start;
+            self.seg[vi][0] = new_start;
             self.cap[vi] = new_cap;
         }
-        let at = (self.start[vi] + self.len[vi]) as usize;
+        let at = (self.seg[vi][0] + l) as usize;
         self.edges[at] = e;
-        self.len[vi] += 1;
+        self.seg[vi][1] += 1;
     }
 
     /// Removes the edge to `node`; returns it.
     pub(crate) fn remove(&mut self, v: u32, node: u32) -> Option<Edge> {
         let vi = v as usize;
-        let s = self.start[vi] as usize;
-        let l = self.len[vi] as usize;
+        let [s, l] = self.seg[vi];
+        let (s, l) = (s as usize, l as usize);
         let i = self.edges[s..s + l].iter().position(|e| e.node() == node)?;
         let e = self.edges[s + i];
         // Keep order stable so results never depend on edit history.
         self.edges.copy_within(s + i + 1..s + l, s + i);
         self.edges[s + l - 1] = HOLE;
-        self.len[vi] -= 1;
+        self.seg[vi][1] -= 1;
         Some(e)
     }
 
     pub(crate) fn find_mut(&mut self, v: u32, node: u32) -> Option<&mut Edge> {
-        let s = self.start[v as usize] as usize;
-        let l = self.len[v as usize] as usize;
-        self.edges[s..s + l].iter_mut().find(|e| e.node() == node)
+        let [s, l] = self.seg[v as usize];
+        self.edges[s as usize..(s + l) as usize]
+            .iter_mut()
+            .find(|e| e.node() == node)
     }
 }
 
