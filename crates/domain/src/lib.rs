@@ -17,6 +17,7 @@ pub mod collections;
 pub mod members;
 pub mod projects;
 pub mod records;
+pub mod schedule;
 pub mod tx;
 pub mod validate;
 
@@ -108,5 +109,16 @@ pub trait OrApi<T> {
 impl<T> OrApi<T> for Result<T, StoreError> {
     fn or_api(self) -> DomainResult<T> {
         self.map_err(store_error)
+    }
+}
+
+/// Hands committed events to several listeners in turn (the live feed and the scheduler).
+pub struct Listeners(pub Vec<Arc<dyn CommitListener>>);
+
+impl CommitListener for Listeners {
+    fn committed(&self, events: &[Event]) {
+        for listener in &self.0 {
+            listener.committed(events);
+        }
     }
 }

@@ -105,8 +105,11 @@ impl AppState {
         let live = LiveFeed::start(store.clone(), config.live.clone())
             .await
             .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
-        let mut domain = Domain::new(store.clone(), live.clone());
+        let (scheduler, scheduler_worker) = crate::scheduler::channel();
+        let listeners = domain::Listeners(vec![live.clone(), scheduler]);
+        let mut domain = Domain::new(store.clone(), Arc::new(listeners));
         domain.users_create_projects = config.users_create_projects;
+        scheduler_worker.spawn(domain.clone());
         let secret = token_secret(&*store).await?;
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);

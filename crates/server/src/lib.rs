@@ -8,6 +8,7 @@
 //! - [`openapi`]: the OpenAPI document, generated from the collection table.
 //! - [`live`]: the hub, fed by committed events; eviction and connection bookkeeping.
 //! - [`transport`]: the native WebSocket, SSE and the presence roster.
+//! - [`scheduler`]: the worker that recomputes schedules after commits.
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -18,6 +19,7 @@ pub mod demo;
 pub mod http;
 pub mod live;
 pub mod openapi;
+pub mod scheduler;
 pub mod server;
 pub mod transport;
 

@@ -427,6 +427,17 @@ pub fn document() -> OpenApi {
         ),
     );
     add(
+        "/api/v1/projects/{project_id}/schedule",
+        Get,
+        op(
+            "schedule",
+            "The schedule: project_finish, critical_path, computed_at, and every task's early/late dates, floats and is_critical (422 dependency_cycle with details.cycle)",
+            &["project_id"],
+            None,
+            ("200", any()),
+        ),
+    );
+    add(
         "/api/v1/projects/{project_id}/log",
         Get,
         op(

@@ -46,6 +46,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
                 .delete(projects::remove_member),
         )
         .route("/projects/{project_id}/log", get(projects::log))
+        .route("/projects/{project_id}/schedule", get(projects::schedule))
         .route(
             "/projects/{project_id}/attachments/{id}/content",
             get(attachments::download),

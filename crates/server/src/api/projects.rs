@@ -175,3 +175,37 @@ pub async fn import(
 pub async fn wipe_projects(State(state): State<AppState>, auth: Authed) -> HttpResult<Json<Value>> {
     Ok(Json(state.domain.wipe_projects(&auth.actor).await?))
 }
+
+/// `GET /api/v1/projects/{id}/schedule`: the schedule of the committed inputs, computed now
+/// (the same pure computation the scheduler worker writes into the tasks).
+pub async fn schedule(
+    State(state): State<AppState>,
+    auth: Authed,
+    Path(project): Path<String>,
+) -> HttpResult<Json<Value>> {
+    let project = path_id(&project, "project")?;
+    let input = state
+        .domain
+        .schedule_input(Some(&auth.actor), project)
+        .await?;
+    let computed_at = store::now();
+    let result = tokio::task::spawn_blocking(move || cpm::schedule(&input))
+        .await
+        .map_err(|_| proto::ApiError::internal())?;
+    match result {
+        Ok(schedule) => Ok(Json(domain::schedule::schedule_json(
+            &schedule,
+            computed_at,
+        ))),
+        Err(error) => {
+            let (message, details) = domain::schedule::describe_error(&error);
+            let code = match error {
+                cpm::CpmError::Cycle(_) => proto::ErrorCode::DependencyCycle,
+                _ => proto::ErrorCode::ValidationFailed,
+            };
+            Err(proto::ApiError::new(code, message)
+                .with_details(details)
+                .into())
+        }
+    }
+}
