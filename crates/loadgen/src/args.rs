@@ -95,6 +95,10 @@ pub struct RunArgs {
     /// Publish requests in flight at most; a tick finding them all busy is skipped and counted.
     #[arg(long, default_value_t = 64)]
     pub max_in_flight: usize,
+    /// Seconds of publishing at the same rate before any subscriber connects, to measure the
+    /// server's CPU per write alone; the marginal CPU per delivery subtracts it. 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    pub baseline: u64,
     /// Tasks the changes rotate over.
     #[arg(long, default_value_t = 16)]
     pub tasks: usize,
@@ -251,6 +255,9 @@ impl RunArgs {
         }
         if self.duration == 0 || self.duration > MAX_SECS {
             bail!("--duration must be 1..={MAX_SECS} seconds");
+        }
+        if self.baseline > MAX_SECS {
+            bail!("--baseline must be ≤ {MAX_SECS} seconds");
         }
         if self.drain > 600 {
             bail!("--drain must be ≤ 600 seconds");

@@ -271,6 +271,20 @@ async fn open_fleet(p: &Prepared, common: &Common, count: usize) -> Fleet {
 struct Machine {
     server_pid: Option<u32>,
     source_addrs: usize,
+    /// 1-minute load average when the run ended: other work on the machine shows up here.
+    load_average: Option<f64>,
+}
+
+impl Machine {
+    fn now(server_pid: Option<u32>, source_addrs: usize) -> Machine {
+        Machine {
+            server_pid,
+            source_addrs,
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse().ok()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -300,6 +314,10 @@ struct RunSummary {
     rest_round_trip: Latency,
     server_cpu_secs: Option<f64>,
     server_cpu_us_per_delivery: Option<f64>,
+    /// Server CPU per change with nobody subscribed (the write path alone).
+    server_cpu_us_per_publish_alone: Option<f64>,
+    /// Server CPU per delivery once the write path is subtracted: the fan-out's own cost.
+    server_cpu_us_per_delivery_marginal: Option<f64>,
     loadgen_cpu_secs: Option<f64>,
     server_rss_before_mib: Option<f64>,
     server_rss_connected_mib: Option<f64>,
@@ -313,6 +331,32 @@ struct RunSummary {
 async fn run(a: RunArgs) -> anyhow::Result<()> {
     let c = &a.common;
     let p = prepare(c, a.subscribers, a.tasks).await?;
+    let plan = |secs: u64| publish::Plan {
+        base: p.target.base.clone(),
+        token: p.admin.token.clone(),
+        project_id: p.project_id.clone(),
+        task_ids: p.task_ids.clone(),
+        rate: a.rate,
+        duration: Duration::from_secs(secs),
+        max_in_flight: a.max_in_flight,
+    };
+    let baseline_us_per_publish = if a.baseline > 0 && c.server_pid.is_some() {
+        eprintln!(
+            "baseline: publishing {} changes/s for {} s with no subscriber",
+            a.rate, a.baseline
+        );
+        let x = procfs::sample_both(c.server_pid);
+        let outcome = publish::publish(p.api.http.clone(), plan(a.baseline)).await;
+        // Let the last writes' after-commit work (scheduler, hub) finish inside the window.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let y = procfs::sample_both(c.server_pid);
+        match (x.server, y.server) {
+            (Some(x), Some(y)) => per((y.cpu_secs - x.cpu_secs) * 1e6, outcome.ok as f64),
+            _ => None,
+        }
+    } else {
+        None
+    };
     let before = procfs::sample_both(c.server_pid);
     let fleet = open_fleet(&p, c, a.subscribers).await;
     if fleet.opened == 0 {
@@ -331,19 +375,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         a.rate, a.duration, fleet.opened
     );
     let window = Instant::now();
-    let outcome = publish::publish(
-        p.api.http.clone(),
-        publish::Plan {
-            base: p.target.base.clone(),
-            token: p.admin.token.clone(),
-            project_id: p.project_id.clone(),
-            task_ids: p.task_ids.clone(),
-            rate: a.rate,
-            duration: Duration::from_secs(a.duration),
-            max_in_flight: a.max_in_flight,
-        },
-    )
-    .await;
+    let outcome = publish::publish(p.api.http.clone(), plan(a.duration)).await;
     // Wait for the deliveries still on their way, but not for connections that died.
     let drain_until = Instant::now() + Duration::from_secs(a.drain);
     let mut last_delivery = Instant::now();
@@ -367,7 +399,6 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let _ = fleet.stop.send(true);
 
     let delivered = fleet.recorder.count(&counters.measured) - measured_before;
-    let alive = fleet.alive.load(Ordering::Relaxed);
     let expected = outcome.ok * fleet.opened as u64;
     let server_cpu = match (connected.server, after.server) {
         (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
@@ -404,13 +435,18 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         duplicates: fleet.recorder.count(&counters.duplicates),
         resyncs: fleet.recorder.count(&counters.resyncs),
         other_messages: fleet.recorder.count(&counters.other),
-        dropped_connections: fleet.opened as u64 - alive,
+        dropped_connections: fleet.recorder.count(&counters.dropped),
         window_secs,
         deliveries_per_sec: per(delivered as f64, window_secs).unwrap_or(0.0),
         latency: Latency::of(&fleet.recorder.merged()),
         rest_round_trip: Latency::of(&outcome.rest.unwrap_or_else(stats::new_histogram)),
         server_cpu_secs: server_cpu,
         server_cpu_us_per_delivery: server_cpu.and_then(|s| per(s * 1e6, delivered as f64)),
+        server_cpu_us_per_publish_alone: baseline_us_per_publish,
+        server_cpu_us_per_delivery_marginal: match (server_cpu, baseline_us_per_publish) {
+            (Some(s), Some(b)) => per(s * 1e6 - b * outcome.ok as f64, delivered as f64),
+            _ => None,
+        },
         loadgen_cpu_secs: me_cpu,
         server_rss_before_mib: before.server.map(|s| mib(s.rss_bytes)),
         server_rss_connected_mib: connected.server.map(|s| mib(s.rss_bytes)),
@@ -420,10 +456,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             _ => None,
         },
         loadgen_rss_mib: after.me.map(|s| mib(s.rss_bytes)),
-        machine: Machine {
-            server_pid: c.server_pid,
-            source_addrs: p.target.sources.len(),
-        },
+        machine: Machine::now(c.server_pid, p.target.sources.len()),
         errors,
     };
     print_run(&summary);
@@ -473,7 +506,16 @@ fn print_run(s: &RunSummary) {
         opt(s.server_cpu_secs, "s", 2),
         opt(s.server_cpu_us_per_delivery, "µs", 2)
     );
-    println!("loadgen CPU      {}", opt(s.loadgen_cpu_secs, "s", 2));
+    println!(
+        "                 {} per change with no subscriber → {} per delivery for the fan-out alone",
+        opt(s.server_cpu_us_per_publish_alone, "µs", 1),
+        opt(s.server_cpu_us_per_delivery_marginal, "µs", 2)
+    );
+    println!(
+        "loadgen CPU      {}  (load average {:.2} at the end: both share the cores)",
+        opt(s.loadgen_cpu_secs, "s", 2),
+        s.machine.load_average.unwrap_or(f64::NAN)
+    );
     println!(
         "server RSS       {} before connecting, {} connected, {} after → {} per connection",
         opt(s.server_rss_before_mib, "MiB", 1),
@@ -516,7 +558,6 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(a.hold)).await;
     let after = procfs::sample_both(c.server_pid);
     let _ = fleet.stop.send(true);
-    let alive = fleet.alive.load(Ordering::Relaxed);
     let summary = IdleSummary {
         mode: "idle",
         dialect: p.dialect.name(),
@@ -525,7 +566,7 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
         open_failed: fleet.failed,
         open_secs: fleet.open_secs,
         held_secs: a.hold,
-        dropped_connections: fleet.opened as u64 - alive,
+        dropped_connections: fleet.recorder.count(&fleet.recorder.counters.dropped),
         server_rss_before_mib: before.server.map(|s| mib(s.rss_bytes)),
         server_rss_connected_mib: connected.server.map(|s| mib(s.rss_bytes)),
         server_rss_per_connection_bytes: match (before.server, connected.server) {
@@ -537,10 +578,7 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
             _ => None,
         },
         loadgen_rss_mib: connected.me.map(|s| mib(s.rss_bytes)),
-        machine: Machine {
-            server_pid: c.server_pid,
-            source_addrs: p.target.sources.len(),
-        },
+        machine: Machine::now(c.server_pid, p.target.sources.len()),
         errors: fleet
             .errors
             .lock()
