@@ -31,6 +31,10 @@ pub enum Command {
     Run(RunArgs),
     /// Open connections and hold them without publishing: RSS per idle connection.
     Idle(IdleArgs),
+    /// Make the project, tasks and member users only, and write them to a state file for
+    /// `run`/`idle --state`: restart the server in between so its RSS is not inflated by the
+    /// password hashing of the setup.
+    Prepare(PrepareArgs),
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -71,6 +75,9 @@ pub struct Common {
     /// connection setup (and presence fan-out) has finished.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
+    /// A state file written by `prepare`: use its project and users instead of making them.
+    #[arg(long)]
+    pub state: Option<std::path::PathBuf>,
     /// Give up opening connections after this many seconds.
     #[arg(long, default_value_t = 300)]
     pub connect_timeout: u64,
@@ -114,6 +121,31 @@ pub struct IdleArgs {
     /// Seconds to hold them after measuring.
     #[arg(long, default_value_t = 10)]
     pub hold: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections the state must serve (users = connections / --per-user).
+    #[arg(long, short = 'n')]
+    pub connections: usize,
+    /// Tasks to make for `run` to change.
+    #[arg(long, default_value_t = 16)]
+    pub tasks: usize,
+    /// Where to write the state.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+impl PrepareArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.common.check(self.connections)?;
+        if self.tasks > 1_000 {
+            bail!("--tasks must be ≤ 1000");
+        }
+        Ok(())
+    }
 }
 
 /// Where the server is and where connections come from, after validation.
@@ -359,7 +391,7 @@ mod tests {
         argv.extend_from_slice(extra);
         match Cli::try_parse_from(argv)?.command {
             Command::Run(args) => args.check(),
-            Command::Idle(_) => unreachable!(),
+            _ => unreachable!(),
         }
     }
 

@@ -43,6 +43,10 @@ fn main() -> anyhow::Result<()> {
             args.check()?;
             runtime.block_on(idle(args))
         }
+        Command::Prepare(args) => {
+            args.check()?;
+            runtime.block_on(prepare_only(args))
+        }
     }
 }
 
@@ -76,18 +80,24 @@ struct Prepared {
     dialect: Arc<dyn Dialect>,
 }
 
-async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::Result<Prepared> {
-    let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
-    let limit = ensure_file_limit(connections)?;
-    let api = Api::new(&target.base)?;
-    eprintln!(
-        "target {} · {} source address(es) · open-files limit {limit}",
-        target.base,
-        target.sources.len()
-    );
+/// The project and users a run works with; `prepare` writes it, `--state` reads it.
+#[derive(Serialize, serde::Deserialize)]
+struct State {
+    project_id: String,
+    task_ids: Vec<String>,
+    admin: User,
+    users: Vec<User>,
+}
+
+async fn make_state(
+    api: &Api,
+    common: &Common,
+    connections: usize,
+    tasks: usize,
+) -> anyhow::Result<State> {
     let admin = Api::login(
         &api.http,
-        &target.base,
+        &api.base,
         &common.admin_email,
         &common.admin_password,
     )
@@ -104,6 +114,59 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
         task_ids.len(),
         t.elapsed().as_secs_f64()
     );
+    Ok(State {
+        project_id,
+        task_ids,
+        admin,
+        users,
+    })
+}
+
+async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
+    let target = args::resolve_target(&a.common.server, a.connections, a.common.source_addrs)?;
+    let api = Api::new(&target.base)?;
+    let state = make_state(&api, &a.common, a.connections, a.tasks).await?;
+    std::fs::write(&a.out, serde_json::to_vec(&state)?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("state written to {}", a.out.display());
+    Ok(())
+}
+
+async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::Result<Prepared> {
+    let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
+    let limit = ensure_file_limit(connections)?;
+    let api = Api::new(&target.base)?;
+    eprintln!(
+        "target {} · {} source address(es) · open-files limit {limit}",
+        target.base,
+        target.sources.len()
+    );
+    let state = match &common.state {
+        Some(path) => {
+            let state: State = serde_json::from_slice(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )?;
+            if state.users.len() * common.per_user < connections || state.task_ids.len() < tasks {
+                bail!(
+                    "{} holds {} users and {} tasks: too few for {connections} connections at \
+                     --per-user {} and {tasks} tasks",
+                    path.display(),
+                    state.users.len(),
+                    state.task_ids.len(),
+                    common.per_user
+                );
+            }
+            state
+        }
+        None => make_state(&api, common, connections, tasks).await?,
+    };
+    let State {
+        project_id,
+        mut task_ids,
+        admin,
+        users,
+    } = state;
+    task_ids.truncate(tasks.max(1));
     let dialect: Arc<dyn Dialect> = match common.dialect {
         DialectName::Ws => Arc::new(dialect::native_ws::NativeWs {
             base: target.base.clone(),

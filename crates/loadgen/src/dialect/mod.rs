@@ -16,7 +16,7 @@ use std::net::IpAddr;
 pub const TAB_PREFIX: &str = "lg-";
 
 /// Who a subscriber connects as.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct User {
     pub id: String,
     pub token: String,
