@@ -532,7 +532,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
 
 fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$} {unit}"))
-        .unwrap_or_else(|| "n/a (no --server-pid)".into())
+        .unwrap_or_else(|| "n/a".into())
 }
 
 fn print_run(s: &RunSummary) {
