@@ -198,6 +198,8 @@ impl Domain {
         input: &Value,
         if_match: Option<i64>,
     ) -> DomainResult<Value> {
+        let mut tx = Tx::begin(self, Some(actor)).await?;
+        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
         if !collection.patchable {
             return Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -205,8 +207,6 @@ impl Domain {
             ));
         }
         let fields = validate::validate_fields(collection, input, Mode::Patch)?;
-        let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
         let current = load(tx.ops(), collection, project_id, id).await?;
         authorize_change(collection, role, actor, &current)?;
         check_version(if_match, current.version)?;
@@ -798,10 +798,9 @@ async fn check_dependency(
             successors.entry(p).or_default().push(s);
         }
     }
-    if let Some(path) = find_path(&successors, to, from) {
-        let mut cycle = path;
-        cycle.push(to);
-        cycle.dedup();
+    // The new link from -> to closes a cycle when `from` is reachable from `to`; that path
+    // lists each task of the cycle once, in link order.
+    if let Some(cycle) = find_path(&successors, to, from) {
         return Err(ApiError::new(
             ErrorCode::DependencyCycle,
             "the dependency would make a cycle",

@@ -45,7 +45,13 @@ async fn refusals_are_close_codes_after_the_upgrade() {
     assert_eq!(ws_close_code(&mut again).await, Some(4001));
 
     // An expired ticket (stored with a lifetime already over).
-    let sid = server.server.state.tokens.verify(&member_token).unwrap().sid;
+    let sid = server
+        .server
+        .state
+        .tokens
+        .verify(&member_token)
+        .unwrap()
+        .sid;
     let (secret, hash) = liveplan_server::auth::tickets::mint();
     server
         .server
@@ -86,10 +92,15 @@ async fn refusals_are_close_codes_after_the_upgrade() {
     }
     let ticket = server.ticket(&member_token).await;
     let mut ws = server
-        .ws(&format!("/ws/v1/projects/{project}?ticket={ticket}&since=0"))
+        .ws(&format!(
+            "/ws/v1/projects/{project}?ticket={ticket}&since=0"
+        ))
         .await;
     let frame = ws_event(&mut ws).await;
-    assert_eq!((frame["seq"].as_i64(), &frame["replayed"]), (Some(1), &json!(true)));
+    assert_eq!(
+        (frame["seq"].as_i64(), &frame["replayed"]),
+        (Some(1), &json!(true))
+    );
 
     // A plain GET is a JSON error, not a hang.
     let (status, body) = server.call(Method::GET, &member_token, &base, None).await;
@@ -108,7 +119,9 @@ async fn legacy_token_auth_only_with_its_flag() {
         .await;
     assert_eq!(ws_json(&mut ws).await["event_type"], "presence_join");
     let mut ws = server
-        .ws(&format!("/ws/v1/projects/{project}/?token=forged.jwt.value"))
+        .ws(&format!(
+            "/ws/v1/projects/{project}/?token=forged.jwt.value"
+        ))
         .await;
     assert_eq!(ws_close_code(&mut ws).await, Some(4001));
 }
@@ -195,12 +208,12 @@ async fn envelope_replay_live_and_resync() {
             "since={since}"
         );
     }
-    // since at the head: nothing replayed, the next write arrives live.
+    // since at the head: the next write arrives, whether it committed before the server
+    // subscribed (then it is a replayed answer to since) or after (live).
     let mut ws = server.ws_project(&token, project, Some(6)).await;
     server.task(&token, project, "next").await;
     let frame = ws_event(&mut ws).await;
     assert_eq!(frame["seq"], 7);
-    assert!(frame.get("replayed").is_none());
 }
 
 async fn roster(server: &TestServer, token: &str, project: Uuid) -> Vec<serde_json::Value> {
@@ -218,7 +231,13 @@ async fn roster(server: &TestServer, token: &str, project: Uuid) -> Vec<serde_js
 
 /// Waits for the roster to show `user` with `connections` (0: absent). The roster changes
 /// inside the server without a client-visible event, so this polls, bounded by the guard.
-async fn roster_shows(server: &TestServer, token: &str, project: Uuid, user: Uuid, connections: u64) {
+async fn roster_shows(
+    server: &TestServer,
+    token: &str,
+    project: Uuid,
+    user: Uuid,
+    connections: u64,
+) {
     let deadline = tokio::time::Instant::now() + GUARD;
     loop {
         let entries = roster(server, token, project).await;
@@ -263,7 +282,12 @@ async fn presence_counts_tabs_and_does_not_flap() {
     assert_eq!(entry["display_name"], "Ada");
     // The roster is for members only; without the slash it answers too.
     let (status, _) = server
-        .call(Method::GET, &outsider, &format!("/api/v1/projects/{project}/presence"), None)
+        .call(
+            Method::GET,
+            &outsider,
+            &format!("/api/v1/projects/{project}/presence"),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
 
@@ -323,7 +347,11 @@ async fn bad_client_frames() {
     // Exactly 64 KiB is fine.
     let mut ws = server.ws_project(&token, project, Some(head)).await;
     let pad = 64 * 1024 - r#"{"pad":""}"#.len();
-    ws_send(&mut ws, Message::text(format!("{{\"pad\":\"{}\"}}", "x".repeat(pad)))).await;
+    ws_send(
+        &mut ws,
+        Message::text(format!("{{\"pad\":\"{}\"}}", "x".repeat(pad))),
+    )
+    .await;
     ws_send(&mut ws, Message::text(r#"{"type":"ping"}"#)).await;
     loop {
         let frame = ws_json(&mut ws).await;
@@ -351,7 +379,8 @@ async fn bad_client_frames() {
 /// closes with 1008.
 #[tokio::test]
 async fn two_missed_pongs_close_the_socket() {
-    let server = TestServer::start_with(|c| c.live.ws_ping_interval = Duration::from_millis(100)).await;
+    let server =
+        TestServer::start_with(|c| c.live.ws_ping_interval = Duration::from_millis(100)).await;
     let project = server.project("Pings").await;
     let (member, token) = server.user("silent").await;
     server.add_member(project, member, 100).await;
@@ -366,14 +395,20 @@ async fn two_missed_pongs_close_the_socket() {
     let mut head = Vec::new();
     while !head.ends_with(b"\r\n\r\n") {
         let mut byte = [0u8; 1];
-        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte)).await.unwrap().unwrap();
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"));
     let mut pings = 0;
     let close_code = loop {
         let mut header = [0u8; 2];
-        tokio::time::timeout(GUARD, tcp.read_exact(&mut header)).await.unwrap().unwrap();
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut header))
+            .await
+            .unwrap()
+            .unwrap();
         let opcode = header[0] & 0x0f;
         let mut len = usize::from(header[1] & 0x7f);
         if len == 126 {
@@ -391,4 +426,90 @@ async fn two_missed_pongs_close_the_socket() {
     };
     assert_eq!(close_code, 1008);
     assert_eq!(pings, 2);
+}
+
+/// More than 1000 missing events cannot be replayed: one resync_required, then live, on both
+/// the native socket and SSE. A client ping is answered, and a client close is answered with a
+/// clean close.
+#[tokio::test]
+async fn too_far_behind_resyncs_and_control_frames_are_answered() {
+    let server = TestServer::start().await;
+    let project = server.project("Far").await;
+    let (member, token) = server.user("far").await;
+    server.add_member(project, member, 100).await;
+    let state = server.server.state.clone();
+    let admin = state
+        .domain
+        .find_user_by_login(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = domain::Actor {
+        user_id: admin.id,
+        is_admin: true,
+        tab_id: None,
+    };
+    let tasks = domain::collections::by_name("tasks").unwrap();
+    for i in 0..1001 {
+        state
+            .domain
+            .create_record(&actor, project, tasks, &json!({"name": format!("t{i}")}))
+            .await
+            .unwrap();
+    }
+    let latest = 2 + 1001;
+    let mut ws = server.ws_project(&token, project, Some(1)).await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["event_type"], "resync_required");
+    assert_eq!(frame["payload"]["latest_seq"], latest);
+    // Exactly 1000 behind still replays.
+    let mut replay = server
+        .ws_project(&token, project, Some(latest - 1000))
+        .await;
+    let frame = ws_event(&mut replay).await;
+    assert_eq!(
+        (frame["seq"].as_i64(), &frame["replayed"]),
+        (Some(latest - 999), &json!(true))
+    );
+    let mut sse = server
+        .sse(
+            &token,
+            &format!("/api/v1/projects/{project}/events"),
+            Some(1),
+        )
+        .await;
+    sse.data().await.unwrap();
+    assert_eq!(
+        sse.event().await.unwrap().json(),
+        json!({"type": "resync_required", "data": {"latest_seq": latest}})
+    );
+    server.task(&token, project, "live").await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["seq"], latest + 1);
+    assert_eq!(
+        sse.event().await.unwrap().id,
+        Some((latest + 1).to_string())
+    );
+
+    // Control frames: a ping gets its pong without waiting for an event; a close its answer.
+    ws_send(&mut ws, Message::Ping(b"hi".to_vec().into())).await;
+    loop {
+        let message = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Pong(payload) = message {
+            assert_eq!(&payload[..], b"hi");
+            break;
+        }
+    }
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "a clean close answer, not a dropped connection: {reply:?}"
+    );
 }

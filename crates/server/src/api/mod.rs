@@ -54,16 +54,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/projects/{project_id}/{collection}",
             get(records::list)
                 .post(records::create)
-                .layer(DefaultBodyLimit::max(config.max_upload_bytes + 64 * 1024)),
+                // Uploads and saved versions are the large creates; each collection's own
+                // size limit is then checked by the domain.
+                .layer(DefaultBodyLimit::max(
+                    (config.max_upload_bytes + 64 * 1024).max(9 * 1024 * 1024),
+                )),
         )
         .route(
             "/projects/{project_id}/{collection}/{id}",
             get(records::get)
                 .patch(records::update)
-                .delete(records::delete)
-                .layer(DefaultBodyLimit::max(
-                    config.max_body_bytes.max(9 * 1024 * 1024),
-                )),
+                .delete(records::delete),
         )
         .route(
             "/projects/{project_id}/{collection}/{id}/{action}",

@@ -3,6 +3,8 @@
 //! server fails the test instead of hanging it; no wait depends on timing otherwise.
 #![allow(dead_code)]
 
+pub mod follow;
+
 use futures::{SinkExt, StreamExt};
 use liveplan_server::{Config, RunningServer};
 use serde_json::{Value, json};
@@ -93,10 +95,7 @@ impl TestServer {
         path: &str,
         body: Option<Value>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(token);
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(token);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -384,7 +383,10 @@ impl SseReader {
     pub async fn event(&mut self) -> Option<SseMessage> {
         loop {
             let message = self.data().await?;
-            let kind = message.json()["type"].as_str().unwrap_or_default().to_owned();
+            let kind = message.json()["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             if !kind.starts_with("presence.") {
                 return Some(message);
             }

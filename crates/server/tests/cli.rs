@@ -1,0 +1,203 @@
+//! The binary as an operator runs it: `serve` with flags and environment, the listening line,
+//! `--demo`, `user create` beside a running server, and a clean exit on SIGTERM.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_liveplan");
+
+struct Served {
+    child: Child,
+    base: String,
+}
+
+fn serve(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .args(extra)
+        .env("LIVEPLAN_DATA_DIR", dir)
+        .env("LIVEPLAN_LISTEN", "127.0.0.1:0");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn liveplan");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("listening line");
+    let base = line
+        .trim()
+        .strip_prefix("liveplan listening on ")
+        .expect(&line)
+        .to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{line}");
+    Served { child, base }
+}
+
+fn terminate(mut served: Served) -> std::process::ExitStatus {
+    let status = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    served.child.wait().unwrap()
+}
+
+async fn login(http: &reqwest::Client, base: &str, login: &str, password: &str) -> (u16, Value) {
+    let response = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({ "username": login, "password": password }))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn demo_server_user_create_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let served = serve(dir.path(), &["--demo"], &[]);
+    assert_eq!(
+        http.get(format!("{}/healthz", served.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for name in ["admin", "alex", "ben"] {
+        let (status, body) = login(&http, &served.base, name, name).await;
+        assert_eq!(status, 200, "{name}: {body}");
+    }
+    let (_, admin) = login(&http, &served.base, "admin", "admin").await;
+    assert_eq!(admin["user"]["is_admin"], true);
+    let token = admin["access_token"].as_str().unwrap().to_owned();
+    let projects: Value = http
+        .get(format!("{}/api/v1/projects", served.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(projects.as_array().unwrap().len() >= 2);
+    for project in projects.as_array().unwrap() {
+        for collection in [
+            "tasks",
+            "dependencies",
+            "resources",
+            "assignments",
+            "calendars",
+        ] {
+            let rows: Value = http
+                .get(format!(
+                    "{}/api/v1/projects/{}/{collection}",
+                    served.base,
+                    project["id"].as_str().unwrap()
+                ))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert!(
+                !rows.as_array().unwrap().is_empty(),
+                "{} has {collection}",
+                project["name"]
+            );
+        }
+        assert!(project["calendar_id"].is_string());
+    }
+
+    // An operator adds a user while the server runs, on the same data.
+    let output = Command::new(BIN)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "ops@example.test",
+            "--password",
+            "ops-password",
+            "--username",
+            "ops",
+            "--name",
+            "Ops",
+        ])
+        .env("LIVEPLAN_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(created["display_name"], "Ops");
+    let (status, _) = login(&http, &served.base, "ops", "ops-password").await;
+    assert_eq!(status, 200);
+    let output = Command::new(BIN)
+        .args([
+            "user",
+            "create",
+            "--email",
+            "ops@example.test",
+            "--password",
+            "x",
+        ])
+        .env("LIVEPLAN_DATA_DIR", dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a duplicate email is refused");
+
+    assert!(terminate(served).success(), "SIGTERM exits 0");
+
+    // Seeding happens once: a second --demo start adds nothing.
+    let served = serve(dir.path(), &["--demo"], &[]);
+    let (_, admin) = login(&http, &served.base, "admin", "admin").await;
+    let again: Value = http
+        .get(format!("{}/api/v1/projects", served.base))
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, projects);
+    assert!(terminate(served).success());
+}
+
+#[tokio::test]
+async fn bootstrap_admin_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let env = [
+        ("LIVEPLAN_ADMIN_EMAIL", "boot@example.test"),
+        ("LIVEPLAN_ADMIN_PASSWORD", "boot-password"),
+    ];
+    let served = serve(dir.path(), &[], &env);
+    let response = http
+        .post(format!("{}/api/v1/auth/login", served.base))
+        .json(&json!({ "email": "boot@example.test", "password": "boot-password" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["is_admin"], true);
+    assert!(terminate(served).success());
+    assert!(dir.path().join("liveplan.db").exists());
+}
