@@ -6,7 +6,7 @@
 //!
 //! The generator covers all four link types, leads and lags, every constraint type,
 //! deadlines, milestones, holidays and several calendars. It only draws inputs both
-//! engines define the same way (see BENCHMARKS-cpm.md / the crate docs for the list):
+//! engines define the same way (see the repository's BENCHMARKS.md / the crate docs for the list):
 //! constraint dates on working days of the task's calendar, no overlapping holidays,
 //! no progress, and only FS/FF links out of summary tasks.
 
