@@ -68,6 +68,10 @@ pub enum EvictScope {
     UserInProject { user_id: Uuid, project_id: Uuid },
     /// Every subscription opened with this login session (logout).
     Session(Uuid),
+    /// Every subscription to one project's stream, whoever holds it (the project was deleted).
+    Project(Uuid),
+    /// Every subscription to any project's stream (the projects were wiped or replaced).
+    AllProjects,
     /// Everything (shutdown).
     All,
 }
@@ -81,6 +85,8 @@ impl EvictScope {
                 project_id,
             } => sub.user_id == user_id && stream == StreamKey::Project(project_id),
             EvictScope::Session(session) => sub.session_id == Some(session),
+            EvictScope::Project(project) => stream == StreamKey::Project(project),
+            EvictScope::AllProjects => matches!(stream, StreamKey::Project(_)),
             EvictScope::All => true,
         }
     }

@@ -3,7 +3,7 @@
 
 use crate::auth::limits::{Limiters, RateConfig};
 use crate::auth::tokens::TokenKeys;
-use crate::live::LiveFeed;
+use crate::live::{LiveConfig, LiveFeed};
 use base64::Engine;
 use domain::{Domain, OrApi};
 use rand::RngCore;
@@ -26,6 +26,8 @@ pub struct Config {
     pub users_create_projects: bool,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
+    /// The native WebSocket and SSE transports (see `live::LiveConfig`).
+    pub live: LiveConfig,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             users_create_projects: false,
             admin_email: None,
             admin_password: None,
+            live: LiveConfig::default(),
         }
     }
 
@@ -99,7 +102,9 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 
 impl AppState {
     pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
-        let live = LiveFeed::new();
+        let live = LiveFeed::start(store.clone(), config.live.clone())
+            .await
+            .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
         let mut domain = Domain::new(store.clone(), live.clone());
         domain.users_create_projects = config.users_create_projects;
         let secret = token_secret(&*store).await?;

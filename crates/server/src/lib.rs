@@ -6,7 +6,8 @@
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.
 //! - [`openapi`]: the OpenAPI document, generated from the collection table.
-//! - [`live`]: the feed of committed events to live transports.
+//! - [`live`]: the hub, fed by committed events; eviction and connection bookkeeping.
+//! - [`transport`]: the native WebSocket, SSE and the presence roster.
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -18,6 +19,7 @@ pub mod http;
 pub mod live;
 pub mod openapi;
 pub mod server;
+pub mod transport;
 
 pub use app::{AppState, Config, StartError};
 pub use server::{RunningServer, start};

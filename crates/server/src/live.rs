@@ -1,43 +1,315 @@
-//! The feed of committed events leaving the domain. Every committed transaction's events are
-//! handed here in commit order; live transports subscribe to it.
+//! Live delivery: the hub, fed by the commit listener, and the bookkeeping the transports share
+//! (eviction after commits, connection counts, shutdown).
+//!
+//! The domain calls [`LiveFeed::committed`] after every commit, in commit order. The feed first
+//! applies what the commit means for open connections (removals, demotions, deactivations and
+//! deletions evict; membership changes update the project-list filters), then publishes the
+//! events on the bus, so an evicted connection never sees an event of a project it left.
+
+pub mod projects;
+pub mod store_log;
 
 use domain::CommitListener;
-use proto::Event;
-use std::sync::Arc;
-use tokio::sync::broadcast;
+use futures::FutureExt;
+use hub::{
+    Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, InProcessBus, NativeWs, Sse,
+};
+use proto::{Event, EventType, Role, StreamKey};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use store::Store;
+use tokio::sync::Notify;
+use uuid::Uuid;
 
-/// How many committed events the feed holds for a slow consumer before it must catch up
-/// from the log.
-const FEED_CAPACITY: usize = 65_536;
+use projects::ProjectSets;
+use store_log::StoreLog;
+
+/// The knobs of the live transports (CONTRACT §6, §7). Defaults are the documented values.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// Accept `?token=<access token>` on the native WebSocket instead of a ticket
+    /// (`--ws-legacy-token-auth`). Off by default: URLs end up in logs, tickets are single use.
+    pub ws_legacy_token_auth: bool,
+    /// How often the server pings a native WebSocket; two unanswered pings close it.
+    pub ws_ping_interval: Duration,
+    /// The largest client text frame (CONTRACT §6: 64 KiB); larger closes with 1009.
+    pub ws_max_client_frame: usize,
+    /// Client frames per second a socket may send on average, and the burst above it;
+    /// a socket that sends faster is closed with 1008.
+    pub ws_frames_per_second: u32,
+    pub ws_frame_burst: u32,
+    /// How long one write to a client may take before the connection is considered dead.
+    pub send_timeout: Duration,
+    /// The `: keepalive` comment interval on SSE streams (`--sse-keepalive-secs`).
+    pub sse_keepalive: Duration,
+    /// Open SSE streams per user on this node; one more is refused with 429.
+    pub sse_max_per_user: usize,
+    /// Committed events the in-process bus holds for the hub before it must re-read the log.
+    pub bus_capacity: usize,
+    pub hub: HubConfig,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            ws_legacy_token_auth: false,
+            ws_ping_interval: Duration::from_secs(30),
+            ws_max_client_frame: 64 * 1024,
+            ws_frames_per_second: 20,
+            ws_frame_burst: 100,
+            send_timeout: Duration::from_secs(30),
+            sse_keepalive: Duration::from_secs(30),
+            sse_max_per_user: 16,
+            bus_capacity: 1024,
+            hub: HubConfig::default(),
+        }
+    }
+}
+
+/// Counts open live connections so shutdown can wait for their close frames to go out.
+#[derive(Default)]
+struct Connections {
+    open: AtomicUsize,
+    changed: Notify,
+}
+
+/// Held by every open live connection (WebSocket task or SSE body).
+pub struct ConnectionGuard {
+    feed: Arc<LiveFeed>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.feed.connections.open.fetch_sub(1, Ordering::AcqRel);
+        self.feed.connections.changed.notify_waiters();
+    }
+}
+
+/// One of a user's SSE streams, counted against [`LiveConfig::sse_max_per_user`].
+pub struct SseSlot {
+    feed: Arc<LiveFeed>,
+    user: Uuid,
+}
+
+impl Drop for SseSlot {
+    fn drop(&mut self) {
+        let mut counts = self.feed.sse_counts();
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
+}
 
 pub struct LiveFeed {
-    sender: broadcast::Sender<Arc<Event>>,
+    hub: Hub,
+    bus: Arc<dyn Bus>,
+    /// The native WebSocket dialect (CONTRACT §6).
+    pub ws: DialectId,
+    /// The Server-Sent Events dialect (CONTRACT §7).
+    pub sse: DialectId,
+    pub config: LiveConfig,
+    pub project_sets: Arc<ProjectSets>,
+    shutting_down: AtomicBool,
+    connections: Connections,
+    sse_per_user: Mutex<HashMap<Uuid, usize>>,
 }
 
 impl LiveFeed {
-    pub fn new() -> Arc<LiveFeed> {
-        let (sender, _) = broadcast::channel(FEED_CAPACITY);
-        Arc::new(LiveFeed { sender })
+    /// Starts the hub over the store's event log and an in-process bus.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: LiveConfig,
+    ) -> Result<Arc<LiveFeed>, HubError> {
+        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
+        let log = Arc::new(StoreLog::new(store));
+        let mut builder = Hub::builder(log, bus.clone()).config(config.hub.clone());
+        let ws = builder.dialect(NativeWs);
+        let sse = builder.dialect(Sse);
+        let hub = builder.start().await?;
+        Ok(Arc::new(LiveFeed {
+            hub,
+            bus,
+            ws,
+            sse,
+            config,
+            project_sets: Arc::default(),
+            shutting_down: AtomicBool::new(false),
+            connections: Connections::default(),
+            sse_per_user: Mutex::new(HashMap::new()),
+        }))
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.sender.subscribe()
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
+
+    fn sse_counts(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+        self.sse_per_user
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a live connection; `None` once shutdown began (refuse it with 1001 / 503).
+    pub fn connection(self: &Arc<Self>) -> Option<ConnectionGuard> {
+        self.connections.open.fetch_add(1, Ordering::AcqRel);
+        let guard = ConnectionGuard { feed: self.clone() };
+        // Checked after counting, so `shutdown` either sees this connection or it sees the flag.
+        (!self.shutting_down.load(Ordering::Acquire)).then_some(guard)
+    }
+
+    /// Takes one of the user's SSE slots, `None` when all are in use.
+    pub fn sse_slot(self: &Arc<Self>, user: Uuid) -> Option<SseSlot> {
+        let mut counts = self.sse_counts();
+        let count = counts.entry(user).or_default();
+        if *count >= self.config.sse_max_per_user {
+            return None;
+        }
+        *count += 1;
+        Some(SseSlot {
+            feed: self.clone(),
+            user,
+        })
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::Acquire)
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Server shutdown: every live connection closes (WebSocket 1001, SSE streams end).
+    pub fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.hub.evict(EvictScope::All, CloseReason::Shutdown);
+    }
+
+    /// Waits until every live connection is gone, at most `limit`.
+    pub async fn drained(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let changed = self.connections.changed.notified();
+                if self.open_connections() == 0 {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+
+    /// A session ended (logout): its live connections close (4003).
+    pub fn session_ended(&self, session_id: Uuid) {
+        self.hub
+            .evict(EvictScope::Session(session_id), CloseReason::LoggedOut);
+    }
+
+    /// Every session of a user ended (deactivation, password change): all their live
+    /// connections close (4003).
+    pub fn user_sessions_ended(&self, user_id: Uuid) {
+        self.hub
+            .evict(EvictScope::User(user_id), CloseReason::LoggedOut);
+    }
+
+    /// What one committed event means for open connections.
+    fn apply_access_change(&self, event: &Event) {
+        let project = event.project_id.or(match event.stream {
+            StreamKey::Project(id) => Some(id),
+            _ => None,
+        });
+        let user = uuid_field(&event.payload, "user_id");
+        match (event.event_type, project, user) {
+            (EventType::MemberAdded, Some(project), Some(user)) => {
+                self.project_sets.membership_changed(user, project, true);
+            }
+            (EventType::MemberRemoved, Some(project), Some(user)) => {
+                self.project_sets.membership_changed(user, project, false);
+                self.hub.evict(
+                    EvictScope::UserInProject {
+                        user_id: user,
+                        project_id: project,
+                    },
+                    CloseReason::AccessRevoked,
+                );
+            }
+            (EventType::MemberRoleChanged, Some(project), Some(user)) => {
+                let role = event.payload.get("role").and_then(Value::as_i64);
+                if role.is_none_or(|r| r < Role::Member.level()) {
+                    // A Viewer keeps SSE (any role may read it) but not the native socket.
+                    self.hub.evict_dialect(
+                        EvictScope::UserInProject {
+                            user_id: user,
+                            project_id: project,
+                        },
+                        self.ws,
+                        CloseReason::AccessRevoked,
+                    );
+                }
+            }
+            (EventType::ProjectDeleted, Some(project), _) => {
+                self.hub
+                    .evict(EvictScope::Project(project), CloseReason::AccessRevoked);
+            }
+            (EventType::UserUpdated, _, _) => {
+                let inactive = event.data.get("is_active").and_then(Value::as_bool) == Some(false);
+                if let (true, Some(user)) = (inactive, uuid_field(&event.payload, "id")) {
+                    self.hub
+                        .evict(EvictScope::User(user), CloseReason::AccessRevoked);
+                }
+            }
+            (EventType::DatabaseWiped | EventType::DatabaseProjectsWiped, _, _) => {
+                // Every project's history was replaced: no client position on a project
+                // stream means anything now. Clients reconnect and are told to resync.
+                self.hub
+                    .evict(EvictScope::AllProjects, CloseReason::AccessRevoked);
+            }
+            _ => {}
+        }
+    }
+
+    fn publish(&self, event: Event) {
+        let bus = self.bus.clone();
+        let mut publish = Box::pin(async move { bus.publish(Arc::new(event)).await });
+        // The in-process bus is ready at once, which keeps commit order on the bus. A bus that
+        // has to wait (Redis later) finishes on a task; the hub orders by seq and reads gaps
+        // from the log, so a late or reordered publish loses nothing.
+        match (&mut publish).now_or_never() {
+            Some(Ok(())) => {}
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "bus publish failed; the hub will read the log")
+            }
+            None => {
+                tokio::spawn(async move {
+                    if let Err(err) = publish.await {
+                        tracing::warn!(error = %err, "bus publish failed; the hub will read the log");
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn uuid_field(value: &Value, name: &str) -> Option<Uuid> {
+    value
+        .get(name)
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok())
 }
 
 impl CommitListener for LiveFeed {
     fn committed(&self, events: &[Event]) {
         for event in events {
-            // No receiver is not an error: nobody is listening yet.
-            let _ = self.sender.send(Arc::new(event.clone()));
+            self.apply_access_change(event);
+        }
+        for event in events {
+            self.publish(event.clone());
         }
     }
-}
-
-impl LiveFeed {
-    /// A session ended (logout): its live connections must close.
-    pub fn session_ended(&self, _session_id: uuid::Uuid) {}
-
-    /// Every session of a user ended (deactivation, password change).
-    pub fn user_sessions_ended(&self, _user_id: uuid::Uuid) {}
 }

@@ -61,6 +61,15 @@ struct ServeArgs {
     admin_email: Option<String>,
     #[arg(long, env = "LIVEPLAN_ADMIN_PASSWORD", hide_env_values = true)]
     admin_password: Option<String>,
+    /// Accept `?token=<access token>` on the native WebSocket besides tickets (legacy clients).
+    #[arg(long, env = "LIVEPLAN_WS_LEGACY_TOKEN_AUTH")]
+    ws_legacy_token_auth: bool,
+    /// Seconds between `: keepalive` comments on SSE streams.
+    #[arg(long, env = "LIVEPLAN_SSE_KEEPALIVE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    sse_keepalive_secs: u64,
+    /// Open SSE streams allowed per user; one more is answered 429.
+    #[arg(long, env = "LIVEPLAN_SSE_MAX_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    sse_max_per_user: u64,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +123,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.max_upload_bytes = args.max_upload_bytes;
     config.admin_email = args.admin_email;
     config.admin_password = args.admin_password;
+    config.live.ws_legacy_token_auth = args.ws_legacy_token_auth;
+    config.live.sse_keepalive = std::time::Duration::from_secs(args.sse_keepalive_secs);
+    config.live.sse_max_per_user = usize::try_from(args.sse_max_per_user).unwrap_or(16);
     let server = start(config, args.listen)
         .await
         .context("starting the server")?;

@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
+        .merge(crate::transport::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -51,6 +52,9 @@ pub fn router(state: AppState) -> Router {
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
+
+/// The longest shutdown waits for live connections to send their close frames.
+const LIVE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A server accepting connections.
 pub struct RunningServer {
@@ -91,12 +95,19 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let address = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let live = state.live.clone();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        let closing = live.clone();
+        let result = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
+                // Upgraded WebSockets and SSE bodies never finish on their own: close them (1001).
+                closing.shutdown();
             })
-            .await
+            .await;
+        // Upgraded sockets are outside axum's graceful shutdown; give their close frames time.
+        live.drained(LIVE_DRAIN).await;
+        result
     });
     Ok(RunningServer {
         address,

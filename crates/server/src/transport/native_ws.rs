@@ -1,0 +1,364 @@
+//! The native WebSocket, `GET /ws/v1/projects/{project_id}/?ticket=T[&since=N]` (CONTRACT §6).
+//!
+//! The upgrade is always accepted and refusals are close frames, because a browser never shows
+//! a script the status of a failed upgrade, only a close code:
+//! 4001 no usable ticket, 4003 no access, 4404 unknown path, 1001 server going away.
+//! While open: hub deliveries go out as text frames; the server pings every
+//! `ws_ping_interval` and closes (1008 "pong timeout") when two pings in a row went unanswered;
+//! client frames are checked for size (1009), type (1003), rate (1008) and JSON (error frame).
+
+use crate::app::AppState;
+use crate::auth::tickets;
+use crate::http::error;
+use crate::live::ConnectionGuard;
+use crate::transport::{parse_position, role_in};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use domain::Actor;
+use domain::access::LIVE_ROLE;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use governor::{Quota, RateLimiter};
+use hub::{Delivery, SubscribeRequest};
+use proto::{ErrorCode, StreamKey};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::time::Duration;
+use store::UserRow;
+use uuid::Uuid;
+
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_UNSUPPORTED: u16 = 1003;
+pub const CLOSE_POLICY: u16 = 1008;
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_SERVER_ERROR: u16 = 1011;
+pub const CLOSE_NO_TICKET: u16 = 4001;
+pub const CLOSE_FORBIDDEN: u16 = 4003;
+pub const CLOSE_NOT_FOUND: u16 = 4404;
+
+/// Frames above the contract's 64 KiB are read whole up to this size so they can be refused
+/// with a proper 1009; beyond it the WebSocket library drops the connection unread, which
+/// bounds the memory one client can make the server hold.
+const READ_LIMIT: usize = 256 * 1024;
+/// How long a closing handshake may take before the TCP connection is simply dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// The longest ticket secret accepted for hashing (ours are 43 characters).
+const MAX_TICKET_LEN: usize = 256;
+
+type Params = HashMap<String, String>;
+
+/// A non-upgrade request to a WebSocket path gets a JSON error instead of axum's plain text.
+fn not_an_upgrade() -> Response {
+    error(
+        ErrorCode::InvalidRequest,
+        "this endpoint speaks WebSocket only; send an upgrade request",
+    )
+    .into_response()
+}
+
+fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(READ_LIMIT).max_frame_size(READ_LIMIT)
+}
+
+/// Unknown `/ws/…` paths: accepted, then closed with 4404.
+pub async fn unknown(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {
+    match ws {
+        Ok(ws) => configure(ws).on_upgrade(|socket| async move {
+            refuse(socket, CLOSE_NOT_FOUND, "no such WebSocket endpoint").await;
+        }),
+        Err(_) => error(ErrorCode::NotFound, "no such endpoint").into_response(),
+    }
+}
+
+pub async fn project(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    params: Result<Query<Params>, QueryRejection>,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(ws) = ws else {
+        return not_an_upgrade();
+    };
+    // Unparseable query strings are treated as empty: the client then simply has no ticket.
+    let params = params.map(|q| q.0).unwrap_or_default();
+    let guard = state.live.connection();
+    configure(ws).on_upgrade(move |socket| async move {
+        let Some(guard) = guard else {
+            refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+            return;
+        };
+        run(state, socket, project, params, guard).await;
+    })
+}
+
+/// Why a connection is refused before it starts.
+struct Refusal(u16, &'static str);
+
+async fn authenticate(state: &AppState, params: &Params) -> Result<(UserRow, Uuid), Refusal> {
+    const NO_TICKET: Refusal =
+        Refusal(CLOSE_NO_TICKET, "missing, unknown, expired or spent ticket");
+    let session = if let Some(ticket) = params.get("ticket") {
+        if ticket.is_empty() || ticket.len() > MAX_TICKET_LEN {
+            return Err(NO_TICKET);
+        }
+        let row = state
+            .domain
+            .consume_ticket(&tickets::digest(ticket))
+            .await
+            .map_err(|_| Refusal(CLOSE_SERVER_ERROR, "server error"))?
+            .ok_or(NO_TICKET)?;
+        (row.session_id, row.user_id)
+    } else if let (true, Some(token)) =
+        (state.config.live.ws_legacy_token_auth, params.get("token"))
+    {
+        let claims = state.tokens.verify(token).ok_or(NO_TICKET)?;
+        (claims.sid, claims.sub)
+    } else {
+        return Err(NO_TICKET);
+    };
+    // The ticket outlives nothing: a session logged out (or a user deactivated) after minting
+    // makes it worthless.
+    let (_, user) = state
+        .domain
+        .session_user(session.0)
+        .await
+        .map_err(|_| Refusal(CLOSE_SERVER_ERROR, "server error"))?
+        .ok_or(NO_TICKET)?;
+    if user.id != session.1 {
+        return Err(NO_TICKET);
+    }
+    Ok((user, session.0))
+}
+
+async fn may_connect(state: &AppState, project: Uuid, user: &UserRow) -> Result<(), Refusal> {
+    let actor = Actor {
+        user_id: user.id,
+        is_admin: user.is_admin,
+        tab_id: None,
+    };
+    match role_in(state, project, &actor).await {
+        Ok(Some(role)) if role >= LIVE_ROLE => Ok(()),
+        Ok(_) => Err(Refusal(
+            CLOSE_FORBIDDEN,
+            "not a member (role Member or higher) of this project",
+        )),
+        Err(_) => Err(Refusal(CLOSE_SERVER_ERROR, "server error")),
+    }
+}
+
+async fn run(
+    state: AppState,
+    socket: WebSocket,
+    project: String,
+    params: Params,
+    _guard: ConnectionGuard,
+) {
+    let (user, session_id) = match authenticate(&state, &params).await {
+        Ok(found) => found,
+        Err(Refusal(code, reason)) => return refuse(socket, code, reason).await,
+    };
+    let Ok(project) = Uuid::parse_str(&project) else {
+        return refuse(socket, CLOSE_FORBIDDEN, "no such project").await;
+    };
+    if let Err(Refusal(code, reason)) = may_connect(&state, project, &user).await {
+        return refuse(socket, code, reason).await;
+    }
+    let live = &state.live;
+    let mut request = SubscribeRequest::new(StreamKey::Project(project), live.ws, user.id);
+    request.since = parse_position(params.get("since").map(String::as_str));
+    request.session_id = Some(session_id);
+    request.presence = Some(user.display_name.clone());
+    let sub = match live.hub().subscribe(request).await {
+        Ok(sub) => sub,
+        Err(err) => {
+            tracing::warn!(error = %err, "native WS subscribe failed");
+            return refuse(socket, CLOSE_SERVER_ERROR, "live delivery unavailable").await;
+        }
+    };
+    // Access may have gone between the check and the subscription; an eviction after the
+    // subscription is caught by the hub, one before it by this second look.
+    if let Err(Refusal(code, reason)) = may_connect(&state, project, &user).await {
+        drop(sub);
+        return refuse(socket, code, reason).await;
+    }
+    if live.is_shutting_down() {
+        drop(sub);
+        return refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+    }
+    let (sink, stream) = socket.split();
+    Connection {
+        sink,
+        stream,
+        send_timeout: live.config.send_timeout,
+    }
+    .serve(&state, sub)
+    .await;
+}
+
+struct Connection {
+    sink: SplitSink<WebSocket, Message>,
+    stream: SplitStream<WebSocket>,
+    send_timeout: Duration,
+}
+
+enum Flow {
+    Continue,
+    Close(u16, &'static str),
+    Gone,
+}
+
+impl Connection {
+    async fn send(&mut self, message: Message) -> bool {
+        matches!(
+            tokio::time::timeout(self.send_timeout, self.sink.send(message)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn send_frame(&mut self, frame: Bytes) -> bool {
+        match Utf8Bytes::try_from(frame) {
+            Ok(text) => self.send(Message::Text(text)).await,
+            // Dialect frames are JSON text; anything else is a bug, not worth a dead socket.
+            Err(_) => true,
+        }
+    }
+
+    async fn serve(mut self, state: &AppState, mut sub: hub::Subscription) {
+        let config = &state.live.config;
+        let period = config.ws_ping_interval;
+        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unanswered = 0u8;
+        let quota = Quota::per_second(
+            NonZeroU32::new(config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN),
+        )
+        .allow_burst(NonZeroU32::new(config.ws_frame_burst).unwrap_or(NonZeroU32::MIN));
+        let limiter = RateLimiter::direct(quota);
+        let max_frame = config.ws_max_client_frame;
+        let outcome = loop {
+            let flow = tokio::select! {
+                delivery = sub.recv() => match delivery {
+                    Delivery::Frame(frame) => {
+                        if self.send_frame(frame).await { Flow::Continue } else { Flow::Gone }
+                    }
+                    Delivery::ResyncRequired { latest_seq } => {
+                        let frame = sub.resync_frame(latest_seq);
+                        if self.send_frame(frame).await { Flow::Continue } else { Flow::Gone }
+                    }
+                    Delivery::Closed(reason) => Flow::Close(reason.ws_close_code(), close_text(reason)),
+                },
+                message = self.stream.next() => match message {
+                    None | Some(Err(_)) => Flow::Gone,
+                    Some(Ok(message)) => {
+                        if limiter.check().is_err() {
+                            Flow::Close(CLOSE_POLICY, "too many frames; at most 20 a second, bursts of 100")
+                        } else {
+                            self.on_client_message(message, max_frame, &mut unanswered).await
+                        }
+                    }
+                },
+                _ = ping.tick() => {
+                    if unanswered >= 2 {
+                        Flow::Close(CLOSE_POLICY, "pong timeout")
+                    } else {
+                        unanswered += 1;
+                        if self.send(Message::Ping(Bytes::from_static(b"liveplan"))).await { Flow::Continue } else { Flow::Gone }
+                    }
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                other => break other,
+            }
+        };
+        // Leave presence before the goodbye so a reconnecting tab sees a consistent roster.
+        drop(sub);
+        if let Flow::Close(code, reason) = outcome {
+            let Connection { sink, stream, .. } = self;
+            if let Ok(socket) = sink.reunite(stream) {
+                refuse(socket, code, reason).await;
+            }
+        }
+    }
+
+    async fn on_client_message(
+        &mut self,
+        message: Message,
+        max_frame: usize,
+        unanswered: &mut u8,
+    ) -> Flow {
+        match message {
+            Message::Pong(_) => {
+                *unanswered = 0;
+                Flow::Continue
+            }
+            // The library answers pings by itself.
+            Message::Ping(_) => Flow::Continue,
+            Message::Close(_) => Flow::Gone,
+            Message::Binary(_) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
+            Message::Text(text) if text.len() > max_frame => {
+                Flow::Close(CLOSE_TOO_BIG, "client frames are at most 64 KiB")
+            }
+            Message::Text(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(object)) => {
+                    if object.get("type").and_then(Value::as_str) == Some("ping") {
+                        let pong = json!({"protocol_version": 1, "event_type": "pong", "payload": {}, "seq": null});
+                        if !self.send(Message::Text(pong.to_string().into())).await {
+                            return Flow::Gone;
+                        }
+                    }
+                    // Other objects are reserved for later client messages and ignored.
+                    Flow::Continue
+                }
+                _ => {
+                    let reply = json!({
+                        "protocol_version": 1,
+                        "event_type": "error",
+                        "payload": {"code": "invalid_frame", "message": "client frames must be JSON objects"},
+                        "seq": null,
+                    });
+                    if self.send(Message::Text(reply.to_string().into())).await {
+                        Flow::Continue
+                    } else {
+                        Flow::Gone
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn close_text(reason: hub::CloseReason) -> &'static str {
+    match reason {
+        hub::CloseReason::AccessRevoked => "access to this project was revoked",
+        hub::CloseReason::LoggedOut => "the session ended",
+        hub::CloseReason::LogUnavailable => "the event log is unavailable; reconnect with since",
+        hub::CloseReason::Shutdown => "the server is going away; reconnect with since",
+    }
+}
+
+/// Sends a close frame and waits (briefly) for the client's answer, so the frame is read
+/// before the TCP connection goes away: closing with unread input would reset the connection
+/// and the client might never see the code.
+async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    };
+    let goodbye = async {
+        if socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+}

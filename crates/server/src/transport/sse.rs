@@ -1,0 +1,259 @@
+//! Server-Sent Events (CONTRACT §7): a project's stream, the project-list stream and the user
+//! stream, at `/api/v1/…` and the `/api/…` aliases.
+//!
+//! Each response body is the hub's SSE frames as they come (each a complete message), after a
+//! first `connected` message, with a `: keepalive` comment whenever nothing was sent for
+//! `sse_keepalive`. The body ends when the hub closes the subscription (loss of access, logout,
+//! shutdown), which is how a stream "ends on loss of access".
+
+use crate::app::AppState;
+use crate::auth::Authed;
+use crate::http::{HttpError, HttpResult, error, path_id};
+use crate::live::projects::{ProjectSet, ProjectWatch};
+use crate::live::{ConnectionGuard, SseSlot};
+use crate::transport::role_in;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::Response;
+use bytes::Bytes;
+use domain::OrApi;
+use hub::{Delivery, EventFilter, Sse, SubscribeRequest, Subscription};
+use proto::{ApiError, ErrorCode, Event, EventType, StreamKey};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::sync::Arc;
+use uuid::Uuid;
+
+const KEEPALIVE: &[u8] = b": keepalive\n\n";
+
+/// `?last_event_id=` and the `Last-Event-ID` header (the header wins).
+fn position(headers: &HeaderMap, query: Option<&str>) -> Option<i64> {
+    let header = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty());
+    let query = query.and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "last_event_id")
+            .map(|(_, v)| v)
+    });
+    super::parse_position(header.or(query))
+}
+
+/// Everything an SSE body owns: dropping it (client gone, stream ended) releases the hub
+/// subscription, the user's slot and the connection count.
+struct SseBody {
+    sub: Subscription,
+    keepalive: tokio::time::Interval,
+    first: Option<Bytes>,
+    _slot: SseSlot,
+    _guard: ConnectionGuard,
+    _watch: Option<ProjectWatch>,
+}
+
+#[derive(Clone, Copy)]
+enum Access {
+    /// The per-project stream: any member role.
+    Project(Uuid),
+    ProjectList,
+    User,
+}
+
+async fn open(
+    state: &AppState,
+    auth: &Authed,
+    access: Access,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> HttpResult<Response> {
+    let live = &state.live;
+    let user_id = auth.user.id;
+    if let Access::Project(project) = access {
+        role_in(state, project, &auth.actor)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project"))?;
+    }
+    let Some(guard) = live.connection() else {
+        return Err(error(ErrorCode::Unavailable, "the server is shutting down"));
+    };
+    let Some(slot) = live.sse_slot(user_id) else {
+        return Err(HttpError(
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "at most {} event streams may be open per user",
+                    live.config.sse_max_per_user
+                ),
+            )
+            .with_details(json!({"retry_after_secs": 5, "limit": live.config.sse_max_per_user})),
+        ));
+    };
+    let (stream, filter, watch) = match access {
+        Access::Project(project) => (StreamKey::Project(project), None, None),
+        Access::ProjectList => {
+            // Registered before the memberships are read so no change between the two is lost.
+            let watch = live.project_sets.register(user_id);
+            let mut ops = state.domain.store.read().await.or_api()?;
+            let memberships = ops.list_memberships_of_user(user_id).await.or_api()?;
+            drop(ops);
+            watch.set().load(memberships.iter().map(|m| m.project_id));
+            let filter = project_list_filter(watch.set());
+            (StreamKey::System, Some(filter), Some(watch))
+        }
+        Access::User => (
+            StreamKey::System,
+            Some(user_filter(user_id, auth.user.is_admin)),
+            None,
+        ),
+    };
+    let mut request = SubscribeRequest::new(stream, live.sse, user_id);
+    request.since = position(headers, query);
+    request.session_id = Some(auth.session_id);
+    request.filter = filter;
+    let sub = live.hub().subscribe(request).await.map_err(|err| {
+        tracing::warn!(error = %err, "SSE subscribe failed");
+        ApiError::new(ErrorCode::Unavailable, "live delivery is unavailable")
+    })?;
+    // A removal that committed between the check above and the subscription was not seen by
+    // the eviction; look again now that the hub would see any later one.
+    if let Access::Project(project) = access
+        && role_in(state, project, &auth.actor).await?.is_none()
+    {
+        return Err(HttpError(ApiError::not_found("project")));
+    }
+    let period = live.config.sse_keepalive;
+    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let body = SseBody {
+        sub,
+        keepalive,
+        first: Some(Sse::connected(user_id)),
+        _slot: slot,
+        _guard: guard,
+        _watch: watch,
+    };
+    let frames = futures::stream::unfold(Some(body), |body| async move {
+        let mut body = body?;
+        if let Some(first) = body.first.take() {
+            return Some((Ok::<_, Infallible>(first), Some(body)));
+        }
+        let frame = tokio::select! {
+            delivery = body.sub.recv() => match delivery {
+                Delivery::Frame(frame) => frame,
+                Delivery::ResyncRequired { latest_seq } => body.sub.resync_frame(latest_seq),
+                Delivery::Closed(_) => return None,
+            },
+            _ = body.keepalive.tick() => Bytes::from_static(KEEPALIVE),
+        };
+        // Anything sent counts as keepalive.
+        body.keepalive.reset();
+        Some((Ok(frame), Some(body)))
+    });
+    let mut response = Response::new(Body::from_stream(frames));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(response)
+}
+
+/// The project-list stream: project lifecycle events of the user's projects, and the database
+/// events (which concern every project).
+fn project_list_filter(set: Arc<ProjectSet>) -> EventFilter {
+    Arc::new(move |event: &Event| match event.event_type {
+        EventType::ProjectCreated | EventType::ProjectUpdated | EventType::ProjectDeleted => {
+            event.project_id.is_some_and(|p| set.contains(p))
+        }
+        EventType::DatabaseWiped | EventType::DatabaseProjectsWiped => true,
+        _ => false,
+    })
+}
+
+/// The user stream: `user.updated` of the user themself; system administrators, who manage
+/// users, get every user's.
+fn user_filter(user_id: Uuid, is_admin: bool) -> EventFilter {
+    Arc::new(move |event: &Event| {
+        event.event_type == EventType::UserUpdated
+            && (is_admin
+                || event
+                    .payload
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    == Some(user_id))
+    })
+}
+
+async fn authed(state: &AppState, headers: &HeaderMap) -> HttpResult<Authed> {
+    Authed::from_headers(state, headers).await
+}
+
+/// `GET /api/v1/projects/{project_id}/events`
+pub async fn project(
+    State(state): State<AppState>,
+    Path(project_id): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let auth = authed(&state, &headers).await?;
+    let project = path_id(&project_id, "project")?;
+    open(
+        &state,
+        &auth,
+        Access::Project(project),
+        &headers,
+        uri.query(),
+    )
+    .await
+}
+
+/// `GET /api/projects/{project_id_or_key}/events`
+pub async fn project_alias(
+    State(state): State<AppState>,
+    Path(id_or_key): Path<String>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let auth = authed(&state, &headers).await?;
+    let project = state
+        .domain
+        .resolve_project(&id_or_key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("project"))?;
+    open(
+        &state,
+        &auth,
+        Access::Project(project),
+        &headers,
+        uri.query(),
+    )
+    .await
+}
+
+/// `GET /api/v1/projects/events`
+pub async fn projects(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let auth = authed(&state, &headers).await?;
+    open(&state, &auth, Access::ProjectList, &headers, uri.query()).await
+}
+
+/// `GET /api/v1/users/events`
+pub async fn users(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> HttpResult<Response> {
+    let auth = authed(&state, &headers).await?;
+    open(&state, &auth, Access::User, &headers, uri.query()).await
+}
