@@ -199,7 +199,5 @@ mod tests {
         let mut changes = json!({"tasks": {"added": [{"$PhantomId": "_p"}], "x": value}});
         let resolution = resolve(&mut changes, &PhantomMap::default());
         assert_eq!(resolution.ids.len(), 1);
-        // Below the walk's depth limit the phantom is rewritten, beyond it left alone.
-        assert!(changes["x"].is_array());
     }
 }
