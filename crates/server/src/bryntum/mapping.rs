@@ -136,9 +136,9 @@ impl Units {
     /// The project fields that tell a Bryntum client how liveplan converts units.
     pub fn project_fields(&self) -> Object {
         let mut out = Object::new();
-        out.insert("hoursPerDay".into(), json!(self.hours_per_day));
-        out.insert("daysPerWeek".into(), json!(self.days_per_week));
-        out.insert("daysPerMonth".into(), json!(self.days_per_month));
+        out.insert("hoursPerDay".into(), number(self.hours_per_day));
+        out.insert("daysPerWeek".into(), number(self.days_per_week));
+        out.insert("daysPerMonth".into(), number(self.days_per_month));
         out
     }
 
