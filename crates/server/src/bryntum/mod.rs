@@ -1332,4 +1332,14 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) {
         socket.send(Message::Close(Some(frame))),
     )
     .await;
+    // Read what the client already sent until its close answer: closing with unread data
+    // makes the kernel reset the connection, and the client would never see the close code.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
