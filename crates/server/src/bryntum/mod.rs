@@ -1250,11 +1250,9 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
             let room = lock(&state.bryntum.rooms)
                 .get(&project_id)
                 .and_then(Weak::upgrade);
-            if let Some(room) = room {
-                if room.receivers() > 0 {
-                    idle_since = None;
-                    continue;
-                }
+            if room.is_some_and(|room| room.receivers() > 0) {
+                idle_since = None;
+                continue;
             }
             let since = *idle_since.get_or_insert_with(Instant::now);
             if since.elapsed() < delay {
