@@ -274,6 +274,48 @@ pub fn document() -> OpenApi {
             ("200", any()),
         ),
     );
+    // The live transports (crates/server/TRANSPORTS.md has the whole story).
+    for (path, params, summary) in [
+        (
+            "/api/v1/projects/{project_id}/events",
+            &["project_id"][..],
+            "Server-Sent Events of one project (any member role; also at /api/projects/{project_id_or_key}/events). text/event-stream: first {type:connected,userId}, then id: seq and data: {type, data, tabId, timestamp}; Last-Event-ID or ?last_event_id= replays (or sends resync_required); ': keepalive' comments; ends on loss of access; 429 beyond the per-user stream cap",
+        ),
+        (
+            "/api/v1/projects/events",
+            &[][..],
+            "Server-Sent Events of project lifecycle (project.created/updated/deleted) for your projects and database events (also at /api/projects/events)",
+        ),
+        (
+            "/api/v1/users/events",
+            &[][..],
+            "Server-Sent Events of user.updated: your own; system administrators get every user's (also at /api/users/events)",
+        ),
+    ] {
+        add(path, Get, op("live", summary, params, None, ("200", None)));
+    }
+    add(
+        "/api/v1/projects/{project_id}/presence/",
+        Get,
+        op(
+            "live",
+            "Who has a native WebSocket open on the project on this node: [{user_id, display_name, connections}] (members only)",
+            &["project_id"],
+            None,
+            ("200", any()),
+        ),
+    );
+    add(
+        "/ws/v1/projects/{project_id}/",
+        Get,
+        op(
+            "live",
+            "The native WebSocket (?ticket=T&since=N). Refusals are close codes after the upgrade: 4001 no usable ticket, 4003 not a Member or access lost, 4404 unknown /ws path, 1001 shutdown, 1003 binary frame, 1008 flooding or pong timeout, 1009 frame over 64 KiB",
+            &["project_id"],
+            None,
+            ("101", None),
+        ),
+    );
     add(
         "/api/v1/projects",
         Get,

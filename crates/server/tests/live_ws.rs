@@ -1,0 +1,515 @@
+//! The native WebSocket (CONTRACT §6) over real sockets: refusals and their close codes, tickets,
+//! the envelope, replay and resync, presence, and bad client frames.
+
+mod live_support;
+
+use futures::SinkExt;
+use live_support::*;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+async fn latest(server: &TestServer, project: Uuid) -> i64 {
+    server.log_seqs(project).await.last().copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn refusals_are_close_codes_after_the_upgrade() {
+    let server = TestServer::start().await;
+    let project = server.project("Refusals").await;
+    let (member, member_token) = server.user("member").await;
+    server.add_member(project, member, 100).await;
+    let (viewer, viewer_token) = server.user("viewer").await;
+    server.add_member(project, viewer, 1).await;
+    let (_, outsider_token) = server.user("outsider").await;
+    let base = format!("/ws/v1/projects/{project}/");
+
+    // 4001: no ticket, an unknown (forged) one, and the legacy token without its flag.
+    let mut ws = server.ws(&base).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+    let forged = "A".repeat(43);
+    let mut ws = server.ws(&format!("{base}?ticket={forged}")).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+    let mut ws = server.ws(&format!("{base}?token={member_token}")).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+
+    // A ticket works once: the second use is spent.
+    let ticket = server.ticket(&member_token).await;
+    let mut first = server.ws(&format!("{base}?ticket={ticket}")).await;
+    let join = ws_json(&mut first).await;
+    assert_eq!(join["event_type"], "presence_join");
+    let mut again = server.ws(&format!("{base}?ticket={ticket}")).await;
+    assert_eq!(ws_close_code(&mut again).await, Some(4001));
+
+    // An expired ticket (stored with a lifetime already over).
+    let sid = server
+        .server
+        .state
+        .tokens
+        .verify(&member_token)
+        .unwrap()
+        .sid;
+    let (secret, hash) = liveplan_server::auth::tickets::mint();
+    server
+        .server
+        .state
+        .domain
+        .store_ticket(member, sid, hash, chrono::Duration::seconds(-1))
+        .await
+        .unwrap();
+    let mut ws = server.ws(&format!("{base}?ticket={secret}")).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+
+    // A ticket whose session logged out before it was used.
+    let (_, short_lived) = server.user("short").await;
+    let orphan = server.ticket(&short_lived).await;
+    server
+        .ok(Method::POST, &short_lived, "/api/v1/auth/logout", json!({}))
+        .await;
+    let mut ws = server.ws(&format!("{base}?ticket={orphan}")).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+
+    // 4003: a Viewer, an outsider, a project that does not exist, an id that cannot exist.
+    for token in [&viewer_token, &outsider_token] {
+        let mut ws = server.ws_project(token, project, None).await;
+        assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    }
+    let mut ws = server.ws_project(&member_token, Uuid::now_v7(), None).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    let ticket = server.ticket(&member_token).await;
+    let mut ws = server
+        .ws(&format!("/ws/v1/projects/not-an-id?ticket={ticket}"))
+        .await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+
+    // 4404: unknown WebSocket paths, also under a valid prefix; without the slash works too.
+    for path in ["/ws/v2/nothing", "/ws", &format!("{base}extra")] {
+        let mut ws = server.ws(path).await;
+        assert_eq!(ws_close_code(&mut ws).await, Some(4404), "{path}");
+    }
+    let ticket = server.ticket(&member_token).await;
+    let mut ws = server
+        .ws(&format!(
+            "/ws/v1/projects/{project}?ticket={ticket}&since=0"
+        ))
+        .await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(
+        (frame["seq"].as_i64(), &frame["replayed"]),
+        (Some(1), &json!(true))
+    );
+
+    // A plain GET is a JSON error, not a hang.
+    let (status, body) = server.call(Method::GET, &member_token, &base, None).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["code"].is_string());
+}
+
+#[tokio::test]
+async fn legacy_token_auth_only_with_its_flag() {
+    let server = TestServer::start_with(|c| c.live.ws_legacy_token_auth = true).await;
+    let project = server.project("Legacy").await;
+    let (member, token) = server.user("legacy").await;
+    server.add_member(project, member, 100).await;
+    let mut ws = server
+        .ws(&format!("/ws/v1/projects/{project}/?token={token}"))
+        .await;
+    assert_eq!(ws_json(&mut ws).await["event_type"], "presence_join");
+    let mut ws = server
+        .ws(&format!(
+            "/ws/v1/projects/{project}/?token=forged.jwt.value"
+        ))
+        .await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4001));
+}
+
+#[tokio::test]
+async fn one_ticket_raced_by_two_sockets_admits_exactly_one() {
+    let server = TestServer::start().await;
+    let project = server.project("Race").await;
+    let (member, token) = server.user("racer").await;
+    server.add_member(project, member, 100).await;
+    for _ in 0..8 {
+        let ticket = server.ticket(&token).await;
+        let path = format!("/ws/v1/projects/{project}/?ticket={ticket}");
+        let attempt = |path: String| {
+            let addr = server.addr();
+            async move {
+                let mut ws = ws_connect(addr, &path).await;
+                let outcome = ws_next(&mut ws).await;
+                (outcome, ws)
+            }
+        };
+        let ((a, _wa), (b, _wb)) = tokio::join!(attempt(path.clone()), attempt(path));
+        let admitted = [&a, &b]
+            .iter()
+            .filter(|o| matches!(o, WsNext::Json(v) if v["event_type"] == "presence_join"))
+            .count();
+        let refused = [&a, &b]
+            .iter()
+            .filter(|o| **o == &WsNext::Closed(Some(4001)))
+            .count();
+        assert_eq!((admitted, refused), (1, 1), "{a:?} / {b:?}");
+    }
+}
+
+#[tokio::test]
+async fn envelope_replay_live_and_resync() {
+    let server = TestServer::start().await;
+    let project = server.project("Envelope").await;
+    let (member, token) = server.user("env").await;
+    server.add_member(project, member, 100).await;
+    for i in 0..3 {
+        server.task(&token, project, &format!("t{i}")).await;
+    }
+    let log = server.log_seqs(project).await;
+    assert_eq!(log, vec![1, 2, 3, 4, 5]);
+
+    // since=1: seqs 2..=5 replayed, in order, then live.
+    let mut ws = server.ws_project(&token, project, Some(1)).await;
+    for seq in 2..=5 {
+        let frame = ws_event(&mut ws).await;
+        assert_eq!(frame["protocol_version"], 1);
+        assert_eq!(frame["seq"], seq);
+        assert_eq!(frame["replayed"], true, "{frame}");
+    }
+    let created = server
+        .http
+        .post(server.url(&format!("/api/v1/projects/{project}/tasks")))
+        .bearer_auth(&token)
+        .header("X-Tab-Id", "tab-7")
+        .json(&json!({"name": "live"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["event_type"], "task_created");
+    assert_eq!(frame["seq"], 6);
+    assert_eq!(frame["tab_id"], "tab-7");
+    assert!(frame.get("replayed").is_none(), "{frame}");
+    assert!(frame["payload"]["id"].is_string());
+
+    // Garbage, negative and future positions are answered with resync_required, then live.
+    for since in ["abc", "-3", "999", "1e3"] {
+        let ticket = server.ticket(&token).await;
+        let mut ws = server
+            .ws(&format!(
+                "/ws/v1/projects/{project}/?ticket={ticket}&since={since}"
+            ))
+            .await;
+        let frame = ws_event(&mut ws).await;
+        assert_eq!(
+            frame,
+            json!({"protocol_version": 1, "event_type": "resync_required", "payload": {"latest_seq": 6}, "seq": null}),
+            "since={since}"
+        );
+    }
+    // since at the head: the next write arrives, whether it committed before the server
+    // subscribed (then it is a replayed answer to since) or after (live).
+    let mut ws = server.ws_project(&token, project, Some(6)).await;
+    server.task(&token, project, "next").await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["seq"], 7);
+}
+
+async fn roster(server: &TestServer, token: &str, project: Uuid) -> Vec<serde_json::Value> {
+    let (status, body) = server
+        .call(
+            Method::GET,
+            token,
+            &format!("/api/v1/projects/{project}/presence/"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+/// Waits for the roster to show `user` with `connections` (0: absent). The roster changes
+/// inside the server without a client-visible event, so this polls, bounded by the guard.
+async fn roster_shows(
+    server: &TestServer,
+    token: &str,
+    project: Uuid,
+    user: Uuid,
+    connections: u64,
+) {
+    let deadline = tokio::time::Instant::now() + GUARD;
+    loop {
+        let entries = roster(server, token, project).await;
+        let count = entries
+            .iter()
+            .find(|e| e["user_id"] == json!(user))
+            .map_or(0, |e| e["connections"].as_u64().unwrap());
+        if count == connections {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "roster {entries:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn presence_counts_tabs_and_does_not_flap() {
+    let server = TestServer::start().await;
+    let project = server.project("Presence").await;
+    let (watcher, watcher_token) = server.user("Watcher").await;
+    server.add_member(project, watcher, 100).await;
+    let (ada, ada_token) = server.user("Ada").await;
+    server.add_member(project, ada, 100).await;
+    let (_, outsider) = server.user("Outsider").await;
+
+    let head = latest(&server, project).await;
+    let mut observer = server.ws_project(&watcher_token, project, Some(head)).await;
+    let own = ws_json(&mut observer).await;
+    assert_eq!(own["event_type"], "presence_join");
+    assert_eq!(own["payload"]["user_id"], json!(watcher));
+
+    let mut tab1 = server.ws_project(&ada_token, project, Some(head)).await;
+    let mut tab2 = server.ws_project(&ada_token, project, Some(head)).await;
+    // Both tabs are subscribed once each has seen a write made after it connected.
+    server.task(&watcher_token, project, "sync").await;
+    for tab in [&mut tab1, &mut tab2] {
+        assert_eq!(ws_event(tab).await["event_type"], "task_created");
+    }
+    roster_shows(&server, &watcher_token, project, ada, 2).await;
+    let entries = roster(&server, &ada_token, project).await;
+    let entry = entries.iter().find(|e| e["user_id"] == json!(ada)).unwrap();
+    assert_eq!(entry["display_name"], "Ada");
+    // The roster is for members only; without the slash it answers too.
+    let (status, _) = server
+        .call(
+            Method::GET,
+            &outsider,
+            &format!("/api/v1/projects/{project}/presence"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    tab1.close(None).await.unwrap();
+    roster_shows(&server, &watcher_token, project, ada, 1).await;
+    tab2.close(None).await.unwrap();
+    roster_shows(&server, &watcher_token, project, ada, 0).await;
+    server.task(&watcher_token, project, "end").await;
+
+    // The observer saw exactly one join and one leave for Ada, whatever the tabs did.
+    let mut seen = Vec::new();
+    loop {
+        let frame = ws_json(&mut observer).await;
+        let kind = frame["event_type"].as_str().unwrap().to_owned();
+        if kind.starts_with("presence_") {
+            assert_eq!(frame["seq"], serde_json::Value::Null);
+            assert_eq!(frame["payload"]["user_id"], json!(ada));
+            assert_eq!(frame["payload"]["display_name"], "Ada");
+            seen.push(kind);
+        } else if kind == "task_created" && seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, vec!["presence_join", "presence_leave"]);
+}
+
+#[tokio::test]
+async fn bad_client_frames() {
+    let server = TestServer::start_with(|c| {
+        c.live.ws_frames_per_second = 1;
+        c.live.ws_frame_burst = 10;
+    })
+    .await;
+    let project = server.project("Frames").await;
+    let (member, token) = server.user("framer").await;
+    server.add_member(project, member, 100).await;
+    let head = latest(&server, project).await;
+
+    // Non-JSON and non-object text: an error frame, and the socket stays open.
+    let mut ws = server.ws_project(&token, project, Some(head)).await;
+    assert_eq!(ws_json(&mut ws).await["event_type"], "presence_join");
+    for bad in ["not json", "[1,2]", "42"] {
+        ws_send(&mut ws, Message::text(bad)).await;
+        let reply = ws_json(&mut ws).await;
+        assert_eq!(reply["event_type"], "error", "{bad}");
+        assert_eq!(reply["payload"]["code"], "invalid_frame");
+    }
+    ws_send(&mut ws, Message::text(r#"{"type":"ping"}"#)).await;
+    assert_eq!(ws_json(&mut ws).await["event_type"], "pong");
+
+    // Larger than 64 KiB: 1009.
+    let mut ws = server.ws_project(&token, project, Some(head)).await;
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(64 * 1024));
+    ws_send(&mut ws, Message::text(big)).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(1009));
+
+    // Exactly 64 KiB is fine.
+    let mut ws = server.ws_project(&token, project, Some(head)).await;
+    let pad = 64 * 1024 - r#"{"pad":""}"#.len();
+    ws_send(
+        &mut ws,
+        Message::text(format!("{{\"pad\":\"{}\"}}", "x".repeat(pad))),
+    )
+    .await;
+    ws_send(&mut ws, Message::text(r#"{"type":"ping"}"#)).await;
+    loop {
+        let frame = ws_json(&mut ws).await;
+        if frame["event_type"] == "pong" {
+            break;
+        }
+    }
+
+    // Binary: 1003.
+    let mut ws = server.ws_project(&token, project, Some(head)).await;
+    ws_send(&mut ws, Message::binary(vec![1u8, 2, 3])).await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(1003));
+
+    // Flooding (here 1 frame/s, bursts of 10): 1008.
+    let mut ws = server.ws_project(&token, project, Some(head)).await;
+    for _ in 0..50 {
+        if ws.send(Message::text("{}")).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(ws_close_code(&mut ws).await, Some(1008));
+}
+
+/// A raw client that never answers pings: the server pings, and after two unanswered pings
+/// closes with 1008.
+#[tokio::test]
+async fn two_missed_pongs_close_the_socket() {
+    let server =
+        TestServer::start_with(|c| c.live.ws_ping_interval = Duration::from_millis(100)).await;
+    let project = server.project("Pings").await;
+    let (member, token) = server.user("silent").await;
+    server.add_member(project, member, 100).await;
+    let ticket = server.ticket(&token).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let request = format!(
+        "GET /ws/v1/projects/{project}/?ticket={ticket} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Read the response head byte by byte so no frame bytes are swallowed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut pings = 0;
+    let close_code = loop {
+        let mut header = [0u8; 2];
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut header))
+            .await
+            .unwrap()
+            .unwrap();
+        let opcode = header[0] & 0x0f;
+        let mut len = usize::from(header[1] & 0x7f);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            tcp.read_exact(&mut ext).await.unwrap();
+            len = usize::from(u16::from_be_bytes(ext));
+        }
+        let mut payload = vec![0u8; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        match opcode {
+            0x9 => pings += 1,
+            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
+            _ => {}
+        }
+    };
+    assert_eq!(close_code, 1008);
+    assert_eq!(pings, 2);
+}
+
+/// More than 1000 missing events cannot be replayed: one resync_required, then live, on both
+/// the native socket and SSE. A client ping is answered, and a client close is answered with a
+/// clean close.
+#[tokio::test]
+async fn too_far_behind_resyncs_and_control_frames_are_answered() {
+    let server = TestServer::start().await;
+    let project = server.project("Far").await;
+    let (member, token) = server.user("far").await;
+    server.add_member(project, member, 100).await;
+    let state = server.server.state.clone();
+    let admin = state
+        .domain
+        .find_user_by_login(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = domain::Actor {
+        user_id: admin.id,
+        is_admin: true,
+        tab_id: None,
+    };
+    let tasks = domain::collections::by_name("tasks").unwrap();
+    for i in 0..1001 {
+        state
+            .domain
+            .create_record(&actor, project, tasks, &json!({"name": format!("t{i}")}))
+            .await
+            .unwrap();
+    }
+    let latest = 2 + 1001;
+    let mut ws = server.ws_project(&token, project, Some(1)).await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["event_type"], "resync_required");
+    assert_eq!(frame["payload"]["latest_seq"], latest);
+    // Exactly 1000 behind still replays.
+    let mut replay = server
+        .ws_project(&token, project, Some(latest - 1000))
+        .await;
+    let frame = ws_event(&mut replay).await;
+    assert_eq!(
+        (frame["seq"].as_i64(), &frame["replayed"]),
+        (Some(latest - 999), &json!(true))
+    );
+    let mut sse = server
+        .sse(
+            &token,
+            &format!("/api/v1/projects/{project}/events"),
+            Some(1),
+        )
+        .await;
+    sse.data().await.unwrap();
+    assert_eq!(
+        sse.event().await.unwrap().json(),
+        json!({"type": "resync_required", "data": {"latest_seq": latest}})
+    );
+    server.task(&token, project, "live").await;
+    let frame = ws_event(&mut ws).await;
+    assert_eq!(frame["seq"], latest + 1);
+    assert_eq!(
+        sse.event().await.unwrap().id,
+        Some((latest + 1).to_string())
+    );
+
+    // Control frames: a ping gets its pong without waiting for an event; a close its answer.
+    ws_send(&mut ws, Message::Ping(b"hi".to_vec().into())).await;
+    loop {
+        let message = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Pong(payload) = message {
+            assert_eq!(&payload[..], b"hi");
+            break;
+        }
+    }
+    ws.close(None).await.unwrap();
+    let reply = tokio::time::timeout(GUARD, futures::StreamExt::next(&mut ws))
+        .await
+        .unwrap();
+    assert!(
+        matches!(reply, Some(Ok(Message::Close(_)))),
+        "a clean close answer, not a dropped connection: {reply:?}"
+    );
+}
