@@ -239,3 +239,43 @@ async fn replays_the_real_client_transcript() {
     assert_eq!(dataset["dependenciesData"][0]["type"], 2);
     assert_eq!(dataset["project"]["hoursPerDay"], 8);
 }
+
+#[tokio::test]
+async fn an_idle_demo_project_gets_its_demo_data_back() {
+    let server = TestServer::start_with(|config| {
+        config.demo = true;
+        config.bryntum_reset_delay = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let admin = server.login("admin", "admin").await;
+    let mut client = Client::connect(&server.base).await;
+    client.login("admin", "admin").await;
+    // The demo projects are the admin's first two: `project: 1` names the first.
+    let dataset = client.dataset(json!(1)).await;
+    let before = flatten_tasks(&dataset["tasksData"]);
+    let first = before[0]["id"].as_str().unwrap().to_owned();
+    let echo = client
+        .change(
+            &json!(1),
+            "local-1",
+            json!({"tasks": {"updated": [{"id": first, "name": "Changed"}]}}),
+        )
+        .await;
+    assert_eq!(echo["changes"]["tasks"]["updated"][0]["name"], "Changed");
+    drop(client);
+    let (_, projects) = server.get("/api/v1/projects", &admin).await;
+    let mut projects = projects.as_array().unwrap().clone();
+    projects.sort_by_key(|p| p["created_at"].as_str().unwrap_or_default().to_owned());
+    let project = projects[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/projects/{project}/tasks/{first}");
+    let mut restored = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, task) = server.get(&path, &admin).await;
+        if task["name"] == before[0]["name"] {
+            restored = true;
+            break;
+        }
+    }
+    assert!(restored, "the idle reset restored the demo data");
+}

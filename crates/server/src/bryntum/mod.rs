@@ -1259,6 +1259,15 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
                 continue;
             }
             idle_since = None;
+            // Only a project that drifted from its demo data is reset: a reset rewrites every
+            // record, which other transports would see as a burst of events.
+            let snapshot = lock(&state.bryntum.snapshots).get(&project_id).cloned();
+            let current = read_records(&state, project_id).await;
+            if let (Some(snapshot), Ok(current)) = (snapshot, current)
+                && same_records(&snapshot, &current)
+            {
+                continue;
+            }
             let Some(owner) = project_owner(&state, project_id).await else {
                 return;
             };
@@ -1271,6 +1280,18 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
             }
         }
     });
+}
+
+fn same_records(a: &[RecordRow], b: &[RecordRow]) -> bool {
+    let key = |rows: &[RecordRow]| {
+        let mut keyed: Vec<(Uuid, String)> = rows
+            .iter()
+            .map(|r| (r.id, Value::Object(r.body.clone()).to_string()))
+            .collect();
+        keyed.sort();
+        keyed
+    };
+    key(a) == key(b)
 }
 
 async fn project_owner(state: &AppState, project_id: Uuid) -> Option<Actor> {
