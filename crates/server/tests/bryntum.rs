@@ -558,3 +558,77 @@ async fn versions_and_autosave() {
     assert_eq!(dataset["versionsData"][0]["name"], "Before");
     assert!(dataset["versionsData"][0].get("content").is_none());
 }
+
+#[tokio::test]
+async fn tickets_flat_messages_and_losing_access() {
+    let server = TestServer::start().await;
+    let (project, alice, mut client, label) = setup(&server).await;
+    let root = server.admin().await;
+    let (bea_id, bea) = server.user(&root, "bea").await;
+    let membership = server.add_member(&root, &project, &bea_id, 100).await;
+
+    // Login with a ticket, then the v1 flat form with camelCase names.
+    let (_, ticket) = server.post("/api/v1/ws/ticket/", &bea, json!({})).await;
+    let mut socket = Client::connect(&server.base).await;
+    socket
+        .send(json!({"command": "login", "ticket": ticket["ticket"]}))
+        .await;
+    let login = socket.recv_command("login").await;
+    assert_eq!(login["data"]["userName"], "bea");
+    let users = socket.recv_command("users").await;
+    assert_eq!(users["data"]["users"], json!(["alice", "bea"]));
+    assert_eq!(client.recv_command("join").await["data"]["userName"], "bea");
+    socket
+        .send(json!({"command": "dataset", "project": label}))
+        .await;
+    socket.recv_command("dataset").await;
+    socket
+        .send(json!({"command": "projectChange", "project": label, "revisions": [
+            {"revision": "flat-1", "changes": {"tasks": {"added": [{"$PhantomId": "_f", "name": "Flat"}]}}}
+        ]}))
+        .await;
+    let echo = socket.recv_command("project_change").await;
+    assert_eq!(echo["data"]["revisions"][0]["localRevision"], "flat-1");
+    // A spent ticket is refused.
+    let mut again = Client::connect(&server.base).await;
+    again
+        .send(json!({"command": "login", "data": {"ticket": ticket["ticket"]}}))
+        .await;
+    assert_eq!(
+        again.recv().await,
+        json!({"command": "login", "error": "the ticket is unknown, expired or spent"})
+    );
+
+    // Removal from the project unsubscribes the socket.
+    let (status, _) = server
+        .delete(
+            &format!("/api/v1/projects/{project}/members/{membership}"),
+            &root,
+        )
+        .await;
+    assert!(status.is_success());
+    let lost = socket.recv_command("dataset").await;
+    assert_eq!(lost["error"], "access to this project was revoked");
+    // Logging the ticket's session out closes its socket.
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&bea),
+            None,
+        )
+        .await;
+    assert!(status.is_success());
+    assert_eq!(socket.close_code().await, Some(4003));
+    // Deactivating a user closes their sockets too.
+    let (_, alice_row) = server.get("/api/v1/users/me", &alice).await;
+    let alice_id = alice_row["id"].as_str().unwrap();
+    server
+        .patch(
+            &format!("/api/v1/users/{alice_id}"),
+            &root,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert_eq!(client.close_code().await, Some(4003));
+}

@@ -209,6 +209,8 @@ struct LoggedIn {
     user: UserRow,
     name: String,
     session_id: Option<Uuid>,
+    /// Closes when the login session ends or the user is deactivated (the hub's eviction).
+    watch: Option<hub::Subscription>,
 }
 
 struct Conn {
@@ -270,6 +272,16 @@ impl Conn {
                     }
                 },
                 Some(text) = personal.recv() => send_all(&mut socket, vec![text]).await,
+                delivery = recv_login(&mut self.user) => match delivery {
+                    Delivery::Closed(hub::CloseReason::Shutdown) => {
+                        Flow::Close(CLOSE_GOING_AWAY, "the server is going away")
+                    }
+                    Delivery::Closed(hub::CloseReason::LoggedOut) => {
+                        Flow::Close(CLOSE_FORBIDDEN, "the session ended")
+                    }
+                    Delivery::Closed(_) => Flow::Close(CLOSE_FORBIDDEN, "access was revoked"),
+                    _ => Flow::Continue,
+                },
                 event = recv_sub(&mut self.sub) => match event {
                     SubEvent::Room(message) => match self.room_message(message).await {
                         Ok(replies) => send_all(&mut socket, replies).await,
@@ -366,12 +378,18 @@ impl Conn {
             .clone()
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| user.email.clone());
+        let mut request =
+            SubscribeRequest::new(StreamKey::User(user.id), self.state.live.ws, user.id);
+        request.session_id = session_id;
+        request.filter = Some(Arc::new(|_| false));
+        let watch = self.state.live.hub().subscribe(request).await.ok();
         let shared = &self.state.bryntum;
         lock(&shared.logged_in).push((self.id, name.clone(), self.personal_tx.clone()));
         self.user = Some(LoggedIn {
             user,
             name: name.clone(),
             session_id,
+            watch,
         });
         let users = protocol::message("users", json!({ "users": shared.user_names() }));
         shared.tell_logged_in(
@@ -1307,6 +1325,14 @@ async fn project_owner(state: &AppState, project_id: Uuid) -> Option<Actor> {
         is_admin: false,
         tab_id: None,
     })
+}
+
+/// The end of the login (logout elsewhere, deactivation); never, without a watched login.
+async fn recv_login(user: &mut Option<LoggedIn>) -> Delivery {
+    match user.as_mut().and_then(|u| u.watch.as_mut()) {
+        Some(watch) => watch.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 enum SubEvent {
