@@ -446,9 +446,9 @@ const WEEKDAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 fn weekday_index(text: &str) -> Option<usize> {
     let text = text.trim();
-    WEEKDAYS
-        .iter()
-        .position(|d| text.len() >= 3 && d.eq_ignore_ascii_case(&text[..3]))
+    // `get` rather than slicing: a multi-byte character must not panic the parser.
+    let prefix = text.get(..3)?;
+    WEEKDAYS.iter().position(|d| d.eq_ignore_ascii_case(prefix))
 }
 
 /// `on Sat at 0:00` (later.js text, as Bryntum writes recurrences) → the weekday, when the time
@@ -793,6 +793,16 @@ mod tests {
         assert_eq!(generated[3]["endDate"], json!("2026-04-07"));
         let (days, _) = intervals_in(&back["intervals"]).unwrap();
         assert_eq!(days, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn odd_intervals_never_panic() {
+        for text in ["on Sä at 0:00", "on ", "on ééé", "onSat", "on Sat at 17:00"] {
+            let value = json!([{"recurrentStartDate": text, "recurrentEndDate": text}]);
+            assert_eq!(intervals_in(&value).unwrap().0, vec![1, 2, 3, 4, 5, 6, 7]);
+        }
+        assert!(intervals_in(&json!("x")).is_err());
+        assert!(intervals_in(&json!([1])).is_err());
     }
 
     #[test]
