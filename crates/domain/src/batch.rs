@@ -181,3 +181,153 @@ impl Domain {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::NoListener;
+    use crate::accounts::NewUser;
+    use crate::collections::{DEPENDENCIES, TASKS};
+    use serde_json::json;
+    use std::sync::Arc;
+    use store::Page;
+
+    async fn setup() -> (tempfile::TempDir, Domain, Actor, Uuid) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::sqlite::SqliteStore::open_in_dir(dir.path())
+            .await
+            .unwrap();
+        let domain = Domain::new(Arc::new(store), Arc::new(NoListener));
+        let user = domain
+            .create_user(
+                None,
+                NewUser {
+                    email: "a@example.test".into(),
+                    username: None,
+                    display_name: None,
+                    password_hash: "x".into(),
+                    is_admin: true,
+                },
+            )
+            .await
+            .unwrap();
+        let actor = Actor {
+            user_id: Uuid::parse_str(user["id"].as_str().unwrap()).unwrap(),
+            is_admin: true,
+            tab_id: None,
+        };
+        let project = domain
+            .create_project(&actor, &json!({"name": "P"}))
+            .await
+            .unwrap();
+        let project_id = Uuid::parse_str(project["id"].as_str().unwrap()).unwrap();
+        (dir, domain, actor, project_id)
+    }
+
+    async fn count(domain: &Domain, project: Uuid) -> (usize, i64) {
+        let mut ops = domain.store.read().await.unwrap();
+        let tasks = ops.list_records(project, "tasks", Page::ALL).await.unwrap();
+        let seq = ops
+            .latest_seq(proto::StreamKey::Project(project))
+            .await
+            .unwrap();
+        (tasks.len(), seq)
+    }
+
+    #[tokio::test]
+    async fn a_batch_commits_whole_or_not_at_all() {
+        let (_dir, domain, actor, project) = setup().await;
+        let (parent, child) = (proto::ids::new_id(), proto::ids::new_id());
+        let events = domain
+            .apply_batch(
+                &actor,
+                project,
+                vec![
+                    BatchOp::Create {
+                        collection: &TASKS,
+                        id: parent,
+                        fields: json!({"name": "Parent"}),
+                    },
+                    BatchOp::Create {
+                        collection: &TASKS,
+                        id: child,
+                        fields: json!({"name": "Child", "parent_id": parent}),
+                    },
+                    BatchOp::Create {
+                        collection: &DEPENDENCIES,
+                        id: proto::ids::new_id(),
+                        fields: json!({"predecessor_id": parent, "successor_id": child}),
+                    },
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(events.len(), 3);
+        let before = count(&domain, project).await;
+        // A good update, then a cycle: nothing of it stays.
+        let failure = domain
+            .apply_batch(
+                &actor,
+                project,
+                vec![
+                    BatchOp::Update {
+                        collection: &TASKS,
+                        id: parent,
+                        fields: json!({"name": "Renamed"}),
+                    },
+                    BatchOp::Create {
+                        collection: &TASKS,
+                        id: proto::ids::new_id(),
+                        fields: json!({"name": "New"}),
+                    },
+                    BatchOp::Create {
+                        collection: &DEPENDENCIES,
+                        id: proto::ids::new_id(),
+                        fields: json!({"predecessor_id": child, "successor_id": parent}),
+                    },
+                ],
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(failure.index, Some(2));
+        assert_eq!(failure.error.code, ErrorCode::DependencyCycle);
+        assert_eq!(count(&domain, project).await, before);
+        // Removing a parent cascades; removing the cascaded child again is a no-op.
+        domain
+            .apply_batch(
+                &actor,
+                project,
+                vec![
+                    BatchOp::Remove {
+                        collection: &TASKS,
+                        id: parent,
+                    },
+                    BatchOp::Remove {
+                        collection: &TASKS,
+                        id: child,
+                    },
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(count(&domain, project).await.0, 0);
+        // An update of a record that does not exist refuses the batch.
+        let missing = domain
+            .apply_batch(
+                &actor,
+                project,
+                vec![BatchOp::Update {
+                    collection: &TASKS,
+                    id: child,
+                    fields: json!({"name": "x"}),
+                }],
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(missing.error.code, ErrorCode::NotFound);
+    }
+}
