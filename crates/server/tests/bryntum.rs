@@ -283,7 +283,18 @@ async fn two_bryntum_clients_a_native_socket_and_sse_agree_with_the_store() {
     b.change(&label, "b-2", json!({"tasks": {"removed": [{"id": x}]}}))
         .await;
 
-    // Both Bryntum clients saw the same four revisions in the same order.
+    // A REST change lands between the Bryntum ones.
+    server
+        .create(&alice, &project, "tasks", json!({"name": "Z"}))
+        .await;
+    a.change(&label, "local-3", json!({"tasks": {"updated": [{"id": x_of(&server, &alice, &project, "Z").await, "name": "Z by A"}]}}))
+        .await;
+    // Both Bryntum clients see the same revisions in the same order.
+    while b.revisions.len() < a.revisions.len() {
+        b.recv().await;
+    }
+    assert_eq!(a.revisions.len(), 6);
+    assert_eq!(a.revisions, b.revisions);
     let mut seen = Vec::new();
     for client in [&mut a, &mut b] {
         let mut revisions = Vec::new();
@@ -306,7 +317,7 @@ async fn two_bryntum_clients_a_native_socket_and_sse_agree_with_the_store() {
     sorted.sort();
     store_names.sort();
     assert_eq!(sorted, store_names);
-    assert_eq!(store_names, vec!["Existing", "Y"]);
+    assert_eq!(store_names, vec!["Existing", "Y", "Z by A"]);
 
     // The native socket and the SSE stream got every event of the log, in order.
     let (_, log) = server
@@ -369,9 +380,21 @@ async fn two_bryntum_clients_a_native_socket_and_sse_agree_with_the_store() {
             "task_created",
             "task_updated",
             "task_created",
-            "task_deleted"
+            "task_deleted",
+            "task_created",
+            "task_updated"
         ]
     );
+}
+
+async fn x_of(server: &TestServer, token: &str, project: &str, name: &str) -> String {
+    list(server, token, project, "tasks")
+        .await
+        .iter()
+        .find(|t| t["name"] == name)
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_owned()
 }
 
 #[tokio::test]

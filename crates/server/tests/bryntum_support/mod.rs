@@ -12,6 +12,8 @@ pub const WAIT: Duration = Duration::from_secs(15);
 
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The `revision` of every `project_change` received, in order.
+    pub revisions: Vec<String>,
 }
 
 impl Client {
@@ -21,7 +23,10 @@ impl Client {
             .await
             .expect("connect in time")
             .expect("connect");
-        Client { ws }
+        Client {
+            ws,
+            revisions: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, value: Value) {
@@ -41,7 +46,18 @@ impl Client {
                 .expect("the socket is open")
                 .expect("a frame");
             match message {
-                Message::Text(text) => return serde_json::from_str(text.as_str()).expect("JSON"),
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(text.as_str()).expect("JSON");
+                    if value["command"] == "project_change" {
+                        for revision in value["data"]["revisions"].as_array().into_iter().flatten()
+                        {
+                            if let Some(id) = revision["revision"].as_str() {
+                                self.revisions.push(id.to_owned());
+                            }
+                        }
+                    }
+                    return value;
+                }
                 Message::Close(frame) => panic!("closed: {frame:?}"),
                 _ => continue,
             }
