@@ -102,7 +102,11 @@ impl Shared {
         if let Some(room) = lock(&self.rooms).get(&project_id).and_then(Weak::upgrade) {
             return Ok(room);
         }
-        let room = Room::open(state, project_id).await.map_err(|e| {
+        let units = read_project_object(state, project_id)
+            .await
+            .map(|object| Units::from_project(&object))
+            .unwrap_or_default();
+        let room = Room::open(state, project_id, units).await.map_err(|e| {
             tracing::error!(error = %e, "cannot open a bryntum room");
             ApiError::internal()
         })?;
@@ -658,12 +662,14 @@ impl Conn {
         let ops = self
             .batch_ops(&changes, &resolution, &units, project_id)
             .await?;
+        let mut new_units = None;
         let setting = match changes.get("project") {
             Some(Value::Object(update)) => {
                 let mut merged = stored_project.clone();
                 for (key, value) in update {
                     merged.insert(key.clone(), value.clone());
                 }
+                new_units = Some(Units::from_project(&merged));
                 Some(BatchSetting {
                     key: project_setting(project_id),
                     value: Value::Object(merged).to_string(),
@@ -696,6 +702,9 @@ impl Conn {
         {
             Ok(events) => {
                 lock(&room.phantoms).remember(&resolution.ids);
+                if let Some(units) = new_units {
+                    *lock(&room.units) = units;
+                }
                 if events.is_empty()
                     && let Some(Pending::Echo(mut echo)) = room.forget(&token)
                 {

@@ -86,6 +86,8 @@ pub struct Room {
     sender: broadcast::Sender<Arc<RoomMessage>>,
     pending: Mutex<HashMap<String, Pending>>,
     pub phantoms: Mutex<PhantomMap>,
+    /// How the project converts units (its Bryntum `project` object), for other writers' changes.
+    pub units: Mutex<Units>,
     /// One revision at a time per project, so phantoms and echoes stay in step.
     pub writing: tokio::sync::Mutex<()>,
     task: tokio::task::AbortHandle,
@@ -100,7 +102,11 @@ impl Drop for Room {
 impl Room {
     /// Opens the room's feed: subscribes to the project's stream, then notes where the log is,
     /// so every event after that point is read exactly once.
-    pub async fn open(state: &AppState, project_id: Uuid) -> Result<Arc<Room>, String> {
+    pub async fn open(
+        state: &AppState,
+        project_id: Uuid,
+        units: Units,
+    ) -> Result<Arc<Room>, String> {
         let stream = StreamKey::Project(project_id);
         let hub = state.live.hub().clone();
         let subscription = hub
@@ -119,6 +125,7 @@ impl Room {
                 sender,
                 pending: Mutex::new(HashMap::new()),
                 phantoms: Mutex::new(PhantomMap::default()),
+                units: Mutex::new(units),
                 writing: tokio::sync::Mutex::new(()),
                 task: task.abort_handle(),
             }
@@ -243,7 +250,8 @@ fn deliver(room: &Room, event: &Event) {
         room.send(RoomMessage::Closed(hub::CloseReason::AccessRevoked));
         return;
     }
-    if let Some(changes) = event_changes(event, &Units::default()) {
+    let units = *room.units.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(changes) = event_changes(event, &units) {
         let revision = json!({
             "revision": format!("server-{seq}"),
             "localRevision": null,
