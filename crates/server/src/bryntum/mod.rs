@@ -58,6 +58,8 @@ const MESSAGES_PER_SECOND: u32 = 50;
 const MESSAGE_BURST: u32 = 500;
 /// How long one send may take before the client is considered gone.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the server pings a Bryntum socket; two intervals without a frame close it.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// One autosave permission per project per this interval.
 const AUTOSAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// The most revisions one `project_change` message may carry.
@@ -251,10 +253,27 @@ impl Conn {
             Quota::per_second(NonZeroU32::new(MESSAGES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(MESSAGE_BURST).unwrap_or(NonZeroU32::MIN));
         let limiter = RateLimiter::direct(quota);
+        // A client that answers nothing (not even a pong) for two ping intervals is gone: a
+        // half-open TCP connection would otherwise hold its room and roster entry forever.
+        let mut pings = tokio::time::interval(PING_INTERVAL);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heard = Instant::now();
         loop {
             let flow = tokio::select! {
+                _ = pings.tick() => {
+                    if heard.elapsed() > 2 * PING_INTERVAL {
+                        Flow::Close(CLOSE_POLICY, "no answer to pings")
+                    } else {
+                        let ping = socket.send(Message::Ping(bytes::Bytes::new()));
+                        match tokio::time::timeout(SEND_TIMEOUT, ping).await {
+                            Ok(Ok(())) => Flow::Continue,
+                            _ => Flow::Gone,
+                        }
+                    }
+                }
                 message = socket.recv() => match message {
                     Some(Ok(Message::Text(text))) => {
+                        heard = Instant::now();
                         if limiter.check().is_err() {
                             Flow::Close(CLOSE_POLICY, "too many messages")
                         } else if text.len() > MAX_FRAME {
@@ -266,7 +285,10 @@ impl Conn {
                     }
                     Some(Ok(Message::Binary(_))) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
                     Some(Ok(Message::Close(_))) | None => Flow::Gone,
-                    Some(Ok(_)) => Flow::Continue,
+                    Some(Ok(_)) => {
+                        heard = Instant::now();
+                        Flow::Continue
+                    }
                     Some(Err(e)) => {
                         if is_capacity(&e) {
                             Flow::Close(CLOSE_TOO_BIG, "messages are at most 1 MiB")
