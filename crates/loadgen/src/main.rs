@@ -1,1 +1,681 @@
-fn main() {}
+//! liveplan-loadgen: opens N live subscribers (native WebSocket or SSE) on one project of a
+//! liveplan server on this machine, publishes R changes a second through the REST API, and
+//! reports commit-to-delivery latency, deliveries/s, the server's CPU per delivered event and
+//! its RSS per connection. `idle` only opens and holds connections, for memory per connection.
+//!
+//! Latency is measured from just before the publishing PATCH is sent to the moment a
+//! subscriber has read the frame, so it includes the write's own commit (reported separately as
+//! "REST round trip"); events carry only a millisecond commit timestamp, too coarse to use.
+
+mod args;
+mod dialect;
+mod procfs;
+mod publish;
+mod setup;
+mod stats;
+
+use anyhow::{Context, bail};
+use args::{Cli, Command, Common, DialectName, IdleArgs, RunArgs, Target};
+use clap::Parser;
+use dialect::{Connection, Dialect, Kind, User};
+use futures::StreamExt;
+use serde::Serialize;
+use setup::Api;
+use stats::{Latency, Recorder, SeqTracker, SeqVerdict, now_ns, per, rss_per_connection};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    now_ns(); // fix the epoch of all timestamps before anything else runs
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run(args) => {
+            args.check()?;
+            runtime.block_on(run(args))
+        }
+        Command::Idle(args) => {
+            args.check()?;
+            runtime.block_on(idle(args))
+        }
+        Command::Prepare(args) => {
+            args.check()?;
+            runtime.block_on(prepare_only(args))
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one and checks the connections fit.
+fn ensure_file_limit(connections: usize) -> anyhow::Result<u64> {
+    let limit = rlimit::increase_nofile_limit(u64::MAX).context("raising RLIMIT_NOFILE")?;
+    // Sockets of the REST clients, the runtime and stdio come on top of the subscribers.
+    let needed = connections as u64 + 512;
+    if limit < needed {
+        bail!(
+            "{connections} connections need about {needed} file descriptors; the hard limit is \
+             {limit} (raise it with `ulimit -Hn` as a user allowed to, or open fewer)"
+        );
+    }
+    Ok(limit)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// What every mode prepares: the admin's token, a project, its tasks, the member users and
+/// the dialect to subscribe with.
+struct Prepared {
+    target: Target,
+    api: Api,
+    admin: User,
+    project_id: String,
+    task_ids: Vec<String>,
+    users: Vec<User>,
+    dialect: Arc<dyn Dialect>,
+}
+
+/// The project and users a run works with; `prepare` writes it, `--state` reads it.
+#[derive(Serialize, serde::Deserialize)]
+struct State {
+    project_id: String,
+    task_ids: Vec<String>,
+    admin: User,
+    users: Vec<User>,
+}
+
+async fn make_state(
+    api: &Api,
+    common: &Common,
+    connections: usize,
+    tasks: usize,
+) -> anyhow::Result<State> {
+    let admin = Api::login(
+        &api.http,
+        &api.base,
+        &common.admin_email,
+        &common.admin_password,
+    )
+    .await
+    .context("logging in as the administrator (LIVEPLAN_ADMIN_EMAIL/PASSWORD)")?;
+    let (project_id, task_ids) = api.project_with_tasks(&admin.token, tasks).await?;
+    let user_count = connections.div_ceil(common.per_user);
+    let t = Instant::now();
+    let users = api
+        .member_users(&admin.token, &project_id, user_count)
+        .await?;
+    eprintln!(
+        "project {project_id}: {} task(s), {user_count} member user(s) ready in {:.1} s",
+        task_ids.len(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(State {
+        project_id,
+        task_ids,
+        admin,
+        users,
+    })
+}
+
+async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
+    let target = args::resolve_target(&a.common.server, a.connections, a.common.source_addrs)?;
+    let api = Api::new(&target.base)?;
+    let state = make_state(&api, &a.common, a.connections, a.tasks).await?;
+    std::fs::write(&a.out, serde_json::to_vec(&state)?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    eprintln!("state written to {}", a.out.display());
+    Ok(())
+}
+
+async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::Result<Prepared> {
+    let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
+    let limit = ensure_file_limit(connections)?;
+    let api = Api::new(&target.base)?;
+    eprintln!(
+        "target {} · {} source address(es) · open-files limit {limit}",
+        target.base,
+        target.sources.len()
+    );
+    let state = match &common.state {
+        Some(path) => {
+            let state: State = serde_json::from_slice(
+                &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )?;
+            if state.users.len() * common.per_user < connections || state.task_ids.len() < tasks {
+                bail!(
+                    "{} holds {} users and {} tasks: too few for {connections} connections at \
+                     --per-user {} and {tasks} tasks",
+                    path.display(),
+                    state.users.len(),
+                    state.task_ids.len(),
+                    common.per_user
+                );
+            }
+            state
+        }
+        None => make_state(&api, common, connections, tasks).await?,
+    };
+    let State {
+        project_id,
+        mut task_ids,
+        admin,
+        users,
+    } = state;
+    task_ids.truncate(tasks.max(1));
+    let dialect: Arc<dyn Dialect> = match common.dialect {
+        DialectName::Ws => Arc::new(dialect::native_ws::NativeWs {
+            base: target.base.clone(),
+            addr: target.addr,
+            project_id: project_id.clone(),
+            http: api.http.clone(),
+        }),
+        DialectName::Sse => Arc::new(dialect::sse::Sse::new(
+            target.base.clone(),
+            project_id.clone(),
+            &target.sources,
+        )?),
+    };
+    Ok(Prepared {
+        target,
+        api,
+        admin,
+        project_id,
+        task_ids,
+        users,
+        dialect,
+    })
+}
+
+/// The subscribers, once open.
+struct Fleet {
+    recorder: Arc<Recorder>,
+    stop: watch::Sender<bool>,
+    alive: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+    opened: usize,
+    failed: usize,
+    open_secs: f64,
+}
+
+fn note_error(errors: &std::sync::Mutex<Vec<String>>, e: String) {
+    let mut errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+    // A few examples say what went wrong; thousands of copies would not say more.
+    if errors.len() < 5 {
+        errors.push(e);
+    }
+}
+
+/// Reads one connection until told to stop, recording every delivery.
+async fn subscriber(
+    index: usize,
+    mut connection: Box<dyn Connection>,
+    recorder: Arc<Recorder>,
+    mut stop: watch::Receiver<bool>,
+    alive: Arc<AtomicU64>,
+    errors: Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let c = &recorder.counters;
+    let mut seqs = SeqTracker::default();
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            next = connection.next() => match next {
+                Ok(Some(d)) => {
+                    let now = now_ns();
+                    if let Some(seq) = d.seq {
+                        match seqs.observe(seq) {
+                            SeqVerdict::InOrder => {}
+                            SeqVerdict::Gap(n) => { c.gaps.fetch_add(n, Ordering::Relaxed); }
+                            SeqVerdict::Duplicate => { c.duplicates.fetch_add(1, Ordering::Relaxed); }
+                        }
+                    }
+                    match (d.kind, d.sent_ns) {
+                        (Kind::Event, Some(sent)) => {
+                            recorder.record_latency(index, now.saturating_sub(sent));
+                            c.measured.fetch_add(1, Ordering::Relaxed);
+                        }
+                        (Kind::Resync, _) => { c.resyncs.fetch_add(1, Ordering::Relaxed); }
+                        _ => { c.other.fetch_add(1, Ordering::Relaxed); }
+                    }
+                }
+                Ok(None) => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    note_error(&errors, "the server ended the stream".into());
+                    break;
+                }
+                Err(e) => {
+                    c.dropped.fetch_add(1, Ordering::Relaxed);
+                    note_error(&errors, format!("{e:#}"));
+                    break;
+                }
+            }
+        }
+    }
+    alive.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Opens `count` subscribers: subscriber i connects as user i / per_user (so a user's
+/// connections open together) from source address i mod k.
+async fn open_fleet(p: &Prepared, common: &Common, count: usize) -> Fleet {
+    let recorder = Arc::new(Recorder::default());
+    let (stop, stop_rx) = watch::channel(false);
+    let alive = Arc::new(AtomicU64::new(0));
+    let errors: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(common.connect_timeout);
+    let sources: &[IpAddr] = &p.target.sources;
+    let mut attempts = futures::stream::iter(0..count)
+        .map(|i| {
+            let user = &p.users[i / common.per_user];
+            let source = sources[i % sources.len()];
+            let dialect = p.dialect.clone();
+            async move { (i, dialect.open(user, source).await) }
+        })
+        .buffer_unordered(common.connect_concurrency);
+    let (mut opened, mut failed) = (0usize, 0usize);
+    let mut last_report = Instant::now();
+    loop {
+        let next = tokio::time::timeout_at(deadline.into(), attempts.next()).await;
+        match next {
+            Err(_) => {
+                eprintln!(
+                    "connect timeout: giving up after {} s",
+                    common.connect_timeout
+                );
+                failed += count - opened - failed;
+                break;
+            }
+            Ok(None) => break,
+            Ok(Some((i, Ok(connection)))) => {
+                opened += 1;
+                alive.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(subscriber(
+                    i,
+                    connection,
+                    recorder.clone(),
+                    stop_rx.clone(),
+                    alive.clone(),
+                    errors.clone(),
+                ));
+            }
+            Ok(Some((_, Err(e)))) => {
+                failed += 1;
+                note_error(&errors, format!("open: {e:#}"));
+            }
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            eprintln!(
+                "  opened {opened} / {count} ({failed} failed) in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let open_secs = started.elapsed().as_secs_f64();
+    eprintln!("opened {opened} / {count} ({failed} failed) in {open_secs:.1} s");
+    Fleet {
+        recorder,
+        stop,
+        alive,
+        errors,
+        opened,
+        failed,
+        open_secs,
+    }
+}
+
+#[derive(Serialize)]
+struct Machine {
+    server_pid: Option<u32>,
+    source_addrs: usize,
+    /// 1-minute load average when the run ended: other work on the machine shows up here.
+    load_average: Option<f64>,
+}
+
+impl Machine {
+    fn now(server_pid: Option<u32>, source_addrs: usize) -> Machine {
+        Machine {
+            server_pid,
+            source_addrs,
+            load_average: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|l| l.split_whitespace().next()?.parse().ok()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RunSummary {
+    mode: &'static str,
+    dialect: &'static str,
+    subscribers: usize,
+    opened: usize,
+    open_failed: usize,
+    open_secs: f64,
+    rate: u32,
+    duration_secs: u64,
+    published_ok: u64,
+    published_failed: u64,
+    published_skipped: u64,
+    expected_deliveries: u64,
+    delivered: u64,
+    missing: i64,
+    gaps: u64,
+    duplicates: u64,
+    resyncs: u64,
+    other_messages: u64,
+    dropped_connections: u64,
+    window_secs: f64,
+    deliveries_per_sec: f64,
+    latency: Latency,
+    rest_round_trip: Latency,
+    server_cpu_secs: Option<f64>,
+    server_cpu_us_per_delivery: Option<f64>,
+    /// Server CPU per change with nobody subscribed (the write path alone).
+    server_cpu_us_per_publish_alone: Option<f64>,
+    /// Server CPU per delivery once the write path is subtracted: the fan-out's own cost.
+    server_cpu_us_per_delivery_marginal: Option<f64>,
+    loadgen_cpu_secs: Option<f64>,
+    server_rss_before_mib: Option<f64>,
+    server_rss_connected_mib: Option<f64>,
+    server_rss_after_mib: Option<f64>,
+    server_rss_per_connection_bytes: Option<f64>,
+    loadgen_rss_mib: Option<f64>,
+    machine: Machine,
+    errors: Vec<String>,
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let c = &a.common;
+    let p = prepare(c, a.subscribers, a.tasks).await?;
+    let plan = |secs: u64| publish::Plan {
+        base: p.target.base.clone(),
+        token: p.admin.token.clone(),
+        project_id: p.project_id.clone(),
+        task_ids: p.task_ids.clone(),
+        rate: a.rate,
+        duration: Duration::from_secs(secs),
+        max_in_flight: a.max_in_flight,
+    };
+    let baseline_us_per_publish = if a.baseline > 0 && c.server_pid.is_some() {
+        eprintln!(
+            "baseline: publishing {} changes/s for {} s with no subscriber",
+            a.rate, a.baseline
+        );
+        let x = procfs::sample_both(c.server_pid);
+        let outcome = publish::publish(p.api.http.clone(), plan(a.baseline)).await;
+        // Let the last writes' after-commit work (scheduler, hub) finish inside the window.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let y = procfs::sample_both(c.server_pid);
+        match (x.server, y.server) {
+            (Some(x), Some(y)) => per((y.cpu_secs - x.cpu_secs) * 1e6, outcome.ok as f64),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let before = procfs::sample_both(c.server_pid);
+    let fleet = open_fleet(&p, c, a.subscribers).await;
+    if fleet.opened == 0 {
+        bail!(
+            "no subscriber could connect: {:?}",
+            fleet.errors.lock().unwrap_or_else(|e| e.into_inner())
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let connected = procfs::sample_both(c.server_pid);
+    let counters = &fleet.recorder.counters;
+    let measured_before = fleet.recorder.count(&counters.measured);
+
+    eprintln!(
+        "publishing {} changes/s for {} s to {} subscribers",
+        a.rate, a.duration, fleet.opened
+    );
+    let window = Instant::now();
+    let outcome = publish::publish(p.api.http.clone(), plan(a.duration)).await;
+    // Wait for the deliveries still on their way, but not for connections that died.
+    let drain_until = Instant::now() + Duration::from_secs(a.drain);
+    let mut last_delivery = Instant::now();
+    let mut last_count = fleet.recorder.count(&counters.measured);
+    loop {
+        let expected = outcome.ok * fleet.alive.load(Ordering::Relaxed);
+        let delivered = fleet.recorder.count(&counters.measured) - measured_before;
+        if delivered >= expected || Instant::now() >= drain_until {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now_count = fleet.recorder.count(&counters.measured);
+        if now_count != last_count {
+            last_count = now_count;
+            last_delivery = Instant::now();
+        }
+    }
+    // The window ends at the last delivery, not at the end of a fruitless drain wait.
+    let window_secs = (last_delivery.max(window + outcome.elapsed) - window).as_secs_f64();
+    let after = procfs::sample_both(c.server_pid);
+    let _ = fleet.stop.send(true);
+
+    let delivered = fleet.recorder.count(&counters.measured) - measured_before;
+    let expected = outcome.ok * fleet.opened as u64;
+    let server_cpu = match (connected.server, after.server) {
+        (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
+        _ => None,
+    };
+    let me_cpu = match (connected.me, after.me) {
+        (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
+        _ => None,
+    };
+    let mut errors = fleet
+        .errors
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    if let Some(e) = &outcome.first_error {
+        errors.push(format!("publish: {e}"));
+    }
+    let summary = RunSummary {
+        mode: "run",
+        dialect: p.dialect.name(),
+        subscribers: a.subscribers,
+        opened: fleet.opened,
+        open_failed: fleet.failed,
+        open_secs: fleet.open_secs,
+        rate: a.rate,
+        duration_secs: a.duration,
+        published_ok: outcome.ok,
+        published_failed: outcome.failed,
+        published_skipped: outcome.skipped,
+        expected_deliveries: expected,
+        delivered,
+        missing: expected as i64 - delivered as i64,
+        gaps: fleet.recorder.count(&counters.gaps),
+        duplicates: fleet.recorder.count(&counters.duplicates),
+        resyncs: fleet.recorder.count(&counters.resyncs),
+        other_messages: fleet.recorder.count(&counters.other),
+        dropped_connections: fleet.recorder.count(&counters.dropped),
+        window_secs,
+        deliveries_per_sec: per(delivered as f64, window_secs).unwrap_or(0.0),
+        latency: Latency::of(&fleet.recorder.merged()),
+        rest_round_trip: Latency::of(&outcome.rest.unwrap_or_else(stats::new_histogram)),
+        server_cpu_secs: server_cpu,
+        server_cpu_us_per_delivery: server_cpu.and_then(|s| per(s * 1e6, delivered as f64)),
+        server_cpu_us_per_publish_alone: baseline_us_per_publish,
+        server_cpu_us_per_delivery_marginal: match (server_cpu, baseline_us_per_publish) {
+            (Some(s), Some(b)) => per(s * 1e6 - b * outcome.ok as f64, delivered as f64),
+            _ => None,
+        },
+        loadgen_cpu_secs: me_cpu,
+        server_rss_before_mib: before.server.map(|s| mib(s.rss_bytes)),
+        server_rss_connected_mib: connected.server.map(|s| mib(s.rss_bytes)),
+        server_rss_after_mib: after.server.map(|s| mib(s.rss_bytes)),
+        server_rss_per_connection_bytes: match (before.server, connected.server) {
+            (Some(x), Some(y)) => rss_per_connection(x.rss_bytes, y.rss_bytes, fleet.opened),
+            _ => None,
+        },
+        loadgen_rss_mib: after.me.map(|s| mib(s.rss_bytes)),
+        machine: Machine::now(c.server_pid, p.target.sources.len()),
+        errors,
+    };
+    print_run(&summary);
+    println!(
+        "{}",
+        serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
+    );
+    Ok(())
+}
+
+fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$} {unit}"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn print_run(s: &RunSummary) {
+    println!(
+        "== liveplan-loadgen run: {} subscribers over {} ==",
+        s.subscribers, s.dialect
+    );
+    println!(
+        "connections      {} opened, {} failed, in {:.1} s; {} dropped during the run",
+        s.opened, s.open_failed, s.open_secs, s.dropped_connections
+    );
+    println!(
+        "published        {} ok, {} failed, {} skipped at {}/s for {} s",
+        s.published_ok, s.published_failed, s.published_skipped, s.rate, s.duration_secs
+    );
+    println!(
+        "delivered        {} of {} expected (missing {}, gaps {}, duplicates {}, resyncs {}, other {})",
+        s.delivered,
+        s.expected_deliveries,
+        s.missing,
+        s.gaps,
+        s.duplicates,
+        s.resyncs,
+        s.other_messages
+    );
+    println!("latency          {}", s.latency.line());
+    println!("REST round trip  {}", s.rest_round_trip.line());
+    println!(
+        "throughput       {:.0} deliveries/s over {:.2} s",
+        s.deliveries_per_sec, s.window_secs
+    );
+    println!(
+        "server CPU       {} → {} per delivered event",
+        opt(s.server_cpu_secs, "s", 2),
+        opt(s.server_cpu_us_per_delivery, "µs", 2)
+    );
+    println!(
+        "                 {} per change with no subscriber → {} per delivery for the fan-out alone",
+        opt(s.server_cpu_us_per_publish_alone, "µs", 1),
+        opt(s.server_cpu_us_per_delivery_marginal, "µs", 2)
+    );
+    println!(
+        "loadgen CPU      {}  (load average {:.2} at the end: both share the cores)",
+        opt(s.loadgen_cpu_secs, "s", 2),
+        s.machine.load_average.unwrap_or(f64::NAN)
+    );
+    println!(
+        "server RSS       {} before connecting, {} connected, {} after → {} per connection",
+        opt(s.server_rss_before_mib, "MiB", 1),
+        opt(s.server_rss_connected_mib, "MiB", 1),
+        opt(s.server_rss_after_mib, "MiB", 1),
+        opt(s.server_rss_per_connection_bytes, "B", 0)
+    );
+    for e in &s.errors {
+        println!("error            {e}");
+    }
+}
+
+#[derive(Serialize)]
+struct IdleSummary {
+    mode: &'static str,
+    dialect: &'static str,
+    connections: usize,
+    opened: usize,
+    open_failed: usize,
+    open_secs: f64,
+    held_secs: u64,
+    dropped_connections: u64,
+    server_rss_before_mib: Option<f64>,
+    server_rss_connected_mib: Option<f64>,
+    server_rss_per_connection_bytes: Option<f64>,
+    server_cpu_secs_while_held: Option<f64>,
+    loadgen_rss_mib: Option<f64>,
+    machine: Machine,
+    errors: Vec<String>,
+}
+
+async fn idle(a: IdleArgs) -> anyhow::Result<()> {
+    let c = &a.common;
+    let p = prepare(c, a.connections, 0).await?;
+    let before = procfs::sample_both(c.server_pid);
+    let fleet = open_fleet(&p, c, a.connections).await;
+    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let connected = procfs::sample_both(c.server_pid);
+    eprintln!("holding {} connections for {} s", fleet.opened, a.hold);
+    tokio::time::sleep(Duration::from_secs(a.hold)).await;
+    let after = procfs::sample_both(c.server_pid);
+    let _ = fleet.stop.send(true);
+    let summary = IdleSummary {
+        mode: "idle",
+        dialect: p.dialect.name(),
+        connections: a.connections,
+        opened: fleet.opened,
+        open_failed: fleet.failed,
+        open_secs: fleet.open_secs,
+        held_secs: a.hold,
+        dropped_connections: fleet.recorder.count(&fleet.recorder.counters.dropped),
+        server_rss_before_mib: before.server.map(|s| mib(s.rss_bytes)),
+        server_rss_connected_mib: connected.server.map(|s| mib(s.rss_bytes)),
+        server_rss_per_connection_bytes: match (before.server, connected.server) {
+            (Some(x), Some(y)) => rss_per_connection(x.rss_bytes, y.rss_bytes, fleet.opened),
+            _ => None,
+        },
+        server_cpu_secs_while_held: match (connected.server, after.server) {
+            (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
+            _ => None,
+        },
+        loadgen_rss_mib: connected.me.map(|s| mib(s.rss_bytes)),
+        machine: Machine::now(c.server_pid, p.target.sources.len()),
+        errors: fleet
+            .errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
+    };
+    println!(
+        "== liveplan-loadgen idle: {} connections over {} ==",
+        a.connections, summary.dialect
+    );
+    println!(
+        "connections      {} opened, {} failed, in {:.1} s; {} dropped while held {} s",
+        summary.opened, summary.open_failed, summary.open_secs, summary.dropped_connections, a.hold
+    );
+    println!(
+        "server RSS       {} before, {} connected → {} per connection",
+        opt(summary.server_rss_before_mib, "MiB", 1),
+        opt(summary.server_rss_connected_mib, "MiB", 1),
+        opt(summary.server_rss_per_connection_bytes, "B", 0)
+    );
+    println!(
+        "server CPU       {} while held",
+        opt(summary.server_cpu_secs_while_held, "s", 2)
+    );
+    println!(
+        "loadgen RSS      {}",
+        opt(summary.loadgen_rss_mib, "MiB", 1)
+    );
+    for e in &summary.errors {
+        println!("error            {e}");
+    }
+    println!(
+        "{}",
+        serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
+    );
+    Ok(())
+}

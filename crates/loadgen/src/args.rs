@@ -1,0 +1,411 @@
+//! The command line, and the checks that keep every run bounded and on this machine.
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+
+/// Upper bounds. They exist so that a typo cannot turn the load generator into a denial of
+/// service against the machine it runs on; raise them deliberately if a bigger box needs it.
+pub const MAX_CONNECTIONS: usize = 200_000;
+pub const MAX_RATE: u32 = 10_000;
+pub const MAX_SECS: u64 = 3_600;
+/// 127.0.0.2 ..= 127.0.0.251: enough source addresses for ~7 million connections.
+pub const MAX_SOURCE_ADDRS: usize = 250;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "liveplan-loadgen",
+    version,
+    about = "Opens many live subscribers on one liveplan project, publishes changes through the REST \
+             API and measures delivery latency, server CPU per delivery and RSS per connection. \
+             Loopback targets only."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Subscribers plus a publisher: latency, deliveries/s, CPU per delivery, RSS per connection.
+    Run(RunArgs),
+    /// Open connections and hold them without publishing: RSS per idle connection.
+    Idle(IdleArgs),
+    /// Make the project, tasks and member users only, and write them to a state file for
+    /// `run`/`idle --state`: restart the server in between so its RSS is not inflated by the
+    /// password hashing of the setup.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DialectName {
+    /// Native WebSocket, `/ws/v1/projects/{id}/?ticket=…` (CONTRACT §6).
+    Ws,
+    /// Server-Sent Events, `/api/v1/projects/{id}/events` with a Bearer token (CONTRACT §7).
+    Sse,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Base URL of the server; must be a loopback address.
+    #[arg(long, env = "LIVEPLAN_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// A system administrator (the server's bootstrap admin): creates the project and users.
+    #[arg(long, env = "LIVEPLAN_ADMIN_EMAIL")]
+    pub admin_email: String,
+    #[arg(long, env = "LIVEPLAN_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: String,
+    #[arg(long, value_enum, default_value = "ws")]
+    pub dialect: DialectName,
+    /// Pid of the server, to read its CPU time and RSS from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// How many source addresses (127.0.0.2, 127.0.0.3, …) the subscribers are spread over;
+    /// each gives ~28,000 ephemeral ports. Default: enough for the connection count.
+    #[arg(long)]
+    pub source_addrs: Option<usize>,
+    /// Subscribers sharing one user. Tickets are limited to 120 a minute per user and SSE has a
+    /// per-user connection cap, so large runs need many users.
+    #[arg(long, default_value_t = 100)]
+    pub per_user: usize,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 128)]
+    pub connect_concurrency: usize,
+    /// Seconds to wait after the last connection opened before measuring, so the server's
+    /// connection setup (and presence fan-out) has finished.
+    #[arg(long, default_value_t = 3)]
+    pub settle: u64,
+    /// A state file written by `prepare`: use its project and users instead of making them.
+    #[arg(long)]
+    pub state: Option<std::path::PathBuf>,
+    /// Give up opening connections after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub connect_timeout: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Subscribers on the project.
+    #[arg(long, short = 'n', default_value_t = 1_000)]
+    pub subscribers: usize,
+    /// Changes published per second (PATCH of a task's name through the REST API).
+    #[arg(long, short = 'r', default_value_t = 20)]
+    pub rate: u32,
+    /// Seconds of publishing.
+    #[arg(long, short = 'd', default_value_t = 20)]
+    pub duration: u64,
+    /// Seconds to wait for the last deliveries after publishing stops.
+    #[arg(long, default_value_t = 10)]
+    pub drain: u64,
+    /// Publish requests in flight at most; a tick finding them all busy is skipped and counted.
+    #[arg(long, default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Seconds of publishing at the same rate before any subscriber connects, to measure the
+    /// server's CPU per write alone; the marginal CPU per delivery subtracts it. 0 skips it.
+    #[arg(long, default_value_t = 10)]
+    pub baseline: u64,
+    /// Tasks the changes rotate over.
+    #[arg(long, default_value_t = 16)]
+    pub tasks: usize,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections to open and hold.
+    #[arg(long, short = 'n', default_value_t = 10_000)]
+    pub connections: usize,
+    /// Seconds to hold them after measuring.
+    #[arg(long, default_value_t = 10)]
+    pub hold: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PrepareArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections the state must serve (users = connections / --per-user).
+    #[arg(long, short = 'n')]
+    pub connections: usize,
+    /// Tasks to make for `run` to change.
+    #[arg(long, default_value_t = 16)]
+    pub tasks: usize,
+    /// Where to write the state.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+impl PrepareArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.common.check(self.connections)?;
+        if self.tasks > 1_000 {
+            bail!("--tasks must be ≤ 1000");
+        }
+        Ok(())
+    }
+}
+
+/// Where the server is and where connections come from, after validation.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://host:port` without a trailing slash.
+    pub base: String,
+    pub addr: SocketAddr,
+    pub sources: Vec<IpAddr>,
+}
+
+/// True for addresses that never leave this machine.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+/// Splits `http://host:port[/]` into host and port. Only plain http: the target is loopback.
+pub fn parse_base_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("--server must start with http:// (got {url:?})"))?;
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+        bail!("--server must be http://host:port with no path or credentials (got {url:?})");
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (host, after) = v6
+            .split_once(']')
+            .with_context(|| format!("unclosed [ in {url:?}"))?;
+        let port = after.strip_prefix(':').unwrap_or("80");
+        (host.to_owned(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_owned(), port),
+            None => (authority.to_owned(), "80"),
+        }
+    };
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("bad port in {url:?}"))?;
+    Ok((host, port))
+}
+
+/// Resolves the server and refuses anything that is not loopback, so the tool cannot be
+/// pointed at someone else's machine.
+pub fn resolve_target(
+    url: &str,
+    connections: usize,
+    source_addrs: Option<usize>,
+) -> anyhow::Result<Target> {
+    let (host, port) = parse_base_url(url)?;
+    let addrs: Vec<SocketAddr> = (host.as_str(), port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {host}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !is_loopback(a.ip())) {
+        bail!(
+            "refusing {url}: the load generator only targets loopback addresses (127.0.0.0/8, ::1)"
+        );
+    }
+    // Prefer IPv4: only 127.0.0.0/8 offers several source addresses.
+    let addr = addrs
+        .iter()
+        .copied()
+        .find(SocketAddr::is_ipv4)
+        .unwrap_or(addrs[0]);
+    let sources = source_addresses(addr.ip(), connections, source_addrs)?;
+    let bracketed = match addr.ip() {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    };
+    Ok(Target {
+        base: format!("http://{bracketed}:{port}"),
+        addr,
+        sources,
+    })
+}
+
+/// Ephemeral ports a single source address can use towards one server (the default
+/// `ip_local_port_range` 32768–60999), with some headroom for the REST client.
+const PORTS_PER_SOURCE: usize = 25_000;
+
+/// The source addresses 127.0.0.2, 127.0.0.3, … (or `::1` alone for an IPv6 server).
+pub fn source_addresses(
+    server: IpAddr,
+    connections: usize,
+    wanted: Option<usize>,
+) -> anyhow::Result<Vec<IpAddr>> {
+    if server.is_ipv6() {
+        if wanted.is_some_and(|k| k > 1) {
+            bail!("an IPv6 loopback server allows only one source address (::1)");
+        }
+        return Ok(vec![server]);
+    }
+    let k = wanted.unwrap_or_else(|| connections.div_ceil(PORTS_PER_SOURCE).max(4));
+    if k == 0 || k > MAX_SOURCE_ADDRS {
+        bail!("--source-addrs must be 1..={MAX_SOURCE_ADDRS}");
+    }
+    if connections > k * PORTS_PER_SOURCE {
+        bail!(
+            "{connections} connections need at least {} source addresses (--source-addrs)",
+            connections.div_ceil(PORTS_PER_SOURCE)
+        );
+    }
+    Ok((0..k)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
+        .collect())
+}
+
+impl Common {
+    pub fn check(&self, connections: usize) -> anyhow::Result<()> {
+        if connections == 0 || connections > MAX_CONNECTIONS {
+            bail!("the connection count must be 1..={MAX_CONNECTIONS}");
+        }
+        if self.per_user == 0 || self.per_user > 110 {
+            // 120 tickets a minute per user; stay below so a run never waits on the limiter.
+            bail!("--per-user must be 1..=110");
+        }
+        if self.connect_concurrency == 0 || self.connect_concurrency > 4_096 {
+            bail!("--connect-concurrency must be 1..=4096");
+        }
+        if self.settle > 600 || self.connect_timeout == 0 || self.connect_timeout > MAX_SECS {
+            bail!("--settle must be ≤ 600 and --connect-timeout 1..={MAX_SECS}");
+        }
+        Ok(())
+    }
+}
+
+impl RunArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.common.check(self.subscribers)?;
+        if self.rate == 0 || self.rate > MAX_RATE {
+            bail!("--rate must be 1..={MAX_RATE} changes per second");
+        }
+        if self.duration == 0 || self.duration > MAX_SECS {
+            bail!("--duration must be 1..={MAX_SECS} seconds");
+        }
+        if self.baseline > MAX_SECS {
+            bail!("--baseline must be ≤ {MAX_SECS} seconds");
+        }
+        if self.drain > 600 {
+            bail!("--drain must be ≤ 600 seconds");
+        }
+        if self.tasks == 0 || self.tasks > 1_000 {
+            bail!("--tasks must be 1..=1000");
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > 1_024 {
+            bail!("--max-in-flight must be 1..=1024");
+        }
+        Ok(())
+    }
+}
+
+impl IdleArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.common.check(self.connections)?;
+        if self.hold > MAX_SECS {
+            bail!("--hold must be ≤ {MAX_SECS} seconds");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_is_loopback() {
+        assert!(is_loopback("127.0.0.1".parse().unwrap()));
+        assert!(is_loopback("127.9.8.7".parse().unwrap()));
+        assert!(is_loopback("::1".parse().unwrap()));
+        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("10.0.0.1".parse().unwrap()));
+        assert!(!is_loopback("0.0.0.0".parse().unwrap()));
+        assert!(!is_loopback("::".parse().unwrap()));
+        assert!(!is_loopback("8.8.8.8".parse().unwrap()));
+    }
+
+    #[test]
+    fn base_urls_parse_and_refuse_odd_shapes() {
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080").unwrap(),
+            ("127.0.0.1".into(), 8080)
+        );
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080/").unwrap(),
+            ("127.0.0.1".into(), 8080)
+        );
+        assert_eq!(parse_base_url("http://[::1]:9").unwrap(), ("::1".into(), 9));
+        assert_eq!(
+            parse_base_url("http://localhost").unwrap(),
+            ("localhost".into(), 80)
+        );
+        assert!(parse_base_url("https://127.0.0.1:1").is_err());
+        assert!(parse_base_url("http://127.0.0.1:1/api").is_err());
+        assert!(parse_base_url("http://u:p@127.0.0.1:1").is_err());
+        assert!(parse_base_url("http://127.0.0.1:http").is_err());
+    }
+
+    #[test]
+    fn non_loopback_targets_are_refused() {
+        assert!(resolve_target("http://10.1.2.3:8080", 10, None).is_err());
+        assert!(resolve_target("http://0.0.0.0:8080", 10, None).is_err());
+        let t = resolve_target("http://127.0.0.1:8080/", 10, None).unwrap();
+        assert_eq!(t.base, "http://127.0.0.1:8080");
+        assert!(t.sources.iter().all(|s| is_loopback(*s)));
+    }
+
+    #[test]
+    fn sources_cover_the_connection_count() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let s = source_addresses(v4, 50_000, None).unwrap();
+        assert_eq!(s.len(), 4);
+        assert_eq!(s[0], "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(source_addresses(v4, 200_000, None).unwrap().len(), 8);
+        assert!(source_addresses(v4, 100_000, Some(2)).is_err());
+        assert!(source_addresses(v4, 10, Some(0)).is_err());
+        assert!(source_addresses(v4, 10, Some(251)).is_err());
+        assert_eq!(
+            *source_addresses(v4, 10, Some(250)).unwrap().last().unwrap(),
+            "127.0.0.251".parse::<IpAddr>().unwrap()
+        );
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(source_addresses(v6, 10, None).unwrap(), vec![v6]);
+        assert!(source_addresses(v6, 10, Some(2)).is_err());
+    }
+
+    fn run(extra: &[&str]) -> anyhow::Result<()> {
+        let mut argv = vec![
+            "liveplan-loadgen",
+            "run",
+            "--admin-email",
+            "a@b.c",
+            "--admin-password",
+            "x",
+        ];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => args.check(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn runs_are_bounded() {
+        assert!(run(&[]).is_ok());
+        assert!(run(&["-n", "0"]).is_err());
+        assert!(run(&["-n", "200001"]).is_err());
+        assert!(run(&["-r", "0"]).is_err());
+        assert!(run(&["-r", "10001"]).is_err());
+        assert!(run(&["-d", "0"]).is_err());
+        assert!(run(&["-d", "3601"]).is_err());
+        assert!(run(&["--per-user", "500"]).is_err());
+        assert!(run(&["--dialect", "bryntum"]).is_err());
+        assert!(run(&["--dialect", "sse", "-n", "10000", "-r", "50"]).is_ok());
+    }
+}
