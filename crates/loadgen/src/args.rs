@@ -43,6 +43,8 @@ pub enum DialectName {
     Ws,
     /// Server-Sent Events, `/api/v1/projects/{id}/events` with a Bearer token (CONTRACT §7).
     Sse,
+    /// The Bryntum Gantt WebSocket `/ws/v1/bryntum`, ticket login + `dataset` (CONTRACT §8).
+    Bryntum,
 }
 
 #[derive(Args, Debug, Clone)]
