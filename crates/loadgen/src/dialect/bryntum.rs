@@ -37,9 +37,10 @@ impl Dialect for Bryntum {
         let config = WebSocketConfig::default()
             .read_buffer_size(16 * 1024)
             .write_buffer_size(0);
-        let (mut socket, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-            .await
-            .context("WebSocket handshake")?;
+        let (mut socket, _) =
+            tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+                .await
+                .context("WebSocket handshake")?;
         let login = json!({"command": "login", "data": {"ticket": ticket}});
         socket.send(Message::text(login.to_string())).await?;
         let dataset = json!({"command": "dataset", "data": {"project": self.tickets.project_id}});

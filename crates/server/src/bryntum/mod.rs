@@ -330,11 +330,17 @@ impl Conn {
     /// Leaves the list of logged-in sockets and tells the others.
     fn logout_quietly(&mut self) {
         self.sub = None;
-        if self.user.take().is_some() {
+        if let Some(user) = self.user.take() {
             let shared = &self.state.bryntum;
-            lock(&shared.logged_in).retain(|(id, _, _)| *id != self.id);
-            let users = protocol::message("users", json!({ "users": shared.user_names() }));
-            shared.tell_logged_in(None, &users);
+            let still_there = {
+                let mut logged_in = lock(&shared.logged_in);
+                logged_in.retain(|(id, _, _)| *id != self.id);
+                logged_in.iter().any(|(_, n, _)| *n == user.name)
+            };
+            if !still_there {
+                let users = protocol::message("users", json!({ "users": shared.user_names() }));
+                shared.tell_logged_in(None, &users);
+            }
         }
     }
 
@@ -410,7 +416,15 @@ impl Conn {
         request.filter = Some(Arc::new(|_| false));
         let watch = self.state.live.hub().subscribe(request).await.ok();
         let shared = &self.state.bryntum;
-        lock(&shared.logged_in).push((self.id, name.clone(), self.personal_tx.clone()));
+        // `join`/`users` go out only when the list of names changes: a user's second socket
+        // changes nothing the others show, and telling every socket about every login would
+        // make logins cost the square of the sockets.
+        let already = {
+            let mut logged_in = lock(&shared.logged_in);
+            let already = logged_in.iter().any(|(_, n, _)| *n == name);
+            logged_in.push((self.id, name.clone(), self.personal_tx.clone()));
+            already
+        };
         self.user = Some(LoggedIn {
             user,
             name: name.clone(),
@@ -418,11 +432,13 @@ impl Conn {
             watch,
         });
         let users = protocol::message("users", json!({ "users": shared.user_names() }));
-        shared.tell_logged_in(
-            Some(self.id),
-            &protocol::message("join", json!({ "userName": name })),
-        );
-        shared.tell_logged_in(Some(self.id), &users);
+        if !already {
+            shared.tell_logged_in(
+                Some(self.id),
+                &protocol::message("join", json!({ "userName": name })),
+            );
+            shared.tell_logged_in(Some(self.id), &users);
+        }
         vec![
             protocol::message("login", json!({ "client": self.client, "userName": name })),
             users,
