@@ -175,8 +175,12 @@ pub async fn upgrade(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // Small buffers, as on the native socket: many idle Bryntum sockets must not each hold the
+    // default 128 KiB; a dataset larger than the write buffer is simply written in pieces.
     ws.max_message_size(READ_LIMIT)
         .max_frame_size(READ_LIMIT)
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| async move {
             let Some(guard) = state.live.connection() else {
                 let mut socket = socket;
@@ -310,7 +314,8 @@ impl Conn {
                 },
                 event = recv_sub(&mut self.sub) => match event {
                     SubEvent::Room(message) => match self.room_message(message).await {
-                        Ok(replies) => send_all(&mut socket, replies).await,
+                        Ok(RoomOut::Replies(replies)) => send_all(&mut socket, replies).await,
+                        Ok(RoomOut::Frame(text)) => send_frame(&mut socket, text).await,
                         Err((code, reason)) => Flow::Close(code, reason),
                     },
                     SubEvent::Access(delivery) => self.access_lost(delivery, &mut socket).await,
@@ -858,33 +863,38 @@ impl Conn {
     async fn room_message(
         &mut self,
         message: Result<Arc<RoomMessage>, broadcast::error::RecvError>,
-    ) -> Result<Replies, (u16, &'static str)> {
+    ) -> Result<RoomOut, (u16, &'static str)> {
         let message = match message {
             Ok(message) => message,
             // This socket fell behind the room: it gets the whole state instead.
-            Err(broadcast::error::RecvError::Lagged(_)) => return Ok(self.resync().await),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                return Ok(RoomOut::Replies(self.resync().await));
+            }
             Err(broadcast::error::RecvError::Closed) => {
                 self.sub = None;
-                return Ok(Vec::new());
+                return Ok(RoomOut::Replies(Vec::new()));
             }
         };
         let Some(sub) = &mut self.sub else {
-            return Ok(Vec::new());
+            return Ok(RoomOut::Replies(Vec::new()));
         };
         match &*message {
             RoomMessage::Change { seq, frame } => {
                 if seq.is_some_and(|seq| seq <= sub.seen) {
-                    return Ok(Vec::new());
+                    return Ok(RoomOut::Replies(Vec::new()));
                 }
                 if let Some(seq) = seq {
                     sub.seen = *seq;
                 }
-                let bytes = frame.frame(&sub.label);
-                Ok(vec![String::from_utf8_lossy(&bytes).into_owned()])
+                // The shared bytes go out as they are: no copy per socket.
+                match Utf8Bytes::try_from(frame.frame(&sub.label)) {
+                    Ok(text) => Ok(RoomOut::Frame(text)),
+                    Err(_) => Ok(RoomOut::Replies(Vec::new())),
+                }
             }
             RoomMessage::Reset { seq, user_name } => {
                 if *seq <= sub.seen {
-                    return Ok(Vec::new());
+                    return Ok(RoomOut::Replies(Vec::new()));
                 }
                 let label = sub.label.clone();
                 let user_name = user_name.clone();
@@ -893,15 +903,18 @@ impl Conn {
                     "reset",
                     json!({ "userName": user_name, "project": label }),
                 ));
-                Ok(replies)
+                Ok(RoomOut::Replies(replies))
             }
-            RoomMessage::Resync => Ok(self.resync().await),
+            RoomMessage::Resync => Ok(RoomOut::Replies(self.resync().await)),
             RoomMessage::Closed(hub::CloseReason::Shutdown) => {
                 Err((CLOSE_GOING_AWAY, "the server is going away"))
             }
             RoomMessage::Closed(_) => {
                 self.sub = None;
-                Ok(fail("dataset", "the project is no longer available"))
+                Ok(RoomOut::Replies(fail(
+                    "dataset",
+                    "the project is no longer available",
+                )))
             }
         }
     }
@@ -1395,6 +1408,20 @@ async fn recv_sub(sub: &mut Option<Subscribed>) -> SubEvent {
     tokio::select! {
         message = sub.receiver.recv() => SubEvent::Room(message),
         delivery = sub.access.recv() => SubEvent::Access(delivery),
+    }
+}
+
+/// What a room message makes a socket send.
+enum RoomOut {
+    Replies(Replies),
+    /// A frame shared with the room's other sockets.
+    Frame(Utf8Bytes),
+}
+
+async fn send_frame(socket: &mut WebSocket, text: Utf8Bytes) -> Flow {
+    match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
+        Ok(Ok(())) => Flow::Continue,
+        _ => Flow::Gone,
     }
 }
 
