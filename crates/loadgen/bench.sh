@@ -10,7 +10,9 @@
 #   crates/loadgen/bench.sh idle --dialect ws  -n 19000 --hold 10
 #
 # Env: CARGO_TARGET_DIR (where the release binaries are), SERVER_ARGS (extra `liveplan serve`
-# flags), PER_USER (subscribers per user, default 100), KEEP_DATA=1 to keep the data dir.
+# flags), PER_USER (subscribers per user, default 100), KEEP_DATA=1 to keep the data dir,
+# SERVER_CPUS / LOADGEN_CPUS (e.g. 0 and 1: pin each process with taskset so they do not compete
+# for the same core).
 set -euo pipefail
 target=${CARGO_TARGET_DIR:-target}/release
 server_bin=$target/liveplan
@@ -29,6 +31,10 @@ for ((i = 0; i < ${#args[@]}; i++)); do
   esac
 done
 per_user=${PER_USER:-100}
+server_pin=()
+loadgen_pin=()
+[ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
+[ -n "${LOADGEN_CPUS:-}" ] && loadgen_pin=(taskset -c "$LOADGEN_CPUS")
 
 data=$(mktemp -d /tmp/liveplan-bench.XXXXXX)
 export LIVEPLAN_ADMIN_EMAIL=bench-admin@loadgen.test
@@ -39,7 +45,7 @@ server=
 start_server() {
   : >"$data/stdout"
   # shellcheck disable=SC2086
-  RUST_LOG=${RUST_LOG:-warn} "$server_bin" serve --listen 127.0.0.1:0 --data-dir "$data" \
+  RUST_LOG=${RUST_LOG:-warn} ${server_pin[@]+"${server_pin[@]}"} "$server_bin" serve --listen 127.0.0.1:0 --data-dir "$data" \
     --sse-max-per-user "$per_user" ${SERVER_ARGS:-} >"$data/stdout" 2>>"$data/stderr" &
   server=$!
   for _ in $(seq 1 100); do
@@ -67,5 +73,5 @@ start_server
 stop_server
 start_server
 sleep 1
-"$loadgen_bin" "$mode" --server "$url" --server-pid "$server" --state "$data/state.json" \
+${loadgen_pin[@]+"${loadgen_pin[@]}"} "$loadgen_bin" "$mode" --server "$url" --server-pid "$server" --state "$data/state.json" \
   --per-user "$per_user" "$@"
