@@ -8,11 +8,13 @@
 //! - [`validate`]: checking client JSON against that table.
 //! - [`access`]: the role rules.
 //! - [`tx`]: a write transaction that collects the events it appends.
+//! - [`batch`]: many changes across collections in one transaction (Bryntum revisions).
 //! - [`records`], [`projects`], [`members`], [`accounts`], [`admin`]: the commands.
 
 pub mod access;
 pub mod accounts;
 pub mod admin;
+pub mod batch;
 pub mod collections;
 pub mod members;
 pub mod projects;

@@ -43,6 +43,8 @@ pub enum DialectName {
     Ws,
     /// Server-Sent Events, `/api/v1/projects/{id}/events` with a Bearer token (CONTRACT §7).
     Sse,
+    /// The Bryntum Gantt WebSocket `/ws/v1/bryntum`, ticket login + `dataset` (CONTRACT §8).
+    Bryntum,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -405,7 +407,7 @@ mod tests {
         assert!(run(&["-d", "0"]).is_err());
         assert!(run(&["-d", "3601"]).is_err());
         assert!(run(&["--per-user", "500"]).is_err());
-        assert!(run(&["--dialect", "bryntum"]).is_err());
+        assert!(run(&["--dialect", "bryntum"]).is_ok());
         assert!(run(&["--dialect", "sse", "-n", "10000", "-r", "50"]).is_ok());
     }
 }

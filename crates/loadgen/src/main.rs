@@ -174,6 +174,14 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
             project_id: project_id.clone(),
             http: api.http.clone(),
         }),
+        DialectName::Bryntum => Arc::new(dialect::bryntum::Bryntum {
+            tickets: dialect::native_ws::NativeWs {
+                base: target.base.clone(),
+                addr: target.addr,
+                project_id: project_id.clone(),
+                http: api.http.clone(),
+            },
+        }),
         DialectName::Sse => Arc::new(dialect::sse::Sse::new(
             target.base.clone(),
             project_id.clone(),

@@ -28,6 +28,9 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// The native WebSocket and SSE transports (see `live::LiveConfig`).
     pub live: LiveConfig,
+    /// Demo mode: a project without Bryntum sockets for this long gets its demo data back
+    /// (`--reset-delay`, default 1800 s).
+    pub bryntum_reset_delay: Duration,
 }
 
 impl Config {
@@ -45,6 +48,7 @@ impl Config {
             admin_email: None,
             admin_password: None,
             live: LiveConfig::default(),
+            bryntum_reset_delay: Duration::from_secs(1800),
         }
     }
 
@@ -61,6 +65,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiters: Arc<Limiters>,
     pub live: Arc<LiveFeed>,
+    /// The Bryntum Gantt sockets' rooms and roster.
+    pub bryntum: Arc<crate::bryntum::Shared>,
     /// An argon2id hash of a random password, verified against when a login names no
     /// account, so unknown and known accounts take the same time to refuse.
     pub decoy_hash: Arc<String>,
@@ -122,6 +128,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret)),
             limiters,
             live,
+            bryntum: Arc::default(),
             decoy_hash: Arc::new(decoy),
         };
         state.bootstrap_admin().await?;

@@ -48,6 +48,9 @@ struct ServeArgs {
     /// Seed demo users and projects once.
     #[arg(long, env = "LIVEPLAN_DEMO")]
     demo: bool,
+    /// Demo mode: seconds without a Bryntum socket on a project before its demo data is restored.
+    #[arg(long, env = "LIVEPLAN_RESET_DELAY", default_value_t = 1800, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    reset_delay: u64,
     /// Mark the session cookie Secure (when served over HTTPS).
     #[arg(long, env = "LIVEPLAN_SECURE_COOKIES")]
     secure_cookies: bool,
@@ -118,6 +121,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     refuse_other_databases(&args.store)?;
     let mut config = Config::new(data_dir_of(&args.store));
     config.demo = args.demo;
+    config.bryntum_reset_delay = std::time::Duration::from_secs(args.reset_delay);
     config.secure_cookies = args.secure_cookies;
     config.users_create_projects = args.users_create_projects;
     config.max_upload_bytes = args.max_upload_bytes;

@@ -37,6 +37,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
+        .route(
+            "/ws/v1/bryntum",
+            axum::routing::any(crate::bryntum::upgrade),
+        )
         .merge(crate::transport::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {

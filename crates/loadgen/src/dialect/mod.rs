@@ -5,6 +5,7 @@
 //! `project_change` revisions, correlated through the task name the publisher writes (Bryntum
 //! frames carry no tab id).
 
+pub mod bryntum;
 pub mod native_ws;
 pub mod sse;
 

@@ -38,7 +38,7 @@ pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> anyhow::Result<Tc
 }
 
 impl NativeWs {
-    async fn ticket(&self, user: &User) -> anyhow::Result<String> {
+    pub async fn ticket(&self, user: &User) -> anyhow::Result<String> {
         let response = self
             .http
             .post(format!("{}/api/v1/ws/ticket/", self.base))
