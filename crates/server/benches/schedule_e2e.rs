@@ -17,7 +17,8 @@ fn main() {
     divan::main();
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 struct Fixture {
     runtime: tokio::runtime::Runtime,
@@ -37,7 +38,11 @@ fn id(n: usize) -> String {
 }
 
 fn fixture() -> Fixture {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (server, client, token, base, project, ws) = runtime.block_on(async {
         let mut config = liveplan_server::Config::new(dir.path().to_path_buf());
@@ -81,14 +86,28 @@ fn fixture() -> Fixture {
             .unwrap();
         (server, client, token, base, project, ws)
     });
-    Fixture { runtime, client, token, base, project, first: id(0), last: id(TASKS - 1), ws, _server: server, _dir: dir }
+    Fixture {
+        runtime,
+        client,
+        token,
+        base,
+        project,
+        first: id(0),
+        last: id(TASKS - 1),
+        ws,
+        _server: server,
+        _dir: dir,
+    }
 }
 
 /// Sends one duration change and waits for the `task_dates_updated` that follows it.
 async fn edit_and_wait(f: &mut Fixture, task: &str, duration: u64) -> usize {
     let response = f
         .client
-        .patch(format!("{}/api/v1/projects/{}/tasks/{task}", f.base, f.project))
+        .patch(format!(
+            "{}/api/v1/projects/{}/tasks/{task}",
+            f.base, f.project
+        ))
         .bearer_auth(&f.token)
         .json(&json!({ "duration": duration }))
         .send()
@@ -96,7 +115,9 @@ async fn edit_and_wait(f: &mut Fixture, task: &str, duration: u64) -> usize {
         .unwrap();
     assert_eq!(response.status(), 200);
     loop {
-        let Some(Ok(Message::Text(text))) = f.ws.next().await else { panic!("socket closed") };
+        let Some(Ok(Message::Text(text))) = f.ws.next().await else {
+            panic!("socket closed")
+        };
         let frame: Value = serde_json::from_str(&text).unwrap();
         if frame["event_type"] == "task_dates_updated" {
             return frame["payload"]["count"].as_u64().unwrap() as usize;
@@ -109,9 +130,17 @@ fn run(bencher: divan::Bencher, which: fn(&Fixture) -> String) {
     let task = which(&f);
     // Warm up: the first pass computes the whole plan.
     let first = Instant::now();
-    let runtime = std::mem::replace(&mut f.runtime, tokio::runtime::Builder::new_current_thread().build().unwrap());
+    let runtime = std::mem::replace(
+        &mut f.runtime,
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    );
     let moved = runtime.block_on(edit_and_wait(&mut f, &task, 7));
-    eprintln!("first recompute of {TASKS} tasks: {:?}, {moved} moved", first.elapsed());
+    eprintln!(
+        "first recompute of {TASKS} tasks: {:?}, {moved} moved",
+        first.elapsed()
+    );
     let mut n = 0u64;
     bencher.bench_local(|| {
         n += 1;

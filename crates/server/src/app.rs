@@ -24,6 +24,10 @@ pub struct Config {
     pub max_import_bytes: usize,
     pub rates: RateConfig,
     pub users_create_projects: bool,
+    /// Recompute a project's schedule after every commit that changes its inputs. Off only
+    /// for tests about other things, whose event sequences the scheduler's own events would
+    /// interleave with.
+    pub scheduler: bool,
     pub admin_email: Option<String>,
     pub admin_password: Option<String>,
     /// The native WebSocket and SSE transports (see `live::LiveConfig`).
@@ -45,6 +49,7 @@ impl Config {
             max_import_bytes: 256 * 1024 * 1024,
             rates: RateConfig::default(),
             users_create_projects: false,
+            scheduler: true,
             admin_email: None,
             admin_password: None,
             live: LiveConfig::default(),
@@ -112,10 +117,15 @@ impl AppState {
             .await
             .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
-        let listeners = domain::Listeners(vec![live.clone(), scheduler]);
-        let mut domain = Domain::new(store.clone(), Arc::new(listeners));
+        let mut listeners: Vec<Arc<dyn domain::CommitListener>> = vec![live.clone()];
+        if config.scheduler {
+            listeners.push(scheduler);
+        }
+        let mut domain = Domain::new(store.clone(), Arc::new(domain::Listeners(listeners)));
         domain.users_create_projects = config.users_create_projects;
-        scheduler_worker.spawn(domain.clone());
+        if config.scheduler {
+            scheduler_worker.spawn(domain.clone());
+        }
         let secret = token_secret(&*store).await?;
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);

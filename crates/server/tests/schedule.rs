@@ -35,7 +35,7 @@ fn latest(log: &Value) -> i64 {
 
 #[tokio::test]
 async fn the_worker_writes_outputs_and_events_after_each_schedule_change() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
     let (status, project) = server
         .post(
@@ -217,7 +217,7 @@ async fn the_worker_writes_outputs_and_events_after_each_schedule_change() {
 
 #[tokio::test]
 async fn a_cycle_through_the_hierarchy_is_a_cpm_error_and_leaves_outputs() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
     let (_, project) = server
         .post(
@@ -287,7 +287,7 @@ async fn a_cycle_through_the_hierarchy_is_a_cpm_error_and_leaves_outputs() {
 
 #[tokio::test]
 async fn more_than_500_moves_are_reported_truncated() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
     let (_, project) = server
         .post(
@@ -335,7 +335,7 @@ async fn more_than_500_moves_are_reported_truncated() {
 
 #[tokio::test]
 async fn the_schedule_is_for_members_only() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
     let project = server.project(&admin, "Private").await;
     let (_, outsider) = server.user(&admin, "outsider").await;

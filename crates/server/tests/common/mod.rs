@@ -19,6 +19,9 @@ pub struct TestServer {
 
 pub fn config(dir: PathBuf) -> Config {
     let mut config = Config::new(dir);
+    // The scheduler's own events would interleave with the sequences these tests check;
+    // tests/schedule.rs turns it on.
+    config.scheduler = false;
     config.admin_email = Some(ADMIN_EMAIL.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     config

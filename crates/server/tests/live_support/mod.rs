@@ -27,6 +27,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub fn config(dir: &std::path::Path) -> Config {
     let mut config = Config::new(dir.to_path_buf());
+    // The scheduler's own events would interleave with the sequences these tests check.
+    config.scheduler = false;
     config.admin_email = Some(ADMIN_EMAIL.into());
     config.admin_password = Some(ADMIN_PASSWORD.into());
     // Tests log in and mint tickets far faster than people do.
