@@ -225,14 +225,7 @@ impl Domain {
                 record_count += 1;
             }
             for (spec, row) in rows {
-                let refs: Vec<store::RecordRef> = crate::validate::references(spec, &row.body)
-                    .into_iter()
-                    .filter(|(_, _, target)| target.is_some())
-                    .map(|(field, target_id, _)| store::RecordRef {
-                        field: field.to_owned(),
-                        target_id,
-                    })
-                    .collect();
+                let refs = crate::records::store_refs(spec, &row.body);
                 tx.ops().update_record(&row, &refs).await.or_api()?;
             }
         }

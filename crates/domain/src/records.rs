@@ -477,8 +477,7 @@ impl Domain {
         row.body.insert("state".into(), json!(to));
         row.version += 1;
         row.updated_at = tx.now;
-        let refs = store_refs(spec, &row.body);
-        tx.ops().update_record(&row, &refs).await.or_api()?;
+        tx.ops().update_record_body(&row).await.or_api()?;
         let data = record_json(&row);
         tx.emit(
             StreamKey::Project(project_id),
@@ -516,7 +515,7 @@ impl Domain {
                 row.body.insert("is_active".into(), json!(active));
                 row.version += 1;
                 row.updated_at = tx.now;
-                tx.ops().update_record(&row, &[]).await.or_api()?;
+                tx.ops().update_record_body(&row).await.or_api()?;
             }
             if active {
                 activated = Some(record_json(&row));
@@ -602,7 +601,8 @@ fn check_body_size(collection: &Collection, body: &JsonObject) -> DomainResult<(
     Ok(())
 }
 
-fn store_refs(collection: &Collection, body: &JsonObject) -> Vec<RecordRef> {
+/// The references of a body in the form the store indexes them.
+pub fn store_refs(collection: &Collection, body: &JsonObject) -> Vec<RecordRef> {
     validate::references(collection, body)
         .into_iter()
         .filter(|(_, _, target)| target.is_some())

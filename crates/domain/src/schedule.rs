@@ -278,16 +278,8 @@ impl Domain {
                 continue;
             }
             row.body.extend(outputs.clone());
-            let refs: Vec<store::RecordRef> =
-                crate::validate::references(&collections::TASKS, &row.body)
-                    .into_iter()
-                    .filter(|(_, _, target)| target.is_some())
-                    .map(|(field, target_id, _)| store::RecordRef {
-                        field: field.to_owned(),
-                        target_id,
-                    })
-                    .collect();
-            tx.ops().update_record(row, &refs).await.or_api()?;
+            // Outputs never change references: the reference index stays as it is.
+            tx.ops().update_record_body(row).await.or_api()?;
             let mut listed = outputs;
             listed.insert("id".into(), json!(task.id));
             listed.insert(

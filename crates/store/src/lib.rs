@@ -95,6 +95,9 @@ pub trait Ops: Send {
     /// Inserts the record and replaces its outgoing references.
     async fn insert_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()>;
     async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()>;
+    /// Updates body, version and timestamp only, for changes that cannot touch references
+    /// (scheduler outputs, sprint states, the active baseline).
+    async fn update_record_body(&mut self, record: &RecordRow) -> StoreResult<()>;
     async fn delete_record(&mut self, id: Uuid) -> StoreResult<()>;
     /// The records that reference `target_id`, with the field that does.
     async fn list_referrers(&mut self, target_id: Uuid) -> StoreResult<Vec<Referrer>>;

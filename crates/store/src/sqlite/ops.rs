@@ -645,6 +645,11 @@ where
     }
 
     async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
+        self.update_record_body(record).await?;
+        self.write_refs(record, refs).await
+    }
+
+    async fn update_record_body(&mut self, record: &RecordRow) -> StoreResult<()> {
         sqlx::query("UPDATE records SET body = ?, version = ?, updated_at = ? WHERE id = ?")
             .bind(json_text(&record.body))
             .bind(record.version)
@@ -653,7 +658,7 @@ where
             .execute(&mut *self.conn)
             .await
             .map_err(db_error)?;
-        self.write_refs(record, refs).await
+        Ok(())
     }
 
     async fn delete_record(&mut self, id: Uuid) -> StoreResult<()> {
