@@ -275,7 +275,9 @@ impl Subscription {
             match self.next_ready() {
                 Next::Ready(delivery) => return delivery,
                 Next::CatchUp { after } => {
-                    if let Some(delivery) = self.catch_up(after).await {
+                    // Boxed: catching up is rare, and inline its state (a log read) would be
+                    // part of every waiting subscriber's future, i.e. of every idle connection.
+                    if let Some(delivery) = Box::pin(self.catch_up(after)).await {
                         return delivery;
                     }
                 }

@@ -24,6 +24,8 @@ pub mod room;
 use crate::app::AppState;
 use crate::auth::tickets;
 use crate::live::ConnectionGuard;
+use crate::transport::native_ws;
+use crate::transport::read_gate::ReadGate;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -175,12 +177,13 @@ pub async fn upgrade(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    // Small buffers, as on the native socket: many idle Bryntum sockets must not each hold the
-    // default 128 KiB; a dataset larger than the write buffer is simply written in pieces.
+    // The native socket's buffers: many idle Bryntum sockets must not each hold the default
+    // 128 KiB; a dataset larger than the write buffer is simply written in pieces, and a large
+    // revision is read in read-buffer steps into a buffer that grows to fit it.
     ws.max_message_size(READ_LIMIT)
         .max_frame_size(READ_LIMIT)
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(16 * 1024)
+        .read_buffer_size(native_ws::READ_BUFFER)
+        .write_buffer_size(native_ws::WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             let Some(guard) = state.live.connection() else {
                 let mut socket = socket;
@@ -262,6 +265,7 @@ impl Conn {
         let mut pings = tokio::time::interval(PING_INTERVAL);
         pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut heard = Instant::now();
+        let gate = ReadGate::default();
         loop {
             let flow = tokio::select! {
                 _ = pings.tick() => {
@@ -275,7 +279,7 @@ impl Conn {
                         }
                     }
                 }
-                message = socket.recv() => match message {
+                message = gate.next(&mut socket) => match message {
                     Some(Ok(Message::Text(text))) => {
                         heard = Instant::now();
                         if limiter.check().is_err() {

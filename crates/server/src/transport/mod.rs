@@ -5,6 +5,7 @@
 //! `crates/server/TRANSPORTS.md`.
 
 pub mod native_ws;
+pub(crate) mod read_gate;
 pub mod sse;
 
 use crate::app::AppState;

@@ -10,7 +10,7 @@
 use crate::app::AppState;
 use crate::auth::tickets;
 use crate::http::error;
-use crate::live::ConnectionGuard;
+use crate::transport::read_gate::ReadGate;
 use crate::transport::{parse_position, role_in};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use domain::Actor;
 use domain::access::LIVE_ROLE;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
 use hub::{Delivery, SubscribeRequest};
@@ -65,8 +64,12 @@ fn not_an_upgrade() -> Response {
 
 /// Buffers sized for many idle sockets: the library's defaults (128 KiB each way) cost memory
 /// per connection that small JSON frames never need; both grow on demand up to the limits.
-const READ_BUFFER: usize = 8 * 1024;
-const WRITE_BUFFER: usize = 16 * 1024;
+/// The read buffer is allocated whole and zero-filled on every read attempt, so it is resident
+/// on every socket although clients send little (pings, pongs, small JSON): 512 bytes hold
+/// those, and a rare large frame is read in 512-byte steps into a buffer that grows to fit it.
+pub(crate) const READ_BUFFER: usize = 512;
+/// Frames are gathered up to this size before a write; it is a threshold, not an allocation.
+pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 /// Output a socket may hold unsent before the connection is dropped (backpressure normally
 /// keeps it near `WRITE_BUFFER`).
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
@@ -83,7 +86,12 @@ fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
 pub async fn unknown(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {
     match ws {
         Ok(ws) => configure(ws).on_upgrade(|socket| async move {
-            refuse(socket, CLOSE_NOT_FOUND, "no such WebSocket endpoint").await;
+            refuse(
+                Box::new(socket),
+                CLOSE_NOT_FOUND,
+                "no such WebSocket endpoint",
+            )
+            .await;
         }),
         Err(_) => error(ErrorCode::NotFound, "no such endpoint").into_response(),
     }
@@ -101,12 +109,30 @@ pub async fn project(
     // Unparseable query strings are treated as empty: the client then simply has no ticket.
     let params = params.map(|q| q.0).unwrap_or_default();
     let guard = state.live.connection();
-    configure(ws).on_upgrade(move |socket| async move {
-        let Some(guard) = guard else {
-            refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
-            return;
-        };
-        run(state, socket, project, params, guard).await;
+    configure(ws).on_upgrade(move |socket| {
+        // The task lives as long as the socket, and every future it awaits is laid out inside
+        // it: a socket moved by value through those futures would take its few hundred bytes
+        // in each of them, for the connection's whole life. Boxed once, each holds a pointer.
+        let socket = Box::new(socket);
+        async move {
+            let Some(guard) = guard else {
+                refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+                return;
+            };
+            // Admission awaits store queries whose futures are far larger than the serving
+            // loop; boxed, that state is freed when admission ends.
+            let Some((socket, sub)) = Box::pin(admit(&state, socket, project, params)).await else {
+                return;
+            };
+            Connection {
+                socket,
+                gate: ReadGate::default(),
+                send_timeout: state.live.config.send_timeout,
+            }
+            .serve(&state, sub)
+            .await;
+            drop(guard);
+        }
     })
 }
 
@@ -165,22 +191,27 @@ async fn may_connect(state: &AppState, project: Uuid, user: &UserRow) -> Result<
     }
 }
 
-async fn run(
-    state: AppState,
-    socket: WebSocket,
+/// Authenticates, checks access and subscribes; `None` when the socket was refused (and closed).
+async fn admit(
+    state: &AppState,
+    socket: Box<WebSocket>,
     project: String,
     params: Params,
-    _guard: ConnectionGuard,
-) {
-    let (user, session_id) = match authenticate(&state, &params).await {
+) -> Option<(Box<WebSocket>, hub::Subscription)> {
+    let (user, session_id) = match authenticate(state, &params).await {
         Ok(found) => found,
-        Err(Refusal(code, reason)) => return refuse(socket, code, reason).await,
+        Err(Refusal(code, reason)) => {
+            refuse(socket, code, reason).await;
+            return None;
+        }
     };
     let Ok(project) = Uuid::parse_str(&project) else {
-        return refuse(socket, CLOSE_FORBIDDEN, "no such project").await;
+        refuse(socket, CLOSE_FORBIDDEN, "no such project").await;
+        return None;
     };
-    if let Err(Refusal(code, reason)) = may_connect(&state, project, &user).await {
-        return refuse(socket, code, reason).await;
+    if let Err(Refusal(code, reason)) = may_connect(state, project, &user).await {
+        refuse(socket, code, reason).await;
+        return None;
     }
     let live = &state.live;
     let mut request = SubscribeRequest::new(StreamKey::Project(project), live.ws, user.id);
@@ -191,32 +222,28 @@ async fn run(
         Ok(sub) => sub,
         Err(err) => {
             tracing::warn!(error = %err, "native WS subscribe failed");
-            return refuse(socket, CLOSE_SERVER_ERROR, "live delivery unavailable").await;
+            refuse(socket, CLOSE_SERVER_ERROR, "live delivery unavailable").await;
+            return None;
         }
     };
     // Access may have gone between the check and the subscription; an eviction after the
     // subscription is caught by the hub, one before it by this second look.
-    if let Err(Refusal(code, reason)) = may_connect(&state, project, &user).await {
+    if let Err(Refusal(code, reason)) = may_connect(state, project, &user).await {
         drop(sub);
-        return refuse(socket, code, reason).await;
+        refuse(socket, code, reason).await;
+        return None;
     }
     if live.is_shutting_down() {
         drop(sub);
-        return refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+        refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+        return None;
     }
-    let (sink, stream) = socket.split();
-    Connection {
-        sink,
-        stream,
-        send_timeout: live.config.send_timeout,
-    }
-    .serve(&state, sub)
-    .await;
+    Some((socket, sub))
 }
 
 struct Connection {
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
+    socket: Box<WebSocket>,
+    gate: ReadGate,
     send_timeout: Duration,
 }
 
@@ -229,7 +256,7 @@ enum Flow {
 impl Connection {
     async fn send(&mut self, message: Message) -> bool {
         matches!(
-            tokio::time::timeout(self.send_timeout, self.sink.send(message)).await,
+            tokio::time::timeout(self.send_timeout, self.socket.send(message)).await,
             Ok(Ok(()))
         )
     }
@@ -253,7 +280,7 @@ impl Connection {
                 // Dialect frames are JSON text; a frame that is not UTF-8 would be a bug in
                 // an encoder and is skipped rather than killing the socket.
                 if let Ok(text) = Utf8Bytes::try_from(frame) {
-                    self.sink.feed(Message::Text(text)).await?;
+                    self.socket.feed(Message::Text(text)).await?;
                 }
                 fed += 1;
                 if fed >= MAX_BATCH {
@@ -264,7 +291,7 @@ impl Connection {
                     None => break,
                 }
             }
-            self.sink.flush().await?;
+            self.socket.flush().await?;
             Ok::<_, axum::Error>(closing)
         };
         match tokio::time::timeout(self.send_timeout, write).await {
@@ -288,14 +315,19 @@ impl Connection {
         let max_frame = config.ws_max_client_frame;
         let outcome = loop {
             let flow = tokio::select! {
-                delivery = sub.recv() => self.deliver(&mut sub, delivery).await,
-                message = self.stream.next() => match message {
+                // Boxed: the write's state (frames in flight, its timeout's timer) exists only
+                // while writing; inline it would be part of every idle connection's task. One
+                // allocation per wake-up is noise beside the send it makes.
+                delivery = sub.recv() => Box::pin(self.deliver(&mut sub, delivery)).await,
+                message = self.gate.next(&mut self.socket) => match message {
                     None | Some(Err(_)) => Flow::Gone,
                     Some(Ok(message)) => {
                         if limiter.check().is_err() {
                             Flow::Close(CLOSE_POLICY, "too many frames; at most 20 a second, bursts of 100")
                         } else {
-                            self.on_client_message(message, max_frame, &mut unanswered).await
+                            // Boxed: client frames are rare, and inline their handling's state
+                            // would be part of every idle connection's task.
+                            Box::pin(self.on_client_message(message, max_frame, &mut unanswered)).await
                         }
                     }
                 },
@@ -316,10 +348,7 @@ impl Connection {
         // Leave presence before the goodbye so a reconnecting tab sees a consistent roster.
         drop(sub);
         if let Flow::Close(code, reason) = outcome {
-            let Connection { sink, stream, .. } = self;
-            if let Ok(socket) = sink.reunite(stream) {
-                refuse(socket, code, reason).await;
-            }
+            Box::pin(refuse(self.socket, code, reason)).await;
         }
     }
 
@@ -337,13 +366,13 @@ impl Connection {
             // The library queues the pong (and the answer to a close) itself; it goes out with
             // the next write, so flush now rather than whenever an event next arrives.
             Message::Ping(_) => {
-                match tokio::time::timeout(self.send_timeout, self.sink.flush()).await {
+                match tokio::time::timeout(self.send_timeout, self.socket.flush()).await {
                     Ok(Ok(())) => Flow::Continue,
                     _ => Flow::Gone,
                 }
             }
             Message::Close(_) => {
-                let _ = tokio::time::timeout(CLOSE_GRACE, self.sink.flush()).await;
+                let _ = tokio::time::timeout(CLOSE_GRACE, self.socket.flush()).await;
                 Flow::Gone
             }
             Message::Binary(_) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
@@ -391,7 +420,7 @@ fn close_text(reason: hub::CloseReason) -> &'static str {
 /// Sends a close frame and waits (briefly) for the client's answer, so the frame is read
 /// before the TCP connection goes away: closing with unread input would reset the connection
 /// and the client might never see the code.
-async fn refuse(mut socket: WebSocket, code: u16, reason: &'static str) {
+async fn refuse(mut socket: Box<WebSocket>, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code,
         reason: Utf8Bytes::from_static(reason),
