@@ -16,9 +16,10 @@ pub const MAX_SOURCE_ADDRS: usize = 250;
 #[command(
     name = "liveplan-loadgen",
     version,
-    about = "Opens many live subscribers on one liveplan project, publishes changes through the REST \
-             API and measures delivery latency, server CPU per delivery and RSS per connection. \
-             Loopback targets only."
+    about = "Opens many live subscribers on one liveplan project (or on a project of another server \
+             speaking Bryntum's protocol), publishes changes through the REST API or as Bryntum \
+             revisions and measures delivery latency, server CPU per delivery and RSS per \
+             connection. Loopback targets only."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -100,7 +101,8 @@ pub struct Common {
     #[arg(long, default_value_t = 128)]
     pub connect_concurrency: usize,
     /// Seconds to wait after the last connection opened before measuring, so the server's
-    /// connection setup (and presence fan-out) has finished.
+    /// connection setup (and presence fan-out) has finished; `run` then also waits while
+    /// messages still arrive.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
     /// A state file written by `prepare`: use its project and users instead of making them.

@@ -431,6 +431,8 @@ struct RunSummary {
     opened: usize,
     open_failed: usize,
     open_secs: f64,
+    /// From the last connection open to the start of publishing.
+    settle_secs: f64,
     rate: u32,
     duration_secs: u64,
     published_ok: u64,
@@ -464,6 +466,36 @@ struct RunSummary {
     loadgen_rss_mib: Option<f64>,
     machine: Machine,
     errors: Vec<String>,
+}
+
+/// Waits `--settle` seconds, then for as long as messages still arrive (up to
+/// `--connect-timeout`): Bryntum's demo server sends every socket the whole `users` list on
+/// each login, and at 2,000 sockets that backlog takes minutes to drain; revisions published
+/// into it would time the backlog, not the delivery.
+async fn settle(fleet: &Fleet, c: &Common) -> f64 {
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let counters = &fleet.recorder.counters;
+    let seen = || {
+        fleet.recorder.count(&counters.other)
+            + fleet.recorder.count(&counters.measured)
+            + fleet.recorder.count(&counters.resyncs)
+    };
+    let give_up = started + Duration::from_secs(c.connect_timeout);
+    let mut last = seen();
+    while Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = seen();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if secs > c.settle as f64 + 1.5 {
+        eprintln!("settled after {secs:.0} s (messages kept arriving)");
+    }
+    secs
 }
 
 /// Whoever makes the changes: the same workload for every dialect and server it can drive.
@@ -583,7 +615,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
             fleet.errors.lock().unwrap_or_else(|e| e.into_inner())
         );
     }
-    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let settle_secs = settle(&fleet, c).await;
     let connected = procfs::sample_both(c.server_pid);
     let counters = &fleet.recorder.counters;
     let measured_before = fleet.recorder.count(&counters.measured);
@@ -647,6 +679,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
         opened: fleet.opened,
         open_failed: fleet.failed,
         open_secs: fleet.open_secs,
+        settle_secs,
         rate: a.rate,
         duration_secs: a.duration,
         published_ok: outcome.ok,
