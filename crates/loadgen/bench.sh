@@ -8,6 +8,7 @@
 #
 #   crates/loadgen/bench.sh run  --dialect ws  -n 1000  -r 50 -d 20
 #   crates/loadgen/bench.sh idle --dialect ws  -n 19000 --hold 10
+#   crates/loadgen/bench.sh run  --dialect bryntum --publisher bryntum -n 1000 -r 20 -d 15
 #
 # Env: CARGO_TARGET_DIR (where the release binaries are), SERVER_ARGS (extra `liveplan serve`
 # flags), PER_USER (subscribers per user, default 100), KEEP_DATA=1 to keep the data dir,

@@ -16,9 +16,10 @@ pub const MAX_SOURCE_ADDRS: usize = 250;
 #[command(
     name = "liveplan-loadgen",
     version,
-    about = "Opens many live subscribers on one liveplan project, publishes changes through the REST \
-             API and measures delivery latency, server CPU per delivery and RSS per connection. \
-             Loopback targets only."
+    about = "Opens many live subscribers on one liveplan project (or on a project of another server \
+             speaking Bryntum's protocol), publishes changes through the REST API or as Bryntum \
+             revisions and measures delivery latency, server CPU per delivery and RSS per \
+             connection. Loopback targets only."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -47,18 +48,44 @@ pub enum DialectName {
     Bryntum,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PublisherName {
+    /// `PATCH /api/v1/projects/{id}/tasks/{task}` with `X-Tab-Id` (liveplan only).
+    Rest,
+    /// A Bryntum socket sending `project_change` revisions, as a Bryntum Gantt client does.
+    Bryntum,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Base URL of the server; must be a loopback address.
     #[arg(long, env = "LIVEPLAN_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// A system administrator (the server's bootstrap admin): creates the project and users.
+    /// Not needed with `--state` or `--bryntum-server`.
     #[arg(long, env = "LIVEPLAN_ADMIN_EMAIL")]
-    pub admin_email: String,
+    pub admin_email: Option<String>,
     #[arg(long, env = "LIVEPLAN_ADMIN_PASSWORD", hide_env_values = true)]
-    pub admin_password: String,
-    #[arg(long, value_enum, default_value = "ws")]
-    pub dialect: DialectName,
+    pub admin_password: Option<String>,
+    /// What the subscribers speak (default `ws`; `bryntum` with `--bryntum-server`).
+    #[arg(long, value_enum)]
+    pub dialect: Option<DialectName>,
+    /// Drive another server that speaks Bryntum's gantt-websocket-server protocol at this
+    /// `ws://host:port[/path]` instead of liveplan (e.g. Bryntum's own demo server), with the
+    /// same subscriber and publisher code: no REST setup, subscribers log in by name and
+    /// password, the changes are `project_change` revisions. Implies `--dialect bryntum` and
+    /// `--publisher bryntum`; `--server` is then ignored.
+    #[arg(long)]
+    pub bryntum_server: Option<String>,
+    /// The project to load on a `--bryntum-server` (a number is sent as a JSON number, as the
+    /// demo server's ids are).
+    #[arg(long, default_value = "1")]
+    pub bryntum_project: String,
+    /// Password of the `--bryntum-server` logins; subscriber i logs in as `lg<i / per-user>`,
+    /// the publisher as `lg-publisher`. The demo server admits any unknown name with any
+    /// password.
+    #[arg(long, default_value = "")]
+    pub bryntum_password: String,
     /// Pid of the server, to read its CPU time and RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -74,7 +101,8 @@ pub struct Common {
     #[arg(long, default_value_t = 128)]
     pub connect_concurrency: usize,
     /// Seconds to wait after the last connection opened before measuring, so the server's
-    /// connection setup (and presence fan-out) has finished.
+    /// connection setup (and presence fan-out) has finished; `run` then also waits while
+    /// messages still arrive.
     #[arg(long, default_value_t = 3)]
     pub settle: u64,
     /// A state file written by `prepare`: use its project and users instead of making them.
@@ -92,9 +120,19 @@ pub struct RunArgs {
     /// Subscribers on the project.
     #[arg(long, short = 'n', default_value_t = 1_000)]
     pub subscribers: usize,
-    /// Changes published per second (PATCH of a task's name through the REST API).
+    /// Changes published per second (a task's name: a REST PATCH, or a Bryntum revision).
     #[arg(long, short = 'r', default_value_t = 20)]
     pub rate: u32,
+    /// How changes are made: REST PATCHes as the administrator, or `project_change` revisions
+    /// from one Bryntum socket (needs `--dialect bryntum`; the only choice with
+    /// `--bryntum-server`).
+    /// (Default `rest`; `bryntum` with `--bryntum-server`.)
+    #[arg(long, value_enum)]
+    pub publisher: Option<PublisherName>,
+    /// Bryntum publisher sockets, taking the changes in turn: liveplan closes a socket that
+    /// sends more than 50 messages a second, so rates above 40/s need more than one.
+    #[arg(long, default_value_t = 1)]
+    pub bryntum_publishers: usize,
     /// Seconds of publishing.
     #[arg(long, short = 'd', default_value_t = 20)]
     pub duration: u64,
@@ -142,6 +180,9 @@ pub struct PrepareArgs {
 
 impl PrepareArgs {
     pub fn check(&self) -> anyhow::Result<()> {
+        if self.common.bryntum_server.is_some() {
+            bail!("prepare makes liveplan users; a --bryntum-server needs no preparation");
+        }
         self.common.check(self.connections)?;
         if self.tasks > 1_000 {
             bail!("--tasks must be ≤ 1000");
@@ -153,7 +194,8 @@ impl PrepareArgs {
 /// Where the server is and where connections come from, after validation.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `http://host:port` without a trailing slash.
+    /// `http://host:port` (or `ws://host:port` for a `--bryntum-server`) without a trailing
+    /// slash.
     pub base: String,
     pub addr: SocketAddr,
     pub sources: Vec<IpAddr>,
@@ -175,8 +217,29 @@ pub fn parse_base_url(url: &str) -> anyhow::Result<(String, u16)> {
         .strip_prefix("http://")
         .with_context(|| format!("--server must start with http:// (got {url:?})"))?;
     let authority = rest.trim_end_matches('/');
-    if authority.is_empty() || authority.contains('/') || authority.contains('@') {
+    if authority.contains('/') {
         bail!("--server must be http://host:port with no path or credentials (got {url:?})");
+    }
+    parse_authority(authority, url)
+}
+
+/// Splits `ws://host:port[/path]` into host, port and path (`/` when absent). Only plain ws:
+/// the target is loopback.
+pub fn parse_ws_url(url: &str) -> anyhow::Result<(String, u16, String)> {
+    let rest = url
+        .strip_prefix("ws://")
+        .with_context(|| format!("--bryntum-server must start with ws:// (got {url:?})"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = parse_authority(authority, url)?;
+    Ok((host, port, path.to_owned()))
+}
+
+fn parse_authority(authority: &str, url: &str) -> anyhow::Result<(String, u16)> {
+    if authority.is_empty() || authority.contains('@') {
+        bail!("{url:?} must name host:port, with no path or credentials");
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6
@@ -204,7 +267,32 @@ pub fn resolve_target(
     source_addrs: Option<usize>,
 ) -> anyhow::Result<Target> {
     let (host, port) = parse_base_url(url)?;
-    let addrs: Vec<SocketAddr> = (host.as_str(), port)
+    resolve(url, "http", &host, port, connections, source_addrs)
+}
+
+/// [`resolve_target`] for a `--bryntum-server`; the path is returned beside the target, whose
+/// `base` is `ws://host:port`.
+pub fn resolve_ws_target(
+    url: &str,
+    connections: usize,
+    source_addrs: Option<usize>,
+) -> anyhow::Result<(Target, String)> {
+    let (host, port, path) = parse_ws_url(url)?;
+    Ok((
+        resolve(url, "ws", &host, port, connections, source_addrs)?,
+        path,
+    ))
+}
+
+fn resolve(
+    url: &str,
+    scheme: &str,
+    host: &str,
+    port: u16,
+    connections: usize,
+    source_addrs: Option<usize>,
+) -> anyhow::Result<Target> {
+    let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {host}"))?
         .collect();
@@ -225,7 +313,7 @@ pub fn resolve_target(
         IpAddr::V4(v4) => v4.to_string(),
     };
     Ok(Target {
-        base: format!("http://{bracketed}:{port}"),
+        base: format!("{scheme}://{bracketed}:{port}"),
         addr,
         sources,
     })
@@ -277,7 +365,33 @@ impl Common {
         if self.settle > 600 || self.connect_timeout == 0 || self.connect_timeout > MAX_SECS {
             bail!("--settle must be ≤ 600 and --connect-timeout 1..={MAX_SECS}");
         }
+        self.dialect()?;
+        let no_admin = self.admin_email.is_none() || self.admin_password.is_none();
+        if self.bryntum_server.is_none() && self.state.is_none() && no_admin {
+            bail!(
+                "--admin-email and --admin-password (or LIVEPLAN_ADMIN_EMAIL/PASSWORD) are needed \
+                 to prepare a liveplan server, unless --state names a prepared one"
+            );
+        }
         Ok(())
+    }
+
+    /// The subscribers' dialect once `--bryntum-server` is taken into account.
+    pub fn dialect(&self) -> anyhow::Result<DialectName> {
+        match (&self.bryntum_server, self.dialect) {
+            (None, d) => Ok(d.unwrap_or(DialectName::Ws)),
+            (Some(_), None | Some(DialectName::Bryntum)) => Ok(DialectName::Bryntum),
+            (Some(_), Some(_)) => bail!("--bryntum-server speaks only --dialect bryntum"),
+        }
+    }
+
+    /// `--bryntum-project` as the JSON value to send: the demo server compares project ids as
+    /// numbers, so a string "1" would not name its project 1.
+    pub fn bryntum_project(&self) -> serde_json::Value {
+        match self.bryntum_project.parse::<u64>() {
+            Ok(n) => n.into(),
+            Err(_) => self.bryntum_project.clone().into(),
+        }
     }
 }
 
@@ -302,7 +416,38 @@ impl RunArgs {
         if self.max_in_flight == 0 || self.max_in_flight > 1_024 {
             bail!("--max-in-flight must be 1..=1024");
         }
+        if self.publisher()? == PublisherName::Bryntum {
+            if self.bryntum_publishers == 0 || self.bryntum_publishers > 64 {
+                bail!("--bryntum-publishers must be 1..=64");
+            }
+            if self.rate as usize > 40 * self.bryntum_publishers {
+                bail!(
+                    "{} revisions/s over {} socket(s) is more than liveplan's 50 messages a \
+                     second per socket allows with margin: raise --bryntum-publishers",
+                    self.rate,
+                    self.bryntum_publishers
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// The publisher once `--dialect` and `--bryntum-server` are taken into account.
+    pub fn publisher(&self) -> anyhow::Result<PublisherName> {
+        let dialect = self.common.dialect()?;
+        let external = self.common.bryntum_server.is_some();
+        match self.publisher {
+            None if external => Ok(PublisherName::Bryntum),
+            None => Ok(PublisherName::Rest),
+            Some(PublisherName::Rest) if external => {
+                bail!("--bryntum-server has no REST API: use --publisher bryntum")
+            }
+            // Bryntum revisions carry no tab id, so only Bryntum subscribers can time them.
+            Some(PublisherName::Bryntum) if dialect != DialectName::Bryntum => {
+                bail!("--publisher bryntum needs --dialect bryntum")
+            }
+            Some(p) => Ok(p),
+        }
     }
 }
 
@@ -409,5 +554,122 @@ mod tests {
         assert!(run(&["--per-user", "500"]).is_err());
         assert!(run(&["--dialect", "bryntum"]).is_ok());
         assert!(run(&["--dialect", "sse", "-n", "10000", "-r", "50"]).is_ok());
+    }
+
+    fn parse_run(argv: &[&str]) -> anyhow::Result<RunArgs> {
+        let argv = std::iter::once("liveplan-loadgen")
+            .chain(std::iter::once("run"))
+            .chain(argv.iter().copied());
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(args) => args.check().map(|()| args),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn bryntum_publishers_need_bryntum_subscribers() {
+        let admin = ["--admin-email", "a@b.c", "--admin-password", "x"];
+        let with = |extra: &[&str]| parse_run(&[&admin[..], extra].concat());
+        let a = with(&["--dialect", "bryntum", "--publisher", "bryntum"]).unwrap();
+        assert_eq!(a.publisher().unwrap(), PublisherName::Bryntum);
+        assert_eq!(a.common.dialect().unwrap(), DialectName::Bryntum);
+        assert_eq!(
+            with(&["--dialect", "bryntum"])
+                .unwrap()
+                .publisher()
+                .unwrap(),
+            PublisherName::Rest
+        );
+        assert_eq!(
+            with(&[]).unwrap().common.dialect().unwrap(),
+            DialectName::Ws
+        );
+        // Revisions carry no tab id: native or SSE subscribers could not time them.
+        assert!(with(&["--publisher", "bryntum"]).is_err());
+        assert!(with(&["--dialect", "sse", "--publisher", "bryntum"]).is_err());
+        // One socket may send 50 messages a second on liveplan.
+        assert!(with(&["--dialect", "bryntum", "--publisher", "bryntum", "-r", "60"]).is_err());
+        let many = [
+            "--dialect",
+            "bryntum",
+            "--publisher",
+            "bryntum",
+            "-r",
+            "60",
+            "--bryntum-publishers",
+            "2",
+        ];
+        assert!(with(&many).is_ok());
+        assert!(
+            with(&[
+                "--dialect",
+                "bryntum",
+                "--publisher",
+                "bryntum",
+                "--bryntum-publishers",
+                "0"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn an_external_bryntum_server_needs_no_admin_and_speaks_only_bryntum() {
+        let a = parse_run(&["--bryntum-server", "ws://127.0.0.1:8090", "-n", "100"]).unwrap();
+        assert_eq!(a.common.dialect().unwrap(), DialectName::Bryntum);
+        assert_eq!(a.publisher().unwrap(), PublisherName::Bryntum);
+        assert_eq!(a.common.bryntum_project(), serde_json::json!(1));
+        assert_eq!(a.common.bryntum_password, "");
+        let named = parse_run(&[
+            "--bryntum-server",
+            "ws://127.0.0.1:8090",
+            "--bryntum-project",
+            "p-7",
+        ])
+        .unwrap();
+        assert_eq!(named.common.bryntum_project(), serde_json::json!("p-7"));
+        let external = ["--bryntum-server", "ws://127.0.0.1:8090"];
+        assert!(parse_run(&[&external[..], &["--dialect", "ws"]].concat()).is_err());
+        assert!(parse_run(&[&external[..], &["--publisher", "rest"]].concat()).is_err());
+        assert!(parse_run(&[&external[..], &["--dialect", "bryntum"]].concat()).is_ok());
+        // liveplan without --state still needs the administrator.
+        if std::env::var_os("LIVEPLAN_ADMIN_EMAIL").is_none() {
+            assert!(parse_run(&["-n", "10"]).is_err());
+        }
+        assert!(parse_run(&["-n", "10", "--state", "/tmp/state.json"]).is_ok());
+        let prepare = Cli::try_parse_from([
+            "liveplan-loadgen",
+            "prepare",
+            "-n",
+            "10",
+            "--out",
+            "/tmp/x",
+            "--bryntum-server",
+            "ws://127.0.0.1:8090",
+        ])
+        .unwrap();
+        match prepare.command {
+            Command::Prepare(p) => assert!(p.check().is_err()),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn ws_urls_parse_and_stay_on_loopback() {
+        assert_eq!(
+            parse_ws_url("ws://127.0.0.1:8090").unwrap(),
+            ("127.0.0.1".into(), 8090, "/".into())
+        );
+        assert_eq!(
+            parse_ws_url("ws://[::1]:9/ws/v1/bryntum").unwrap(),
+            ("::1".into(), 9, "/ws/v1/bryntum".into())
+        );
+        assert!(parse_ws_url("http://127.0.0.1:8090").is_err());
+        assert!(parse_ws_url("wss://127.0.0.1:8090").is_err());
+        assert!(parse_ws_url("ws://u:p@127.0.0.1:8090").is_err());
+        assert!(resolve_ws_target("ws://10.0.0.1:8090", 10, None).is_err());
+        let (t, path) = resolve_ws_target("ws://127.0.0.1:8090/x", 10, None).unwrap();
+        assert_eq!(t.base, "ws://127.0.0.1:8090");
+        assert_eq!(path, "/x");
     }
 }

@@ -1,11 +1,15 @@
-//! liveplan-loadgen: opens N live subscribers (native WebSocket or SSE) on one project of a
-//! liveplan server on this machine, publishes R changes a second through the REST API, and
-//! reports commit-to-delivery latency, deliveries/s, the server's CPU per delivered event and
-//! its RSS per connection. `idle` only opens and holds connections, for memory per connection.
+//! liveplan-loadgen: opens N live subscribers (native WebSocket, SSE or Bryntum WebSocket) on one
+//! project of a liveplan server on this machine, publishes R changes a second through the REST
+//! API (or as Bryntum `project_change` revisions), and reports commit-to-delivery latency,
+//! deliveries/s, the server's CPU per delivered event and its RSS per connection. `idle` only
+//! opens and holds connections, for memory per connection. `--bryntum-server` points the same
+//! Bryntum subscribers and publisher at another server speaking that protocol (Bryntum's own
+//! demo server), so the two can be compared under one workload.
 //!
-//! Latency is measured from just before the publishing PATCH is sent to the moment a
-//! subscriber has read the frame, so it includes the write's own commit (reported separately as
-//! "REST round trip"); events carry only a millisecond commit timestamp, too coarse to use.
+//! Latency is measured from just before the publishing PATCH (or revision) is sent to the
+//! moment a subscriber has read the frame, so it includes the write's own commit (reported
+//! separately as the round trip); events carry only a millisecond commit timestamp, too coarse
+//! to use.
 
 mod args;
 mod dialect;
@@ -15,8 +19,9 @@ mod setup;
 mod stats;
 
 use anyhow::{Context, bail};
-use args::{Cli, Command, Common, DialectName, IdleArgs, RunArgs, Target};
+use args::{Cli, Command, Common, DialectName, IdleArgs, PublisherName, RunArgs, Target};
 use clap::Parser;
+use dialect::bryntum::{Bryntum, Login};
 use dialect::{Connection, Dialect, Kind, User};
 use futures::StreamExt;
 use serde::Serialize;
@@ -37,7 +42,13 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Run(args) => {
             args.check()?;
-            runtime.block_on(run(args))
+            let summary = runtime.block_on(run(args))?;
+            print_run(&summary);
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
+            );
+            Ok(())
         }
         Command::Idle(args) => {
             args.check()?;
@@ -68,16 +79,23 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// What every mode prepares: the admin's token, a project, its tasks, the member users and
-/// the dialect to subscribe with.
+/// What every mode prepares: the member users, the dialect to subscribe with and, on liveplan,
+/// the admin's token, a project and its tasks.
 struct Prepared {
     target: Target,
+    /// `None` for a `--bryntum-server`, which has no REST API.
+    liveplan: Option<Liveplan>,
+    users: Vec<User>,
+    dialect: Arc<dyn Dialect>,
+    /// The Bryntum dialect again, for Bryntum publishers.
+    bryntum: Option<Arc<Bryntum>>,
+}
+
+struct Liveplan {
     api: Api,
     admin: User,
     project_id: String,
     task_ids: Vec<String>,
-    users: Vec<User>,
-    dialect: Arc<dyn Dialect>,
 }
 
 /// The project and users a run works with; `prepare` writes it, `--state` reads it.
@@ -98,8 +116,8 @@ async fn make_state(
     let admin = Api::login(
         &api.http,
         &api.base,
-        &common.admin_email,
-        &common.admin_password,
+        common.admin_email.as_deref().unwrap_or_default(),
+        common.admin_password.as_deref().unwrap_or_default(),
     )
     .await
     .context("logging in as the administrator (LIVEPLAN_ADMIN_EMAIL/PASSWORD)")?;
@@ -133,6 +151,9 @@ async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
 }
 
 async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::Result<Prepared> {
+    if let Some(url) = &common.bryntum_server {
+        return prepare_external(common, url, connections);
+    }
     let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
     let limit = ensure_file_limit(connections)?;
     let api = Api::new(&target.base)?;
@@ -167,21 +188,28 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
         users,
     } = state;
     task_ids.truncate(tasks.max(1));
-    let dialect: Arc<dyn Dialect> = match common.dialect {
-        DialectName::Ws => Arc::new(dialect::native_ws::NativeWs {
-            base: target.base.clone(),
-            addr: target.addr,
-            project_id: project_id.clone(),
-            http: api.http.clone(),
-        }),
-        DialectName::Bryntum => Arc::new(dialect::bryntum::Bryntum {
-            tickets: dialect::native_ws::NativeWs {
-                base: target.base.clone(),
+    let tickets = || dialect::native_ws::NativeWs {
+        base: target.base.clone(),
+        addr: target.addr,
+        project_id: project_id.clone(),
+        http: api.http.clone(),
+    };
+    let mut bryntum = None;
+    let dialect: Arc<dyn Dialect> = match common.dialect()? {
+        DialectName::Ws => Arc::new(tickets()),
+        DialectName::Bryntum => {
+            let b = Arc::new(Bryntum {
+                url: format!(
+                    "{}/ws/v1/bryntum",
+                    target.base.replacen("http://", "ws://", 1)
+                ),
                 addr: target.addr,
-                project_id: project_id.clone(),
-                http: api.http.clone(),
-            },
-        }),
+                project: project_id.clone().into(),
+                login: Login::Ticket(tickets()),
+            });
+            bryntum = Some(b.clone());
+            b
+        }
         DialectName::Sse => Arc::new(dialect::sse::Sse::new(
             target.base.clone(),
             project_id.clone(),
@@ -190,12 +218,46 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
     };
     Ok(Prepared {
         target,
-        api,
-        admin,
-        project_id,
-        task_ids,
+        liveplan: Some(Liveplan {
+            api,
+            admin,
+            project_id,
+            task_ids,
+        }),
         users,
         dialect,
+        bryntum,
+    })
+}
+
+/// A server speaking Bryntum's protocol that is not liveplan: nothing to make, subscribers are
+/// names (`lg0`, `lg1`, …, one per `--per-user` subscribers, as on liveplan).
+fn prepare_external(common: &Common, url: &str, connections: usize) -> anyhow::Result<Prepared> {
+    let (target, path) = args::resolve_ws_target(url, connections, common.source_addrs)?;
+    let limit = ensure_file_limit(connections)?;
+    eprintln!(
+        "Bryntum-protocol server {}{path} · {} source address(es) · open-files limit {limit}",
+        target.base,
+        target.sources.len()
+    );
+    let users = (0..connections.div_ceil(common.per_user))
+        .map(|i| User {
+            id: format!("lg{i}"),
+            token: String::new(),
+        })
+        .collect();
+    let bryntum = Arc::new(Bryntum {
+        url: format!("{}{path}", target.base),
+        addr: target.addr,
+        project: common.bryntum_project(),
+        login: Login::Password(common.bryntum_password.clone()),
+    });
+    Ok(Prepared {
+        target,
+        liveplan: None,
+        users,
+        dialect: bryntum.clone(),
+        bryntum: Some(bryntum),
     })
 }
 
@@ -361,11 +423,16 @@ impl Machine {
 #[derive(Serialize)]
 struct RunSummary {
     mode: &'static str,
+    /// liveplan's base URL, or the `--bryntum-server`.
+    server: String,
     dialect: &'static str,
+    publisher: &'static str,
     subscribers: usize,
     opened: usize,
     open_failed: usize,
     open_secs: f64,
+    /// From the last connection open to the start of publishing.
+    settle_secs: f64,
     rate: u32,
     duration_secs: u64,
     published_ok: u64,
@@ -382,6 +449,8 @@ struct RunSummary {
     window_secs: f64,
     deliveries_per_sec: f64,
     latency: Latency,
+    /// Send to answer of each change: the REST round trip, or for a Bryntum publisher send to
+    /// its own revision coming back.
     rest_round_trip: Latency,
     server_cpu_secs: Option<f64>,
     server_cpu_us_per_delivery: Option<f64>,
@@ -399,25 +468,135 @@ struct RunSummary {
     errors: Vec<String>,
 }
 
-async fn run(a: RunArgs) -> anyhow::Result<()> {
+/// Waits `--settle` seconds, then for as long as messages still arrive (up to
+/// `--connect-timeout`): Bryntum's demo server sends every socket the whole `users` list on
+/// each login, and at 2,000 sockets that backlog takes minutes to drain; revisions published
+/// into it would time the backlog, not the delivery.
+async fn settle(fleet: &Fleet, c: &Common) -> f64 {
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let counters = &fleet.recorder.counters;
+    let seen = || {
+        fleet.recorder.count(&counters.other)
+            + fleet.recorder.count(&counters.measured)
+            + fleet.recorder.count(&counters.resyncs)
+    };
+    let give_up = started + Duration::from_secs(c.connect_timeout);
+    let mut last = seen();
+    while Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = seen();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if secs > c.settle as f64 + 1.5 {
+        eprintln!("settled after {secs:.0} s (messages kept arriving)");
+    }
+    secs
+}
+
+/// Whoever makes the changes: the same workload for every dialect and server it can drive.
+enum Publisher {
+    Rest {
+        http: reqwest::Client,
+        base: String,
+        token: String,
+        project_id: String,
+        task_ids: Vec<String>,
+    },
+    Bryntum(publish::BryntumPublishers),
+}
+
+impl Publisher {
+    async fn new(p: &Prepared, a: &RunArgs) -> anyhow::Result<Publisher> {
+        match (a.publisher()?, &p.liveplan, &p.bryntum) {
+            (PublisherName::Rest, Some(l), _) => Ok(Publisher::Rest {
+                http: l.api.http.clone(),
+                base: p.target.base.clone(),
+                token: l.admin.token.clone(),
+                project_id: l.project_id.clone(),
+                task_ids: l.task_ids.clone(),
+            }),
+            (PublisherName::Bryntum, liveplan, Some(dialect)) => {
+                // On liveplan the project's owner publishes (tickets); elsewhere, names.
+                let users: Vec<User> = (0..a.bryntum_publishers)
+                    .map(|j| match liveplan {
+                        Some(l) => l.admin.clone(),
+                        None => User {
+                            id: format!("lg-publisher-{j}"),
+                            token: String::new(),
+                        },
+                    })
+                    .collect();
+                let publishers =
+                    publish::BryntumPublishers::open(dialect, &users, p.target.sources[0], a.tasks)
+                        .await?;
+                eprintln!(
+                    "{} Bryntum publisher socket(s) renaming {} task(s)",
+                    users.len(),
+                    publishers.task_count()
+                );
+                Ok(Publisher::Bryntum(publishers))
+            }
+            _ => bail!("this publisher cannot drive this server and dialect"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Publisher::Rest { .. } => "rest",
+            Publisher::Bryntum(_) => "bryntum",
+        }
+    }
+
+    async fn publish(&mut self, a: &RunArgs, secs: u64) -> publish::Outcome {
+        match self {
+            Publisher::Rest {
+                http,
+                base,
+                token,
+                project_id,
+                task_ids,
+            } => {
+                let plan = publish::Plan {
+                    base: base.clone(),
+                    token: token.clone(),
+                    project_id: project_id.clone(),
+                    task_ids: task_ids.clone(),
+                    rate: a.rate,
+                    duration: Duration::from_secs(secs),
+                    max_in_flight: a.max_in_flight,
+                };
+                publish::publish(http.clone(), plan).await
+            }
+            Publisher::Bryntum(publishers) => {
+                publishers
+                    .publish(
+                        a.rate,
+                        Duration::from_secs(secs),
+                        a.max_in_flight,
+                        Duration::from_secs(a.drain),
+                    )
+                    .await
+            }
+        }
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     let c = &a.common;
     let p = prepare(c, a.subscribers, a.tasks).await?;
-    let plan = |secs: u64| publish::Plan {
-        base: p.target.base.clone(),
-        token: p.admin.token.clone(),
-        project_id: p.project_id.clone(),
-        task_ids: p.task_ids.clone(),
-        rate: a.rate,
-        duration: Duration::from_secs(secs),
-        max_in_flight: a.max_in_flight,
-    };
+    let mut publisher = Publisher::new(&p, &a).await?;
     let baseline_us_per_publish = if a.baseline > 0 && c.server_pid.is_some() {
         eprintln!(
             "baseline: publishing {} changes/s for {} s with no subscriber",
             a.rate, a.baseline
         );
         let x = procfs::sample_both(c.server_pid);
-        let outcome = publish::publish(p.api.http.clone(), plan(a.baseline)).await;
+        let outcome = publisher.publish(&a, a.baseline).await;
         // Let the last writes' after-commit work (scheduler, hub) finish inside the window.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let y = procfs::sample_both(c.server_pid);
@@ -436,7 +615,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             fleet.errors.lock().unwrap_or_else(|e| e.into_inner())
         );
     }
-    tokio::time::sleep(Duration::from_secs(c.settle)).await;
+    let settle_secs = settle(&fleet, c).await;
     let connected = procfs::sample_both(c.server_pid);
     let counters = &fleet.recorder.counters;
     let measured_before = fleet.recorder.count(&counters.measured);
@@ -446,7 +625,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         a.rate, a.duration, fleet.opened
     );
     let window = Instant::now();
-    let outcome = publish::publish(p.api.http.clone(), plan(a.duration)).await;
+    let outcome = publisher.publish(&a, a.duration).await;
     // Wait for the deliveries still on their way, but not for connections that died.
     let drain_until = Instant::now() + Duration::from_secs(a.drain);
     let mut last_delivery = Instant::now();
@@ -468,6 +647,10 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     let window_secs = (last_delivery.max(window + outcome.elapsed) - window).as_secs_f64();
     let after = procfs::sample_both(c.server_pid);
     let _ = fleet.stop.send(true);
+    let publisher_name = publisher.name();
+    if let Publisher::Bryntum(publishers) = publisher {
+        publishers.close().await;
+    }
 
     let delivered = fleet.recorder.count(&counters.measured) - measured_before;
     let expected = outcome.ok * fleet.opened as u64;
@@ -489,11 +672,14 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     let summary = RunSummary {
         mode: "run",
+        server: server_name(c, &p),
         dialect: p.dialect.name(),
+        publisher: publisher_name,
         subscribers: a.subscribers,
         opened: fleet.opened,
         open_failed: fleet.failed,
         open_secs: fleet.open_secs,
+        settle_secs,
         rate: a.rate,
         duration_secs: a.duration,
         published_ok: outcome.ok,
@@ -530,12 +716,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         machine: Machine::now(c.server_pid, p.target.sources.len()),
         errors,
     };
-    print_run(&summary);
-    println!(
-        "{}",
-        serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
-    );
-    Ok(())
+    Ok(summary)
 }
 
 fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
@@ -543,10 +724,17 @@ fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
         .unwrap_or_else(|| "n/a".into())
 }
 
+fn server_name(c: &Common, p: &Prepared) -> String {
+    match &c.bryntum_server {
+        Some(url) => url.clone(),
+        None => format!("liveplan {}", p.target.base),
+    }
+}
+
 fn print_run(s: &RunSummary) {
     println!(
-        "== liveplan-loadgen run: {} subscribers over {} ==",
-        s.subscribers, s.dialect
+        "== liveplan-loadgen run: {} subscribers over {} on {}, {} publisher ==",
+        s.subscribers, s.dialect, s.server, s.publisher
     );
     println!(
         "connections      {} opened, {} failed, in {:.1} s; {} dropped during the run",
@@ -567,7 +755,11 @@ fn print_run(s: &RunSummary) {
         s.other_messages
     );
     println!("latency          {}", s.latency.line());
-    println!("REST round trip  {}", s.rest_round_trip.line());
+    if s.publisher == "rest" {
+        println!("REST round trip  {}", s.rest_round_trip.line());
+    } else {
+        println!("echo round trip  {}", s.rest_round_trip.line());
+    }
     println!(
         "throughput       {:.0} deliveries/s over {:.2} s",
         s.deliveries_per_sec, s.window_secs
@@ -602,6 +794,7 @@ fn print_run(s: &RunSummary) {
 #[derive(Serialize)]
 struct IdleSummary {
     mode: &'static str,
+    server: String,
     dialect: &'static str,
     connections: usize,
     opened: usize,
@@ -631,6 +824,7 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
     let _ = fleet.stop.send(true);
     let summary = IdleSummary {
         mode: "idle",
+        server: server_name(c, &p),
         dialect: p.dialect.name(),
         connections: a.connections,
         opened: fleet.opened,
@@ -686,4 +880,77 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
         serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The Bryntum publisher and subscribers against a real liveplan on port 0: every revision
+    /// reaches every subscriber, in order, and is timed.
+    #[test]
+    fn bryntum_revisions_reach_every_bryntum_subscriber_of_a_real_server() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = liveplan_server::Config::new(dir.path().to_path_buf());
+        config.scheduler = false;
+        config.admin_email = Some("root@loadgen.test".into());
+        config.admin_password = Some("root-password-0123".into());
+        let summary = runtime.block_on(async {
+            let server = liveplan_server::start(config, "127.0.0.1:0".parse().unwrap())
+                .await
+                .unwrap();
+            let url = format!("http://{}", server.address);
+            let cli = Cli::try_parse_from([
+                "liveplan-loadgen",
+                "run",
+                "--server",
+                &url,
+                "--admin-email",
+                "root@loadgen.test",
+                "--admin-password",
+                "root-password-0123",
+                "--dialect",
+                "bryntum",
+                "--publisher",
+                "bryntum",
+                "-n",
+                "6",
+                "--per-user",
+                "3",
+                "-r",
+                "20",
+                "-d",
+                "1",
+                "--tasks",
+                "3",
+                "--baseline",
+                "0",
+                "--settle",
+                "1",
+                "--source-addrs",
+                "1",
+            ])
+            .unwrap();
+            let Command::Run(args) = cli.command else {
+                unreachable!()
+            };
+            args.check().unwrap();
+            let summary = run(args).await.unwrap();
+            server.shutdown().await.unwrap();
+            summary
+        });
+        assert_eq!(summary.publisher, "bryntum");
+        assert_eq!(summary.opened, 6, "{:?}", summary.errors);
+        assert_eq!(summary.published_ok, 20, "{:?}", summary.errors);
+        assert_eq!(summary.delivered, 6 * 20, "{:?}", summary.errors);
+        assert_eq!(summary.rest_round_trip.count, 20);
+        assert_eq!(summary.latency.count, 6 * 20);
+        assert_eq!((summary.gaps, summary.duplicates), (0, 0));
+        assert_eq!(summary.dropped_connections, 0);
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    }
 }
