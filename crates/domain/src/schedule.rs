@@ -172,6 +172,10 @@ pub struct Plan {
     pub tasks: BTreeMap<Uuid, PlanTask>,
     /// Dependency records by id, those that name both tasks.
     pub links: BTreeMap<Uuid, LinkInput>,
+    /// Tasks whose held outputs an event changed since the last [`Plan::take_rechecks`]: the
+    /// scheduler only writes outputs, so this should not happen, but if something else did,
+    /// these tasks must be compared again even where the engine saw nothing move.
+    pub rechecks: Vec<Uuid>,
 }
 
 /// What one committed event means for a cached [`Plan`].
@@ -371,6 +375,7 @@ pub async fn load_plan(
         calendars,
         tasks,
         links,
+        rechecks: Vec::new(),
     }))
 }
 
@@ -423,7 +428,11 @@ impl Plan {
                     return None;
                 };
                 if seq > task.outputs_seq {
-                    task.outputs = outputs.map(|o| *o);
+                    let outputs = outputs.map(|o| *o);
+                    if task.outputs != outputs {
+                        task.outputs = outputs;
+                        self.rechecks.push(id);
+                    }
                     task.outputs_seq = seq;
                 }
                 let old = std::mem::replace(&mut task.input, *input);
@@ -453,6 +462,11 @@ impl Plan {
                 None => Some(Vec::new()),
             },
         }
+    }
+
+    /// The tasks to compare again whatever the engine reports (see [`Plan::rechecks`]).
+    pub fn take_rechecks(&mut self) -> Vec<Uuid> {
+        std::mem::take(&mut self.rechecks)
     }
 
     /// Records that the worker wrote `written` in the transaction of `seq`.

@@ -459,6 +459,7 @@ fn advance(
         _ => Engine::new(cached.plan.input())?,
     };
     let engine = cached.engine.insert(engine);
+    let rechecks = cached.plan.take_rechecks();
     let differs = |t: &TaskSchedule| {
         cached
             .plan
@@ -467,14 +468,14 @@ fn advance(
             .is_none_or(|stored| stored.outputs.as_ref() != Some(t))
     };
     let moved: Vec<TaskSchedule> = match engine.take_changes() {
-        Some(ids) => {
-            let mut moved: Vec<TaskSchedule> = ids
-                .into_iter()
+        Some(mut ids) => {
+            ids.extend(rechecks);
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter()
                 .filter_map(|id| engine.task(id))
                 .filter(|t| differs(t))
-                .collect();
-            moved.sort_unstable_by_key(|t| t.id);
-            moved
+                .collect()
         }
         None => engine
             .schedule()
