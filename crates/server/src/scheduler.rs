@@ -9,10 +9,11 @@
 //! again: a gap in the seqs it was handed, project fields, a project deletion, an import or a
 //! wipe, a failed write, a timeout. Nothing survives a restart, so a restart reads again too.
 //!
-//! Bursts coalesce: a commit marks its project dirty; the worker computes at once when it
-//! has been idle and at most once per [`COALESCE`] otherwise, taking every dirty project with
-//! all its changes so far. A project marked dirty while it is being computed is computed again
-//! afterwards, so the last commit always gets a schedule that includes it.
+//! Bursts coalesce: a commit marks its project dirty; the worker computes at once when it is
+//! idle, and when commits arrived while it computed, waits [`COALESCE`] before the next batch,
+//! taking every dirty project with all its changes so far. A project marked dirty while it is
+//! being computed is computed again afterwards, so the last commit always gets a schedule that
+//! includes it.
 
 use cpm::{CpmError, Engine, TaskSchedule};
 use domain::schedule::{
@@ -25,12 +26,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 use uuid::Uuid;
 
-/// The shortest time between two rounds of computation. The first commit after a quiet
-/// moment is computed at once (a lone edit should not wait); under a burst every commit
-/// arriving within this window shares one computation and one pair of events.
+/// How long the worker lets a burst gather. A commit that finds the worker idle is computed
+/// at once (an edit, even one right after the previous result, should not wait); commits
+/// that arrive while it computes mean a burst, and the next batch waits this long so that
+/// they and the ones after them share one computation and one pair of events.
 const COALESCE: Duration = Duration::from_millis(20);
 /// A computation that takes longer is abandoned with `cpm_error`.
 const COMPUTE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +88,11 @@ impl Feed {
 struct State {
     dirty: BTreeSet<Uuid>,
     feeds: HashMap<Uuid, Feed>,
+    /// The worker is computing a batch of projects.
+    computing: bool,
+    /// A project was marked dirty while the worker was computing: commits are coming in
+    /// faster than the worker finishes, so the next batch waits for more to gather.
+    burst: bool,
 }
 
 #[derive(Default)]
@@ -139,7 +145,10 @@ impl CommitListener for SchedulerListener {
             if is_schedule_input(event)
                 && let Some(project) = project
             {
-                marked |= state.dirty.insert(project);
+                if state.dirty.insert(project) {
+                    marked = true;
+                    state.burst |= state.computing;
+                }
             }
         }
         drop(state);
@@ -204,17 +213,25 @@ impl SchedulerWorker {
             counter: 0,
         };
         tokio::spawn(async move {
-            let mut last_round: Option<Instant> = None;
             loop {
                 worker.shared.wake.notified().await;
-                if let Some(last) = last_round {
-                    tokio::time::sleep_until(last + COALESCE).await;
-                }
-                last_round = Some(Instant::now());
                 loop {
-                    let next = worker.shared.lock().dirty.pop_first();
-                    let Some(project) = next else { break };
-                    worker.recompute(project).await;
+                    let burst = std::mem::take(&mut worker.shared.lock().burst);
+                    if burst {
+                        tokio::time::sleep(COALESCE).await;
+                    }
+                    let batch = {
+                        let mut state = worker.shared.lock();
+                        state.computing = true;
+                        std::mem::take(&mut state.dirty)
+                    };
+                    if batch.is_empty() {
+                        worker.shared.lock().computing = false;
+                        break;
+                    }
+                    for project in batch {
+                        worker.recompute(project).await;
+                    }
                 }
             }
         })
