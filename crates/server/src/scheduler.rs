@@ -144,11 +144,10 @@ impl CommitListener for SchedulerListener {
             }
             if is_schedule_input(event)
                 && let Some(project) = project
+                && state.dirty.insert(project)
             {
-                if state.dirty.insert(project) {
-                    marked = true;
-                    state.burst |= state.computing;
-                }
+                marked = true;
+                state.burst |= state.computing;
             }
         }
         drop(state);
