@@ -381,9 +381,9 @@ const OUTPUTS: [&str; 7] = [
 /// stored outputs, and the last `cpm_complete`, are what a fresh full computation of the
 /// stored inputs (`GET …/schedule`) gives.
 ///
-/// The wait changes the duration of `probe`, a task of its own without links: the worker
-/// lists it in `task_dates_updated` with the new duration only in a round that took every
-/// commit up to that change. A duration change is an incremental edit, so the check sees the
+/// The wait changes the duration of `probe`, a task of its own without links, between one and
+/// two days: only a round that took every commit up to that change lists it in
+/// `task_dates_updated` with dates of the new duration. A duration change is an incremental edit, so the check sees the
 /// outputs of the cached engine, not of one built afresh for the occasion.
 async fn assert_outputs_are_a_full_recompute(
     server: &TestServer,
@@ -400,13 +400,20 @@ async fn assert_outputs_are_a_full_recompute(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let log = server.log(token, project, since).await;
+        // The listing shows the body's duration at the time of the write, which a round that
+        // started before the change may also show; the dates tell which duration the round
+        // computed with: one day starts and finishes on the same day, two do not.
         let listed = log["events"].as_array().unwrap().iter().any(|e| {
             e["event_type"] == "task_dates_updated"
                 && e["payload"]["tasks"]
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .any(|t| t["id"] == probe && t["duration"] == duration)
+                    .any(|t| {
+                        t["id"] == probe
+                            && t["duration"] == duration
+                            && (t["early_start"] == t["early_finish"]) == (duration == 1)
+                    })
         });
         if listed {
             break;
