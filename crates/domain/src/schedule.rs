@@ -11,8 +11,8 @@ use crate::validate::{parse_date, parse_day};
 use crate::{Domain, DomainResult, OrApi};
 use chrono::NaiveDate;
 use cpm::{
-    CalendarId, Constraint, DateRange, LinkInput, LinkType, ProjectInput, Schedule, TaskInput,
-    WeekdayMask, WorkCalendar,
+    CalendarId, Constraint, DateRange, Edit, LinkInput, LinkType, ProjectInput, Schedule, TaskId,
+    TaskInput, TaskSchedule, WeekdayMask, WorkCalendar,
 };
 use proto::{ApiError, Event, EventType, StreamKey};
 use serde_json::{Value, json};
@@ -22,6 +22,30 @@ use uuid::Uuid;
 
 /// `task_dates_updated` lists at most this many tasks; above it says `truncated`.
 pub const MAX_LISTED_MOVES: usize = 500;
+
+/// Above this many moved tasks, [`Domain::write_schedule_update`] reads the project's tasks in
+/// one query rather than one by one.
+const BULK_READ: usize = 256;
+
+/// A computed schedule reduced to what has to be written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleUpdate {
+    pub project_finish: NaiveDate,
+    pub critical_path: Vec<TaskId>,
+    /// The tasks whose outputs differ from what their bodies hold, in id order.
+    pub moved: Vec<TaskSchedule>,
+}
+
+/// How [`Domain::write_schedule_update`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOutcome {
+    /// Committed with `cpm_complete` at `seq`; `stored` are the outputs the tasks now hold.
+    Written { seq: i64, stored: Vec<TaskSchedule> },
+    /// The project no longer exists.
+    ProjectGone,
+    /// The caller's plan is out of date; nothing was written.
+    Superseded,
+}
 
 /// The task fields the scheduler writes.
 pub const OUTPUT_FIELDS: &[&str] = &[
@@ -120,13 +144,202 @@ fn constraint_of(body: &serde_json::Map<String, Value>) -> Constraint {
     }
 }
 
-/// Reads everything the schedule of `project_id` depends on.
-pub async fn load_input(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<ProjectInput> {
-    let project = ops
-        .get_project(project_id)
-        .await
-        .or_api()?
-        .ok_or_else(|| ApiError::not_found("project"))?;
+/// One task as the scheduler keeps it between computations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanTask {
+    /// Its inputs. `calendar` is the stored `calendar_id` even when no such calendar exists:
+    /// [`Plan::input`] drops unknown ones, so a calendar created later is picked up.
+    pub input: TaskInput,
+    /// The outputs its stored body holds; `None` when it holds none, or not exactly in the
+    /// form the scheduler writes (then the next computation writes them whatever they are).
+    pub outputs: Option<TaskSchedule>,
+    /// The project seq as of which `outputs` is known: an event committed earlier carries an
+    /// older body, so its outputs must not overwrite ones the worker wrote since.
+    pub outputs_seq: i64,
+}
+
+/// Everything a project's schedule depends on, in the stored form, plus the outputs each task
+/// holds: what a full read gives ([`load_plan`]), kept current by the committed events
+/// ([`Plan::apply`]) so the scheduler does not have to read the project again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub start: NaiveDate,
+    pub status_date: Option<NaiveDate>,
+    pub calendar_id: Option<CalendarId>,
+    pub calendars: BTreeMap<CalendarId, WorkCalendar>,
+    /// By id: the store lists records in id order, and the engine breaks ties in the critical
+    /// path by input order, so the order must be the one a full read gives.
+    pub tasks: BTreeMap<Uuid, PlanTask>,
+    /// Dependency records by id, those that name both tasks.
+    pub links: BTreeMap<Uuid, LinkInput>,
+    /// Tasks whose held outputs an event changed since the last [`Plan::take_rechecks`]: the
+    /// scheduler only writes outputs, so this should not happen, but if something else did,
+    /// these tasks must be compared again even where the engine saw nothing move.
+    pub rechecks: Vec<Uuid>,
+}
+
+/// What one committed event means for a cached [`Plan`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanEffect {
+    /// Nothing the plan holds.
+    None,
+    Change(PlanChange),
+    /// A change the plan cannot follow from the event alone: read the project again.
+    Reload,
+    /// The project is gone.
+    DropProject,
+    /// Every project may be gone or replaced (an import, a wipe).
+    DropAll,
+}
+
+/// A change to one record of a [`Plan`], taken from a committed event.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PlanChange {
+    /// A task created or updated, as its record is after the change.
+    Task {
+        id: Uuid,
+        input: Box<TaskInput>,
+        outputs: Option<Box<TaskSchedule>>,
+    },
+    TaskDeleted(Uuid),
+    /// A dependency created or updated; `None` when it does not name both tasks.
+    Link {
+        id: Uuid,
+        link: Option<LinkInput>,
+    },
+    LinkDeleted(Uuid),
+    Calendar {
+        id: Uuid,
+        calendar: WorkCalendar,
+    },
+    CalendarDeleted(Uuid),
+}
+
+/// What `event` changes in a cached plan of its project.
+pub fn plan_effect(event: &Event) -> PlanEffect {
+    let data = event.data.as_object();
+    let id = || {
+        data.and_then(|d| d.get("id"))
+            .and_then(Value::as_str)
+            .and_then(|t| Uuid::parse_str(t).ok())
+    };
+    let change = match event.event_type {
+        EventType::TaskCreated | EventType::TaskUpdated => {
+            data.zip(id()).map(|(body, id)| PlanChange::Task {
+                id,
+                input: Box::new(task_input(id, body)),
+                outputs: stored_outputs(id, body).map(Box::new),
+            })
+        }
+        EventType::TaskDeleted => id().map(PlanChange::TaskDeleted),
+        EventType::DependencyCreated | EventType::DependencyUpdated => {
+            data.zip(id()).map(|(body, id)| PlanChange::Link {
+                id,
+                link: link_input(body),
+            })
+        }
+        EventType::DependencyDeleted => id().map(PlanChange::LinkDeleted),
+        EventType::CalendarCreated | EventType::CalendarUpdated => {
+            data.zip(id()).map(|(body, id)| PlanChange::Calendar {
+                id,
+                calendar: calendar_of(body),
+            })
+        }
+        EventType::CalendarDeleted => id().map(PlanChange::CalendarDeleted),
+        // The project's own fields (start, status date, calendar) and the event types the
+        // catalog has but nothing emits yet: cheaper to read again than to guess.
+        EventType::ProjectUpdated
+        | EventType::ProjectCalendarChanged
+        | EventType::TasksBulkMutated
+        | EventType::TasksReordered => return PlanEffect::Reload,
+        EventType::ProjectDeleted => return PlanEffect::DropProject,
+        EventType::DatabaseWiped | EventType::DatabaseProjectsWiped => return PlanEffect::DropAll,
+        _ => return PlanEffect::None,
+    };
+    // An event of these types always has its record (or its id); one without is not
+    // something the plan can follow.
+    change.map_or(PlanEffect::Reload, PlanEffect::Change)
+}
+
+fn task_input(id: Uuid, body: &serde_json::Map<String, Value>) -> TaskInput {
+    let duration = body.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
+    TaskInput {
+        id,
+        parent: day_uuid(body, "parent_id"),
+        // Whole working days: a fraction of a day still takes that day.
+        duration: duration.max(0.0).ceil().min(u32::MAX as f64) as u32,
+        is_milestone: body.get("is_milestone") == Some(&json!(true)),
+        start_date: day(body, "start_date"),
+        constraint: constraint_of(body),
+        deadline: day(body, "deadline"),
+        manually_scheduled: body.get("manually_scheduled") == Some(&json!(true)),
+        scheduled_start: day(body, "scheduled_start"),
+        scheduled_finish: day(body, "scheduled_finish"),
+        percent_complete: body
+            .get("percent_complete")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            .clamp(0.0, 100.0) as u8,
+        actual_start: day(body, "actual_start"),
+        actual_finish: day(body, "actual_finish"),
+        calendar: day_uuid(body, "calendar_id"),
+    }
+}
+
+fn link_input(body: &serde_json::Map<String, Value>) -> Option<LinkInput> {
+    Some(LinkInput {
+        predecessor: day_uuid(body, "predecessor_id")?,
+        successor: day_uuid(body, "successor_id")?,
+        kind: match body.get("type").and_then(Value::as_str) {
+            Some("SS") => LinkType::SS,
+            Some("FF") => LinkType::FF,
+            Some("SF") => LinkType::SF,
+            _ => LinkType::FS,
+        },
+        lag: body
+            .get("lag")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+            .round() as i32,
+    })
+}
+
+/// The outputs a body holds, if they are exactly what [`output_json`] would write for them:
+/// then comparing against them is the same as comparing the body's fields.
+fn stored_outputs(id: Uuid, body: &serde_json::Map<String, Value>) -> Option<TaskSchedule> {
+    let date = |name: &str| body.get(name).and_then(Value::as_str).and_then(parse_date);
+    let float = |name: &str| {
+        body.get(name)
+            .and_then(Value::as_i64)
+            .and_then(|v| i32::try_from(v).ok())
+    };
+    let outputs = TaskSchedule {
+        id,
+        early_start: date("early_start")?,
+        early_finish: date("early_finish")?,
+        late_start: date("late_start")?,
+        late_finish: date("late_finish")?,
+        total_float: float("total_float")?,
+        free_float: float("free_float")?,
+        is_critical: body.get("is_critical").and_then(Value::as_bool)?,
+    };
+    output_json(&outputs)
+        .iter()
+        .all(|(k, v)| body.get(k) == Some(v))
+        .then_some(outputs)
+}
+
+/// Reads everything the schedule of `project_id` depends on, with the outputs the tasks hold;
+/// `None` when the project does not exist. `seq` is recorded as the seq the outputs are known
+/// at; read inside a write transaction, the plan is the project as of that seq.
+pub async fn load_plan(
+    ops: &mut dyn Ops,
+    project_id: Uuid,
+    seq: i64,
+) -> DomainResult<Option<Plan>> {
+    let Some(project) = ops.get_project(project_id).await.or_api()? else {
+        return Ok(None);
+    };
     let calendars: BTreeMap<CalendarId, WorkCalendar> = ops
         .list_records(project_id, "calendars", Page::ALL)
         .await
@@ -134,72 +347,202 @@ pub async fn load_input(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<Pro
         .iter()
         .map(|row| (row.id, calendar_of(&row.body)))
         .collect();
-    let project_calendar = day_uuid(&project.body, "calendar_id")
-        .and_then(|id| calendars.get(&id).cloned())
-        .unwrap_or_default();
-    let start = day(&project.body, "start_date").unwrap_or_else(|| project.created_at.date_naive());
     let tasks = ops
         .list_records(project_id, "tasks", Page::ALL)
         .await
-        .or_api()?;
+        .or_api()?
+        .iter()
+        .map(|row| {
+            let task = PlanTask {
+                input: task_input(row.id, &row.body),
+                outputs: stored_outputs(row.id, &row.body),
+                outputs_seq: seq,
+            };
+            (row.id, task)
+        })
+        .collect();
     let links = ops
         .list_records(project_id, "dependencies", Page::ALL)
         .await
-        .or_api()?;
-    let mut input = ProjectInput::new(start);
-    input.status_date = day(&project.body, "status_date");
-    input.calendar = project_calendar;
-    input.tasks = tasks
+        .or_api()?
         .iter()
-        .map(|row| {
-            let body = &row.body;
-            let duration = body.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
-            TaskInput {
-                id: row.id,
-                parent: day_uuid(body, "parent_id"),
-                // Whole working days: a fraction of a day still takes that day.
-                duration: duration.max(0.0).ceil().min(u32::MAX as f64) as u32,
-                is_milestone: body.get("is_milestone") == Some(&json!(true)),
-                start_date: day(body, "start_date"),
-                constraint: constraint_of(body),
-                deadline: day(body, "deadline"),
-                manually_scheduled: body.get("manually_scheduled") == Some(&json!(true)),
-                scheduled_start: day(body, "scheduled_start"),
-                scheduled_finish: day(body, "scheduled_finish"),
-                percent_complete: body
-                    .get("percent_complete")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0)
-                    .clamp(0.0, 100.0) as u8,
-                actual_start: day(body, "actual_start"),
-                actual_finish: day(body, "actual_finish"),
-                calendar: day_uuid(body, "calendar_id").filter(|id| calendars.contains_key(id)),
-            }
-        })
+        .filter_map(|row| Some((row.id, link_input(&row.body)?)))
         .collect();
-    input.calendars = calendars;
-    input.links = links
-        .iter()
-        .filter_map(|row| {
-            let body = &row.body;
-            Some(LinkInput {
-                predecessor: day_uuid(body, "predecessor_id")?,
-                successor: day_uuid(body, "successor_id")?,
-                kind: match body.get("type").and_then(Value::as_str) {
-                    Some("SS") => LinkType::SS,
-                    Some("FF") => LinkType::FF,
-                    Some("SF") => LinkType::SF,
-                    _ => LinkType::FS,
-                },
-                lag: body
-                    .get("lag")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0)
-                    .round() as i32,
+    Ok(Some(Plan {
+        start: day(&project.body, "start_date").unwrap_or_else(|| project.created_at.date_naive()),
+        status_date: day(&project.body, "status_date"),
+        calendar_id: day_uuid(&project.body, "calendar_id"),
+        calendars,
+        tasks,
+        links,
+        rechecks: Vec::new(),
+    }))
+}
+
+/// Reads everything the schedule of `project_id` depends on.
+pub async fn load_input(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<ProjectInput> {
+    load_plan(ops, project_id, 0)
+        .await?
+        .map(|plan| plan.input())
+        .ok_or_else(|| ApiError::not_found("project"))
+}
+
+impl Plan {
+    /// The engine's input, exactly as [`load_input`] would read it from the store.
+    pub fn input(&self) -> ProjectInput {
+        let mut input = ProjectInput::new(self.start);
+        input.status_date = self.status_date;
+        input.calendar = self
+            .calendar_id
+            .and_then(|id| self.calendars.get(&id).cloned())
+            .unwrap_or_default();
+        input.calendars = self.calendars.clone();
+        input.tasks = self
+            .tasks
+            .values()
+            .map(|t| {
+                let mut task = t.input.clone();
+                task.calendar = task.calendar.filter(|id| self.calendars.contains_key(id));
+                task
             })
-        })
-        .collect();
-    Ok(input)
+            .collect();
+        input.links = self.links.values().copied().collect();
+        input
+    }
+
+    /// Applies a change committed at `seq`. Returns the engine edits that take an engine of
+    /// the plan before the change to the plan after it, or `None` when the engine must be
+    /// built again (tasks added or removed, hierarchy, calendars, progress...).
+    pub fn apply(&mut self, seq: i64, change: PlanChange) -> Option<Vec<Edit>> {
+        match change {
+            PlanChange::Task { id, input, outputs } => {
+                let Some(task) = self.tasks.get_mut(&id) else {
+                    self.tasks.insert(
+                        id,
+                        PlanTask {
+                            input: *input,
+                            outputs: outputs.map(|o| *o),
+                            outputs_seq: seq,
+                        },
+                    );
+                    return None;
+                };
+                if seq > task.outputs_seq {
+                    let outputs = outputs.map(|o| *o);
+                    if task.outputs != outputs {
+                        task.outputs = outputs;
+                        self.rechecks.push(id);
+                    }
+                    task.outputs_seq = seq;
+                }
+                let old = std::mem::replace(&mut task.input, *input);
+                task_edits(&old, &task.input)
+            }
+            PlanChange::TaskDeleted(id) => match self.tasks.remove(&id) {
+                Some(_) => None,
+                None => Some(Vec::new()),
+            },
+            PlanChange::Link { id, link } => {
+                let old = match link {
+                    Some(link) => self.links.insert(id, link),
+                    None => self.links.remove(&id),
+                };
+                Some(link_edits(old, link))
+            }
+            PlanChange::LinkDeleted(id) => Some(link_edits(self.links.remove(&id), None)),
+            PlanChange::Calendar { id, calendar } => {
+                if self.calendars.get(&id) == Some(&calendar) {
+                    return Some(Vec::new());
+                }
+                self.calendars.insert(id, calendar);
+                None
+            }
+            PlanChange::CalendarDeleted(id) => match self.calendars.remove(&id) {
+                Some(_) => None,
+                None => Some(Vec::new()),
+            },
+        }
+    }
+
+    /// The tasks to compare again whatever the engine reports (see [`Plan::rechecks`]).
+    pub fn take_rechecks(&mut self) -> Vec<Uuid> {
+        std::mem::take(&mut self.rechecks)
+    }
+
+    /// Records that the worker wrote `written` in the transaction of `seq`.
+    pub fn mark_stored(&mut self, seq: i64, written: &[TaskSchedule]) {
+        for outputs in written {
+            if let Some(task) = self.tasks.get_mut(&outputs.id)
+                && seq >= task.outputs_seq
+            {
+                task.outputs = Some(outputs.clone());
+                task.outputs_seq = seq;
+            }
+        }
+    }
+}
+
+/// The engine's cheap edits for a task change, or `None` for anything else.
+fn task_edits(old: &TaskInput, new: &TaskInput) -> Option<Vec<Edit>> {
+    let mut probe = old.clone();
+    probe.duration = new.duration;
+    probe.constraint = new.constraint;
+    probe.deadline = new.deadline;
+    probe.start_date = new.start_date;
+    if probe != *new {
+        return None;
+    }
+    let task = new.id;
+    let mut edits = Vec::new();
+    if old.duration != new.duration {
+        edits.push(Edit::SetDuration {
+            task,
+            duration: new.duration,
+        });
+    }
+    if old.constraint != new.constraint {
+        edits.push(Edit::SetConstraint {
+            task,
+            constraint: new.constraint,
+        });
+    }
+    if old.deadline != new.deadline {
+        edits.push(Edit::SetDeadline {
+            task,
+            deadline: new.deadline,
+        });
+    }
+    if old.start_date != new.start_date {
+        edits.push(Edit::SetStartDate {
+            task,
+            start_date: new.start_date,
+        });
+    }
+    Some(edits)
+}
+
+fn link_edits(old: Option<LinkInput>, new: Option<LinkInput>) -> Vec<Edit> {
+    match (old, new) {
+        (None, None) => Vec::new(),
+        (None, Some(new)) => vec![Edit::AddLink(new)],
+        (Some(old), None) => vec![Edit::RemoveLink {
+            predecessor: old.predecessor,
+            successor: old.successor,
+        }],
+        (Some(old), Some(new)) if old == new => Vec::new(),
+        (Some(old), Some(new))
+            if (old.predecessor, old.successor) == (new.predecessor, new.successor) =>
+        {
+            vec![Edit::UpdateLink(new)]
+        }
+        (Some(old), Some(new)) => vec![
+            Edit::RemoveLink {
+                predecessor: old.predecessor,
+                successor: old.successor,
+            },
+            Edit::AddLink(new),
+        ],
+    }
 }
 
 fn day_uuid(body: &serde_json::Map<String, Value>, name: &str) -> Option<Uuid> {
@@ -249,30 +592,69 @@ impl Domain {
         load_input(&mut *ops, project_id).await
     }
 
-    /// Writes a computed schedule: the outputs of every task that moved (tasks deleted since
-    /// the inputs were read are skipped), then `cpm_complete` and `task_dates_updated`.
-    /// Returns the number of tasks that moved.
-    pub async fn write_schedule(
+    /// Reads a project's [`Plan`] for the scheduler worker, inside a write transaction so
+    /// that nothing commits while it reads: `on_snapshot` is called with the project's latest
+    /// seq before the records are read, and every event committed later has a greater seq.
+    /// `None` when the project does not exist.
+    pub async fn load_plan(
         &self,
         project_id: Uuid,
-        schedule: &Schedule,
-    ) -> DomainResult<usize> {
+        on_snapshot: impl FnOnce(i64) + Send,
+    ) -> DomainResult<Option<Plan>> {
         let mut tx = Tx::begin(self, None).await?;
-        if tx.ops().get_project(project_id).await.or_api()?.is_none() {
-            return Ok(0);
-        }
-        let stored = tx
+        let seq = tx
             .ops()
-            .list_records(project_id, "tasks", Page::ALL)
+            .latest_seq(StreamKey::Project(project_id))
             .await
             .or_api()?;
-        let mut by_id: HashMap<Uuid, store::RecordRow> =
-            stored.into_iter().map(|r| (r.id, r)).collect();
-        let mut moved = Vec::new();
-        for task in &schedule.tasks {
-            let Some(row) = by_id.get_mut(&task.id) else {
+        on_snapshot(seq);
+        // Dropped without commit: nothing was written.
+        load_plan(tx.ops(), project_id, seq).await
+    }
+
+    /// Writes the outputs of the tasks that moved (tasks deleted meanwhile are skipped), then
+    /// `cpm_complete` and `task_dates_updated`, in one transaction. `still_current` is asked
+    /// last, with the writer lock held: when it says no (the project was replaced or deleted
+    /// since the plan was read), nothing is written.
+    pub async fn write_schedule_update(
+        &self,
+        project_id: Uuid,
+        update: &ScheduleUpdate,
+        still_current: impl FnOnce() -> bool + Send,
+    ) -> DomainResult<WriteOutcome> {
+        let mut tx = Tx::begin(self, None).await?;
+        if tx.ops().get_project(project_id).await.or_api()?.is_none() {
+            return Ok(WriteOutcome::ProjectGone);
+        }
+        // A few rows are cheaper read one by one; many, in one pass over the project.
+        let mut rows: HashMap<Uuid, store::RecordRow> = HashMap::new();
+        if update.moved.len() > BULK_READ {
+            for row in tx
+                .ops()
+                .list_records(project_id, "tasks", Page::ALL)
+                .await
+                .or_api()?
+            {
+                rows.insert(row.id, row);
+            }
+        } else {
+            for task in &update.moved {
+                if let Some(row) = tx.ops().get_record(task.id).await.or_api()?
+                    && row.project_id == project_id
+                    && row.collection == "tasks"
+                {
+                    rows.insert(row.id, row);
+                }
+            }
+        }
+        let mut count = 0;
+        let mut listed = Vec::new();
+        let mut stored = Vec::new();
+        for task in &update.moved {
+            let Some(row) = rows.get_mut(&task.id) else {
                 continue;
             };
+            stored.push(task.clone());
             let outputs = output_json(task);
             if outputs.iter().all(|(k, v)| row.body.get(k) == Some(v)) {
                 continue;
@@ -280,22 +662,25 @@ impl Domain {
             row.body.extend(outputs.clone());
             // Outputs never change references: the reference index stays as it is.
             tx.ops().update_record_body(row).await.or_api()?;
-            let mut listed = outputs;
-            listed.insert("id".into(), json!(task.id));
-            listed.insert(
-                "start_date".into(),
-                row.body.get("start_date").cloned().unwrap_or(Value::Null),
-            );
-            listed.insert(
-                "duration".into(),
-                row.body.get("duration").cloned().unwrap_or(Value::Null),
-            );
-            moved.push(Value::Object(listed));
+            count += 1;
+            if count <= MAX_LISTED_MOVES {
+                let mut entry = outputs;
+                entry.insert("id".into(), json!(task.id));
+                entry.insert(
+                    "start_date".into(),
+                    row.body.get("start_date").cloned().unwrap_or(Value::Null),
+                );
+                entry.insert(
+                    "duration".into(),
+                    row.body.get("duration").cloned().unwrap_or(Value::Null),
+                );
+                listed.push(Value::Object(entry));
+            }
         }
         let stream = StreamKey::Project(project_id);
         let complete = json!({
-            "project_finish": schedule.project_finish.to_string(),
-            "critical_path": schedule.critical_path,
+            "project_finish": update.project_finish.to_string(),
+            "critical_path": update.critical_path,
         });
         tx.emit(
             stream,
@@ -305,11 +690,10 @@ impl Domain {
             Some(project_id),
         )
         .await?;
-        let count = moved.len();
         let dates = if count > MAX_LISTED_MOVES {
             json!({ "count": count, "truncated": true })
         } else {
-            json!({ "count": count, "tasks": moved })
+            json!({ "count": count, "tasks": listed })
         };
         tx.emit(
             stream,
@@ -319,8 +703,12 @@ impl Domain {
             Some(project_id),
         )
         .await?;
-        tx.commit().await?;
-        Ok(count)
+        if !still_current() {
+            return Ok(WriteOutcome::Superseded);
+        }
+        let events = tx.commit().await?;
+        let seq = events.first().and_then(|e| e.seq).unwrap_or(0);
+        Ok(WriteOutcome::Written { seq, stored })
     }
 
     /// Records that the schedule could not be computed; the previous outputs stay.

@@ -1,8 +1,9 @@
 //! The scheduler end to end at 10,000 tasks: from sending a `PATCH` that changes a duration
 //! to a native WebSocket subscriber receiving `task_dates_updated` (which the worker commits
-//! together with `cpm_complete`, after it). Includes the HTTP write, the commit, the worker's
-//! coalescing pause (20 ms), reading the project from the store, the full CPM pass, writing
-//! the moved tasks and the delivery.
+//! together with `cpm_complete`, after it). Includes the HTTP write, the commit, the worker
+//! applying the change to its cached plan and engine (the first edit after the import reads
+//! the project and computes it whole), writing the moved tasks and the delivery. Each edit
+//! waits for the previous result, so the worker is idle when it arrives and computes at once.
 //!
 //! `cargo bench -p liveplan-server --bench schedule_e2e`
 

@@ -1,128 +1,508 @@
 //! The scheduler worker: after a commit that changes a project's schedule inputs, recompute
 //! that project off the request path and write the results with their events.
 //!
-//! Bursts coalesce: a commit only marks its project dirty; the worker waits a short moment,
-//! takes every dirty project, and computes each once with the inputs as they are then. A
-//! project marked dirty while it is being computed is computed again afterwards, so the last
-//! commit always gets a schedule that includes it.
+//! The worker keeps the projects it computed in memory: their [`Plan`] (the inputs and the
+//! outputs the tasks hold) and a `cpm::Engine` built from it. The commit listener hands it
+//! every committed change of those projects, in seq order, and the worker applies them to the
+//! plan and, as incremental edits, to the engine; only the tasks whose outputs moved are read
+//! and written. Whatever the cache cannot follow exactly makes the worker read the project
+//! again: a gap in the seqs it was handed, project fields, a project deletion, an import or a
+//! wipe, a failed write, a timeout. Nothing survives a restart, so a restart reads again too.
+//!
+//! Bursts coalesce: a commit marks its project dirty; the worker computes at once when it is
+//! idle, and when commits arrived while it computed, waits [`COALESCE`] before the next batch,
+//! taking every dirty project with all its changes so far. A project marked dirty while it is
+//! being computed is computed again afterwards, so the last commit always gets a schedule that
+//! includes it.
 
-use domain::schedule::{describe_error, is_schedule_input};
+use cpm::{CpmError, Engine, TaskSchedule};
+use domain::schedule::{
+    Plan, PlanChange, PlanEffect, ScheduleUpdate, WriteOutcome, describe_error, is_schedule_input,
+    plan_effect,
+};
 use domain::{CommitListener, Domain};
 use proto::{Event, StreamKey};
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-/// How long the worker lets a burst of commits gather before computing.
+/// How long the worker lets a burst gather. A commit that finds the worker idle is computed
+/// at once (an edit, even one right after the previous result, should not wait); commits
+/// that arrive while it computes mean a burst, and the next batch waits this long so that
+/// they and the ones after them share one computation and one pair of events.
 const COALESCE: Duration = Duration::from_millis(20);
 /// A computation that takes longer is abandoned with `cpm_error`.
 const COMPUTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this many plans stay in memory, the least recently computed leaving first ...
+const MAX_CACHED_PLANS: usize = 32;
+/// ... and at most this many tasks in all of them, unless one plan alone is larger.
+const MAX_CACHED_TASKS: usize = 500_000;
+/// Changes a cached project may collect before the worker takes them; past this the
+/// worker reads the project again rather than hold an unbounded queue.
+const MAX_QUEUED_CHANGES: usize = 50_000;
+
+/// What the listener collects for one cached project.
+struct Feed {
+    /// Which load of the plan this feed continues.
+    token: u64,
+    /// The seq of the project's next event. Events at or below the seq the plan was read at
+    /// are already in it; one above this seq means an event went missing or came out of
+    /// order, and only reading the project again is then safe.
+    next_seq: i64,
+    changes: Vec<(i64, PlanChange)>,
+    /// The changes can no longer be followed: read the project again.
+    broken: bool,
+}
+
+impl Feed {
+    fn break_off(&mut self) {
+        self.broken = true;
+        self.changes = Vec::new();
+    }
+
+    fn record(&mut self, seq: i64, effect: PlanEffect) {
+        if self.broken || seq < self.next_seq {
+            return;
+        }
+        if seq > self.next_seq {
+            self.break_off();
+            return;
+        }
+        self.next_seq += 1;
+        match effect {
+            PlanEffect::Change(change) => {
+                self.changes.push((seq, change));
+                if self.changes.len() > MAX_QUEUED_CHANGES {
+                    self.break_off();
+                }
+            }
+            PlanEffect::None => {}
+            _ => self.break_off(),
+        }
+    }
+}
 
 #[derive(Default)]
-struct Dirty {
-    projects: Mutex<BTreeSet<Uuid>>,
+struct State {
+    dirty: BTreeSet<Uuid>,
+    feeds: HashMap<Uuid, Feed>,
+    /// The worker is computing a batch of projects.
+    computing: bool,
+    /// A project was marked dirty while the worker was computing: commits are coming in
+    /// faster than the worker finishes, so the next batch waits for more to gather.
+    burst: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
     wake: Notify,
 }
 
-/// The listener half: marks projects dirty. Cheap and never blocks a commit.
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding the lock; if something did, the sets are still
+        // usable (a lost change only breaks a feed, which reloads).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The listener half: marks projects dirty and collects the changes of cached ones. Cheap
+/// and never blocks a commit.
 pub struct SchedulerListener {
-    dirty: Arc<Dirty>,
+    shared: Arc<Shared>,
 }
 
 /// The worker half, started once the domain exists.
 pub struct SchedulerWorker {
-    dirty: Arc<Dirty>,
+    shared: Arc<Shared>,
 }
 
 pub fn channel() -> (Arc<SchedulerListener>, SchedulerWorker) {
-    let dirty = Arc::new(Dirty::default());
+    let shared = Arc::new(Shared::default());
     (
         Arc::new(SchedulerListener {
-            dirty: dirty.clone(),
+            shared: shared.clone(),
         }),
-        SchedulerWorker { dirty },
+        SchedulerWorker { shared },
     )
 }
 
 impl CommitListener for SchedulerListener {
     fn committed(&self, events: &[Event]) {
         let mut marked = false;
-        for event in events.iter().filter(|e| is_schedule_input(e)) {
+        let mut state = self.shared.lock();
+        for event in events {
             let project = match event.stream {
                 StreamKey::Project(id) => Some(id),
                 _ => event.project_id,
             };
-            if let Some(project) = project
-                && let Ok(mut dirty) = self.dirty.projects.lock()
+            if !state.feeds.is_empty() {
+                follow(&mut state, event, project);
+            }
+            if is_schedule_input(event)
+                && let Some(project) = project
+                && state.dirty.insert(project)
             {
-                marked |= dirty.insert(project);
+                marked = true;
+                state.burst |= state.computing;
             }
         }
+        drop(state);
         if marked {
-            self.dirty.wake.notify_one();
+            self.shared.wake.notify_one();
         }
     }
 }
 
+/// Hands one committed event to the feed of its project, if that project is cached.
+fn follow(state: &mut State, event: &Event, project: Option<Uuid>) {
+    let tracked = project.filter(|p| state.feeds.contains_key(p));
+    // A project stream only speaks of its own project; the system stream of projects and
+    // of the whole database.
+    if tracked.is_none() && matches!(event.stream, StreamKey::Project(_)) {
+        return;
+    }
+    match plan_effect(event) {
+        PlanEffect::DropAll => state.feeds.clear(),
+        PlanEffect::DropProject => {
+            if let Some(project) = tracked {
+                state.feeds.remove(&project);
+            }
+        }
+        effect => {
+            let Some(feed) = tracked.and_then(|p| state.feeds.get_mut(&p)) else {
+                return;
+            };
+            match (event.stream, event.seq) {
+                (StreamKey::Project(_), Some(seq)) => feed.record(seq, effect),
+                // `project_updated` comes on the system stream, outside the project's seqs.
+                _ if effect == PlanEffect::Reload => feed.break_off(),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// One project's plan and engine, between computations.
+struct Cached {
+    token: u64,
+    plan: Plan,
+    /// `None` after the plan failed to schedule (a cycle...): built again next time.
+    engine: Option<Engine>,
+    last_used: u64,
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    domain: Domain,
+    cache: HashMap<Uuid, Cached>,
+    /// Source of feed tokens and of the LRU clock.
+    counter: u64,
+}
+
 impl SchedulerWorker {
     pub fn spawn(self, domain: Domain) -> tokio::task::JoinHandle<()> {
+        let mut worker = Worker {
+            shared: self.shared,
+            domain,
+            cache: HashMap::new(),
+            counter: 0,
+        };
         tokio::spawn(async move {
             loop {
-                self.dirty.wake.notified().await;
-                tokio::time::sleep(COALESCE).await;
+                worker.shared.wake.notified().await;
                 loop {
-                    let next = self
-                        .dirty
-                        .projects
-                        .lock()
-                        .ok()
-                        .and_then(|mut d| d.pop_first());
-                    let Some(project) = next else { break };
-                    recompute(&domain, project).await;
+                    let burst = std::mem::take(&mut worker.shared.lock().burst);
+                    if burst {
+                        tokio::time::sleep(COALESCE).await;
+                    }
+                    let batch = {
+                        let mut state = worker.shared.lock();
+                        state.computing = true;
+                        std::mem::take(&mut state.dirty)
+                    };
+                    if batch.is_empty() {
+                        worker.shared.lock().computing = false;
+                        break;
+                    }
+                    for project in batch {
+                        worker.recompute(project).await;
+                    }
                 }
             }
         })
     }
 }
 
-/// Computes one project's schedule and writes it, or writes `cpm_error`.
-pub async fn recompute(domain: &Domain, project: Uuid) {
-    let input = match domain.schedule_input(None, project).await {
-        Ok(input) => input,
-        // The project was deleted since it was marked: nothing to do.
-        Err(_) => return,
-    };
-    let computed = tokio::time::timeout(
-        COMPUTE_TIMEOUT,
-        tokio::task::spawn_blocking(move || cpm::schedule(&input)),
-    )
-    .await;
-    let outcome = match computed {
-        Ok(Ok(Ok(schedule))) => domain.write_schedule(project, &schedule).await.map(|_| ()),
-        Ok(Ok(Err(error))) => {
-            let (message, details) = describe_error(&error);
-            domain
-                .write_schedule_error(project, &message, details)
-                .await
-        }
-        Ok(Err(_)) => {
-            domain
-                .write_schedule_error(project, "the scheduler failed", serde_json::Value::Null)
-                .await
-        }
-        Err(_) => {
-            domain
-                .write_schedule_error(
-                    project,
-                    "the schedule took too long to compute",
-                    serde_json::Value::Null,
-                )
-                .await
-        }
-    };
-    if let Err(error) = outcome {
-        tracing::warn!(%project, error = %error.message, "could not write the schedule");
+impl Worker {
+    fn tick(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
     }
+
+    /// The cached plan of `project` and the changes committed since it was last computed, if
+    /// the cache can still follow the project.
+    fn take(&mut self, project: Uuid) -> Option<(Cached, Vec<(i64, PlanChange)>)> {
+        let cached = self.cache.remove(&project)?;
+        let mut state = self.shared.lock();
+        let feed = state.feeds.get_mut(&project)?;
+        if feed.token != cached.token || feed.broken {
+            return None;
+        }
+        let changes = std::mem::take(&mut feed.changes);
+        Some((cached, changes))
+    }
+
+    /// Reads the project and starts following it. `Ok(None)`: the project does not exist.
+    async fn load(
+        &mut self,
+        project: Uuid,
+    ) -> domain::DomainResult<Option<(Cached, Vec<(i64, PlanChange)>)>> {
+        let token = self.tick();
+        let shared = self.shared.clone();
+        let plan = self
+            .domain
+            .load_plan(project, move |seq| {
+                shared.lock().feeds.insert(
+                    project,
+                    Feed {
+                        token,
+                        next_seq: seq + 1,
+                        changes: Vec::new(),
+                        broken: false,
+                    },
+                );
+            })
+            .await;
+        let plan = match plan {
+            Ok(Some(plan)) => plan,
+            other => {
+                self.forget(project, token);
+                return other.map(|_| None);
+            }
+        };
+        let cached = Cached {
+            token,
+            plan,
+            engine: None,
+            last_used: 0,
+        };
+        // Changes committed since the read (the feed may already be broken: then the next
+        // round reads again, this one still computes from a consistent read).
+        let changes = {
+            let mut state = self.shared.lock();
+            match state.feeds.get_mut(&project) {
+                Some(feed) if feed.token == token && !feed.broken => {
+                    std::mem::take(&mut feed.changes)
+                }
+                _ => Vec::new(),
+            }
+        };
+        Ok(Some((cached, changes)))
+    }
+
+    /// Stops following `project` if the feed is still the one of `token`.
+    fn forget(&mut self, project: Uuid, token: u64) {
+        self.cache.remove(&project);
+        let mut state = self.shared.lock();
+        if state.feeds.get(&project).is_some_and(|f| f.token == token) {
+            state.feeds.remove(&project);
+        }
+    }
+
+    /// Puts a plan back into the cache if its feed still follows the project, and keeps the
+    /// cache within its bounds.
+    fn keep(&mut self, project: Uuid, mut cached: Cached) {
+        let live = self
+            .shared
+            .lock()
+            .feeds
+            .get(&project)
+            .is_some_and(|f| f.token == cached.token);
+        if !live {
+            return;
+        }
+        cached.last_used = self.tick();
+        self.cache.insert(project, cached);
+        loop {
+            let tasks: usize = self.cache.values().map(|c| c.plan.tasks.len()).sum();
+            if self.cache.len() <= MAX_CACHED_PLANS && tasks <= MAX_CACHED_TASKS {
+                break;
+            }
+            let Some((&oldest, c)) = self
+                .cache
+                .iter()
+                .filter(|(id, _)| **id != project)
+                .min_by_key(|(_, c)| c.last_used)
+            else {
+                break;
+            };
+            let token = c.token;
+            self.forget(oldest, token);
+        }
+    }
+
+    /// Computes one project's schedule and writes it, or writes `cpm_error`.
+    async fn recompute(&mut self, project: Uuid) {
+        let taken = match self.take(project) {
+            Some(taken) => Some(taken),
+            None => match self.load(project).await {
+                Ok(loaded) => loaded,
+                Err(error) => {
+                    tracing::warn!(%project, error = %error.message, "could not read the plan");
+                    None
+                }
+            },
+        };
+        // The project was deleted since it was marked: nothing to do.
+        let Some((mut cached, changes)) = taken else {
+            return;
+        };
+        let token = cached.token;
+        let computed = tokio::time::timeout(
+            COMPUTE_TIMEOUT,
+            tokio::task::spawn_blocking(move || {
+                let result = advance(&mut cached, changes);
+                (cached, result)
+            }),
+        )
+        .await;
+        let outcome = match computed {
+            Ok(Ok((cached, Ok(update)))) => self.write(project, cached, update).await,
+            Ok(Ok((cached, Err(error)))) => {
+                self.keep(project, cached);
+                let (message, details) = describe_error(&error);
+                self.domain
+                    .write_schedule_error(project, &message, details)
+                    .await
+            }
+            Ok(Err(_)) => {
+                self.forget(project, token);
+                self.domain
+                    .write_schedule_error(project, "the scheduler failed", serde_json::Value::Null)
+                    .await
+            }
+            Err(_) => {
+                // The computation goes on in its thread and takes the plan with it.
+                self.forget(project, token);
+                self.domain
+                    .write_schedule_error(
+                        project,
+                        "the schedule took too long to compute",
+                        serde_json::Value::Null,
+                    )
+                    .await
+            }
+        };
+        if let Err(error) = outcome {
+            tracing::warn!(%project, error = %error.message, "could not write the schedule");
+        }
+    }
+
+    async fn write(
+        &mut self,
+        project: Uuid,
+        mut cached: Cached,
+        update: ScheduleUpdate,
+    ) -> domain::DomainResult<()> {
+        let token = cached.token;
+        let shared = self.shared.clone();
+        // Only a replaced or deleted project makes the write wrong; other changes since the
+        // plan was taken are the next round's.
+        let still_current = move || {
+            shared
+                .lock()
+                .feeds
+                .get(&project)
+                .is_some_and(|f| f.token == token)
+        };
+        let written = self
+            .domain
+            .write_schedule_update(project, &update, still_current)
+            .await;
+        match written {
+            Ok(WriteOutcome::Written { seq, stored }) => {
+                cached.plan.mark_stored(seq, &stored);
+                self.keep(project, cached);
+                Ok(())
+            }
+            Ok(WriteOutcome::ProjectGone) => {
+                self.forget(project, token);
+                Ok(())
+            }
+            Ok(WriteOutcome::Superseded) => {
+                // Replaced or deleted under the plan: read it again (or find it gone).
+                self.forget(project, token);
+                self.shared.lock().dirty.insert(project);
+                self.shared.wake.notify_one();
+                Ok(())
+            }
+            Err(error) => {
+                // The engine has handed out its changes: only a fresh read knows again
+                // which outputs are stored.
+                self.forget(project, token);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// Brings the plan and its engine up to date with `changes` and works out what to write.
+/// Edits the engine incrementally when every change allows it, and builds it again from the
+/// plan otherwise or when an edit is refused, so the result (and any error) is the one a
+/// computation from scratch gives.
+fn advance(
+    cached: &mut Cached,
+    changes: Vec<(i64, PlanChange)>,
+) -> Result<ScheduleUpdate, CpmError> {
+    let mut edits = Some(Vec::new());
+    for (seq, change) in changes {
+        match (cached.plan.apply(seq, change), &mut edits) {
+            (Some(more), Some(all)) => all.extend(more),
+            _ => edits = None,
+        }
+    }
+    let mut engine = cached.engine.take();
+    let edited = match (engine.as_mut(), edits) {
+        (Some(engine), Some(edits)) => edits.iter().all(|edit| engine.apply(edit).is_ok()),
+        _ => false,
+    };
+    let engine = match engine {
+        Some(engine) if edited => engine,
+        _ => Engine::new(cached.plan.input())?,
+    };
+    let engine = cached.engine.insert(engine);
+    let rechecks = cached.plan.take_rechecks();
+    let differs = |t: &TaskSchedule| {
+        cached
+            .plan
+            .tasks
+            .get(&t.id)
+            .is_none_or(|stored| stored.outputs.as_ref() != Some(t))
+    };
+    let moved: Vec<TaskSchedule> = match engine.take_changes() {
+        Some(mut ids) => {
+            ids.extend(rechecks);
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into_iter()
+                .filter_map(|id| engine.task(id))
+                .filter(|t| differs(t))
+                .collect()
+        }
+        None => engine
+            .schedule()
+            .tasks
+            .into_iter()
+            .filter(|t| differs(t))
+            .collect(),
+    };
+    Ok(ScheduleUpdate {
+        project_finish: engine.project_finish(),
+        critical_path: engine.critical_path(),
+        moved,
+    })
 }

@@ -1,6 +1,7 @@
 //! The scheduler in the server: `GET …/schedule`, the worker that writes outputs after a
 //! schedule input commits, its `cpm_complete`/`task_dates_updated`/`cpm_error` events.
 
+mod bryntum_support;
 mod common;
 use common::*;
 use serde_json::{Value, json};
@@ -26,6 +27,26 @@ async fn wait_for(
             "no {kind} after seq {since}: {events:?}"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Waits (bounded) until the worker has written outputs into `task`: only a computation that
+/// included the task's creation does.
+async fn wait_for_outputs(server: &TestServer, token: &str, project: &str, task: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, row) = server
+            .get(&format!("/api/v1/projects/{project}/tasks/{task}"), token)
+            .await;
+        if row["early_start"].is_string() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no outputs in {task}: {}",
+            server.log(token, project, 0).await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -238,7 +259,7 @@ async fn a_cycle_through_the_hierarchy_is_a_cpm_error_and_leaves_outputs() {
             json!({ "name": "child", "duration": 2, "parent_id": parent["id"] }),
         )
         .await;
-    wait_for(&server, &admin, &project, 0, "cpm_complete").await;
+    wait_for_outputs(&server, &admin, &project, child["id"].as_str().unwrap()).await;
     let before = latest(&server.log(&admin, &project, 0).await);
     // A link from a summary into its own subtask can never be satisfied.
     server
@@ -343,4 +364,595 @@ async fn the_schedule_is_for_members_only() {
         .get(&format!("/api/v1/projects/{project}/schedule"), &outsider)
         .await;
     assert_error(status, &body, reqwest::StatusCode::NOT_FOUND, "not_found");
+}
+
+/// The output fields a task stores, as CONTRACT §4 names them.
+const OUTPUTS: [&str; 7] = [
+    "early_start",
+    "early_finish",
+    "late_start",
+    "late_finish",
+    "total_float",
+    "free_float",
+    "is_critical",
+];
+
+/// Waits until the worker has computed every commit so far, then checks that every task's
+/// stored outputs, and the last `cpm_complete`, are what a fresh full computation of the
+/// stored inputs (`GET …/schedule`) gives.
+///
+/// The wait changes the duration of `probe`, a task of its own without links, between one and
+/// two days: only a round that took every commit up to that change lists it in
+/// `task_dates_updated` with dates of the new duration. A duration change is an incremental edit, so the check sees the
+/// outputs of the cached engine, not of one built afresh for the occasion.
+async fn assert_outputs_are_a_full_recompute(
+    server: &TestServer,
+    token: &str,
+    project: &str,
+    probe: &str,
+) {
+    let (_, row) = server
+        .get(&format!("/api/v1/projects/{project}/tasks/{probe}"), token)
+        .await;
+    let duration = if row["duration"] == 1 { 2 } else { 1 };
+    let since = latest(&server.log(token, project, 0).await);
+    set_duration(server, token, project, probe, duration).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = server.log(token, project, since).await;
+        // The listing shows the body's duration at the time of the write, which a round that
+        // started before the change may also show; the dates tell which duration the round
+        // computed with: one day starts and finishes on the same day, two do not.
+        let listed = log["events"].as_array().unwrap().iter().any(|e| {
+            e["event_type"] == "task_dates_updated"
+                && e["payload"]["tasks"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|t| {
+                        t["id"] == probe
+                            && t["duration"] == duration
+                            && (t["early_start"] == t["early_finish"]) == (duration == 1)
+                    })
+        });
+        if listed {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never caught up: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, schedule) = server
+        .get(&format!("/api/v1/projects/{project}/schedule"), token)
+        .await;
+    assert_eq!(status, 200, "{schedule}");
+    let (status, tasks) = server
+        .get(
+            &format!("/api/v1/projects/{project}/tasks?limit=10000"),
+            token,
+        )
+        .await;
+    assert_eq!(status, 200, "{tasks}");
+    let tasks = tasks.as_array().unwrap();
+    let expected = schedule["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), expected.len());
+    for want in expected {
+        let stored = tasks.iter().find(|t| t["id"] == want["id"]).unwrap();
+        for field in OUTPUTS {
+            assert_eq!(
+                stored[field], want[field],
+                "{field} of {}: stored {stored}, full recompute {want}",
+                want["id"]
+            );
+        }
+    }
+    let log = server.log(token, project, since).await;
+    let complete = log["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "cpm_complete")
+        .expect("cpm_complete");
+    assert_eq!(
+        complete["payload"]["project_finish"],
+        schedule["project_finish"]
+    );
+    assert_eq!(
+        complete["payload"]["critical_path"],
+        schedule["critical_path"]
+    );
+}
+
+/// A small deterministic generator, so a failure names its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        (!items.is_empty()).then(|| &items[self.below(items.len())])
+    }
+
+    fn day(&mut self) -> String {
+        format!("2026-03-{:02}", 1 + self.below(28))
+    }
+}
+
+/// The test's picture of the plan, enough to keep it free of dependency cycles: links only
+/// join leaf tasks, from older to newer, and summaries ("groups") only hold leaves or other
+/// groups. The server would accept more (and report a cycle as `cpm_error`); the point here
+/// is that the outputs stay a full recompute's.
+#[derive(Default)]
+struct Model {
+    groups: Vec<String>,
+    leaves: Vec<String>,
+    /// Dependency id, predecessor, successor.
+    links: Vec<(String, String, String)>,
+    calendars: Vec<String>,
+}
+
+impl Model {
+    fn position(&self, task: &str) -> usize {
+        self.leaves.iter().position(|t| t == task).unwrap_or(0)
+    }
+}
+
+async fn random_edit(
+    server: &TestServer,
+    token: &str,
+    project: &str,
+    model: &mut Model,
+    rng: &mut Rng,
+    incremental_only: bool,
+) {
+    let base = format!("/api/v1/projects/{project}");
+    let leaf = rng.pick(&model.leaves).cloned();
+    let patch_leaf = |body: Value| {
+        let path = leaf.as_ref().map(|l| format!("{base}/tasks/{l}"));
+        async move {
+            if let Some(path) = path {
+                let (status, row) = server.patch(&path, token, body).await;
+                // A milestone refuses a duration; everything else is accepted.
+                assert!(status == 200 || status == 422, "{row}");
+            }
+        }
+    };
+    // The edits the engine repairs in place (durations, constraints, deadlines, starts,
+    // links) and the ones that make the worker build it again.
+    let choice = if incremental_only {
+        *rng.pick(&[0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 11, 12]).unwrap()
+    } else {
+        rng.below(20)
+    };
+    match choice {
+        0..=3 => patch_leaf(json!({ "duration": rng.below(6) })).await,
+        4 => {
+            let kind = *rng
+                .pick(&["asap", "alap", "snet", "snlt", "fnet", "fnlt", "mso", "mfo"])
+                .unwrap();
+            patch_leaf(json!({ "constraint_type": kind, "constraint_date": rng.day() })).await
+        }
+        5 => {
+            let deadline = (rng.below(2) == 0).then(|| rng.day());
+            patch_leaf(json!({ "deadline": deadline })).await
+        }
+        6 => {
+            let start = (rng.below(2) == 0).then(|| rng.day());
+            patch_leaf(json!({ "start_date": start })).await
+        }
+        7 => {
+            let body = match rng.below(4) {
+                0 => json!({ "is_milestone": true, "duration": 0 }),
+                1 => json!({ "is_milestone": false, "duration": 2 }),
+                2 => json!({ "percent_complete": 50, "actual_start": "2026-03-03" }),
+                _ => {
+                    json!({ "manually_scheduled": true, "scheduled_start": rng.day(), "scheduled_finish": "2026-03-31" })
+                }
+            };
+            patch_leaf(body).await
+        }
+        8..=10 => {
+            if model.leaves.len() < 2 {
+                return;
+            }
+            let (mut a, mut b) = (rng.below(model.leaves.len()), rng.below(model.leaves.len()));
+            if a == b {
+                return;
+            }
+            if a > b {
+                std::mem::swap(&mut a, &mut b);
+            }
+            let (from, to) = (model.leaves[a].clone(), model.leaves[b].clone());
+            if model.links.iter().any(|(_, p, s)| *p == from && *s == to) {
+                return;
+            }
+            let kind = *rng.pick(&["FS", "SS", "FF", "SF"]).unwrap();
+            let lag = rng.below(5) as i64 - 2;
+            let link = server
+                .create(
+                    token,
+                    project,
+                    "dependencies",
+                    json!({ "predecessor_id": from, "successor_id": to, "type": kind, "lag": lag }),
+                )
+                .await;
+            model
+                .links
+                .push((link["id"].as_str().unwrap().to_owned(), from, to));
+        }
+        11 => {
+            let Some((id, from, _)) = rng.pick(&model.links).cloned() else {
+                return;
+            };
+            // Another type and lag, or another successor further down.
+            let body = if rng.below(2) == 0 {
+                json!({ "type": *rng.pick(&["FS", "SS", "FF", "SF"]).unwrap(), "lag": rng.below(4) })
+            } else {
+                let after = model.position(&from) + 1;
+                let Some(to) = model.leaves.get(after + rng.below(3)).cloned() else {
+                    return;
+                };
+                if model.links.iter().any(|(_, p, s)| *p == from && *s == to) {
+                    return;
+                }
+                if let Some(entry) = model.links.iter_mut().find(|(l, _, _)| *l == id) {
+                    entry.2 = to.clone();
+                }
+                json!({ "successor_id": to })
+            };
+            let (status, row) = server
+                .patch(&format!("{base}/dependencies/{id}"), token, body)
+                .await;
+            assert_eq!(status, 200, "{row}");
+        }
+        12 => {
+            let Some((id, _, _)) = rng.pick(&model.links).cloned() else {
+                return;
+            };
+            let (status, _) = server
+                .delete(&format!("{base}/dependencies/{id}"), token)
+                .await;
+            assert_eq!(status, 204);
+            model.links.retain(|(l, _, _)| *l != id);
+        }
+        13 => {
+            let parent = (rng.below(2) == 0)
+                .then(|| rng.pick(&model.groups).cloned())
+                .flatten();
+            let task = server
+                .create(
+                    token,
+                    project,
+                    "tasks",
+                    json!({ "name": "new", "duration": rng.below(5), "parent_id": parent }),
+                )
+                .await;
+            model.leaves.push(task["id"].as_str().unwrap().to_owned());
+        }
+        14 => {
+            let Some(leaf) = leaf else { return };
+            let (status, _) = server.delete(&format!("{base}/tasks/{leaf}"), token).await;
+            assert_eq!(status, 204);
+            model.leaves.retain(|t| *t != leaf);
+            model.links.retain(|(_, p, s)| *p != leaf && *s != leaf);
+        }
+        15 => {
+            // Hierarchy: a leaf into or out of a group, or a group under another.
+            if rng.below(3) == 0 && model.groups.len() > 1 {
+                let (a, b) = (rng.below(model.groups.len()), rng.below(model.groups.len()));
+                let parent = (a != b).then(|| model.groups[b].clone());
+                let (status, body) = server
+                    .patch(
+                        &format!("{base}/tasks/{}", model.groups[a]),
+                        token,
+                        json!({ "parent_id": parent }),
+                    )
+                    .await;
+                // Moving a group under its own subgroup is refused.
+                assert!(status == 200 || status == 422, "{body}");
+            } else {
+                let parent = rng
+                    .pick(&model.groups)
+                    .cloned()
+                    .filter(|_| rng.below(3) > 0);
+                patch_leaf(json!({ "parent_id": parent })).await;
+            }
+        }
+        16 => {
+            let working: Vec<u64> = (1..=7).filter(|_| rng.below(3) > 0).collect();
+            let working = if working.is_empty() { vec![1] } else { working };
+            if rng.below(2) == 0 || model.calendars.is_empty() {
+                let calendar = server
+                    .create(
+                        token,
+                        project,
+                        "calendars",
+                        {
+                            let off = rng.day();
+                            json!({ "name": "cal", "working_days": working, "exceptions": [{ "start": off, "end": off, "name": "off" }] })
+                        },
+                    )
+                    .await;
+                model
+                    .calendars
+                    .push(calendar["id"].as_str().unwrap().to_owned());
+            } else {
+                let calendar = rng.pick(&model.calendars).cloned().unwrap();
+                let (status, row) = server
+                    .patch(
+                        &format!("{base}/calendars/{calendar}"),
+                        token,
+                        json!({ "working_days": working }),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{row}");
+            }
+        }
+        17 => {
+            let calendar = rng.pick(&model.calendars).cloned();
+            if rng.below(4) == 0 {
+                // The project's own calendar and start.
+                let (status, row) = server
+                    .patch(
+                        &base,
+                        token,
+                        json!({ "calendar_id": calendar, "start_date": rng.day() }),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{row}");
+            } else {
+                patch_leaf(json!({ "calendar_id": calendar })).await;
+            }
+        }
+        18 => {
+            // Deleting a calendar clears the references to it (with their task_updated).
+            let Some(calendar) = rng.pick(&model.calendars).cloned() else {
+                return;
+            };
+            let (status, _) = server
+                .delete(&format!("{base}/calendars/{calendar}"), token)
+                .await;
+            assert_eq!(status, 204);
+            model.calendars.retain(|c| *c != calendar);
+        }
+        _ => {
+            // A summary's own start bound reaches every leaf below it.
+            let Some(group) = rng.pick(&model.groups).cloned() else {
+                return;
+            };
+            let start = (rng.below(2) == 0).then(|| rng.day());
+            let (status, row) = server
+                .patch(
+                    &format!("{base}/tasks/{group}"),
+                    token,
+                    json!({ "start_date": start }),
+                )
+                .await;
+            assert_eq!(status, 200, "{row}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn after_random_edits_the_stored_outputs_are_a_full_recompute() {
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    for seed in [0x5eed_0001_u64, 0x5eed_0002, 0x5eed_0003] {
+        let mut rng = Rng(seed);
+        let (status, project) = server
+            .post(
+                "/api/v1/projects",
+                &admin,
+                json!({ "name": format!("random {seed:x}"), "start_date": "2026-03-02" }),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let project = project["id"].as_str().unwrap().to_owned();
+        let probe = probe(&server, &admin, &project).await;
+        let mut model = Model::default();
+        for _ in 0..3 {
+            let group = server
+                .create(&admin, &project, "tasks", json!({ "name": "group" }))
+                .await;
+            model.groups.push(group["id"].as_str().unwrap().to_owned());
+        }
+        for i in 0..12 {
+            let parent = (i % 3 == 0).then(|| model.groups[i % 2].clone());
+            let task = server
+                .create(
+                    &admin,
+                    &project,
+                    "tasks",
+                    json!({ "name": format!("t{i}"), "duration": 1 + i % 4, "parent_id": parent }),
+                )
+                .await;
+            model.leaves.push(task["id"].as_str().unwrap().to_owned());
+        }
+        for round in 0..12 {
+            // Every other round only repairs the cached engine, so that the check after it
+            // sees the incremental path rather than a rebuild that would hide its mistakes.
+            let incremental_only = round % 2 == 1;
+            for _ in 0..12 {
+                random_edit(
+                    &server,
+                    &admin,
+                    &project,
+                    &mut model,
+                    &mut rng,
+                    incremental_only,
+                )
+                .await;
+                // Now and then let the worker catch up, so that edits land both on a warm
+                // cache one at a time and in bursts.
+                if rng.below(8) == 0 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            eprintln!("seed {seed:x} round {round}");
+            assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+        }
+    }
+}
+
+/// A task of its own for [`assert_outputs_are_a_full_recompute`] to edit.
+async fn probe(server: &TestServer, token: &str, project: &str) -> String {
+    let task = server
+        .create(
+            token,
+            project,
+            "tasks",
+            json!({ "name": "probe", "duration": 1 }),
+        )
+        .await;
+    task["id"].as_str().unwrap().to_owned()
+}
+
+/// A chain of `n` tasks, each linked to the next; returns their ids.
+async fn chain(server: &TestServer, token: &str, project: &str, n: usize) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..n {
+        let task = server
+            .create(
+                token,
+                project,
+                "tasks",
+                json!({ "name": format!("c{i}"), "duration": 1 + i % 3 }),
+            )
+            .await;
+        let id = task["id"].as_str().unwrap().to_owned();
+        if let Some(previous) = ids.last() {
+            server
+                .create(
+                    token,
+                    project,
+                    "dependencies",
+                    json!({ "predecessor_id": previous, "successor_id": id }),
+                )
+                .await;
+        }
+        ids.push(id);
+    }
+    ids
+}
+
+async fn set_duration(server: &TestServer, token: &str, project: &str, task: &str, days: u64) {
+    let (status, row) = server
+        .patch(
+            &format!("/api/v1/projects/{project}/tasks/{task}"),
+            token,
+            json!({ "duration": days }),
+        )
+        .await;
+    assert_eq!(status, 200, "{row}");
+}
+
+#[tokio::test]
+async fn the_cached_plan_is_read_again_after_a_wipe_an_import_and_a_restart() {
+    let mut server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let project = server.project(&admin, "Cached").await;
+    let tasks = chain(&server, &admin, &project, 6).await;
+    let probe = probe(&server, &admin, &project).await;
+    let other = server.project(&admin, "Deleted while cached").await;
+    chain(&server, &admin, &other, 3).await;
+    let other_probe = self::probe(&server, &admin, &other).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &other, &other_probe).await;
+
+    // A deleted project leaves the cache; the other one goes on.
+    let (status, _) = server
+        .delete(&format!("/api/v1/projects/{other}"), &admin)
+        .await;
+    assert_eq!(status, 204);
+    set_duration(&server, &admin, &project, &tasks[0], 4).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+
+    // Wipe, then import the same project (same ids) with other durations and the old
+    // outputs: a cache that survived would schedule the old durations.
+    let (status, mut export) = server.get("/api/v1/admin/export", &admin).await;
+    assert_eq!(status, 200);
+    for record in export["projects"][0]["records"].as_array_mut().unwrap() {
+        if record["collection"] == "tasks" {
+            record["record"]["duration"] = json!(7);
+        }
+    }
+    let (status, body) = server
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/admin/projects",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.post("/api/v1/admin/import", &admin, export).await;
+    assert_eq!(status, 200, "{body}");
+    set_duration(&server, &admin, &project, &tasks[5], 2).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+
+    // A change made while the server was down is seen after the restart.
+    if let Some(running) = server.server.take() {
+        running.shutdown().await.expect("clean shutdown");
+    }
+    {
+        let url = format!("sqlite://{}", server.db_path().display());
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE records SET body = json_set(body, '$.duration', 9) WHERE id = ?")
+            .bind(&tasks[1])
+            .execute(&mut db)
+            .await
+            .unwrap();
+    }
+    server.restart_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    set_duration(&server, &admin, &project, &tasks[3], 5).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+}
+
+#[tokio::test]
+async fn a_bryntum_revision_is_followed_like_rest_edits() {
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let project = server.project(&admin, "Bryntum").await;
+    let tasks = chain(&server, &admin, &project, 5).await;
+    let probe = probe(&server, &admin, &project).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+    let mut client = bryntum_support::Client::connect(&server.base).await;
+    client.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let label = json!(project);
+    client.dataset(label.clone()).await;
+    // One revision: durations, a new task linked into the chain, a link across it, and a
+    // removed task (its links go with it).
+    let changes = json!({
+        "tasks": {
+            "added": [{ "$PhantomId": "_new", "name": "new", "duration": 3, "durationUnit": "day" }],
+            "updated": [
+                { "id": tasks[0], "duration": 4, "durationUnit": "day" },
+                { "id": tasks[3], "duration": 2, "durationUnit": "day" }
+            ],
+            "removed": [{ "id": tasks[2] }]
+        },
+        "dependencies": {
+            "added": [
+                { "$PhantomId": "_d1", "from": "_new", "to": tasks[4], "type": 2, "lag": 0 },
+                { "$PhantomId": "_d2", "from": tasks[1], "to": tasks[3], "type": 0, "lag": 1 }
+            ]
+        }
+    });
+    client.change(&label, "local-1", changes).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
 }

@@ -50,15 +50,19 @@ impl TestServer {
 
     /// Stops the server and starts a new one on the same data directory.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::restart`], with the configuration adjusted.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
         if let Some(server) = self.server.take() {
             server.shutdown().await.expect("clean shutdown");
         }
-        let server = start(
-            config(self.dir.path().to_path_buf()),
-            "127.0.0.1:0".parse().unwrap(),
-        )
-        .await
-        .expect("server restarts");
+        let mut config = config(self.dir.path().to_path_buf());
+        adjust(&mut config);
+        let server = start(config, "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("server restarts");
         self.base = format!("http://{}", server.address);
         self.server = Some(server);
     }
