@@ -7,7 +7,7 @@
 
 use crate::collections;
 use crate::tx::Tx;
-use crate::validate::{parse_date, parse_day};
+use crate::validate::{parse_date, parse_day, parse_exclusive_end_day};
 use crate::{Domain, DomainResult, OrApi};
 use chrono::NaiveDate;
 use cpm::{
@@ -73,18 +73,27 @@ pub fn is_schedule_input(event: &Event) -> bool {
         | EventType::CalendarDeleted
         | EventType::ProjectCalendarChanged
         | EventType::ProjectUpdated => true,
-        EventType::TaskUpdated => event.payload["changed_fields"]
-            .as_array()
-            .is_none_or(|fields| {
-                fields.iter().filter_map(Value::as_str).any(|name| {
-                    collections::TASKS
-                        .field(name)
-                        .is_some_and(|f| f.schedule_input)
+        EventType::TaskUpdated => {
+            // A manually scheduled task keeps the bar a client placed, and that bar drives its
+            // successors; on any other task the bar is only the client's view of the outputs.
+            let manual = event.data["manually_scheduled"] == json!(true);
+            event.payload["changed_fields"]
+                .as_array()
+                .is_none_or(|fields| {
+                    fields.iter().filter_map(Value::as_str).any(|name| {
+                        collections::TASKS
+                            .field(name)
+                            .is_some_and(|f| f.schedule_input)
+                            || (manual && MANUAL_BAR_FIELDS.contains(&name))
+                    })
                 })
-            }),
+        }
         _ => false,
     }
 }
+
+/// The task fields that hold a manually scheduled task's dates.
+const MANUAL_BAR_FIELDS: &[&str] = &["scheduled_start", "scheduled_finish"];
 
 fn day(body: &serde_json::Map<String, Value>, name: &str) -> Option<NaiveDate> {
     body.get(name).and_then(Value::as_str).and_then(parse_day)
@@ -274,7 +283,12 @@ fn task_input(id: Uuid, body: &serde_json::Map<String, Value>) -> TaskInput {
         deadline: day(body, "deadline"),
         manually_scheduled: body.get("manually_scheduled") == Some(&json!(true)),
         scheduled_start: day(body, "scheduled_start"),
-        scheduled_finish: day(body, "scheduled_finish"),
+        // Stored as the client's exclusive bar end (Bryntum `endDate`); the engine wants the
+        // last working day.
+        scheduled_finish: body
+            .get("scheduled_finish")
+            .and_then(Value::as_str)
+            .and_then(parse_exclusive_end_day),
         percent_complete: body
             .get("percent_complete")
             .and_then(Value::as_f64)

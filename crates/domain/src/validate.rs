@@ -284,6 +284,29 @@ pub fn parse_day(text: &str) -> Option<NaiveDate> {
         .map(|at| at.naive_local().date())
 }
 
+/// The last calendar day an exclusive end covers: a bar ending at midnight (or on a bare
+/// date) stops the day before, one ending later in the day covers that day.
+pub fn parse_exclusive_end_day(text: &str) -> Option<NaiveDate> {
+    let at_midnight = |at: NaiveDateTime| {
+        if at.time() == chrono::NaiveTime::MIN {
+            at.date().pred_opt()
+        } else {
+            Some(at.date())
+        }
+    };
+    if let Some(date) = parse_date(text) {
+        return date.pred_opt();
+    }
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
+        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
+            return at_midnight(at);
+        }
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|at| at_midnight(at.naive_local()))
+}
+
 /// The ids a record refers to, with the field and target collection of each.
 pub fn references(
     collection: &Collection,
@@ -329,6 +352,21 @@ pub fn references(
 mod tests {
     use super::*;
     use crate::collections::{DEPENDENCIES, TASKS};
+
+    #[test]
+    fn an_exclusive_end_covers_the_day_before_midnight() {
+        let day = |t: &str| parse_exclusive_end_day(t).map(|d| d.to_string());
+        assert_eq!(day("2026-03-04").as_deref(), Some("2026-03-03"));
+        assert_eq!(day("2026-03-04T00:00:00").as_deref(), Some("2026-03-03"));
+        assert_eq!(day("2026-03-04T00:00:00Z").as_deref(), Some("2026-03-03"));
+        assert_eq!(day("2026-03-04T17:00").as_deref(), Some("2026-03-04"));
+        assert_eq!(
+            day("2026-03-04T12:30:00+02:00").as_deref(),
+            Some("2026-03-04")
+        );
+        assert_eq!(day("March 4"), None);
+        assert_eq!(day("-262143-01-01"), None);
+    }
 
     #[test]
     fn keeps_unknown_fields_and_drops_server_fields() {

@@ -956,3 +956,95 @@ async fn a_bryntum_revision_is_followed_like_rest_edits() {
     client.change(&label, "local-1", changes).await;
     assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
 }
+
+/// Waits (bounded) until `task`'s stored `early_start` is `expected`.
+async fn wait_for_early_start(
+    server: &TestServer,
+    token: &str,
+    project: &str,
+    task: &str,
+    expected: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, row) = server
+            .get(&format!("/api/v1/projects/{project}/tasks/{task}"), token)
+            .await;
+        if row["early_start"] == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{task} never started on {expected}: {row}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn moving_only_a_manual_tasks_bar_reschedules_its_successors() {
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let (status, project) = server
+        .post(
+            "/api/v1/projects",
+            &admin,
+            json!({ "name": "Manual", "start_date": "2026-03-02" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let project = project["id"].as_str().unwrap().to_owned();
+    let manual = server
+        .create(
+            &admin,
+            &project,
+            "tasks",
+            json!({ "name": "Fixed", "duration": 2, "manually_scheduled": true,
+                    "scheduled_start": "2026-03-02", "scheduled_finish": "2026-03-04" }),
+        )
+        .await;
+    let next = server
+        .create(
+            &admin,
+            &project,
+            "tasks",
+            json!({ "name": "Next", "duration": 1 }),
+        )
+        .await;
+    server
+        .create(
+            &admin,
+            &project,
+            "dependencies",
+            json!({ "predecessor_id": manual["id"], "successor_id": next["id"] }),
+        )
+        .await;
+    let next_id = next["id"].as_str().unwrap();
+    // Fixed holds Mon 2 – Tue 3 (the bar's end is exclusive), so Next starts Wed 4.
+    wait_for_early_start(&server, &admin, &project, next_id, "2026-03-04").await;
+
+    // Only the bar moves, a week later: nothing else is a schedule input, yet Next follows.
+    let (status, body) = server
+        .patch(
+            &format!(
+                "/api/v1/projects/{project}/tasks/{}",
+                manual["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({ "scheduled_start": "2026-03-09", "scheduled_finish": "2026-03-11" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_early_start(&server, &admin, &project, next_id, "2026-03-11").await;
+    let (_, schedule) = server
+        .get(&format!("/api/v1/projects/{project}/schedule"), &admin)
+        .await;
+    let listed = schedule["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == next["id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(listed["early_start"], "2026-03-11", "{schedule}");
+}
