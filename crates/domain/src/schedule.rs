@@ -599,31 +599,30 @@ impl Domain {
         actor: Option<&crate::Actor>,
         project_id: Uuid,
     ) -> DomainResult<ProjectInput> {
-        let mut ops = self.store.read().await.or_api()?;
+        // One snapshot, so tasks, links and calendars all come from the same moment.
+        let mut ops = self.store.snapshot().await.or_api()?;
         if let Some(actor) = actor {
             crate::access::project_role(&mut *ops, project_id, actor).await?;
         }
         load_input(&mut *ops, project_id).await
     }
 
-    /// Reads a project's [`Plan`] for the scheduler worker, inside a write transaction so
-    /// that nothing commits while it reads: `on_snapshot` is called with the project's latest
-    /// seq before the records are read, and every event committed later has a greater seq.
-    /// `None` when the project does not exist.
+    /// Reads a project's [`Plan`] for the scheduler worker from one snapshot, without holding
+    /// up writers: `on_snapshot` is called with the project's seq as of that snapshot before
+    /// the records are read, so the plan holds exactly the events up to that seq and every
+    /// event committed later has a greater one. `None` when the project does not exist.
     pub async fn load_plan(
         &self,
         project_id: Uuid,
         on_snapshot: impl FnOnce(i64) + Send,
     ) -> DomainResult<Option<Plan>> {
-        let mut tx = Tx::begin(self, None).await?;
-        let seq = tx
-            .ops()
+        let mut ops = self.store.snapshot().await.or_api()?;
+        let seq = ops
             .latest_seq(StreamKey::Project(project_id))
             .await
             .or_api()?;
         on_snapshot(seq);
-        // Dropped without commit: nothing was written.
-        load_plan(tx.ops(), project_id, seq).await
+        load_plan(&mut *ops, project_id, seq).await
     }
 
     /// Writes the outputs of the tasks that moved (tasks deleted meanwhile are skipped), then

@@ -49,28 +49,60 @@ struct Feed {
     token: u64,
     /// The seq of the project's next event. Events at or below the seq the plan was read at
     /// are already in it; one above this seq means an event went missing or came out of
-    /// order, and only reading the project again is then safe.
-    next_seq: i64,
+    /// order, and only reading the project again is then safe. `None` while the plan's
+    /// snapshot is not taken yet: events then wait in `early`, since the feed is registered
+    /// before the snapshot so that no commit can fall between the two.
+    next_seq: Option<i64>,
+    early: Vec<(i64, PlanEffect)>,
     changes: Vec<(i64, PlanChange)>,
     /// The changes can no longer be followed: read the project again.
     broken: bool,
 }
 
 impl Feed {
+    fn awaiting_snapshot(token: u64) -> Feed {
+        Feed {
+            token,
+            next_seq: None,
+            early: Vec::new(),
+            changes: Vec::new(),
+            broken: false,
+        }
+    }
+
+    /// The plan was read as of `seq`: what came before it is in the plan, the rest follows.
+    fn snapshot_taken(&mut self, seq: i64) {
+        self.next_seq = Some(seq + 1);
+        for (seq, effect) in std::mem::take(&mut self.early) {
+            self.record(seq, effect);
+        }
+    }
+
     fn break_off(&mut self) {
         self.broken = true;
+        self.early = Vec::new();
         self.changes = Vec::new();
     }
 
     fn record(&mut self, seq: i64, effect: PlanEffect) {
-        if self.broken || seq < self.next_seq {
+        if self.broken {
             return;
         }
-        if seq > self.next_seq {
+        let Some(next_seq) = self.next_seq else {
+            self.early.push((seq, effect));
+            if self.early.len() > MAX_QUEUED_CHANGES {
+                self.break_off();
+            }
+            return;
+        };
+        if seq < next_seq {
+            return;
+        }
+        if seq > next_seq {
             self.break_off();
             return;
         }
-        self.next_seq += 1;
+        self.next_seq = Some(next_seq + 1);
         match effect {
             PlanEffect::Change(change) => {
                 self.changes.push((seq, change));
@@ -262,19 +294,21 @@ impl Worker {
         project: Uuid,
     ) -> domain::DomainResult<Option<(Cached, Vec<(i64, PlanChange)>)>> {
         let token = self.tick();
+        // Followed from before the snapshot: a commit that lands after the snapshot reaches
+        // the feed, one that landed before it is in the plan.
+        self.shared
+            .lock()
+            .feeds
+            .insert(project, Feed::awaiting_snapshot(token));
         let shared = self.shared.clone();
         let plan = self
             .domain
             .load_plan(project, move |seq| {
-                shared.lock().feeds.insert(
-                    project,
-                    Feed {
-                        token,
-                        next_seq: seq + 1,
-                        changes: Vec::new(),
-                        broken: false,
-                    },
-                );
+                if let Some(feed) = shared.lock().feeds.get_mut(&project)
+                    && feed.token == token
+                {
+                    feed.snapshot_taken(seq);
+                }
             })
             .await;
         let plan = match plan {
@@ -505,4 +539,67 @@ fn advance(
         critical_path: engine.critical_path(),
         moved,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deleted(n: u128) -> PlanEffect {
+        PlanEffect::Change(PlanChange::TaskDeleted(Uuid::from_u128(n)))
+    }
+
+    fn seqs(feed: &Feed) -> Vec<i64> {
+        feed.changes.iter().map(|(seq, _)| *seq).collect()
+    }
+
+    #[test]
+    fn events_before_the_snapshot_wait_and_only_the_later_ones_follow() {
+        let mut feed = Feed::awaiting_snapshot(1);
+        for seq in 5..=8 {
+            feed.record(seq, deleted(seq as u128));
+        }
+        assert!(
+            feed.changes.is_empty(),
+            "nothing follows before the snapshot"
+        );
+        // The snapshot saw up to seq 6: 7 and 8 came after it.
+        feed.snapshot_taken(6);
+        assert_eq!(seqs(&feed), [7, 8]);
+        assert!(!feed.broken);
+        feed.record(9, PlanEffect::None);
+        feed.record(10, deleted(10));
+        assert_eq!(seqs(&feed), [7, 8, 10]);
+        assert_eq!(feed.next_seq, Some(11));
+    }
+
+    #[test]
+    fn a_gap_before_or_after_the_snapshot_breaks_the_feed() {
+        let mut feed = Feed::awaiting_snapshot(1);
+        feed.record(5, deleted(5));
+        feed.record(7, deleted(7));
+        feed.snapshot_taken(4);
+        assert!(feed.broken, "6 went missing");
+        assert!(feed.changes.is_empty() && feed.early.is_empty());
+
+        let mut feed = Feed::awaiting_snapshot(2);
+        feed.snapshot_taken(3);
+        feed.record(4, deleted(4));
+        feed.record(6, deleted(6));
+        assert!(feed.broken, "5 went missing");
+    }
+
+    #[test]
+    fn what_the_plan_cannot_follow_breaks_the_feed_even_while_waiting() {
+        let mut feed = Feed::awaiting_snapshot(1);
+        feed.record(3, PlanEffect::Reload);
+        feed.snapshot_taken(2);
+        assert!(feed.broken);
+
+        let mut feed = Feed::awaiting_snapshot(1);
+        for seq in 1..=(MAX_QUEUED_CHANGES as i64 + 1) {
+            feed.record(seq, PlanEffect::None);
+        }
+        assert!(feed.broken, "the wait is bounded");
+    }
 }

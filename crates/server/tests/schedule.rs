@@ -1048,3 +1048,64 @@ async fn moving_only_a_manual_tasks_bar_reschedules_its_successors() {
         .unwrap();
     assert_eq!(listed["early_start"], "2026-03-11", "{schedule}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_racing_the_first_read_of_a_plan_are_all_followed() {
+    let mut server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let project = server.project(&admin, "Racing").await;
+    let tasks = chain(&server, &admin, &project, 40).await;
+    let probe = probe(&server, &admin, &project).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+
+    // After a restart the cache is empty: the first commit makes the worker read the plan
+    // from a snapshot while the other writers keep committing, so some of their changes
+    // land in the snapshot and the rest must reach the feed, none twice and none lost.
+    server.restart_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let writers = tasks.iter().enumerate().map(|(i, task)| {
+        let (server, admin, project) = (&server, &admin, &project);
+        async move {
+            set_duration(server, admin, project, task, 1 + (i as u64 * 7) % 5).await;
+        }
+    });
+    futures::future::join_all(writers).await;
+    // No further commit follows, so a change the worker missed would never be repaired by a
+    // later read: the stored outputs must come to equal a full recompute on their own.
+    outputs_come_to_equal_a_full_recompute(&server, &admin, &project).await;
+    assert_outputs_are_a_full_recompute(&server, &admin, &project, &probe).await;
+}
+
+/// Waits (bounded) until every task's stored outputs equal what `GET …/schedule` computes.
+async fn outputs_come_to_equal_a_full_recompute(server: &TestServer, token: &str, project: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, schedule) = server
+            .get(&format!("/api/v1/projects/{project}/schedule"), token)
+            .await;
+        let (_, tasks) = server
+            .get(
+                &format!("/api/v1/projects/{project}/tasks?limit=10000"),
+                token,
+            )
+            .await;
+        let tasks = tasks.as_array().unwrap();
+        let differing: Vec<&Value> = schedule["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|want| {
+                let stored = tasks.iter().find(|t| t["id"] == want["id"]);
+                stored.is_none_or(|stored| OUTPUTS.iter().any(|f| stored[f] != want[f]))
+            })
+            .collect();
+        if differing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stored outputs never matched a full recompute: {differing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

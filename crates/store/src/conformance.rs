@@ -119,6 +119,39 @@ pub async fn rollback_leaves_nothing(store: &dyn Store) {
     tx.commit().await.unwrap();
 }
 
+/// A snapshot sees the database as of its first read: records and seqs committed after it
+/// stay invisible to it, while a plain read sees them; and it does not hold up the writer.
+pub async fn snapshots_are_consistent(store: &dyn Store) {
+    let id = Uuid::now_v7();
+    let stream = StreamKey::Project(id);
+    let mut tx = store.write().await.unwrap();
+    tx.insert_project(&project(id)).await.unwrap();
+    tx.append_event(event(stream)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut snapshot = store.snapshot().await.unwrap();
+    assert_eq!(snapshot.latest_seq(stream).await.unwrap(), 1);
+    let other = Uuid::now_v7();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_project(&project(other)).await.unwrap();
+    tx.append_event(event(stream)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    assert_eq!(
+        snapshot.latest_seq(stream).await.unwrap(),
+        1,
+        "seq as of the snapshot"
+    );
+    assert!(
+        snapshot.get_project(other).await.unwrap().is_none(),
+        "a later commit is invisible to the snapshot"
+    );
+    assert!(snapshot.get_project(id).await.unwrap().is_some());
+    let mut fresh = store.read().await.unwrap();
+    assert_eq!(fresh.latest_seq(stream).await.unwrap(), 2);
+    assert!(fresh.get_project(other).await.unwrap().is_some());
+}
+
 /// Writers from many tasks are serialized: one stream's seqs stay consecutive.
 pub async fn concurrent_writers_serialize(store: Arc<dyn Store>) {
     let stream = StreamKey::Project(Uuid::now_v7());

@@ -128,6 +128,10 @@ pub trait WriteTx: Ops {
 pub trait Store: Send + Sync + 'static {
     /// A handle for reads, outside any write transaction.
     async fn read(&self) -> StoreResult<Box<dyn Ops>>;
+    /// A handle whose reads all see the database as of one moment (fixed by its first read),
+    /// without holding up writers: for a reader that must combine several queries, such as
+    /// a project's whole plan and the seq it is current at.
+    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>>;
     /// Starts a write transaction. Writers are serialized: a second caller waits.
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>>;
     /// Cheap liveness check for `/healthz`.

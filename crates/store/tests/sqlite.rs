@@ -23,6 +23,12 @@ async fn rollback_leaves_nothing() {
     conformance::rollback_leaves_nothing(&*store).await;
 }
 
+#[tokio::test]
+async fn snapshots_are_consistent() {
+    let (_dir, store) = fresh().await;
+    conformance::snapshots_are_consistent(&*store).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_serialize() {
     let (_dir, store) = fresh().await;

@@ -98,6 +98,14 @@ impl Store for SqliteStore {
         Ok(Box::new(SqliteOps::new(conn)))
     }
 
+    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>> {
+        // A deferred read transaction in WAL mode: its first read fixes the snapshot, later
+        // commits stay invisible to it, and the writer is never blocked. Dropping it rolls
+        // back, which for a read only ends it.
+        let tx = self.readers.begin().await.map_err(db_error)?;
+        Ok(Box::new(SqliteOps::new(tx)))
+    }
+
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
         let tx = self
             .writer
