@@ -5,6 +5,7 @@
 //! Lock order, everywhere: `streams` → a stream's `state` → a subscriber's `state`; `roster` is
 //! taken alone. No lock is held across an `.await`.
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use proto::{Event, StreamKey};
 use std::collections::HashMap;
@@ -126,7 +127,14 @@ impl StreamShared {
             state.head = seq;
         }
         let mut frames: Vec<Option<Option<bytes::Bytes>>> = vec![None; ctx.dialects.len()];
+        // Read once per event, not per subscriber. The pump runs after the commit, so an event
+        // committed after a session expired is always seen here at or after the expiry.
+        let now = Utc::now().timestamp_micros();
         for sub in &state.subs {
+            if sub.expired(now) {
+                sub.close(CloseReason::SessionExpired);
+                continue;
+            }
             let frame = if sub.passes(event) {
                 frames[sub.dialect]
                     .get_or_insert_with(|| ctx.dialects[sub.dialect].encode(event, false))
@@ -427,6 +435,30 @@ impl Hub {
             }
         }
         closed
+    }
+
+    /// The node's periodic sweep, one pass over every subscriber: subscriptions whose
+    /// session expired by `now` are closed ([`CloseReason::SessionExpired`]), and those in
+    /// `heartbeat_slot` (see [`SubscribeRequest::heartbeat_slot`]) get a
+    /// [`Delivery::Heartbeat`]; an idle one also gives back its queue's buffer. Returns how
+    /// many subscriptions expired.
+    pub fn sweep(&self, heartbeat_slot: Option<u32>, now: DateTime<Utc>) -> usize {
+        let now = now.timestamp_micros();
+        let streams = lock(&self.inner.streams);
+        let mut expired = 0;
+        for entry in streams.values() {
+            let state = lock(&entry.shared.state);
+            for sub in &state.subs {
+                if sub.expired(now) {
+                    if sub.close(CloseReason::SessionExpired) {
+                        expired += 1;
+                    }
+                } else if heartbeat_slot.is_some() && sub.heartbeat_slot == heartbeat_slot {
+                    sub.heartbeat();
+                }
+            }
+        }
+        expired
     }
 
     /// Who is connected to a project on this node, sorted by display name.

@@ -2,6 +2,7 @@
 //! transport polls. Catch-up from the log runs on the reader's task, never on the publisher's.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use proto::{Event, StreamKey};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,6 +51,19 @@ pub struct SubscribeRequest {
     pub presence: Option<String>,
     /// `None` takes the hub's default.
     pub limits: Option<QueueLimits>,
+    /// When the login session behind the connection expires. From then on the subscription is
+    /// closed with [`CloseReason::SessionExpired`]: at the first event the hub handles at or
+    /// after that time, at the first log read of a catch-up, or at the next [`Hub::sweep`]
+    /// (for a connection that receives nothing), whichever comes first.
+    ///
+    /// [`Hub::sweep`]: crate::Hub::sweep
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `Some(slot)`: every [`Hub::sweep`] of that slot makes [`Subscription::recv`] return one
+    /// [`Delivery::Heartbeat`], the transport's cue to ping (or keep alive) the client. One
+    /// sweep for every connection of a node replaces a timer per connection.
+    ///
+    /// [`Hub::sweep`]: crate::Hub::sweep
+    pub heartbeat_slot: Option<u32>,
 }
 
 impl SubscribeRequest {
@@ -64,6 +78,8 @@ impl SubscribeRequest {
             session_id: None,
             presence: None,
             limits: None,
+            expires_at: None,
+            heartbeat_slot: None,
         }
     }
 }
@@ -79,13 +95,17 @@ pub enum CloseReason {
     LogUnavailable,
     /// The server is going away; reconnect elsewhere with `since`.
     Shutdown,
+    /// The login session the connection authenticated with reached its expiry.
+    SessionExpired,
 }
 
 impl CloseReason {
     /// The WebSocket close code of CONTRACT §6 (SSE simply ends the stream).
     pub fn ws_close_code(self) -> u16 {
         match self {
-            CloseReason::AccessRevoked | CloseReason::LoggedOut => 4003,
+            CloseReason::AccessRevoked | CloseReason::LoggedOut | CloseReason::SessionExpired => {
+                4003
+            }
             CloseReason::LogUnavailable => 1011,
             CloseReason::Shutdown => 1001,
         }
@@ -103,6 +123,10 @@ pub enum Delivery {
     /// The subscription is over: close the socket (see [`CloseReason::ws_close_code`]) or end the
     /// SSE stream. Every later call returns it again.
     Closed(CloseReason),
+    /// The subscription's heartbeat slot was swept (see [`SubscribeRequest::heartbeat_slot`]):
+    /// time to ping the client. Only [`Subscription::recv`] returns it, never
+    /// [`Subscription::try_recv`], so it never lands in the middle of a batch.
+    Heartbeat,
 }
 
 /// A snapshot of a subscriber's queue, for tests and metrics.
@@ -129,6 +153,8 @@ pub(crate) struct SubState {
     pub(crate) last: i64,
     pub(crate) live: bool,
     closed: Option<CloseReason>,
+    /// A sweep of the subscription's heartbeat slot that `recv` has not reported yet.
+    heartbeat: bool,
     peak_events: usize,
     peak_bytes: usize,
     overflows: u64,
@@ -143,6 +169,10 @@ pub(crate) struct SubShared {
     pub(crate) limits: QueueLimits,
     pub(crate) user_id: Uuid,
     pub(crate) session_id: Option<Uuid>,
+    /// The session's expiry in Unix microseconds, `i64::MAX` without one: compared for every
+    /// subscriber on every event, so a plain integer.
+    pub(crate) expires_at: i64,
+    pub(crate) heartbeat_slot: Option<u32>,
     pub(crate) state: Mutex<SubState>,
     notify: Notify,
 }
@@ -156,12 +186,15 @@ impl SubShared {
             limits,
             user_id: req.user_id,
             session_id: req.session_id,
+            expires_at: req.expires_at.map_or(i64::MAX, |at| at.timestamp_micros()),
+            heartbeat_slot: req.heartbeat_slot,
             state: Mutex::new(SubState {
                 queue: VecDeque::new(),
                 bytes: 0,
                 last,
                 live,
                 closed: None,
+                heartbeat: false,
                 peak_events: 0,
                 peak_bytes: 0,
                 overflows: 0,
@@ -169,6 +202,26 @@ impl SubShared {
             }),
             notify: Notify::new(),
         }
+    }
+
+    /// True when the subscription's session has expired by `now` (Unix microseconds).
+    pub(crate) fn expired(&self, now: i64) -> bool {
+        self.expires_at <= now
+    }
+
+    /// A sweep of this subscriber's slot: the reader is told to ping its client. An empty
+    /// queue also gives its buffer back: the connection is idle, and it should not keep the
+    /// capacity of its largest burst until the next one.
+    pub(crate) fn heartbeat(&self) {
+        let mut s = lock(&self.state);
+        if s.closed.is_some() {
+            return;
+        }
+        if s.queue.is_empty() && s.queue.capacity() > 0 {
+            s.queue = VecDeque::new();
+        }
+        s.heartbeat = true;
+        self.notify.notify_one();
     }
 
     pub(crate) fn passes(&self, event: &Event) -> bool {
@@ -272,7 +325,7 @@ impl Subscription {
     /// beside the socket's reads and timers without losing anything.
     pub async fn recv(&mut self) -> Delivery {
         loop {
-            match self.next_ready() {
+            match self.next_ready(true) {
                 Next::Ready(delivery) => return delivery,
                 Next::CatchUp { after } => {
                     // Boxed: catching up is rare, and inline its state (a log read) would be
@@ -289,16 +342,21 @@ impl Subscription {
     /// A delivery that is ready now, without waiting or reading the log, so a transport can
     /// batch several frames into one write. `None` means call [`Subscription::recv`].
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        match self.next_ready() {
+        match self.next_ready(false) {
             Next::Ready(delivery) => Some(delivery),
             Next::CatchUp { .. } | Next::Wait => None,
         }
     }
 
-    fn next_ready(&mut self) -> Next {
+    fn next_ready(&mut self, heartbeat: bool) -> Next {
         let mut s = lock(&self.shared.state);
         if let Some(reason) = s.closed {
             return Next::Ready(Delivery::Closed(reason));
+        }
+        // Before queued frames: a busy connection is pinged on time like an idle one.
+        if heartbeat && s.heartbeat {
+            s.heartbeat = false;
+            return Next::Ready(Delivery::Heartbeat);
         }
         if let Some(delivery) = self.initial.take() {
             return Next::Ready(delivery);
@@ -322,6 +380,11 @@ impl Subscription {
     async fn catch_up(&mut self, after: i64) -> Option<Delivery> {
         let ctx = &self.hub.ctx;
         let key = self.stream.key;
+        // A log read may hold events committed after the session expired; none may go out.
+        if self.shared.expired(Utc::now().timestamp_micros()) {
+            self.shared.close(CloseReason::SessionExpired);
+            return Some(Delivery::Closed(CloseReason::SessionExpired));
+        }
         let head = self.stream.head();
         if head - after > ctx.config.max_replay {
             return Some(self.resync());

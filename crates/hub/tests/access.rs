@@ -321,3 +321,83 @@ async fn a_filter_hides_other_projects_live_in_replay_and_in_catch_up() {
     assert_eq!(sse_ids.len(), 2 * 200 + 1);
     drop(committed);
 }
+
+/// The node's sweep: a subscription in the swept heartbeat slot gets one heartbeat however
+/// many sweeps came before it read (and never from `try_recv`, so never inside a batch); one
+/// in another slot or without a slot gets none.
+#[tokio::test]
+async fn a_sweep_sends_heartbeats_to_its_slot_only() {
+    let s = setup().await;
+    let stream = StreamKey::Project(Uuid::now_v7());
+    let slotted = |slot: Option<u32>| {
+        let mut req = SubscribeRequest::new(stream, s.ws, Uuid::now_v7());
+        req.heartbeat_slot = slot;
+        req
+    };
+    let mut one = s.hub.subscribe(slotted(Some(1))).await.unwrap();
+    let mut two = s.hub.subscribe(slotted(Some(2))).await.unwrap();
+    let mut none = s.hub.subscribe(slotted(None)).await.unwrap();
+    s.hub.sweep(Some(1), chrono::Utc::now());
+    s.hub.sweep(Some(1), chrono::Utc::now());
+    assert_eq!(one.try_recv(), None);
+    assert_eq!(next(&mut one).await, Delivery::Heartbeat);
+    let committed = s.commit(stream, EventType::TaskCreated).await;
+    // Exactly one heartbeat: the event comes next.
+    assert_eq!(json(&next(&mut one).await)["seq"], committed.seq.unwrap());
+    for sub in [&mut two, &mut none] {
+        assert_eq!(json(&next(sub).await)["seq"], committed.seq.unwrap());
+    }
+}
+
+/// A subscription whose session expired is closed: by the sweep when it is idle, and before
+/// any event the hub handles after the expiry when it is not; one without expiry stays.
+#[tokio::test]
+async fn an_expired_session_closes_its_subscriptions() {
+    let s = setup().await;
+    let stream = StreamKey::Project(Uuid::now_v7());
+    let expiring = |at: chrono::DateTime<chrono::Utc>| {
+        let mut req = SubscribeRequest::new(stream, s.ws, Uuid::now_v7());
+        req.expires_at = Some(at);
+        req
+    };
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let future = chrono::Utc::now() + chrono::Duration::hours(1);
+    let mut idle = s.hub.subscribe(expiring(past)).await.unwrap();
+    let mut busy = s.hub.subscribe(expiring(past)).await.unwrap();
+    let mut later = s.hub.subscribe(expiring(future)).await.unwrap();
+    let mut forever = s.sub(stream, None).await;
+
+    // The event reaches neither expired subscription: the hub closes them first.
+    let committed = s.commit(stream, EventType::TaskCreated).await;
+    for sub in [&mut later, &mut forever] {
+        assert_eq!(json(&next(sub).await)["seq"], committed.seq.unwrap());
+    }
+    assert_eq!(
+        next(&mut busy).await,
+        Delivery::Closed(CloseReason::SessionExpired)
+    );
+    assert_eq!(CloseReason::SessionExpired.ws_close_code(), 4003);
+    // Already closed by that delivery, so the sweep finds nothing more to close.
+    assert_eq!(s.hub.sweep(None, chrono::Utc::now()), 0);
+    assert_eq!(
+        next(&mut idle).await,
+        Delivery::Closed(CloseReason::SessionExpired)
+    );
+
+    // An idle one is closed by the sweep alone.
+    let stream = StreamKey::Project(Uuid::now_v7());
+    let mut req = SubscribeRequest::new(stream, s.ws, Uuid::now_v7());
+    req.expires_at = Some(future);
+    let mut quiet = s.hub.subscribe(req).await.unwrap();
+    assert_eq!(s.hub.sweep(None, chrono::Utc::now()), 0);
+    assert_eq!(quiet.try_recv(), None);
+    // At `future`, `later` expires too; `forever` has no expiry.
+    assert_eq!(s.hub.sweep(None, future), 2);
+    for sub in [&mut quiet, &mut later] {
+        assert_eq!(
+            next(sub).await,
+            Delivery::Closed(CloseReason::SessionExpired)
+        );
+    }
+    assert_eq!(forever.try_recv(), None);
+}

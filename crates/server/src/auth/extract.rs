@@ -16,6 +16,8 @@ use uuid::Uuid;
 pub struct Authed {
     pub actor: Actor,
     pub session_id: Uuid,
+    /// When the session expires; live connections opened with it end then.
+    pub session_expires_at: store::Timestamp,
     pub user: UserRow,
 }
 
@@ -91,6 +93,7 @@ impl Authed {
                 tab_id: tab_id(headers)?,
             },
             session_id: session.id,
+            session_expires_at: session.expires_at,
             user,
         })
     }

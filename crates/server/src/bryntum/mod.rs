@@ -222,8 +222,16 @@ struct LoggedIn {
     user: UserRow,
     name: String,
     session_id: Option<Uuid>,
+    /// When the ticket's session expires (a password login has no session).
+    expires_at: Option<store::Timestamp>,
     /// Closes when the login session ends or the user is deactivated (the hub's eviction).
     watch: Option<hub::Subscription>,
+}
+
+impl LoggedIn {
+    fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= chrono::Utc::now())
+    }
 }
 
 struct Conn {
@@ -313,10 +321,18 @@ impl Conn {
                     Delivery::Closed(hub::CloseReason::LoggedOut) => {
                         Flow::Close(CLOSE_FORBIDDEN, "the session ended")
                     }
+                    Delivery::Closed(hub::CloseReason::SessionExpired) => {
+                        Flow::Close(CLOSE_FORBIDDEN, "the session expired")
+                    }
                     Delivery::Closed(_) => Flow::Close(CLOSE_FORBIDDEN, "access was revoked"),
                     _ => Flow::Continue,
                 },
                 event = recv_sub(&mut self.sub) => match event {
+                    // The room's feed runs apart from the hub's sweep and may bring an event
+                    // committed after the session expired before the eviction arrives.
+                    SubEvent::Room(_) if self.user.as_ref().is_some_and(LoggedIn::expired) => {
+                        Flow::Close(CLOSE_FORBIDDEN, "the session expired")
+                    }
                     SubEvent::Room(message) => match self.room_message(message).await {
                         Ok(RoomOut::Replies(replies)) => send_all(&mut socket, replies).await,
                         Ok(RoomOut::Frame(text)) => send_frame(&mut socket, text).await,
@@ -408,10 +424,12 @@ impl Conn {
                 _ => Err("login and password, or a ticket, are required".to_owned()),
             }
         };
-        let (user, session_id) = match found {
+        let (user, session) = match found {
             Ok(found) => found,
             Err(message) => return fail("login", message),
         };
+        let session_id = session.map(|(id, _)| id);
+        let expires_at = session.map(|(_, at)| at);
         // A second login on one socket replaces the first.
         self.logout_quietly();
         let name = user
@@ -422,6 +440,7 @@ impl Conn {
         let mut request =
             SubscribeRequest::new(StreamKey::User(user.id), self.state.live.ws, user.id);
         request.session_id = session_id;
+        request.expires_at = expires_at;
         request.filter = Some(Arc::new(|_| false));
         let watch = self.state.live.hub().subscribe(request).await.ok();
         let shared = &self.state.bryntum;
@@ -438,6 +457,7 @@ impl Conn {
             user,
             name: name.clone(),
             session_id,
+            expires_at,
             watch,
         });
         let users = protocol::message("users", json!({ "users": shared.user_names() }));
@@ -458,7 +478,7 @@ impl Conn {
         &self,
         login: &str,
         password: &str,
-    ) -> Result<(UserRow, Option<Uuid>), String> {
+    ) -> Result<(UserRow, Option<(Uuid, store::Timestamp)>), String> {
         if login.len() > 254 || password.len() > domain::accounts::MAX_PASSWORD_BYTES {
             return Err("wrong login or password".into());
         }
@@ -472,7 +492,11 @@ impl Conn {
             .map_err(|_| "wrong login or password".to_owned())
     }
 
-    async fn login_ticket(&self, ticket: &str) -> Result<(UserRow, Option<Uuid>), String> {
+    /// The ticket's user and their session with its expiry.
+    async fn login_ticket(
+        &self,
+        ticket: &str,
+    ) -> Result<(UserRow, Option<(Uuid, store::Timestamp)>), String> {
         let refused = || "the ticket is unknown, expired or spent".to_owned();
         if ticket.len() > 256 {
             return Err(refused());
@@ -484,7 +508,7 @@ impl Conn {
             .await
             .map_err(|e| e.message)?
             .ok_or_else(refused)?;
-        let (_, user) = self
+        let (session, user) = self
             .state
             .domain
             .session_user(row.session_id)
@@ -494,7 +518,7 @@ impl Conn {
         if user.id != row.user_id || !user.is_active {
             return Err(refused());
         }
-        Ok((user, Some(row.session_id)))
+        Ok((user, Some((row.session_id, session.expires_at))))
     }
 
     async fn projects(&mut self) -> Replies {
@@ -607,6 +631,7 @@ impl Conn {
             user.user.id,
         );
         request.session_id = user.session_id;
+        request.expires_at = user.expires_at;
         request.filter = Some(Arc::new(|_| false));
         let access = match self.state.live.hub().subscribe(request).await {
             Ok(access) => access,
@@ -930,6 +955,7 @@ impl Conn {
         match reason {
             hub::CloseReason::Shutdown => Flow::Close(CLOSE_GOING_AWAY, "the server is going away"),
             hub::CloseReason::LoggedOut => Flow::Close(CLOSE_FORBIDDEN, "the session ended"),
+            hub::CloseReason::SessionExpired => Flow::Close(CLOSE_FORBIDDEN, "the session expired"),
             _ => {
                 // Removal, demotion or deactivation: keep the socket if the user may still
                 // read the project (a Viewer may), else unsubscribe it.
@@ -961,6 +987,7 @@ impl Conn {
                             self.user.as_ref().map(|u| u.user.id).unwrap_or_default(),
                         );
                         request.session_id = self.user.as_ref().and_then(|u| u.session_id);
+                        request.expires_at = self.user.as_ref().and_then(|u| u.expires_at);
                         request.filter = Some(Arc::new(|_| false));
                         match self.state.live.hub().subscribe(request).await {
                             Ok(access) => sub.access = access,

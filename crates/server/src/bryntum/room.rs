@@ -189,6 +189,8 @@ async fn feed(
                 }
             }
             Delivery::ResyncRequired { latest_seq } => latest_seq,
+            // The room's subscription asks for none.
+            Delivery::Heartbeat => continue,
             Delivery::Closed(reason) => {
                 if let Some(room) = room.upgrade() {
                     room.send(RoomMessage::Closed(reason));

@@ -4,12 +4,14 @@
 //! a script the status of a failed upgrade, only a close code:
 //! 4001 no usable ticket, 4003 no access, 4404 unknown path, 1001 server going away.
 //! While open: hub deliveries go out as text frames; the server pings every
-//! `ws_ping_interval` and closes (1008 "pong timeout") when two pings in a row went unanswered;
-//! client frames are checked for size (1009), type (1003), rate (1008) and JSON (error frame).
+//! `ws_ping_interval` (cued by the node's sweep through the hub, `live::sweep`) and closes
+//! (1008 "pong timeout") when two pings in a row went unanswered; the session's expiry closes
+//! it with 4003 like a logout; client frames are checked for size (1009), type (1003), rate (1008) and JSON (error frame).
 
 use crate::app::AppState;
 use crate::auth::tickets;
 use crate::http::error;
+use crate::live::ConnectionGuard;
 use crate::transport::read_gate::ReadGate;
 use crate::transport::{parse_position, role_in};
 use axum::extract::rejection::QueryRejection;
@@ -116,7 +118,12 @@ pub async fn project(
         let socket = Box::new(socket);
         async move {
             let Some(guard) = guard else {
-                refuse(socket, CLOSE_GOING_AWAY, "the server is shutting down").await;
+                Box::pin(refuse(
+                    socket,
+                    CLOSE_GOING_AWAY,
+                    "the server is shutting down",
+                ))
+                .await;
                 return;
             };
             // Admission awaits store queries whose futures are far larger than the serving
@@ -124,14 +131,19 @@ pub async fn project(
             let Some((socket, sub)) = Box::pin(admit(&state, socket, project, params)).await else {
                 return;
             };
-            Connection {
-                socket,
-                gate: ReadGate::default(),
-                send_timeout: state.live.config.send_timeout,
-            }
-            .serve(&state, sub)
-            .await;
-            drop(guard);
+            // Served on a task of its own. The upgrade task axum spawned keeps room for
+            // everything it and this closure captured (upgrade settings, the request's query,
+            // the app state) beside the state of whatever it awaits, for as long as it runs;
+            // ending it here frees that, and an idle connection keeps the serving loop's
+            // state alone.
+            tokio::spawn(
+                Connection {
+                    socket,
+                    gate: ReadGate::default(),
+                    guard,
+                }
+                .serve(sub),
+            );
         }
     })
 }
@@ -139,7 +151,11 @@ pub async fn project(
 /// Why a connection is refused before it starts.
 struct Refusal(u16, &'static str);
 
-async fn authenticate(state: &AppState, params: &Params) -> Result<(UserRow, Uuid), Refusal> {
+/// The user, their session and when it expires.
+async fn authenticate(
+    state: &AppState,
+    params: &Params,
+) -> Result<(UserRow, Uuid, store::Timestamp), Refusal> {
     const NO_TICKET: Refusal =
         Refusal(CLOSE_NO_TICKET, "missing, unknown, expired or spent ticket");
     let session = if let Some(ticket) = params.get("ticket") {
@@ -163,7 +179,7 @@ async fn authenticate(state: &AppState, params: &Params) -> Result<(UserRow, Uui
     };
     // The ticket outlives nothing: a session logged out (or a user deactivated) after minting
     // makes it worthless.
-    let (_, user) = state
+    let (row, user) = state
         .domain
         .session_user(session.0)
         .await
@@ -172,7 +188,7 @@ async fn authenticate(state: &AppState, params: &Params) -> Result<(UserRow, Uui
     if user.id != session.1 {
         return Err(NO_TICKET);
     }
-    Ok((user, session.0))
+    Ok((user, session.0, row.expires_at))
 }
 
 async fn may_connect(state: &AppState, project: Uuid, user: &UserRow) -> Result<(), Refusal> {
@@ -198,7 +214,7 @@ async fn admit(
     project: String,
     params: Params,
 ) -> Option<(Box<WebSocket>, hub::Subscription)> {
-    let (user, session_id) = match authenticate(state, &params).await {
+    let (user, session_id, expires_at) = match authenticate(state, &params).await {
         Ok(found) => found,
         Err(Refusal(code, reason)) => {
             refuse(socket, code, reason).await;
@@ -217,6 +233,9 @@ async fn admit(
     let mut request = SubscribeRequest::new(StreamKey::Project(project), live.ws, user.id);
     request.since = parse_position(params.get("since").map(String::as_str));
     request.session_id = Some(session_id);
+    request.expires_at = Some(expires_at);
+    // Pinged by the node's sweep: a timer per connection would cost every idle socket memory.
+    request.heartbeat_slot = Some(live.ping_slot());
     request.presence = Some(user.display_name.clone());
     let sub = match live.hub().subscribe(request).await {
         Ok(sub) => sub,
@@ -244,7 +263,8 @@ async fn admit(
 struct Connection {
     socket: Box<WebSocket>,
     gate: ReadGate,
-    send_timeout: Duration,
+    /// Counts the connection for shutdown, and reaches the live settings.
+    guard: ConnectionGuard,
 }
 
 enum Flow {
@@ -254,9 +274,13 @@ enum Flow {
 }
 
 impl Connection {
+    fn send_timeout(&self) -> Duration {
+        self.guard.feed().config.send_timeout
+    }
+
     async fn send(&mut self, message: Message) -> bool {
         matches!(
-            tokio::time::timeout(self.send_timeout, self.socket.send(message)).await,
+            tokio::time::timeout(self.send_timeout(), self.socket.send(message)).await,
             Ok(Ok(()))
         )
     }
@@ -264,6 +288,7 @@ impl Connection {
     /// Writes `first` and whatever else is ready (up to [`MAX_BATCH`] frames) with one flush,
     /// so a burst costs one syscall instead of one per frame.
     async fn deliver(&mut self, sub: &mut hub::Subscription, first: Delivery) -> Flow {
+        let limit = self.send_timeout();
         let write = async {
             let mut next = first;
             let mut fed = 0;
@@ -276,10 +301,15 @@ impl Connection {
                         closing = Some(reason);
                         break;
                     }
+                    // Never yielded by `try_recv`, and `first` comes from `serve`, which
+                    // handles heartbeats itself.
+                    Delivery::Heartbeat => Bytes::new(),
                 };
                 // Dialect frames are JSON text; a frame that is not UTF-8 would be a bug in
                 // an encoder and is skipped rather than killing the socket.
-                if let Ok(text) = Utf8Bytes::try_from(frame) {
+                if !frame.is_empty()
+                    && let Ok(text) = Utf8Bytes::try_from(frame)
+                {
                     self.socket.feed(Message::Text(text)).await?;
                 }
                 fed += 1;
@@ -294,18 +324,15 @@ impl Connection {
             self.socket.flush().await?;
             Ok::<_, axum::Error>(closing)
         };
-        match tokio::time::timeout(self.send_timeout, write).await {
+        match tokio::time::timeout(limit, write).await {
             Ok(Ok(None)) => Flow::Continue,
             Ok(Ok(Some(reason))) => Flow::Close(reason.ws_close_code(), close_text(reason)),
             Ok(Err(_)) | Err(_) => Flow::Gone,
         }
     }
 
-    async fn serve(mut self, state: &AppState, mut sub: hub::Subscription) {
-        let config = &state.live.config;
-        let period = config.ws_ping_interval;
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async fn serve(mut self, mut sub: hub::Subscription) {
+        let config = &self.guard.feed().config;
         let mut unanswered = 0u8;
         let quota = Quota::per_second(
             NonZeroU32::new(config.ws_frames_per_second).unwrap_or(NonZeroU32::MIN),
@@ -318,7 +345,21 @@ impl Connection {
                 // Boxed: the write's state (frames in flight, its timeout's timer) exists only
                 // while writing; inline it would be part of every idle connection's task. One
                 // allocation per wake-up is noise beside the send it makes.
-                delivery = sub.recv() => Box::pin(self.deliver(&mut sub, delivery)).await,
+                delivery = sub.recv() => match delivery {
+                    // The node's sweep: once per `ws_ping_interval`.
+                    Delivery::Heartbeat => {
+                        if unanswered >= 2 {
+                            Flow::Close(CLOSE_POLICY, "pong timeout")
+                        } else {
+                            unanswered += 1;
+                            // Boxed like the writes below: the send's state (with its
+                            // timeout's timer) would otherwise be part of every idle task.
+                            let ping = Box::pin(self.send(Message::Ping(Bytes::from_static(b"liveplan"))));
+                            if ping.await { Flow::Continue } else { Flow::Gone }
+                        }
+                    }
+                    delivery => Box::pin(self.deliver(&mut sub, delivery)).await,
+                },
                 message = self.gate.next(&mut self.socket) => match message {
                     None | Some(Err(_)) => Flow::Gone,
                     Some(Ok(message)) => {
@@ -331,14 +372,6 @@ impl Connection {
                         }
                     }
                 },
-                _ = ping.tick() => {
-                    if unanswered >= 2 {
-                        Flow::Close(CLOSE_POLICY, "pong timeout")
-                    } else {
-                        unanswered += 1;
-                        if self.send(Message::Ping(Bytes::from_static(b"liveplan"))).await { Flow::Continue } else { Flow::Gone }
-                    }
-                }
             };
             match flow {
                 Flow::Continue => {}
@@ -366,7 +399,7 @@ impl Connection {
             // The library queues the pong (and the answer to a close) itself; it goes out with
             // the next write, so flush now rather than whenever an event next arrives.
             Message::Ping(_) => {
-                match tokio::time::timeout(self.send_timeout, self.socket.flush()).await {
+                match tokio::time::timeout(self.send_timeout(), self.socket.flush()).await {
                     Ok(Ok(())) => Flow::Continue,
                     _ => Flow::Gone,
                 }
@@ -412,6 +445,7 @@ fn close_text(reason: hub::CloseReason) -> &'static str {
     match reason {
         hub::CloseReason::AccessRevoked => "access to this project was revoked",
         hub::CloseReason::LoggedOut => "the session ended",
+        hub::CloseReason::SessionExpired => "the session expired",
         hub::CloseReason::LogUnavailable => "the event log is unavailable; reconnect with since",
         hub::CloseReason::Shutdown => "the server is going away; reconnect with since",
     }

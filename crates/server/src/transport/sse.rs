@@ -4,7 +4,7 @@
 //! Each response body is the hub's SSE frames as they come (each a complete message), after a
 //! first `connected` message, with a `: keepalive` comment whenever nothing was sent for
 //! `sse_keepalive`. The body ends when the hub closes the subscription (loss of access, logout,
-//! shutdown), which is how a stream "ends on loss of access".
+//! the session's expiry, shutdown), which is how a stream "ends on loss of access".
 
 use crate::app::AppState;
 use crate::auth::Authed;
@@ -64,6 +64,8 @@ impl SseBody {
             Delivery::Frame(frame) => Some(frame),
             Delivery::ResyncRequired { latest_seq } => Some(sub.resync_frame(latest_seq)),
             Delivery::Closed(_) => None,
+            // SSE subscriptions ask for no heartbeat; were one to come, it is a keepalive.
+            Delivery::Heartbeat => Some(Bytes::from_static(KEEPALIVE)),
         };
         let first = frame(&self.sub, first)?;
         if first.len() >= MAX_CHUNK {
@@ -144,6 +146,7 @@ async fn open(
     let mut request = SubscribeRequest::new(stream, live.sse, user_id);
     request.since = position(headers, query);
     request.session_id = Some(auth.session_id);
+    request.expires_at = Some(auth.session_expires_at);
     request.filter = filter;
     let sub = live.hub().subscribe(request).await.map_err(|err| {
         tracing::warn!(error = %err, "SSE subscribe failed");

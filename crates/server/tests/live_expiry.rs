@@ -1,0 +1,218 @@
+//! A login session that reaches its expiry ends its live connections like a logout: the native
+//! WebSocket closes with 4003, the SSE stream ends, the Bryntum socket closes with 4003, and none
+//! of them gets an event committed after the expiry, idle or busy.
+
+mod bryntum_support;
+mod live_support;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use live_support::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+/// Long enough for the setup below to finish well inside it on a loaded machine.
+const SESSION_TTL: Duration = Duration::from_secs(5);
+
+/// The session's expiry as the token states it (whole seconds, rounded down): the session
+/// ends at or after it and strictly before one second later.
+fn token_expiry(token: &str) -> DateTime<Utc> {
+    let claims = token.split('.').nth(1).expect("a JWT");
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims)
+        .expect("base64url claims");
+    let claims: Value = serde_json::from_slice(&claims).expect("JSON claims");
+    DateTime::from_timestamp(claims["exp"].as_i64().expect("exp"), 0).expect("a time")
+}
+
+/// Every string under an `id` key, anywhere in `value`.
+fn ids(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                match (key.as_str(), inner) {
+                    ("id", Value::String(id)) => out.push(id.clone()),
+                    _ => ids(inner, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| ids(item, out)),
+        _ => {}
+    }
+}
+
+/// When each task the writer made was created, by id.
+type Created = Arc<Mutex<HashMap<String, DateTime<Utc>>>>;
+
+/// Commits a task every 50 ms as the administrator (logging in again whenever that session
+/// expires too) until told to stop; remembers when each task was created.
+fn spawn_writer(
+    server: &TestServer,
+    project: Uuid,
+    stop: Arc<AtomicBool>,
+) -> (tokio::task::JoinHandle<()>, Created) {
+    let created: Created = Arc::default();
+    let http = server.http.clone();
+    let base = server.url("");
+    let record = created.clone();
+    let handle = tokio::spawn(async move {
+        let login = || async {
+            let body: Value = http
+                .post(format!("{base}/api/v1/auth/login"))
+                .json(&json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["access_token"].as_str().unwrap().to_owned()
+        };
+        let mut token = login().await;
+        let mut n = 0;
+        while !stop.load(Ordering::Acquire) {
+            n += 1;
+            let response = http
+                .post(format!("{base}/api/v1/projects/{project}/tasks"))
+                .bearer_auth(&token)
+                .json(&json!({"name": format!("w{n}")}))
+                .send()
+                .await
+                .unwrap();
+            if response.status() == 401 {
+                token = login().await;
+                continue;
+            }
+            assert!(response.status().is_success(), "{}", response.status());
+            let task: Value = response.json().await.unwrap();
+            let at = DateTime::parse_from_rfc3339(task["created_at"].as_str().unwrap())
+                .unwrap()
+                .with_timezone(&Utc);
+            record
+                .lock()
+                .unwrap()
+                .insert(task["id"].as_str().unwrap().to_owned(), at);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    (handle, created)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_ends_its_connections_on_every_transport() {
+    let server = TestServer::start_with(|c| c.session_ttl = SESSION_TTL).await;
+    let project = server.project("Expiry").await;
+    let (member, token) = server.user("expiring").await;
+    server.add_member(project, member, 100).await;
+    let expiry = token_expiry(&token);
+
+    let mut ws = server.ws_project(&token, project, None).await;
+    let mut sse = server
+        .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
+        .await;
+    assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
+    let mut bryntum = bryntum_support::Client::connect(&server.url("")).await;
+    let ticket = server.ticket(&token).await;
+    bryntum
+        .send(json!({"command": "login", "data": {"ticket": ticket}}))
+        .await;
+    let answer = bryntum.recv_command("login").await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    bryntum.dataset(json!(project.to_string())).await;
+
+    // Events flow to all three until the session expires, and keep being committed after.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (writer, created) = spawn_writer(&server, project, stop.clone());
+
+    let ws_reader = async {
+        let mut seen = Vec::new();
+        loop {
+            match ws_next(&mut ws).await {
+                WsNext::Json(frame) => {
+                    if frame["event_type"] == "task_created" {
+                        seen.push(frame["payload"]["id"].as_str().unwrap().to_owned());
+                    }
+                }
+                WsNext::Closed(code) => return (seen, code),
+            }
+        }
+    };
+    let sse_reader = async {
+        let mut seen = Vec::new();
+        while let Some(message) = sse.data().await {
+            let message = message.json();
+            if message["type"] == "ticket.created" {
+                seen.push(message["data"]["id"].as_str().unwrap().to_owned());
+            }
+        }
+        seen
+    };
+    let bryntum_reader = async {
+        let mut seen = Vec::new();
+        loop {
+            let message = tokio::time::timeout(GUARD, bryntum.ws.next())
+                .await
+                .expect("a Bryntum message in time");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                    if value["command"] == "project_change" {
+                        ids(&value["data"], &mut seen);
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return (seen, frame.map(|f| u16::from(f.code)));
+                }
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return (seen, None),
+            }
+        }
+    };
+    let ((ws_seen, ws_code), sse_seen, (bryntum_seen, bryntum_code)) =
+        tokio::join!(ws_reader, sse_reader, bryntum_reader);
+    // The session ended before `expiry + 1 s`; let the writer get past that before it stops,
+    // so the checks below cover events committed after the session had certainly expired.
+    let limit = expiry + chrono::Duration::seconds(1);
+    tokio::time::timeout(GUARD, async {
+        while !created.lock().unwrap().values().any(|at| *at > limit) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the writer commits after the expiry");
+    stop.store(true, Ordering::Release);
+    writer.await.unwrap();
+
+    assert_eq!(ws_code, Some(4003));
+    assert_eq!(bryntum_code, Some(4003));
+    let created = created.lock().unwrap().clone();
+    for (transport, seen) in [
+        ("native WebSocket", &ws_seen),
+        ("SSE", &sse_seen),
+        ("Bryntum", &bryntum_seen),
+    ] {
+        assert!(
+            !seen.is_empty(),
+            "{transport} got no event before the expiry"
+        );
+        for id in seen.iter().filter(|id| created.contains_key(*id)) {
+            assert!(
+                created[id] < limit,
+                "{transport} got task {id} created at {} after the session expired ({expiry} + <1 s)",
+                created[id]
+            );
+        }
+    }
+
+    // The expired session cannot open anything again.
+    let (status, _) = server
+        .call(reqwest::Method::POST, &token, "/api/v1/ws/ticket/", None)
+        .await;
+    assert_eq!(status, 401);
+}
