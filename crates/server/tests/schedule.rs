@@ -50,6 +50,19 @@ async fn wait_for_outputs(server: &TestServer, token: &str, project: &str, task:
     }
 }
 
+/// A project that starts on `start`; returns its id.
+async fn project_starting(server: &TestServer, token: &str, name: &str, start: &str) -> String {
+    let (status, project) = server
+        .post(
+            "/api/v1/projects",
+            token,
+            json!({ "name": name, "start_date": start }),
+        )
+        .await;
+    assert_eq!(status, 201, "{project}");
+    project["id"].as_str().unwrap().to_owned()
+}
+
 fn latest(log: &Value) -> i64 {
     log["latest_seq"].as_i64().unwrap()
 }
@@ -58,15 +71,7 @@ fn latest(log: &Value) -> i64 {
 async fn the_worker_writes_outputs_and_events_after_each_schedule_change() {
     let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
-    let (status, project) = server
-        .post(
-            "/api/v1/projects",
-            &admin,
-            json!({ "name": "Plan", "start_date": "2026-03-02" }),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = project_starting(&server, &admin, "Plan", "2026-03-02").await;
     let calendar = server
         .create(&admin, &project, "calendars", json!({ "name": "Std", "working_days": [1, 2, 3, 4, 5], "exceptions": [{ "start": "2026-03-05", "end": "2026-03-05", "name": "holiday" }] }))
         .await;
@@ -985,15 +990,7 @@ async fn wait_for_early_start(
 async fn moving_only_a_manual_tasks_bar_reschedules_its_successors() {
     let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
-    let (status, project) = server
-        .post(
-            "/api/v1/projects",
-            &admin,
-            json!({ "name": "Manual", "start_date": "2026-03-02" }),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let project = project["id"].as_str().unwrap().to_owned();
+    let project = project_starting(&server, &admin, "Manual", "2026-03-02").await;
     let manual = server
         .create(
             &admin,
