@@ -227,11 +227,7 @@ pub enum PlanChange {
 /// What `event` changes in a cached plan of its project.
 pub fn plan_effect(event: &Event) -> PlanEffect {
     let data = event.data.as_object();
-    let id = || {
-        data.and_then(|d| d.get("id"))
-            .and_then(Value::as_str)
-            .and_then(|t| Uuid::parse_str(t).ok())
-    };
+    let id = || data.and_then(|d| uuid_field(d, "id"));
     let change = match event.event_type {
         EventType::TaskCreated | EventType::TaskUpdated => {
             data.zip(id()).map(|(body, id)| PlanChange::Task {
@@ -274,7 +270,7 @@ fn task_input(id: Uuid, body: &serde_json::Map<String, Value>) -> TaskInput {
     let duration = body.get("duration").and_then(Value::as_f64).unwrap_or(0.0);
     TaskInput {
         id,
-        parent: day_uuid(body, "parent_id"),
+        parent: uuid_field(body, "parent_id"),
         // Whole working days: a fraction of a day still takes that day.
         duration: duration.max(0.0).ceil().min(u32::MAX as f64) as u32,
         is_milestone: body.get("is_milestone") == Some(&json!(true)),
@@ -296,14 +292,14 @@ fn task_input(id: Uuid, body: &serde_json::Map<String, Value>) -> TaskInput {
             .clamp(0.0, 100.0) as u8,
         actual_start: day(body, "actual_start"),
         actual_finish: day(body, "actual_finish"),
-        calendar: day_uuid(body, "calendar_id"),
+        calendar: uuid_field(body, "calendar_id"),
     }
 }
 
 fn link_input(body: &serde_json::Map<String, Value>) -> Option<LinkInput> {
     Some(LinkInput {
-        predecessor: day_uuid(body, "predecessor_id")?,
-        successor: day_uuid(body, "successor_id")?,
+        predecessor: uuid_field(body, "predecessor_id")?,
+        successor: uuid_field(body, "successor_id")?,
         kind: match body.get("type").and_then(Value::as_str) {
             Some("SS") => LinkType::SS,
             Some("FF") => LinkType::FF,
@@ -385,7 +381,7 @@ pub async fn load_plan(
     Ok(Some(Plan {
         start: day(&project.body, "start_date").unwrap_or_else(|| project.created_at.date_naive()),
         status_date: day(&project.body, "status_date"),
-        calendar_id: day_uuid(&project.body, "calendar_id"),
+        calendar_id: uuid_field(&project.body, "calendar_id"),
         calendars,
         tasks,
         links,
@@ -559,7 +555,7 @@ fn link_edits(old: Option<LinkInput>, new: Option<LinkInput>) -> Vec<Edit> {
     }
 }
 
-fn day_uuid(body: &serde_json::Map<String, Value>, name: &str) -> Option<Uuid> {
+fn uuid_field(body: &serde_json::Map<String, Value>, name: &str) -> Option<Uuid> {
     body.get(name)
         .and_then(Value::as_str)
         .and_then(|t| Uuid::parse_str(t).ok())

@@ -269,42 +269,36 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
 
-/// The calendar day of an ISO 8601 date, local date-time, or date-time with offset.
-pub fn parse_day(text: &str) -> Option<NaiveDate> {
+/// An ISO 8601 date (as its midnight), local date-time, or date-time with offset (its local
+/// wall-clock time).
+fn parse_wall_clock(text: &str) -> Option<NaiveDateTime> {
     if let Some(date) = parse_date(text) {
-        return Some(date);
+        return Some(date.and_time(chrono::NaiveTime::MIN));
     }
     for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
         if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(at.date());
+            return Some(at);
         }
     }
     DateTime::parse_from_rfc3339(text)
         .ok()
-        .map(|at| at.naive_local().date())
+        .map(|at| at.naive_local())
+}
+
+/// The calendar day of an ISO 8601 date, local date-time, or date-time with offset.
+pub fn parse_day(text: &str) -> Option<NaiveDate> {
+    parse_wall_clock(text).map(|at| at.date())
 }
 
 /// The last calendar day an exclusive end covers: a bar ending at midnight (or on a bare
 /// date) stops the day before, one ending later in the day covers that day.
 pub fn parse_exclusive_end_day(text: &str) -> Option<NaiveDate> {
-    let at_midnight = |at: NaiveDateTime| {
-        if at.time() == chrono::NaiveTime::MIN {
-            at.date().pred_opt()
-        } else {
-            Some(at.date())
-        }
-    };
-    if let Some(date) = parse_date(text) {
-        return date.pred_opt();
+    let at = parse_wall_clock(text)?;
+    if at.time() == chrono::NaiveTime::MIN {
+        at.date().pred_opt()
+    } else {
+        Some(at.date())
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-            return at_midnight(at);
-        }
-    }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .and_then(|at| at_midnight(at.naive_local()))
 }
 
 /// The ids a record refers to, with the field and target collection of each.
