@@ -103,7 +103,9 @@ pub(crate) struct Ctx {
 pub(crate) struct StreamState {
     /// The last seq the pump delivered; everything up to it is in the log.
     pub(crate) head: i64,
-    pub(crate) subs: Vec<Arc<SubShared>>,
+    /// Copied on write: a fan-out takes the list (one reference count) and offers outside the
+    /// lock, since offers may write to sockets; a change during a fan-out copies it.
+    pub(crate) subs: Arc<Vec<Arc<SubShared>>>,
 }
 
 pub(crate) struct StreamShared {
@@ -118,19 +120,29 @@ impl StreamShared {
 
     /// Delivers the event that follows `head` to every subscriber, encoding it at most once per
     /// dialect. Anything else is ignored: ordering is the caller's job.
+    ///
+    /// The offers run outside the stream lock (they may write to sockets, see
+    /// [`crate::DirectWrite`], and a lock held across thousands of writes would stall every
+    /// subscribe and unsubscribe). That is safe because only this stream's pump calls it, one
+    /// event at a time; a subscriber that joins meanwhile starts after `head`, one that goes
+    /// live from catch-up has read up to `head` from the log (the offer is then a duplicate and
+    /// ignored), and one dropped meanwhile is detached and skipped.
     fn deliver(&self, ctx: &Ctx, event: &Event) {
-        let mut state = lock(&self.state);
-        if let Some(seq) = event.seq {
-            if seq != state.head + 1 {
-                return;
+        let subs = {
+            let mut state = lock(&self.state);
+            if let Some(seq) = event.seq {
+                if seq != state.head + 1 {
+                    return;
+                }
+                state.head = seq;
             }
-            state.head = seq;
-        }
+            state.subs.clone()
+        };
         let mut frames: Vec<Option<Option<bytes::Bytes>>> = vec![None; ctx.dialects.len()];
         // Read once per event, not per subscriber. The pump runs after the commit, so an event
         // committed after a session expired is always seen here at or after the expiry.
         let now = Utc::now().timestamp_micros();
-        for sub in &state.subs {
+        for sub in subs.iter() {
             if sub.expired(now) {
                 sub.close(CloseReason::SessionExpired);
                 continue;
@@ -151,7 +163,7 @@ impl StreamShared {
     fn jump_to(&self, head: i64) {
         let mut state = lock(&self.state);
         state.head = state.head.max(head);
-        for sub in &state.subs {
+        for sub in state.subs.iter() {
             sub.nudge(state.head);
         }
     }
@@ -184,11 +196,14 @@ impl Inner {
         let mut state = lock(&stream.state);
         let i = sub.index.load(Ordering::Relaxed);
         if state.subs.get(i).is_some_and(|s| Arc::ptr_eq(s, sub)) {
-            state.subs.swap_remove(i);
-            if let Some(moved) = state.subs.get(i) {
+            let subs = Arc::make_mut(&mut state.subs);
+            subs.swap_remove(i);
+            if let Some(moved) = subs.get(i) {
                 moved.index.store(i, Ordering::Relaxed);
             }
         }
+        // A fan-out that took the list before the removal may still reach it.
+        sub.detach();
         if state.subs.is_empty()
             && streams
                 .get(&stream.key)
@@ -336,7 +351,7 @@ impl Hub {
             };
             let shared = Arc::new(SubShared::new(&req, limits, last, live));
             shared.index.store(state.subs.len(), Ordering::Relaxed);
-            state.subs.push(shared.clone());
+            Arc::make_mut(&mut state.subs).push(shared.clone());
             drop(state);
             drop(streams);
             break (stream, shared, initial, replaying);
@@ -373,7 +388,7 @@ impl Hub {
             key,
             state: Mutex::new(StreamState {
                 head: latest,
-                subs: Vec::new(),
+                subs: Arc::default(),
             }),
         });
         let (tx, rx) = mpsc::channel(self.inner.ctx.config.stream_buffer.max(1));
@@ -425,7 +440,7 @@ impl Hub {
         let mut closed = 0;
         for entry in streams.values() {
             let state = lock(&entry.shared.state);
-            for sub in &state.subs {
+            for sub in state.subs.iter() {
                 if scope.matches(entry.shared.key, sub)
                     && dialect.is_none_or(|d| d.0 == sub.dialect)
                     && sub.close(reason)
@@ -448,7 +463,7 @@ impl Hub {
         let mut expired = 0;
         for entry in streams.values() {
             let state = lock(&entry.shared.state);
-            for sub in &state.subs {
+            for sub in state.subs.iter() {
                 if sub.expired(now) {
                     if sub.close(CloseReason::SessionExpired) {
                         expired += 1;

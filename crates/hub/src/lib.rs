@@ -51,7 +51,8 @@ pub use hub::{EvictScope, Hub, HubBuilder, HubConfig, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
 pub use presence::PresenceEntry;
 pub use subscription::{
-    CloseReason, Delivery, EventFilter, QueueLimits, QueueStats, SubscribeRequest, Subscription,
+    CloseReason, Delivery, DirectOutcome, DirectWrite, EventFilter, QueueLimits, QueueStats,
+    SubscribeRequest, Subscription,
 };
 
 use std::sync::{Mutex, MutexGuard, PoisonError};

@@ -20,6 +20,29 @@ use crate::presence::PresenceGuard;
 /// never call into the hub from it.
 pub type EventFilter = Arc<dyn Fn(&Event) -> bool + Send + Sync>;
 
+/// What a [`DirectWrite`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectOutcome {
+    /// All of it went out.
+    Sent,
+    /// Part of it went out and the writer holds the rest: the frame counts as delivered, and
+    /// the reader is woken (with an empty [`Delivery::Frame`]) to flush the writer once the
+    /// socket can take more.
+    Started,
+    /// Nothing went out (the socket would block, or is broken): the frame is queued as usual.
+    Refused,
+}
+
+/// A transport's way to write a frame straight from the fan-out to an idle client's socket,
+/// without waking the connection's task (one task wake-up and scheduler round trip per
+/// delivery, otherwise). The hub calls it only while the subscriber's reader is parked in
+/// [`Subscription::recv`] with nothing queued or in hand, under the subscriber's lock, so frames
+/// stay in seq order with those the reader writes itself. It must not block and must not call
+/// into the hub.
+pub trait DirectWrite: Send + Sync + 'static {
+    fn try_write(&self, frame: &Bytes) -> DirectOutcome;
+}
+
 /// The bounds of one subscriber's queue of encoded frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
@@ -64,6 +87,9 @@ pub struct SubscribeRequest {
     ///
     /// [`Hub::sweep`]: crate::Hub::sweep
     pub heartbeat_slot: Option<u32>,
+    /// Lets the fan-out write frames to the client's socket itself while the reader is idle
+    /// (see [`DirectWrite`]).
+    pub direct: Option<Arc<dyn DirectWrite>>,
 }
 
 impl SubscribeRequest {
@@ -80,6 +106,7 @@ impl SubscribeRequest {
             limits: None,
             expires_at: None,
             heartbeat_slot: None,
+            direct: None,
         }
     }
 }
@@ -116,6 +143,8 @@ impl CloseReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Delivery {
     /// An encoded frame of the subscription's dialect, shared with every other subscriber.
+    /// Empty only after a [`DirectOutcome::Started`]: nothing to send, but flush the
+    /// transport's [`DirectWrite`].
     Frame(Bytes),
     /// The client's position cannot be resumed: send the dialect's resync frame
     /// ([`Subscription::resync_frame`]); live events after `latest_seq` follow.
@@ -155,6 +184,11 @@ pub(crate) struct SubState {
     closed: Option<CloseReason>,
     /// A sweep of the subscription's heartbeat slot that `recv` has not reported yet.
     heartbeat: bool,
+    /// The reader waits in `recv` and holds no frame it has not written: only then may the
+    /// fan-out write to the socket directly without overtaking it.
+    reader_parked: bool,
+    /// The `Subscription` is gone; a fan-out still holding this subscriber skips it.
+    detached: bool,
     peak_events: usize,
     peak_bytes: usize,
     overflows: u64,
@@ -173,6 +207,7 @@ pub(crate) struct SubShared {
     /// subscriber on every event, so a plain integer.
     pub(crate) expires_at: i64,
     pub(crate) heartbeat_slot: Option<u32>,
+    direct: Option<Arc<dyn DirectWrite>>,
     pub(crate) state: Mutex<SubState>,
     notify: Notify,
 }
@@ -188,6 +223,7 @@ impl SubShared {
             session_id: req.session_id,
             expires_at: req.expires_at.map_or(i64::MAX, |at| at.timestamp_micros()),
             heartbeat_slot: req.heartbeat_slot,
+            direct: req.direct.clone(),
             state: Mutex::new(SubState {
                 queue: VecDeque::new(),
                 bytes: 0,
@@ -195,6 +231,8 @@ impl SubShared {
                 live,
                 closed: None,
                 heartbeat: false,
+                reader_parked: false,
+                detached: false,
                 peak_events: 0,
                 peak_bytes: 0,
                 overflows: 0,
@@ -232,7 +270,7 @@ impl SubShared {
     /// this event (filter, dialect) but must still count it as seen. Never blocks on the reader.
     pub(crate) fn offer(&self, seq: Option<i64>, frame: Option<Bytes>) {
         let mut s = lock(&self.state);
-        if s.closed.is_some() || !s.live {
+        if s.closed.is_some() || s.detached || !s.live {
             return;
         }
         if let Some(seq) = seq {
@@ -253,6 +291,24 @@ impl SubShared {
             }
             return;
         };
+        if s.reader_parked
+            && s.queue.is_empty()
+            && let Some(direct) = &self.direct
+        {
+            let outcome = direct.try_write(&frame);
+            if outcome != DirectOutcome::Refused {
+                if let Some(seq) = seq {
+                    s.last = seq;
+                }
+                if outcome == DirectOutcome::Started {
+                    // The empty frame writes nothing; the reader's flush sends the rest, and
+                    // frames queued behind it follow in order.
+                    s.queue.push_back(Bytes::new());
+                    self.notify.notify_one();
+                }
+                return;
+            }
+        }
         // An empty queue always takes one frame, so one oversized event cannot wedge a reader.
         let full = s.queue.len() >= self.limits.max_events
             || (!s.queue.is_empty() && s.bytes + frame.len() > self.limits.max_bytes);
@@ -284,6 +340,14 @@ impl SubShared {
             s.catch_ups += 1;
             self.notify.notify_one();
         }
+    }
+
+    /// The subscription was dropped: nothing more is offered to it.
+    pub(crate) fn detach(&self) {
+        let mut s = lock(&self.state);
+        s.detached = true;
+        s.queue.clear();
+        s.bytes = 0;
     }
 
     pub(crate) fn close(&self, reason: CloseReason) -> bool {
@@ -348,13 +412,17 @@ impl Subscription {
         }
     }
 
-    fn next_ready(&mut self, heartbeat: bool) -> Next {
+    /// `waiting`: called from `recv`, which handles heartbeats and parks when nothing is ready.
+    fn next_ready(&mut self, waiting: bool) -> Next {
         let mut s = lock(&self.shared.state);
+        // Whatever this returns, the caller holds it until written: until it parks again, the
+        // fan-out must queue rather than write past it.
+        s.reader_parked = false;
         if let Some(reason) = s.closed {
             return Next::Ready(Delivery::Closed(reason));
         }
         // Before queued frames: a busy connection is pinged on time like an idle one.
-        if heartbeat && s.heartbeat {
+        if waiting && s.heartbeat {
             s.heartbeat = false;
             return Next::Ready(Delivery::Heartbeat);
         }
@@ -369,6 +437,8 @@ impl Subscription {
             return Next::Ready(Delivery::Frame(frame));
         }
         if s.live {
+            // `try_recv` is called with frames of a batch in hand; only `recv` parks.
+            s.reader_parked = waiting;
             Next::Wait
         } else {
             Next::CatchUp { after: s.last }

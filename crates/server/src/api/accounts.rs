@@ -3,6 +3,7 @@
 use crate::app::AppState;
 use crate::auth::{Authed, SESSION_COOKIE, password, tickets, tokens::Claims};
 use crate::http::{HttpError, HttpResult, IfMatch, JsonBody, error, path_id};
+use crate::transport::tcp::Peer;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use domain::accounts::{NewUser, parse_user_input, user_json};
 use proto::{ApiError, ErrorCode};
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 
 fn bad_credentials() -> HttpError {
     error(ErrorCode::InvalidCredentials, "wrong login or password")
@@ -31,7 +31,7 @@ fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
 /// `POST /api/v1/auth/login` with `{email | username | login, password}`.
 pub async fn login(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer { address, .. }): ConnectInfo<Peer>,
     JsonBody(body): JsonBody,
 ) -> HttpResult<Response> {
     let object = domain::validate::as_object(&body)?;

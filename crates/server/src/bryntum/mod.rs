@@ -26,6 +26,7 @@ use crate::auth::tickets;
 use crate::live::ConnectionGuard;
 use crate::transport::native_ws;
 use crate::transport::read_gate::ReadGate;
+use crate::transport::tcp::Peer;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -174,7 +175,7 @@ async fn read_records(state: &AppState, project_id: Uuid) -> Result<Vec<RecordRo
 /// `GET /ws/v1/bryntum`.
 pub async fn upgrade(
     State(state): State<AppState>,
-    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    ConnectInfo(Peer { address, .. }): ConnectInfo<Peer>,
     ws: WebSocketUpgrade,
 ) -> Response {
     // The native socket's buffers: many idle Bryntum sockets must not each hold the default

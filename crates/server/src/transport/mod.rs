@@ -4,9 +4,12 @@
 //! and eviction are the hub's (`crates/hub`). Choices the contract leaves open are listed in
 //! `crates/server/TRANSPORTS.md`.
 
+pub(crate) mod direct;
 pub mod native_ws;
 pub(crate) mod read_gate;
 pub mod sse;
+pub mod tcp;
+pub(crate) mod ws_upgrade;
 
 use crate::app::AppState;
 use crate::auth::Authed;

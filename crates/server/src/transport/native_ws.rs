@@ -12,11 +12,11 @@ use crate::app::AppState;
 use crate::auth::tickets;
 use crate::http::error;
 use crate::live::ConnectionGuard;
+use crate::transport::direct::DirectSocket;
 use crate::transport::read_gate::ReadGate;
+use crate::transport::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
 use crate::transport::{parse_position, role_in};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -29,8 +29,12 @@ use proto::{ErrorCode, StreamKey};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 use store::UserRow;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use uuid::Uuid;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
@@ -55,15 +59,6 @@ const MAX_BATCH: usize = 64;
 
 type Params = HashMap<String, String>;
 
-/// A non-upgrade request to a WebSocket path gets a JSON error instead of axum's plain text.
-fn not_an_upgrade() -> Response {
-    error(
-        ErrorCode::InvalidRequest,
-        "this endpoint speaks WebSocket only; send an upgrade request",
-    )
-    .into_response()
-}
-
 /// Buffers sized for many idle sockets: the library's defaults (128 KiB each way) cost memory
 /// per connection that small JSON frames never need; both grow on demand up to the limits.
 /// The read buffer is allocated whole and zero-filled on every read attempt, so it is resident
@@ -76,18 +71,19 @@ pub(crate) const WRITE_BUFFER: usize = 16 * 1024;
 /// keeps it near `WRITE_BUFFER`).
 const MAX_WRITE_BUFFER: usize = 1024 * 1024;
 
-fn configure(ws: WebSocketUpgrade) -> WebSocketUpgrade {
-    ws.max_message_size(READ_LIMIT)
-        .max_frame_size(READ_LIMIT)
+fn config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(READ_LIMIT))
+        .max_frame_size(Some(READ_LIMIT))
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
 }
 
 /// Unknown `/ws/…` paths: accepted, then closed with 4404.
-pub async fn unknown(ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>) -> Response {
+pub async fn unknown(ws: Result<Upgrade, NotAnUpgrade>) -> Response {
     match ws {
-        Ok(ws) => configure(ws).on_upgrade(|socket| async move {
+        Ok(ws) => ws.on_upgrade(config(), |socket, _| async move {
             refuse(
                 Box::new(socket),
                 CLOSE_NOT_FOUND,
@@ -103,15 +99,16 @@ pub async fn project(
     State(state): State<AppState>,
     Path(project): Path<String>,
     params: Result<Query<Params>, QueryRejection>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    ws: Result<Upgrade, NotAnUpgrade>,
 ) -> Response {
-    let Ok(ws) = ws else {
-        return not_an_upgrade();
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(refused) => return refused.into_response(),
     };
     // Unparseable query strings are treated as empty: the client then simply has no ticket.
     let params = params.map(|q| q.0).unwrap_or_default();
     let guard = state.live.connection();
-    configure(ws).on_upgrade(move |socket| {
+    ws.on_upgrade(config(), move |socket, direct| {
         // The task lives as long as the socket, and every future it awaits is laid out inside
         // it: a socket moved by value through those futures would take its few hundred bytes
         // in each of them, for the connection's whole life. Boxed once, each holds a pointer.
@@ -128,7 +125,9 @@ pub async fn project(
             };
             // Admission awaits store queries whose futures are far larger than the serving
             // loop; boxed, that state is freed when admission ends.
-            let Some((socket, sub)) = Box::pin(admit(&state, socket, project, params)).await else {
+            let Some((socket, sub)) =
+                Box::pin(admit(&state, socket, direct, project, params)).await
+            else {
                 return;
             };
             // Served on a task of its own. The upgrade task axum spawned keeps room for
@@ -210,10 +209,11 @@ async fn may_connect(state: &AppState, project: Uuid, user: &UserRow) -> Result<
 /// Authenticates, checks access and subscribes; `None` when the socket was refused (and closed).
 async fn admit(
     state: &AppState,
-    socket: Box<WebSocket>,
+    socket: Box<NativeSocket>,
+    direct: Option<Arc<DirectSocket>>,
     project: String,
     params: Params,
-) -> Option<(Box<WebSocket>, hub::Subscription)> {
+) -> Option<(Box<NativeSocket>, hub::Subscription)> {
     let (user, session_id, expires_at) = match authenticate(state, &params).await {
         Ok(found) => found,
         Err(Refusal(code, reason)) => {
@@ -237,6 +237,8 @@ async fn admit(
     // Pinged by the node's sweep: a timer per connection would cost every idle socket memory.
     request.heartbeat_slot = Some(live.ping_slot());
     request.presence = Some(user.display_name.clone());
+    // While the connection idles, the fan-out writes its frames itself (`transport::direct`).
+    request.direct = direct.map(|direct| direct as Arc<dyn hub::DirectWrite>);
     let sub = match live.hub().subscribe(request).await {
         Ok(sub) => sub,
         Err(err) => {
@@ -261,7 +263,7 @@ async fn admit(
 }
 
 struct Connection {
-    socket: Box<WebSocket>,
+    socket: Box<NativeSocket>,
     gate: ReadGate,
     /// Counts the connection for shutdown, and reaches the live settings.
     guard: ConnectionGuard,
@@ -306,7 +308,8 @@ impl Connection {
                     Delivery::Heartbeat => Bytes::new(),
                 };
                 // Dialect frames are JSON text; a frame that is not UTF-8 would be a bug in
-                // an encoder and is skipped rather than killing the socket.
+                // an encoder and is skipped rather than killing the socket. An empty frame
+                // only asks for the flush below (the rest of a direct write).
                 if !frame.is_empty()
                     && let Ok(text) = Utf8Bytes::try_from(frame)
                 {
@@ -322,7 +325,7 @@ impl Connection {
                 }
             }
             self.socket.flush().await?;
-            Ok::<_, axum::Error>(closing)
+            Ok::<_, tokio_tungstenite::tungstenite::Error>(closing)
         };
         match tokio::time::timeout(limit, write).await {
             Ok(Ok(None)) => Flow::Continue,
@@ -409,6 +412,8 @@ impl Connection {
                 Flow::Gone
             }
             Message::Binary(_) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
+            // Raw frames are what a writer may send; reading never yields one.
+            Message::Frame(_) => Flow::Continue,
             Message::Text(text) if text.len() > max_frame => {
                 Flow::Close(CLOSE_TOO_BIG, "client frames are at most 64 KiB")
             }
@@ -454,9 +459,9 @@ fn close_text(reason: hub::CloseReason) -> &'static str {
 /// Sends a close frame and waits (briefly) for the client's answer, so the frame is read
 /// before the TCP connection goes away: closing with unread input would reset the connection
 /// and the client might never see the code.
-async fn refuse(mut socket: Box<WebSocket>, code: u16, reason: &'static str) {
+async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) {
     let frame = CloseFrame {
-        code,
+        code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
     };
     let goodbye = async {
