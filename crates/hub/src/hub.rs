@@ -5,12 +5,13 @@
 //! Lock order, everywhere: `streams` → a stream's `state` → a subscriber's `state`; `roster` is
 //! taken alone. No lock is held across an `.await`.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use proto::{Event, StreamKey};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::AbortHandle;
 use uuid::Uuid;
@@ -127,7 +128,11 @@ impl StreamShared {
     /// event at a time; a subscriber that joins meanwhile starts after `head`, one that goes
     /// live from catch-up has read up to `head` from the log (the offer is then a duplicate and
     /// ignored), and one dropped meanwhile is detached and skipped.
-    fn deliver(&self, ctx: &Ctx, event: &Event) {
+    ///
+    /// Beyond [`FANOUT_CHUNK`] subscribers the offers are split between tasks, so that the
+    /// runtime's worker threads share the writes of one event; all of them end before this
+    /// returns, so no subscriber sees the next event first.
+    async fn deliver(&self, ctx: &Arc<Ctx>, event: &Event) {
         let subs = {
             let mut state = lock(&self.state);
             if let Some(seq) = event.seq {
@@ -138,23 +143,36 @@ impl StreamShared {
             }
             state.subs.clone()
         };
-        let mut frames: Vec<Option<Option<bytes::Bytes>>> = vec![None; ctx.dialects.len()];
+        let frames: Arc<[OnceLock<Option<Bytes>>]> =
+            (0..ctx.dialects.len()).map(|_| OnceLock::new()).collect();
         // Read once per event, not per subscriber. The pump runs after the commit, so an event
         // committed after a session expired is always seen here at or after the expiry.
         let now = Utc::now().timestamp_micros();
-        for sub in subs.iter() {
-            if sub.expired(now) {
-                sub.close(CloseReason::SessionExpired);
-                continue;
+        if subs.len() <= FANOUT_CHUNK {
+            offer_each(ctx, event, &subs, &frames, now);
+            return;
+        }
+        let shared_event = Arc::new(event.clone());
+        let helpers: Vec<_> = (FANOUT_CHUNK..subs.len())
+            .step_by(FANOUT_CHUNK)
+            .map(|from| {
+                let (ctx, event, subs, frames) = (
+                    ctx.clone(),
+                    shared_event.clone(),
+                    subs.clone(),
+                    frames.clone(),
+                );
+                tokio::spawn(async move {
+                    let to = (from + FANOUT_CHUNK).min(subs.len());
+                    offer_each(&ctx, &event, &subs[from..to], &frames, now);
+                })
+            })
+            .collect();
+        offer_each(ctx, event, &subs[..FANOUT_CHUNK], &frames, now);
+        for helper in helpers {
+            if let Err(err) = helper.await {
+                tracing::error!(error = %err, "a fan-out task failed");
             }
-            let frame = if sub.passes(event) {
-                frames[sub.dialect]
-                    .get_or_insert_with(|| ctx.dialects[sub.dialect].encode(event, false))
-                    .clone()
-            } else {
-                None
-            };
-            sub.offer(event.seq, frame);
         }
     }
 
@@ -166,6 +184,34 @@ impl StreamShared {
         for sub in state.subs.iter() {
             sub.nudge(state.head);
         }
+    }
+}
+
+/// Subscribers one fan-out task serves; see [`StreamShared::deliver`].
+const FANOUT_CHUNK: usize = 256;
+
+/// Offers an event to some of a stream's subscribers; `frames` holds its encoding per dialect,
+/// made by whichever task needs it first.
+fn offer_each(
+    ctx: &Ctx,
+    event: &Event,
+    subs: &[Arc<SubShared>],
+    frames: &[OnceLock<Option<Bytes>>],
+    now: i64,
+) {
+    for sub in subs {
+        if sub.expired(now) {
+            sub.close(CloseReason::SessionExpired);
+            continue;
+        }
+        let frame = if sub.passes(event) {
+            frames[sub.dialect]
+                .get_or_init(|| ctx.dialects[sub.dialect].encode(event, false))
+                .clone()
+        } else {
+            None
+        };
+        sub.offer(event.seq, frame);
     }
 }
 
@@ -592,9 +638,9 @@ async fn pump(
     }
 }
 
-async fn on_event(ctx: &Ctx, stream: &StreamShared, event: &Event) {
+async fn on_event(ctx: &Arc<Ctx>, stream: &StreamShared, event: &Event) {
     let Some(seq) = event.seq else {
-        stream.deliver(ctx, event);
+        stream.deliver(ctx, event).await;
         return;
     };
     if seq <= stream.head() {
@@ -606,13 +652,13 @@ async fn on_event(ctx: &Ctx, stream: &StreamShared, event: &Event) {
             stream.jump_to(seq - 1);
         }
     }
-    stream.deliver(ctx, event);
+    stream.deliver(ctx, event).await;
 }
 
 /// Delivers logged events after the head up to `target` (the log's latest when `None`). A gap
 /// the log cannot fill (error, pruned) is jumped over for subscribers to resolve one by one
 /// (most will be told to resync).
-async fn fill(ctx: &Ctx, stream: &StreamShared, target: Option<i64>) {
+async fn fill(ctx: &Arc<Ctx>, stream: &StreamShared, target: Option<i64>) {
     let key = stream.key;
     let target = match target {
         Some(target) => target,
@@ -645,7 +691,7 @@ async fn fill(ctx: &Ctx, stream: &StreamShared, target: Option<i64>) {
             return;
         }
         for event in &page {
-            stream.deliver(ctx, event);
+            stream.deliver(ctx, event).await;
         }
     }
 }
