@@ -125,7 +125,7 @@ async fn make_state(
     let user_count = connections.div_ceil(common.per_user);
     let t = Instant::now();
     let users = api
-        .member_users(&admin.token, &project_id, user_count)
+        .member_users(&admin.token, &project_id, user_count, common.source_base())
         .await?;
     eprintln!(
         "project {project_id}: {} task(s), {user_count} member user(s) ready in {:.1} s",
@@ -141,7 +141,7 @@ async fn make_state(
 }
 
 async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
-    let target = args::resolve_target(&a.common.server, a.connections, a.common.source_addrs)?;
+    let target = args::resolve_target(&a.common.server, a.connections, a.common.sources())?;
     let api = Api::new(&target.base)?;
     let state = make_state(&api, &a.common, a.connections, a.tasks).await?;
     std::fs::write(&a.out, serde_json::to_vec(&state)?)
@@ -154,7 +154,7 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
     if let Some(url) = &common.bryntum_server {
         return prepare_external(common, url, connections);
     }
-    let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
+    let target = args::resolve_target(&common.server, connections, common.sources())?;
     let limit = ensure_file_limit(connections)?;
     let api = Api::new(&target.base)?;
     eprintln!(
@@ -233,7 +233,7 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
 /// A server speaking Bryntum's protocol that is not liveplan: nothing to make, subscribers are
 /// names (`lg0`, `lg1`, …, one per `--per-user` subscribers, as on liveplan).
 fn prepare_external(common: &Common, url: &str, connections: usize) -> anyhow::Result<Prepared> {
-    let (target, path) = args::resolve_ws_target(url, connections, common.source_addrs)?;
+    let (target, path) = args::resolve_ws_target(url, connections, common.sources())?;
     let limit = ensure_file_limit(connections)?;
     eprintln!(
         "Bryntum-protocol server {}{path} · {} source address(es) · open-files limit {limit}",
