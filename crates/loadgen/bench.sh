@@ -30,8 +30,9 @@
 #               pinned to that side's CPUs, with GRO on (TSO off, without which veth bypasses
 #               NAPI) and a pfifo qdisc so a full veth ring pushes back instead of dropping.
 #               Needs ethtool. Each side's receive work is then charged to its thread, not to
-#               the server or the load generator: the threads' CPU time during the run is
-#               printed at the end.
+#               the server or the load generator: `run` reports the server-side thread's CPU
+#               over its window as "server rx CPU" (--server-rx-pid), and both threads' CPU
+#               over the whole load generator run is printed at the end.
 # Namespaces and veth are removed on exit; each side's TCP retransmissions and drops are printed
 # then (all should be 0).
 #
@@ -148,6 +149,8 @@ veth_made=
 drops_before=0
 srv_napi=()
 cli_napi=()
+# NETNS=napi: the server-side NAPI threads, for `liveplan-loadgen run --server-rx-pid`.
+loadgen_rx=()
 # NETNS=napi: GRO on, TSO off, a pfifo qdisc, threaded NAPI; prints the new NAPI threads' pids,
 # pinned to the CPUs given.
 napi_threads() {
@@ -169,7 +172,7 @@ napi_threads() {
   done
 }
 netns_up() {
-  local srv_mask cli_mask k users i ns
+  local srv_mask cli_mask k users i ns pid
   srv_mask=$(cpu_mask "$SERVER_CPUS")
   cli_mask=$(cpu_mask "$LOADGEN_CPUS")
   # As many client addresses as the load generator may use: subscribers (25,000 per address,
@@ -200,6 +203,7 @@ netns_up() {
       echo "no NAPI thread appeared for $srv_dev or $cli_dev" >&2
       exit 1
     fi
+    for pid in "${srv_napi[@]}"; do loadgen_rx+=(--server-rx-pid "$pid"); done
     echo "netns: server in $srv_ns ($srv_ip, $srv_dev polled by pid ${srv_napi[*]} on CPUs $SERVER_CPUS), load generator in $cli_ns (10.77.1.1–10.77.1.$k, $cli_dev polled by pid ${cli_napi[*]} on CPUs $LOADGEN_CPUS)" >&2
     return
   fi
@@ -280,4 +284,4 @@ if [ "$netns" = napi ]; then
   napi_before="$(cpu_ticks "${srv_napi[@]}") $(cpu_ticks "${cli_napi[@]}")"
 fi
 ${loadgen_ns[@]+"${loadgen_ns[@]}"} ${loadgen_pin[@]+"${loadgen_pin[@]}"} "$loadgen_bin" "$mode" --server "$url" --server-pid "$server" \
-  --state "$data/state.json" --per-user "$per_user" ${loadgen_net[@]+"${loadgen_net[@]}"} "$@"
+  --state "$data/state.json" --per-user "$per_user" ${loadgen_net[@]+"${loadgen_net[@]}"} ${loadgen_rx[@]+"${loadgen_rx[@]}"} "$@"

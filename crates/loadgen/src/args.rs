@@ -93,6 +93,11 @@ pub struct Common {
     /// Pid of the server, to read its CPU time and RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// A thread doing the server's receive path outside the server process (the kernel thread
+    /// polling the server's end of the veth pair, `bench.sh` with `NETNS=napi`): `run` reports
+    /// its CPU time beside the server's, per delivery. Repeatable.
+    #[arg(long = "server-rx-pid")]
+    pub server_rx_pids: Vec<u32>,
     /// How many source addresses (127.0.0.2, 127.0.0.3, …) the subscribers are spread over;
     /// each gives ~28,000 ephemeral ports. Default: enough for the connection count.
     #[arg(long)]
