@@ -11,6 +11,8 @@ pub const MAX_RATE: u32 = 10_000;
 pub const MAX_SECS: u64 = 3_600;
 /// 127.0.0.2 ..= 127.0.0.251: enough source addresses for ~7 million connections.
 pub const MAX_SOURCE_ADDRS: usize = 250;
+/// The first source address unless `--source-base` names another.
+pub const DEFAULT_SOURCE_BASE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -19,7 +21,8 @@ pub const MAX_SOURCE_ADDRS: usize = 250;
     about = "Opens many live subscribers on one liveplan project (or on a project of another server \
              speaking Bryntum's protocol), publishes changes through the REST API or as Bryntum \
              revisions and measures delivery latency, server CPU per delivery and RSS per \
-             connection. Loopback targets only."
+             connection. Loopback targets only (or, with a private --source-base, a private \
+             address from a network namespace of its own: two emulated hosts on this machine)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -58,7 +61,8 @@ pub enum PublisherName {
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// Base URL of the server; must be a loopback address.
+    /// Base URL of the server; must be a loopback address (see `--source-base` for the one
+    /// exception).
     #[arg(long, env = "LIVEPLAN_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
     /// A system administrator (the server's bootstrap admin): creates the project and users.
@@ -89,10 +93,22 @@ pub struct Common {
     /// Pid of the server, to read its CPU time and RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// A thread doing the server's receive path outside the server process (the kernel thread
+    /// polling the server's end of the veth pair, `bench.sh` with `NETNS=napi`): `run` reports
+    /// its CPU time beside the server's, per delivery. Repeatable.
+    #[arg(long = "server-rx-pid")]
+    pub server_rx_pids: Vec<u32>,
     /// How many source addresses (127.0.0.2, 127.0.0.3, …) the subscribers are spread over;
     /// each gives ~28,000 ephemeral ports. Default: enough for the connection count.
     #[arg(long)]
     pub source_addrs: Option<usize>,
+    /// The first source address, instead of 127.0.0.2; the others follow it (base + 1, …),
+    /// and logins use them too. A private IPv4 base (10/8, 172.16/12, 192.168/16) is for a
+    /// load generator in a network namespace of its own, joined to the server's by a veth pair
+    /// (`bench.sh` with `NETNS=1`): it lets the server be a private address as well, and only
+    /// then, and only in a named network namespace (`ip netns exec`) without a default route.
+    #[arg(long)]
+    pub source_base: Option<Ipv4Addr>,
     /// Subscribers sharing one user. Tickets are limited to 120 a minute per user and SSE has a
     /// per-user connection cap, so large runs need many users.
     #[arg(long, default_value_t = 100)]
@@ -260,14 +276,12 @@ fn parse_authority(authority: &str, url: &str) -> anyhow::Result<(String, u16)> 
 }
 
 /// Resolves the server and refuses anything that is not loopback, so the tool cannot be
-/// pointed at someone else's machine.
-pub fn resolve_target(
-    url: &str,
-    connections: usize,
-    source_addrs: Option<usize>,
-) -> anyhow::Result<Target> {
+/// pointed at someone else's machine; the one exception is a private address reached with a
+/// private `--source-base` from a named network namespace without a default route (two
+/// emulated hosts on one machine, `bench.sh` with `NETNS=1`).
+pub fn resolve_target(url: &str, connections: usize, sources: Sources) -> anyhow::Result<Target> {
     let (host, port) = parse_base_url(url)?;
-    resolve(url, "http", &host, port, connections, source_addrs)
+    resolve(url, "http", &host, port, connections, sources)
 }
 
 /// [`resolve_target`] for a `--bryntum-server`; the path is returned beside the target, whose
@@ -275,13 +289,53 @@ pub fn resolve_target(
 pub fn resolve_ws_target(
     url: &str,
     connections: usize,
-    source_addrs: Option<usize>,
+    sources: Sources,
 ) -> anyhow::Result<(Target, String)> {
     let (host, port, path) = parse_ws_url(url)?;
-    Ok((
-        resolve(url, "ws", &host, port, connections, source_addrs)?,
-        path,
-    ))
+    Ok((resolve(url, "ws", &host, port, connections, sources)?, path))
+}
+
+/// `--source-addrs` and `--source-base`: how many source addresses, from which.
+#[derive(Copy, Clone, Debug, Default)]
+pub struct Sources {
+    pub count: Option<usize>,
+    pub base: Option<Ipv4Addr>,
+}
+
+/// The targets a run may have: loopback, or, with a private `--source-base`, a private IPv4
+/// address (a veth peer in another network namespace of this machine).
+fn allowed_target(ip: IpAddr, source_base: Option<Ipv4Addr>) -> bool {
+    match source_base {
+        Some(base) if base.is_private() => matches!(ip, IpAddr::V4(v4) if v4.is_private()),
+        _ => is_loopback(ip),
+    }
+}
+
+/// True when this process runs in a named network namespace (`ip netns add`, found in
+/// /run/netns as `ip netns identify` finds it) that has no IPv4 default route: the bench
+/// script's `ip netns exec`, where only directly connected subnets (its veth) can be reached.
+/// Anything unreadable counts as false.
+fn in_isolated_network_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(own) = std::fs::metadata("/proc/self/ns/net") else {
+        return false;
+    };
+    let named = std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            std::fs::metadata(entry.path())
+                .is_ok_and(|ns| ns.dev() == own.dev() && ns.ino() == own.ino())
+        });
+    // /proc/self/net/route: a header, then one line per route; the destination is column 2.
+    let default_route = std::fs::read_to_string("/proc/self/net/route").map_or(true, |routes| {
+        routes
+            .lines()
+            .skip(1)
+            .any(|route| route.split_whitespace().nth(1) == Some("00000000"))
+    });
+    named && !default_route
 }
 
 fn resolve(
@@ -290,15 +344,22 @@ fn resolve(
     host: &str,
     port: u16,
     connections: usize,
-    source_addrs: Option<usize>,
+    sources: Sources,
 ) -> anyhow::Result<Target> {
     let addrs: Vec<SocketAddr> = (host, port)
         .to_socket_addrs()
         .with_context(|| format!("resolving {host}"))?
         .collect();
-    if addrs.is_empty() || addrs.iter().any(|a| !is_loopback(a.ip())) {
+    if addrs.is_empty() || addrs.iter().any(|a| !allowed_target(a.ip(), sources.base)) {
         bail!(
-            "refusing {url}: the load generator only targets loopback addresses (127.0.0.0/8, ::1)"
+            "refusing {url}: the load generator only targets loopback addresses (127.0.0.0/8, \
+             ::1), or private IPv4 ones with a private --source-base"
+        );
+    }
+    if addrs.iter().any(|a| !is_loopback(a.ip())) && !in_isolated_network_namespace() {
+        bail!(
+            "refusing {url}: a private target is only allowed from a named network namespace \
+             without a default route (`ip netns exec`, as bench.sh NETNS=1 does)"
         );
     }
     // Prefer IPv4: only 127.0.0.0/8 offers several source addresses.
@@ -307,7 +368,7 @@ fn resolve(
         .copied()
         .find(SocketAddr::is_ipv4)
         .unwrap_or(addrs[0]);
-    let sources = source_addresses(addr.ip(), connections, source_addrs)?;
+    let sources = source_addresses(addr.ip(), connections, sources)?;
     let bracketed = match addr.ip() {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
@@ -323,14 +384,28 @@ fn resolve(
 /// `ip_local_port_range` 32768–60999), with some headroom for the REST client.
 const PORTS_PER_SOURCE: usize = 25_000;
 
-/// The source addresses 127.0.0.2, 127.0.0.3, … (or `::1` alone for an IPv6 server).
+/// Source address `i` counting from `base` (127.0.0.2 by default): `base + i`, if that is
+/// still an address of the same kind (loopback, or private).
+pub fn nth_source(base: Ipv4Addr, i: usize) -> anyhow::Result<IpAddr> {
+    let ip = u32::try_from(i)
+        .ok()
+        .and_then(|i| u32::from(base).checked_add(i))
+        .map(Ipv4Addr::from)
+        .filter(|ip| ip.is_loopback() == base.is_loopback() && ip.is_private() == base.is_private())
+        .with_context(|| format!("source address {base} + {i} leaves {base}'s range"))?;
+    Ok(IpAddr::V4(ip))
+}
+
+/// The source addresses 127.0.0.2, 127.0.0.3, … or `--source-base`, `--source-base` + 1, …
+/// (`::1` alone for an IPv6 server).
 pub fn source_addresses(
     server: IpAddr,
     connections: usize,
-    wanted: Option<usize>,
+    sources: Sources,
 ) -> anyhow::Result<Vec<IpAddr>> {
+    let wanted = sources.count;
     if server.is_ipv6() {
-        if wanted.is_some_and(|k| k > 1) {
+        if wanted.is_some_and(|k| k > 1) || sources.base.is_some() {
             bail!("an IPv6 loopback server allows only one source address (::1)");
         }
         return Ok(vec![server]);
@@ -345,12 +420,24 @@ pub fn source_addresses(
             connections.div_ceil(PORTS_PER_SOURCE)
         );
     }
-    Ok((0..k)
-        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
-        .collect())
+    let base = sources.base.unwrap_or(DEFAULT_SOURCE_BASE);
+    (0..k).map(|i| nth_source(base, i)).collect()
 }
 
 impl Common {
+    /// The first source address: `--source-base`, or 127.0.0.2.
+    pub fn source_base(&self) -> Ipv4Addr {
+        self.source_base.unwrap_or(DEFAULT_SOURCE_BASE)
+    }
+
+    /// `--source-addrs` and `--source-base`.
+    pub fn sources(&self) -> Sources {
+        Sources {
+            count: self.source_addrs,
+            base: self.source_base,
+        }
+    }
+
     pub fn check(&self, connections: usize) -> anyhow::Result<()> {
         if connections == 0 || connections > MAX_CONNECTIONS {
             bail!("the connection count must be 1..={MAX_CONNECTIONS}");
@@ -500,30 +587,83 @@ mod tests {
 
     #[test]
     fn non_loopback_targets_are_refused() {
-        assert!(resolve_target("http://10.1.2.3:8080", 10, None).is_err());
-        assert!(resolve_target("http://0.0.0.0:8080", 10, None).is_err());
-        let t = resolve_target("http://127.0.0.1:8080/", 10, None).unwrap();
+        let none = Sources::default();
+        assert!(resolve_target("http://10.1.2.3:8080", 10, none).is_err());
+        assert!(resolve_target("http://0.0.0.0:8080", 10, none).is_err());
+        let t = resolve_target("http://127.0.0.1:8080/", 10, none).unwrap();
         assert_eq!(t.base, "http://127.0.0.1:8080");
         assert!(t.sources.iter().all(|s| is_loopback(*s)));
     }
 
     #[test]
+    fn private_targets_need_a_private_source_base_and_a_namespace_of_their_own() {
+        let private = Sources {
+            count: None,
+            base: Some("10.77.1.1".parse().unwrap()),
+        };
+        let loopback = Sources {
+            count: None,
+            base: Some("127.0.0.9".parse().unwrap()),
+        };
+        assert!(allowed_target("10.77.0.1".parse().unwrap(), private.base));
+        assert!(allowed_target("192.168.3.4".parse().unwrap(), private.base));
+        assert!(!allowed_target("10.77.0.1".parse().unwrap(), None));
+        assert!(!allowed_target("10.77.0.1".parse().unwrap(), loopback.base));
+        assert!(allowed_target("127.0.0.1".parse().unwrap(), loopback.base));
+        assert!(!allowed_target("8.8.8.8".parse().unwrap(), private.base));
+        assert!(!allowed_target("127.0.0.1".parse().unwrap(), private.base));
+        assert!(!allowed_target("::1".parse().unwrap(), private.base));
+        // Refused unless the test itself runs under `ip netns exec` in an isolated namespace.
+        if !in_isolated_network_namespace() {
+            assert!(resolve_target("http://10.77.0.1:8080", 10, private).is_err());
+        }
+        let t = resolve_target("http://127.0.0.1:8080", 10, loopback).unwrap();
+        assert_eq!(t.sources[0], "127.0.0.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
     fn sources_cover_the_connection_count() {
         let v4: IpAddr = "127.0.0.1".parse().unwrap();
-        let s = source_addresses(v4, 50_000, None).unwrap();
+        let count = |k| Sources {
+            count: Some(k),
+            base: None,
+        };
+        let none = Sources::default();
+        let s = source_addresses(v4, 50_000, none).unwrap();
         assert_eq!(s.len(), 4);
         assert_eq!(s[0], "127.0.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(source_addresses(v4, 200_000, None).unwrap().len(), 8);
-        assert!(source_addresses(v4, 100_000, Some(2)).is_err());
-        assert!(source_addresses(v4, 10, Some(0)).is_err());
-        assert!(source_addresses(v4, 10, Some(251)).is_err());
+        assert_eq!(source_addresses(v4, 200_000, none).unwrap().len(), 8);
+        assert!(source_addresses(v4, 100_000, count(2)).is_err());
+        assert!(source_addresses(v4, 10, count(0)).is_err());
+        assert!(source_addresses(v4, 10, count(251)).is_err());
         assert_eq!(
-            *source_addresses(v4, 10, Some(250)).unwrap().last().unwrap(),
+            *source_addresses(v4, 10, count(250))
+                .unwrap()
+                .last()
+                .unwrap(),
             "127.0.0.251".parse::<IpAddr>().unwrap()
         );
         let v6: IpAddr = "::1".parse().unwrap();
-        assert_eq!(source_addresses(v6, 10, None).unwrap(), vec![v6]);
-        assert!(source_addresses(v6, 10, Some(2)).is_err());
+        assert_eq!(source_addresses(v6, 10, none).unwrap(), vec![v6]);
+        assert!(source_addresses(v6, 10, count(2)).is_err());
+        let based = Sources {
+            count: Some(3),
+            base: Some("10.77.1.254".parse().unwrap()),
+        };
+        let s = source_addresses("10.77.0.1".parse().unwrap(), 10, based).unwrap();
+        let want: Vec<IpAddr> = ["10.77.1.254", "10.77.1.255", "10.77.2.0"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        assert_eq!(s, want);
+        // Consecutive addresses stay in the base's kind: no walking out of 10/8 or 127/8.
+        assert!(nth_source("10.255.255.255".parse().unwrap(), 1).is_err());
+        assert!(nth_source("127.255.255.255".parse().unwrap(), 1).is_err());
+        assert!(nth_source("255.255.255.255".parse().unwrap(), 1).is_err());
+        assert_eq!(
+            nth_source(DEFAULT_SOURCE_BASE, 249).unwrap(),
+            "127.0.0.251".parse::<IpAddr>().unwrap()
+        );
     }
 
     fn run(extra: &[&str]) -> anyhow::Result<()> {
@@ -667,8 +807,9 @@ mod tests {
         assert!(parse_ws_url("http://127.0.0.1:8090").is_err());
         assert!(parse_ws_url("wss://127.0.0.1:8090").is_err());
         assert!(parse_ws_url("ws://u:p@127.0.0.1:8090").is_err());
-        assert!(resolve_ws_target("ws://10.0.0.1:8090", 10, None).is_err());
-        let (t, path) = resolve_ws_target("ws://127.0.0.1:8090/x", 10, None).unwrap();
+        let none = Sources::default();
+        assert!(resolve_ws_target("ws://10.0.0.1:8090", 10, none).is_err());
+        let (t, path) = resolve_ws_target("ws://127.0.0.1:8090/x", 10, none).unwrap();
         assert_eq!(t.base, "ws://127.0.0.1:8090");
         assert_eq!(path, "/x");
     }

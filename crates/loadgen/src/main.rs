@@ -125,7 +125,7 @@ async fn make_state(
     let user_count = connections.div_ceil(common.per_user);
     let t = Instant::now();
     let users = api
-        .member_users(&admin.token, &project_id, user_count)
+        .member_users(&admin.token, &project_id, user_count, common.source_base())
         .await?;
     eprintln!(
         "project {project_id}: {} task(s), {user_count} member user(s) ready in {:.1} s",
@@ -141,7 +141,7 @@ async fn make_state(
 }
 
 async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
-    let target = args::resolve_target(&a.common.server, a.connections, a.common.source_addrs)?;
+    let target = args::resolve_target(&a.common.server, a.connections, a.common.sources())?;
     let api = Api::new(&target.base)?;
     let state = make_state(&api, &a.common, a.connections, a.tasks).await?;
     std::fs::write(&a.out, serde_json::to_vec(&state)?)
@@ -154,7 +154,7 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
     if let Some(url) = &common.bryntum_server {
         return prepare_external(common, url, connections);
     }
-    let target = args::resolve_target(&common.server, connections, common.source_addrs)?;
+    let target = args::resolve_target(&common.server, connections, common.sources())?;
     let limit = ensure_file_limit(connections)?;
     let api = Api::new(&target.base)?;
     eprintln!(
@@ -233,7 +233,7 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
 /// A server speaking Bryntum's protocol that is not liveplan: nothing to make, subscribers are
 /// names (`lg0`, `lg1`, …, one per `--per-user` subscribers, as on liveplan).
 fn prepare_external(common: &Common, url: &str, connections: usize) -> anyhow::Result<Prepared> {
-    let (target, path) = args::resolve_ws_target(url, connections, common.source_addrs)?;
+    let (target, path) = args::resolve_ws_target(url, connections, common.sources())?;
     let limit = ensure_file_limit(connections)?;
     eprintln!(
         "Bryntum-protocol server {}{path} · {} source address(es) · open-files limit {limit}",
@@ -458,6 +458,12 @@ struct RunSummary {
     server_cpu_us_per_publish_alone: Option<f64>,
     /// Server CPU per delivery once the write path is subtracted: the fan-out's own cost.
     server_cpu_us_per_delivery_marginal: Option<f64>,
+    /// CPU of the `--server-rx-pid` threads (the server's receive path outside its process)
+    /// over the same window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_rx_cpu_secs: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_rx_cpu_us_per_delivery: Option<f64>,
     loadgen_cpu_secs: Option<f64>,
     server_rss_before_mib: Option<f64>,
     server_rss_connected_mib: Option<f64>,
@@ -617,6 +623,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     }
     let settle_secs = settle(&fleet, c).await;
     let connected = procfs::sample_both(c.server_pid);
+    let rx_connected = procfs::cpu_secs_of(&c.server_rx_pids);
     let counters = &fleet.recorder.counters;
     let measured_before = fleet.recorder.count(&counters.measured);
 
@@ -646,6 +653,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     // The window ends at the last delivery, not at the end of a fruitless drain wait.
     let window_secs = (last_delivery.max(window + outcome.elapsed) - window).as_secs_f64();
     let after = procfs::sample_both(c.server_pid);
+    let rx_after = procfs::cpu_secs_of(&c.server_rx_pids);
     let _ = fleet.stop.send(true);
     let publisher_name = publisher.name();
     if let Publisher::Bryntum(publishers) = publisher {
@@ -658,6 +666,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
         (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
         _ => None,
     };
+    let rx_cpu = rx_connected.zip(rx_after).map(|(x, y)| y - x);
     let me_cpu = match (connected.me, after.me) {
         (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
         _ => None,
@@ -704,6 +713,8 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
             (Some(s), Some(b)) => per(s * 1e6 - b * outcome.ok as f64, delivered as f64),
             _ => None,
         },
+        server_rx_cpu_secs: rx_cpu,
+        server_rx_cpu_us_per_delivery: rx_cpu.and_then(|s| per(s * 1e6, delivered as f64)),
         loadgen_cpu_secs: me_cpu,
         server_rss_before_mib: before.server.map(|s| mib(s.rss_bytes)),
         server_rss_connected_mib: connected.server.map(|s| mib(s.rss_bytes)),
@@ -774,6 +785,13 @@ fn print_run(s: &RunSummary) {
         opt(s.server_cpu_us_per_publish_alone, "µs", 1),
         opt(s.server_cpu_us_per_delivery_marginal, "µs", 2)
     );
+    if s.server_rx_cpu_secs.is_some() {
+        println!(
+            "server rx CPU    {} → {} per delivered event (--server-rx-pid, outside the server)",
+            opt(s.server_rx_cpu_secs, "s", 2),
+            opt(s.server_rx_cpu_us_per_delivery, "µs", 2)
+        );
+    }
     println!(
         "loadgen CPU      {}  (load average {:.2} at the end: both share the cores)",
         opt(s.loadgen_cpu_secs, "s", 2),

@@ -60,6 +60,20 @@ pub fn sample(pid: &str) -> anyhow::Result<Sample> {
     })
 }
 
+/// The CPU seconds of all of `pids` together (kernel threads too: they have no RSS); `None` if
+/// there are none or one cannot be read.
+pub fn cpu_secs_of(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter()
+        .map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            Some(parse_stat_ticks(&stat).ok()? as f64 / USER_HZ)
+        })
+        .sum()
+}
+
 /// The server's and this process's readings, taken together.
 #[derive(Debug, Clone, Copy)]
 pub struct Both {
@@ -92,6 +106,14 @@ mod tests {
         let status = "Name:\tliveplan\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
         assert_eq!(parse_status_rss(status).unwrap(), 12345 * 1024);
         assert!(parse_status_rss("Name:\tx\n").is_err());
+    }
+
+    #[test]
+    fn cpu_of_several_pids_needs_them_all() {
+        assert!(cpu_secs_of(&[]).is_none());
+        let me = std::process::id();
+        assert!(cpu_secs_of(&[me, me]).is_some_and(|s| s >= 0.0));
+        assert!(cpu_secs_of(&[me, u32::MAX]).is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use futures::{StreamExt, TryStreamExt};
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
-use std::net::IpAddr;
+use std::net::Ipv4Addr;
 
 /// Logins are limited to 60 a minute per client address; stay under it per source address.
 const LOGINS_PER_ADDRESS: usize = 50;
@@ -125,6 +125,7 @@ impl Api {
         admin: &str,
         project_id: &str,
         count: usize,
+        source_base: Ipv4Addr,
     ) -> anyhow::Result<Vec<User>> {
         let addresses = count
             .div_ceil(LOGINS_PER_ADDRESS)
@@ -134,12 +135,10 @@ impl Api {
         }
         let login_clients: Vec<Client> = (0..addresses)
             .map(|i| {
-                Client::builder()
-                    .no_proxy()
-                    .local_address(IpAddr::from([127, 0, 0, 2 + i as u8]))
-                    .build()
+                let source = crate::args::nth_source(source_base, i)?;
+                Ok(Client::builder().no_proxy().local_address(source).build()?)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<anyhow::Result<_>>()?;
         // Password hashing (argon2) dominates; a few at a time keeps both cores busy without
         // queueing hundreds of blocking tasks in the server.
         futures::stream::iter(0..count)

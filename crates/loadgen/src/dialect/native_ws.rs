@@ -22,7 +22,8 @@ pub struct NativeWs {
 }
 
 /// Opens a TCP connection to `addr` from `source` (port chosen by the kernel), so connections
-/// can be spread over 127.0.0.x and each source address brings its own ephemeral port range.
+/// can be spread over 127.0.0.x (or `--source-base` + i) and each source address brings its own
+/// ephemeral port range.
 pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> anyhow::Result<TcpStream> {
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
