@@ -39,6 +39,13 @@ pub enum Command {
     /// `run`/`idle --state`: restart the server in between so its RSS is not inflated by the
     /// password hashing of the setup.
     Prepare(PrepareArgs),
+    /// No server: write a frame to each of N loopback connections R times a second, one write
+    /// per connection and frame, and report the writer's CPU per write, the floor under any
+    /// server's CPU per delivery on this machine.
+    Floor(FloorArgs),
+    /// The reading end of `floor` (started by it).
+    #[command(hide = true)]
+    FloorSink,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -538,6 +545,43 @@ impl RunArgs {
     }
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct FloorArgs {
+    /// Connections to write to.
+    #[arg(long, short = 'n', default_value_t = 1_000)]
+    pub connections: usize,
+    /// Frames a second to each connection.
+    #[arg(long, short = 'r', default_value_t = 50)]
+    pub rate: u32,
+    /// Seconds to write for.
+    #[arg(long, short = 'd', default_value_t = 20)]
+    pub duration: u64,
+    /// Bytes per frame (a native WS `task_updated` frame of the `run` workload is ~520).
+    #[arg(long, default_value_t = 520)]
+    pub size: usize,
+    /// CPUs for the sink (e.g. 1), through `taskset`, to keep it off the writer's core.
+    #[arg(long)]
+    pub sink_cpus: Option<String>,
+}
+
+impl FloorArgs {
+    pub fn check(&self) -> anyhow::Result<()> {
+        if self.connections == 0 || self.connections > 20_000 {
+            bail!("-n must be 1 ..= 20000 (one source address)");
+        }
+        if self.rate == 0 || self.rate > MAX_RATE {
+            bail!("-r must be 1 ..= {MAX_RATE}");
+        }
+        if self.duration == 0 || self.duration > MAX_SECS {
+            bail!("-d must be 1 ..= {MAX_SECS}");
+        }
+        if self.size == 0 || self.size > 1 << 20 {
+            bail!("--size must be 1 ..= 1 MiB");
+        }
+        Ok(())
+    }
+}
+
 impl IdleArgs {
     pub fn check(&self) -> anyhow::Result<()> {
         self.common.check(self.connections)?;
@@ -812,5 +856,33 @@ mod tests {
         let (t, path) = resolve_ws_target("ws://127.0.0.1:8090/x", 10, none).unwrap();
         assert_eq!(t.base, "ws://127.0.0.1:8090");
         assert_eq!(path, "/x");
+    }
+
+    #[test]
+    fn floor_runs_are_bounded() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["liveplan-loadgen", "floor"];
+            argv.extend_from_slice(extra);
+            match Cli::try_parse_from(argv).unwrap().command {
+                Command::Floor(f) => f,
+                _ => unreachable!(),
+            }
+        };
+        let defaults = parse(&[]);
+        assert!(defaults.check().is_ok());
+        assert_eq!(
+            (defaults.connections, defaults.rate, defaults.size),
+            (1_000, 50, 520)
+        );
+        for bad in [
+            &["-n", "0"][..],
+            &["-n", "20001"],
+            &["-r", "0"],
+            &["-d", "0"],
+            &["--size", "0"],
+            &["--size", "2000000"],
+        ] {
+            assert!(parse(bad).check().is_err(), "{bad:?}");
+        }
     }
 }

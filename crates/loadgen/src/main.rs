@@ -13,6 +13,7 @@
 
 mod args;
 mod dialect;
+mod floor;
 mod procfs;
 mod publish;
 mod setup;
@@ -57,6 +58,32 @@ fn main() -> anyhow::Result<()> {
         Command::Prepare(args) => {
             args.check()?;
             runtime.block_on(prepare_only(args))
+        }
+        Command::Floor(args) => {
+            args.check()?;
+            ensure_file_limit(args.connections)?;
+            let summary = floor::floor(&args)?;
+            println!(
+                "floor            {} writes of {} B to {} connections in {:.1} s: writer CPU {:.2} s \
+                 → {:.2} µs per write (sink {:.2} s); load average {:.2}",
+                summary.writes,
+                summary.frame_bytes,
+                summary.connections,
+                summary.window_secs,
+                summary.writer_cpu_secs,
+                summary.writer_cpu_us_per_write,
+                summary.sink_cpu_secs,
+                summary.load_average
+            );
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
+            );
+            Ok(())
+        }
+        Command::FloorSink => {
+            ensure_file_limit(0)?;
+            runtime.block_on(floor::sink())
         }
     }
 }
