@@ -513,3 +513,82 @@ async fn too_far_behind_resyncs_and_control_frames_are_answered() {
         "a clean close answer, not a dropped connection: {reply:?}"
     );
 }
+
+/// Sends a raw HTTP/1.1 request and returns the response head and whatever body followed.
+async fn raw_request(server: &TestServer, request: String) -> String {
+    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Until the head (and a short body, if any) arrived; a 101 keeps the socket open.
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n")
+        || (!got.starts_with(b"HTTP/1.1 101") && !String::from_utf8_lossy(&got).ends_with('}'))
+    {
+        match tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The native endpoint answers the WebSocket handshake itself: the RFC 6455 accept key for a
+/// good request, a JSON 400 (and no upgrade) for each way a handshake can be wrong.
+#[tokio::test]
+async fn the_handshake_is_checked_and_answered_by_the_rfc() {
+    let server = TestServer::start().await;
+    let project = server.project("Handshake").await;
+    let path = format!("/ws/v1/projects/{project}/");
+    let request = |method: &str, headers: &[&str]| {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
+        for header in headers {
+            text.push_str(header);
+            text.push_str("\r\n");
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        text
+    };
+    // RFC 6455 §1.3's example key and its accept value.
+    let good = [
+        "Connection: keep-alive, Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    ];
+    let answer = raw_request(&server, request("GET", &good)).await;
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{answer}"
+    );
+    let bad: [(&str, Vec<&str>); 5] = [
+        ("POST", good.to_vec()),
+        ("GET", vec![good[0], good[1], good[2]]),
+        (
+            "GET",
+            vec![good[0], good[1], "Sec-WebSocket-Version: 8", good[3]],
+        ),
+        (
+            "GET",
+            vec!["Connection: keep-alive", good[1], good[2], good[3]],
+        ),
+        ("GET", vec![good[0], "Upgrade: h2c", good[2], good[3]]),
+    ];
+    for (method, headers) in bad {
+        let answer = raw_request(&server, request(method, &headers)).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 4"),
+            "{method} {headers:?}: {answer}"
+        );
+        assert!(!answer.starts_with("HTTP/1.1 101"));
+        if method == "GET" {
+            assert!(answer.starts_with("HTTP/1.1 400"), "{headers:?}: {answer}");
+            assert!(
+                answer.contains("\"invalid_request\""),
+                "{headers:?}: {answer}"
+            );
+        }
+    }
+}
