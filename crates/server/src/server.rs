@@ -99,11 +99,13 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);
-    let app = router(state.clone()).into_make_service_with_connect_info::<Peer>();
+    let routes = router(state.clone());
+    let front = routes.clone();
+    let app = routes.into_make_service_with_connect_info::<Peer>();
     let live = state.live.clone();
     let task = tokio::spawn(async move {
         let closing = live.clone();
-        let result = axum::serve(LiveListener::new(listener), app)
+        let result = axum::serve(LiveListener::new(listener, front), app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
                 // Upgraded WebSockets and SSE bodies never finish on their own: close them (1001).

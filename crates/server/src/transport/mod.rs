@@ -8,6 +8,7 @@ pub(crate) mod direct;
 pub mod native_ws;
 pub(crate) mod read_gate;
 pub mod sse;
+pub(crate) mod sse_front;
 pub mod tcp;
 pub(crate) mod ws_upgrade;
 

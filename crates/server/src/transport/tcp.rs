@@ -7,6 +7,8 @@
 //! a weak one in its [`Peer`] connect info; weak, so that nothing a handler keeps by mistake
 //! holds a closed connection's descriptor open.
 
+use crate::transport::sse_front;
+use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use socket2::SockRef;
@@ -18,13 +20,48 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 
 /// The server's listener: a `TcpListener` whose connections are [`SharedTcp`].
-pub struct LiveListener(TcpListener);
+///
+/// Each accepted connection is first peeked by its own task (so a slow client never holds
+/// up the accept loop): one whose first request line asks for an SSE stream is served by
+/// `transport::sse_front` and never reaches hyper; every other one comes back through the
+/// channel and is handed to hyper unchanged.
+pub struct LiveListener {
+    listener: TcpListener,
+    router: Router,
+    /// Connections the peek gave to hyper. The listener keeps a sender, so `recv` never
+    /// reports the channel closed; unbounded, because a connection is only sent once.
+    to_hyper: mpsc::UnboundedSender<(Arc<TcpStream>, SocketAddr)>,
+    for_hyper: mpsc::UnboundedReceiver<(Arc<TcpStream>, SocketAddr)>,
+}
 
 impl LiveListener {
-    pub fn new(listener: TcpListener) -> Self {
-        Self(listener)
+    /// `router` is the application's, used for the SSE requests served by the front.
+    pub fn new(listener: TcpListener, router: Router) -> Self {
+        let (to_hyper, for_hyper) = mpsc::unbounded_channel();
+        Self {
+            listener,
+            router,
+            to_hyper,
+            for_hyper,
+        }
+    }
+
+    /// Decides where a new connection goes, off the accept loop.
+    fn dispatch(&self, stream: TcpStream, address: SocketAddr) {
+        let tcp = Arc::new(stream);
+        let router = self.router.clone();
+        let to_hyper = self.to_hyper.clone();
+        tokio::spawn(async move {
+            if sse_front::wants_sse(&tcp).await {
+                sse_front::serve(tcp, address, router).await;
+            } else {
+                // The listener is gone once the server stops accepting: drop the connection.
+                let _ = to_hyper.send((tcp, address));
+            }
+        });
     }
 }
 
@@ -34,27 +71,31 @@ impl Listener for LiveListener {
 
     async fn accept(&mut self) -> (SharedTcp, SocketAddr) {
         loop {
-            match self.0.accept().await {
-                Ok((stream, address)) => return (SharedTcp(Arc::new(stream)), address),
-                // The peer gave up before we accepted: nothing to do.
-                Err(err)
-                    if matches!(
-                        err.kind(),
-                        io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionRefused
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                // Out of descriptors or memory: retrying at once would spin.
-                Err(err) => {
-                    tracing::error!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+            tokio::select! {
+                // Both branches are cancel-safe: nothing is lost when the other wins.
+                Some((tcp, address)) = self.for_hyper.recv() => return (SharedTcp(tcp), address),
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, address)) => self.dispatch(stream, address),
+                    // The peer gave up before we accepted: nothing to do.
+                    Err(err)
+                        if matches!(
+                            err.kind(),
+                            io::ErrorKind::ConnectionAborted
+                                | io::ErrorKind::ConnectionRefused
+                                | io::ErrorKind::ConnectionReset
+                        ) => {}
+                    // Out of descriptors or memory: retrying at once would spin.
+                    Err(err) => {
+                        tracing::error!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
             }
         }
     }
 
     fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0.local_addr()
+        self.listener.local_addr()
     }
 }
 

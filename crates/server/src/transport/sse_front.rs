@@ -1,0 +1,389 @@
+//! A small HTTP/1 front for the SSE paths.
+//!
+//! An idle SSE stream served by hyper costs ~20 KB, nearly all of it hyper's per-connection
+//! read and write buffers, which cannot be configured lower (BENCHMARKS.md, "SSE memory").
+//! A connection whose *first* request line is a `GET` of an SSE path is therefore served
+//! here instead: the head is parsed with `httparse`, the request goes through the same axum
+//! `Router`, and the response is written by hand (`connection: close`, the body as chunked
+//! frames). Nothing is buffered while the stream is idle but a 256-byte probe that notices
+//! the client closing. Everything else (and a keep-alive connection that asks for SSE after
+//! a REST call) stays with hyper.
+
+use crate::transport::tcp::{Peer, shutdown_write};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, header};
+use http_body_util::BodyExt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, sleep, timeout, timeout_at};
+use tower::ServiceExt;
+
+/// How much of a connection is peeked to find its request line; a longer one goes to hyper.
+const PEEK_LIMIT: usize = 2048;
+/// How long a connection may take to send its request line before it is handed to hyper
+/// (which then applies its own rules, as it did before the front existed).
+const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request head the front reads; larger gets 431, like hyper's limit.
+const HEAD_LIMIT: usize = 16 * 1024;
+/// How long the whole head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most headers parsed; more is answered 431.
+const MAX_HEADERS: usize = 64;
+/// The probe read while streaming: only there to see EOF or a reset.
+const PROBE: usize = 256;
+/// How long an error answer waits for the client's leftovers before closing, so that the
+/// close does not turn into a reset that destroys the answer in flight.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Whether the connection's first request line asks for an SSE stream. Consumes nothing.
+/// Any doubt (timeout, EOF, a line too long, an error) answers `false`: hyper decides.
+pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
+    // On the heap and dropped on return: it must not live in a long-lived future.
+    let mut buf = vec![0u8; PEEK_LIMIT];
+    let deadline = Instant::now() + PEEK_TIMEOUT;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let n = match timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            _ => return false,
+        };
+        if n == 0 {
+            return false;
+        }
+        if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+            return is_sse_request_line(&buf[..end]);
+        }
+        if n == buf.len() {
+            return false;
+        }
+        // A partial line: `peek` consumes nothing, so the socket stays readable and peeking
+        // again at once would spin. Back off instead (a request line split across segments
+        // is rare; this costs a few ms when it happens).
+        if timeout_at(deadline, sleep(delay)).await.is_err() {
+            return false;
+        }
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// `GET <sse path>[?query] HTTP/1.x`, the paths being exactly the SSE routes of
+/// `transport::router`.
+fn is_sse_request_line(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut parts = line.split(' ');
+    let (Some("GET"), Some(target), Some("HTTP/1.1" | "HTTP/1.0"), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let path = target.split('?').next().unwrap_or_default();
+    let Some(path) = path.strip_prefix('/') else {
+        return false;
+    };
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["api", "v1", "projects", id, "events"] | ["api", "projects", id, "events"] => {
+            !id.is_empty()
+        }
+        ["api", "v1", "projects" | "users", "events"] | ["api", "projects" | "users", "events"] => {
+            true
+        }
+        _ => false,
+    }
+}
+
+/// What reading the head came to.
+enum Head {
+    /// Boxed: the variants differ by ~240 bytes, and this one is moved out at once.
+    Request(Box<Request<Body>>),
+    /// The head cannot be served: answer this and close.
+    Refuse(StatusCode),
+    /// The client went away or stalled: close without a word.
+    Gone,
+}
+
+/// Serves one connection whose request line [`wants_sse`] accepted, then closes it.
+pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Router) {
+    let request = match timeout(HEAD_TIMEOUT, read_head(&tcp)).await {
+        Ok(Head::Request(request)) => *request,
+        Ok(Head::Refuse(status)) => return refuse(&tcp, status).await,
+        // A stalled head: hyper would answer 408 only if configured to; it closes.
+        Ok(Head::Gone) | Err(_) => return,
+    };
+    let http10 = request.version() == Version::HTTP_10;
+    let mut request = request;
+    request.extensions_mut().insert(ConnectInfo(Peer {
+        address,
+        tcp: Arc::downgrade(&tcp),
+    }));
+    let response = match router.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let _ = respond(&tcp, response, http10).await;
+    // Whatever happened, the connection ends here: `connection: close` was sent.
+    let _ = shutdown_write(&tcp);
+}
+
+/// Reads up to [`HEAD_LIMIT`] bytes until `httparse` finds a complete head.
+async fn read_head(tcp: &TcpStream) -> Head {
+    let mut buf = Vec::with_capacity(1024);
+    loop {
+        if buf.len() >= HEAD_LIMIT {
+            return Head::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        }
+        buf.reserve((HEAD_LIMIT - buf.len()).min(4096));
+        if tcp.readable().await.is_err() {
+            return Head::Gone;
+        }
+        // Read no further than the limit, so the buffer never outgrows it.
+        let room = (HEAD_LIMIT - buf.len()).min(buf.capacity() - buf.len());
+        let start = buf.len();
+        buf.resize(start + room, 0);
+        match tcp.try_read(&mut buf[start..]) {
+            Ok(0) => return Head::Gone,
+            Ok(n) => buf.truncate(start + n),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                buf.truncate(start);
+                continue;
+            }
+            Err(_) => return Head::Gone,
+        }
+        if let Some(head) = parse_head(&buf) {
+            return head;
+        }
+    }
+}
+
+/// Parses a head; `None` while it is incomplete. Synchronous, so the header array never
+/// lives in the connection's future.
+fn parse_head(buf: &[u8]) -> Option<Head> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Partial) => None,
+        Ok(httparse::Status::Complete(_)) => Some(build(&parsed)),
+        Err(httparse::Error::TooManyHeaders) => {
+            Some(Head::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE))
+        }
+        Err(_) => Some(Head::Refuse(StatusCode::BAD_REQUEST)),
+    }
+}
+
+fn build(parsed: &httparse::Request<'_, '_>) -> Head {
+    let bad = Head::Refuse(StatusCode::BAD_REQUEST);
+    // The request line was peeked, but the bytes read now are what counts.
+    let (Some("GET"), Some(path), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return bad;
+    };
+    let version = if minor == 0 {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut builder = Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .version(version);
+    for h in parsed.headers.iter() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_bytes(h.value),
+        ) else {
+            return bad;
+        };
+        // A GET with a body is not something the SSE routes accept; refuse rather than
+        // leave unread bytes to be mistaken for a next request (hyper would read them).
+        if (name == header::CONTENT_LENGTH && value.as_bytes() != b"0")
+            || name == header::TRANSFER_ENCODING
+        {
+            return bad;
+        }
+        builder = builder.header(name, value);
+    }
+    match builder.body(Body::empty()) {
+        Ok(request) => Head::Request(Box::new(request)),
+        Err(_) => bad,
+    }
+}
+
+/// Answers a head the front cannot serve the way hyper does (status, empty body), closes.
+async fn refuse(tcp: &TcpStream, status: StatusCode) {
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-length: 0\r\nconnection: close\r\ndate: {}\r\n\r\n",
+        status.as_str(),
+        status.canonical_reason().unwrap_or(""),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+    );
+    if write_all(tcp, head.as_bytes()).await.is_err() {
+        return;
+    }
+    let _ = shutdown_write(tcp);
+    // Drain (bounded) what the client still sends, so closing with unread data does not
+    // reset the connection before the answer is read.
+    let mut sink = [0u8; PROBE];
+    let _ = timeout(LINGER, async {
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            if tcp.readable().await.is_err() {
+                return;
+            }
+            match tcp.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// Writes the response: head, then the body (chunked for HTTP/1.1 unless its size is known;
+/// raw and delimited by the close for HTTP/1.0). Returns early if the client goes away.
+async fn respond(
+    tcp: &TcpStream,
+    response: axum::response::Response,
+    http10: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = response.into_parts();
+    let exact = http_body::Body::size_hint(&body).exact();
+    let chunked = exact.is_none() && !http10;
+    let mut head = format!(
+        "HTTP/1.{} {} {}\r\n",
+        if http10 { 0 } else { 1 },
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or(""),
+    )
+    .into_bytes();
+    for (name, value) in parts.headers.iter() {
+        // Framing and connection management are the front's, not the handler's.
+        if name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONTENT_LENGTH
+            || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(length) = exact {
+        head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+    } else if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    write_all(tcp, &head).await?;
+    drop(head);
+
+    let mut probe = [0u8; PROBE];
+    loop {
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = client_gone(tcp, &mut probe) => return Ok(()),
+        };
+        match frame {
+            None => break,
+            Some(Ok(frame)) => {
+                // Trailers are not sent: nothing here produces them.
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    let mut chunk = Vec::with_capacity(data.len() + 16);
+                    chunk.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                    chunk.extend_from_slice(&data);
+                    chunk.extend_from_slice(b"\r\n");
+                    write_all(tcp, &chunk).await?;
+                } else {
+                    write_all(tcp, &data).await?;
+                }
+            }
+            // A failed body: end without the terminator, so the client sees a truncation.
+            Some(Err(_)) => return Ok(()),
+        }
+    }
+    if chunked {
+        write_all(tcp, b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// Resolves when the client closes or resets; what it sends meanwhile is discarded.
+async fn client_gone(tcp: &TcpStream, probe: &mut [u8]) {
+    loop {
+        if tcp.readable().await.is_err() {
+            return;
+        }
+        match tcp.try_read(probe) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+async fn write_all(tcp: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        tcp.writable().await?;
+        match tcp.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_sse_request_line;
+
+    #[test]
+    fn request_lines() {
+        for ok in [
+            "GET /api/v1/projects/abc/events HTTP/1.1\r",
+            "GET /api/v1/projects/events?x=1 HTTP/1.1",
+            "GET /api/v1/users/events HTTP/1.0\r",
+            "GET /api/projects/KEY/events HTTP/1.1\r",
+            "GET /api/projects/events HTTP/1.1\r",
+            "GET /api/users/events?token=x HTTP/1.1\r",
+        ] {
+            assert!(is_sse_request_line(ok.as_bytes()), "{ok}");
+        }
+        for no in [
+            "POST /api/users/events HTTP/1.1\r",
+            "GET /api/users/events HTTP/2.0\r",
+            "GET /api/v1/projects//events HTTP/1.1\r",
+            "GET /api/v1/projects HTTP/1.1\r",
+            "GET http://x/api/users/events HTTP/1.1\r",
+            "GET /api/users/events/ HTTP/1.1\r",
+            "GET  /api/users/events HTTP/1.1\r",
+            "\r",
+        ] {
+            assert!(!is_sse_request_line(no.as_bytes()), "{no}");
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The SSE front (transport/sse_front.rs) over raw TCP: a fresh connection whose first request
+//! is an SSE GET is served without hyper; its framing, errors, limits and slot release; and the
+//! same request after a REST call on a keep-alive connection, which hyper still serves.
+
+mod live_support;
+
+use live_support::*;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+struct Raw {
+    reader: BufReader<TcpStream>,
+}
+
+struct Head {
+    status_line: String,
+    headers: HashMap<String, String>,
+}
+
+impl Raw {
+    async fn connect(server: &TestServer) -> Raw {
+        let tcp = TcpStream::connect(server.addr()).await.unwrap();
+        Raw {
+            reader: BufReader::new(tcp),
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).await.unwrap();
+    }
+
+    async fn get(&mut self, path: &str, token: Option<&str>) {
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\n{auth}\r\n");
+        self.send(request.as_bytes()).await;
+    }
+
+    async fn line(&mut self) -> String {
+        let mut line = Vec::new();
+        loop {
+            let byte = timeout(WAIT, self.reader.read_u8())
+                .await
+                .expect("byte in time")
+                .expect("byte");
+            line.push(byte);
+            if line.ends_with(b"\r\n") {
+                line.truncate(line.len() - 2);
+                return String::from_utf8(line).unwrap();
+            }
+        }
+    }
+
+    async fn head(&mut self) -> Head {
+        let status_line = self.line().await;
+        let mut headers = HashMap::new();
+        loop {
+            let line = self.line().await;
+            if line.is_empty() {
+                return Head {
+                    status_line,
+                    headers,
+                };
+            }
+            let (name, value) = line.split_once(':').unwrap();
+            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+        }
+    }
+
+    /// One chunk's data; empty for the terminating chunk.
+    async fn chunk(&mut self) -> Vec<u8> {
+        let size = usize::from_str_radix(&self.line().await, 16).expect("chunk size");
+        let mut data = vec![0u8; size];
+        timeout(WAIT, self.reader.read_exact(&mut data))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(self.line().await, "", "chunk ends with CRLF");
+        data
+    }
+
+    async fn body(&mut self, length: usize) -> Vec<u8> {
+        let mut data = vec![0u8; length];
+        timeout(WAIT, self.reader.read_exact(&mut data))
+            .await
+            .unwrap()
+            .unwrap();
+        data
+    }
+
+    /// The data lines of SSE messages until one whose JSON `type` is not a keepalive.
+    async fn message(&mut self, pending: &mut String) -> Value {
+        loop {
+            if let Some(end) = pending.find("\n\n") {
+                let message: String = pending.drain(..end + 2).collect();
+                let data: Vec<&str> = message
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data: "))
+                    .collect();
+                if !data.is_empty() {
+                    return serde_json::from_str(&data.join("\n")).unwrap();
+                }
+                continue;
+            }
+            let chunk = self.chunk().await;
+            assert!(!chunk.is_empty(), "stream ended early");
+            pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Reads until EOF (or reset); true if it came in time.
+    async fn closed(&mut self) -> bool {
+        let mut sink = [0u8; 1024];
+        timeout(WAIT, async {
+            loop {
+                match self.reader.read(&mut sink).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+}
+
+#[tokio::test]
+async fn front_streams_with_chunked_framing() {
+    let server = TestServer::start().await;
+    let project = server.project("Front").await;
+    let (member, token) = server.user("fronted").await;
+    server.add_member(project, member, 1).await;
+
+    let mut raw = Raw::connect(&server).await;
+    raw.get(&format!("/api/v1/projects/{project}/events"), Some(&token))
+        .await;
+    let head = raw.head().await;
+    assert_eq!(head.status_line, "HTTP/1.1 200 OK");
+    let h = &head.headers;
+    assert_eq!(h["content-type"], "text/event-stream");
+    assert_eq!(h["cache-control"], "no-cache, no-transform");
+    assert_eq!(h["x-accel-buffering"], "no");
+    assert_eq!(h["transfer-encoding"], "chunked");
+    assert_eq!(h["connection"], "close");
+    assert!(h.contains_key("date"));
+    assert!(!h.contains_key("content-length"));
+
+    let mut pending = String::new();
+    let connected = raw.message(&mut pending).await;
+    assert_eq!(
+        connected,
+        json!({"type": "connected", "userId": member.to_string()})
+    );
+    server
+        .http
+        .post(server.url(&format!("/api/v1/projects/{project}/tasks")))
+        .bearer_auth(&server.admin)
+        .json(&json!({"name": "Raw slab"}))
+        .send()
+        .await
+        .unwrap();
+    let event = raw.message(&mut pending).await;
+    assert_eq!(event["type"], "ticket.created", "{event}");
+    assert_eq!(event["data"]["name"], "Raw slab", "{event}");
+}
+
+#[tokio::test]
+async fn front_refusals_match_hyper() {
+    let server = TestServer::start().await;
+    for token in [None, Some("not-a-token")] {
+        // Through the front.
+        let mut raw = Raw::connect(&server).await;
+        raw.get("/api/v1/users/events", token).await;
+        let head = raw.head().await;
+        assert_eq!(head.status_line, "HTTP/1.1 401 Unauthorized");
+        assert_eq!(head.headers["content-type"], "application/json");
+        let length: usize = head.headers["content-length"].parse().unwrap();
+        let front: Value = serde_json::from_slice(&raw.body(length).await).unwrap();
+        assert!(raw.closed().await);
+        // Through hyper: a keep-alive connection whose first request was something else.
+        let mut raw = Raw::connect(&server).await;
+        raw.get("/api/v1/nothing-here", None).await;
+        let first = raw.head().await;
+        let length: usize = first.headers["content-length"].parse().unwrap_or(0);
+        raw.body(length).await;
+        raw.get("/api/v1/users/events", token).await;
+        let head = raw.head().await;
+        assert_eq!(head.status_line, "HTTP/1.1 401 Unauthorized");
+        let length: usize = head.headers["content-length"].parse().unwrap();
+        let hyper: Value = serde_json::from_slice(&raw.body(length).await).unwrap();
+        assert_eq!(front, hyper);
+        assert_eq!(front["error"]["code"], "not_authenticated");
+    }
+}
+
+#[tokio::test]
+async fn front_rejects_garbage_and_oversized_heads() {
+    let server = TestServer::start().await;
+    // A header line httparse rejects.
+    let mut raw = Raw::connect(&server).await;
+    raw.send(b"GET /api/users/events HTTP/1.1\r\nbad header\r\n\r\n")
+        .await;
+    assert_eq!(raw.head().await.status_line, "HTTP/1.1 400 Bad Request");
+    assert!(raw.closed().await);
+    // A head over 16 KiB.
+    let mut raw = Raw::connect(&server).await;
+    raw.send(b"GET /api/users/events HTTP/1.1\r\n").await;
+    let filler = format!("x-filler: {}\r\n", "a".repeat(1000));
+    for _ in 0..20 {
+        raw.send(filler.as_bytes()).await;
+    }
+    assert_eq!(
+        raw.head().await.status_line,
+        "HTTP/1.1 431 Request Header Fields Too Large"
+    );
+    assert!(raw.closed().await);
+    // A GET with a body is refused rather than left unread.
+    let mut raw = Raw::connect(&server).await;
+    raw.send(b"GET /api/users/events HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc")
+        .await;
+    assert_eq!(raw.head().await.status_line, "HTTP/1.1 400 Bad Request");
+    // The server still serves.
+    let mut sse = server
+        .sse(&server.admin, "/api/v1/users/events", None)
+        .await;
+    assert_eq!(sse.next().await.unwrap().json()["type"], "connected");
+}
+
+#[tokio::test]
+async fn front_disconnect_releases_the_slot() {
+    let server = TestServer::start_with(|c| c.live.sse_max_per_user = 2).await;
+    let (_, token) = server.user("slotted").await;
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut raw = Raw::connect(&server).await;
+        raw.get("/api/v1/users/events", Some(&token)).await;
+        assert_eq!(raw.head().await.status_line, "HTTP/1.1 200 OK");
+        open.push(raw);
+    }
+    let mut third = Raw::connect(&server).await;
+    third.get("/api/v1/users/events", Some(&token)).await;
+    assert_eq!(
+        third.head().await.status_line,
+        "HTTP/1.1 429 Too Many Requests"
+    );
+    drop(open.pop());
+    // The server notices the close asynchronously; retry for a while.
+    let mut accepted = false;
+    for _ in 0..50 {
+        let mut raw = Raw::connect(&server).await;
+        raw.get("/api/v1/users/events", Some(&token)).await;
+        if raw.head().await.status_line == "HTTP/1.1 200 OK" {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(accepted, "a closed stream's slot is released");
+}
+
+#[tokio::test]
+async fn keep_alive_sse_after_rest_goes_through_hyper() {
+    let server = TestServer::start().await;
+    let (member, token) = server.user("kept").await;
+    let mut raw = Raw::connect(&server).await;
+    raw.get("/api/v1/nothing-here", Some(&token)).await;
+    let first = raw.head().await;
+    let length: usize = first.headers["content-length"].parse().unwrap_or(0);
+    raw.body(length).await;
+    raw.get("/api/v1/users/events", Some(&token)).await;
+    let head = raw.head().await;
+    assert_eq!(head.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(head.headers["content-type"], "text/event-stream");
+    // hyper keeps the connection; the front always says close.
+    assert!(!head.headers.contains_key("connection"));
+    let mut pending = String::new();
+    assert_eq!(
+        raw.message(&mut pending).await,
+        json!({"type": "connected", "userId": member.to_string()})
+    );
+}
