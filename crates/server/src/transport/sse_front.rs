@@ -112,7 +112,8 @@ enum Head {
 
 /// Serves one connection whose request line [`wants_sse`] accepted, then closes it.
 pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Router) {
-    let request = match timeout(HEAD_TIMEOUT, read_head(&tcp)).await {
+    // Boxed for the same reason as the routing future below.
+    let request = match Box::pin(timeout(HEAD_TIMEOUT, read_head(&tcp))).await {
         Ok(Head::Request(request)) => *request,
         Ok(Head::Refuse(status)) => return refuse(&tcp, status).await,
         // A stalled head: hyper would answer 408 only if configured to; it closes.
@@ -124,7 +125,9 @@ pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Rout
         address,
         tcp: Arc::downgrade(&tcp),
     }));
-    let response = match router.oneshot(request).await {
+    // Boxed: the routing future (router, request, handler state) is large and short-lived;
+    // inline, it would size the task for the stream's whole life.
+    let response = match Box::pin(router.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
@@ -258,38 +261,9 @@ async fn respond(
     let (parts, mut body) = response.into_parts();
     let exact = http_body::Body::size_hint(&body).exact();
     let chunked = exact.is_none() && !http10;
-    let mut head = format!(
-        "HTTP/1.{} {} {}\r\n",
-        if http10 { 0 } else { 1 },
-        parts.status.as_str(),
-        parts.status.canonical_reason().unwrap_or(""),
-    )
-    .into_bytes();
-    for (name, value) in parts.headers.iter() {
-        // Framing and connection management are the front's, not the handler's.
-        if name == header::CONNECTION
-            || name == header::TRANSFER_ENCODING
-            || name == header::CONTENT_LENGTH
-            || name.as_str() == "keep-alive"
-        {
-            continue;
-        }
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    if let Some(length) = exact {
-        head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
-    } else if chunked {
-        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-    }
-    if !parts.headers.contains_key(header::DATE) {
-        head.extend_from_slice(b"date: ");
-        head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"connection: close\r\n\r\n");
+    // The handler's headers are done with once written: built in a sync fn that consumes
+    // them, so they are freed now rather than kept in the future for the stream's life.
+    let head = response_head(parts, exact, chunked, http10);
     write_all(tcp, &head).await?;
     drop(head);
 
@@ -327,6 +301,48 @@ async fn respond(
         write_all(tcp, b"0\r\n\r\n").await?;
     }
     Ok(())
+}
+
+/// The response's head: status line, the handler's headers, the front's framing headers.
+fn response_head(
+    parts: axum::http::response::Parts,
+    exact: Option<u64>,
+    chunked: bool,
+    http10: bool,
+) -> Vec<u8> {
+    let mut head = format!(
+        "HTTP/1.{} {} {}\r\n",
+        if http10 { 0 } else { 1 },
+        parts.status.as_str(),
+        parts.status.canonical_reason().unwrap_or(""),
+    )
+    .into_bytes();
+    for (name, value) in parts.headers.iter() {
+        // Framing and connection management are the front's, not the handler's.
+        if name == header::CONNECTION
+            || name == header::TRANSFER_ENCODING
+            || name == header::CONTENT_LENGTH
+            || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    if let Some(length) = exact {
+        head.extend_from_slice(format!("content-length: {length}\r\n").as_bytes());
+    } else if chunked {
+        head.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        head.extend_from_slice(b"date: ");
+        head.extend_from_slice(httpdate::fmt_http_date(std::time::SystemTime::now()).as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"connection: close\r\n\r\n");
+    head
 }
 
 /// Resolves when the client closes or resets; what it sends meanwhile is discarded.
