@@ -286,3 +286,17 @@ async fn keep_alive_sse_after_rest_goes_through_hyper() {
         json!({"type": "connected", "userId": member.to_string()})
     );
 }
+
+#[tokio::test]
+async fn front_serves_a_request_line_longer_than_the_first_peek() {
+    let server = TestServer::start().await;
+    let mut raw = Raw::connect(&server).await;
+    // Over 256 bytes: the peek buffer grows (up to 2 KiB) before deciding.
+    let path = format!("/api/v1/users/events?pad={}", "p".repeat(700));
+    raw.get(&path, Some(&server.admin)).await;
+    let head = raw.head().await;
+    assert_eq!(head.status_line, "HTTP/1.1 200 OK");
+    assert_eq!(head.headers["connection"], "close", "served by the front");
+    let mut pending = String::new();
+    assert_eq!(raw.message(&mut pending).await["type"], "connected");
+}

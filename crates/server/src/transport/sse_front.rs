@@ -43,8 +43,10 @@ const LINGER: Duration = Duration::from_secs(1);
 /// Whether the connection's first request line asks for an SSE stream. Consumes nothing.
 /// Any doubt (timeout, EOF, a line too long, an error) answers `false`: hyper decides.
 pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
-    // On the heap and dropped on return: it must not live in a long-lived future.
-    let mut buf = vec![0u8; PEEK_LIMIT];
+    // On the heap and dropped on return: it must not live in a long-lived future. Small at
+    // first (request lines are short) and grown only for a long one, since every accepted
+    // connection pays for it.
+    let mut buf = vec![0u8; 256];
     let deadline = Instant::now() + PEEK_TIMEOUT;
     let mut delay = Duration::from_millis(1);
     loop {
@@ -59,7 +61,11 @@ pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
             return is_sse_request_line(&buf[..end]);
         }
         if n == buf.len() {
-            return false;
+            if buf.len() >= PEEK_LIMIT {
+                return false;
+            }
+            buf.resize((buf.len() * 2).min(PEEK_LIMIT), 0);
+            continue;
         }
         // A partial line: `peek` consumes nothing, so the socket stays readable and peeking
         // again at once would spin. Back off instead (a request line split across segments
@@ -138,12 +144,13 @@ pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Rout
 
 /// Reads up to [`HEAD_LIMIT`] bytes until `httparse` finds a complete head.
 async fn read_head(tcp: &TcpStream) -> Head {
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = Vec::with_capacity(512);
     loop {
         if buf.len() >= HEAD_LIMIT {
             return Head::Refuse(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
         }
-        buf.reserve((HEAD_LIMIT - buf.len()).min(4096));
+        // In steps of 1 KiB: a typical SSE head is a few hundred bytes.
+        buf.reserve((HEAD_LIMIT - buf.len()).min(1024));
         if tcp.readable().await.is_err() {
             return Head::Gone;
         }
