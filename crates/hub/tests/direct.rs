@@ -79,9 +79,33 @@ fn seq_of(frame: &Bytes) -> i64 {
 }
 
 async fn direct_sub(s: &Setup, stream: StreamKey, socket: &Arc<ScriptedSocket>) -> Subscription {
-    let mut req = SubscribeRequest::new(stream, s.ws, Uuid::now_v7());
+    direct_sub_of(s, stream, socket, Uuid::now_v7()).await
+}
+
+async fn direct_sub_of(
+    s: &Setup,
+    stream: StreamKey,
+    socket: &Arc<ScriptedSocket>,
+    user: Uuid,
+) -> Subscription {
+    let mut req = SubscribeRequest::new(stream, s.ws, user);
     req.direct = Some(socket.clone() as Arc<dyn DirectWrite>);
     s.hub.subscribe(req).await.unwrap()
+}
+
+/// Lets the reader park: nothing arrives, so it waits in `recv` with nothing in hand.
+async fn park(sub: &mut Subscription) {
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), sub.recv())
+            .await
+            .is_err()
+    );
+}
+
+/// Commits one event and gives the pump time to offer it.
+async fn commit_and_settle(s: &Setup, stream: StreamKey) {
+    s.commit(stream, EventType::TaskUpdated).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 /// Runs the reader like a transport: everything it receives goes to the wire, an empty frame
@@ -177,15 +201,13 @@ async fn a_busy_reader_is_never_overtaken_and_a_dropped_one_gets_nothing() {
     let mut sub = direct_sub(&s, p, &socket).await;
     // Never parked yet: the first events queue.
     s.commit(p, EventType::TaskUpdated).await;
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(sub.stats().queued_events, 2);
     // The reader takes the first frame and holds it, as a transport does while writing.
     let Delivery::Frame(first) = next(&mut sub).await else {
         panic!("frame expected")
     };
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(
         socket.state.lock().unwrap().calls,
         0,
@@ -198,8 +220,7 @@ async fn a_busy_reader_is_never_overtaken_and_a_dropped_one_gets_nothing() {
         batch.push(frame);
     }
     assert_eq!(batch.len(), 3);
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(
         socket.state.lock().unwrap().calls,
         0,
@@ -213,13 +234,8 @@ async fn a_busy_reader_is_never_overtaken_and_a_dropped_one_gets_nothing() {
     };
     socket.reader_writes(fourth);
     // Parked now: the next event goes straight to the wire.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), sub.recv())
-            .await
-            .is_err()
-    );
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    park(&mut sub).await;
+    commit_and_settle(&s, p).await;
     {
         let wire = socket.state.lock().unwrap();
         let seqs: Vec<i64> = wire.frames.iter().map(seq_of).collect();
@@ -227,8 +243,7 @@ async fn a_busy_reader_is_never_overtaken_and_a_dropped_one_gets_nothing() {
         assert_eq!(wire.sent, 1);
     }
     drop(sub);
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(socket.state.lock().unwrap().calls, 1);
 }
 
@@ -238,24 +253,16 @@ async fn a_closed_subscription_is_not_written_to() {
     let p = StreamKey::Project(Uuid::now_v7());
     let socket = ScriptedSocket::new(vec![DirectOutcome::Sent]);
     let user = Uuid::now_v7();
-    let mut req = SubscribeRequest::new(p, s.ws, user);
-    req.direct = Some(socket.clone() as Arc<dyn DirectWrite>);
-    let mut sub = s.hub.subscribe(req).await.unwrap();
-    assert!(
-        tokio::time::timeout(Duration::from_millis(50), sub.recv())
-            .await
-            .is_err()
-    );
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut sub = direct_sub_of(&s, p, &socket, user).await;
+    park(&mut sub).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(socket.state.lock().unwrap().sent, 1);
     assert_eq!(
         s.hub
             .evict(EvictScope::User(user), CloseReason::AccessRevoked),
         1
     );
-    s.commit(p, EventType::TaskUpdated).await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    commit_and_settle(&s, p).await;
     assert_eq!(socket.state.lock().unwrap().calls, 1);
     assert_eq!(
         next(&mut sub).await,

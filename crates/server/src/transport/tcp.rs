@@ -151,13 +151,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        loop {
-            ready!(self.0.poll_write_ready(cx))?;
-            match self.0.try_write_vectored(bufs) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                done => return Poll::Ready(done),
-            }
-        }
+        poll_write_vectored(&self.0, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -182,6 +176,21 @@ pub(crate) fn poll_write(
     loop {
         ready!(tcp.poll_write_ready(cx))?;
         match tcp.try_write(buf) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            done => return Poll::Ready(done),
+        }
+    }
+}
+
+/// [`poll_write`] for several buffers in one `writev`.
+pub(crate) fn poll_write_vectored(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(tcp.poll_write_ready(cx))?;
+        match tcp.try_write_vectored(bufs) {
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
             done => return Poll::Ready(done),
         }
