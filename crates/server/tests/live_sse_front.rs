@@ -300,3 +300,174 @@ async fn front_serves_a_request_line_longer_than_the_first_peek() {
     let mut pending = String::new();
     assert_eq!(raw.message(&mut pending).await["type"], "connected");
 }
+
+/// Commits `count` task creations straight through the domain (fast enough to outrun a client),
+/// each with a description of `size` bytes.
+async fn commit_tasks(server: &TestServer, project: uuid::Uuid, count: usize, size: usize) {
+    let state = server.server.state.clone();
+    let admin = state
+        .domain
+        .find_user_by_login(ADMIN_EMAIL)
+        .await
+        .unwrap()
+        .unwrap();
+    let actor = domain::Actor {
+        user_id: admin.id,
+        is_admin: true,
+        tab_id: None,
+    };
+    let tasks = domain::collections::by_name("tasks").unwrap();
+    let description = "d".repeat(size);
+    for i in 0..count {
+        state
+            .domain
+            .create_record(
+                &actor,
+                project,
+                tasks,
+                &json!({"name": format!("t{i}"), "description": description}),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+/// Splits complete SSE messages off `pending`: each one's `id:` (if any) and its JSON data.
+fn take_messages(pending: &mut String) -> Vec<(Option<i64>, Value)> {
+    let mut out = Vec::new();
+    while let Some(end) = pending.find("\n\n") {
+        let message: String = pending.drain(..end + 2).collect();
+        let mut id = None;
+        let mut data = None;
+        for line in message.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = Some(v.parse::<i64>().expect("numeric id"));
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str::<Value>(v).expect("JSON data"));
+            } else {
+                assert!(
+                    line.is_empty() || line.starts_with(':'),
+                    "unexpected SSE line {line:?}"
+                );
+            }
+        }
+        if let Some(data) = data {
+            out.push((id, data));
+        }
+    }
+    out
+}
+
+/// The fan-out writes idle front streams itself (transport/direct.rs, framed as chunks). A
+/// client with a small receive buffer stops reading while large events are committed, so the
+/// kernel takes frames in part (their rest kept in the backlog) and the queue overflows into
+/// catch-up; when it reads again, every chunk is well formed and the ids run from the first
+/// to the last without a gap or a repeat (or a resync_required says where to resume), and live
+/// events follow in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_direct_writes_keep_chunks_whole_for_a_stalled_reader() {
+    let server = TestServer::start().await;
+    let project = server.project("Stalled").await;
+    let (member, token) = server.user("stalled").await;
+    server.add_member(project, member, 1).await;
+    let head_seq = server.log_seqs(project).await.last().copied().unwrap_or(0);
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr()).await.unwrap();
+    let mut raw = Raw {
+        reader: BufReader::with_capacity(512, tcp),
+    };
+    raw.get(&format!("/api/v1/projects/{project}/events"), Some(&token))
+        .await;
+    assert_eq!(raw.head().await.headers["connection"], "close");
+    let mut pending = String::new();
+    assert_eq!(raw.message(&mut pending).await["type"], "connected");
+
+    // Not reading: ~3 MB of events against a few KB of socket buffers.
+    const STALLED: usize = 700;
+    commit_tasks(&server, project, STALLED, 4000).await;
+    let last = head_seq + STALLED as i64;
+
+    let mut expected = head_seq + 1;
+    let mut resynced = false;
+    while expected <= last && !resynced {
+        let chunk = raw.chunk().await;
+        assert!(!chunk.is_empty(), "stream ended early");
+        pending.push_str(std::str::from_utf8(&chunk).expect("UTF-8 chunk"));
+        for (id, data) in take_messages(&mut pending) {
+            if data["type"] == "resync_required" {
+                resynced = true;
+                break;
+            }
+            assert_eq!(id, Some(expected), "in order, no gap, no repeat: {data}");
+            assert_eq!(data["type"], "ticket.created", "{data}");
+            expected += 1;
+        }
+    }
+    if resynced {
+        // The client resumes where it was told; this stream ends.
+        assert!(raw.closed().await, "a resync ends the stream");
+        return;
+    }
+
+    // Caught up: live again, through direct writes while the client keeps reading.
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 200 {
+            let chunk = raw.chunk().await;
+            assert!(!chunk.is_empty(), "stream ended early");
+            pending.push_str(std::str::from_utf8(&chunk).unwrap());
+            got.extend(take_messages(&mut pending).into_iter().map(|(id, _)| id));
+        }
+        got
+    });
+    commit_tasks(&server, project, 200, 100).await;
+    let got = timeout(GUARD, reader).await.expect("live events").unwrap();
+    let want: Vec<Option<i64>> = (last + 1..=last + 200).map(Some).collect();
+    assert_eq!(got, want);
+}
+
+/// An HTTP/1.0 client gets the stream raw, delimited by the close; the fan-out's direct writes
+/// use the same raw framing.
+#[tokio::test]
+async fn front_streams_raw_to_http10() {
+    let server = TestServer::start().await;
+    let project = server.project("Old").await;
+    let (member, token) = server.user("old").await;
+    server.add_member(project, member, 1).await;
+    let mut raw = Raw::connect(&server).await;
+    let request = format!(
+        "GET /api/v1/projects/{project}/events HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    raw.send(request.as_bytes()).await;
+    let head = raw.head().await;
+    assert_eq!(head.status_line, "HTTP/1.0 200 OK");
+    assert!(!head.headers.contains_key("transfer-encoding"));
+    assert!(!head.headers.contains_key("content-length"));
+
+    let reader = tokio::spawn(async move {
+        let mut pending = String::new();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while got.len() < 21 {
+            let n = timeout(WAIT, raw.reader.read(&mut buf))
+                .await
+                .expect("bytes in time")
+                .unwrap();
+            assert!(n > 0, "stream ended early");
+            pending.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+            got.extend(take_messages(&mut pending));
+        }
+        got
+    });
+    // Give the stream time to go idle, so the fan-out writes these itself.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    commit_tasks(&server, project, 20, 10).await;
+    let got = timeout(GUARD, reader).await.expect("events").unwrap();
+    assert_eq!(got[0].1["type"], "connected");
+    let ids: Vec<Option<i64>> = got[1..].iter().map(|(id, _)| *id).collect();
+    let first = ids[0].expect("an id");
+    let want: Vec<Option<i64>> = (first..first + 20).map(Some).collect();
+    assert_eq!(ids, want);
+}

@@ -1,30 +1,33 @@
-//! Writing native WebSocket frames straight from the hub's fan-out.
+//! Writing the hub's frames straight from its fan-out: native WebSockets, and SSE streams
+//! served by the SSE front.
 //!
-//! Each delivery used to wake the connection's task, which popped the frame, framed it through
-//! the WebSocket library and wrote it: a wake-up, a scheduler round trip and a copy per
-//! delivery. Now, while a connection is idle (its task parked with nothing queued), the fan-out
-//! writes the shared frame itself with one non-blocking `writev` of a WebSocket header and the
-//! frame's bytes ([`DirectSocket`], a [`hub::DirectWrite`]). Anything else (a socket that would
+//! Each delivery used to wake the connection's task, which popped the frame, framed it and
+//! wrote it: a wake-up, a scheduler round trip and (for WebSocket) a copy per delivery. Now,
+//! while a connection is idle (its task parked with nothing queued), the fan-out writes the
+//! shared frame itself with one non-blocking `writev` of the frame's envelope and its bytes
+//! ([`DirectSocket`], a [`hub::DirectWrite`]): a WebSocket header before it, or an HTTP chunk's
+//! size line before it and CRLF after it ([`Framing`]). Anything else (a socket that would
 //! block, a backlog, a reader that is busy) takes the queue as before.
 //!
 //! Two writers share one socket, so bytes must never interleave inside a frame:
 //! - both write under one lock, and only whole frames;
 //! - a write the kernel takes only part of leaves its rest in the backlog, which goes out
 //!   before anything else;
-//! - the WebSocket library writes through [`LiveIo`], which accepts each of its buffers whole
-//!   (those hold whole frames) or not at all, keeping any rest in the same backlog.
+//! - the connection's own writes go through the same lock ([`LiveIo`] for the WebSocket
+//!   library, [`DirectSocket::poll_send`] for the SSE front), each buffer whole or with its
+//!   rest in the same backlog.
 //!
-//! The hub keeps the data frames in order (it writes directly only when the task holds none);
-//! control frames (ping, pong, close) may go out between two data frames, which WebSocket
-//! allows.
+//! The hub keeps the data frames in order (it writes directly only when the task holds none).
+//! What the connection writes on its own may go out between two data frames: WebSocket control
+//! frames (ping, pong, close), which WebSocket allows, and SSE keepalive comments.
 
-use crate::transport::tcp::{poll_write, shutdown_write};
+use crate::transport::tcp::{poll_write, poll_write_vectored, shutdown_write};
 use bytes::{Buf, Bytes};
 use hub::{DirectOutcome, DirectWrite};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -33,12 +36,79 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 
-/// The longest server frame header: 2 bytes, 8 of length, no mask.
-const MAX_HEADER: usize = 10;
+/// The longest envelope head: a chunk size line (16 hex digits and CRLF); a server's
+/// WebSocket header is at most 10 bytes (2, then 8 of length, no mask).
+const MAX_HEAD: usize = 18;
 
-/// The write side of an upgraded native WebSocket, shared by its task and the fan-out.
+/// How a frame of the hub goes on a connection's wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A native WebSocket text frame: the header, then the frame.
+    WebSocketText,
+    /// One chunk of an HTTP/1.1 chunked body: size line, the frame, CRLF.
+    HttpChunk,
+    /// The frame as it is (an HTTP/1.0 body, which the close delimits).
+    Raw,
+}
+
+/// The bytes that go around one frame.
+struct Envelope {
+    head: [u8; MAX_HEAD],
+    head_len: usize,
+    tail: &'static [u8],
+}
+
+impl Envelope {
+    const NONE: Envelope = Envelope {
+        head: [0; MAX_HEAD],
+        head_len: 0,
+        tail: b"",
+    };
+
+    fn head(&self) -> &[u8] {
+        &self.head[..self.head_len]
+    }
+}
+
+impl Framing {
+    /// The envelope of a frame of `len` bytes; `None` if it cannot be framed.
+    fn envelope(self, len: usize) -> Option<Envelope> {
+        let mut envelope = Envelope::NONE;
+        match self {
+            Framing::WebSocketText => {
+                // Dialect frames are JSON text (serde_json output, so UTF-8).
+                let header = FrameHeader {
+                    opcode: OpCode::Data(Data::Text),
+                    ..FrameHeader::default()
+                };
+                let head_len = header.len(len as u64);
+                if head_len > MAX_HEAD
+                    || header
+                        .format(len as u64, &mut &mut envelope.head[..])
+                        .is_err()
+                {
+                    return None;
+                }
+                envelope.head_len = head_len;
+            }
+            Framing::HttpChunk => {
+                let room = envelope.head.len();
+                let mut cursor = &mut envelope.head[..];
+                write!(cursor, "{len:x}\r\n").ok()?;
+                envelope.head_len = room - cursor.len();
+                envelope.tail = b"\r\n";
+            }
+            Framing::Raw => {}
+        }
+        Some(envelope)
+    }
+}
+
+/// The write side of a connection the fan-out may write to, shared by its task and the
+/// fan-out.
 pub struct DirectSocket {
     tcp: Arc<TcpStream>,
+    framing: Framing,
     backlog: Mutex<Backlog>,
 }
 
@@ -49,10 +119,37 @@ struct Backlog {
     chunks: VecDeque<Bytes>,
 }
 
+impl Backlog {
+    /// Keeps what the kernel did not take of `envelope` around `frame`, `written` bytes of
+    /// them having gone out.
+    fn keep_rest(&mut self, mut written: usize, envelope: &Envelope, frame: &Bytes) {
+        let head = envelope.head();
+        if written < head.len() {
+            self.chunks
+                .push_back(Bytes::copy_from_slice(&head[written..]));
+            written = 0;
+        } else {
+            written -= head.len();
+        }
+        if written < frame.len() {
+            self.chunks.push_back(frame.slice(written..));
+            written = 0;
+        } else {
+            written -= frame.len();
+        }
+        if written < envelope.tail.len() {
+            self.chunks
+                .push_back(Bytes::from_static(&envelope.tail[written..]));
+        }
+    }
+}
+
 impl DirectSocket {
-    pub fn new(tcp: Arc<TcpStream>) -> Arc<Self> {
+    /// `framing` is how the fan-out's frames go on this connection's wire.
+    pub fn new(tcp: Arc<TcpStream>, framing: Framing) -> Arc<Self> {
         Arc::new(Self {
             tcp,
+            framing,
             backlog: Mutex::default(),
         })
     }
@@ -81,40 +178,68 @@ impl DirectSocket {
     }
 }
 
+impl DirectSocket {
+    /// The connection's own write of `bytes` (in this socket's framing if `framed`, else as
+    /// they are): after the backlog, whole, with what the kernel does not take now kept in the
+    /// backlog. `Ready(Ok)` once the bytes are written or kept; the caller flushes at the end
+    /// ([`DirectSocket::poll_flush`]).
+    pub fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        bytes: &Bytes,
+        framed: bool,
+    ) -> Poll<io::Result<()>> {
+        let mut backlog = self.backlog();
+        ready!(self.poll_drain(&mut backlog, cx))?;
+        if bytes.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let envelope = if framed {
+            self.framing
+                .envelope(bytes.len())
+                .ok_or(io::ErrorKind::InvalidInput)?
+        } else {
+            Envelope::NONE
+        };
+        let parts = [
+            io::IoSlice::new(envelope.head()),
+            io::IoSlice::new(bytes),
+            io::IoSlice::new(envelope.tail),
+        ];
+        let written = ready!(poll_write_vectored(&self.tcp, cx, &parts))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        backlog.keep_rest(written, &envelope, bytes);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes out the backlog; `Ready(Ok)` once it is empty.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_drain(&mut self.backlog(), cx)
+    }
+}
+
 impl DirectWrite for DirectSocket {
     fn try_write(&self, frame: &Bytes) -> DirectOutcome {
         let mut backlog = self.backlog();
         if !backlog.chunks.is_empty() {
             return DirectOutcome::Refused;
         }
-        // Dialect frames are JSON text (serde_json output, so UTF-8).
-        let header = FrameHeader {
-            opcode: OpCode::Data(Data::Text),
-            ..FrameHeader::default()
-        };
-        let mut head = [0u8; MAX_HEADER];
-        let head_len = header.len(frame.len() as u64);
-        if head_len > MAX_HEADER
-            || header
-                .format(frame.len() as u64, &mut &mut head[..])
-                .is_err()
-        {
+        let Some(envelope) = self.framing.envelope(frame.len()) else {
             return DirectOutcome::Refused;
-        }
-        let total = head_len + frame.len();
-        let parts = [io::IoSlice::new(&head[..head_len]), io::IoSlice::new(frame)];
+        };
+        let total = envelope.head_len + frame.len() + envelope.tail.len();
+        let parts = [
+            io::IoSlice::new(envelope.head()),
+            io::IoSlice::new(frame),
+            io::IoSlice::new(envelope.tail),
+        ];
         match self.tcp.try_write_vectored(&parts) {
             Ok(written) if written == total => DirectOutcome::Sent,
             Ok(0) => DirectOutcome::Refused,
             Ok(written) => {
-                if written < head_len {
-                    backlog
-                        .chunks
-                        .push_back(Bytes::copy_from_slice(&head[written..head_len]));
-                    backlog.chunks.push_back(frame.clone());
-                } else {
-                    backlog.chunks.push_back(frame.slice(written - head_len..));
-                }
+                backlog.keep_rest(written, &envelope, frame);
                 DirectOutcome::Started
             }
             // Would block, or broken: the task's own write finds out which.
@@ -177,7 +302,7 @@ impl AsyncWrite for LiveIo {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &self.direct {
-            Some(direct) => direct.poll_drain(&mut direct.backlog(), cx),
+            Some(direct) => direct.poll_flush(cx),
             None => Pin::new(&mut self.upgraded).poll_flush(cx),
         }
     }

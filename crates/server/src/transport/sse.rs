@@ -12,6 +12,8 @@ use crate::http::{HttpError, HttpResult, error, path_id};
 use crate::live::projects::{ProjectSet, ProjectWatch};
 use crate::live::{ConnectionGuard, SseSlot};
 use crate::transport::role_in;
+use crate::transport::sse_front::FrontSocket;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -88,6 +90,20 @@ impl SseBody {
     }
 }
 
+impl<'a> Asked<'a> {
+    fn new(
+        headers: &'a HeaderMap,
+        uri: &'a axum::http::Uri,
+        front: Option<Extension<FrontSocket>>,
+    ) -> Self {
+        Self {
+            headers,
+            query: uri.query(),
+            front: front.map(|Extension(front)| front),
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Access {
     /// The per-project stream: any member role.
@@ -96,12 +112,19 @@ enum Access {
     User,
 }
 
+/// Where a stream is asked for: its headers and query, and, when the SSE front serves the
+/// connection, the front's writer.
+struct Asked<'a> {
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    front: Option<FrontSocket>,
+}
+
 async fn open(
     state: &AppState,
     auth: &Authed,
     access: Access,
-    headers: &HeaderMap,
-    query: Option<&str>,
+    asked: Asked<'_>,
 ) -> HttpResult<Response> {
     let live = &state.live;
     let user_id = auth.user.id;
@@ -144,7 +167,12 @@ async fn open(
         ),
     };
     let mut request = SubscribeRequest::new(stream, live.sse, user_id);
-    request.since = position(headers, query);
+    request.since = position(asked.headers, asked.query);
+    // On the front, the fan-out may write this stream's frames itself while the body waits
+    // (`transport::direct`); through hyper, which frames the body its own way, it may not.
+    request.direct = asked
+        .front
+        .map(|FrontSocket(writer)| writer as Arc<dyn hub::DirectWrite>);
     request.session_id = Some(auth.session_id);
     request.expires_at = Some(auth.session_expires_at);
     request.filter = filter;
@@ -240,17 +268,12 @@ pub async fn project(
     Path(project_id): Path<String>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
     let project = path_id(&project_id, "project")?;
-    open(
-        &state,
-        &auth,
-        Access::Project(project),
-        &headers,
-        uri.query(),
-    )
-    .await
+    let asked = Asked::new(&headers, &uri, front);
+    open(&state, &auth, Access::Project(project), asked).await
 }
 
 /// `GET /api/projects/{project_id_or_key}/events`
@@ -259,6 +282,7 @@ pub async fn project_alias(
     Path(id_or_key): Path<String>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
     let project = state
@@ -266,14 +290,8 @@ pub async fn project_alias(
         .resolve_project(&id_or_key)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    open(
-        &state,
-        &auth,
-        Access::Project(project),
-        &headers,
-        uri.query(),
-    )
-    .await
+    let asked = Asked::new(&headers, &uri, front);
+    open(&state, &auth, Access::Project(project), asked).await
 }
 
 /// `GET /api/v1/projects/events`
@@ -281,9 +299,11 @@ pub async fn projects(
     State(state): State<AppState>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
-    open(&state, &auth, Access::ProjectList, &headers, uri.query()).await
+    let asked = Asked::new(&headers, &uri, front);
+    open(&state, &auth, Access::ProjectList, asked).await
 }
 
 /// `GET /api/v1/users/events`
@@ -291,7 +311,9 @@ pub async fn users(
     State(state): State<AppState>,
     uri: axum::http::Uri,
     headers: HeaderMap,
+    front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
-    open(&state, &auth, Access::User, &headers, uri.query()).await
+    let asked = Asked::new(&headers, &uri, front);
+    open(&state, &auth, Access::User, asked).await
 }

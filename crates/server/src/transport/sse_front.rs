@@ -8,14 +8,21 @@
 //! frames). Nothing is buffered while the stream is idle but a 256-byte probe that notices
 //! the client closing. Everything else (and a keep-alive connection that asks for SSE after
 //! a REST call) stays with hyper.
+//!
+//! Because the front owns the socket and its framing, the hub's fan-out may write an idle
+//! stream's frames itself, as it does for native WebSockets (`transport::direct`): the
+//! request carries a [`FrontSocket`] that the SSE handler gives to its subscription, and the
+//! front's own writes go through the same [`DirectSocket`].
 
-use crate::transport::tcp::{Peer, poll_write_vectored, shutdown_write};
+use crate::transport::direct::{DirectSocket, Framing};
+use crate::transport::tcp::{Peer, poll_write, shutdown_write};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, Version, header};
+use bytes::Bytes;
 use http_body_util::BodyExt;
-use std::io::{self, IoSlice};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +113,12 @@ fn is_sse_request_line(line: &[u8]) -> bool {
     }
 }
 
+/// On a request the front serves (and on no other): the connection's writer, through which the
+/// hub's fan-out may write the stream's frames (framed to match the response the front writes:
+/// chunked for HTTP/1.1, raw for HTTP/1.0).
+#[derive(Clone)]
+pub struct FrontSocket(pub Arc<DirectSocket>);
+
 /// What reading the head came to.
 enum Head {
     /// Boxed: the variants differ by ~240 bytes, and this one is moved out at once.
@@ -126,18 +139,25 @@ pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Rout
         Ok(Head::Gone) | Err(_) => return,
     };
     let http10 = request.version() == Version::HTTP_10;
+    let framing = if http10 {
+        Framing::Raw
+    } else {
+        Framing::HttpChunk
+    };
+    let writer = DirectSocket::new(tcp.clone(), framing);
     let mut request = request;
     request.extensions_mut().insert(ConnectInfo(Peer {
         address,
         tcp: Arc::downgrade(&tcp),
     }));
+    request.extensions_mut().insert(FrontSocket(writer.clone()));
     // Boxed: the routing future (router, request, handler state) is large and short-lived;
     // inline, it would size the task for the stream's whole life.
     let response = match Box::pin(router.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     };
-    let _ = respond(&tcp, response, http10).await;
+    let _ = respond(&tcp, &writer, response, http10).await;
     // Whatever happened, the connection ends here: `connection: close` was sent.
     let _ = shutdown_write(&tcp);
 }
@@ -260,19 +280,23 @@ async fn refuse(tcp: &TcpStream, status: StatusCode) {
 
 /// Writes the response: head, then the body (chunked for HTTP/1.1 unless its size is known;
 /// raw and delimited by the close for HTTP/1.0). Returns early if the client goes away.
+/// Every write goes through `writer`, which the hub's fan-out may also be writing to.
 async fn respond(
     tcp: &TcpStream,
+    writer: &DirectSocket,
     response: axum::response::Response,
     http10: bool,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
     let exact = http_body::Body::size_hint(&body).exact();
     let chunked = exact.is_none() && !http10;
+    // A body of unknown size is a stream, framed as the writer frames the fan-out's frames
+    // (`serve` chose the framing from the version); one of known size goes as it is.
+    let framed = exact.is_none();
     // The handler's headers are done with once written: built in a sync fn that consumes
     // them, so they are freed now rather than kept in the future for the stream's life.
     let head = response_head(parts, exact, chunked, http10);
-    write_all(tcp, &head).await?;
-    drop(head);
+    send(writer, &Bytes::from(head), false).await?;
 
     let mut probe = [0u8; PROBE];
     loop {
@@ -287,30 +311,22 @@ async fn respond(
                 let Ok(data) = frame.into_data() else {
                     continue;
                 };
-                if data.is_empty() {
-                    continue;
-                }
-                if chunked {
-                    // Size line, data, CRLF in one `writev`: no copy of the shared frame.
-                    let size = format!("{:x}\r\n", data.len());
-                    let mut parts = [
-                        IoSlice::new(size.as_bytes()),
-                        IoSlice::new(&data),
-                        IoSlice::new(b"\r\n"),
-                    ];
-                    write_all_vectored(tcp, &mut parts).await?;
-                } else {
-                    write_all(tcp, &data).await?;
-                }
+                // An empty frame is the hub asking for the rest of a direct write.
+                send(writer, &data, framed).await?;
             }
             // A failed body: end without the terminator, so the client sees a truncation.
             Some(Err(_)) => return Ok(()),
         }
     }
     if chunked {
-        write_all(tcp, b"0\r\n\r\n").await?;
+        send(writer, &Bytes::from_static(b"0\r\n\r\n"), false).await?;
     }
-    Ok(())
+    std::future::poll_fn(|cx| writer.poll_flush(cx)).await
+}
+
+/// One write of the connection's own through `writer` (see [`DirectSocket::poll_send`]).
+async fn send(writer: &DirectSocket, bytes: &Bytes, framed: bool) -> io::Result<()> {
+    std::future::poll_fn(|cx| writer.poll_send(cx, bytes, framed)).await
 }
 
 /// The response's head: status line, the handler's headers, the front's framing headers.
@@ -370,20 +386,14 @@ async fn client_gone(tcp: &TcpStream, probe: &mut [u8]) {
     }
 }
 
-async fn write_all(tcp: &TcpStream, buf: &[u8]) -> io::Result<()> {
-    write_all_vectored(tcp, &mut [IoSlice::new(buf)]).await
-}
-
-/// Writes every byte of `parts`, in order, through the same readiness loop as the shared
-/// connection's other writers (`tcp::poll_write_vectored`).
-async fn write_all_vectored(tcp: &TcpStream, mut parts: &mut [IoSlice<'_>]) -> io::Result<()> {
-    IoSlice::advance_slices(&mut parts, 0);
-    while !parts.is_empty() {
-        let written = std::future::poll_fn(|cx| poll_write_vectored(tcp, cx, parts)).await?;
+/// Writes every byte of `buf` (the front's own answers, before any stream exists).
+async fn write_all(tcp: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let written = std::future::poll_fn(|cx| poll_write(tcp, cx, buf)).await?;
         if written == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
-        IoSlice::advance_slices(&mut parts, written);
+        buf = &buf[written..];
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! version 13, the accept key from tungstenite) with the socket built over [`LiveIo`].
 
 use crate::http::error;
-use crate::transport::direct::{DirectSocket, LiveIo};
+use crate::transport::direct::{DirectSocket, Framing, LiveIo};
 use crate::transport::tcp::Peer;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -65,7 +65,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             .extensions
             .get::<ConnectInfo<Peer>>()
             .and_then(|peer| peer.0.tcp.upgrade())
-            .map(DirectSocket::new);
+            .map(|tcp| DirectSocket::new(tcp, Framing::WebSocketText));
         Ok(Self {
             accept,
             on_upgrade,
