@@ -65,9 +65,13 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        // No ping before each acquire (sqlx's default): it is a round trip to the connection's
+        // worker thread, two context switches for every request, and a file database does
+        // not go stale the way a network connection can; a broken one fails its query.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(base.clone().create_if_missing(true))
             .await
@@ -78,6 +82,7 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(Box::new(e)))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(base.read_only(true))
             .await
