@@ -207,7 +207,7 @@ fn offer_each(
         let frame = if sub.passes(event) {
             frames[sub.dialect]
                 .get_or_init(|| ctx.dialects[sub.dialect].encode(event, false))
-                .clone()
+                .as_ref()
         } else {
             None
         };

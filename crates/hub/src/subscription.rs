@@ -268,7 +268,11 @@ impl SubShared {
 
     /// Offers the next event from the pump. `frame` is `None` when the subscriber does not get
     /// this event (filter, dialect) but must still count it as seen. Never blocks on the reader.
-    pub(crate) fn offer(&self, seq: Option<i64>, frame: Option<Bytes>) {
+    ///
+    /// `frame` is borrowed: every subscriber of a fan-out shares one `Bytes`, and a clone per
+    /// subscriber would make the fan-out's threads contend for its reference count; only a
+    /// frame that is queued is cloned.
+    pub(crate) fn offer(&self, seq: Option<i64>, frame: Option<&Bytes>) {
         let mut s = lock(&self.state);
         if s.closed.is_some() || s.detached || !s.live {
             return;
@@ -295,7 +299,7 @@ impl SubShared {
             && s.queue.is_empty()
             && let Some(direct) = &self.direct
         {
-            let outcome = direct.try_write(&frame);
+            let outcome = direct.try_write(frame);
             if outcome != DirectOutcome::Refused {
                 if let Some(seq) = seq {
                     s.last = seq;
@@ -323,7 +327,7 @@ impl SubShared {
             return;
         }
         s.bytes += frame.len();
-        s.queue.push_back(frame);
+        s.queue.push_back(frame.clone());
         if let Some(seq) = seq {
             s.last = seq;
         }
