@@ -562,6 +562,11 @@ pub struct FloorArgs {
     /// CPUs for the sink (e.g. 1), through `taskset`, to keep it off the writer's core.
     #[arg(long)]
     pub sink_cpus: Option<String>,
+    /// Send each round's frames through io_uring (tokio-uring: one submission for up to 1,024
+    /// sends) instead of one `write` system call each: what batching the system calls of a
+    /// fan-out would save.
+    #[arg(long)]
+    pub io_uring: bool,
 }
 
 impl FloorArgs {

@@ -8,6 +8,10 @@
 //! server's fan-out reduced to its system calls, so the server's figure minus this one is what
 //! the server itself adds. On loopback the kernel runs the receiver's TCP input inside the
 //! sender's write (as it does for the server), so this floor includes that part too.
+//!
+//! `--io-uring` sends each round through io_uring instead (tokio-uring, up to 1,024 sends per
+//! submission; io_uring's worker threads, if any, are threads of this process and count in
+//! its CPU), which is what a server batching its fan-out's system calls could reach.
 
 use crate::args::FloorArgs;
 use crate::procfs;
@@ -21,6 +25,7 @@ use tokio::io::AsyncReadExt;
 
 #[derive(Debug, Serialize)]
 pub struct FloorSummary {
+    pub io_uring: bool,
     pub connections: usize,
     pub rate: u32,
     pub duration_secs: u64,
@@ -110,19 +115,11 @@ pub fn floor(args: &FloorArgs) -> anyhow::Result<FloorSummary> {
     let cpu_before = procfs::sample("self")?.cpu_secs;
     let sink_before = procfs::sample(&sink_pid)?.cpu_secs;
     let start = Instant::now();
-    let mut writes = 0u64;
-    for tick in 0..ticks {
-        let due = start + period * u32::try_from(tick).context("too many ticks")?;
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        for connection in &mut connections {
-            connection
-                .write_all(&frame)
-                .context("writing to the sink")?;
-            writes += 1;
-        }
-    }
+    let writes = if args.io_uring {
+        write_through_io_uring(connections, frame, ticks, period, start)?
+    } else {
+        write_one_by_one(&mut connections, &frame, ticks, period, start)?
+    };
     let window = start.elapsed().as_secs_f64();
     let cpu = procfs::sample("self")?.cpu_secs - cpu_before;
     let sink_cpu = procfs::sample(&sink_pid)?.cpu_secs - sink_before;
@@ -133,6 +130,7 @@ pub fn floor(args: &FloorArgs) -> anyhow::Result<FloorSummary> {
         );
     }
     Ok(FloorSummary {
+        io_uring: args.io_uring,
         connections: args.connections,
         rate: args.rate,
         duration_secs: args.duration,
@@ -146,5 +144,62 @@ pub fn floor(args: &FloorArgs) -> anyhow::Result<FloorSummary> {
             .ok()
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
             .unwrap_or(f64::NAN),
+    })
+}
+
+/// Sleeps until the start of round `tick`.
+fn wait_for_round(start: Instant, period: Duration, tick: u64) -> anyhow::Result<()> {
+    let due = start + period * u32::try_from(tick).context("too many ticks")?;
+    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    Ok(())
+}
+
+/// One blocking `write` per connection and frame.
+fn write_one_by_one(
+    connections: &mut [TcpStream],
+    frame: &[u8],
+    ticks: u64,
+    period: Duration,
+    start: Instant,
+) -> anyhow::Result<u64> {
+    let mut writes = 0u64;
+    for tick in 0..ticks {
+        wait_for_round(start, period, tick)?;
+        for connection in connections.iter_mut() {
+            connection.write_all(frame).context("writing to the sink")?;
+            writes += 1;
+        }
+    }
+    Ok(writes)
+}
+
+/// Every connection's write of a round submitted together through io_uring.
+fn write_through_io_uring(
+    connections: Vec<TcpStream>,
+    frame: Vec<u8>,
+    ticks: u64,
+    period: Duration,
+    start: Instant,
+) -> anyhow::Result<u64> {
+    let frame = bytes::Bytes::from(frame);
+    tokio_uring::builder().entries(1024).start(async move {
+        let connections: Vec<tokio_uring::net::TcpStream> = connections
+            .into_iter()
+            .map(tokio_uring::net::TcpStream::from_std)
+            .collect();
+        let mut writes = 0u64;
+        for tick in 0..ticks {
+            wait_for_round(start, period, tick)?;
+            let round = connections
+                .iter()
+                .map(|connection| connection.write_all(frame.clone()));
+            for (result, _) in futures::future::join_all(round).await {
+                result.context("writing to the sink")?;
+                writes += 1;
+            }
+        }
+        Ok(writes)
     })
 }

@@ -64,9 +64,10 @@ fn main() -> anyhow::Result<()> {
             ensure_file_limit(args.connections)?;
             let summary = floor::floor(&args)?;
             println!(
-                "floor            {} writes of {} B to {} connections in {:.1} s: writer CPU {:.2} s \
+                "floor            {} writes{} of {} B to {} connections in {:.1} s: writer CPU {:.2} s \
                  → {:.2} µs per write (sink {:.2} s); load average {:.2}",
                 summary.writes,
+                if summary.io_uring { " (io_uring)" } else { "" },
                 summary.frame_bytes,
                 summary.connections,
                 summary.window_secs,
