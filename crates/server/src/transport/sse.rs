@@ -2,8 +2,9 @@
 //! stream, at `/api/v1/…` and the `/api/…` aliases.
 //!
 //! Each response body is the hub's SSE frames as they come (each a complete message), after a
-//! first `connected` message, with a `: keepalive` comment whenever nothing was sent for
-//! `sse_keepalive`. The body ends when the hub closes the subscription (loss of access, logout,
+//! first `connected` message, with a `: keepalive` comment whenever the body sent nothing for
+//! `sse_keepalive` (frames the fan-out writes itself on the SSE front bypass the body, so there
+//! a busy stream gets one every period too, which is the contract's "every 30 s"). The body ends when the hub closes the subscription (loss of access, logout,
 //! the session's expiry, shutdown), which is how a stream "ends on loss of access".
 
 use crate::app::AppState;
@@ -213,7 +214,7 @@ async fn open(
             },
             _ = body.keepalive.tick() => Bytes::from_static(KEEPALIVE),
         };
-        // Anything sent counts as keepalive.
+        // Anything the body sends counts as keepalive (direct writes do not pass through it).
         body.keepalive.reset();
         Some((Ok(frame), Some(body)))
     });
