@@ -112,16 +112,7 @@ async fn eventsource_reconnects_with_last_event_id_across_a_restart() {
                 .unwrap(),
         );
         let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
-        let admin_user = domain
-            .find_user_by_login(ADMIN_EMAIL)
-            .await
-            .unwrap()
-            .unwrap();
-        let actor = domain::Actor {
-            user_id: admin_user.id,
-            is_admin: true,
-            tab_id: None,
-        };
+        let actor = admin_actor(&domain).await;
         let tasks = domain::collections::by_name("tasks").unwrap();
         for i in 0..3 {
             domain

@@ -48,17 +48,7 @@ async fn a_slow_reader_holds_back_nobody_and_memory_stays_bounded() {
     assert!(matches!(slow_sse.read().await, Read::Other), "connected");
 
     let state = server.server.state.clone();
-    let admin = state
-        .domain
-        .find_user_by_login(ADMIN_EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let actor = domain::Actor {
-        user_id: admin.id,
-        is_admin: true,
-        tab_id: None,
-    };
+    let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     let description = "x".repeat(8 * 1024);
     let baseline = rss_bytes();

@@ -305,17 +305,7 @@ async fn front_serves_a_request_line_longer_than_the_first_peek() {
 /// each with a description of `size` bytes.
 async fn commit_tasks(server: &TestServer, project: uuid::Uuid, count: usize, size: usize) {
     let state = server.server.state.clone();
-    let admin = state
-        .domain
-        .find_user_by_login(ADMIN_EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let actor = domain::Actor {
-        user_id: admin.id,
-        is_admin: true,
-        tab_id: None,
-    };
+    let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     let description = "d".repeat(size);
     for i in 0..count {

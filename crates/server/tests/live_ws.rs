@@ -438,17 +438,7 @@ async fn too_far_behind_resyncs_and_control_frames_are_answered() {
     let (member, token) = server.user("far").await;
     server.add_member(project, member, 100).await;
     let state = server.server.state.clone();
-    let admin = state
-        .domain
-        .find_user_by_login(ADMIN_EMAIL)
-        .await
-        .unwrap()
-        .unwrap();
-    let actor = domain::Actor {
-        user_id: admin.id,
-        is_admin: true,
-        tab_id: None,
-    };
+    let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     for i in 0..1001 {
         state
