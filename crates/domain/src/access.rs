@@ -13,16 +13,12 @@ pub async fn project_role(
     actor: &Actor,
 ) -> DomainResult<(ProjectRow, Role)> {
     let not_found = || ApiError::not_found("project");
-    let project = ops
-        .get_project(project_id)
+    let (project, membership) = ops
+        .get_project_with_membership(project_id, actor.user_id)
         .await
         .or_api()?
         .ok_or_else(not_found)?;
-    let membership = ops
-        .find_membership(project_id, actor.user_id)
-        .await
-        .or_api()?
-        .ok_or_else(not_found)?;
+    let membership = membership.ok_or_else(not_found)?;
     let role = Role::from_level(membership.role).ok_or_else(ApiError::internal)?;
     Ok((project, role))
 }

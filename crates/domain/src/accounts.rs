@@ -338,13 +338,12 @@ impl Domain {
         session_id: Uuid,
     ) -> DomainResult<Option<(SessionRow, UserRow)>> {
         let mut ops = self.store.read().await.or_api()?;
-        let Some(session) = ops.get_session(session_id).await.or_api()? else {
+        let Some((session, user)) = ops.get_session_with_user(session_id).await.or_api()? else {
             return Ok(None);
         };
         if session.revoked_at.is_some() || session.expires_at <= store::now() {
             return Ok(None);
         }
-        let user = ops.get_user(session.user_id).await.or_api()?;
         Ok(user.filter(|u| u.is_active).map(|u| (session, u)))
     }
 

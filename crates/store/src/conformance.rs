@@ -3,7 +3,8 @@
 //! (see `tests/sqlite.rs`), so a new backend gets the whole suite by writing one such file.
 
 use crate::{
-    NewEvent, ProjectRow, RecordRef, RecordRow, Store, StoreError, TicketRow, UserRow, now,
+    MembershipRow, NewEvent, ProjectRow, RecordRef, RecordRow, SessionRow, Store, StoreError,
+    TicketRow, UserRow, now,
 };
 use proto::{EventType, StreamKey};
 use serde_json::json;
@@ -282,4 +283,95 @@ pub async fn records_keep_bodies_and_references(store: &dyn Store) {
     let mut ops = store.read().await.unwrap();
     assert!(ops.list_referrers(task.id).await.unwrap().is_empty());
     assert_eq!(ops.count_records(project_id).await.unwrap(), 1);
+}
+
+/// The joined reads of authentication and of the role check give exactly what the separate
+/// reads give: the session with its user, the project with this user's membership (and not
+/// another user's, nor another project's), and nothing for what does not exist.
+pub async fn joined_reads_match_separate_reads(store: &dyn Store) {
+    let member = user("joined-member@example.test");
+    let outsider = user("joined-outsider@example.test");
+    let (here, elsewhere) = (project(Uuid::now_v7()), project(Uuid::now_v7()));
+    let at = now();
+    let session = SessionRow {
+        id: Uuid::now_v7(),
+        user_id: member.id,
+        created_at: at,
+        expires_at: at + chrono::Duration::hours(1),
+        revoked_at: None,
+    };
+    let membership = |project_id: Uuid, user_id: Uuid, role: i64| MembershipRow {
+        id: Uuid::now_v7(),
+        project_id,
+        user_id,
+        role,
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    let member_here = membership(here.id, member.id, 1);
+    let outsider_elsewhere = membership(elsewhere.id, outsider.id, 100);
+    let mut tx = store.write().await.unwrap();
+    for u in [&member, &outsider] {
+        tx.insert_user(u).await.unwrap();
+    }
+    for p in [&here, &elsewhere] {
+        tx.insert_project(p).await.unwrap();
+    }
+    tx.insert_session(&session).await.unwrap();
+    for m in [&member_here, &outsider_elsewhere] {
+        tx.insert_membership(m).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let mut ops = store.read().await.unwrap();
+    let (read_session, read_user) = ops
+        .get_session_with_user(session.id)
+        .await
+        .unwrap()
+        .expect("the session");
+    assert_eq!(
+        Some(read_session),
+        ops.get_session(session.id).await.unwrap()
+    );
+    assert_eq!(read_user, ops.get_user(member.id).await.unwrap());
+    assert!(read_user.is_some(), "the session's user");
+    assert!(
+        ops.get_session_with_user(Uuid::now_v7())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let cases = [
+        (here.id, member.id, Some(&member_here)),
+        (here.id, outsider.id, None),
+        (elsewhere.id, member.id, None),
+        (elsewhere.id, outsider.id, Some(&outsider_elsewhere)),
+    ];
+    for (project_id, user_id, expected) in cases {
+        let (read_project, read_membership) = ops
+            .get_project_with_membership(project_id, user_id)
+            .await
+            .unwrap()
+            .expect("the project");
+        assert_eq!(
+            Some(read_project),
+            ops.get_project(project_id).await.unwrap()
+        );
+        assert_eq!(
+            read_membership,
+            ops.find_membership(project_id, user_id).await.unwrap()
+        );
+        assert_eq!(
+            read_membership.as_ref().map(|m| m.id),
+            expected.map(|m| m.id)
+        );
+    }
+    assert!(
+        ops.get_project_with_membership(Uuid::now_v7(), member.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }

@@ -51,6 +51,19 @@ pub trait Ops: Send {
     // sessions and tickets
     async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()>;
     async fn get_session(&mut self, id: Uuid) -> StoreResult<Option<SessionRow>>;
+    /// A session and its user (`None` inside if the user row is gone). Authentication reads
+    /// both on every request, so a backend should read them together; this default reads them
+    /// one after the other.
+    async fn get_session_with_user(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        let Some(session) = self.get_session(id).await? else {
+            return Ok(None);
+        };
+        let user = self.get_user(session.user_id).await?;
+        Ok(Some((session, user)))
+    }
     async fn revoke_session(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool>;
     async fn revoke_user_sessions(&mut self, user_id: Uuid, at: Timestamp) -> StoreResult<u64>;
     async fn insert_ticket(&mut self, ticket: &TicketRow) -> StoreResult<()>;
@@ -77,6 +90,20 @@ pub trait Ops: Send {
         project_id: Uuid,
         user_id: Uuid,
     ) -> StoreResult<Option<MembershipRow>>;
+    /// A project and `user_id`'s membership of it (`None` inside if not a member). The role
+    /// check of every change reads both, so a backend should read them together; this default
+    /// reads them one after the other.
+    async fn get_project_with_membership(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>)>> {
+        let Some(project) = self.get_project(project_id).await? else {
+            return Ok(None);
+        };
+        let membership = self.find_membership(project_id, user_id).await?;
+        Ok(Some((project, membership)))
+    }
     async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
     async fn list_memberships_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
     async fn insert_membership(&mut self, membership: &MembershipRow) -> StoreResult<()>;

@@ -78,3 +78,9 @@ async fn a_second_process_sees_committed_writes() {
         Some("w")
     );
 }
+
+#[tokio::test]
+async fn joined_reads_match_separate_reads() {
+    let (_dir, store) = fresh().await;
+    conformance::joined_reads_match_separate_reads(&*store).await;
+}

@@ -86,13 +86,43 @@ fn user_from(row: &SqliteRow) -> StoreResult<UserRow> {
     })
 }
 
+/// The names of a session's columns in a result: as they are, or aliased (`s_…`) where a
+/// join puts them beside another table's.
+struct SessionColumns {
+    id: &'static str,
+    user_id: &'static str,
+    created_at: &'static str,
+    expires_at: &'static str,
+    revoked_at: &'static str,
+}
+
+const SESSION: SessionColumns = SessionColumns {
+    id: "id",
+    user_id: "user_id",
+    created_at: "created_at",
+    expires_at: "expires_at",
+    revoked_at: "revoked_at",
+};
+
+const SESSION_JOINED: SessionColumns = SessionColumns {
+    id: "s_id",
+    user_id: "s_user_id",
+    created_at: "s_created_at",
+    expires_at: "s_expires_at",
+    revoked_at: "s_revoked_at",
+};
+
 fn session_from(row: &SqliteRow) -> StoreResult<SessionRow> {
+    session_in(row, &SESSION)
+}
+
+fn session_in(row: &SqliteRow, c: &SessionColumns) -> StoreResult<SessionRow> {
     Ok(SessionRow {
-        id: uuid_col(row, "id")?,
-        user_id: uuid_col(row, "user_id")?,
-        created_at: ts_col(row, "created_at")?,
-        expires_at: ts_col(row, "expires_at")?,
-        revoked_at: opt_ts_col(row, "revoked_at")?,
+        id: uuid_col(row, c.id)?,
+        user_id: uuid_col(row, c.user_id)?,
+        created_at: ts_col(row, c.created_at)?,
+        expires_at: ts_col(row, c.expires_at)?,
+        revoked_at: opt_ts_col(row, c.revoked_at)?,
     })
 }
 
@@ -118,16 +148,58 @@ fn project_from(row: &SqliteRow) -> StoreResult<ProjectRow> {
     })
 }
 
+/// The names of a membership's columns in a result: as they are, or aliased (`m_…`) where a
+/// join puts them beside another table's.
+struct MembershipColumns {
+    id: &'static str,
+    project_id: &'static str,
+    user_id: &'static str,
+    role: &'static str,
+    version: &'static str,
+    created_at: &'static str,
+    updated_at: &'static str,
+}
+
+const MEMBERSHIP: MembershipColumns = MembershipColumns {
+    id: "id",
+    project_id: "project_id",
+    user_id: "user_id",
+    role: "role",
+    version: "version",
+    created_at: "created_at",
+    updated_at: "updated_at",
+};
+
+const MEMBERSHIP_JOINED: MembershipColumns = MembershipColumns {
+    id: "m_id",
+    project_id: "m_project_id",
+    user_id: "m_user_id",
+    role: "m_role",
+    version: "m_version",
+    created_at: "m_created_at",
+    updated_at: "m_updated_at",
+};
+
 fn membership_from(row: &SqliteRow) -> StoreResult<MembershipRow> {
+    membership_in(row, &MEMBERSHIP)
+}
+
+fn membership_in(row: &SqliteRow, c: &MembershipColumns) -> StoreResult<MembershipRow> {
     Ok(MembershipRow {
-        id: uuid_col(row, "id")?,
-        project_id: uuid_col(row, "project_id")?,
-        user_id: uuid_col(row, "user_id")?,
-        role: get(row, "role")?,
-        version: get(row, "version")?,
-        created_at: ts_col(row, "created_at")?,
-        updated_at: ts_col(row, "updated_at")?,
+        id: uuid_col(row, c.id)?,
+        project_id: uuid_col(row, c.project_id)?,
+        user_id: uuid_col(row, c.user_id)?,
+        role: get(row, c.role)?,
+        version: get(row, c.version)?,
+        created_at: ts_col(row, c.created_at)?,
+        updated_at: ts_col(row, c.updated_at)?,
     })
+}
+
+/// Whether a `LEFT JOIN`ed side of `row` is there: its key column is not NULL.
+fn joined(row: &SqliteRow, key: &str) -> StoreResult<bool> {
+    let key: Option<String> = get(row, key)?;
+    Ok(key.is_some())
 }
 
 fn record_from(row: &SqliteRow) -> StoreResult<RecordRow> {
@@ -337,6 +409,37 @@ where
         row.as_ref().map(session_from).transpose()
     }
 
+    async fn get_session_with_user(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        // One statement, one round trip to the connection's thread: authentication runs it on
+        // every request. The user's columns keep their names; the session's are aliased.
+        let row = sqlx::query(concat!(
+            "SELECT s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, ",
+            "s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at, ",
+            "u.id AS id, u.email AS email, u.username AS username, ",
+            "u.display_name AS display_name, u.password_hash AS password_hash, ",
+            "u.is_admin AS is_admin, u.is_active AS is_active, u.version AS version, ",
+            "u.created_at AS created_at, u.updated_at AS updated_at ",
+            "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let session = session_in(&row, &SESSION_JOINED)?;
+        let user = if joined(&row, "id")? {
+            Some(user_from(&row)?)
+        } else {
+            None
+        };
+        Ok(Some((session, user)))
+    }
+
     async fn revoke_session(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
         let done =
             sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
@@ -521,6 +624,39 @@ where
         .await
         .map_err(db_error)?;
         row.as_ref().map(membership_from).transpose()
+    }
+
+    async fn get_project_with_membership(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>)>> {
+        // One statement, one round trip: the role check of every change runs it. The project's
+        // columns keep their names; the membership's are aliased.
+        let row = sqlx::query(concat!(
+            "SELECT p.id AS id, p.key AS key, p.name AS name, p.body AS body, ",
+            "p.version AS version, p.created_at AS created_at, p.updated_at AS updated_at, ",
+            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
+            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
+            "m.updated_at AS m_updated_at ",
+            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = ? ",
+            "WHERE p.id = ?"
+        ))
+        .bind(user_id.to_string())
+        .bind(project_id.to_string())
+        .fetch_optional(&mut *self.conn)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let project = project_from(&row)?;
+        let membership = if joined(&row, "m_id")? {
+            Some(membership_in(&row, &MEMBERSHIP_JOINED)?)
+        } else {
+            None
+        };
+        Ok(Some((project, membership)))
     }
 
     async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
