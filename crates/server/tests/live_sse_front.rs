@@ -461,3 +461,54 @@ async fn front_streams_raw_to_http10() {
     let want: Vec<Option<i64>> = (first..first + 20).map(Some).collect();
     assert_eq!(ids, want);
 }
+
+/// A client that stays connected but stops reading is given up once one of the front's writes
+/// has waited two keepalive periods: its per-user slot is free again, and its socket is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn front_gives_up_a_client_that_stops_reading() {
+    let server = TestServer::start_with(|c| {
+        c.live.sse_keepalive = Duration::from_millis(200);
+        c.live.sse_max_per_user = 1;
+    })
+    .await;
+    let project = server.project("Stopped").await;
+    let (member, token) = server.user("stopped").await;
+    server.add_member(project, member, 1).await;
+    let path = format!("/api/v1/projects/{project}/events");
+
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(server.addr()).await.unwrap();
+    let mut stalled = Raw {
+        reader: BufReader::with_capacity(512, tcp),
+    };
+    stalled.get(&path, Some(&token)).await;
+    assert_eq!(stalled.head().await.status_line, "HTTP/1.1 200 OK");
+    let mut other = Raw::connect(&server).await;
+    other.get(&path, Some(&token)).await;
+    assert_eq!(
+        other.head().await.status_line,
+        "HTTP/1.1 429 Too Many Requests",
+        "the open stream holds the user's only slot"
+    );
+
+    // More than the kernel buffers on both sides (the send buffer grows to 4 MiB at most).
+    commit_tasks(&server, project, 2_000, 4_000).await;
+
+    // Released once a write has waited 400 ms with nothing taken.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut retry = Raw::connect(&server).await;
+        retry.get(&path, Some(&token)).await;
+        if retry.head().await.status_line == "HTTP/1.1 200 OK" {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the stalled stream's slot is released");
+    assert!(
+        stalled.closed().await,
+        "the stalled stream's socket is closed"
+    );
+}

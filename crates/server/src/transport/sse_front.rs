@@ -119,6 +119,12 @@ fn is_sse_request_line(line: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct FrontSocket(pub Arc<DirectSocket>);
 
+/// On a streaming response, set by its handler: how long one write of the front's may wait for
+/// a client that does not read before the connection is given up. Without it the front waits
+/// as long as the client stays connected.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteStallLimit(pub Duration);
+
 /// What reading the head came to.
 enum Head {
     /// Boxed: the variants differ by ~240 bytes, and this one is moved out at once.
@@ -288,6 +294,10 @@ async fn respond(
     http10: bool,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
+    let stall = parts
+        .extensions
+        .get::<WriteStallLimit>()
+        .map(|limit| limit.0);
     let exact = http_body::Body::size_hint(&body).exact();
     let chunked = exact.is_none() && !http10;
     // A body of unknown size is a stream, framed as the writer frames the fan-out's frames
@@ -296,7 +306,7 @@ async fn respond(
     // The handler's headers are done with once written: built in a sync fn that consumes
     // them, so they are freed now rather than kept in the future for the stream's life.
     let head = response_head(parts, exact, chunked, http10);
-    send(writer, &Bytes::from(head), false).await?;
+    send(writer, &Bytes::from(head), false, stall).await?;
 
     let mut probe = [0u8; PROBE];
     loop {
@@ -312,21 +322,46 @@ async fn respond(
                     continue;
                 };
                 // An empty frame is the hub asking for the rest of a direct write.
-                send(writer, &data, framed).await?;
+                send(writer, &data, framed, stall).await?;
             }
             // A failed body: end without the terminator, so the client sees a truncation.
             Some(Err(_)) => return Ok(()),
         }
     }
     if chunked {
-        send(writer, &Bytes::from_static(b"0\r\n\r\n"), false).await?;
+        send(writer, &Bytes::from_static(b"0\r\n\r\n"), false, stall).await?;
     }
-    std::future::poll_fn(|cx| writer.poll_flush(cx)).await
+    within(stall, std::future::poll_fn(|cx| writer.poll_flush(cx))).await
 }
 
-/// One write of the connection's own through `writer` (see [`DirectSocket::poll_send`]).
-async fn send(writer: &DirectSocket, bytes: &Bytes, framed: bool) -> io::Result<()> {
-    std::future::poll_fn(|cx| writer.poll_send(cx, bytes, framed)).await
+/// One write of the connection's own through `writer` (see [`DirectSocket::poll_send`]),
+/// given up after `stall` if the client takes nothing meanwhile.
+async fn send(
+    writer: &DirectSocket,
+    bytes: &Bytes,
+    framed: bool,
+    stall: Option<Duration>,
+) -> io::Result<()> {
+    within(
+        stall,
+        std::future::poll_fn(|cx| writer.poll_send(cx, bytes, framed)),
+    )
+    .await
+}
+
+/// `write` if it finishes within `limit`, else a `TimedOut` error. A write waits only while
+/// the socket is full (everything else is non-blocking), so this is how long a client that
+/// stopped reading may keep its stream, its per-user slot and its queue.
+async fn within(
+    limit: Option<Duration>,
+    write: impl Future<Output = io::Result<()>>,
+) -> io::Result<()> {
+    match limit {
+        None => write.await,
+        Some(limit) => timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
+    }
 }
 
 /// The response's head: status line, the handler's headers, the front's framing headers.
