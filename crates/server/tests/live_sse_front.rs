@@ -495,7 +495,7 @@ async fn front_gives_up_a_client_that_stops_reading() {
     // More than the kernel buffers on both sides (the send buffer grows to 4 MiB at most).
     commit_tasks(&server, project, 2_000, 4_000).await;
 
-    // Released once a write has waited 400 ms with nothing taken.
+    // Released once a write has waited 400 ms without going out.
     let mut freed = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -219,7 +219,7 @@ async fn open(
         Some((Ok(frame), Some(body)))
     });
     let mut response = Response::new(Body::from_stream(frames));
-    // On the SSE front, a client that takes nothing for two keepalive periods is given up,
+    // On the SSE front, a client that leaves one write waiting two keepalive periods is given up,
     // as a native socket is after two missed pongs (hyper has no such limit).
     response
         .extensions_mut()

@@ -335,7 +335,8 @@ async fn respond(
 }
 
 /// One write of the connection's own through `writer` (see [`DirectSocket::poll_send`]),
-/// given up after `stall` if the client takes nothing meanwhile.
+/// given up if it has not gone out within `stall` (a client that stopped reading, or one too
+/// slow to take a chunk in that time, which could not keep up with the stream anyway).
 async fn send(
     writer: &DirectSocket,
     bytes: &Bytes,
