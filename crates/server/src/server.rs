@@ -105,7 +105,10 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let live = state.live.clone();
     let task = tokio::spawn(async move {
         let closing = live.clone();
-        let result = axum::serve(LiveListener::new(listener, front), app)
+        // A front SSE client that leaves a write waiting two keepalive periods is given up,
+        // as a native socket is after two unanswered pings.
+        let write_stall = live.config.sse_keepalive * 2;
+        let result = axum::serve(LiveListener::new(listener, front, write_stall), app)
             .with_graceful_shutdown(async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
                 // Upgraded WebSockets and SSE bodies never finish on their own: close them (1001).

@@ -13,7 +13,7 @@ use crate::http::{HttpError, HttpResult, error, path_id};
 use crate::live::projects::{ProjectSet, ProjectWatch};
 use crate::live::{ConnectionGuard, SseSlot};
 use crate::transport::role_in;
-use crate::transport::sse_front::{FrontSocket, WriteStallLimit};
+use crate::transport::sse_front::FrontSocket;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -219,11 +219,6 @@ async fn open(
         Some((Ok(frame), Some(body)))
     });
     let mut response = Response::new(Body::from_stream(frames));
-    // On the SSE front, a client that leaves one write waiting two keepalive periods is given up,
-    // as a native socket is after two missed pongs (hyper has no such limit).
-    response
-        .extensions_mut()
-        .insert(WriteStallLimit(period * 2));
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -119,12 +120,6 @@ fn is_sse_request_line(line: &[u8]) -> bool {
 #[derive(Clone)]
 pub struct FrontSocket(pub Arc<DirectSocket>);
 
-/// On a streaming response, set by its handler: how long one write of the front's may wait for
-/// a client that does not read before the connection is given up. Without it the front waits
-/// as long as the client stays connected.
-#[derive(Clone, Copy, Debug)]
-pub struct WriteStallLimit(pub Duration);
-
 /// What reading the head came to.
 enum Head {
     /// Boxed: the variants differ by ~240 bytes, and this one is moved out at once.
@@ -136,7 +131,16 @@ enum Head {
 }
 
 /// Serves one connection whose request line [`wants_sse`] accepted, then closes it.
-pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Router) {
+///
+/// `write_stall`: how long one of the connection's own writes may wait for a client that does
+/// not read before the connection is given up (two keepalive periods, as a native socket is
+/// closed after two unanswered pings).
+pub(crate) async fn serve(
+    tcp: Arc<TcpStream>,
+    address: SocketAddr,
+    router: Router,
+    write_stall: Duration,
+) {
     // Boxed for the same reason as the routing future below.
     let request = match Box::pin(timeout(HEAD_TIMEOUT, read_head(&tcp))).await {
         Ok(Head::Request(request)) => *request,
@@ -163,7 +167,7 @@ pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, router: Rout
         Ok(response) => response,
         Err(never) => match never {},
     };
-    let _ = respond(&tcp, &writer, response, http10).await;
+    let _ = respond(&tcp, &writer, response, http10, write_stall).await;
     // Whatever happened, the connection ends here: `connection: close` was sent.
     let _ = shutdown_write(&tcp);
 }
@@ -292,12 +296,9 @@ async fn respond(
     writer: &DirectSocket,
     response: axum::response::Response,
     http10: bool,
+    stall: Duration,
 ) -> io::Result<()> {
     let (parts, mut body) = response.into_parts();
-    let stall = parts
-        .extensions
-        .get::<WriteStallLimit>()
-        .map(|limit| limit.0);
     let exact = http_body::Body::size_hint(&body).exact();
     let chunked = exact.is_none() && !http10;
     // A body of unknown size is a stream, framed as the writer frames the fan-out's frames
@@ -331,38 +332,39 @@ async fn respond(
     if chunked {
         send(writer, &Bytes::from_static(b"0\r\n\r\n"), false, stall).await?;
     }
-    within(stall, std::future::poll_fn(|cx| writer.poll_flush(cx))).await
+    Box::pin(within(
+        stall,
+        std::future::poll_fn(|cx| writer.poll_flush(cx)),
+    ))
+    .await
 }
 
 /// One write of the connection's own through `writer` (see [`DirectSocket::poll_send`]),
 /// given up if it has not gone out within `stall` (a client that stopped reading, or one too
 /// slow to take a chunk in that time, which could not keep up with the stream anyway).
-async fn send(
-    writer: &DirectSocket,
-    bytes: &Bytes,
+///
+/// Boxed: with its timer it is a few hundred bytes, and inline it would size every idle
+/// stream's future for the stream's whole life. A write through the front (not a direct one)
+/// can afford the allocation.
+fn send<'a>(
+    writer: &'a DirectSocket,
+    bytes: &'a Bytes,
     framed: bool,
-    stall: Option<Duration>,
-) -> io::Result<()> {
-    within(
+    stall: Duration,
+) -> Pin<Box<dyn Future<Output = io::Result<()>> + Send + 'a>> {
+    Box::pin(within(
         stall,
-        std::future::poll_fn(|cx| writer.poll_send(cx, bytes, framed)),
-    )
-    .await
+        std::future::poll_fn(move |cx| writer.poll_send(cx, bytes, framed)),
+    ))
 }
 
 /// `write` if it finishes within `limit`, else a `TimedOut` error. A write waits only while
 /// the socket is full (everything else is non-blocking), so this is how long a client that
 /// stopped reading may keep its stream, its per-user slot and its queue.
-async fn within(
-    limit: Option<Duration>,
-    write: impl Future<Output = io::Result<()>>,
-) -> io::Result<()> {
-    match limit {
-        None => write.await,
-        Some(limit) => timeout(limit, write)
-            .await
-            .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into())),
-    }
+async fn within(limit: Duration, write: impl Future<Output = io::Result<()>>) -> io::Result<()> {
+    timeout(limit, write)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// The response's head: status line, the handler's headers, the front's framing headers.

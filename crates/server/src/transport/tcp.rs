@@ -31,6 +31,7 @@ use tokio::sync::mpsc;
 pub struct LiveListener {
     listener: TcpListener,
     router: Router,
+    write_stall: Duration,
     /// Connections the peek gave to hyper. The listener keeps a sender, so `recv` never
     /// reports the channel closed; unbounded, because a connection is only sent once.
     to_hyper: mpsc::UnboundedSender<(Arc<TcpStream>, SocketAddr)>,
@@ -38,12 +39,15 @@ pub struct LiveListener {
 }
 
 impl LiveListener {
-    /// `router` is the application's, used for the SSE requests served by the front.
-    pub fn new(listener: TcpListener, router: Router) -> Self {
+    /// `router` is the application's, used for the SSE requests served by the front;
+    /// `write_stall` is how long one of the front's writes may wait for a client that does not
+    /// read before its connection is given up.
+    pub fn new(listener: TcpListener, router: Router, write_stall: Duration) -> Self {
         let (to_hyper, for_hyper) = mpsc::unbounded_channel();
         Self {
             listener,
             router,
+            write_stall,
             to_hyper,
             for_hyper,
         }
@@ -53,10 +57,11 @@ impl LiveListener {
     fn dispatch(&self, stream: TcpStream, address: SocketAddr) {
         let tcp = Arc::new(stream);
         let router = self.router.clone();
+        let write_stall = self.write_stall;
         let to_hyper = self.to_hyper.clone();
         tokio::spawn(async move {
             if sse_front::wants_sse(&tcp).await {
-                sse_front::serve(tcp, address, router).await;
+                sse_front::serve(tcp, address, router, write_stall).await;
             } else {
                 // The listener is gone once the server stops accepting: drop the connection.
                 let _ = to_hyper.send((tcp, address));
