@@ -7,7 +7,7 @@
 //! a weak one in its [`Peer`] connect info; weak, so that nothing a handler keeps by mistake
 //! holds a closed connection's descriptor open.
 
-use crate::transport::sse_front;
+use crate::transport::sse_front::{self, Front};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
@@ -30,8 +30,7 @@ use tokio::sync::mpsc;
 /// channel and is handed to hyper unchanged.
 pub struct LiveListener {
     listener: TcpListener,
-    router: Router,
-    write_stall: Duration,
+    front: Arc<Front>,
     /// Connections the peek gave to hyper. The listener keeps a sender, so `recv` never
     /// reports the channel closed; unbounded, because a connection is only sent once.
     to_hyper: mpsc::UnboundedSender<(Arc<TcpStream>, SocketAddr)>,
@@ -46,8 +45,10 @@ impl LiveListener {
         let (to_hyper, for_hyper) = mpsc::unbounded_channel();
         Self {
             listener,
-            router,
-            write_stall,
+            front: Arc::new(Front {
+                router,
+                write_stall,
+            }),
             to_hyper,
             for_hyper,
         }
@@ -56,12 +57,11 @@ impl LiveListener {
     /// Decides where a new connection goes, off the accept loop.
     fn dispatch(&self, stream: TcpStream, address: SocketAddr) {
         let tcp = Arc::new(stream);
-        let router = self.router.clone();
-        let write_stall = self.write_stall;
+        let front = self.front.clone();
         let to_hyper = self.to_hyper.clone();
         tokio::spawn(async move {
             if sse_front::wants_sse(&tcp).await {
-                sse_front::serve(tcp, address, router, write_stall).await;
+                sse_front::serve(tcp, address, front).await;
             } else {
                 // The listener is gone once the server stops accepting: drop the connection.
                 let _ = to_hyper.send((tcp, address));
