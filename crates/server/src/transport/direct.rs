@@ -69,6 +69,15 @@ impl Envelope {
     fn head(&self) -> &[u8] {
         &self.head[..self.head_len]
     }
+
+    /// `frame` in this envelope, as the parts of one `writev`.
+    fn around<'a>(&'a self, frame: &'a [u8]) -> [io::IoSlice<'a>; 3] {
+        [
+            io::IoSlice::new(self.head()),
+            io::IoSlice::new(frame),
+            io::IoSlice::new(self.tail),
+        ]
+    }
 }
 
 impl Framing {
@@ -177,9 +186,7 @@ impl DirectSocket {
         backlog.chunks = VecDeque::new();
         Poll::Ready(Ok(()))
     }
-}
 
-impl DirectSocket {
     /// The connection's own write of `bytes` (in this socket's framing if `framed`, else as
     /// they are): after the backlog, whole, with what the kernel does not take now kept in the
     /// backlog. `Ready(Ok)` once the bytes are written or kept; the caller flushes at the end
@@ -202,12 +209,7 @@ impl DirectSocket {
         } else {
             Envelope::NONE
         };
-        let parts = [
-            io::IoSlice::new(envelope.head()),
-            io::IoSlice::new(bytes),
-            io::IoSlice::new(envelope.tail),
-        ];
-        let written = ready!(poll_write_vectored(&self.tcp, cx, &parts))?;
+        let written = ready!(poll_write_vectored(&self.tcp, cx, &envelope.around(bytes)))?;
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
@@ -231,17 +233,12 @@ impl DirectWrite for DirectSocket {
             return DirectOutcome::Refused;
         };
         let total = envelope.head_len + frame.len() + envelope.tail.len();
-        let parts = [
-            io::IoSlice::new(envelope.head()),
-            io::IoSlice::new(frame),
-            io::IoSlice::new(envelope.tail),
-        ];
         // Straight to the kernel (`sendmsg`), not through tokio's `try_write_vectored`: that
         // first reads the socket's readiness (one more cache line per delivery, a miss when a
         // fan-out walks thousands of sockets) and clears it on `WouldBlock`. Skipping it is
         // safe: the task's own writes still go through tokio, and a stale "writable" only
         // costs them one `WouldBlock` before they wait.
-        match SockRef::from(&*self.tcp).send_vectored(&parts) {
+        match SockRef::from(&*self.tcp).send_vectored(&envelope.around(frame)) {
             Ok(written) if written == total => DirectOutcome::Sent,
             Ok(0) => DirectOutcome::Refused,
             Ok(written) => {

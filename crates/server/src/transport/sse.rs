@@ -4,8 +4,9 @@
 //! Each response body is the hub's SSE frames as they come (each a complete message), after a
 //! first `connected` message, with a `: keepalive` comment whenever the body sent nothing for
 //! `sse_keepalive` (frames the fan-out writes itself on the SSE front bypass the body, so there
-//! a busy stream gets one every period too, which is the contract's "every 30 s"). The body ends when the hub closes the subscription (loss of access, logout,
-//! the session's expiry, shutdown), which is how a stream "ends on loss of access".
+//! a busy stream gets one every period too, which is the contract's "every 30 s"). The body
+//! ends when the hub closes the subscription (loss of access, logout, the session's expiry,
+//! shutdown), which is how a stream "ends on loss of access".
 
 use crate::app::AppState;
 use crate::auth::Authed;
@@ -91,20 +92,6 @@ impl SseBody {
     }
 }
 
-impl<'a> Asked<'a> {
-    fn new(
-        headers: &'a HeaderMap,
-        uri: &'a axum::http::Uri,
-        front: Option<Extension<FrontSocket>>,
-    ) -> Self {
-        Self {
-            headers,
-            query: uri.query(),
-            front: front.map(|Extension(front)| front),
-        }
-    }
-}
-
 #[derive(Clone, Copy)]
 enum Access {
     /// The per-project stream: any member role.
@@ -119,6 +106,20 @@ struct Asked<'a> {
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     front: Option<FrontSocket>,
+}
+
+impl<'a> Asked<'a> {
+    fn new(
+        headers: &'a HeaderMap,
+        uri: &'a axum::http::Uri,
+        front: Option<Extension<FrontSocket>>,
+    ) -> Self {
+        Self {
+            headers,
+            query: uri.query(),
+            front: front.map(|Extension(front)| front),
+        }
+    }
 }
 
 async fn open(

@@ -178,13 +178,7 @@ pub(crate) fn poll_write(
     cx: &mut Context<'_>,
     buf: &[u8],
 ) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(tcp.poll_write_ready(cx))?;
-        match tcp.try_write(buf) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            done => return Poll::Ready(done),
-        }
-    }
+    poll_write_vectored(tcp, cx, &[io::IoSlice::new(buf)])
 }
 
 /// [`poll_write`] for several buffers in one `writev`.
