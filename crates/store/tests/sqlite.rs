@@ -84,3 +84,155 @@ async fn joined_reads_match_separate_reads() {
     let (_dir, store) = fresh().await;
     conformance::joined_reads_match_separate_reads(&*store).await;
 }
+
+#[tokio::test]
+async fn a_writer_waits_for_another_process_without_blocking_its_thread() {
+    // On a single-threaded runtime: if the second store waited for the file's write lock by
+    // blocking the thread (SQLite's busy handler), the first could never commit and the wait
+    // would end in an error after BUSY_TIMEOUT.
+    let dir = tempfile::tempdir().unwrap();
+    let first = Arc::new(SqliteStore::open_in_dir(dir.path()).await.unwrap());
+    let second = Arc::new(SqliteStore::open_in_dir(dir.path()).await.unwrap());
+    let mut held = first.write().await.unwrap();
+    held.put_setting("k", "first").await.unwrap();
+    let waiter = tokio::spawn({
+        let second = second.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let mut tx = second.write().await.unwrap();
+            let waited = started.elapsed();
+            let seen = tx.get_setting("k").await.unwrap();
+            tx.put_setting("k", "second").await.unwrap();
+            tx.commit().await.unwrap();
+            (waited, seen)
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    held.commit().await.unwrap();
+    let (waited, seen) = waiter.await.unwrap();
+    assert_eq!(
+        seen.as_deref(),
+        Some("first"),
+        "the waiter began after the commit"
+    );
+    assert!(
+        waited >= std::time::Duration::from_millis(150),
+        "the waiter did wait for the lock ({waited:?})"
+    );
+    let mut ops = first.read().await.unwrap();
+    assert_eq!(
+        ops.get_setting("k").await.unwrap().as_deref(),
+        Some("second")
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_snapshot_leaves_its_connection_current() {
+    // Readers are reused: a snapshot's connection must not stay in its old read transaction.
+    let (_dir, store) = fresh().await;
+    let mut tx = store.write().await.unwrap();
+    tx.put_setting("k", "old").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut snapshot = store.snapshot().await.unwrap();
+    assert_eq!(
+        snapshot.get_setting("k").await.unwrap().as_deref(),
+        Some("old")
+    );
+    let mut tx = store.write().await.unwrap();
+    tx.put_setting("k", "new").await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        snapshot.get_setting("k").await.unwrap().as_deref(),
+        Some("old"),
+        "a snapshot keeps its moment"
+    );
+    drop(snapshot);
+    let mut ops = store.read().await.unwrap();
+    assert_eq!(ops.get_setting("k").await.unwrap().as_deref(), Some("new"));
+}
+
+#[tokio::test]
+async fn read_handles_refuse_writes() {
+    let (_dir, store) = fresh().await;
+    let mut ops = store.read().await.unwrap();
+    let refused = ops.put_setting("k", "v").await.unwrap_err();
+    assert!(matches!(refused, liveplan_store::StoreError::Database(_)));
+    drop(ops);
+    assert_eq!(
+        store.read().await.unwrap().get_setting("k").await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_closed_store_refuses_work_and_its_file_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    tx.put_setting("k", "v").await.unwrap();
+    tx.commit().await.unwrap();
+    let lent = store.read().await.unwrap();
+    store.close().await;
+    assert!(store.read().await.is_err());
+    assert!(store.write().await.is_err());
+    assert!(store.ping().await.is_err());
+    drop(lent);
+    let reopened = SqliteStore::open_in_dir(dir.path()).await.unwrap();
+    let mut ops = reopened.read().await.unwrap();
+    assert_eq!(ops.get_setting("k").await.unwrap().as_deref(), Some("v"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_reads_on_a_multi_threaded_runtime() {
+    // Long reads step off the runtime's worker (block_in_place) there; the same calls run
+    // directly on a current-thread runtime (the other tests).
+    let (_dir, store) = fresh().await;
+    let project_id = uuid::Uuid::now_v7();
+    let mut tx = store.write().await.unwrap();
+    let at = liveplan_store::now();
+    tx.insert_project(&liveplan_store::ProjectRow {
+        id: project_id,
+        key: None,
+        name: "p".into(),
+        body: Default::default(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    })
+    .await
+    .unwrap();
+    for n in 0..300 {
+        let body = serde_json::json!({ "name": format!("task {n}") });
+        tx.insert_record(
+            &liveplan_store::RecordRow {
+                id: uuid::Uuid::now_v7(),
+                project_id,
+                collection: "tasks".into(),
+                body: body.as_object().unwrap().clone(),
+                version: 1,
+                created_at: at,
+                updated_at: at,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ops = store.read().await.unwrap();
+                ops.list_records(project_id, "tasks", liveplan_store::Page::ALL)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for reader in readers {
+        let records = reader.await.unwrap();
+        assert_eq!(records.len(), 300);
+        assert_eq!(records[299].body["name"], "task 299");
+    }
+}

@@ -1,40 +1,63 @@
 //! The embedded default backend: one SQLite file in WAL mode.
 //!
-//! Writes go through a pool of exactly one connection and open with `BEGIN IMMEDIATE`, so a
-//! transaction that reads before it writes can never fail to upgrade its lock, and seqs are
-//! allocated strictly one transaction at a time. Reads use a separate read-only pool and never
-//! wait for the writer (WAL).
+//! Writes go through exactly one connection and open with `BEGIN IMMEDIATE`, so a transaction
+//! that reads before it writes can never fail to upgrade its lock, and seqs are allocated
+//! strictly one transaction at a time. Reads use separate read-only connections and never wait
+//! for the writer (WAL).
+//!
+//! Statements run through rusqlite on the calling task's thread ([`conns`] says why); sqlx
+//! only applies the migrations when the store opens, so databases made by earlier versions
+//! keep their migration history.
 
+mod conns;
 mod ops;
 
 use crate::{Ops, Store, StoreError, StoreResult, WriteTx};
 use async_trait::async_trait;
+use conns::{InTransaction, Pooled, ReaderPool, WriteConn, Writer};
 use ops::SqliteOps;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use rusqlite::{Connection, OpenFlags};
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// How long a writer waits for the file lock held by another process (e.g. `liveplan user create`
 /// while a server runs) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-const READ_CONNECTIONS: u32 = 8;
+/// The longest pause between two attempts to take the write lock from another process.
+const BUSY_RETRY_MAX: Duration = Duration::from_millis(50);
+/// How long a write transaction queues behind this process's other writers before giving up.
+const WRITER_QUEUE_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_CONNECTIONS: usize = 8;
+/// Prepared statements kept per connection: every statement `ops` has, with room to spare.
+const STATEMENT_CACHE: usize = 96;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+    writer: Writer,
+    readers: Arc<ReaderPool>,
 }
 
-pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &error
-        && db.is_unique_violation()
+pub(crate) fn db_error(error: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(code, Some(message)) = &error
+        && matches!(
+            code.extended_code,
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+        )
     {
         return StoreError::Conflict {
-            what: unique_rule_in_words(db.message()),
+            what: unique_rule_in_words(message),
         };
     }
     StoreError::Database(Box::new(error))
+}
+
+fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy)
+    )
 }
 
 /// Turns SQLite's "UNIQUE constraint failed: users.email" into words a client may read.
@@ -51,6 +74,17 @@ fn unique_rule_in_words(message: &str) -> String {
     }
 }
 
+/// Settings every connection gets. `busy_timeout` blocks the calling thread, so it is kept for
+/// readers (in WAL they wait only while another process recovers the log); the writer waits
+/// for another process's lock asynchronously instead, in [`SqliteStore::write`].
+fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `<dir>/liveplan.db` and applies migrations.
     pub async fn open_in_dir(dir: &Path) -> StoreResult<SqliteStore> {
@@ -59,73 +93,102 @@ impl SqliteStore {
     }
 
     pub async fn open_file(path: &Path) -> StoreResult<SqliteStore> {
-        let base = SqliteConnectOptions::new()
-            .filename(path)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        // No ping before each acquire (sqlx's default): it is a round trip to the connection's
-        // worker thread, two context switches for every request, and a file database does
-        // not go stale the way a network connection can; a broken one fails its query.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(60))
-            .connect_with(base.clone().create_if_missing(true))
-            .await
-            .map_err(db_error)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(READ_CONNECTIONS)
-            .test_before_acquire(false)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(db_error)?;
-        Ok(SqliteStore { writer, readers })
+        migrate(path).await?;
+        let writer = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| {
+            configure(&conn, Duration::ZERO)?;
+            Ok(conn)
+        })
+        .map_err(db_error)?;
+        let path = path.to_owned();
+        let readers = ReaderPool::new(READ_CONNECTIONS, move || {
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            configure(&conn, BUSY_TIMEOUT)?;
+            Ok(conn)
+        });
+        Ok(SqliteStore {
+            writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
+            readers,
+        })
     }
 
+    /// Closes every connection: idle ones now, lent ones when their handle is dropped. Later
+    /// calls fail with "the store is closed".
     pub async fn close(&self) {
-        self.readers.close().await;
-        self.writer.close().await;
+        self.readers.close();
+        self.writer.lock().await.take();
     }
+}
+
+/// Creates the file (in WAL mode) and applies the migrations with sqlx's migrator, on a
+/// connection of its own that is closed before the store's connections open.
+async fn migrate(path: &Path) -> StoreResult<()> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(BUSY_TIMEOUT)
+        .foreign_keys(true)
+        .connect()
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&mut conn).await;
+    let closed = sqlx::Connection::close(conn).await;
+    migrated.map_err(|e| StoreError::Database(Box::new(e)))?;
+    closed.map_err(|e| StoreError::Database(Box::new(e)))
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn read(&self) -> StoreResult<Box<dyn Ops>> {
-        let conn = self.readers.acquire().await.map_err(db_error)?;
-        Ok(Box::new(SqliteOps::new(conn)))
+        Ok(Box::new(SqliteOps::new(self.readers.acquire().await?)))
     }
 
     async fn snapshot(&self) -> StoreResult<Box<dyn Ops>> {
         // A deferred read transaction in WAL mode: its first read fixes the snapshot, later
         // commits stay invisible to it, and the writer is never blocked. Dropping it rolls
         // back, which for a read only ends it.
-        let tx = self.readers.begin().await.map_err(db_error)?;
-        Ok(Box::new(SqliteOps::new(tx)))
+        let conn: Pooled = self.readers.acquire().await?;
+        Ok(Box::new(SqliteOps::new(InTransaction::begin(
+            conn, "BEGIN",
+        )?)))
     }
 
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+        let conn = tokio::time::timeout(WRITER_QUEUE_TIMEOUT, self.writer.clone().lock_owned())
             .await
-            .map_err(db_error)?;
-        Ok(Box::new(SqliteOps::new(tx)))
+            .map_err(|_| StoreError::Database("timed out waiting for the writer".into()))?;
+        let conn = WriteConn(conn);
+        // Another process (the CLI) may hold the file's write lock: wait for it here, asleep,
+        // instead of in SQLite's busy handler, which would block this thread.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let began = conns::Holder::connection(&conn)?.execute_batch("BEGIN IMMEDIATE");
+            match began {
+                Ok(()) => break,
+                Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BUSY_RETRY_MAX);
+                }
+                Err(error) => return Err(db_error(error)),
+            }
+        }
+        Ok(Box::new(SqliteOps::new(InTransaction::begun(conn))))
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        let conn = self.readers.acquire().await?;
+        conns::Holder::connection(&conn)?
+            .query_row("SELECT 1", [], |_| Ok(()))
+            .map_err(db_error)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -134,8 +197,8 @@ impl Store for SqliteStore {
 }
 
 #[async_trait]
-impl WriteTx for SqliteOps<sqlx::Transaction<'static, sqlx::Sqlite>> {
+impl WriteTx for SqliteOps<InTransaction<WriteConn>> {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
-        self.conn.commit().await.map_err(db_error)
+        self.conn.commit()
     }
 }

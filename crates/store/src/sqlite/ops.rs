@@ -1,14 +1,14 @@
 //! The SQL behind [`Ops`] for SQLite, shared by read handles and write transactions.
 
+use super::conns::{Holder, heavy};
 use super::db_error;
 use crate::rows::*;
 use crate::{Ops, StoreError, StoreResult};
 use async_trait::async_trait;
 use chrono::DateTime;
 use proto::{Event, EventType, StreamKey};
-use sqlx::Row;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-use std::ops::DerefMut;
+use rusqlite::types::FromSql;
+use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use uuid::Uuid;
 
 pub(crate) struct SqliteOps<C> {
@@ -26,23 +26,23 @@ fn corrupt(what: impl std::fmt::Display) -> StoreError {
 }
 
 fn uuid_col(row: &SqliteRow, column: &str) -> StoreResult<Uuid> {
-    let text: String = row.try_get(column).map_err(db_error)?;
+    let text: String = get(row, column)?;
     Uuid::parse_str(&text).map_err(|_| corrupt(format!("{column} is not a uuid")))
 }
 
 fn opt_uuid_col(row: &SqliteRow, column: &str) -> StoreResult<Option<Uuid>> {
-    let text: Option<String> = row.try_get(column).map_err(db_error)?;
+    let text: Option<String> = get(row, column)?;
     text.map(|t| Uuid::parse_str(&t).map_err(|_| corrupt(format!("{column} is not a uuid"))))
         .transpose()
 }
 
 fn ts_col(row: &SqliteRow, column: &str) -> StoreResult<Timestamp> {
-    let text: String = row.try_get(column).map_err(db_error)?;
+    let text: String = get(row, column)?;
     parse_ts(&text)
 }
 
 fn opt_ts_col(row: &SqliteRow, column: &str) -> StoreResult<Option<Timestamp>> {
-    let text: Option<String> = row.try_get(column).map_err(db_error)?;
+    let text: Option<String> = get(row, column)?;
     text.map(|t| parse_ts(&t)).transpose()
 }
 
@@ -53,7 +53,7 @@ fn parse_ts(text: &str) -> StoreResult<Timestamp> {
 }
 
 fn json_col(row: &SqliteRow, column: &str) -> StoreResult<serde_json::Value> {
-    let text: String = row.try_get(column).map_err(db_error)?;
+    let text: String = get(row, column)?;
     serde_json::from_str(&text).map_err(|_| corrupt(format!("{column} is not JSON")))
 }
 
@@ -64,11 +64,51 @@ fn object_col(row: &SqliteRow, column: &str) -> StoreResult<JsonObject> {
     }
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r SqliteRow,
-    column: &str,
-) -> StoreResult<T> {
-    row.try_get(column).map_err(db_error)
+fn get<T: FromSql>(row: &SqliteRow, column: &str) -> StoreResult<T> {
+    row.get(column).map_err(db_error)
+}
+
+/// The first row of `sql`, mapped, if there is one.
+fn fetch_optional<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl FnOnce(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+    let mut rows = statement.query(params).map_err(db_error)?;
+    match rows.next().map_err(db_error)? {
+        Some(row) => map(row).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Every row of `sql`, mapped.
+fn fetch_all<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+    map: impl Fn(&SqliteRow) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut statement = conn.prepare_cached(sql).map_err(db_error)?;
+    let mut rows = statement.query(params).map_err(db_error)?;
+    let mut mapped = Vec::new();
+    while let Some(row) = rows.next().map_err(db_error)? {
+        mapped.push(map(row)?);
+    }
+    Ok(mapped)
+}
+
+/// Runs a statement that returns no rows; the number of rows it changed.
+fn execute(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<usize> {
+    conn.prepare_cached(sql)
+        .and_then(|mut statement| statement.execute(params))
+        .map_err(db_error)
+}
+
+/// The first column of the first row of `sql`.
+fn scalar<T: FromSql>(conn: &Connection, sql: &str, params: impl Params) -> StoreResult<Option<T>> {
+    fetch_optional(conn, sql, params, |row| row.get(0).map_err(db_error))
 }
 
 fn user_from(row: &SqliteRow) -> StoreResult<UserRow> {
@@ -234,7 +274,8 @@ fn json_text(object: &JsonObject) -> String {
     serde_json::Value::Object(object.clone()).to_string()
 }
 
-// Column lists are macros so queries stay `&'static str` (sqlx refuses dynamic SQL text).
+// Column lists are macros so each query stays one literal, written once beside its statement
+// (`concat!`).
 macro_rules! user_columns {
     () => {
         "id, email, username, display_name, password_hash, is_admin, is_active, version, created_at, updated_at"
@@ -246,235 +287,252 @@ macro_rules! event_columns {
     };
 }
 
-impl<C> SqliteOps<C>
-where
-    C: DerefMut<Target = SqliteConnection> + Send,
-{
-    async fn write_refs(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        sqlx::query("DELETE FROM record_refs WHERE record_id = ?")
-            .bind(record.id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+impl<C: Holder> SqliteOps<C> {
+    fn db(&self) -> StoreResult<&Connection> {
+        self.conn.connection()
+    }
+
+    fn write_refs(&self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
+        let db = self.db()?;
+        let record_id = record.id.to_string();
+        execute(
+            db,
+            "DELETE FROM record_refs WHERE record_id = ?",
+            [&record_id],
+        )?;
+        let project_id = record.project_id.to_string();
         for reference in refs {
-            sqlx::query(
+            execute(
+                db,
                 "INSERT OR IGNORE INTO record_refs (record_id, field, target_id, project_id) VALUES (?, ?, ?, ?)",
-            )
-            .bind(record.id.to_string())
-            .bind(&reference.field)
-            .bind(reference.target_id.to_string())
-            .bind(record.project_id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+                params![
+                    record_id,
+                    reference.field,
+                    reference.target_id.to_string(),
+                    project_id
+                ],
+            )?;
         }
+        Ok(())
+    }
+
+    fn update_body(&self, record: &RecordRow) -> StoreResult<()> {
+        execute(
+            self.db()?,
+            "UPDATE records SET body = ?, version = ?, updated_at = ? WHERE id = ?",
+            params![
+                json_text(&record.body),
+                record.version,
+                format_ts(record.updated_at),
+                record.id.to_string()
+            ],
+        )?;
         Ok(())
     }
 }
 
+// Every method runs its statements on the calling thread, without a hand-off (see `conns`).
+// Each first spends a unit of the task's cooperative budget: a transaction of thousands of
+// statements (an import) then yields to the runtime's other tasks every 128 of them, as it did
+// when each statement was a round trip.
 #[async_trait]
-impl<C> Ops for SqliteOps<C>
-where
-    C: DerefMut<Target = SqliteConnection> + Send,
-{
+impl<C: Holder> Ops for SqliteOps<C> {
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
-            .bind(key)
-            .fetch_optional(&mut *self.conn)
-            .await
-            .map_err(db_error)
+        tokio::task::consume_budget().await;
+        scalar(
+            self.db()?,
+            "SELECT value FROM settings WHERE key = ?",
+            [key],
+        )
     }
 
     async fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        )
-        .bind(key)
-        .bind(value)
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            [key, value],
+        )?;
         Ok(())
     }
 
     async fn count_users(&mut self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&mut *self.conn)
-            .await
-            .map_err(db_error)
+        tokio::task::consume_budget().await;
+        Ok(scalar(self.db()?, "SELECT COUNT(*) FROM users", [])?.unwrap_or(0))
     }
 
     async fn get_user(&mut self, id: Uuid) -> StoreResult<Option<UserRow>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(user_from).transpose()
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
+            concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?"),
+            [id.to_string()],
+            user_from,
+        )
     }
 
     async fn find_user_by_login(&mut self, login: &str) -> StoreResult<Option<UserRow>> {
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users WHERE email = ?1 OR username = ?1 ORDER BY email = ?1 DESC LIMIT 1"
-        ))
-        .bind(login)
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(user_from).transpose()
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE email = ?1 OR username = ?1 ORDER BY email = ?1 DESC LIMIT 1"
+            ),
+            [login],
+            user_from,
+        )
     }
 
     async fn list_users(&mut self) -> StoreResult<Vec<UserRow>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            user_columns!(),
-            " FROM users ORDER BY id"
-        ))
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(user_from).collect()
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| {
+            fetch_all(
+                db,
+                concat!("SELECT ", user_columns!(), " FROM users ORDER BY id"),
+                [],
+                user_from,
+            )
+        })
     }
 
     async fn insert_user(&mut self, user: &UserRow) -> StoreResult<()> {
-        sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(user.id.to_string())
-        .bind(&user.email)
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(user.is_admin)
-        .bind(user.is_active)
-        .bind(user.version)
-        .bind(format_ts(user.created_at))
-        .bind(format_ts(user.updated_at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
+            concat!(
+                "INSERT INTO users (",
+                user_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            params![
+                user.id.to_string(),
+                user.email,
+                user.username,
+                user.display_name,
+                user.password_hash,
+                user.is_admin,
+                user.is_active,
+                user.version,
+                format_ts(user.created_at),
+                format_ts(user.updated_at)
+            ],
+        )?;
         Ok(())
     }
 
     async fn update_user(&mut self, user: &UserRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "UPDATE users SET email = ?, username = ?, display_name = ?, password_hash = ?, is_admin = ?, is_active = ?, version = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(&user.email)
-        .bind(&user.username)
-        .bind(&user.display_name)
-        .bind(&user.password_hash)
-        .bind(user.is_admin)
-        .bind(user.is_active)
-        .bind(user.version)
-        .bind(format_ts(user.updated_at))
-        .bind(user.id.to_string())
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                user.email,
+                user.username,
+                user.display_name,
+                user.password_hash,
+                user.is_admin,
+                user.is_active,
+                user.version,
+                format_ts(user.updated_at),
+                user.id.to_string()
+            ],
+        )?;
         Ok(())
     }
 
     async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(session.id.to_string())
-        .bind(session.user_id.to_string())
-        .bind(format_ts(session.created_at))
-        .bind(format_ts(session.expires_at))
-        .bind(session.revoked_at.map(format_ts))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                session.id.to_string(),
+                session.user_id.to_string(),
+                format_ts(session.created_at),
+                format_ts(session.expires_at),
+                session.revoked_at.map(format_ts)
+            ],
+        )?;
         Ok(())
     }
 
     async fn get_session(&mut self, id: Uuid) -> StoreResult<Option<SessionRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, user_id, created_at, expires_at, revoked_at FROM sessions WHERE id = ?",
+            [id.to_string()],
+            session_from,
         )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(session_from).transpose()
     }
 
     async fn get_session_with_user(
         &mut self,
         id: Uuid,
     ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
-        // One statement, one round trip to the connection's thread: authentication runs it on
-        // every request. The user's columns keep their names; the session's are aliased.
-        let row = sqlx::query(concat!(
-            "SELECT s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, ",
-            "s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at, ",
-            "u.id AS id, u.email AS email, u.username AS username, ",
-            "u.display_name AS display_name, u.password_hash AS password_hash, ",
-            "u.is_admin AS is_admin, u.is_active AS is_active, u.version AS version, ",
-            "u.created_at AS created_at, u.updated_at AS updated_at ",
-            "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?"
-        ))
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let session = session_in(&row, &SESSION_JOINED)?;
-        let user = if joined(&row, "id")? {
-            Some(user_from(&row)?)
-        } else {
-            None
-        };
-        Ok(Some((session, user)))
+        tokio::task::consume_budget().await;
+        // One statement: authentication runs it on every request. The user's columns keep
+        // their names; the session's are aliased.
+        fetch_optional(
+            self.db()?,
+            concat!(
+                "SELECT s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, ",
+                "s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at, ",
+                "u.id AS id, u.email AS email, u.username AS username, ",
+                "u.display_name AS display_name, u.password_hash AS password_hash, ",
+                "u.is_admin AS is_admin, u.is_active AS is_active, u.version AS version, ",
+                "u.created_at AS created_at, u.updated_at AS updated_at ",
+                "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = ?"
+            ),
+            [id.to_string()],
+            |row| {
+                let session = session_in(row, &SESSION_JOINED)?;
+                let user = if joined(row, "id")? {
+                    Some(user_from(row)?)
+                } else {
+                    None
+                };
+                Ok((session, user))
+            },
+        )
     }
 
     async fn revoke_session(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(format_ts(at))
-                .bind(id.to_string())
-                .execute(&mut *self.conn)
-                .await
-                .map_err(db_error)?;
-        Ok(done.rows_affected() > 0)
+        tokio::task::consume_budget().await;
+        let changed = execute(
+            self.db()?,
+            "UPDATE sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            [format_ts(at), id.to_string()],
+        )?;
+        Ok(changed > 0)
     }
 
     async fn revoke_user_sessions(&mut self, user_id: Uuid, at: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query(
+        tokio::task::consume_budget().await;
+        let changed = execute(
+            self.db()?,
             "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL",
-        )
-        .bind(format_ts(at))
-        .bind(user_id.to_string())
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        Ok(done.rows_affected())
+            [format_ts(at), user_id.to_string()],
+        )?;
+        Ok(changed as u64)
     }
 
     async fn insert_ticket(&mut self, ticket: &TicketRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "INSERT INTO ws_tickets (hash, user_id, session_id, expires_at, used_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&ticket.hash)
-        .bind(ticket.user_id.to_string())
-        .bind(ticket.session_id.to_string())
-        .bind(format_ts(ticket.expires_at))
-        .bind(ticket.used_at.map(format_ts))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                ticket.hash,
+                ticket.user_id.to_string(),
+                ticket.session_id.to_string(),
+                format_ts(ticket.expires_at),
+                ticket.used_at.map(format_ts)
+            ],
+        )?;
         Ok(())
     }
 
@@ -483,131 +541,130 @@ where
         hash: &str,
         now: Timestamp,
     ) -> StoreResult<Option<TicketRow>> {
-        let now = format_ts(now);
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "UPDATE ws_tickets SET used_at = ?1 WHERE hash = ?2 AND used_at IS NULL AND expires_at > ?1 RETURNING hash, user_id, session_id, expires_at, used_at",
+            params![format_ts(now), hash],
+            ticket_from,
         )
-        .bind(&now)
-        .bind(hash)
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(ticket_from).transpose()
     }
 
     async fn purge_expired_tickets(&mut self, now: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM ws_tickets WHERE expires_at <= ?")
-            .bind(format_ts(now))
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
-        Ok(done.rows_affected())
+        tokio::task::consume_budget().await;
+        let changed = execute(
+            self.db()?,
+            "DELETE FROM ws_tickets WHERE expires_at <= ?",
+            [format_ts(now)],
+        )?;
+        Ok(changed as u64)
     }
 
     async fn get_project(&mut self, id: Uuid) -> StoreResult<Option<ProjectRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, key, name, body, version, created_at, updated_at FROM projects WHERE id = ?",
+            [id.to_string()],
+            project_from,
         )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(project_from).transpose()
     }
 
     async fn find_project_by_key(&mut self, key: &str) -> StoreResult<Option<ProjectRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, key, name, body, version, created_at, updated_at FROM projects WHERE key = ?",
+            [key],
+            project_from,
         )
-        .bind(key)
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(project_from).transpose()
     }
 
     async fn list_projects(&mut self) -> StoreResult<Vec<ProjectRow>> {
-        let rows = sqlx::query(
-            "SELECT id, key, name, body, version, created_at, updated_at FROM projects ORDER BY id",
-        )
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(project_from).collect()
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| {
+            fetch_all(
+                db,
+                "SELECT id, key, name, body, version, created_at, updated_at FROM projects ORDER BY id",
+                [],
+                project_from,
+            )
+        })
     }
 
     async fn list_projects_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<ProjectRow>> {
-        let rows = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_all(
+            self.db()?,
             "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at FROM projects p JOIN memberships m ON m.project_id = p.id WHERE m.user_id = ? ORDER BY p.id",
+            [user_id.to_string()],
+            project_from,
         )
-        .bind(user_id.to_string())
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(project_from).collect()
     }
 
     async fn insert_project(&mut self, project: &ProjectRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "INSERT INTO projects (id, key, name, body, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(project.id.to_string())
-        .bind(&project.key)
-        .bind(&project.name)
-        .bind(json_text(&project.body))
-        .bind(project.version)
-        .bind(format_ts(project.created_at))
-        .bind(format_ts(project.updated_at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                project.id.to_string(),
+                project.key,
+                project.name,
+                json_text(&project.body),
+                project.version,
+                format_ts(project.created_at),
+                format_ts(project.updated_at)
+            ],
+        )?;
         Ok(())
     }
 
     async fn update_project(&mut self, project: &ProjectRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "UPDATE projects SET key = ?, name = ?, body = ?, version = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(&project.key)
-        .bind(&project.name)
-        .bind(json_text(&project.body))
-        .bind(project.version)
-        .bind(format_ts(project.updated_at))
-        .bind(project.id.to_string())
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                project.key,
+                project.name,
+                json_text(&project.body),
+                project.version,
+                format_ts(project.updated_at),
+                project.id.to_string()
+            ],
+        )?;
         Ok(())
     }
 
     async fn delete_project(&mut self, id: Uuid) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
         let id = id.to_string();
         // record_refs and records go by ON DELETE CASCADE; deleting explicitly keeps the
         // statement cheap to reason about and independent of the foreign_keys pragma.
-        for sql in [
-            "DELETE FROM record_refs WHERE project_id = ?",
-            "DELETE FROM records WHERE project_id = ?",
-            "DELETE FROM memberships WHERE project_id = ?",
-            "DELETE FROM projects WHERE id = ?",
-        ] {
-            sqlx::query(sql)
-                .bind(&id)
-                .execute(&mut *self.conn)
-                .await
-                .map_err(db_error)?;
-        }
-        Ok(())
+        heavy(|| {
+            for sql in [
+                "DELETE FROM record_refs WHERE project_id = ?",
+                "DELETE FROM records WHERE project_id = ?",
+                "DELETE FROM memberships WHERE project_id = ?",
+                "DELETE FROM projects WHERE id = ?",
+            ] {
+                execute(db, sql, [&id])?;
+            }
+            Ok(())
+        })
     }
 
     async fn get_membership(&mut self, id: Uuid) -> StoreResult<Option<MembershipRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, project_id, user_id, role, version, created_at, updated_at FROM memberships WHERE id = ?",
+            [id.to_string()],
+            membership_from,
         )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(membership_from).transpose()
     }
 
     async fn find_membership(
@@ -615,15 +672,13 @@ where
         project_id: Uuid,
         user_id: Uuid,
     ) -> StoreResult<Option<MembershipRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, project_id, user_id, role, version, created_at, updated_at FROM memberships WHERE project_id = ? AND user_id = ?",
+            [project_id.to_string(), user_id.to_string()],
+            membership_from,
         )
-        .bind(project_id.to_string())
-        .bind(user_id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(membership_from).transpose()
     }
 
     async fn get_project_with_membership(
@@ -631,103 +686,99 @@ where
         project_id: Uuid,
         user_id: Uuid,
     ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>)>> {
-        // One statement, one round trip: the role check of every change runs it. The project's
-        // columns keep their names; the membership's are aliased.
-        let row = sqlx::query(concat!(
-            "SELECT p.id AS id, p.key AS key, p.name AS name, p.body AS body, ",
-            "p.version AS version, p.created_at AS created_at, p.updated_at AS updated_at, ",
-            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
-            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
-            "m.updated_at AS m_updated_at ",
-            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = ? ",
-            "WHERE p.id = ?"
-        ))
-        .bind(user_id.to_string())
-        .bind(project_id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let project = project_from(&row)?;
-        let membership = if joined(&row, "m_id")? {
-            Some(membership_in(&row, &MEMBERSHIP_JOINED)?)
-        } else {
-            None
-        };
-        Ok(Some((project, membership)))
+        tokio::task::consume_budget().await;
+        // One statement: the role check of every change runs it. The project's columns keep
+        // their names; the membership's are aliased.
+        fetch_optional(
+            self.db()?,
+            concat!(
+                "SELECT p.id AS id, p.key AS key, p.name AS name, p.body AS body, ",
+                "p.version AS version, p.created_at AS created_at, p.updated_at AS updated_at, ",
+                "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
+                "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
+                "m.updated_at AS m_updated_at ",
+                "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = ? ",
+                "WHERE p.id = ?"
+            ),
+            [user_id.to_string(), project_id.to_string()],
+            |row| {
+                let project = project_from(row)?;
+                let membership = if joined(row, "m_id")? {
+                    Some(membership_in(row, &MEMBERSHIP_JOINED)?)
+                } else {
+                    None
+                };
+                Ok((project, membership))
+            },
+        )
     }
 
     async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
-        let rows = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_all(
+            self.db()?,
             "SELECT id, project_id, user_id, role, version, created_at, updated_at FROM memberships WHERE project_id = ? ORDER BY id",
+            [project_id.to_string()],
+            membership_from,
         )
-        .bind(project_id.to_string())
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(membership_from).collect()
     }
 
     async fn list_memberships_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
-        let rows = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_all(
+            self.db()?,
             "SELECT id, project_id, user_id, role, version, created_at, updated_at FROM memberships WHERE user_id = ? ORDER BY id",
+            [user_id.to_string()],
+            membership_from,
         )
-        .bind(user_id.to_string())
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(membership_from).collect()
     }
 
     async fn insert_membership(&mut self, m: &MembershipRow) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
             "INSERT INTO memberships (id, project_id, user_id, role, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(m.id.to_string())
-        .bind(m.project_id.to_string())
-        .bind(m.user_id.to_string())
-        .bind(m.role)
-        .bind(m.version)
-        .bind(format_ts(m.created_at))
-        .bind(format_ts(m.updated_at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            params![
+                m.id.to_string(),
+                m.project_id.to_string(),
+                m.user_id.to_string(),
+                m.role,
+                m.version,
+                format_ts(m.created_at),
+                format_ts(m.updated_at)
+            ],
+        )?;
         Ok(())
     }
 
     async fn update_membership(&mut self, m: &MembershipRow) -> StoreResult<()> {
-        sqlx::query("UPDATE memberships SET role = ?, version = ?, updated_at = ? WHERE id = ?")
-            .bind(m.role)
-            .bind(m.version)
-            .bind(format_ts(m.updated_at))
-            .bind(m.id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
+            "UPDATE memberships SET role = ?, version = ?, updated_at = ? WHERE id = ?",
+            params![m.role, m.version, format_ts(m.updated_at), m.id.to_string()],
+        )?;
         Ok(())
     }
 
     async fn delete_membership(&mut self, id: Uuid) -> StoreResult<()> {
-        sqlx::query("DELETE FROM memberships WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+        tokio::task::consume_budget().await;
+        execute(
+            self.db()?,
+            "DELETE FROM memberships WHERE id = ?",
+            [id.to_string()],
+        )?;
         Ok(())
     }
 
     async fn get_record(&mut self, id: Uuid) -> StoreResult<Option<RecordRow>> {
-        let row = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_optional(
+            self.db()?,
             "SELECT id, project_id, collection, body, version, created_at, updated_at FROM records WHERE id = ?",
+            [id.to_string()],
+            record_from,
         )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        row.as_ref().map(record_from).transpose()
     }
 
     async fn list_records(
@@ -736,138 +787,136 @@ where
         collection: &str,
         page: Page,
     ) -> StoreResult<Vec<RecordRow>> {
-        let rows = sqlx::query(
-            "SELECT id, project_id, collection, body, version, created_at, updated_at FROM records WHERE project_id = ? AND collection = ? ORDER BY id LIMIT ? OFFSET ?",
-        )
-        .bind(project_id.to_string())
-        .bind(collection)
-        .bind(i64::from(page.limit))
-        .bind(i64::from(page.offset))
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(record_from).collect()
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| {
+            fetch_all(
+                db,
+                "SELECT id, project_id, collection, body, version, created_at, updated_at FROM records WHERE project_id = ? AND collection = ? ORDER BY id LIMIT ? OFFSET ?",
+                params![
+                    project_id.to_string(),
+                    collection,
+                    i64::from(page.limit),
+                    i64::from(page.offset)
+                ],
+                record_from,
+            )
+        })
     }
 
     async fn count_records(&mut self, project_id: Uuid) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT record_count FROM projects WHERE id = ?")
-            .bind(project_id.to_string())
-            .fetch_optional(&mut *self.conn)
-            .await
-            .map_err(db_error)
-            .map(|count: Option<i64>| count.unwrap_or(0))
+        tokio::task::consume_budget().await;
+        let count = scalar(
+            self.db()?,
+            "SELECT record_count FROM projects WHERE id = ?",
+            [project_id.to_string()],
+        )?;
+        Ok(count.unwrap_or(0))
     }
 
     async fn insert_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        sqlx::query(
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        execute(
+            db,
             "INSERT INTO records (id, project_id, collection, body, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(record.id.to_string())
-        .bind(record.project_id.to_string())
-        .bind(&record.collection)
-        .bind(json_text(&record.body))
-        .bind(record.version)
-        .bind(format_ts(record.created_at))
-        .bind(format_ts(record.updated_at))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        sqlx::query("UPDATE projects SET record_count = record_count + 1 WHERE id = ?")
-            .bind(record.project_id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
-        self.write_refs(record, refs).await
+            params![
+                record.id.to_string(),
+                record.project_id.to_string(),
+                record.collection,
+                json_text(&record.body),
+                record.version,
+                format_ts(record.created_at),
+                format_ts(record.updated_at)
+            ],
+        )?;
+        execute(
+            db,
+            "UPDATE projects SET record_count = record_count + 1 WHERE id = ?",
+            [record.project_id.to_string()],
+        )?;
+        self.write_refs(record, refs)
     }
 
     async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        self.update_record_body(record).await?;
-        self.write_refs(record, refs).await
+        tokio::task::consume_budget().await;
+        self.update_body(record)?;
+        self.write_refs(record, refs)
     }
 
     async fn update_record_body(&mut self, record: &RecordRow) -> StoreResult<()> {
-        sqlx::query("UPDATE records SET body = ?, version = ?, updated_at = ? WHERE id = ?")
-            .bind(json_text(&record.body))
-            .bind(record.version)
-            .bind(format_ts(record.updated_at))
-            .bind(record.id.to_string())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
-        Ok(())
+        tokio::task::consume_budget().await;
+        self.update_body(record)
     }
 
     async fn delete_record(&mut self, id: Uuid) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
         let id = id.to_string();
-        sqlx::query("DELETE FROM record_refs WHERE record_id = ?")
-            .bind(&id)
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
-        let project: Option<String> =
-            sqlx::query_scalar("DELETE FROM records WHERE id = ? RETURNING project_id")
-                .bind(&id)
-                .fetch_optional(&mut *self.conn)
-                .await
-                .map_err(db_error)?;
+        execute(db, "DELETE FROM record_refs WHERE record_id = ?", [&id])?;
+        let project: Option<String> = scalar(
+            db,
+            "DELETE FROM records WHERE id = ? RETURNING project_id",
+            [&id],
+        )?;
         if let Some(project) = project {
-            sqlx::query("UPDATE projects SET record_count = record_count - 1 WHERE id = ?")
-                .bind(project)
-                .execute(&mut *self.conn)
-                .await
-                .map_err(db_error)?;
+            execute(
+                db,
+                "UPDATE projects SET record_count = record_count - 1 WHERE id = ?",
+                [project],
+            )?;
         }
         Ok(())
     }
 
     async fn list_referrers(&mut self, target_id: Uuid) -> StoreResult<Vec<Referrer>> {
-        let rows = sqlx::query(
+        tokio::task::consume_budget().await;
+        fetch_all(
+            self.db()?,
             "SELECT r.record_id, x.collection, r.field FROM record_refs r JOIN records x ON x.id = r.record_id WHERE r.target_id = ? ORDER BY r.record_id, r.field",
-        )
-        .bind(target_id.to_string())
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
+            [target_id.to_string()],
+            |row| {
                 Ok(Referrer {
                     record_id: uuid_col(row, "record_id")?,
                     collection: get(row, "collection")?,
                     field: get(row, "field")?,
                 })
-            })
-            .collect()
+            },
+        )
     }
 
     async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event> {
+        tokio::task::consume_budget().await;
         if event.event_type.is_ephemeral() {
             return Err(corrupt("ephemeral events are never logged"));
         }
+        let db = self.db()?;
         let stream = event.stream.to_text();
-        let seq: i64 = sqlx::query_scalar(
+        let seq: i64 = scalar(
+            db,
             "INSERT INTO streams (stream, last_seq) VALUES (?, 1) ON CONFLICT(stream) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-        )
-        .bind(&stream)
-        .fetch_one(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        sqlx::query(concat!(
-            "INSERT INTO events (",
-            event_columns!(),
-            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&stream)
-        .bind(seq)
-        .bind(event.event_type.as_str())
-        .bind(event.payload.to_string())
-        .bind(event.data.to_string())
-        .bind(event.actor_id.map(|id| id.to_string()))
-        .bind(&event.tab_id)
-        .bind(format_ts(event.ts))
-        .bind(event.project_id.map(|id| id.to_string()))
-        .execute(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
+            [&stream],
+        )?
+        .ok_or_else(|| corrupt("no seq allocated"))?;
+        execute(
+            db,
+            concat!(
+                "INSERT INTO events (",
+                event_columns!(),
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            ),
+            params![
+                stream,
+                seq,
+                event.event_type.as_str(),
+                event.payload.to_string(),
+                event.data.to_string(),
+                event.actor_id.map(|id| id.to_string()),
+                event.tab_id,
+                format_ts(event.ts),
+                event.project_id.map(|id| id.to_string())
+            ],
+        )?;
         Ok(Event {
             stream: event.stream,
             seq: Some(seq),
@@ -887,43 +936,53 @@ where
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<Event>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
-        ))
-        .bind(stream.to_text())
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.conn)
-        .await
-        .map_err(db_error)?;
-        rows.iter().map(event_from).collect()
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| {
+            fetch_all(
+                db,
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE stream = ? AND seq > ? ORDER BY seq LIMIT ?"
+                ),
+                params![stream.to_text(), after_seq, i64::from(limit)],
+                event_from,
+            )
+        })
     }
 
     async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM streams WHERE stream = ?")
-            .bind(stream.to_text())
-            .fetch_optional(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+        tokio::task::consume_budget().await;
+        let seq = scalar(
+            self.db()?,
+            "SELECT last_seq FROM streams WHERE stream = ?",
+            [stream.to_text()],
+        )?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE stream = ?")
-            .bind(stream.to_text())
-            .fetch_one(&mut *self.conn)
-            .await
-            .map_err(db_error)
+        tokio::task::consume_budget().await;
+        // MIN over no rows is one row holding NULL.
+        Ok(scalar::<Option<i64>>(
+            self.db()?,
+            "SELECT MIN(seq) FROM events WHERE stream = ?",
+            [stream.to_text()],
+        )?
+        .flatten())
     }
 
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()> {
-        sqlx::query("DELETE FROM events WHERE stream = ?")
-            .bind(stream.to_text())
-            .execute(&mut *self.conn)
-            .await
-            .map_err(db_error)?;
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| {
+            execute(
+                db,
+                "DELETE FROM events WHERE stream = ?",
+                [stream.to_text()],
+            )
+        })?;
         Ok(())
     }
 }
