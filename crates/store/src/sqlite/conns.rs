@@ -3,7 +3,7 @@
 //! Statements run on the calling task's own thread (rusqlite), not on a connection thread of
 //! their own: a point query or a write here takes microseconds, while handing it to another
 //! thread and back costs two wake-ups, which on a VM cost more than the statement (see
-//! `BENCHMARKS.md`, "One thread per statement"). Reads that can return many rows go through
+//! `docs/ARCHITECTURE.md`, "The SQLite backend"). Reads that can return many rows go through
 //! [`heavy`] so they do not hold up the runtime's other tasks.
 
 use super::db_error;
