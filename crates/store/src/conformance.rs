@@ -3,7 +3,7 @@
 //! (see `tests/sqlite.rs`), so a new backend gets the whole suite by writing one such file.
 
 use crate::{
-    MembershipRow, NewEvent, ProjectRow, RecordRef, RecordRow, SessionRow, Store, StoreError,
+    MembershipRow, NewEvent, Page, ProjectRow, RecordRef, RecordRow, SessionRow, Store, StoreError,
     TicketRow, UserRow, now,
 };
 use proto::{EventType, StreamKey};
@@ -374,4 +374,42 @@ pub async fn joined_reads_match_separate_reads(store: &dyn Store) {
             .unwrap()
             .is_none()
     );
+}
+
+/// Four readers at once each get a whole collection of 300 records, in order.
+pub async fn whole_collections_read_concurrently(store: Arc<dyn Store>) {
+    let project_id = Uuid::now_v7();
+    let at = now();
+    let mut tx = store.write().await.unwrap();
+    tx.insert_project(&project(project_id)).await.unwrap();
+    for n in 0..300 {
+        let body = json!({ "name": format!("task {n}") });
+        let task = RecordRow {
+            id: Uuid::now_v7(),
+            project_id,
+            collection: "tasks".into(),
+            body: body.as_object().unwrap().clone(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        tx.insert_record(&task, &[]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ops = store.read().await.unwrap();
+                ops.list_records(project_id, "tasks", Page::ALL)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for reader in readers {
+        let records = reader.await.unwrap();
+        assert_eq!(records.len(), 300);
+        assert_eq!(records[299].body["name"], "task 299");
+    }
 }

@@ -187,52 +187,5 @@ async fn long_reads_on_a_multi_threaded_runtime() {
     // Long reads step off the runtime's worker (block_in_place) there; the same calls run
     // directly on a current-thread runtime (the other tests).
     let (_dir, store) = fresh().await;
-    let project_id = uuid::Uuid::now_v7();
-    let mut tx = store.write().await.unwrap();
-    let at = liveplan_store::now();
-    tx.insert_project(&liveplan_store::ProjectRow {
-        id: project_id,
-        key: None,
-        name: "p".into(),
-        body: Default::default(),
-        version: 1,
-        created_at: at,
-        updated_at: at,
-    })
-    .await
-    .unwrap();
-    for n in 0..300 {
-        let body = serde_json::json!({ "name": format!("task {n}") });
-        tx.insert_record(
-            &liveplan_store::RecordRow {
-                id: uuid::Uuid::now_v7(),
-                project_id,
-                collection: "tasks".into(),
-                body: body.as_object().unwrap().clone(),
-                version: 1,
-                created_at: at,
-                updated_at: at,
-            },
-            &[],
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
-    let readers: Vec<_> = (0..4)
-        .map(|_| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut ops = store.read().await.unwrap();
-                ops.list_records(project_id, "tasks", liveplan_store::Page::ALL)
-                    .await
-                    .unwrap()
-            })
-        })
-        .collect();
-    for reader in readers {
-        let records = reader.await.unwrap();
-        assert_eq!(records.len(), 300);
-        assert_eq!(records[299].body["name"], "task 299");
-    }
+    conformance::whole_collections_read_concurrently(store).await;
 }

@@ -14,7 +14,7 @@ mod ops;
 
 use crate::{Ops, Store, StoreError, StoreResult, WriteTx};
 use async_trait::async_trait;
-use conns::{InTransaction, Pooled, ReaderPool, WriteConn, Writer};
+use conns::{Holder, InTransaction, Pooled, ReaderPool, WriteConn, Writer};
 use ops::SqliteOps;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::ConnectOptions;
@@ -77,12 +77,17 @@ fn unique_rule_in_words(message: &str) -> String {
 /// Settings every connection gets. `busy_timeout` blocks the calling thread, so it is kept for
 /// readers (in WAL they wait only while another process recovers the log); the writer waits
 /// for another process's lock asynchronously instead, in [`SqliteStore::write`].
-fn configure(conn: &Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+fn open_connection(
+    path: &Path,
+    access: OpenFlags,
+    busy_timeout: Duration,
+) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", true)?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(())
+    Ok(conn)
 }
 
 impl SqliteStore {
@@ -94,23 +99,11 @@ impl SqliteStore {
 
     pub async fn open_file(path: &Path) -> StoreResult<SqliteStore> {
         migrate(path).await?;
-        let writer = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .and_then(|conn| {
-            configure(&conn, Duration::ZERO)?;
-            Ok(conn)
-        })
-        .map_err(db_error)?;
+        let writer = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE, Duration::ZERO)
+            .map_err(db_error)?;
         let path = path.to_owned();
         let readers = ReaderPool::new(READ_CONNECTIONS, move || {
-            let conn = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            configure(&conn, BUSY_TIMEOUT)?;
-            Ok(conn)
+            open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY, BUSY_TIMEOUT)
         });
         Ok(SqliteStore {
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
@@ -171,7 +164,7 @@ impl Store for SqliteStore {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            let began = conns::Holder::connection(&conn)?.execute_batch("BEGIN IMMEDIATE");
+            let began = conn.connection()?.execute_batch("BEGIN IMMEDIATE");
             match began {
                 Ok(()) => break,
                 Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
@@ -186,7 +179,7 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> StoreResult<()> {
         let conn = self.readers.acquire().await?;
-        conns::Holder::connection(&conn)?
+        conn.connection()?
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(db_error)
     }
