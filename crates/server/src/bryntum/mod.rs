@@ -23,10 +23,10 @@ pub mod room;
 
 use crate::app::AppState;
 use crate::auth::tickets;
+use crate::dialects::ws;
 use crate::live::ConnectionGuard;
-use crate::transport::native_ws;
-use crate::transport::read_gate::ReadGate;
-use crate::transport::tcp::Peer;
+use crate::net::Peer;
+use crate::net::read_gate::ReadGate;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
@@ -183,8 +183,8 @@ pub async fn upgrade(
     // revision is read in read-buffer steps into a buffer that grows to fit it.
     ws.max_message_size(READ_LIMIT)
         .max_frame_size(READ_LIMIT)
-        .read_buffer_size(native_ws::READ_BUFFER)
-        .write_buffer_size(native_ws::WRITE_BUFFER)
+        .read_buffer_size(ws::READ_BUFFER)
+        .write_buffer_size(ws::WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             let Some(guard) = state.live.connection() else {
                 let mut socket = socket;
@@ -487,10 +487,15 @@ impl Conn {
             .limiters
             .check_login(login, self.address.ip())
             .map_err(|e| e.message)?;
-        crate::api::accounts::authenticate(&self.state, login, password.to_owned())
-            .await
-            .map(|user| (user, None))
-            .map_err(|_| "wrong login or password".to_owned())
+        crate::auth::login::authenticate(
+            &self.state.domain,
+            &self.state.decoy_hash,
+            login,
+            password.to_owned(),
+        )
+        .await
+        .map(|user| (user, None))
+        .map_err(|_| "wrong login or password".to_owned())
     }
 
     /// The ticket's user and their session with its expiry.
