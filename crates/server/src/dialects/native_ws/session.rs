@@ -1,6 +1,6 @@
 //! One native WebSocket client's state machine, without I/O: given what happened (a client
 //! frame, a hub delivery, the sweep's ping), it says what to do next as a plain [`Step`].
-//! The socket ([`super::socket`]) does the reading, writing and waiting.
+//! The socket (`socket.rs`) does the reading, writing and waiting.
 
 use super::protocol::{self, ClientText};
 use crate::dialects::ws::{

@@ -1,6 +1,6 @@
 //! One SSE stream's state, without I/O: which events it carries ([`project_list_filter`],
 //! [`user_filter`]), its first message, and the body chunk each batch of hub deliveries makes.
-//! The socket ([`super::socket`]) waits for deliveries and keepalive ticks and writes.
+//! The socket (`socket.rs`) waits for deliveries and keepalive ticks and writes.
 
 use super::protocol::{KEEPALIVE, Sse};
 use crate::live::projects::ProjectSet;
@@ -156,5 +156,68 @@ mod tests {
         assert_eq!(session.on_keepalive_tick(), Bytes::from_static(KEEPALIVE));
         let chunk = session.on_deliveries(Delivery::Heartbeat, || None);
         assert_eq!(chunk, Some(Bytes::from_static(KEEPALIVE)));
+    }
+
+    fn event(event_type: EventType, project_id: Option<Uuid>, payload: Value) -> Event {
+        Event {
+            stream: proto::StreamKey::System,
+            seq: Some(1),
+            event_type,
+            payload,
+            data: Value::Null,
+            actor_id: None,
+            tab_id: None,
+            ts: chrono::Utc::now(),
+            project_id,
+        }
+    }
+
+    #[test]
+    fn the_user_stream_carries_the_users_own_updates_or_all_for_an_admin() {
+        let me = Uuid::new_v4();
+        let other = Uuid::new_v4();
+        let mine = event(EventType::UserUpdated, None, serde_json::json!({"id": me}));
+        let theirs = event(
+            EventType::UserUpdated,
+            None,
+            serde_json::json!({"id": other}),
+        );
+        let project = event(EventType::ProjectCreated, Some(me), Value::Null);
+        let filter = user_filter(me, false);
+        assert!(filter(&mine));
+        assert!(!filter(&theirs));
+        assert!(!filter(&project));
+        let admin = user_filter(me, true);
+        assert!(admin(&theirs));
+        assert!(!admin(&project));
+    }
+
+    #[test]
+    fn the_project_list_stream_carries_the_users_projects_and_wipes() {
+        let set = Arc::new(ProjectSet::default());
+        let member_of = Uuid::new_v4();
+        set.load([member_of]);
+        let filter = project_list_filter(set);
+        assert!(filter(&event(
+            EventType::ProjectUpdated,
+            Some(member_of),
+            Value::Null
+        )));
+        assert!(!filter(&event(
+            EventType::ProjectUpdated,
+            Some(Uuid::new_v4()),
+            Value::Null
+        )));
+        assert!(!filter(&event(
+            EventType::ProjectUpdated,
+            None,
+            Value::Null
+        )));
+        assert!(filter(&event(EventType::DatabaseWiped, None, Value::Null)));
+        assert!(!filter(&event(
+            EventType::UserUpdated,
+            Some(member_of),
+            Value::Null
+        )));
     }
 }
