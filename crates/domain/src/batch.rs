@@ -194,7 +194,7 @@ mod tests {
 
     async fn setup() -> (tempfile::TempDir, Domain, Actor, Uuid) {
         let dir = tempfile::tempdir().unwrap();
-        let store = store::sqlite::SqliteStore::open_in_dir(dir.path())
+        let store = store_sqlite::SqliteStore::open_in_dir(dir.path())
             .await
             .unwrap();
         let domain = Domain::new(Arc::new(store), Arc::new(NoListener));

@@ -622,9 +622,11 @@ impl Domain {
     }
 
     /// Writes the outputs of the tasks that moved (tasks deleted meanwhile are skipped), then
-    /// `cpm_complete` and `task_dates_updated`, in one transaction. `still_current` is asked
-    /// last, with the writer lock held: when it says no (the project was replaced or deleted
-    /// since the plan was read), nothing is written.
+    /// `cpm_complete` and `task_dates_updated`, in one transaction. The transaction holds the
+    /// project's stream before it reads anything, so (by the store's concurrency contract) no
+    /// other change to the project's rows commits between these reads and the commit.
+    /// `still_current` is asked last, with the stream held: when it says no (the project was
+    /// replaced or deleted since the plan was read), nothing is written.
     pub async fn write_schedule_update(
         &self,
         project_id: Uuid,
@@ -632,6 +634,8 @@ impl Domain {
         still_current: impl FnOnce() -> bool + Send,
     ) -> DomainResult<WriteOutcome> {
         let mut tx = Tx::begin(self, None).await?;
+        let stream = StreamKey::Project(project_id);
+        tx.ops().lock_stream(stream).await.or_api()?;
         if tx.ops().get_project(project_id).await.or_api()?.is_none() {
             return Ok(WriteOutcome::ProjectGone);
         }
@@ -686,7 +690,6 @@ impl Domain {
                 listed.push(Value::Object(entry));
             }
         }
-        let stream = StreamKey::Project(project_id);
         let complete = json!({
             "project_finish": update.project_finish.to_string(),
             "critical_path": update.critical_path,

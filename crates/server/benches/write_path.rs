@@ -30,11 +30,9 @@ fn fixture() -> Fixture {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (domain, actor, project) = runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(
-            store::sqlite::SqliteStore::open_in_dir(dir.path())
-                .await
-                .unwrap(),
-        );
+        let store: Arc<dyn Store> = liveplan_server::backends::open_store(None, dir.path())
+            .await
+            .unwrap();
         let domain = Domain::new(store, Arc::new(domain::NoListener));
         let user = domain
             .create_user(

@@ -14,7 +14,10 @@ use store::Store;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Attachments, and the SQLite store when no `database_url` is given.
     pub data_dir: PathBuf,
+    /// The store to open (see [`crate::backends::open_store`]); `None` for the embedded one.
+    pub database_url: Option<String>,
     pub demo: bool,
     pub session_ttl: Duration,
     /// Adds `Secure` to the session cookie (set when served over HTTPS).
@@ -41,6 +44,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Config {
         Config {
             data_dir,
+            database_url: None,
             demo: false,
             session_ttl: Duration::from_secs(12 * 3600),
             secure_cookies: false,

@@ -2,6 +2,7 @@
 //!
 //! Layout:
 //! - [`app`]: configuration, shared state and startup.
+//! - [`backends`]: the one place that opens a store by its database URL.
 //! - [`http`]: JSON errors and request extractors.
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backends;
 pub mod bryntum;
 pub mod demo;
 pub mod dialects;

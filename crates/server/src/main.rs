@@ -31,11 +31,11 @@ enum Command {
 
 #[derive(clap::Args)]
 struct StoreArgs {
-    /// Where the SQLite database and attachments live.
+    /// Where attachments live, and the SQLite database when no database URL is given.
     #[arg(long, env = "LIVEPLAN_DATA_DIR", default_value = "./liveplan-data")]
     data_dir: PathBuf,
-    /// A database URL; only the embedded SQLite store exists so far.
-    #[arg(long, env = "DATABASE_URL")]
+    /// The database to use instead of `<data-dir>/liveplan.db`: `sqlite:PATH`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }
 
@@ -94,23 +94,16 @@ enum UserCommand {
     },
 }
 
-fn refuse_other_databases(args: &StoreArgs) -> anyhow::Result<()> {
-    match &args.database_url {
-        Some(url) if !url.starts_with("sqlite:") => {
-            anyhow::bail!("only the embedded SQLite store is available; unset DATABASE_URL")
-        }
-        _ => Ok(()),
-    }
-}
-
+/// Where attachments go: the data dir, or beside the file a `sqlite:` URL names.
 fn data_dir_of(args: &StoreArgs) -> PathBuf {
     match args
         .database_url
         .as_deref()
-        .and_then(|u| u.strip_prefix("sqlite:"))
+        .and_then(store_sqlite::path_of_url)
     {
-        Some(path) => PathBuf::from(path.trim_start_matches("//"))
+        Some(path) => path
             .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| args.data_dir.clone()),
         None => args.data_dir.clone(),
@@ -118,8 +111,8 @@ fn data_dir_of(args: &StoreArgs) -> PathBuf {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    refuse_other_databases(&args.store)?;
     let mut config = Config::new(data_dir_of(&args.store));
+    config.database_url = args.store.database_url.clone();
     config.demo = args.demo;
     config.bryntum_reset_delay = std::time::Duration::from_secs(args.reset_delay);
     config.secure_cookies = args.secure_cookies;
@@ -174,13 +167,13 @@ async fn create_user(
     admin: bool,
     store_args: StoreArgs,
 ) -> anyhow::Result<()> {
-    refuse_other_databases(&store_args)?;
     domain::accounts::check_password(&password, 1).map_err(|e| anyhow::anyhow!(e.message))?;
-    let store = std::sync::Arc::new(
-        store::sqlite::SqliteStore::open_in_dir(&data_dir_of(&store_args))
-            .await
-            .context("opening the store")?,
-    );
+    let store = liveplan_server::backends::open_store(
+        store_args.database_url.as_deref(),
+        &data_dir_of(&store_args),
+    )
+    .await
+    .context("opening the store")?;
     let domain = domain::Domain::new(store.clone(), std::sync::Arc::new(domain::NoListener));
     let password_hash = liveplan_server::auth::password::hash(password)
         .await

@@ -13,7 +13,6 @@ use proto::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use store::Store;
-use store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -68,7 +67,7 @@ pub struct RunningServer {
     pub state: AppState,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
 }
 
 impl RunningServer {
@@ -94,9 +93,9 @@ impl RunningServer {
 
 /// Opens the store, prepares the state, binds `listen` and serves in the background.
 pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, StartError> {
-    let store = Arc::new(SqliteStore::open_in_dir(&config.data_dir).await?);
-    let dyn_store: Arc<dyn Store> = store.clone();
-    let state = AppState::new(config, dyn_store).await?;
+    let store =
+        crate::backends::open_store(config.database_url.as_deref(), &config.data_dir).await?;
+    let state = AppState::new(config, store.clone()).await?;
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
     let (stop, mut stopped) = watch::channel(false);

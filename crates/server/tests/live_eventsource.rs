@@ -106,11 +106,9 @@ async fn eventsource_reconnects_with_last_event_id_across_a_restart() {
     } = first;
     server.shutdown().await.unwrap();
     {
-        let store = Arc::new(
-            store::sqlite::SqliteStore::open_in_dir(dir.path())
-                .await
-                .unwrap(),
-        );
+        let store = liveplan_server::backends::open_store(None, dir.path())
+            .await
+            .unwrap();
         let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
         let actor = admin_actor(&domain).await;
         let tasks = domain::collections::by_name("tasks").unwrap();

@@ -110,11 +110,9 @@ async fn clients_resume_across_a_server_restart() {
 
     // Writes while no server runs (the CLI's way): the log keeps them.
     {
-        let store = Arc::new(
-            store::sqlite::SqliteStore::open_in_dir(dir.path())
-                .await
-                .unwrap(),
-        );
+        let store = liveplan_server::backends::open_store(None, dir.path())
+            .await
+            .unwrap();
         let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
         let actor = admin_actor(&domain).await;
         let tasks = domain::collections::by_name("tasks").unwrap();

@@ -1,15 +1,37 @@
 //! The store: liveplan's source of truth, including the event log.
 //!
-//! Layout:
+//! This crate holds only the backend-neutral interface; the backends live in crates of their
+//! own (`store-sqlite`, `store-postgres`) and the behaviour every backend must show in
+//! `store-conformance`.
 //! - [`rows`]: the plain row types the store reads and writes.
-//! - [`Store`] / [`Ops`] / [`WriteTx`]: the backend-neutral interface. Callers (the domain) only
-//!   ever see these traits, so a PostgreSQL backend can follow without touching them.
-//! - [`sqlite`]: the embedded default backend (WAL, one writer, `BEGIN IMMEDIATE`).
-//! - [`conformance`]: the behaviour every backend must show, as functions a backend's tests call.
+//! - [`Store`] / [`Ops`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
+//!   the backends and the one place that opens a store by its URL names a backend.
+//!
+//! # Concurrency contract
+//!
+//! What every backend guarantees, and all that callers may rely on. A backend may give more
+//! (SQLite runs one write transaction at a time), but callers must not count on it, since a
+//! PostgreSQL backend runs write transactions of several nodes side by side.
+//!
+//! - **Per stream.** A write transaction *holds* a stream from its first [`Ops::lock_stream`]
+//!   or [`Ops::append_event`] on it until it commits or rolls back. Another transaction that
+//!   locks or appends to a held stream waits until it is released, then sees everything the
+//!   holder committed. Hence a stream's seqs are allocated gap-free, in commit order, never
+//!   reused and never going backwards (not even after [`Ops::delete_stream_events`]), whatever
+//!   the number of writers and nodes.
+//! - **Per record.** Rows carry no lock of their own. Every change to a project's rows (the
+//!   project, its memberships, its records) appends to the project's stream, and every change
+//!   to a user to that user's stream. So a write transaction that first holds the stream and
+//!   then reads rows that only transactions holding the same stream change reads their latest
+//!   committed state, and nobody changes them before it ends: it may check a version, a rule
+//!   across records, or whether the project still exists, and then write, without losing
+//!   another writer's change. A transaction that reads before it holds gets no such promise.
+//! - **Uniqueness.** Unique rules (ids, emails and usernames case-insensitively, project keys,
+//!   one membership per user and project) are checked by the backend across all writers; the
+//!   loser gets [`StoreError::Conflict`], never a duplicate row.
+//! - **Snapshots.** [`Store::snapshot`] reads as of one moment and never holds up writers.
 
-pub mod conformance;
 pub mod rows;
-pub mod sqlite;
 
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
@@ -27,6 +49,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A [`StoreError::Database`] carrying a plain message.
+    pub fn database(message: impl Into<String>) -> StoreError {
+        StoreError::Database(message.into().into())
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -130,7 +159,11 @@ pub trait Ops: Send {
     async fn list_referrers(&mut self, target_id: Uuid) -> StoreResult<Vec<Referrer>>;
 
     // the event log
-    /// Appends an event with the next seq of its stream. Ephemeral events are never appended.
+    /// Holds `stream` for the rest of this write transaction (see the crate's concurrency
+    /// contract): call it before reading what the transaction will check and then change.
+    async fn lock_stream(&mut self, stream: StreamKey) -> StoreResult<()>;
+    /// Appends an event with the next seq of its stream, holding the stream until the
+    /// transaction ends. Ephemeral events are never appended.
     async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event>;
     async fn read_events(
         &mut self,
@@ -138,9 +171,12 @@ pub trait Ops: Send {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<Event>>;
+    /// The last seq allocated on the stream (0 when none ever was); deleting its events does
+    /// not lower it.
     async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64>;
     /// The smallest seq the log still holds for the stream (`None` when it holds none).
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>>;
+    /// Drops the stream's events; its seqs go on from where they were.
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()>;
 }
 
@@ -159,9 +195,13 @@ pub trait Store: Send + Sync + 'static {
     /// without holding up writers: for a reader that must combine several queries, such as
     /// a project's whole plan and the seq it is current at.
     async fn snapshot(&self) -> StoreResult<Box<dyn Ops>>;
-    /// Starts a write transaction. Writers are serialized: a second caller waits.
+    /// Starts a write transaction. Other write transactions may run beside it: what it may rely
+    /// on is the crate's concurrency contract.
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>>;
     /// Cheap liveness check for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;
+    /// Closes the store's connections: idle ones now, lent ones when their handle is dropped.
+    /// Later calls fail.
+    async fn close(&self);
     fn backend_name(&self) -> &'static str;
 }

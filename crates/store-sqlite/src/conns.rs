@@ -6,22 +6,22 @@
 //! `docs/ARCHITECTURE.md`, "The SQLite backend"). Reads that can return many rows go through
 //! [`heavy`] so they do not hold up the runtime's other tasks.
 
-use super::db_error;
-use crate::{StoreError, StoreResult};
+use crate::db_error;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
+use store::{StoreError, StoreResult};
 use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// How long a read queues for one of the pool's connections before giving up.
 const READER_QUEUE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn closed() -> StoreError {
-    StoreError::Database("the store is closed".into())
+    StoreError::database("the store is closed")
 }
 
-/// Whatever lends a connection to [`super::ops::SqliteOps`].
-pub(crate) trait Holder: Send {
+/// Whatever lends a connection to [`crate::ops::SqliteOps`].
+pub(crate) trait Lender: Send {
     fn connection(&self) -> StoreResult<&Connection>;
 }
 
@@ -43,7 +43,7 @@ pub(crate) type Writer = Arc<tokio::sync::Mutex<Option<Connection>>>;
 /// The write connection, held for one transaction.
 pub(crate) struct WriteConn(pub(crate) OwnedMutexGuard<Option<Connection>>);
 
-impl Holder for WriteConn {
+impl Lender for WriteConn {
     fn connection(&self) -> StoreResult<&Connection> {
         self.0.as_ref().ok_or_else(closed)
     }
@@ -72,7 +72,7 @@ impl ReaderPool {
         let permit =
             tokio::time::timeout(READER_QUEUE_TIMEOUT, self.permits.clone().acquire_owned())
                 .await
-                .map_err(|_| StoreError::Database("timed out waiting for a reader".into()))?
+                .map_err(|_| StoreError::database("timed out waiting for a reader"))?
                 .map_err(|_| closed())?;
         let reused = self
             .idle
@@ -107,7 +107,7 @@ pub(crate) struct Pooled {
     _permit: OwnedSemaphorePermit,
 }
 
-impl Holder for Pooled {
+impl Lender for Pooled {
     fn connection(&self) -> StoreResult<&Connection> {
         self.conn.as_ref().ok_or_else(closed)
     }
@@ -129,12 +129,12 @@ impl Drop for Pooled {
 
 /// A connection inside a transaction it began; dropped without [`InTransaction::commit`], it
 /// rolls back before its connection is lent again.
-pub(crate) struct InTransaction<H: Holder> {
+pub(crate) struct InTransaction<H: Lender> {
     holder: H,
     open: bool,
 }
 
-impl<H: Holder> InTransaction<H> {
+impl<H: Lender> InTransaction<H> {
     /// Begins a transaction with `begin` (`BEGIN`, `BEGIN IMMEDIATE` …) on the holder's connection.
     pub(crate) fn begin(holder: H, begin: &str) -> StoreResult<InTransaction<H>> {
         holder
@@ -158,13 +158,13 @@ impl<H: Holder> InTransaction<H> {
     }
 }
 
-impl<H: Holder> Holder for InTransaction<H> {
+impl<H: Lender> Lender for InTransaction<H> {
     fn connection(&self) -> StoreResult<&Connection> {
         self.holder.connection()
     }
 }
 
-impl<H: Holder> Drop for InTransaction<H> {
+impl<H: Lender> Drop for InTransaction<H> {
     fn drop(&mut self) {
         if self.open
             && let Ok(conn) = self.holder.connection()

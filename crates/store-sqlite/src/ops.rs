@@ -1,14 +1,14 @@
 //! The SQL behind [`Ops`] for SQLite, shared by read handles and write transactions.
 
-use super::conns::{Holder, heavy};
-use super::db_error;
-use crate::rows::*;
-use crate::{Ops, StoreError, StoreResult};
+use crate::conns::{Lender, heavy};
+use crate::db_error;
 use async_trait::async_trait;
 use chrono::DateTime;
 use proto::{Event, EventType, StreamKey};
 use rusqlite::types::FromSql;
 use rusqlite::{Connection, Params, Row as SqliteRow, params};
+use store::rows::*;
+use store::{Ops, StoreError, StoreResult};
 use uuid::Uuid;
 
 pub(crate) struct SqliteOps<C> {
@@ -287,7 +287,7 @@ macro_rules! event_columns {
     };
 }
 
-impl<C: Holder> SqliteOps<C> {
+impl<C: Lender> SqliteOps<C> {
     fn db(&self) -> StoreResult<&Connection> {
         self.conn.connection()
     }
@@ -336,7 +336,7 @@ impl<C: Holder> SqliteOps<C> {
 // statements (an import) then yields to the runtime's other tasks every 128 of them, as it did
 // when each statement was a round trip.
 #[async_trait]
-impl<C: Holder> Ops for SqliteOps<C> {
+impl<C: Lender> Ops for SqliteOps<C> {
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
         tokio::task::consume_budget().await;
         scalar(
@@ -378,7 +378,8 @@ impl<C: Holder> Ops for SqliteOps<C> {
             concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE email = ?1 OR username = ?1 ORDER BY email = ?1 DESC LIMIT 1"
+                " FROM users WHERE email = ?1 COLLATE NOCASE OR username = ?1 COLLATE NOCASE",
+                " ORDER BY email = ?1 COLLATE NOCASE DESC LIMIT 1"
             ),
             [login],
             user_from,
@@ -883,6 +884,19 @@ impl<C: Holder> Ops for SqliteOps<C> {
                 })
             },
         )
+    }
+
+    async fn lock_stream(&mut self, _stream: StreamKey) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        // The one writer already holds every stream (see the crate's doc); a reader holds none.
+        if self
+            .db()?
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(db_error)?
+        {
+            return Err(StoreError::database("a read handle cannot hold a stream"));
+        }
+        Ok(())
     }
 
     async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event> {

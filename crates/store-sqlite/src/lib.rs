@@ -1,9 +1,11 @@
-//! The embedded default backend: one SQLite file in WAL mode.
+//! The embedded default backend of the store: one SQLite file in WAL mode.
 //!
 //! Writes go through exactly one connection and open with `BEGIN IMMEDIATE`, so a transaction
 //! that reads before it writes can never fail to upgrade its lock, and seqs are allocated
-//! strictly one transaction at a time. Reads use separate read-only connections and never wait
-//! for the writer (WAL).
+//! strictly one transaction at a time. That is more than the store's concurrency contract asks
+//! (every stream and record is held by the one writer), so [`Ops::lock_stream`] has nothing
+//! left to do here. Reads use separate read-only connections and never wait for the writer
+//! (WAL).
 //!
 //! Statements run through rusqlite on the calling task's thread ([`conns`] says why); sqlx
 //! only applies the migrations when the store opens, so databases made by earlier versions
@@ -12,9 +14,8 @@
 mod conns;
 mod ops;
 
-use crate::{Ops, Store, StoreError, StoreResult, WriteTx};
 use async_trait::async_trait;
-use conns::{Holder, InTransaction, Pooled, ReaderPool, WriteConn, Writer};
+use conns::{InTransaction, Lender, Pooled, ReaderPool, WriteConn, Writer};
 use ops::SqliteOps;
 use rusqlite::{Connection, OpenFlags};
 use sqlx::ConnectOptions;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::{Ops, Store, StoreError, StoreResult, WriteTx};
 
 /// How long a writer waits for the file lock held by another process (e.g. `liveplan user create`
 /// while a server runs) before giving up.
@@ -90,6 +92,25 @@ fn open_connection(
     Ok(conn)
 }
 
+/// Opens the store a `sqlite:` URL names (`sqlite:PATH`, `sqlite://PATH`, with or without
+/// `?query`), creating the file if needed and applying migrations.
+pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+    let path =
+        path_of_url(url).ok_or_else(|| StoreError::database("a sqlite: URL names no file"))?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(Box::new(e)))?;
+    }
+    SqliteStore::open_file(&path).await
+}
+
+/// The file a `sqlite:` URL names.
+pub fn path_of_url(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) `<dir>/liveplan.db` and applies migrations.
     pub async fn open_in_dir(dir: &Path) -> StoreResult<SqliteStore> {
@@ -109,13 +130,6 @@ impl SqliteStore {
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             readers,
         })
-    }
-
-    /// Closes every connection: idle ones now, lent ones when their handle is dropped. Later
-    /// calls fail with "the store is closed".
-    pub async fn close(&self) {
-        self.readers.close();
-        self.writer.lock().await.take();
     }
 }
 
@@ -157,7 +171,7 @@ impl Store for SqliteStore {
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
         let conn = tokio::time::timeout(WRITER_QUEUE_TIMEOUT, self.writer.clone().lock_owned())
             .await
-            .map_err(|_| StoreError::Database("timed out waiting for the writer".into()))?;
+            .map_err(|_| StoreError::database("timed out waiting for the writer"))?;
         let conn = WriteConn(conn);
         // Another process (the CLI) may hold the file's write lock: wait for it here, asleep,
         // instead of in SQLite's busy handler, which would block this thread.
@@ -182,6 +196,11 @@ impl Store for SqliteStore {
         conn.connection()?
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(db_error)
+    }
+
+    async fn close(&self) {
+        self.readers.close();
+        self.writer.lock().await.take();
     }
 
     fn backend_name(&self) -> &'static str {
