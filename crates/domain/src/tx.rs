@@ -58,12 +58,25 @@ impl<'d> Tx<'d> {
         Ok(())
     }
 
-    /// Commits, then hands the events to the listener. Returns them too.
+    /// Commits, then hands the events to the listener before the next writer may begin, so
+    /// the listener sees every stream's events in commit order. Returns them too.
     pub async fn commit(self) -> DomainResult<Vec<Event>> {
-        self.inner.commit().await.or_api()?;
-        if !self.events.is_empty() {
-            self.domain.listener.committed(&self.events);
+        let Tx {
+            domain,
+            inner,
+            events,
+            ..
+        } = self;
+        if events.is_empty() {
+            inner.commit().await.or_api()?;
+        } else {
+            let listener = &domain.listener;
+            let committed = &events;
+            inner
+                .commit_then(Box::new(move || listener.committed(committed)))
+                .await
+                .or_api()?;
         }
-        Ok(self.events)
+        Ok(events)
     }
 }

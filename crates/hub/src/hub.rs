@@ -5,25 +5,23 @@
 //! Lock order, everywhere: `streams` → a stream's `state` → a subscriber's `state`; `roster` is
 //! taken alone. No lock is held across an `.await`.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use proto::{Event, StreamKey};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::{Notify, mpsc};
-use tokio::task::AbortHandle;
 use uuid::Uuid;
 
 use crate::bus::{Bus, BusError, BusFeed, BusMessage};
 use crate::dialect::{Dialect, DialectId};
 use crate::lock;
 use crate::log::{LogError, LogReader};
-use crate::presence::{self, PresenceEntry, Roster};
-use crate::subscription::{
-    CloseReason, Delivery, QueueLimits, SubShared, SubscribeRequest, Subscription,
-};
+use crate::presence::{Presence, PresenceEntry};
+use crate::shared::{Ctx, HubConfig, Inner, StreamEntry, StreamShared, StreamState};
+use crate::subscriber::{CloseReason, Delivery, SubShared, SubscribeRequest};
+use crate::subscription::Subscription;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -33,31 +31,6 @@ pub enum HubError {
     Bus(#[from] BusError),
     #[error("dialect {0:?} is not registered with this hub")]
     UnknownDialect(DialectId),
-}
-
-#[derive(Debug, Clone)]
-pub struct HubConfig {
-    /// A client more than this many events behind is told to resync instead of being replayed
-    /// (CONTRACT §6: 1000).
-    pub max_replay: i64,
-    /// Events per log read during gap fill and catch-up.
-    pub page_size: usize,
-    /// Bus events waiting for one stream's pump; beyond it they are dropped and re-read from
-    /// the log, so a stalled log read cannot grow memory.
-    pub stream_buffer: usize,
-    /// The default per-subscriber queue bounds.
-    pub queue: QueueLimits,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        Self {
-            max_replay: 1000,
-            page_size: 256,
-            stream_buffer: 1024,
-            queue: QueueLimits::default(),
-        }
-    }
 }
 
 /// Which subscriptions [`Hub::evict`] closes.
@@ -94,181 +67,6 @@ impl EvictScope {
     }
 }
 
-/// What every pump and subscriber reads: immutable after start.
-pub(crate) struct Ctx {
-    pub(crate) log: Arc<dyn LogReader>,
-    pub(crate) dialects: Vec<Arc<dyn Dialect>>,
-    pub(crate) config: HubConfig,
-}
-
-pub(crate) struct StreamState {
-    /// The last seq the pump delivered; everything up to it is in the log.
-    pub(crate) head: i64,
-    /// Copied on write: a fan-out takes the list (one reference count) and offers outside the
-    /// lock, since offers may write to sockets; a change during a fan-out copies it.
-    pub(crate) subs: Arc<Vec<Arc<SubShared>>>,
-}
-
-pub(crate) struct StreamShared {
-    pub(crate) key: StreamKey,
-    pub(crate) state: Mutex<StreamState>,
-}
-
-impl StreamShared {
-    pub(crate) fn head(&self) -> i64 {
-        lock(&self.state).head
-    }
-
-    /// Delivers the event that follows `head` to every subscriber, encoding it at most once per
-    /// dialect. Anything else is ignored: ordering is the caller's job.
-    ///
-    /// The offers run outside the stream lock (they may write to sockets, see
-    /// [`crate::DirectWrite`], and a lock held across thousands of writes would stall every
-    /// subscribe and unsubscribe). That is safe because only this stream's pump calls it, one
-    /// event at a time; a subscriber that joins meanwhile starts after `head`, one that goes
-    /// live from catch-up has read up to `head` from the log (the offer is then a duplicate and
-    /// ignored), and one dropped meanwhile is detached and skipped.
-    ///
-    /// Beyond [`FANOUT_CHUNK`] subscribers the offers are split between tasks, so that the
-    /// runtime's worker threads share the writes of one event; all of them end before this
-    /// returns, so no subscriber sees the next event first.
-    async fn deliver(&self, ctx: &Arc<Ctx>, event: &Event) {
-        let subs = {
-            let mut state = lock(&self.state);
-            if let Some(seq) = event.seq {
-                if seq != state.head + 1 {
-                    return;
-                }
-                state.head = seq;
-            }
-            state.subs.clone()
-        };
-        let frames: Arc<[OnceLock<Option<Bytes>>]> =
-            (0..ctx.dialects.len()).map(|_| OnceLock::new()).collect();
-        // Read once per event, not per subscriber. The pump runs after the commit, so an event
-        // committed after a session expired is always seen here at or after the expiry.
-        let now = Utc::now().timestamp_micros();
-        if subs.len() <= FANOUT_CHUNK {
-            offer_each(ctx, event, &subs, &frames, now);
-            return;
-        }
-        let shared_event = Arc::new(event.clone());
-        let helpers: Vec<_> = (FANOUT_CHUNK..subs.len())
-            .step_by(FANOUT_CHUNK)
-            .map(|from| {
-                let (ctx, event, subs, frames) = (
-                    ctx.clone(),
-                    shared_event.clone(),
-                    subs.clone(),
-                    frames.clone(),
-                );
-                tokio::spawn(async move {
-                    let to = (from + FANOUT_CHUNK).min(subs.len());
-                    offer_each(&ctx, &event, &subs[from..to], &frames, now);
-                })
-            })
-            .collect();
-        offer_each(ctx, event, &subs[..FANOUT_CHUNK], &frames, now);
-        for helper in helpers {
-            if let Err(err) = helper.await {
-                tracing::error!(error = %err, "a fan-out task failed");
-            }
-        }
-    }
-
-    /// Moves the head past events the hub will not deliver itself; live subscribers behind it
-    /// catch up on their own (or are told to resync).
-    fn jump_to(&self, head: i64) {
-        let mut state = lock(&self.state);
-        state.head = state.head.max(head);
-        for sub in state.subs.iter() {
-            sub.nudge(state.head);
-        }
-    }
-}
-
-/// Subscribers one fan-out task serves; see [`StreamShared::deliver`].
-const FANOUT_CHUNK: usize = 256;
-
-/// Offers an event to some of a stream's subscribers; `frames` holds its encoding per dialect,
-/// made by whichever task needs it first.
-fn offer_each(
-    ctx: &Ctx,
-    event: &Event,
-    subs: &[Arc<SubShared>],
-    frames: &[OnceLock<Option<Bytes>>],
-    now: i64,
-) {
-    for sub in subs {
-        if sub.expired(now) {
-            sub.close(CloseReason::SessionExpired);
-            continue;
-        }
-        let frame = if sub.passes(event) {
-            frames[sub.dialect]
-                .get_or_init(|| ctx.dialects[sub.dialect].encode(event, false))
-                .as_ref()
-        } else {
-            None
-        };
-        sub.offer(event.seq, frame);
-    }
-}
-
-struct StreamEntry {
-    shared: Arc<StreamShared>,
-    tx: mpsc::Sender<Arc<Event>>,
-    poke: Arc<Notify>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) ctx: Arc<Ctx>,
-    bus: Arc<dyn Bus>,
-    streams: Mutex<HashMap<StreamKey, StreamEntry>>,
-    pub(crate) roster: Mutex<Roster>,
-    presence_tx: mpsc::UnboundedSender<Arc<Event>>,
-    tasks: Mutex<Vec<AbortHandle>>,
-}
-
-impl Inner {
-    /// Queues a presence event for publication on the bus, so other nodes' hubs see it too.
-    /// Unbounded because it holds at most one join and one leave per connection change.
-    pub(crate) fn announce(&self, event: Event) {
-        let _ = self.presence_tx.send(Arc::new(event));
-    }
-
-    pub(crate) fn unsubscribe(&self, stream: &Arc<StreamShared>, sub: &Arc<SubShared>) {
-        let mut streams = lock(&self.streams);
-        let mut state = lock(&stream.state);
-        let i = sub.index.load(Ordering::Relaxed);
-        if state.subs.get(i).is_some_and(|s| Arc::ptr_eq(s, sub)) {
-            let subs = Arc::make_mut(&mut state.subs);
-            subs.swap_remove(i);
-            if let Some(moved) = subs.get(i) {
-                moved.index.store(i, Ordering::Relaxed);
-            }
-        }
-        // A fan-out that took the list before the removal may still reach it.
-        sub.detach();
-        if state.subs.is_empty()
-            && streams
-                .get(&stream.key)
-                .is_some_and(|e| Arc::ptr_eq(&e.shared, stream))
-        {
-            // Dropping the entry drops the pump's sender, which ends the pump.
-            streams.remove(&stream.key);
-        }
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
-    }
-}
-
 /// Registers dialects and starts a [`Hub`].
 pub struct HubBuilder {
     log: Arc<dyn LogReader>,
@@ -301,8 +99,7 @@ impl HubBuilder {
             }),
             bus: self.bus.clone(),
             streams: Mutex::new(HashMap::new()),
-            roster: Mutex::new(Roster::default()),
-            presence_tx,
+            presence: Arc::new(Presence::new(presence_tx)),
             tasks: Mutex::new(Vec::new()),
         });
         let dispatcher = tokio::spawn(dispatch(Arc::downgrade(&inner), feed));
@@ -405,7 +202,7 @@ impl Hub {
         // Joined after registering, so the new connection sees its own join like everyone else.
         let presence = match (key, &req.presence) {
             (StreamKey::Project(project), Some(name)) => {
-                Some(presence::join(&self.inner, project, req.user_id, name))
+                Some(self.inner.presence.join(project, req.user_id, name))
             }
             _ => None,
         };
@@ -524,7 +321,7 @@ impl Hub {
 
     /// Who is connected to a project on this node, sorted by display name.
     pub fn presence(&self, project_id: Uuid) -> Vec<PresenceEntry> {
-        lock(&self.inner.roster).roster(project_id)
+        self.inner.presence.roster(project_id)
     }
 
     /// Open subscriptions of one user on this node, closed ones not yet dropped included (for

@@ -42,18 +42,22 @@ pub mod dialect;
 mod hub;
 pub mod log;
 mod presence;
+mod shared;
+mod subscriber;
 mod subscription;
 pub mod testing;
 
 pub use bus::{Bus, BusError, BusFeed, BusMessage, InProcessBus};
 pub use dialect::{Dialect, DialectId, NativeWs, Sse, punt_type};
-pub use hub::{EvictScope, Hub, HubBuilder, HubConfig, HubError};
+pub use hub::{EvictScope, Hub, HubBuilder, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
 pub use presence::PresenceEntry;
-pub use subscription::{
+pub use shared::HubConfig;
+pub use subscriber::{
     CloseReason, Delivery, DirectOutcome, DirectWrite, EventFilter, QueueLimits, QueueStats,
-    SubscribeRequest, Subscription,
+    SubscribeRequest,
 };
+pub use subscription::Subscription;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

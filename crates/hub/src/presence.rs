@@ -7,10 +7,10 @@ use proto::{Event, EventType, StreamKey};
 use serde::Serialize;
 use serde_json::json;
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use crate::hub::Inner;
 use crate::lock;
 
 /// One line of a project's presence roster.
@@ -21,14 +21,63 @@ pub struct PresenceEntry {
     pub connections: usize,
 }
 
+/// A node's presence: the roster, and the queue its joins and leaves leave by (the hub
+/// publishes them on the bus, so other nodes' hubs see them too).
+pub(crate) struct Presence {
+    roster: Mutex<Roster>,
+    outbox: mpsc::UnboundedSender<Arc<Event>>,
+}
+
+impl Presence {
+    pub(crate) fn new(outbox: mpsc::UnboundedSender<Arc<Event>>) -> Presence {
+        Presence {
+            roster: Mutex::new(Roster::default()),
+            outbox,
+        }
+    }
+
+    /// Unbounded because it holds at most one join and one leave per connection change.
+    fn announce(&self, event: Event) {
+        let _ = self.outbox.send(Arc::new(event));
+    }
+
+    /// Who is connected to a project, sorted by display name.
+    pub(crate) fn roster(&self, project: Uuid) -> Vec<PresenceEntry> {
+        lock(&self.roster).roster(project)
+    }
+
+    /// Counts a connection of `user_id` to `project` until the returned guard drops.
+    pub(crate) fn join(
+        self: &Arc<Self>,
+        project: Uuid,
+        user_id: Uuid,
+        name: &str,
+    ) -> PresenceGuard {
+        let mut roster = lock(&self.roster);
+        if roster.join(project, user_id, name) {
+            self.announce(presence_event(
+                EventType::PresenceJoin,
+                project,
+                user_id,
+                name,
+            ));
+        }
+        PresenceGuard {
+            presence: Arc::downgrade(self),
+            project,
+            user_id,
+        }
+    }
+}
+
 #[derive(Default)]
-pub(crate) struct Roster {
+struct Roster {
     projects: HashMap<Uuid, HashMap<Uuid, PresenceEntry>>,
 }
 
 impl Roster {
     /// Counts a connection; true when it is the user's first on the project.
-    pub(crate) fn join(&mut self, project: Uuid, user_id: Uuid, display_name: &str) -> bool {
+    fn join(&mut self, project: Uuid, user_id: Uuid, display_name: &str) -> bool {
         let users = self.projects.entry(project).or_default();
         let entry = users.entry(user_id).or_insert_with(|| PresenceEntry {
             user_id,
@@ -40,7 +89,7 @@ impl Roster {
     }
 
     /// Uncounts a connection; returns the entry when it was the user's last on the project.
-    pub(crate) fn leave(&mut self, project: Uuid, user_id: Uuid) -> Option<PresenceEntry> {
+    fn leave(&mut self, project: Uuid, user_id: Uuid) -> Option<PresenceEntry> {
         let users = self.projects.get_mut(&project)?;
         let entry = users.get_mut(&user_id)?;
         entry.connections -= 1;
@@ -54,7 +103,7 @@ impl Roster {
         gone
     }
 
-    pub(crate) fn roster(&self, project: Uuid) -> Vec<PresenceEntry> {
+    fn roster(&self, project: Uuid) -> Vec<PresenceEntry> {
         let mut entries: Vec<PresenceEntry> = self
             .projects
             .get(&project)
@@ -91,43 +140,26 @@ pub(crate) fn presence_event(
 
 /// Holds one connection's place in a project's presence; dropping it is the leave.
 pub(crate) struct PresenceGuard {
-    pub(crate) hub: Weak<Inner>,
-    pub(crate) project: Uuid,
-    pub(crate) user_id: Uuid,
+    presence: Weak<Presence>,
+    project: Uuid,
+    user_id: Uuid,
 }
 
 impl Drop for PresenceGuard {
     fn drop(&mut self) {
-        let Some(hub) = self.hub.upgrade() else {
+        let Some(presence) = self.presence.upgrade() else {
             return;
         };
         // The event is queued while the roster is locked so that leave/join events leave in the
         // order the counts changed.
-        let mut roster = lock(&hub.roster);
+        let mut roster = lock(&presence.roster);
         if let Some(gone) = roster.leave(self.project, self.user_id) {
-            hub.announce(presence_event(
+            presence.announce(presence_event(
                 EventType::PresenceLeave,
                 self.project,
                 self.user_id,
                 &gone.display_name,
             ));
         }
-    }
-}
-
-pub(crate) fn join(hub: &Arc<Inner>, project: Uuid, user_id: Uuid, name: &str) -> PresenceGuard {
-    let mut roster = lock(&hub.roster);
-    if roster.join(project, user_id, name) {
-        hub.announce(presence_event(
-            EventType::PresenceJoin,
-            project,
-            user_id,
-            name,
-        ));
-    }
-    PresenceGuard {
-        hub: Arc::downgrade(hub),
-        project,
-        user_id,
     }
 }

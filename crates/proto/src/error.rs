@@ -4,25 +4,40 @@
 use serde::Serialize;
 use serde_json::Value;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    MalformedBody,
-    InvalidRequest,
-    NotAuthenticated,
-    InvalidCredentials,
-    Forbidden,
-    NotFound,
-    MethodNotAllowed,
-    Conflict,
-    VersionMismatch,
-    PayloadTooLarge,
-    ValidationFailed,
-    DependencyCycle,
-    RateLimited,
-    UnsupportedMediaType,
-    Internal,
-    Unavailable,
+/// Declares [`ErrorCode`] from one table, so its wire names (serde) and [`ErrorCode::as_str`]
+/// cannot drift apart.
+macro_rules! codes {
+    ($($variant:ident => $name:literal),* $(,)?) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+        pub enum ErrorCode {
+            $(#[serde(rename = $name)] $variant),*
+        }
+
+        impl ErrorCode {
+            pub fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $name),* }
+            }
+        }
+    };
+}
+
+codes! {
+    MalformedBody => "malformed_body",
+    InvalidRequest => "invalid_request",
+    NotAuthenticated => "not_authenticated",
+    InvalidCredentials => "invalid_credentials",
+    Forbidden => "forbidden",
+    NotFound => "not_found",
+    MethodNotAllowed => "method_not_allowed",
+    Conflict => "conflict",
+    VersionMismatch => "version_mismatch",
+    PayloadTooLarge => "payload_too_large",
+    ValidationFailed => "validation_failed",
+    DependencyCycle => "dependency_cycle",
+    RateLimited => "rate_limited",
+    UnsupportedMediaType => "unsupported_media_type",
+    Internal => "internal",
+    Unavailable => "unavailable",
 }
 
 impl ErrorCode {
@@ -41,27 +56,6 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ErrorCode::MalformedBody => "malformed_body",
-            ErrorCode::InvalidRequest => "invalid_request",
-            ErrorCode::NotAuthenticated => "not_authenticated",
-            ErrorCode::InvalidCredentials => "invalid_credentials",
-            ErrorCode::Forbidden => "forbidden",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::MethodNotAllowed => "method_not_allowed",
-            ErrorCode::Conflict => "conflict",
-            ErrorCode::VersionMismatch => "version_mismatch",
-            ErrorCode::PayloadTooLarge => "payload_too_large",
-            ErrorCode::ValidationFailed => "validation_failed",
-            ErrorCode::DependencyCycle => "dependency_cycle",
-            ErrorCode::RateLimited => "rate_limited",
-            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::Internal => "internal",
-            ErrorCode::Unavailable => "unavailable",
         }
     }
 }

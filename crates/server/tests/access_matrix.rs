@@ -2,9 +2,8 @@
 //! handler. Allowed → success; a member below the needed role → 403; a non-member (even a
 //! system administrator) → 404, so a project's existence never leaks.
 
-mod common;
-use common::*;
 use domain::collections;
+use liveplan_testkit::*;
 use proto::Role;
 use reqwest::Method;
 use serde_json::{Value, json};

@@ -1,8 +1,7 @@
 //! Accounts and sessions: login by email or username, the cookie and its CSRF rule, logout,
 //! deactivation, profile changes, user administration, tickets, rate limits, OpenAPI.
 
-mod common;
-use common::*;
+use liveplan_testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -291,7 +290,7 @@ async fn tickets_are_opaque_single_use_and_rate_limited() {
     assert!(secret.len() >= 43, "at least 256 bits");
     // Stored hashed: the secret itself is nowhere in the database file.
     let db = std::fs::read(server.db_path()).unwrap();
-    let wal = std::fs::read(server.dir.path().join("liveplan.db-wal")).unwrap_or_default();
+    let wal = std::fs::read(server.data_dir().join("liveplan.db-wal")).unwrap_or_default();
     let contains = |hay: &[u8]| hay.windows(secret.len()).any(|w| w == secret.as_bytes());
     assert!(!contains(&db) && !contains(&wal));
     for _ in 1..120 {

@@ -1,24 +1,18 @@
 //! System administration: export, import (replacing everything, emitting database_wiped) and
 //! wiping all projects (database_projects_wiped).
 
-mod common;
-use common::*;
+use liveplan_testkit::*;
 use serde_json::json;
 
 async fn last_system_event(server: &TestServer) -> (String, i64) {
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!(
-        "sqlite://{}?mode=ro",
-        server.db_path().display()
-    ))
-    .await
-    .unwrap();
-    sqlx::query_as(
-        "SELECT event_type, seq FROM events WHERE stream = 'system' ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .unwrap()
+    let mut log = server.state().domain.store.snapshot().await.unwrap();
+    let latest = log.latest_seq(proto::StreamKey::System).await.unwrap();
+    let events = log
+        .read_events(proto::StreamKey::System, latest - 1, 1)
+        .await
+        .unwrap();
+    let event = events.last().expect("a system event");
+    (event.event_type.as_str().to_owned(), event.seq.unwrap())
 }
 
 #[tokio::test]

@@ -1,8 +1,7 @@
 //! Bad input gets the documented status and JSON error body, and changes nothing: the row
 //! counts, record versions and stream seqs in the SQLite file are the same afterwards.
 
-mod common;
-use common::*;
+use liveplan_testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

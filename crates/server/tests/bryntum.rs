@@ -1,11 +1,8 @@
 //! The Bryntum Gantt protocol against a real server: phantoms, atomic revisions, other
 //! transports' changes, and bad input.
 
-mod bryntum_support;
-mod common;
-
-use bryntum_support::{Client, flatten_tasks};
-use common::TestServer;
+use liveplan_testkit::TestServer;
+use liveplan_testkit::bryntum::{Client, flatten_tasks};
 use serde_json::{Value, json};
 use std::time::Duration;
 

@@ -4,11 +4,8 @@
 //! liveplan task made for this test, the demo server's `undefined-101` is the real id liveplan
 //! gave the new task, and `project: 1` is the test project's uuid.
 
-mod bryntum_support;
-mod common;
-
-use bryntum_support::{Client, flatten_tasks};
-use common::TestServer;
+use liveplan_testkit::TestServer;
+use liveplan_testkit::bryntum::{Client, flatten_tasks};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

@@ -1,8 +1,7 @@
 //! The event log: every write appends the right events with consecutive seqs, a failing write
 //! leaves nothing, concurrent writers never share or skip a seq, and restarts keep it all.
 
-mod common;
-use common::*;
+use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 

@@ -6,13 +6,10 @@
 //! Needs `npm` (installs tests/node/node_modules on first run). Without npm the test is
 //! skipped with a loud message; CI has npm.
 
-mod live_support;
-
-use live_support::*;
+use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
@@ -46,10 +43,10 @@ async fn eventsource_reconnects_with_last_event_id_across_a_restart() {
     if !npm_ready().await {
         return;
     }
-    let first = TestServer::start().await;
-    let project = first.project("EventSource").await;
-    let (member, token) = first.user("es").await;
-    first.add_member(project, member, 1).await;
+    let first = TestServer::start_relaxed().await;
+    let project = first.new_project("EventSource").await;
+    let (member, token) = first.new_user("es").await;
+    first.new_member(project, member, 1).await;
     for i in 0..3 {
         first
             .task(&first.admin, project, &format!("before {i}"))
@@ -101,39 +98,26 @@ async fn eventsource_reconnects_with_last_event_id_across_a_restart() {
 
     // Restart on the same address, with three events committed while the server is down.
     let addr = first.addr();
-    let TestServer {
-        server, dir, admin, ..
-    } = first;
-    server.shutdown().await.unwrap();
-    {
-        let store = liveplan_server::backends::open_store(None, dir.path())
-            .await
-            .unwrap();
-        let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
-        let actor = admin_actor(&domain).await;
-        let tasks = domain::collections::by_name("tasks").unwrap();
-        for i in 0..3 {
-            domain
-                .create_record(
-                    &actor,
-                    project,
-                    tasks,
-                    &json!({"name": format!("offline {i}")}),
-                )
-                .await
-                .unwrap();
-        }
-        store.close().await;
-    }
-    let second = liveplan_server::start(config(dir.path()), addr)
-        .await
-        .unwrap();
-    let server = TestServer {
-        server: second,
-        dir,
-        http: reqwest::Client::new(),
-        admin,
-    };
+    let mut server = first;
+    server.stop().await;
+    server
+        .offline(async |domain| {
+            let actor = admin_actor(domain).await;
+            let tasks = domain::collections::by_name("tasks").unwrap();
+            for i in 0..3 {
+                domain
+                    .create_record(
+                        &actor,
+                        project,
+                        tasks,
+                        &json!({"name": format!("offline {i}")}),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    server.start_on(addr).await;
     // The client reconnects on its own; it has the offline events once it is back.
     while ids.len() < 8 {
         let line = next_line().await;

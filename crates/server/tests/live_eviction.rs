@@ -2,9 +2,7 @@
 //! below Member, deactivation, logout and project deletion, on the native WebSocket (4003) and
 //! on SSE (the stream ends; a Viewer keeps SSE).
 
-mod live_support;
-
-use live_support::*;
+use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -16,9 +14,9 @@ struct Member {
 }
 
 async fn setup(server: &TestServer, name: &str) -> (Uuid, Member) {
-    let project = server.project(name).await;
-    let (id, token) = server.user(name).await;
-    let membership = server.add_member(project, id, 100).await;
+    let project = server.new_project(name).await;
+    let (id, token) = server.new_user(name).await;
+    let membership = server.new_member(project, id, 100).await;
     (
         project,
         Member {
@@ -53,14 +51,14 @@ async fn connect(server: &TestServer, project: Uuid, member: &Member) -> (Ws, Ss
 
 #[tokio::test]
 async fn removal_closes_socket_and_stream() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "removal").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     let (status, body) = server
         .call(
             Method::DELETE,
-            &server.admin,
             &format!("/api/v1/projects/{project}/members/{}", member.membership),
+            Some(&server.admin),
             None,
         )
         .await;
@@ -74,7 +72,7 @@ async fn removal_closes_socket_and_stream() {
 
 #[tokio::test]
 async fn demotion_to_viewer_closes_the_socket_but_not_sse() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "demotion").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     server
@@ -108,7 +106,7 @@ async fn demotion_to_viewer_closes_the_socket_but_not_sse() {
 
 #[tokio::test]
 async fn deactivation_closes_everything_of_the_user() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "deactivated").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     let mut list = server
@@ -135,7 +133,7 @@ async fn deactivation_closes_everything_of_the_user() {
 
 #[tokio::test]
 async fn logout_closes_that_session_only() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "logout").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     // A second session of the same user (another browser) stays connected.
@@ -153,7 +151,12 @@ async fn logout_closes_that_session_only() {
     let at = head(&server, project).await;
     let mut other_ws = server.ws_project(&other.token, project, Some(at)).await;
     let (status, _) = server
-        .call(Method::POST, &member.token, "/api/v1/auth/logout", None)
+        .call(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Some(&member.token),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     assert_eq!(ws_close_code(&mut ws).await, Some(4003));
@@ -165,14 +168,14 @@ async fn logout_closes_that_session_only() {
 
 #[tokio::test]
 async fn project_deletion_closes_every_connection_on_it() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "deleted").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     let (status, body) = server
         .call(
             Method::DELETE,
-            &server.admin,
             &format!("/api/v1/projects/{project}"),
+            Some(&server.admin),
             None,
         )
         .await;
@@ -183,7 +186,7 @@ async fn project_deletion_closes_every_connection_on_it() {
 
 #[tokio::test]
 async fn wiping_all_projects_closes_project_streams_and_tells_the_list_stream() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let (project, member) = setup(&server, "wiped").await;
     let (mut ws, mut sse) = connect(&server, project, &member).await;
     let mut list = server
@@ -193,8 +196,8 @@ async fn wiping_all_projects_closes_project_streams_and_tells_the_list_stream() 
     let (status, body) = server
         .call(
             Method::DELETE,
-            &server.admin,
             "/api/v1/admin/projects",
+            Some(&server.admin),
             None,
         )
         .await;

@@ -2,13 +2,10 @@
 //! WebSocket closes with 4003, the SSE stream ends, the Bryntum socket closes with 4003, and none
 //! of them gets an event committed after the expiry, idle or busy.
 
-mod bryntum_support;
-mod live_support;
-
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use live_support::*;
+use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,10 +103,10 @@ fn spawn_writer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_ends_its_connections_on_every_transport() {
-    let server = TestServer::start_with(|c| c.session_ttl = SESSION_TTL).await;
-    let project = server.project("Expiry").await;
-    let (member, token) = server.user("expiring").await;
-    server.add_member(project, member, 100).await;
+    let server = TestServer::start_relaxed_with(|c| c.session_ttl = SESSION_TTL).await;
+    let project = server.new_project("Expiry").await;
+    let (member, token) = server.new_user("expiring").await;
+    server.new_member(project, member, 100).await;
     let expiry = token_expiry(&token);
 
     let mut ws = server.ws_project(&token, project, None).await;
@@ -117,7 +114,7 @@ async fn an_expired_session_ends_its_connections_on_every_transport() {
         .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
         .await;
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
-    let mut bryntum = bryntum_support::Client::connect(&server.url("")).await;
+    let mut bryntum = liveplan_testkit::bryntum::Client::connect(&server.url("")).await;
     let ticket = server.ticket(&token).await;
     bryntum
         .send(json!({"command": "login", "data": {"ticket": ticket}}))
@@ -212,7 +209,12 @@ async fn an_expired_session_ends_its_connections_on_every_transport() {
 
     // The expired session cannot open anything again.
     let (status, _) = server
-        .call(reqwest::Method::POST, &token, "/api/v1/ws/ticket/", None)
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/ws/ticket/",
+            Some(&token),
+            None,
+        )
         .await;
     assert_eq!(status, 401);
 }

@@ -1,10 +1,8 @@
 //! Delivery under faults: random disconnects while writes run and a server restart while
 //! clients are connected. Every client must end with exactly the log's seq list.
 
-mod live_support;
-
-use live_support::follow::*;
-use live_support::*;
+use liveplan_testkit::follow::*;
+use liveplan_testkit::*;
 use rand::Rng;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -12,7 +10,7 @@ use tokio::sync::watch;
 
 #[tokio::test]
 async fn random_disconnects_while_writing_lose_nothing() {
-    let server = Arc::new(TestServer::start().await);
+    let server = Arc::new(TestServer::start_relaxed().await);
     let (project, token) = project_with_member(&server, "chaos").await;
     let (done_tx, done_rx) = watch::channel(0i64);
     let seed: u64 = rand::rng().random();
@@ -56,7 +54,7 @@ async fn random_disconnects_while_writing_lose_nothing() {
     }
     // Closed, dropped and reset connections all released their subscriptions. The server
     // notices on its own, with no event to wait for, so this polls within the guard.
-    let live = server.server.state.live.clone();
+    let live = server.state().live.clone();
     let deadline = tokio::time::Instant::now() + GUARD;
     while live.hub().subscriber_count(None) > 0 || live.open_connections() > 0 {
         assert!(tokio::time::Instant::now() < deadline, "subscriptions leak");
@@ -66,7 +64,7 @@ async fn random_disconnects_while_writing_lose_nothing() {
 
 #[tokio::test]
 async fn clients_resume_across_a_server_restart() {
-    let first = TestServer::start().await;
+    let first = TestServer::start_relaxed().await;
     let (project, token) = project_with_member(&first, "restart").await;
     let addr = first.addr();
     let head = first.log_seqs(project).await.len() as i64;
@@ -96,50 +94,34 @@ async fn clients_resume_across_a_server_restart() {
     }
 
     // SIGTERM's path: the socket hears 1001, the SSE stream ends.
-    let TestServer {
-        server: running,
-        dir,
-        http: _,
-        admin,
-    } = first;
-    let state = running.state.clone();
-    running.shutdown().await.unwrap();
+    let mut server = first;
+    let state = server.state().clone();
+    server.stop().await;
     assert_eq!(ws_close_code(&mut ws).await, Some(1001));
     sse.ended().await;
     drop(state);
 
     // Writes while no server runs (the CLI's way): the log keeps them.
-    {
-        let store = liveplan_server::backends::open_store(None, dir.path())
-            .await
-            .unwrap();
-        let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
-        let actor = admin_actor(&domain).await;
-        let tasks = domain::collections::by_name("tasks").unwrap();
-        for i in 0..3 {
-            domain
-                .create_record(
-                    &actor,
-                    project,
-                    tasks,
-                    &json!({"name": format!("offline {i}")}),
-                )
-                .await
-                .unwrap();
-        }
-        store.close().await;
-    }
+    server
+        .offline(async |domain| {
+            let actor = admin_actor(domain).await;
+            let tasks = domain::collections::by_name("tasks").unwrap();
+            for i in 0..3 {
+                domain
+                    .create_record(
+                        &actor,
+                        project,
+                        tasks,
+                        &json!({"name": format!("offline {i}")}),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
 
     // The same address again, the same data.
-    let second = liveplan_server::start(config(dir.path()), addr)
-        .await
-        .unwrap();
-    let server = TestServer {
-        server: second,
-        dir,
-        http: reqwest::Client::new(),
-        admin,
-    };
+    server.start_on(addr).await;
     let mut ws = server
         .ws_project(&token, project, ws_got.last().copied())
         .await;
@@ -150,6 +132,104 @@ async fn clients_resume_across_a_server_restart() {
             sse_got.last().copied(),
         )
         .await;
+    for i in 0..2 {
+        server
+            .task(&server.admin, project, &format!("after {i}"))
+            .await;
+    }
+    let log = server.log_seqs(project).await;
+    let last = *log.last().unwrap();
+    while ws_got.last() != Some(&last) {
+        match ws_read(&mut ws).await {
+            Read::Event(seq) => ws_got.push(seq),
+            Read::Other => {}
+            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
+        }
+    }
+    while sse_got.last() != Some(&last) {
+        match sse_read(&mut sse).await {
+            Read::Event(seq) => sse_got.push(seq),
+            Read::Other => {}
+            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
+        }
+    }
+    let tail: Vec<i64> = log[head as usize..].to_vec();
+    assert_eq!(ws_got, tail);
+    assert_eq!(sse_got, tail);
+}
+
+/// The network between clients and the server breaks (no close frame, no goodbye) while the
+/// server stays up: both clients see their connection end, reconnect with their last seq and
+/// get what was committed meanwhile, each event once and in order.
+#[tokio::test]
+async fn clients_resume_after_the_network_cuts_them() {
+    let server = TestServer::start_relaxed().await;
+    let (project, token) = project_with_member(&server, "cut").await;
+    let proxy = server.proxy().await;
+    let head = server.log_seqs(project).await.len() as i64;
+    let open_ws = async |since: i64| {
+        let ticket = server.ticket(&token).await;
+        ws_connect(
+            proxy.address(),
+            &format!("/ws/v1/projects/{project}/?ticket={ticket}&since={since}"),
+        )
+        .await
+    };
+    let open_sse = async |since: i64| {
+        let response = server
+            .http
+            .get(proxy.url(&format!("/api/v1/projects/{project}/events")))
+            .bearer_auth(&token)
+            .header("Last-Event-ID", since.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        SseReader::new(response)
+    };
+    let (mut ws, mut sse) = (open_ws(head).await, open_sse(head).await);
+    for i in 0..3 {
+        server
+            .task(&server.admin, project, &format!("before {i}"))
+            .await;
+    }
+    let (mut ws_got, mut sse_got) = (Vec::new(), Vec::new());
+    while ws_got.len() < 3 {
+        if let Read::Event(seq) = ws_read(&mut ws).await {
+            ws_got.push(seq);
+        }
+    }
+    while sse_got.len() < 3 {
+        if let Read::Event(seq) = sse_read(&mut sse).await {
+            sse_got.push(seq);
+        }
+    }
+
+    proxy.cut();
+    loop {
+        match ws_read(&mut ws).await {
+            Read::Closed => break,
+            Read::Other => {}
+            Read::Event(seq) => panic!("nothing more was committed, got {seq}"),
+            Read::Resync(latest) => panic!("unexpected resync to {latest}"),
+        }
+    }
+    loop {
+        match sse_read(&mut sse).await {
+            Read::Closed => break,
+            Read::Other => {}
+            Read::Event(seq) => panic!("nothing more was committed, got {seq}"),
+            Read::Resync(latest) => panic!("unexpected resync to {latest}"),
+        }
+    }
+    for i in 0..3 {
+        server
+            .task(&server.admin, project, &format!("while cut {i}"))
+            .await;
+    }
+
+    let mut ws = open_ws(*ws_got.last().unwrap()).await;
+    let mut sse = open_sse(*sse_got.last().unwrap()).await;
     for i in 0..2 {
         server
             .task(&server.admin, project, &format!("after {i}"))

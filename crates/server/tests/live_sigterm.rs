@@ -1,9 +1,7 @@
 //! The binary under SIGTERM with live clients: the native WebSocket hears 1001, the SSE stream
 //! ends, and the process exits 0 (CONTRACT §1).
 
-mod live_support;
-
-use live_support::*;
+use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -2,10 +2,8 @@
 //! it does not read. In its own test binary because it measures the process's RSS, which tests
 //! running beside it in one process would disturb.
 
-mod live_support;
-
-use live_support::follow::*;
-use live_support::*;
+use liveplan_testkit::follow::*;
+use liveplan_testkit::*;
 use serde_json::json;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -27,7 +25,7 @@ fn rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_holds_back_nobody_and_memory_stays_bounded() {
     const EVENTS: i64 = 10_000;
-    let server = Arc::new(TestServer::start().await);
+    let server = Arc::new(TestServer::start_relaxed().await);
     let (project, token) = project_with_member(&server, "slow").await;
     let head = server.log_seqs(project).await.len() as i64;
     let (done_tx, done_rx) = watch::channel(0i64);
@@ -47,7 +45,7 @@ async fn a_slow_reader_holds_back_nobody_and_memory_stays_bounded() {
     let mut slow_sse = Conn::open(&server, &token, project, true, head).await;
     assert!(matches!(slow_sse.read().await, Read::Other), "connected");
 
-    let state = server.server.state.clone();
+    let state = server.state().clone();
     let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     let description = "x".repeat(8 * 1024);

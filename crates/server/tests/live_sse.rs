@@ -2,9 +2,7 @@
 //! replay, keepalive, the per-user cap, the aliases, the project-list and user streams, and the
 //! cross-project leak check on every stream (native WebSocket included).
 
-mod live_support;
-
-use live_support::*;
+use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -17,11 +15,11 @@ async fn head(server: &TestServer, project: Uuid) -> i64 {
 
 #[tokio::test]
 async fn auth_headers_and_framing() {
-    let server = TestServer::start().await;
-    let project = server.project("Framing").await;
-    let (member, token) = server.user("framer").await;
-    server.add_member(project, member, 1).await; // a Viewer may read SSE
-    let (_, outsider) = server.user("outsider").await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Framing").await;
+    let (member, token) = server.new_user("framer").await;
+    server.new_member(project, member, 1).await; // a Viewer may read SSE
+    let (_, outsider) = server.new_user("outsider").await;
     let path = format!("/api/v1/projects/{project}/events");
 
     // 401 without credentials, as JSON.
@@ -36,7 +34,7 @@ async fn auth_headers_and_framing() {
         "/api/v1/projects/nope/events".to_owned(),
     ] {
         let token = if p == path { &outsider } else { &token };
-        let (status, body) = server.call(Method::GET, token, &p, None).await;
+        let (status, body) = server.call(Method::GET, &p, Some(token), None).await;
         assert_eq!(status, 404, "{p}");
         assert_eq!(body["error"]["code"], "not_found");
     }
@@ -115,8 +113,8 @@ async fn auth_headers_and_framing() {
 
 #[tokio::test]
 async fn last_event_id_replays_or_resyncs() {
-    let server = TestServer::start().await;
-    let project = server.project("Replay").await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Replay").await;
     for i in 0..4 {
         server.task(&server.admin, project, &format!("t{i}")).await;
     }
@@ -153,12 +151,12 @@ async fn last_event_id_replays_or_resyncs() {
 
 #[tokio::test]
 async fn keepalive_comments_and_the_connection_cap() {
-    let server = TestServer::start_with(|c| {
+    let server = TestServer::start_relaxed_with(|c| {
         c.live.sse_keepalive = Duration::from_millis(100);
         c.live.sse_max_per_user = 2;
     })
     .await;
-    let (_, token) = server.user("capped").await;
+    let (_, token) = server.new_user("capped").await;
     let mut first = server.sse(&token, "/api/v1/users/events", None).await;
     assert_eq!(first.next().await.unwrap().json()["type"], "connected");
     let keepalive = first.next().await.unwrap();
@@ -166,7 +164,7 @@ async fn keepalive_comments_and_the_connection_cap() {
     assert_eq!(keepalive.data, None);
     let _second = server.sse(&token, "/api/v1/projects/events", None).await;
     let (status, body) = server
-        .call(Method::GET, &token, "/api/v1/users/events", None)
+        .call(Method::GET, "/api/v1/users/events", Some(&token), None)
         .await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["error"]["code"], "rate_limited");
@@ -178,7 +176,7 @@ async fn keepalive_comments_and_the_connection_cap() {
 
 #[tokio::test]
 async fn aliases_resolve_ids_and_keys() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let project = server
         .ok(
             Method::POST,
@@ -204,8 +202,8 @@ async fn aliases_resolve_ids_and_keys() {
     let (status, _) = server
         .call(
             Method::GET,
-            &server.admin,
             "/api/projects/NOPE/events",
+            Some(&server.admin),
             None,
         )
         .await;
@@ -214,11 +212,11 @@ async fn aliases_resolve_ids_and_keys() {
 
 #[tokio::test]
 async fn project_list_stream_follows_memberships() {
-    let server = TestServer::start().await;
-    let mine = server.project("Mine").await;
-    let theirs = server.project("Theirs").await;
-    let (user, token) = server.user("lister").await;
-    let membership = server.add_member(mine, user, 1).await;
+    let server = TestServer::start_relaxed().await;
+    let mine = server.new_project("Mine").await;
+    let theirs = server.new_project("Theirs").await;
+    let (user, token) = server.new_user("lister").await;
+    let membership = server.new_member(mine, user, 1).await;
     let mut list = server.sse(&token, "/api/v1/projects/events", None).await;
     assert_eq!(list.data().await.unwrap().json()["type"], "connected");
 
@@ -242,7 +240,7 @@ async fn project_list_stream_follows_memberships() {
     assert_eq!(message["data"]["name"], "Mine 2", "nothing of Theirs");
 
     // Added to Theirs: its events now arrive.
-    server.add_member(theirs, user, 100).await;
+    server.new_member(theirs, user, 100).await;
     rename(theirs, "Theirs 3").await;
     assert_eq!(
         list.event().await.unwrap().json()["data"]["name"],
@@ -252,13 +250,13 @@ async fn project_list_stream_follows_memberships() {
     server
         .call(
             Method::DELETE,
-            &server.admin,
             &format!("/api/v1/projects/{mine}/members/{membership}"),
+            Some(&server.admin),
             None,
         )
         .await;
     rename(mine, "Mine 3").await;
-    let other = server.project("Admin only").await;
+    let other = server.new_project("Admin only").await;
     rename(theirs, "Theirs 4").await;
     let message = list.event().await.unwrap().json();
     assert_eq!(message["data"]["name"], "Theirs 4", "{message}");
@@ -268,9 +266,9 @@ async fn project_list_stream_follows_memberships() {
 
 #[tokio::test]
 async fn user_stream_carries_own_updates() {
-    let server = TestServer::start().await;
-    let (user, token) = server.user("self").await;
-    let (other, _) = server.user("other").await;
+    let server = TestServer::start_relaxed().await;
+    let (user, token) = server.new_user("self").await;
+    let (other, _) = server.new_user("other").await;
     let mut users = server.sse(&token, "/api/v1/users/events", None).await;
     assert_eq!(users.data().await.unwrap().json()["type"], "connected");
     server
@@ -301,11 +299,11 @@ async fn user_stream_carries_own_updates() {
 /// open. Nothing of the other project reaches them anywhere.
 #[tokio::test]
 async fn nothing_leaks_across_projects() {
-    let server = TestServer::start().await;
-    let mine = server.project("Mine").await;
-    let secret = server.project("Secret").await;
-    let (user, token) = server.user("watcher").await;
-    server.add_member(mine, user, 100).await;
+    let server = TestServer::start_relaxed().await;
+    let mine = server.new_project("Mine").await;
+    let secret = server.new_project("Secret").await;
+    let (user, token) = server.new_user("watcher").await;
+    server.new_member(mine, user, 100).await;
     let at = head(&server, mine).await;
     let mut ws = server.ws_project(&token, mine, Some(0)).await;
     let mut sse = server

@@ -2,9 +2,7 @@
 //! is an SSE GET is served without hyper; its framing, errors, limits and slot release; and the
 //! same request after a REST call on a keep-alive connection, which hyper still serves.
 
-mod live_support;
-
-use live_support::*;
+use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -133,10 +131,10 @@ impl Raw {
 
 #[tokio::test]
 async fn front_streams_with_chunked_framing() {
-    let server = TestServer::start().await;
-    let project = server.project("Front").await;
-    let (member, token) = server.user("fronted").await;
-    server.add_member(project, member, 1).await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Front").await;
+    let (member, token) = server.new_user("fronted").await;
+    server.new_member(project, member, 1).await;
 
     let mut raw = Raw::connect(&server).await;
     raw.get(&format!("/api/v1/projects/{project}/events"), Some(&token))
@@ -173,7 +171,7 @@ async fn front_streams_with_chunked_framing() {
 
 #[tokio::test]
 async fn front_refusals_match_hyper() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     for token in [None, Some("not-a-token")] {
         // Through the front.
         let mut raw = Raw::connect(&server).await;
@@ -202,7 +200,7 @@ async fn front_refusals_match_hyper() {
 
 #[tokio::test]
 async fn front_rejects_garbage_and_oversized_heads() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     // A header line httparse rejects.
     let mut raw = Raw::connect(&server).await;
     raw.send(b"GET /api/users/events HTTP/1.1\r\nbad header\r\n\r\n")
@@ -235,8 +233,8 @@ async fn front_rejects_garbage_and_oversized_heads() {
 
 #[tokio::test]
 async fn front_disconnect_releases_the_slot() {
-    let server = TestServer::start_with(|c| c.live.sse_max_per_user = 2).await;
-    let (_, token) = server.user("slotted").await;
+    let server = TestServer::start_relaxed_with(|c| c.live.sse_max_per_user = 2).await;
+    let (_, token) = server.new_user("slotted").await;
     let mut open = Vec::new();
     for _ in 0..2 {
         let mut raw = Raw::connect(&server).await;
@@ -267,8 +265,8 @@ async fn front_disconnect_releases_the_slot() {
 
 #[tokio::test]
 async fn keep_alive_sse_after_rest_goes_through_hyper() {
-    let server = TestServer::start().await;
-    let (member, token) = server.user("kept").await;
+    let server = TestServer::start_relaxed().await;
+    let (member, token) = server.new_user("kept").await;
     let mut raw = Raw::connect(&server).await;
     raw.get("/api/v1/nothing-here", Some(&token)).await;
     let first = raw.head().await;
@@ -289,7 +287,7 @@ async fn keep_alive_sse_after_rest_goes_through_hyper() {
 
 #[tokio::test]
 async fn front_serves_a_request_line_longer_than_the_first_peek() {
-    let server = TestServer::start().await;
+    let server = TestServer::start_relaxed().await;
     let mut raw = Raw::connect(&server).await;
     // Over 256 bytes: the peek buffer grows (up to 2 KiB) before deciding.
     let path = format!("/api/v1/users/events?pad={}", "p".repeat(700));
@@ -304,7 +302,7 @@ async fn front_serves_a_request_line_longer_than_the_first_peek() {
 /// Commits `count` task creations straight through the domain (fast enough to outrun a client),
 /// each with a description of `size` bytes.
 async fn commit_tasks(server: &TestServer, project: uuid::Uuid, count: usize, size: usize) {
-    let state = server.server.state.clone();
+    let state = server.state().clone();
     let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     let description = "d".repeat(size);
@@ -356,10 +354,10 @@ fn take_messages(pending: &mut String) -> Vec<(Option<i64>, Value)> {
 /// events follow in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn front_direct_writes_keep_chunks_whole_for_a_stalled_reader() {
-    let server = TestServer::start().await;
-    let project = server.project("Stalled").await;
-    let (member, token) = server.user("stalled").await;
-    server.add_member(project, member, 1).await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Stalled").await;
+    let (member, token) = server.new_user("stalled").await;
+    server.new_member(project, member, 1).await;
     let head_seq = server.log_seqs(project).await.last().copied().unwrap_or(0);
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -422,10 +420,10 @@ async fn front_direct_writes_keep_chunks_whole_for_a_stalled_reader() {
 /// use the same raw framing.
 #[tokio::test]
 async fn front_streams_raw_to_http10() {
-    let server = TestServer::start().await;
-    let project = server.project("Old").await;
-    let (member, token) = server.user("old").await;
-    server.add_member(project, member, 1).await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Old").await;
+    let (member, token) = server.new_user("old").await;
+    server.new_member(project, member, 1).await;
     let mut raw = Raw::connect(&server).await;
     let request = format!(
         "GET /api/v1/projects/{project}/events HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n"
@@ -466,14 +464,14 @@ async fn front_streams_raw_to_http10() {
 /// has waited two keepalive periods: its per-user slot is free again, and its socket is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn front_gives_up_a_client_that_stops_reading() {
-    let server = TestServer::start_with(|c| {
+    let server = TestServer::start_relaxed_with(|c| {
         c.live.sse_keepalive = Duration::from_millis(200);
         c.live.sse_max_per_user = 1;
     })
     .await;
-    let project = server.project("Stopped").await;
-    let (member, token) = server.user("stopped").await;
-    server.add_member(project, member, 1).await;
+    let project = server.new_project("Stopped").await;
+    let (member, token) = server.new_user("stopped").await;
+    server.new_member(project, member, 1).await;
     let path = format!("/api/v1/projects/{project}/events");
 
     let socket = tokio::net::TcpSocket::new_v4().unwrap();

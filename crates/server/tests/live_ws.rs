@@ -1,10 +1,8 @@
 //! The native WebSocket (CONTRACT §6) over real sockets: refusals and their close codes, tickets,
 //! the envelope, replay and resync, presence, and bad client frames.
 
-mod live_support;
-
 use futures::SinkExt;
-use live_support::*;
+use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
@@ -18,13 +16,13 @@ async fn latest(server: &TestServer, project: Uuid) -> i64 {
 
 #[tokio::test]
 async fn refusals_are_close_codes_after_the_upgrade() {
-    let server = TestServer::start().await;
-    let project = server.project("Refusals").await;
-    let (member, member_token) = server.user("member").await;
-    server.add_member(project, member, 100).await;
-    let (viewer, viewer_token) = server.user("viewer").await;
-    server.add_member(project, viewer, 1).await;
-    let (_, outsider_token) = server.user("outsider").await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Refusals").await;
+    let (member, member_token) = server.new_user("member").await;
+    server.new_member(project, member, 100).await;
+    let (viewer, viewer_token) = server.new_user("viewer").await;
+    server.new_member(project, viewer, 1).await;
+    let (_, outsider_token) = server.new_user("outsider").await;
     let base = format!("/ws/v1/projects/{project}/");
 
     // 4001: no ticket, an unknown (forged) one, and the legacy token without its flag.
@@ -45,17 +43,10 @@ async fn refusals_are_close_codes_after_the_upgrade() {
     assert_eq!(ws_close_code(&mut again).await, Some(4001));
 
     // An expired ticket (stored with a lifetime already over).
-    let sid = server
-        .server
-        .state
-        .tokens
-        .verify(&member_token)
-        .unwrap()
-        .sid;
+    let sid = server.state().tokens.verify(&member_token).unwrap().sid;
     let (secret, hash) = liveplan_server::auth::tickets::mint();
     server
-        .server
-        .state
+        .state()
         .domain
         .store_ticket(member, sid, hash, chrono::Duration::seconds(-1))
         .await
@@ -64,7 +55,7 @@ async fn refusals_are_close_codes_after_the_upgrade() {
     assert_eq!(ws_close_code(&mut ws).await, Some(4001));
 
     // A ticket whose session logged out before it was used.
-    let (_, short_lived) = server.user("short").await;
+    let (_, short_lived) = server.new_user("short").await;
     let orphan = server.ticket(&short_lived).await;
     server
         .ok(Method::POST, &short_lived, "/api/v1/auth/logout", json!({}))
@@ -103,17 +94,19 @@ async fn refusals_are_close_codes_after_the_upgrade() {
     );
 
     // A plain GET is a JSON error, not a hang.
-    let (status, body) = server.call(Method::GET, &member_token, &base, None).await;
+    let (status, body) = server
+        .call(Method::GET, &base, Some(&member_token), None)
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["code"].is_string());
 }
 
 #[tokio::test]
 async fn legacy_token_auth_only_with_its_flag() {
-    let server = TestServer::start_with(|c| c.live.ws_legacy_token_auth = true).await;
-    let project = server.project("Legacy").await;
-    let (member, token) = server.user("legacy").await;
-    server.add_member(project, member, 100).await;
+    let server = TestServer::start_relaxed_with(|c| c.live.ws_legacy_token_auth = true).await;
+    let project = server.new_project("Legacy").await;
+    let (member, token) = server.new_user("legacy").await;
+    server.new_member(project, member, 100).await;
     let mut ws = server
         .ws(&format!("/ws/v1/projects/{project}/?token={token}"))
         .await;
@@ -128,10 +121,10 @@ async fn legacy_token_auth_only_with_its_flag() {
 
 #[tokio::test]
 async fn one_ticket_raced_by_two_sockets_admits_exactly_one() {
-    let server = TestServer::start().await;
-    let project = server.project("Race").await;
-    let (member, token) = server.user("racer").await;
-    server.add_member(project, member, 100).await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Race").await;
+    let (member, token) = server.new_user("racer").await;
+    server.new_member(project, member, 100).await;
     for _ in 0..8 {
         let ticket = server.ticket(&token).await;
         let path = format!("/ws/v1/projects/{project}/?ticket={ticket}");
@@ -158,10 +151,10 @@ async fn one_ticket_raced_by_two_sockets_admits_exactly_one() {
 
 #[tokio::test]
 async fn envelope_replay_live_and_resync() {
-    let server = TestServer::start().await;
-    let project = server.project("Envelope").await;
-    let (member, token) = server.user("env").await;
-    server.add_member(project, member, 100).await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Envelope").await;
+    let (member, token) = server.new_user("env").await;
+    server.new_member(project, member, 100).await;
     for i in 0..3 {
         server.task(&token, project, &format!("t{i}")).await;
     }
@@ -220,8 +213,8 @@ async fn roster(server: &TestServer, token: &str, project: Uuid) -> Vec<serde_js
     let (status, body) = server
         .call(
             Method::GET,
-            token,
             &format!("/api/v1/projects/{project}/presence/"),
+            Some(token),
             None,
         )
         .await;
@@ -255,13 +248,13 @@ async fn roster_shows(
 
 #[tokio::test]
 async fn presence_counts_tabs_and_does_not_flap() {
-    let server = TestServer::start().await;
-    let project = server.project("Presence").await;
-    let (watcher, watcher_token) = server.user("Watcher").await;
-    server.add_member(project, watcher, 100).await;
-    let (ada, ada_token) = server.user("Ada").await;
-    server.add_member(project, ada, 100).await;
-    let (_, outsider) = server.user("Outsider").await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Presence").await;
+    let (watcher, watcher_token) = server.new_user("Watcher").await;
+    server.new_member(project, watcher, 100).await;
+    let (ada, ada_token) = server.new_user("Ada").await;
+    server.new_member(project, ada, 100).await;
+    let (_, outsider) = server.new_user("Outsider").await;
 
     let head = latest(&server, project).await;
     let mut observer = server.ws_project(&watcher_token, project, Some(head)).await;
@@ -284,8 +277,8 @@ async fn presence_counts_tabs_and_does_not_flap() {
     let (status, _) = server
         .call(
             Method::GET,
-            &outsider,
             &format!("/api/v1/projects/{project}/presence"),
+            Some(&outsider),
             None,
         )
         .await;
@@ -316,14 +309,14 @@ async fn presence_counts_tabs_and_does_not_flap() {
 
 #[tokio::test]
 async fn bad_client_frames() {
-    let server = TestServer::start_with(|c| {
+    let server = TestServer::start_relaxed_with(|c| {
         c.live.ws_frames_per_second = 1;
         c.live.ws_frame_burst = 10;
     })
     .await;
-    let project = server.project("Frames").await;
-    let (member, token) = server.user("framer").await;
-    server.add_member(project, member, 100).await;
+    let project = server.new_project("Frames").await;
+    let (member, token) = server.new_user("framer").await;
+    server.new_member(project, member, 100).await;
     let head = latest(&server, project).await;
 
     // Non-JSON and non-object text: an error frame, and the socket stays open.
@@ -376,14 +369,16 @@ async fn bad_client_frames() {
 }
 
 /// A raw client that never answers pings: the server pings, and after two unanswered pings
-/// closes with 1008.
-#[tokio::test]
+/// closes with 1008. On the paused clock the pings come in virtual time (liveplan-testkit's
+/// "Time").
+#[tokio::test(start_paused = true)]
 async fn two_missed_pongs_close_the_socket() {
     let server =
-        TestServer::start_with(|c| c.live.ws_ping_interval = Duration::from_millis(100)).await;
-    let project = server.project("Pings").await;
-    let (member, token) = server.user("silent").await;
-    server.add_member(project, member, 100).await;
+        TestServer::start_relaxed_with(|c| c.live.ws_ping_interval = Duration::from_millis(100))
+            .await;
+    let project = server.new_project("Pings").await;
+    let (member, token) = server.new_user("silent").await;
+    server.new_member(project, member, 100).await;
     let ticket = server.ticket(&token).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     let request = format!(
@@ -433,11 +428,11 @@ async fn two_missed_pongs_close_the_socket() {
 /// clean close.
 #[tokio::test]
 async fn too_far_behind_resyncs_and_control_frames_are_answered() {
-    let server = TestServer::start().await;
-    let project = server.project("Far").await;
-    let (member, token) = server.user("far").await;
-    server.add_member(project, member, 100).await;
-    let state = server.server.state.clone();
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Far").await;
+    let (member, token) = server.new_user("far").await;
+    server.new_member(project, member, 100).await;
+    let state = server.state().clone();
     let actor = admin_actor(&state.domain).await;
     let tasks = domain::collections::by_name("tasks").unwrap();
     for i in 0..1001 {
@@ -526,8 +521,8 @@ async fn raw_request(server: &TestServer, request: String) -> String {
 /// good request, a JSON 400 (and no upgrade) for each way a handshake can be wrong.
 #[tokio::test]
 async fn the_handshake_is_checked_and_answered_by_the_rfc() {
-    let server = TestServer::start().await;
-    let project = server.project("Handshake").await;
+    let server = TestServer::start_relaxed().await;
+    let project = server.new_project("Handshake").await;
     let path = format!("/ws/v1/projects/{project}/");
     let request = |method: &str, headers: &[&str]| {
         let mut text = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");

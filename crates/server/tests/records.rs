@@ -1,8 +1,7 @@
 //! The project collections through HTTP: every collection's CRUD, unknown fields kept,
 //! optimistic concurrency, cascades, cycles, sprint and baseline actions, attachments.
 
-mod common;
-use common::*;
+use liveplan_testkit::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -544,8 +543,7 @@ async fn attachments_upload_download_and_go_with_their_task() {
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.bytes().await.unwrap().to_vec(), bytes);
     let stored = server
-        .dir
-        .path()
+        .data_dir()
         .join("attachments")
         .join(&project)
         .join(id(&attachment));

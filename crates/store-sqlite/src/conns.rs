@@ -149,7 +149,8 @@ impl<H: Lender> InTransaction<H> {
         InTransaction { holder, open: true }
     }
 
-    pub(crate) fn commit(mut self) -> StoreResult<()> {
+    /// Commits; the connection (and for the writer its guard) is held until `self` drops.
+    pub(crate) fn commit(&mut self) -> StoreResult<()> {
         self.connection()?
             .execute_batch("COMMIT")
             .map_err(db_error)?;

@@ -210,7 +210,17 @@ impl Store for SqliteStore {
 
 #[async_trait]
 impl WriteTx for SqliteOps<InTransaction<WriteConn>> {
-    async fn commit(self: Box<Self>) -> StoreResult<()> {
+    async fn commit(mut self: Box<Self>) -> StoreResult<()> {
         self.conn.commit()
+    }
+
+    async fn commit_then<'a>(
+        mut self: Box<Self>,
+        then: Box<dyn FnOnce() + Send + 'a>,
+    ) -> StoreResult<()> {
+        self.conn.commit()?;
+        // The writer's guard is released only when `self` drops, after `then`.
+        then();
+        Ok(())
     }
 }

@@ -185,6 +185,13 @@ pub trait Ops: Send {
 #[async_trait]
 pub trait WriteTx: Ops {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+    /// Commits, then runs `then` before another writer may begin: whatever `then` does with
+    /// the committed events happens in commit order (the domain hands them to its listener
+    /// here). `then` must be quick and must not write. Not run when the commit fails.
+    async fn commit_then<'a>(
+        self: Box<Self>,
+        then: Box<dyn FnOnce() + Send + 'a>,
+    ) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -1,5 +1,4 @@
 //! A Bryntum Gantt client as the tests need it: a WebSocket speaking `{"command", "data"}`.
-#![allow(dead_code)]
 
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};

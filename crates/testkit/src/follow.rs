@@ -1,7 +1,9 @@
 //! A following client shared by the delivery-under-faults tests: reads a project's events over
 //! the native WebSocket or SSE, reconnecting with its last seq, and checks order as it goes.
 
-use super::*;
+use crate::server::TestServer;
+use crate::sse::SseReader;
+use crate::ws::{Ws, WsNext, ws_next};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -9,9 +11,9 @@ use uuid::Uuid;
 
 /// A member of a fresh project on `server`: (project, member token).
 pub async fn project_with_member(server: &TestServer, name: &str) -> (Uuid, String) {
-    let project = server.project(name).await;
-    let (member, token) = server.user(name).await;
-    server.add_member(project, member, 100).await;
+    let project = server.new_project(name).await;
+    let (member, token) = server.new_user(name).await;
+    server.new_member(project, member, 100).await;
     (project, token)
 }
 
