@@ -18,6 +18,7 @@
 
 mod errors;
 mod ops;
+mod rows;
 
 use async_trait::async_trait;
 use errors::{db_error, retrying};
