@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of liveplan: formatting, lints, the whole workspace's tests (unit, store
-# conformance, real-server integration tests, real third-party clients) and the scheduler's
-# oracle suites. Installs what the tests need when it is missing, so a fresh machine passes.
+# conformance on SQLite and on PostgreSQL, real-server integration tests, real third-party
+# clients) and the scheduler's oracle suites. Installs what the tests need when it is missing, so a fresh machine passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +19,34 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# The PostgreSQL backend's tests make and drop a database per test on this server. Use the one
+# given, else the one on 127.0.0.1:5432, else install and start Debian's.
+export LIVEPLAN_TEST_DATABASE_URL="${LIVEPLAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+postgres_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+if [[ "$LIVEPLAN_TEST_DATABASE_URL" == *@127.0.0.1:5432/* ]] && ! postgres_up; then
+  echo "== installing and starting PostgreSQL on 127.0.0.1:5432"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; AS_POSTGRES="runuser -u postgres --"; else SUDO="sudo"; AS_POSTGRES="sudo -u postgres"; fi
+  if ! command -v pg_lsclusters >/dev/null 2>&1; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql
+  fi
+  version="$(pg_lsclusters --no-header | awk 'NR == 1 { print $1 }')"
+  if [ -z "$version" ]; then
+    version="$(ls /usr/lib/postgresql | sort -V | tail -n 1)"
+    $SUDO pg_createcluster "$version" main
+  fi
+  # Tests connect as postgres without a password, from this machine only.
+  hba="/etc/postgresql/$version/main/pg_hba.conf"
+  if ! $SUDO grep -q '^host all postgres 127.0.0.1/32 trust' "$hba"; then
+    $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  fi
+  $SUDO pg_ctlcluster "$version" main restart || $SUDO pg_ctlcluster "$version" main start
+  for _ in $(seq 1 30); do postgres_up && break; sleep 1; done
+  postgres_up || { echo "PostgreSQL did not start" >&2; exit 1; }
+  $AS_POSTGRES psql -h 127.0.0.1 -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+    || $AS_POSTGRES createdb -h 127.0.0.1 test
 fi
 
 echo "== cargo fmt --check"

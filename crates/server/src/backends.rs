@@ -21,6 +21,7 @@ pub async fn open_store(
     };
     match scheme_of(url) {
         Some("sqlite") => Ok(Arc::new(store_sqlite::open(url).await?)),
+        Some("postgres" | "postgresql") => Ok(Arc::new(store_postgres::open(url).await?)),
         // The URL itself is never repeated: it may hold a password.
         Some(other) => Err(StoreError::database(format!(
             "no store for database URLs of scheme {other:?}"

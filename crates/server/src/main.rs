@@ -34,7 +34,7 @@ struct StoreArgs {
     /// Where attachments live, and the SQLite database when no database URL is given.
     #[arg(long, env = "LIVEPLAN_DATA_DIR", default_value = "./liveplan-data")]
     data_dir: PathBuf,
-    /// The database to use instead of `<data-dir>/liveplan.db`: `sqlite:PATH`.
+    /// The database to use instead of `<data-dir>/liveplan.db`: `postgres://…` or `sqlite:PATH`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 }

@@ -1,0 +1,145 @@
+//! The PostgreSQL backend of the store, for several liveplan nodes on one database.
+//!
+//! How it keeps the store's concurrency contract with writers on several nodes:
+//! - Write transactions run at READ COMMITTED. A stream is held by locking its row in
+//!   `streams` (an upsert, which takes the row lock and keeps it until the transaction ends):
+//!   [`Ops::lock_stream`] does only that, [`Ops::append_event`] also moves the stream's
+//!   counter on by one. Every other writer of the stream waits for the commit, and its next
+//!   statement sees what was committed, so seqs are gap-free and in commit order.
+//! - Snapshots are READ ONLY transactions at REPEATABLE READ: one moment, no locks.
+//! - Unique rules are unique indexes (emails, usernames and keys on `lower(…)`), their
+//!   violations turned into [`StoreError::Conflict`] in words ([`errors`]).
+//! - Beginning a transaction is retried when it fails on a serialization failure or a deadlock
+//!   ([`errors::retrying`]). Inside a write transaction such a failure ends the transaction,
+//!   which only its caller can run again; at READ COMMITTED with streams locked in the order
+//!   they are first used, the domain's transactions meet neither in practice.
+//!
+//! The migrations in `migrations/postgres` are applied when the store opens.
+
+mod errors;
+mod ops;
+mod rows;
+
+use async_trait::async_trait;
+use errors::{db_error, retrying};
+use ops::{Conn, PgOps};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Ops, Store, StoreError, StoreResult, WriteTx};
+
+/// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
+/// default `max_connections` (100) so several nodes fit.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a caller queues for a connection before giving up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// An idle connection above the minimum is closed after this long.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+/// The longest `close` waits for connections to go; lent ones close when their handle drops.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// A statement that runs longer than this is cancelled by the server, so a stuck lock cannot
+/// hold a writer forever.
+const STATEMENT_TIMEOUT: &str = "60s";
+
+pub struct PgStore {
+    pool: PgPool,
+    /// Held by a writer from just before its commit until its `commit_then` closure has run.
+    /// A second writer of the same stream can only reach its commit after the first one's
+    /// commit released the stream's row lock, and then waits here, so on this node the
+    /// closures (the domain's commit listener) run in commit order. Across nodes the hub
+    /// orders by seq and fills gaps from the log.
+    commit_gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Opens the store a `postgres://` (or `postgresql://`) URL names and applies its migrations.
+pub async fn open(url: &str) -> StoreResult<PgStore> {
+    let options = PgConnectOptions::from_str(url)
+        .map_err(db_error)?
+        .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        .log_statements(tracing::log::LevelFilter::Trace);
+    let pool = PgPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .min_connections(0)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .idle_timeout(IDLE_TIMEOUT)
+        .connect_with(options)
+        .await
+        .map_err(db_error)?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    Ok(PgStore {
+        pool,
+        commit_gate: Arc::default(),
+    })
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn read(&self) -> StoreResult<Box<dyn Ops>> {
+        let conn = self.pool.acquire().await.map_err(db_error)?;
+        Ok(Box::new(PgOps::new(Conn::Plain(conn), false)))
+    }
+
+    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>> {
+        let tx = retrying(|| {
+            self.pool
+                .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        })
+        .await?;
+        Ok(Box::new(PgOps::new(Conn::Tx(tx), false)))
+    }
+
+    async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
+        let tx = retrying(|| self.pool.begin()).await?;
+        let mut ops = PgOps::new(Conn::Tx(tx), true);
+        ops.commit_gate = Some(self.commit_gate.clone());
+        Ok(Box::new(ops))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        // Calling `close` marks the pool closed at once; awaiting it waits for every
+        // connection, lent ones included, which a caller may still hold.
+        drop(self.pool.close());
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.pool.close()).await;
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+#[async_trait]
+impl WriteTx for PgOps {
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        match self.conn {
+            Conn::Tx(tx) => tx.commit().await.map_err(db_error),
+            Conn::Plain(_) => Err(StoreError::database("not a transaction")),
+        }
+    }
+
+    async fn commit_then<'a>(
+        self: Box<Self>,
+        then: Box<dyn FnOnce() + Send + 'a>,
+    ) -> StoreResult<()> {
+        let gate = self.commit_gate.clone();
+        let _in_order = match &gate {
+            Some(gate) => Some(gate.lock().await),
+            None => None,
+        };
+        self.commit().await?;
+        then();
+        Ok(())
+    }
+}

@@ -1,0 +1,787 @@
+//! The SQL behind [`Ops`] for PostgreSQL, shared by read handles, snapshots and write
+//! transactions.
+
+use crate::errors::db_error;
+use crate::rows::*;
+use async_trait::async_trait;
+use proto::{Event, StreamKey};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres, Transaction};
+use store::rows::*;
+use store::{Ops, StoreError, StoreResult};
+use uuid::Uuid;
+
+/// A connection on its own (each statement commits by itself) or inside a transaction.
+pub(crate) enum Conn {
+    Plain(PoolConnection<Postgres>),
+    Tx(Transaction<'static, Postgres>),
+}
+
+pub(crate) struct PgOps {
+    pub(crate) conn: Conn,
+    writable: bool,
+    /// A writer's node-wide commit gate (see `WriteTx::commit_then` in lib.rs).
+    pub(crate) commit_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+}
+
+impl PgOps {
+    pub(crate) fn new(conn: Conn, writable: bool) -> PgOps {
+        PgOps {
+            conn,
+            writable,
+            commit_gate: None,
+        }
+    }
+
+    fn db(&mut self) -> &mut PgConnection {
+        match &mut self.conn {
+            Conn::Plain(conn) => conn,
+            Conn::Tx(tx) => tx,
+        }
+    }
+
+    /// The connection, for a statement that writes: refused outside a write transaction.
+    fn writer(&mut self) -> StoreResult<&mut PgConnection> {
+        if !self.writable {
+            return Err(StoreError::database("a read handle cannot write"));
+        }
+        Ok(self.db())
+    }
+
+    async fn write_refs(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
+        let db = self.writer()?;
+        sqlx::query("DELETE FROM record_refs WHERE record_id = $1")
+            .bind(record.id)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
+        for reference in refs {
+            sqlx::query(
+                "INSERT INTO record_refs (record_id, field, target_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(record.id)
+            .bind(&reference.field)
+            .bind(reference.target_id)
+            .bind(record.project_id)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    async fn update_body(&mut self, record: &RecordRow) -> StoreResult<()> {
+        sqlx::query("UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4")
+            .bind(object(&record.body))
+            .bind(record.version)
+            .bind(record.updated_at)
+            .bind(record.id)
+            .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+// Column lists are macros so each query stays one literal (`concat!`).
+macro_rules! user_columns {
+    () => {
+        "id, email, username, display_name, password_hash, is_admin, is_active, version, created_at, updated_at"
+    };
+}
+macro_rules! project_columns {
+    () => {
+        "id, key, name, body, version, created_at, updated_at"
+    };
+}
+macro_rules! membership_columns {
+    () => {
+        "id, project_id, user_id, role, version, created_at, updated_at"
+    };
+}
+macro_rules! record_columns {
+    () => {
+        "id, project_id, collection, body, version, created_at, updated_at"
+    };
+}
+macro_rules! event_columns {
+    () => {
+        "stream, seq, event_type, payload, data, actor_id, tab_id, ts, project_id"
+    };
+}
+
+#[async_trait]
+impl Ops for PgOps {
+    async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(self.db())
+            .await
+            .map_err(db_error)
+    }
+
+    async fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn count_users(&mut self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.db())
+            .await
+            .map_err(db_error)
+    }
+
+    async fn get_user(&mut self, id: Uuid) -> StoreResult<Option<UserRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, user_from)
+    }
+
+    async fn find_user_by_login(&mut self, login: &str) -> StoreResult<Option<UserRow>> {
+        // The same expressions as the unique indexes, so the lookup uses them.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE lower(email) = lower($1) OR lower(username) = lower($1)",
+            " ORDER BY lower(email) = lower($1) DESC LIMIT 1"
+        ))
+        .bind(login)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, user_from)
+    }
+
+    async fn list_users(&mut self) -> StoreResult<Vec<UserRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY id"
+        ))
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, user_from)
+    }
+
+    async fn insert_user(&mut self, user: &UserRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(user.id)
+        .bind(&user.email)
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(user.is_admin)
+        .bind(user.is_active)
+        .bind(user.version)
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn update_user(&mut self, user: &UserRow) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET email = $1, username = $2, display_name = $3, password_hash = $4, is_admin = $5, is_active = $6, version = $7, updated_at = $8 WHERE id = $9",
+        )
+        .bind(&user.email)
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(&user.password_hash)
+        .bind(user.is_admin)
+        .bind(user.is_active)
+        .bind(user.version)
+        .bind(user.updated_at)
+        .bind(user.id)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session.id)
+        .bind(session.user_id)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.revoked_at)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn get_session(&mut self, id: Uuid) -> StoreResult<Option<SessionRow>> {
+        let row = sqlx::query(
+            "SELECT id, user_id, created_at, expires_at, revoked_at FROM sessions WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, session_from)
+    }
+
+    async fn get_session_with_user(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<(SessionRow, Option<UserRow>)>> {
+        // One statement: authentication runs it on every request.
+        let row = sqlx::query(concat!(
+            "SELECT s.id AS s_id, s.user_id AS s_user_id, s.created_at AS s_created_at, ",
+            "s.expires_at AS s_expires_at, s.revoked_at AS s_revoked_at, ",
+            "u.id, u.email, u.username, u.display_name, u.password_hash, u.is_admin, ",
+            "u.is_active, u.version, u.created_at, u.updated_at ",
+            "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, |row| {
+            let session = session_in(row, "s_")?;
+            let user = match get::<Option<Uuid>>(row, "id")? {
+                Some(_) => Some(user_from(row)?),
+                None => None,
+            };
+            Ok((session, user))
+        })
+    }
+
+    async fn revoke_session(&mut self, id: Uuid, at: Timestamp) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(at)
+                .bind(id)
+                .execute(self.writer()?)
+                .await
+                .map_err(db_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_user_sessions(&mut self, user_id: Uuid, at: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind(at)
+        .bind(user_id)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_ticket(&mut self, ticket: &TicketRow) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO ws_tickets (hash, user_id, session_id, expires_at, used_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&ticket.hash)
+        .bind(ticket.user_id)
+        .bind(ticket.session_id)
+        .bind(ticket.expires_at)
+        .bind(ticket.used_at)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn consume_ticket(
+        &mut self,
+        hash: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<TicketRow>> {
+        // A second consumer waits on the row lock, then finds `used_at` set: no row.
+        let row = sqlx::query(
+            "UPDATE ws_tickets SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING hash, user_id, session_id, expires_at, used_at",
+        )
+        .bind(now)
+        .bind(hash)
+        .fetch_optional(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        one(row, ticket_from)
+    }
+
+    async fn purge_expired_tickets(&mut self, now: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM ws_tickets WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn get_project(&mut self, id: Uuid) -> StoreResult<Option<ProjectRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, project_from)
+    }
+
+    async fn find_project_by_key(&mut self, key: &str) -> StoreResult<Option<ProjectRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects WHERE lower(key) = lower($1)"
+        ))
+        .bind(key)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, project_from)
+    }
+
+    async fn list_projects(&mut self) -> StoreResult<Vec<ProjectRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            project_columns!(),
+            " FROM projects ORDER BY id"
+        ))
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, project_from)
+    }
+
+    async fn list_projects_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<ProjectRow>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at FROM projects p JOIN memberships m ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.id",
+        )
+        .bind(user_id)
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, project_from)
+    }
+
+    async fn insert_project(&mut self, project: &ProjectRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO projects (",
+            project_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(project.id)
+        .bind(&project.key)
+        .bind(&project.name)
+        .bind(object(&project.body))
+        .bind(project.version)
+        .bind(project.created_at)
+        .bind(project.updated_at)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn update_project(&mut self, project: &ProjectRow) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE projects SET key = $1, name = $2, body = $3, version = $4, updated_at = $5 WHERE id = $6",
+        )
+        .bind(&project.key)
+        .bind(&project.name)
+        .bind(object(&project.body))
+        .bind(project.version)
+        .bind(project.updated_at)
+        .bind(project.id)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_project(&mut self, id: Uuid) -> StoreResult<()> {
+        let db = self.writer()?;
+        for sql in [
+            "DELETE FROM record_refs WHERE project_id = $1",
+            "DELETE FROM records WHERE project_id = $1",
+            "DELETE FROM memberships WHERE project_id = $1",
+            "DELETE FROM projects WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    async fn get_membership(&mut self, id: Uuid) -> StoreResult<Option<MembershipRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, membership_from)
+    }
+
+    async fn find_membership(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<MembershipRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE project_id = $1 AND user_id = $2"
+        ))
+        .bind(project_id)
+        .bind(user_id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, membership_from)
+    }
+
+    async fn get_project_with_membership(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+    ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>)>> {
+        // One statement: the role check of every change runs it.
+        let row = sqlx::query(concat!(
+            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at, ",
+            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
+            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
+            "m.updated_at AS m_updated_at ",
+            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1 ",
+            "WHERE p.id = $2"
+        ))
+        .bind(user_id)
+        .bind(project_id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, |row| {
+            let project = project_from(row)?;
+            let membership = match get::<Option<Uuid>>(row, "m_id")? {
+                Some(_) => Some(membership_in(row, "m_")?),
+                None => None,
+            };
+            Ok((project, membership))
+        })
+    }
+
+    async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE project_id = $1 ORDER BY id"
+        ))
+        .bind(project_id)
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, membership_from)
+    }
+
+    async fn list_memberships_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            membership_columns!(),
+            " FROM memberships WHERE user_id = $1 ORDER BY id"
+        ))
+        .bind(user_id)
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, membership_from)
+    }
+
+    async fn insert_membership(&mut self, m: &MembershipRow) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO memberships (",
+            membership_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(m.id)
+        .bind(m.project_id)
+        .bind(m.user_id)
+        .bind(m.role)
+        .bind(m.version)
+        .bind(m.created_at)
+        .bind(m.updated_at)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn update_membership(&mut self, m: &MembershipRow) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE memberships SET role = $1, version = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(m.role)
+        .bind(m.version)
+        .bind(m.updated_at)
+        .bind(m.id)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_membership(&mut self, id: Uuid) -> StoreResult<()> {
+        sqlx::query("DELETE FROM memberships WHERE id = $1")
+            .bind(id)
+            .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn get_record(&mut self, id: Uuid) -> StoreResult<Option<RecordRow>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM records WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, record_from)
+    }
+
+    async fn list_records(
+        &mut self,
+        project_id: Uuid,
+        collection: &str,
+        page: Page,
+    ) -> StoreResult<Vec<RecordRow>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            record_columns!(),
+            " FROM records WHERE project_id = $1 AND collection = $2 ORDER BY id LIMIT $3 OFFSET $4"
+        ))
+        .bind(project_id)
+        .bind(collection)
+        .bind(i64::from(page.limit))
+        .bind(i64::from(page.offset))
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, record_from)
+    }
+
+    async fn count_records(&mut self, project_id: Uuid) -> StoreResult<i64> {
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT record_count FROM projects WHERE id = $1")
+                .bind(project_id)
+                .fetch_optional(self.db())
+                .await
+                .map_err(db_error)?;
+        Ok(count.unwrap_or(0))
+    }
+
+    async fn insert_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
+        let db = self.writer()?;
+        sqlx::query(concat!(
+            "INSERT INTO records (",
+            record_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        ))
+        .bind(record.id)
+        .bind(record.project_id)
+        .bind(&record.collection)
+        .bind(object(&record.body))
+        .bind(record.version)
+        .bind(record.created_at)
+        .bind(record.updated_at)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?;
+        sqlx::query("UPDATE projects SET record_count = record_count + 1 WHERE id = $1")
+            .bind(record.project_id)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
+        self.write_refs(record, refs).await
+    }
+
+    async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
+        self.update_body(record).await?;
+        self.write_refs(record, refs).await
+    }
+
+    async fn update_record_body(&mut self, record: &RecordRow) -> StoreResult<()> {
+        self.update_body(record).await
+    }
+
+    async fn delete_record(&mut self, id: Uuid) -> StoreResult<()> {
+        let db = self.writer()?;
+        sqlx::query("DELETE FROM record_refs WHERE record_id = $1")
+            .bind(id)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?;
+        let project: Option<Uuid> =
+            sqlx::query_scalar("DELETE FROM records WHERE id = $1 RETURNING project_id")
+                .bind(id)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(db_error)?;
+        if let Some(project) = project {
+            sqlx::query("UPDATE projects SET record_count = record_count - 1 WHERE id = $1")
+                .bind(project)
+                .execute(&mut *db)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    async fn list_referrers(&mut self, target_id: Uuid) -> StoreResult<Vec<Referrer>> {
+        let rows = sqlx::query(
+            "SELECT r.record_id, x.collection, r.field FROM record_refs r JOIN records x ON x.id = r.record_id WHERE r.target_id = $1 ORDER BY r.record_id, r.field",
+        )
+        .bind(target_id)
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, |row| {
+            Ok(Referrer {
+                record_id: get(row, "record_id")?,
+                collection: get(row, "collection")?,
+                field: get(row, "field")?,
+            })
+        })
+    }
+
+    async fn lock_stream(&mut self, stream: StreamKey) -> StoreResult<()> {
+        // An upsert that changes nothing still locks the row until the transaction ends.
+        sqlx::query(
+            "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq",
+        )
+        .bind(stream.to_text())
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event> {
+        if event.event_type.is_ephemeral() {
+            return Err(corrupt("ephemeral events are never logged"));
+        }
+        let db = self.writer()?;
+        let stream = event.stream.to_text();
+        // The counter's row lock holds the stream until commit (see the crate's doc).
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO streams (stream, last_seq) VALUES ($1, 1) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1 RETURNING last_seq",
+        )
+        .bind(&stream)
+        .fetch_one(&mut *db)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(concat!(
+            "INSERT INTO events (",
+            event_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .bind(&stream)
+        .bind(seq)
+        .bind(event.event_type.as_str())
+        .bind(&event.payload)
+        .bind(&event.data)
+        .bind(event.actor_id)
+        .bind(&event.tab_id)
+        .bind(event.ts)
+        .bind(event.project_id)
+        .execute(&mut *db)
+        .await
+        .map_err(db_error)?;
+        Ok(Event {
+            stream: event.stream,
+            seq: Some(seq),
+            event_type: event.event_type,
+            payload: event.payload,
+            data: event.data,
+            actor_id: event.actor_id,
+            tab_id: event.tab_id,
+            ts: event.ts,
+            project_id: event.project_id,
+        })
+    }
+
+    async fn read_events(
+        &mut self,
+        stream: StreamKey,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        ))
+        .bind(stream.to_text())
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, event_from)
+    }
+
+    async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM streams WHERE stream = $1")
+            .bind(stream.to_text())
+            .fetch_optional(self.db())
+            .await
+            .map_err(db_error)?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE stream = $1")
+            .bind(stream.to_text())
+            .fetch_one(self.db())
+            .await
+            .map_err(db_error)
+    }
+
+    async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()> {
+        sqlx::query("DELETE FROM events WHERE stream = $1")
+            .bind(stream.to_text())
+            .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

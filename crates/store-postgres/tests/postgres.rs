@@ -1,0 +1,128 @@
+//! The PostgreSQL backend: the whole conformance suite, each case on a database of its own made
+//! for it and dropped after, and what only a shared server shows (several nodes writing).
+//!
+//! The server is `LIVEPLAN_TEST_DATABASE_URL` (default: the one on 127.0.0.1:5432 as
+//! `postgres`, database `test`); `scripts/test.sh` makes sure one runs.
+
+use std::sync::Arc;
+use store::Store;
+use store_conformance::{Fresh, conformance_suite};
+use uuid::Uuid;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+fn server_url() -> String {
+    std::env::var("LIVEPLAN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.into())
+}
+
+/// `url` with its database replaced by `name`.
+fn url_of(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+async fn admin(sql: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&server_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+/// A new, empty database; its name is also its URL's last part.
+async fn fresh_database() -> (String, String) {
+    let name = format!("liveplan_test_{}", Uuid::now_v7().simple());
+    admin(format!("CREATE DATABASE {name}")).await;
+    let url = url_of(&server_url(), &name);
+    (name, url)
+}
+
+async fn drop_database(name: String) {
+    admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+}
+
+async fn fresh() -> Fresh {
+    let (name, url) = fresh_database().await;
+    let store = liveplan_store_postgres::open(&url).await.unwrap();
+    Fresh::new(Arc::new(store), drop_database(name))
+}
+
+conformance_suite!(fresh);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_on_several_nodes_keep_one_streams_seqs_gap_free() {
+    // Three stores on one database stand in for three nodes, each with its own pool.
+    let (name, url) = fresh_database().await;
+    let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Arc::new(liveplan_store_postgres::open(&url).await.unwrap()));
+    }
+    let stream = proto::StreamKey::Project(Uuid::now_v7());
+    let writers: Vec<_> = nodes
+        .iter()
+        .flat_map(|node| [node.clone(), node.clone()])
+        .map(|node| {
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let mut tx = node.write().await.unwrap();
+                    for _ in 0..2 {
+                        tx.append_event(store::NewEvent {
+                            stream,
+                            event_type: proto::EventType::TaskCreated,
+                            payload: serde_json::json!({}),
+                            data: serde_json::json!({}),
+                            actor_id: None,
+                            tab_id: None,
+                            ts: store::now(),
+                            project_id: None,
+                        })
+                        .await
+                        .unwrap();
+                    }
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut ops = nodes[0].read().await.unwrap();
+    let seqs: Vec<i64> = ops
+        .read_events(stream, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, (1..=120).collect::<Vec<_>>());
+    drop(ops);
+    for node in nodes {
+        node.close().await;
+    }
+    drop_database(name).await;
+}
+
+#[tokio::test]
+async fn migrations_apply_once_to_a_database_opened_again() {
+    let (name, url) = fresh_database().await;
+    let first = liveplan_store_postgres::open(&url).await.unwrap();
+    let mut tx = first.write().await.unwrap();
+    tx.put_setting("k", "v").await.unwrap();
+    tx.commit().await.unwrap();
+    first.close().await;
+    let again = liveplan_store_postgres::open(&url).await.unwrap();
+    let mut ops = again.read().await.unwrap();
+    assert_eq!(ops.get_setting("k").await.unwrap().as_deref(), Some("v"));
+    drop(ops);
+    again.close().await;
+    drop_database(name).await;
+}
