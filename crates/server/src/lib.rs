@@ -9,15 +9,15 @@
 //! - [`live`]: the hub, fed by committed events; eviction and connection bookkeeping.
 //! - [`transport`]: the native WebSocket, SSE and the presence roster.
 //! - [`scheduler`]: the worker that recomputes schedules after commits.
-//! - [`bryntum`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
+//! - [`dialects`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 
 pub mod api;
 pub mod app;
 pub mod auth;
-pub mod bryntum;
 pub mod demo;
+pub mod dialects;
 pub mod http;
 pub mod live;
 pub mod openapi;

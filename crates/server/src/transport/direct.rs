@@ -130,9 +130,9 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// Keeps what the kernel did not take of `envelope` around `frame`, `written` bytes of
-    /// them having gone out.
-    fn keep_rest(&mut self, mut written: usize, envelope: &Envelope, frame: &Bytes) {
+    /// Keeps what the kernel did not take of `envelope` around `parts`, `written` bytes of them
+    /// having gone out.
+    fn keep_rest(&mut self, mut written: usize, envelope: &Envelope, parts: &[&Bytes]) {
         let head = envelope.head();
         if written < head.len() {
             self.chunks
@@ -141,11 +141,13 @@ impl Backlog {
         } else {
             written -= head.len();
         }
-        if written < frame.len() {
-            self.chunks.push_back(frame.slice(written..));
-            written = 0;
-        } else {
-            written -= frame.len();
+        for part in parts {
+            if written < part.len() {
+                self.chunks.push_back(part.slice(written..));
+                written = 0;
+            } else {
+                written -= part.len();
+            }
         }
         if written < envelope.tail.len() {
             self.chunks
@@ -213,7 +215,7 @@ impl DirectSocket {
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        backlog.keep_rest(written, &envelope, bytes);
+        backlog.keep_rest(written, &envelope, &[bytes]);
         Poll::Ready(Ok(()))
     }
 
@@ -223,31 +225,52 @@ impl DirectSocket {
     }
 }
 
-impl DirectWrite for DirectSocket {
-    fn try_write(&self, frame: &Bytes) -> DirectOutcome {
+impl DirectSocket {
+    /// The fan-out's write of one frame made of `parts` (a connection's own head, then the
+    /// shared bytes of the hub, for a dialect whose frames differ per connection only in a
+    /// few leading bytes): one `writev`, in this socket's framing.
+    pub fn try_write_parts(&self, parts: &[&Bytes]) -> DirectOutcome {
+        /// A WebSocket or chunk envelope around at most two parts.
+        const MAX_PARTS: usize = 2;
+        if parts.len() > MAX_PARTS {
+            return DirectOutcome::Refused;
+        }
         let mut backlog = self.backlog();
         if !backlog.chunks.is_empty() {
             return DirectOutcome::Refused;
         }
-        let Some(envelope) = self.framing.envelope(frame.len()) else {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(envelope) = self.framing.envelope(len) else {
             return DirectOutcome::Refused;
         };
-        let total = envelope.head_len + frame.len() + envelope.tail.len();
+        let total = envelope.head_len + len + envelope.tail.len();
+        let mut slices = [io::IoSlice::new(&[]); MAX_PARTS + 2];
+        slices[0] = io::IoSlice::new(envelope.head());
+        for (slot, part) in slices[1..].iter_mut().zip(parts) {
+            *slot = io::IoSlice::new(part);
+        }
+        slices[parts.len() + 1] = io::IoSlice::new(envelope.tail);
         // Straight to the kernel (`sendmsg`), not through tokio's `try_write_vectored`: that
         // first reads the socket's readiness (one more cache line per delivery, a miss when a
         // fan-out walks thousands of sockets) and clears it on `WouldBlock`. Skipping it is
         // safe: the task's own writes still go through tokio, and a stale "writable" only
         // costs them one `WouldBlock` before they wait.
-        match SockRef::from(&*self.tcp).send_vectored(&envelope.around(frame)) {
+        match SockRef::from(&*self.tcp).send_vectored(&slices[..parts.len() + 2]) {
             Ok(written) if written == total => DirectOutcome::Sent,
             Ok(0) => DirectOutcome::Refused,
             Ok(written) => {
-                backlog.keep_rest(written, &envelope, frame);
+                backlog.keep_rest(written, &envelope, parts);
                 DirectOutcome::Started
             }
             // Would block, or broken: the task's own write finds out which.
             Err(_) => DirectOutcome::Refused,
         }
+    }
+}
+
+impl DirectWrite for DirectSocket {
+    fn try_write(&self, frame: &Bytes) -> DirectOutcome {
+        self.try_write_parts(&[frame])
     }
 }
 

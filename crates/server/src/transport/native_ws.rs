@@ -459,7 +459,7 @@ fn close_text(reason: hub::CloseReason) -> &'static str {
 /// Sends a close frame and waits (briefly) for the client's answer, so the frame is read
 /// before the TCP connection goes away: closing with unread input would reset the connection
 /// and the client might never see the code.
-async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) {
+pub(crate) async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
