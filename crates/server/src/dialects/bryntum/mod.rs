@@ -76,12 +76,10 @@ struct RosterEntry {
 /// What other sockets of the node tell one socket outside the hub: `join`/`users`, and the
 /// echo of a revision that wrote nothing liveplan keeps (view state only).
 pub enum Note {
-    Text(Arc<str>),
+    /// A whole message, the same bytes for every socket told.
+    Text(Bytes),
     /// The body of a `project_change` for the sockets of `project`.
-    Change {
-        project: Uuid,
-        body: Bytes,
-    },
+    Change { project: Uuid, body: Bytes },
 }
 
 /// Notes waiting for a socket. A `VecDeque` and a `Notify` hold no allocation while empty,
@@ -176,7 +174,7 @@ impl BryntumNode {
 
     /// Tells `text` to every logged-in socket except `except`.
     fn tell_logged_in(&self, except: Option<u64>, text: &str) {
-        let text: Arc<str> = Arc::from(text);
+        let text = Bytes::from(text.to_owned());
         for entry in lock(&self.roster).iter() {
             if Some(entry.id) != except {
                 entry.mailbox.post(Note::Text(text.clone()));

@@ -124,6 +124,9 @@ struct Connection {
     guard: ConnectionGuard,
 }
 
+/// One text frame: the connection's own head (often empty), then the bytes after it.
+type Text = [Bytes; 2];
+
 enum Flow {
     Continue,
     Close(u16, &'static str),
@@ -223,23 +226,65 @@ impl Connection {
         }
     }
 
+    /// Writes text frames with one flush. With the connection's direct writer they go
+    /// straight to the socket (after what the WebSocket library holds, a pong), head and body
+    /// in one `writev`, and what the kernel does not take waits as slices of the same bytes: the
+    /// library's write buffer would otherwise grow to the largest frame ever sent (a dataset)
+    /// and keep that size for the connection's life.
+    async fn send_texts(&mut self, texts: Vec<Text>) -> Flow {
+        let limit = self.send_timeout();
+        let socket = &mut self.socket;
+        let direct = self.client.direct.clone();
+        let write = async {
+            match direct {
+                Some(direct) => {
+                    socket.flush().await.map_err(drop)?;
+                    for [head, body] in &texts {
+                        std::future::poll_fn(|cx| direct.poll_send_parts(cx, &[head, body]))
+                            .await
+                            .map_err(drop)?;
+                    }
+                    std::future::poll_fn(|cx| direct.poll_flush(cx))
+                        .await
+                        .map_err(drop)
+                }
+                None => {
+                    for [head, body] in texts {
+                        let text = if head.is_empty() {
+                            body
+                        } else {
+                            let mut joined = Vec::with_capacity(head.len() + body.len());
+                            joined.extend_from_slice(&head);
+                            joined.extend_from_slice(&body);
+                            Bytes::from(joined)
+                        };
+                        // Our frames are JSON; one that is not UTF-8 would be an encoder bug.
+                        if let Ok(text) = Utf8Bytes::try_from(text) {
+                            socket.feed(Message::Text(text)).await.map_err(drop)?;
+                        }
+                    }
+                    socket.flush().await.map_err(drop)
+                }
+            }
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Gone,
+        }
+    }
+
     async fn send_replies(&mut self, replies: Replies) -> Flow {
-        let messages = replies
+        let texts = replies
             .into_iter()
-            .map(|text| Message::Text(Utf8Bytes::from(text)))
+            .map(|text| [Bytes::new(), Bytes::from(text)])
             .collect();
-        self.send_all(messages).await
+        self.send_texts(texts).await
     }
 
     /// A `project_change` of the loaded project: this socket's head, then the shared body.
-    fn change_frame(&self, body: &[u8]) -> Option<Message> {
+    fn change_frame(&self, body: Bytes) -> Option<Text> {
         let loaded = self.client.loaded.as_ref()?;
-        let mut frame = Vec::with_capacity(loaded.head.len() + body.len());
-        frame.extend_from_slice(&loaded.head);
-        frame.extend_from_slice(body);
-        Utf8Bytes::try_from(Bytes::from(frame))
-            .ok()
-            .map(Message::Text)
+        Some([loaded.head.clone(), body])
     }
 
     /// Writes `first` and the shared frames ready behind it (up to [`MAX_BATCH`]) with one
@@ -253,7 +298,7 @@ impl Connection {
                 // The rest of a direct write: only a flush.
                 Delivery::Frame(frame) if frame.is_empty() => {}
                 Delivery::Frame(frame) if !is_control(&frame) => {
-                    batch.extend(self.change_frame(&frame));
+                    batch.extend(self.change_frame(frame));
                 }
                 other => {
                     special = Some(other);
@@ -264,7 +309,7 @@ impl Connection {
                 next = self.client.sub.try_recv();
             }
         }
-        if let Flow::Gone = self.send_all(batch).await {
+        if let Flow::Gone = self.send_texts(batch).await {
             return Flow::Gone;
         }
         match special {
@@ -364,7 +409,7 @@ impl Connection {
         let mut batch = Vec::new();
         while let Some(note) = self.client.mailbox.take() {
             match note {
-                Note::Text(text) => batch.push(Message::Text(Utf8Bytes::from(&*text))),
+                Note::Text(text) => batch.push([Bytes::new(), text]),
                 Note::Change { project, body } => {
                     if self
                         .client
@@ -372,11 +417,11 @@ impl Connection {
                         .as_ref()
                         .is_some_and(|l| l.project_id == project)
                     {
-                        batch.extend(self.change_frame(&body));
+                        batch.extend(self.change_frame(body));
                     }
                 }
             }
         }
-        self.send_all(batch).await
+        self.send_texts(batch).await
     }
 }
