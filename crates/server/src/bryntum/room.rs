@@ -317,6 +317,7 @@ mod tests {
             tab_id: None,
             ts: Utc::now(),
             project_id: None,
+            echo: None,
         }
     }
 
