@@ -131,3 +131,33 @@ async fn a_phantom_resent_after_every_socket_left_is_still_an_update() {
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.contains(&"Once more"), "{names:?}");
 }
+
+#[tokio::test]
+async fn a_phantom_resent_after_a_restart_is_still_an_update() {
+    let mut server = TestServer::start().await;
+    let (_root, _alice, project) = project_of_alice(&server).await;
+    let label = json!(project);
+    let mut before = alice_on(&server, label.clone()).await;
+    let added = json!({"tasks": {"added": [{"$PhantomId": "_kept", "name": "Before"}]}});
+    let echo = before.change(&label, "local-1", added).await;
+    let id = echo["changes"]["tasks"]["added"][0]["id"].clone();
+    drop(before);
+
+    server.restart().await;
+    let alice = server.login("alice", "alice-password").await;
+    let mut after = alice_on(&server, label.clone()).await;
+    let again = json!({"tasks": {"added": [{"$PhantomId": "_kept", "name": "After"}]}});
+    let echo = after.change(&label, "local-2", again).await;
+    assert_eq!(echo["changes"]["tasks"]["added"][0]["id"], id);
+    let (_, tasks) = server
+        .get(&format!("/api/v1/projects/{project}/tasks"), &alice)
+        .await;
+    let names: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"After"), "{names:?}");
+}

@@ -80,6 +80,18 @@ async fn a_second_process_sees_committed_writes() {
 }
 
 #[tokio::test]
+async fn events_carry_their_echo() {
+    let (_dir, store) = fresh().await;
+    conformance::events_carry_their_echo(&*store).await;
+}
+
+#[tokio::test]
+async fn phantom_ids_are_kept_bounded() {
+    let (_dir, store) = fresh().await;
+    conformance::phantom_ids_are_kept_bounded(&*store).await;
+}
+
+#[tokio::test]
 async fn joined_reads_match_separate_reads() {
     let (_dir, store) = fresh().await;
     conformance::joined_reads_match_separate_reads(&*store).await;

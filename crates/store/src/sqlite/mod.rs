@@ -11,6 +11,7 @@
 
 mod conns;
 mod ops;
+mod phantom_ids;
 
 use crate::{Ops, Store, StoreError, StoreResult, WriteTx};
 use async_trait::async_trait;

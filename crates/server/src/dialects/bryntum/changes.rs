@@ -3,15 +3,14 @@
 //! Bryntum socket of the node, which the hub hands to each socket's queue or writes straight
 //! to an idle socket behind that socket's own head ([`protocol::change_head`]).
 //!
-//! - Events of a Bryntum revision carry a tab id starting with [`TOKEN_PREFIX`]. The socket
-//!   that made the revision registers what its first event stands for before committing
-//!   ([`Revisions::expect`]): the revision as the client sent it (with real ids), which every
-//!   socket gets as the echo `server-<seq of the first event>`, or a demo reset. The later events
-//!   of the revision encode to nothing. An event whose token this node does not know (the
-//!   revision was made on another node, or so long ago its entry is gone) is sent like any
-//!   other writer's change rather than dropped.
+//! - The first event of a Bryntum revision carries the revision's echo (`Event::echo`, the
+//!   revision as the client sent it, with real ids, filled by the domain in the revision's
+//!   transaction and stored with the event): every socket, on every node, gets it as
+//!   `server-<seq of that event>`. The revision's later events carry a tab id starting with
+//!   [`TOKEN_PREFIX`] and no echo, and encode to nothing. A demo reset's first event carries a
+//!   [`reset_echo`].
 //! - Events of any other writer (REST, …) become revisions with `client: null`, in Bryntum
-//!   field names, converted with the project's units ([`Revisions::set_units`]).
+//!   field names, converted with the project's units ([`ProjectUnits`]).
 //! - Scheduler outputs, members and collections Bryntum has no store for encode to nothing.
 //!
 //! What the socket task must do itself (send a fresh dataset and `reset`, or leave the
@@ -24,17 +23,12 @@ use bytes::Bytes;
 use hub::Dialect;
 use proto::{Event, EventType, StreamKey};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use uuid::Uuid;
 
 /// Tab ids of Bryntum revisions start with this; the rest is random.
 pub const TOKEN_PREFIX: &str = "bryntum-rev:";
-
-/// How many registered revisions the node keeps. An entry must outlive its events' fan-out and
-/// any catch-up read of them (a socket replaying from the log after an overflow), so entries
-/// are not dropped at their first use; the oldest go once there are more than this.
-const REMEMBERED_REVISIONS: usize = 4096;
 
 const CONTROL: u8 = 0;
 const CONTROL_RESET: &[u8] = b"\0reset:";
@@ -72,99 +66,41 @@ impl Control {
     }
 }
 
-/// What the first event of a tagged revision stands for.
-#[derive(Debug, Clone)]
-pub enum Pending {
-    /// The revision as its client sent it, with real ids; `revision` is filled in per event.
-    Echo(Value),
-    /// A demo reset made by this user name.
-    Reset(String),
+/// The echo a demo reset's first event carries: who reset the project.
+pub fn reset_echo(user_name: &str) -> Value {
+    json!({ "reset": { "userName": user_name } })
 }
 
-struct Tagged {
-    what: Pending,
-    /// The seq of the revision's first event, set when the first of them is encoded (the hub
-    /// encodes a stream's events in seq order).
-    first_seq: Option<i64>,
-}
-
+/// How each project converts units (its Bryntum `project` object), for other writers'
+/// changes; kept by the sockets of this node when they load a project or change its object.
 #[derive(Default)]
-struct Registry {
-    tagged: HashMap<String, Tagged>,
-    order: VecDeque<String>,
-    units: HashMap<Uuid, Units>,
+pub struct ProjectUnits {
+    units: Mutex<HashMap<Uuid, Units>>,
 }
 
-/// The node's Bryntum revisions awaiting their events, and each project's units; shared by the
-/// sockets (which register) and the hub's encoder (which reads).
-#[derive(Default)]
-pub struct Revisions {
-    registry: Mutex<Registry>,
-}
-
-impl Revisions {
-    fn lock(&self) -> MutexGuard<'_, Registry> {
-        // Every step leaves the registry whole, so a panic elsewhere cannot leave it torn.
-        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+impl ProjectUnits {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Units>> {
+        // Each step leaves the map whole, so a panic elsewhere cannot leave it torn.
+        self.units.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers what the events tagged `token` stand for (before their commit).
-    pub fn expect(&self, token: &str, what: Pending) {
-        let mut registry = self.lock();
-        registry.tagged.insert(
-            token.to_owned(),
-            Tagged {
-                what,
-                first_seq: None,
-            },
-        );
-        registry.order.push_back(token.to_owned());
-        while registry.order.len() > REMEMBERED_REVISIONS {
-            if let Some(old) = registry.order.pop_front() {
-                registry.tagged.remove(&old);
-            }
-        }
+    pub fn set(&self, project_id: Uuid, units: Units) {
+        self.lock().insert(project_id, units);
     }
 
-    /// Takes back what was registered for `token` (the commit failed or wrote nothing).
-    pub fn forget(&self, token: &str) -> Option<Pending> {
-        let mut registry = self.lock();
-        registry.order.retain(|t| t != token);
-        registry.tagged.remove(token).map(|tagged| tagged.what)
-    }
-
-    /// How the project converts units (its Bryntum `project` object), for other writers'
-    /// changes.
-    pub fn set_units(&self, project_id: Uuid, units: Units) {
-        self.lock().units.insert(project_id, units);
-    }
-
-    fn units(&self, project_id: Uuid) -> Units {
-        self.lock()
-            .units
-            .get(&project_id)
-            .copied()
-            .unwrap_or_default()
-    }
-
-    /// What the tagged event at `seq` means: `Some(Some(_))` the first event of a known
-    /// revision, `Some(None)` a later one, `None` an unknown token.
-    fn tagged(&self, token: &str, seq: i64) -> Option<Option<Pending>> {
-        let mut registry = self.lock();
-        let tagged = registry.tagged.get_mut(token)?;
-        let first = *tagged.first_seq.get_or_insert(seq);
-        Some((first == seq).then(|| tagged.what.clone()))
+    fn get(&self, project_id: Uuid) -> Units {
+        self.lock().get(&project_id).copied().unwrap_or_default()
     }
 }
 
 /// The hub dialect of Bryntum sockets.
 pub struct ProjectChanges {
-    revisions: Arc<Revisions>,
+    units: Arc<ProjectUnits>,
 }
 
 impl ProjectChanges {
-    pub fn new(revisions: Arc<Revisions>) -> Self {
-        Self { revisions }
+    pub fn new(units: Arc<ProjectUnits>) -> Self {
+        Self { units }
     }
 }
 
@@ -175,30 +111,30 @@ impl Dialect for ProjectChanges {
         let StreamKey::Project(project_id) = event.stream else {
             return None;
         };
-        if let Some(token) = event
+        if let Some(echo) = &event.echo {
+            if let Some(user_name) = echo.pointer("/reset/userName") {
+                let mut frame = CONTROL_RESET.to_vec();
+                frame.extend_from_slice(user_name.as_str().unwrap_or_default().as_bytes());
+                return Some(Bytes::from(frame));
+            }
+            let mut revision = echo.clone();
+            if let Some(object) = revision.as_object_mut() {
+                object.insert("revision".into(), json!(format!("server-{seq}")));
+            }
+            return Some(protocol::change_body(&revision));
+        }
+        // A later event of a Bryntum revision: its first event carried the whole revision.
+        if event
             .tab_id
             .as_deref()
-            .filter(|t| t.starts_with(TOKEN_PREFIX))
-            && let Some(first) = self.revisions.tagged(token, seq)
+            .is_some_and(|t| t.starts_with(TOKEN_PREFIX))
         {
-            return match first? {
-                Pending::Echo(mut revision) => {
-                    if let Some(object) = revision.as_object_mut() {
-                        object.insert("revision".into(), json!(format!("server-{seq}")));
-                    }
-                    Some(protocol::change_body(&revision))
-                }
-                Pending::Reset(user_name) => {
-                    let mut frame = CONTROL_RESET.to_vec();
-                    frame.extend_from_slice(user_name.as_bytes());
-                    Some(Bytes::from(frame))
-                }
-            };
+            return None;
         }
         if event.event_type == EventType::ProjectDeleted {
             return Some(Bytes::from_static(CONTROL_GONE));
         }
-        let changes = event_changes(event, &self.revisions.units(project_id))?;
+        let changes = event_changes(event, &self.units.get(project_id))?;
         Some(protocol::change_body(&json!({
             "revision": format!("server-{seq}"),
             "localRevision": null,
@@ -262,6 +198,7 @@ mod tests {
             tab_id: None,
             ts: Utc::now(),
             project_id: None,
+            echo: None,
         }
     }
 
@@ -308,41 +245,33 @@ mod tests {
 
     #[test]
     fn a_revision_is_echoed_at_its_first_event_only() {
-        let revisions = Arc::new(Revisions::default());
-        let dialect = ProjectChanges::new(revisions.clone());
+        let dialect = ProjectChanges::new(Arc::default());
         let token = format!("{TOKEN_PREFIX}abc");
-        revisions.expect(
-            &token,
-            Pending::Echo(json!({"revision": null, "localRevision": "l-1", "client": "client-1", "changes": {}})),
-        );
         let mut first = event(EventType::TaskCreated, json!({"id": "t"}));
         first.tab_id = Some(token.clone());
         first.seq = Some(10);
+        first.echo = Some(
+            json!({"revision": null, "localRevision": "l-1", "client": "client-1", "changes": {}}),
+        );
         let mut second = first.clone();
         second.seq = Some(11);
+        second.echo = None;
         let echo = body(dialect.encode(&first, false).unwrap());
         assert_eq!(echo["revision"], "server-10");
         assert_eq!(echo["localRevision"], "l-1");
+        assert_eq!(echo["client"], "client-1");
         assert!(dialect.encode(&second, false).is_none());
-        // A catch-up read encodes the same events again: the same answers.
+        // A catch-up read (or another node) encodes the same events again: the same answers.
         assert_eq!(body(dialect.encode(&first, true).unwrap()), echo);
         assert!(dialect.encode(&second, true).is_none());
-        // A token this node never registered is another writer's change, not dropped.
-        let mut foreign = first.clone();
-        foreign.tab_id = Some(format!("{TOKEN_PREFIX}elsewhere"));
-        assert_eq!(
-            body(dialect.encode(&foreign, false).unwrap())["client"],
-            Value::Null
-        );
     }
 
     #[test]
     fn resets_deletions_and_resyncs_are_control_frames() {
-        let revisions = Arc::new(Revisions::default());
-        let dialect = ProjectChanges::new(revisions.clone());
-        revisions.expect("bryntum-rev:r", Pending::Reset("ada".into()));
+        let dialect = ProjectChanges::new(Arc::default());
         let mut reset = event(EventType::TaskCreated, json!({"id": "t"}));
-        reset.tab_id = Some("bryntum-rev:r".into());
+        reset.tab_id = Some(format!("{TOKEN_PREFIX}r"));
+        reset.echo = Some(reset_echo("ada"));
         let frame = dialect.encode(&reset, false).unwrap();
         assert!(is_control(&frame));
         assert_eq!(

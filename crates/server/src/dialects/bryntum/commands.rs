@@ -1,18 +1,19 @@
 //! Each command's reads and writes for one socket: what it fetches for the rules of
 //! [`session`], what it commits, and which hub subscription the socket holds after it.
 
-use super::changes::{Pending, TOKEN_PREFIX};
-use super::mapping::{Object, STORES, Units};
+use super::changes::{TOKEN_PREFIX, reset_echo};
+use super::mapping::{BryntumStore, Object, Units};
+use super::phantoms::{self, PhantomMap};
 use super::protocol::{self, Command, Incoming};
 use super::session::{self, ProjectName};
-use super::{BryntumNode, Mailbox, phantoms};
+use super::{BryntumNode, Mailbox};
 use crate::app::AppState;
 use crate::auth::tickets;
 use crate::transport::direct::DirectSocket;
 use bytes::Bytes;
 use domain::Actor;
-use domain::access::project_role;
-use domain::batch::BatchSetting;
+use domain::batch::{BatchRequest, BatchSetting};
+use domain::bryntum::access::ProjectAccess;
 use hub::{DirectOutcome, DirectWrite, SubscribeRequest};
 use proto::{ApiError, Role, StreamKey};
 use rand::RngCore;
@@ -20,8 +21,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
-use store::{Page, RecordRow, UserRow};
+use store::UserRow;
 use uuid::Uuid;
 
 /// The frames a command answers with, for this socket.
@@ -272,22 +272,11 @@ impl Client {
 
     /// The user's projects, oldest first (the order `projects` lists and numbers them in).
     async fn visible_projects(&self) -> Result<Vec<(Uuid, String)>, ApiError> {
-        let Some(user) = &self.user else {
+        let Some(actor) = self.actor() else {
             return Ok(Vec::new());
         };
-        let mut ops = self
-            .state
-            .domain
-            .store
-            .read()
-            .await
-            .map_err(domain::store_error)?;
-        let mut rows = ops
-            .list_projects_of_user(user.user_id)
-            .await
-            .map_err(domain::store_error)?;
-        rows.sort_by_key(|p| (p.created_at, p.id));
-        Ok(rows.into_iter().map(|p| (p.id, p.name)).collect())
+        let projects = self.state.domain.visible_projects(&actor).await?;
+        Ok(projects.into_iter().map(|p| (p.id, p.name)).collect())
     }
 
     /// The project a message names, and the label to answer with.
@@ -311,20 +300,22 @@ impl Client {
         Ok((id, label))
     }
 
-    /// The user's role in the project now (roles change while a socket is open).
-    async fn role(&self, project_id: Uuid) -> Result<Role, String> {
-        let actor = self.actor().ok_or("log in first")?;
-        let mut ops = self
-            .state
+    /// The user's access to the project now (roles change while a socket is open).
+    async fn access(&self, project_id: Uuid) -> Option<ProjectAccess> {
+        let actor = self.actor()?;
+        self.state
             .domain
-            .store
-            .read()
+            .project_access(&actor, project_id)
             .await
-            .map_err(|_| "the store is unavailable".to_owned())?;
-        project_role(&mut *ops, project_id, &actor)
+            .ok()
+    }
+
+    /// The user's role in the project now.
+    async fn role(&self, project_id: Uuid) -> Result<Role, String> {
+        self.access(project_id)
             .await
-            .map(|(_, role)| role)
-            .map_err(|_| "no such project".to_owned())
+            .and_then(ProjectAccess::role)
+            .ok_or_else(|| "no such project".to_owned())
     }
 
     async fn dataset(&mut self, incoming: &Incoming) -> Replies {
@@ -335,14 +326,12 @@ impl Client {
         if let Err(message) = self.role(project_id).await {
             return fail("dataset", message);
         }
-        if self.state.config.demo && !node(&self.state).has_snapshot(project_id) {
-            match read_records(&self.state, project_id).await {
-                Ok(rows) => {
-                    if node(&self.state).keep_snapshot(project_id, rows) {
-                        super::spawn_idle_reset(self.state.clone(), project_id);
-                    }
-                }
-                Err(e) => return fail("dataset", e.message),
+        if self.state.config.demo {
+            if let Err(e) = self.state.domain.remember_demo_snapshot(project_id).await {
+                return fail("dataset", e.message);
+            }
+            if node(&self.state).watch_idle(project_id) {
+                super::spawn_idle_reset(self.state.clone(), project_id);
             }
         }
         self.load(project_id, label).await
@@ -351,14 +340,30 @@ impl Client {
     /// Reads the project's dataset and subscribes from the log position it reflects, so the
     /// socket gets every later event exactly once.
     async fn load(&mut self, project_id: Uuid, label: Value) -> Replies {
-        let (dataset, seq, units) = match load_dataset(&self.state, project_id).await {
-            Ok(loaded) => loaded,
-            Err(e) => return fail("dataset", e.message),
-        };
-        node(&self.state).revisions().set_units(project_id, units);
-        let Some(user) = &self.user else {
+        let (Some(actor), Some(user)) = (self.actor(), &self.user) else {
             return fail("dataset", "log in first");
         };
+        let read = match self.state.domain.bryntum_dataset(&actor, project_id).await {
+            Ok(read) => read,
+            Err(e) => return fail("dataset", e.message),
+        };
+        let seq = read.seq;
+        node(&self.state)
+            .units()
+            .set(project_id, Units::from_project(&read.project_object));
+        let rows = read
+            .records
+            .into_iter()
+            .filter_map(|(collection, rows)| {
+                BryntumStore::from_collection(collection.name).map(|store| (store, rows))
+            })
+            .collect();
+        let dataset = session::dataset(
+            &read.project.name,
+            &read.project.body,
+            read.project_object,
+            rows,
+        );
         let head = protocol::change_head(&label);
         let live = &self.state.live;
         let mut request =
@@ -401,7 +406,10 @@ impl Client {
     /// Whether the user may still read the loaded project.
     pub async fn still_readable(&self) -> bool {
         match &self.loaded {
-            Some(loaded) => self.role(loaded.project_id).await.is_ok(),
+            Some(loaded) => self
+                .access(loaded.project_id)
+                .await
+                .is_some_and(ProjectAccess::may_read),
             None => false,
         }
     }
@@ -442,10 +450,9 @@ impl Client {
                 format!("at most {} revisions per message", session::MAX_REVISIONS),
             );
         }
-        let mut role = None;
         let mut outcome = Ok(());
         for revision in revisions {
-            outcome = self.apply_revision(project_id, revision, &mut role).await;
+            outcome = self.apply_revision(project_id, revision).await;
             if outcome.is_err() {
                 break;
             }
@@ -462,14 +469,8 @@ impl Client {
         }
     }
 
-    /// Commits one revision; `role` is the user's role, read at the first revision that needs
-    /// it.
-    async fn apply_revision(
-        &mut self,
-        project_id: Uuid,
-        revision: &Value,
-        role: &mut Option<Role>,
-    ) -> Result<(), String> {
+    /// Commits one revision.
+    async fn apply_revision(&mut self, project_id: Uuid, revision: &Value) -> Result<(), String> {
         let actor = self.actor().ok_or("log in first")?;
         let revision = revision
             .as_object()
@@ -478,26 +479,27 @@ impl Client {
             Some(Value::Object(changes)) => Value::Object(changes.clone()),
             _ => return Err("a revision needs a changes object".into()),
         };
-        let role = match role {
-            Some(role) => *role,
-            None => *role.insert(self.role(project_id).await?),
-        };
-        if role < Role::Member {
-            return Err("viewers cannot change this project".into());
-        }
+        let domain = &self.state.domain;
         let node = node(&self.state);
-        let project = node.project(project_id);
-        let _writing = project.writing.lock().await;
-        let resolution = {
-            let known = super::lock(&project.phantoms);
-            phantoms::resolve(&mut changes, &known)
-        };
-        let stored_project = read_project_object(&self.state, project_id).await?;
+        let writing = node.writing(project_id);
+        let _writing = writing.lock().await;
+        let known = domain
+            .known_phantoms(project_id, &phantoms::candidates(&changes))
+            .await
+            .map_err(|e| e.message)?;
+        let resolution = phantoms::resolve(&mut changes, &PhantomMap::from(known));
+        let stored_project = domain
+            .bryntum_project_object(project_id)
+            .await
+            .map_err(|e| e.message)?;
         let units = Units::from_project(&stored_project);
         let mut current = HashMap::new();
-        for id in session::ids_needing_current(&changes, &resolution) {
-            if let Some(body) = current_body(&self.state, id).await {
-                current.insert(id, body);
+        for (store, id) in session::ids_needing_current(&changes, &resolution) {
+            if let Ok(row) = domain
+                .get_record(&actor, project_id, store.collection(), id)
+                .await
+            {
+                current.insert(id, row.body);
             }
         }
         let ops = session::revision_ops(&changes, &resolution, &units, &current)?;
@@ -507,7 +509,7 @@ impl Client {
                 let merged = session::merged_project(&stored_project, update);
                 new_units = Some(Units::from_project(&merged));
                 Some(BatchSetting {
-                    key: session::project_setting(project_id),
+                    key: domain::bryntum::project_object_key(project_id),
                     value: Value::Object(merged).to_string(),
                 })
             }
@@ -515,39 +517,33 @@ impl Client {
         };
         let echo = session::echo(revision, &self.client, changes);
         let token = new_token();
-        node.revisions().expect(&token, Pending::Echo(echo));
         let actor = Actor {
             tab_id: Some(token.clone()),
             ..actor
         };
-        match self
-            .state
-            .domain
-            .apply_batch(&actor, project_id, ops, setting)
+        let request = BatchRequest {
+            ops,
+            setting,
+            echo: Some(echo.clone()),
+            phantoms: resolution.ids.into_iter().collect(),
+        };
+        let events = domain
+            .apply_batch_request(&actor, project_id, request)
             .await
-        {
-            Ok(events) => {
-                super::lock(&project.phantoms).remember(&resolution.ids);
-                if let Some(units) = new_units {
-                    node.revisions().set_units(project_id, units);
-                }
-                if events.is_empty()
-                    && let Some(Pending::Echo(mut echo)) = node.revisions().forget(&token)
-                {
-                    // Nothing liveplan keeps changed (only view state): no event carries it,
-                    // so this node's sockets of the project get it at once.
-                    if let Some(object) = echo.as_object_mut() {
-                        object.insert("revision".into(), json!(format!("server-{token}")));
-                    }
-                    node.tell_project(project_id, protocol::change_body(&echo));
-                }
-                Ok(())
-            }
-            Err(failure) => {
-                node.revisions().forget(&token);
-                Err(session::describe(failure))
-            }
+            .map_err(session::describe)?;
+        if let Some(units) = new_units {
+            node.units().set(project_id, units);
         }
+        if events.is_empty() {
+            // Nothing liveplan keeps changed (only view state): no event carries the echo,
+            // so this node's sockets of the project get it at once.
+            let mut echo = echo;
+            if let Some(object) = echo.as_object_mut() {
+                object.insert("revision".into(), json!(format!("server-{token}")));
+            }
+            node.tell_project(project_id, protocol::change_body(&echo));
+        }
+        Ok(())
     }
 
     async fn reset(&mut self, incoming: &Incoming) -> Replies {
@@ -563,10 +559,6 @@ impl Client {
             return fail(CMD, "load the project's dataset first");
         };
         let name = user.name.clone();
-        match self.role(project_id).await {
-            Ok(role) if role >= Role::Member => {}
-            _ => return fail(CMD, "viewers cannot reset this project"),
-        }
         match reset_project(&self.state, project_id, actor, &name).await {
             Ok(()) => Vec::new(),
             Err(message) => {
@@ -583,10 +575,16 @@ impl Client {
             Ok(id) => id,
             Err(replies) => return replies,
         };
-        if !self.role(project_id).await.is_ok_and(|r| r >= Role::Member) {
+        let Some(actor) = self.actor() else {
             return Vec::new();
-        }
-        if !node(&self.state).grant_autosave(project_id, Instant::now()) {
+        };
+        let granted = self
+            .state
+            .domain
+            .grant_autosave(&actor, project_id, chrono::Utc::now())
+            .await;
+        // Viewers, and everyone within the interval after a grant, get no answer.
+        if !granted.unwrap_or(false) {
             return Vec::new();
         }
         let label = self.loaded.as_ref().map(|l| l.label.clone());
@@ -613,12 +611,17 @@ impl Client {
         let Some(id) = version_id.as_str().and_then(|t| Uuid::parse_str(t).ok()) else {
             return fail(CMD, "no such version");
         };
-        let row = match self.state.domain.store.read().await {
-            Ok(mut ops) => ops.get_record(id).await.ok().flatten(),
-            Err(_) => None,
+        let Some(actor) = self.actor() else {
+            return fail(CMD, "log in first");
         };
-        match row.filter(|r| r.project_id == project_id && r.collection == "versions") {
-            Some(row) => vec![protocol::message(
+        let versions = BryntumStore::Versions.collection();
+        match self
+            .state
+            .domain
+            .get_record(&actor, project_id, versions, id)
+            .await
+        {
+            Ok(row) => vec![protocol::message(
                 "loadVersionContent",
                 json!({
                     "project": label,
@@ -626,7 +629,7 @@ impl Client {
                     "content": row.body.get("content").cloned().unwrap_or(Value::Null),
                 }),
             )],
-            None => fail(CMD, "no such version"),
+            Err(_) => fail(CMD, "no such version"),
         }
     }
 }
@@ -638,121 +641,25 @@ fn new_token() -> String {
     format!("{TOKEN_PREFIX}{hex}")
 }
 
-/// The project's records a demo reset restores.
-pub async fn read_records(state: &AppState, project_id: Uuid) -> Result<Vec<RecordRow>, ApiError> {
-    let mut ops = state
-        .domain
-        .store
-        .read()
-        .await
-        .map_err(domain::store_error)?;
-    let mut rows = Vec::new();
-    for collection in session::snapshot_collections() {
-        rows.extend(
-            ops.list_records(project_id, collection, Page::ALL)
-                .await
-                .map_err(domain::store_error)?,
-        );
-    }
-    Ok(rows)
-}
-
-async fn current_body(state: &AppState, id: Uuid) -> Option<Object> {
-    let mut ops = state.domain.store.read().await.ok()?;
-    ops.get_record(id).await.ok().flatten().map(|row| row.body)
-}
-
-async fn read_project_object(state: &AppState, project_id: Uuid) -> Result<Object, String> {
-    let mut ops = state
-        .domain
-        .store
-        .read()
-        .await
-        .map_err(|_| "the store is unavailable".to_owned())?;
-    let text = ops
-        .get_setting(&session::project_setting(project_id))
-        .await
-        .map_err(|_| "the store is unavailable".to_owned())?;
-    Ok(parse_object(text))
-}
-
-fn parse_object(text: Option<String>) -> Object {
-    text.and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v.as_object().cloned())
-        .unwrap_or_default()
-}
-
-/// The project in Bryntum stores, the log position it reflects and its units: one snapshot
-/// read, so no commit falls between the records and the seq, and no writer waits for it.
-async fn load_dataset(state: &AppState, project_id: Uuid) -> Result<(Value, i64, Units), ApiError> {
-    let mut ops = state
-        .domain
-        .store
-        .snapshot()
-        .await
-        .map_err(domain::store_error)?;
-    let seq = ops
-        .latest_seq(StreamKey::Project(project_id))
-        .await
-        .map_err(domain::store_error)?;
-    let project = ops
-        .get_project(project_id)
-        .await
-        .map_err(domain::store_error)?
-        .ok_or_else(|| ApiError::not_found("project"))?;
-    let stored = parse_object(
-        ops.get_setting(&session::project_setting(project_id))
-            .await
-            .map_err(domain::store_error)?,
-    );
-    let mut rows = Vec::new();
-    for store in STORES {
-        let found = ops
-            .list_records(project_id, store.collection().name, Page::ALL)
-            .await
-            .map_err(domain::store_error)?;
-        rows.push((*store, found));
-    }
-    drop(ops);
-    let units = Units::from_project(&stored);
-    let dataset = session::dataset(&project.name, &project.body, stored, rows);
-    Ok((dataset, seq, units))
-}
-
-/// Demo mode: puts the project's records back as they were when it was first loaded, in one
-/// transaction; every socket of the project gets a fresh dataset, then `reset`.
+/// Demo mode: puts the project's demo data back (`Domain::reset_demo`, one transaction);
+/// its first event carries who reset it, so every socket of the project gets a fresh dataset,
+/// then `reset`.
 pub async fn reset_project(
     state: &AppState,
     project_id: Uuid,
     actor: Actor,
     user_name: &str,
 ) -> Result<(), String> {
-    let node = node(state);
-    let snapshot = node
-        .snapshot(project_id)
-        .ok_or("this project has no demo data to go back to")?;
-    let project = node.project(project_id);
-    let _writing = project.writing.lock().await;
-    let current = read_records(state, project_id)
-        .await
-        .map_err(|e| e.message)?;
-    let ops = session::reset_ops(&snapshot, &current);
-    let token = new_token();
-    node.revisions()
-        .expect(&token, Pending::Reset(user_name.to_owned()));
+    let writing = node(state).writing(project_id);
+    let _writing = writing.lock().await;
     let actor = Actor {
-        tab_id: Some(token.clone()),
+        tab_id: Some(new_token()),
         ..actor
     };
-    match state
+    state
         .domain
-        .apply_batch(&actor, project_id, ops, None)
+        .reset_demo(&actor, project_id, Some(reset_echo(user_name)))
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(failure) => {
-            node.revisions().forget(&token);
-            Err(session::describe(failure))
-        }
-    }
+        .map(drop)
+        .map_err(session::describe)
 }

@@ -27,15 +27,11 @@ pub use socket::upgrade;
 
 use crate::app::AppState;
 use bytes::Bytes;
-use changes::{ProjectChanges, Revisions};
-use domain::Actor;
-use phantoms::PhantomMap;
-use proto::Role;
-use std::collections::{HashMap, VecDeque};
+use changes::{ProjectChanges, ProjectUnits};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
-use store::RecordRow;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -43,25 +39,20 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What every Bryntum socket of this node shares: the revisions the dialect echoes, the
-/// roster of logged-in sockets, each project's writing state, autosave grants and demo data.
+/// What every Bryntum socket of this node shares: the roster of logged-in sockets, each
+/// project's units (for the dialect) and writing lock, and the demo projects it watches. The
+/// rest (phantom ids, autosave grants, demo snapshots, echoes) is stored by the domain, so
+/// every node answers the same.
 #[derive(Default)]
 pub struct BryntumNode {
-    revisions: Arc<Revisions>,
-    projects: Mutex<HashMap<Uuid, Arc<ProjectWrites>>>,
+    units: Arc<ProjectUnits>,
+    /// One revision at a time per project from this node, so a resent phantom finds the
+    /// first one's id stored instead of racing it.
+    writing: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     next_client: AtomicU64,
     roster: Mutex<Vec<RosterEntry>>,
-    autosave: Mutex<HashMap<Uuid, Instant>>,
-    /// Demo mode: each project's records when its first socket loaded it, restored by `reset`.
-    snapshots: Mutex<HashMap<Uuid, Arc<Vec<RecordRow>>>>,
-}
-
-/// One project's Bryntum writes on this node.
-#[derive(Default)]
-pub struct ProjectWrites {
-    pub phantoms: Mutex<PhantomMap>,
-    /// One revision at a time per project, so phantoms and echoes stay in step.
-    pub writing: tokio::sync::Mutex<()>,
+    /// Demo mode: the projects this node resets when idle.
+    idle_resets: Mutex<HashSet<Uuid>>,
 }
 
 /// A logged-in socket, as the others see it.
@@ -115,17 +106,17 @@ impl Mailbox {
 }
 
 impl BryntumNode {
-    /// The hub dialect of Bryntum sockets, sharing this node's registered revisions.
+    /// The hub dialect of Bryntum sockets, sharing this node's project units.
     pub fn dialect(&self) -> ProjectChanges {
-        ProjectChanges::new(self.revisions.clone())
+        ProjectChanges::new(self.units.clone())
     }
 
-    pub fn revisions(&self) -> &Revisions {
-        &self.revisions
+    pub fn units(&self) -> &ProjectUnits {
+        &self.units
     }
 
-    pub fn project(&self, project_id: Uuid) -> Arc<ProjectWrites> {
-        lock(&self.projects).entry(project_id).or_default().clone()
+    pub fn writing(&self, project_id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.writing).entry(project_id).or_default().clone()
     }
 
     fn user_names(&self) -> Vec<String> {
@@ -194,32 +185,9 @@ impl BryntumNode {
         }
     }
 
-    fn grant_autosave(&self, project_id: Uuid, now: Instant) -> bool {
-        let mut granted = lock(&self.autosave);
-        if !session::autosave_allowed(granted.get(&project_id).copied(), now) {
-            return false;
-        }
-        granted.insert(project_id, now);
-        true
-    }
-
-    fn snapshot(&self, project_id: Uuid) -> Option<Arc<Vec<RecordRow>>> {
-        lock(&self.snapshots).get(&project_id).cloned()
-    }
-
-    /// Demo mode: keeps the project's records as its demo data the first time it is loaded;
-    /// `true` when they were kept now.
-    fn keep_snapshot(&self, project_id: Uuid, rows: Vec<RecordRow>) -> bool {
-        let mut snapshots = lock(&self.snapshots);
-        if snapshots.contains_key(&project_id) {
-            return false;
-        }
-        snapshots.insert(project_id, Arc::new(rows));
-        true
-    }
-
-    fn has_snapshot(&self, project_id: Uuid) -> bool {
-        lock(&self.snapshots).contains_key(&project_id)
+    /// Demo mode: `true` the first time this node is asked to watch the project.
+    fn watch_idle(&self, project_id: Uuid) -> bool {
+        lock(&self.idle_resets).insert(project_id)
     }
 }
 
@@ -247,14 +215,12 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
             idle_since = None;
             // Only a project that drifted from its demo data is reset: a reset rewrites every
             // record, which other transports would see as a burst of events.
-            let snapshot = state.bryntum.snapshot(project_id);
-            let current = commands::read_records(&state, project_id).await;
-            if let (Some(snapshot), Ok(current)) = (snapshot, current)
-                && session::same_records(&snapshot, &current)
-            {
-                continue;
+            match state.domain.demo_drifted(project_id).await {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => continue,
+                Ok(None) | Err(_) => return,
             }
-            let Some(owner) = project_owner(&state, project_id).await else {
+            let Ok(Some(owner)) = state.domain.project_owner(project_id).await else {
                 return;
             };
             if let Err(e) = commands::reset_project(&state, project_id, owner, "server").await {
@@ -262,19 +228,4 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
             }
         }
     });
-}
-
-async fn project_owner(state: &AppState, project_id: Uuid) -> Option<Actor> {
-    let mut ops = state.domain.store.read().await.ok()?;
-    ops.get_project(project_id).await.ok().flatten()?;
-    let members = ops.list_memberships(project_id).await.ok()?;
-    let owner = members
-        .iter()
-        .filter(|m| m.role >= Role::Member.level())
-        .max_by_key(|m| m.role)?;
-    Some(Actor {
-        user_id: owner.user_id,
-        is_admin: false,
-        tab_id: None,
-    })
 }

@@ -1,27 +1,20 @@
 //! One Bryntum client's rules, without I/O: which commands its state allows, how a message
-//! names a project, what a revision asks the domain to do, what its echo is, what a demo reset
-//! writes, what a dataset looks like, when autosave is granted. The socket (`socket.rs`) and
-//! the command glue (`commands.rs`) fetch what these need and write what they return.
+//! names a project, what a revision asks the domain to do and what its echo is, what a
+//! dataset looks like. The command glue (`commands.rs`) fetches what these need from the
+//! domain and sends what they return. The rules that are not about Bryntum's wire (roles,
+//! autosave grants, demo resets, phantom storage) are the domain's (`domain::bryntum`).
 
 use super::mapping::{self, BryntumStore, Object, STORES, Units};
 use super::phantoms::Resolution;
 use super::protocol::Command;
 use domain::batch::{BatchError, BatchOp};
 use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
 use store::RecordRow;
 use uuid::Uuid;
 
-/// One autosave permission per project per this interval.
-pub const AUTOSAVE_INTERVAL: Duration = Duration::from_secs(60);
 /// The most revisions one `project_change` message may carry.
 pub const MAX_REVISIONS: usize = 100;
-
-/// Settings key of a project's Bryntum `project` object.
-pub fn project_setting(project_id: Uuid) -> String {
-    format!("bryntum.project.{project_id}")
-}
 
 /// Why a command is refused in the client's state, before anything is read.
 pub fn refusal(command: Command, logged_in: bool) -> Option<&'static str> {
@@ -78,15 +71,10 @@ pub fn user_name(username: Option<&str>, email: &str) -> String {
         .to_owned()
 }
 
-/// Whether the project's autosave may be granted now, given when it was last granted.
-pub fn autosave_allowed(last: Option<Instant>, now: Instant) -> bool {
-    last.is_none_or(|at| now.duration_since(at) >= AUTOSAVE_INTERVAL)
-}
-
 /// The record ids whose stored body the revision's mapping needs: records a repeated phantom
 /// names again (they become updates), and updates of a duration or a lag (converted with the
 /// stored unit).
-pub fn ids_needing_current(changes: &Value, resolution: &Resolution) -> Vec<Uuid> {
+pub fn ids_needing_current(changes: &Value, resolution: &Resolution) -> Vec<(BryntumStore, Uuid)> {
     let mut ids = Vec::new();
     for store in STORES {
         let Some(section) = changes.get(store.key()).and_then(Value::as_object) else {
@@ -106,14 +94,14 @@ pub fn ids_needing_current(changes: &Value, resolution: &Resolution) -> Vec<Uuid
                 .and_then(Value::as_str)
                 .is_some_and(|p| resolution.repeated.iter().any(|r| r == p));
             if repeated && let Ok(id) = record_id(record, store) {
-                ids.push(id);
+                ids.push((*store, id));
             }
         }
         for record in records("updated") {
             if ["duration", "lag"].iter().any(|k| record.contains_key(*k))
                 && let Ok(id) = record_id(record, store)
             {
-                ids.push(id);
+                ids.push((*store, id));
             }
         }
     }
@@ -288,96 +276,6 @@ pub fn describe(failure: BatchError) -> String {
     }
 }
 
-/// The collections a demo snapshot holds (versions are the users' own, never reset).
-pub fn snapshot_collections() -> impl Iterator<Item = &'static str> {
-    STORES
-        .iter()
-        .filter(|s| **s != BryntumStore::Versions)
-        .map(|s| s.collection().name)
-}
-
-/// Demo mode: what puts a project's records back to `snapshot` from `current`, in one batch:
-/// remove tasks (their links and assignments go with them), resources and calendars, then
-/// recreate the snapshot with the same ids, references first.
-pub fn reset_ops(snapshot: &[RecordRow], current: &[RecordRow]) -> Vec<BatchOp> {
-    let mut ops = Vec::new();
-    for name in ["tasks", "resources", "calendars"] {
-        let Some(collection) = domain::collections::by_name(name) else {
-            continue;
-        };
-        for row in current.iter().filter(|r| r.collection == name) {
-            ops.push(BatchOp::Remove {
-                collection,
-                id: row.id,
-            });
-        }
-    }
-    for name in [
-        "calendars",
-        "resources",
-        "tasks",
-        "dependencies",
-        "assignments",
-    ] {
-        let Some(collection) = domain::collections::by_name(name) else {
-            continue;
-        };
-        let rows: Vec<&RecordRow> = snapshot.iter().filter(|r| r.collection == name).collect();
-        let rows = if name == "tasks" {
-            rows_parents_first(rows)
-        } else {
-            rows
-        };
-        for row in rows {
-            ops.push(BatchOp::Create {
-                collection,
-                id: row.id,
-                fields: Value::Object(row.body.clone()),
-            });
-        }
-    }
-    ops
-}
-
-fn rows_parents_first(rows: Vec<&RecordRow>) -> Vec<&RecordRow> {
-    let ids: HashSet<String> = rows.iter().map(|r| r.id.to_string()).collect();
-    let mut placed: HashSet<String> = HashSet::new();
-    let mut out = Vec::with_capacity(rows.len());
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (ready, waiting): (Vec<&RecordRow>, Vec<&RecordRow>) =
-            rest.into_iter().partition(|r| {
-                r.body
-                    .get("parent_id")
-                    .and_then(Value::as_str)
-                    .is_none_or(|p| !ids.contains(p) || placed.contains(p))
-            });
-        if ready.is_empty() {
-            out.extend(waiting);
-            break;
-        }
-        for row in ready {
-            placed.insert(row.id.to_string());
-            out.push(row);
-        }
-        rest = waiting;
-    }
-    out
-}
-
-/// Whether two sets of records are the same (ids and bodies, in any order).
-pub fn same_records(a: &[RecordRow], b: &[RecordRow]) -> bool {
-    let key = |rows: &[RecordRow]| {
-        let mut keyed: Vec<(Uuid, String)> = rows
-            .iter()
-            .map(|r| (r.id, Value::Object(r.body.clone()).to_string()))
-            .collect();
-        keyed.sort();
-        keyed
-    };
-    key(a) == key(b)
-}
-
 /// The `dataset` of a project: its records in Bryntum stores (`rows` per store, in
 /// [`STORES`] order) and its `project` object.
 pub fn dataset(
@@ -415,7 +313,6 @@ pub fn dataset(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn obj(value: Value) -> Object {
         value.as_object().cloned().unwrap()
@@ -448,14 +345,6 @@ mod tests {
         assert_eq!(project_at(&list, 2), Some(id));
         assert_eq!(project_at(&list, 0), None);
         assert_eq!(project_at(&list, 3), None);
-    }
-
-    #[test]
-    fn autosave_once_per_interval() {
-        let now = Instant::now();
-        assert!(autosave_allowed(None, now));
-        assert!(!autosave_allowed(Some(now), now + Duration::from_secs(59)));
-        assert!(autosave_allowed(Some(now), now + AUTOSAVE_INTERVAL));
     }
 
     #[test]
@@ -516,7 +405,10 @@ mod tests {
             ids: HashMap::from([("_t".to_owned(), id)]),
             repeated: vec!["_t".into()],
         };
-        assert_eq!(ids_needing_current(&changes, &resolution), vec![id]);
+        assert_eq!(
+            ids_needing_current(&changes, &resolution),
+            vec![(BryntumStore::Tasks, id)]
+        );
         let current = HashMap::from([(id, obj(json!({"name": "First"})))]);
         let ops = revision_ops(&changes, &resolution, &Units::default(), &current).unwrap();
         assert!(matches!(ops.as_slice(), [BatchOp::Update { id: found, .. }] if *found == id));
@@ -536,43 +428,6 @@ mod tests {
             &obj(json!({"hoursPerDay": 6})),
         );
         assert_eq!(Value::Object(merged), json!({"hoursPerDay": 6, "x": 1}));
-    }
-
-    fn row(collection: &str, id: u128, body: Value) -> RecordRow {
-        RecordRow {
-            id: Uuid::from_u128(id),
-            project_id: Uuid::nil(),
-            collection: collection.into(),
-            body: obj(body),
-            version: 1,
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        }
-    }
-
-    #[test]
-    fn a_reset_removes_then_recreates_parents_first() {
-        let parent = Uuid::from_u128(1).to_string();
-        let snapshot = vec![
-            row("tasks", 2, json!({"name": "child", "parent_id": parent})),
-            row("tasks", 1, json!({"name": "parent"})),
-            row("dependencies", 5, json!({})),
-        ];
-        let current = vec![row("tasks", 4, json!({"name": "new"}))];
-        let ops = reset_ops(&snapshot, &current);
-        let ids: Vec<(bool, u128)> = ops
-            .iter()
-            .map(|op| match op {
-                BatchOp::Remove { id, .. } => (false, id.as_u128()),
-                BatchOp::Create { id, .. } | BatchOp::Update { id, .. } => (true, id.as_u128()),
-            })
-            .collect();
-        assert_eq!(ids, vec![(false, 4), (true, 1), (true, 2), (true, 5)]);
-        assert!(same_records(
-            &snapshot,
-            &snapshot.iter().rev().cloned().collect::<Vec<_>>()
-        ));
-        assert!(!same_records(&snapshot, &current));
     }
 
     #[test]
