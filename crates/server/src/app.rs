@@ -130,7 +130,7 @@ impl AppState {
         let secret = token_secret(&*store).await?;
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
-        let decoy = crate::auth::password::hash(hex(&random)).await?;
+        let decoy = crate::auth::password::hash(hex::encode(random)).await?;
         let limiters = Limiters::new(config.rates);
         limiters.spawn_pruner();
         let state = AppState {
@@ -183,8 +183,4 @@ impl AppState {
         tracing::info!(%email, "created the bootstrap system administrator");
         Ok(())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

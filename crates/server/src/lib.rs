@@ -7,7 +7,10 @@
 //! - [`api`]: the REST handlers, one module per resource.
 //! - [`openapi`]: the OpenAPI document, generated from the collection table.
 //! - [`live`]: the hub, fed by committed events; eviction and connection bookkeeping.
-//! - [`transport`]: the native WebSocket, SSE and the presence roster.
+//! - [`net`]: sockets, not protocols: the listener, the WebSocket handshake, direct writes,
+//!   the SSE front and the read gate.
+//! - [`dialects`]: the native WebSocket and SSE (each `protocol`, `session`, `socket`), what
+//!   WebSocket dialects share (`ws`), their routes and the presence roster.
 //! - [`scheduler`]: the worker that recomputes schedules after commits.
 //! - [`dialects`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
 //! - [`demo`]: the `--demo` seed.
@@ -20,10 +23,10 @@ pub mod demo;
 pub mod dialects;
 pub mod http;
 pub mod live;
+pub mod net;
 pub mod openapi;
 pub mod scheduler;
 pub mod server;
-pub mod transport;
 
 pub use app::{AppState, Config, StartError};
 pub use server::{RunningServer, start};

@@ -9,15 +9,16 @@
 pub mod projects;
 pub mod store_log;
 
+use crate::dialects::native_ws::protocol::NativeWs;
+use crate::dialects::sse::protocol::Sse;
+use crate::dialects::ws::PingSweep;
 use domain::CommitListener;
 use futures::FutureExt;
-use hub::{
-    Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, InProcessBus, NativeWs, Sse,
-};
+use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, InProcessBus};
 use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 use store::Store;
@@ -67,26 +68,6 @@ impl Default for LiveConfig {
             hub: HubConfig::default(),
         }
     }
-}
-
-/// The node's sweep runs at least this often, so an idle connection whose session expired is
-/// closed within about this long (connections that receive events are closed at once).
-const SWEEP_AT_LEAST_EVERY: Duration = Duration::from_secs(1);
-/// The fewest sweeps per ping interval: each native WebSocket is pinged by one of them, so
-/// pings are spread over the interval instead of all going out at once.
-const MIN_PING_SLOTS: u32 = 30;
-
-/// How the ping interval is cut into sweep slots: `(slots, period)`, with `slots × period` the
-/// ping interval and `period` at most [`SWEEP_AT_LEAST_EVERY`].
-fn sweep_schedule(ping_interval: Duration) -> (u32, Duration) {
-    let needed = ping_interval
-        .as_nanos()
-        .div_ceil(SWEEP_AT_LEAST_EVERY.as_nanos());
-    let slots = u32::try_from(needed)
-        .unwrap_or(u32::MAX)
-        .max(MIN_PING_SLOTS);
-    let period = (ping_interval / slots).max(Duration::from_millis(1));
-    (slots, period)
 }
 
 /// Counts open live connections so shutdown can wait for their close frames to go out.
@@ -146,9 +127,9 @@ pub struct LiveFeed {
     shutting_down: AtomicBool,
     connections: Connections,
     sse_per_user: Mutex<HashMap<Uuid, usize>>,
-    /// The heartbeat slot the next sweep pings, `0..ping_slots`.
-    next_slot: AtomicU32,
-    ping_slots: u32,
+    /// The node's one ping schedule for every WebSocket dialect; its task also closes
+    /// connections whose session expired.
+    pub pings: PingSweep,
 }
 
 impl LiveFeed {
@@ -165,7 +146,8 @@ impl LiveFeed {
         let sse = builder.dialect(Sse);
         let bryntum = builder.dialect(bryntum);
         let hub = builder.start().await?;
-        let (ping_slots, period) = sweep_schedule(config.ws_ping_interval);
+        let pings = PingSweep::new(config.ws_ping_interval);
+        let period = pings.period();
         let feed = Arc::new(LiveFeed {
             hub,
             bus,
@@ -177,20 +159,10 @@ impl LiveFeed {
             shutting_down: AtomicBool::new(false),
             connections: Connections::default(),
             sse_per_user: Mutex::new(HashMap::new()),
-            next_slot: AtomicU32::new(0),
-            ping_slots,
+            pings,
         });
         tokio::spawn(sweep(Arc::downgrade(&feed), period));
         Ok(feed)
-    }
-
-    /// The heartbeat slot for a native WebSocket opening now: the slot swept last, so its
-    /// first ping comes one ping interval (less at most one sweep period) from now.
-    pub fn ping_slot(&self) -> u32 {
-        match self.next_slot.load(Ordering::Relaxed) {
-            0 => self.ping_slots - 1,
-            next => next - 1,
-        }
     }
 
     pub fn hub(&self) -> &Hub {
@@ -345,8 +317,9 @@ impl LiveFeed {
 }
 
 /// One task for the whole node instead of a timer per connection: every `period` it pings the
-/// native WebSockets of the next slot (through the hub, which wakes their tasks) and closes
-/// connections whose session expired. Ends when the feed is dropped.
+/// WebSockets of the next slot ([`PingSweep`]; those with a hub subscription through the hub,
+/// which wakes their tasks) and closes connections whose session expired. Ends when the feed
+/// is dropped.
 async fn sweep(feed: Weak<LiveFeed>, period: Duration) {
     let mut ticks = tokio::time::interval(period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -355,10 +328,9 @@ async fn sweep(feed: Weak<LiveFeed>, period: Duration) {
         let Some(feed) = feed.upgrade() else {
             return;
         };
-        let slot = feed.next_slot.load(Ordering::Relaxed);
-        feed.hub.sweep(Some(slot), chrono::Utc::now());
-        feed.next_slot
-            .store((slot + 1) % feed.ping_slots, Ordering::Relaxed);
+        feed.pings.advance(|slot| {
+            feed.hub.sweep(Some(slot), chrono::Utc::now());
+        });
     }
 }
 

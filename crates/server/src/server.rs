@@ -2,7 +2,8 @@
 
 use crate::app::{AppState, Config, StartError};
 use crate::http::error;
-use crate::transport::tcp::{LiveListener, Peer};
+use crate::net::Peer;
+use crate::net::listener::LiveListener;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -42,7 +43,7 @@ pub fn router(state: AppState) -> Router {
             "/ws/v1/bryntum",
             axum::routing::any(crate::dialects::bryntum::upgrade),
         )
-        .merge(crate::transport::router())
+        .merge(crate::dialects::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(

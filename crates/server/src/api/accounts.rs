@@ -1,9 +1,9 @@
 //! Login, logout, the current user, user administration and WebSocket tickets.
 
 use crate::app::AppState;
-use crate::auth::{Authed, SESSION_COOKIE, password, tickets, tokens::Claims};
-use crate::http::{HttpError, HttpResult, IfMatch, JsonBody, error, path_id};
-use crate::transport::tcp::Peer;
+use crate::auth::{Authed, SESSION_COOKIE, login, password, tickets, tokens::Claims};
+use crate::http::{HttpResult, IfMatch, JsonBody, error, path_id};
+use crate::net::Peer;
 use axum::Json;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,10 +11,6 @@ use axum::response::{IntoResponse, Response};
 use domain::accounts::{NewUser, parse_user_input, user_json};
 use proto::{ApiError, ErrorCode};
 use serde_json::{Value, json};
-
-fn bad_credentials() -> HttpError {
-    error(ErrorCode::InvalidCredentials, "wrong login or password")
-}
 
 fn session_cookie(state: &AppState, token: &str, max_age: i64) -> HeaderValue {
     let secure = if state.config.secure_cookies {
@@ -46,10 +42,10 @@ pub async fn login(
         .ok_or_else(|| error(ErrorCode::ValidationFailed, "password is required"))?
         .to_owned();
     if login.len() > 254 || secret.len() > domain::accounts::MAX_PASSWORD_BYTES {
-        return Err(bad_credentials());
+        return Err(login::bad_credentials());
     }
     state.limiters.check_login(&login, address.ip())?;
-    let user = authenticate(&state, &login, secret).await?;
+    let user = login::authenticate(&state.domain, &state.decoy_hash, &login, secret).await?;
     let session = state
         .domain
         .create_session(
@@ -80,24 +76,6 @@ pub async fn login(
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
-}
-
-/// Checks a login and password; the same refusal whatever was wrong.
-pub async fn authenticate(
-    state: &AppState,
-    login: &str,
-    secret: String,
-) -> HttpResult<store::UserRow> {
-    let user = state.domain.find_user_by_login(login).await?;
-    let stored = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| state.decoy_hash.as_str().to_owned());
-    let matches = password::verify(secret, stored).await;
-    match user {
-        Some(user) if matches && user.is_active => Ok(user),
-        _ => Err(bad_credentials()),
-    }
 }
 
 /// `POST /api/v1/auth/logout`: ends the session; its tokens die and its live connections close.
@@ -132,7 +110,7 @@ pub async fn update_me(
                 )
             })?;
             if !password::verify(current, auth.user.password_hash.clone()).await {
-                return Err(bad_credentials());
+                return Err(login::bad_credentials());
             }
             Some(password::hash(new_password.clone()).await?)
         }

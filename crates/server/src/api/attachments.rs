@@ -112,11 +112,7 @@ pub async fn upload(
                             .map_err(|_| ApiError::internal())?;
                     }
                     file.flush().await.map_err(|_| ApiError::internal())?;
-                    let digest: String = hasher
-                        .finalize()
-                        .iter()
-                        .map(|b| format!("{b:02x}"))
-                        .collect();
+                    let digest = hex::encode(hasher.finalize());
                     stored = Some((filename, content_type, size, digest));
                 }
                 _ => {}

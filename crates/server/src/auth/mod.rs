@@ -1,8 +1,9 @@
-//! Authentication: passwords, access tokens, the session cookie, CSRF, rate limits and
+//! Authentication: password login, passwords, access tokens, the session cookie, CSRF, rate limits and
 //! WebSocket tickets.
 
 pub mod extract;
 pub mod limits;
+pub mod login;
 pub mod password;
 pub mod tickets;
 pub mod tokens;

@@ -8,8 +8,8 @@ use super::protocol::{self, Command, Incoming};
 use super::session::{self, ProjectName};
 use super::{BryntumNode, Mailbox};
 use crate::app::AppState;
-use crate::auth::tickets;
-use crate::transport::direct::DirectSocket;
+use crate::dialects::ws::{self, TicketRefused};
+use crate::net::direct::DirectSocket;
 use bytes::Bytes;
 use domain::Actor;
 use domain::batch::{BatchRequest, BatchSetting};
@@ -90,7 +90,7 @@ pub async fn watch(
     request.session_id = user.and_then(|u| u.session_id);
     request.expires_at = user.and_then(|u| u.expires_at);
     request.filter = Some(Arc::new(|_| false));
-    request.heartbeat_slot = Some(live.ping_slot());
+    request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
     live.hub().subscribe(request).await
 }
 
@@ -225,10 +225,16 @@ impl Client {
             .limiters
             .check_login(login, self.address.ip())
             .map_err(|e| e.message)?;
-        crate::api::accounts::authenticate(&self.state, login, password.to_owned())
-            .await
-            .map(|user| (user, None))
-            .map_err(|_| "wrong login or password".to_owned())
+        let state = &self.state;
+        crate::auth::login::authenticate(
+            &state.domain,
+            &state.decoy_hash,
+            login,
+            password.to_owned(),
+        )
+        .await
+        .map(|user| (user, None))
+        .map_err(|_| "wrong login or password".to_owned())
     }
 
     /// The ticket's user and their session with its expiry.
@@ -237,24 +243,15 @@ impl Client {
         ticket: &str,
     ) -> Result<(UserRow, Option<(Uuid, store::Timestamp)>), String> {
         let refused = || "the ticket is unknown, expired or spent".to_owned();
-        if ticket.len() > 256 {
+        let holder = match ws::redeem_ticket(&self.state.domain, ticket).await {
+            Ok(holder) => holder,
+            Err(TicketRefused::Unusable) => return Err(refused()),
+            Err(TicketRefused::Failed(e)) => return Err(e.message),
+        };
+        if !holder.user.is_active {
             return Err(refused());
         }
-        let domain = &self.state.domain;
-        let row = domain
-            .consume_ticket(&tickets::digest(ticket))
-            .await
-            .map_err(|e| e.message)?
-            .ok_or_else(refused)?;
-        let (session, user) = domain
-            .session_user(row.session_id)
-            .await
-            .map_err(|e| e.message)?
-            .ok_or_else(refused)?;
-        if user.id != row.user_id || !user.is_active {
-            return Err(refused());
-        }
-        Ok((user, Some((row.session_id, session.expires_at))))
+        Ok((holder.user, Some((holder.session_id, holder.expires_at))))
     }
 
     async fn projects(&mut self) -> Replies {
@@ -371,7 +368,7 @@ impl Client {
         request.since = Some(seq);
         request.session_id = user.session_id;
         request.expires_at = user.expires_at;
-        request.heartbeat_slot = Some(live.ping_slot());
+        request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
         request.direct = self.direct.clone().map(|socket| {
             Arc::new(LabelledDirect {
                 socket,

@@ -12,19 +12,20 @@ use super::commands::{Client, Replies, watch};
 use super::protocol;
 use super::{Mailbox, Note};
 use crate::app::AppState;
+use crate::dialects::ws::{
+    self, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_SERVER_ERROR, CLOSE_TOO_BIG,
+    CLOSE_UNSUPPORTED, Flow, MessageLimiter, close_handshake,
+};
 use crate::live::ConnectionGuard;
-use crate::transport::native_ws::{self, refuse};
-use crate::transport::read_gate::ReadGate;
-use crate::transport::tcp::Peer;
-use crate::transport::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
+use crate::net::Peer;
+use crate::net::read_gate::ReadGate;
+use crate::net::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::SinkExt;
-use governor::{Quota, RateLimiter};
 use hub::{CloseReason, Delivery};
 use serde_json::json;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -42,22 +43,11 @@ const MESSAGE_BURST: u32 = 500;
 /// Frames written per flush when the subscription has several ready.
 const MAX_BATCH: usize = 64;
 
-const CLOSE_GOING_AWAY: u16 = native_ws::CLOSE_GOING_AWAY;
-const CLOSE_UNSUPPORTED: u16 = native_ws::CLOSE_UNSUPPORTED;
-const CLOSE_POLICY: u16 = native_ws::CLOSE_POLICY;
-const CLOSE_TOO_BIG: u16 = native_ws::CLOSE_TOO_BIG;
-const CLOSE_SERVER_ERROR: u16 = native_ws::CLOSE_SERVER_ERROR;
-const CLOSE_FORBIDDEN: u16 = native_ws::CLOSE_FORBIDDEN;
-
-/// The native socket's buffers (many idle sockets must not each hold the library's default
-/// 128 KiB); a dataset larger than the write buffer is written in pieces, and a large revision
-/// is read in read-buffer steps into a buffer that grows to fit it.
+/// The WebSocket dialects' buffers (many idle sockets must not each hold the library's default
+/// 128 KiB). A dataset may be larger than their write-buffer bound: text frames go through the
+/// direct writer, and through the library only without one, so the bound is lifted for them.
 fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(READ_LIMIT))
-        .max_frame_size(Some(READ_LIMIT))
-        .read_buffer_size(native_ws::READ_BUFFER)
-        .write_buffer_size(native_ws::WRITE_BUFFER)
+    ws::config(READ_LIMIT).max_write_buffer_size(usize::MAX)
 }
 
 /// `GET /ws/v1/bryntum`.
@@ -77,12 +67,19 @@ pub async fn upgrade(
         let socket = Box::new(socket);
         async move {
             let Some(guard) = guard else {
-                Box::pin(refuse(socket, CLOSE_GOING_AWAY, "the server is going away")).await;
+                let mut socket = socket;
+                Box::pin(close_handshake(
+                    &mut *socket,
+                    CLOSE_GOING_AWAY,
+                    "the server is going away",
+                ))
+                .await;
                 return;
             };
             let Ok(sub) = Box::pin(watch(&state, None)).await else {
-                Box::pin(refuse(
-                    socket,
+                let mut socket = socket;
+                Box::pin(close_handshake(
+                    &mut *socket,
                     CLOSE_SERVER_ERROR,
                     "live delivery unavailable",
                 ))
@@ -127,22 +124,13 @@ struct Connection {
 /// One text frame: the connection's own head (often empty), then the bytes after it.
 type Text = [Bytes; 2];
 
-enum Flow {
-    Continue,
-    Close(u16, &'static str),
-    Gone,
-}
-
 impl Connection {
     fn send_timeout(&self) -> Duration {
         self.guard.feed().config.send_timeout
     }
 
     async fn serve(mut self) {
-        let quota =
-            Quota::per_second(NonZeroU32::new(MESSAGES_PER_SECOND).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(MESSAGE_BURST).unwrap_or(NonZeroU32::MIN));
-        let limiter = RateLimiter::direct(quota);
+        let limiter = MessageLimiter::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
         // Pings the client left unanswered (with no frame at all since): two close it, so a
         // half-open TCP connection does not hold its roster entry forever.
         let mut unanswered = 0u8;
@@ -168,7 +156,7 @@ impl Connection {
                             Flow::Close(CLOSE_TOO_BIG, "messages are at most 1 MiB")
                         }
                         Some(Err(_)) => Flow::Gone,
-                        Some(Ok(Message::Text(_))) if limiter.check().is_err() => {
+                        Some(Ok(Message::Text(_))) if !limiter.allows() => {
                             Flow::Close(CLOSE_POLICY, "too many messages")
                         }
                         Some(Ok(message)) => Box::pin(self.on_client_message(message)).await,
@@ -182,11 +170,13 @@ impl Connection {
             }
         };
         self.client.leave_roster();
-        let Connection { socket, client, .. } = self;
+        let Connection {
+            mut socket, client, ..
+        } = self;
         // Unsubscribed before the goodbye, like the native socket.
         drop(client);
         if let Flow::Close(code, reason) = outcome {
-            Box::pin(refuse(socket, code, reason)).await;
+            Box::pin(close_handshake(&mut *socket, code, reason)).await;
         }
     }
 
@@ -201,7 +191,7 @@ impl Connection {
             }
             Message::Binary(_) => Flow::Close(CLOSE_UNSUPPORTED, "binary frames are not accepted"),
             Message::Close(_) => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), self.socket.flush()).await;
+                let _ = tokio::time::timeout(ws::CLOSE_GRACE, self.socket.flush()).await;
                 Flow::Gone
             }
             // The library queues the pong itself; flush it now rather than with the next write.

@@ -1,13 +1,13 @@
 //! The HTTP/1.1 WebSocket upgrade of the native endpoint.
 //!
 //! axum's `WebSocketUpgrade` hands its callback a socket over hyper's `Upgraded` and nothing
-//! else, while the native socket needs its TCP connection too (`transport::direct`). This is
+//! else, while the native socket needs its TCP connection too (`net::direct`). This is
 //! the same handshake (RFC 6455 §4.2: `GET`, `Connection: upgrade`, `Upgrade: websocket`,
 //! version 13, the accept key from tungstenite) with the socket built over [`LiveIo`].
 
 use crate::http::error;
-use crate::transport::direct::{DirectSocket, Framing, LiveIo};
-use crate::transport::tcp::Peer;
+use crate::net::direct::{DirectSocket, Framing, LiveIo};
+use crate::net::peer::Peer;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;

@@ -21,7 +21,7 @@
 //! What the connection writes on its own may go out between two data frames: WebSocket control
 //! frames (ping, pong, close), which WebSocket allows, and SSE keepalive comments.
 
-use crate::transport::tcp::{poll_write, poll_write_vectored, shutdown_write};
+use crate::net::io::{poll_write, poll_write_vectored, shutdown_write};
 use bytes::{Buf, Bytes};
 use hub::{DirectOutcome, DirectWrite};
 use hyper::upgrade::Upgraded;

@@ -1,5 +1,6 @@
 //! Server-Sent Events (CONTRACT §7): a project's stream, the project-list stream and the user
-//! stream, at `/api/v1/…` and the `/api/…` aliases.
+//! stream, at `/api/v1/…` and the `/api/…` aliases; the glue between a response body and its
+//! [`SseSession`].
 //!
 //! Each response body is the hub's SSE frames as they come (each a complete message), after a
 //! first `connected` message, with a `: keepalive` comment whenever the body sent nothing for
@@ -8,13 +9,15 @@
 //! ends when the hub closes the subscription (loss of access, logout, the session's expiry,
 //! shutdown), which is how a stream "ends on loss of access".
 
+use super::protocol;
+use super::session::{SseSession, project_list_filter, user_filter};
 use crate::app::AppState;
 use crate::auth::Authed;
+use crate::dialects::role_in;
 use crate::http::{HttpError, HttpResult, error, path_id};
-use crate::live::projects::{ProjectSet, ProjectWatch};
+use crate::live::projects::ProjectWatch;
 use crate::live::{ConnectionGuard, SseSlot};
-use crate::transport::role_in;
-use crate::transport::sse_front::FrontSocket;
+use crate::net::sse_front::FrontSocket;
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -22,74 +25,22 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use bytes::Bytes;
 use domain::OrApi;
-use hub::{Delivery, EventFilter, Sse, SubscribeRequest, Subscription};
-use proto::{ApiError, ErrorCode, Event, EventType, StreamKey};
-use serde_json::{Value, json};
+use hub::{SubscribeRequest, Subscription};
+use proto::{ApiError, ErrorCode, StreamKey};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use uuid::Uuid;
-
-const KEEPALIVE: &[u8] = b": keepalive\n\n";
-
-/// `?last_event_id=` and the `Last-Event-ID` header (the header wins).
-fn position(headers: &HeaderMap, query: Option<&str>) -> Option<i64> {
-    let header = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.trim().is_empty());
-    let query = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "last_event_id")
-            .map(|(_, v)| v)
-    });
-    super::parse_position(header.or(query))
-}
 
 /// Everything an SSE body owns: dropping it (client gone, stream ended) releases the hub
 /// subscription, the user's slot and the connection count.
 struct SseBody {
     sub: Subscription,
+    session: SseSession,
     keepalive: tokio::time::Interval,
-    first: Option<Bytes>,
     _slot: SseSlot,
     _guard: ConnectionGuard,
     _watch: Option<ProjectWatch>,
-}
-
-/// The most bytes of ready frames joined into one body chunk.
-const MAX_CHUNK: usize = 64 * 1024;
-
-impl SseBody {
-    /// The chunk for `first` and whatever else is ready: several messages joined into one
-    /// write (a copy, cheaper than a write each). `None` when the stream is over.
-    fn batch(&mut self, first: Delivery) -> Option<Bytes> {
-        let frame = |sub: &Subscription, delivery: Delivery| match delivery {
-            Delivery::Frame(frame) => Some(frame),
-            Delivery::ResyncRequired { latest_seq } => Some(sub.resync_frame(latest_seq)),
-            Delivery::Closed(_) => None,
-            // SSE subscriptions ask for no heartbeat; were one to come, it is a keepalive.
-            Delivery::Heartbeat => Some(Bytes::from_static(KEEPALIVE)),
-        };
-        let first = frame(&self.sub, first)?;
-        if first.len() >= MAX_CHUNK {
-            return Some(first);
-        }
-        let mut chunk: Option<bytes::BytesMut> = None;
-        while chunk.as_ref().map_or(first.len(), |c| c.len()) < MAX_CHUNK {
-            let Some(delivery) = self.sub.try_recv() else {
-                break;
-            };
-            // An ending stream still sends what came before; the next poll sees Closed again.
-            let Some(next) = frame(&self.sub, delivery) else {
-                break;
-            };
-            chunk
-                .get_or_insert_with(|| bytes::BytesMut::from(&first[..]))
-                .extend_from_slice(&next);
-        }
-        Some(chunk.map_or(first, bytes::BytesMut::freeze))
-    }
 }
 
 #[derive(Clone, Copy)]
@@ -100,15 +51,15 @@ enum Access {
     User,
 }
 
-/// Where a stream is asked for: its headers and query, and, when the SSE front serves the
-/// connection, the front's writer.
-struct Asked<'a> {
+/// The parts of an HTTP request that open a stream: its headers and query (where the client
+/// resumes), and, when the SSE front serves the connection, the front's writer.
+struct StreamRequest<'a> {
     headers: &'a HeaderMap,
     query: Option<&'a str>,
     front: Option<FrontSocket>,
 }
 
-impl<'a> Asked<'a> {
+impl<'a> StreamRequest<'a> {
     fn new(
         headers: &'a HeaderMap,
         uri: &'a axum::http::Uri,
@@ -126,7 +77,7 @@ async fn open(
     state: &AppState,
     auth: &Authed,
     access: Access,
-    asked: Asked<'_>,
+    asked: StreamRequest<'_>,
 ) -> HttpResult<Response> {
     let live = &state.live;
     let user_id = auth.user.id;
@@ -169,9 +120,9 @@ async fn open(
         ),
     };
     let mut request = SubscribeRequest::new(stream, live.sse, user_id);
-    request.since = position(asked.headers, asked.query);
+    request.since = protocol::position(asked.headers, asked.query);
     // On the front, the fan-out may write this stream's frames itself while the body waits
-    // (`transport::direct`); through hyper, which frames the body its own way, it may not.
+    // (`net::direct`); through hyper, which frames the body its own way, it may not.
     request.direct = asked
         .front
         .map(|FrontSocket(writer)| writer as Arc<dyn hub::DirectWrite>);
@@ -197,23 +148,23 @@ async fn open(
     keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let body = SseBody {
         sub,
+        session: SseSession::new(user_id),
         keepalive,
-        first: Some(Sse::connected(user_id)),
         _slot: slot,
         _guard: guard,
         _watch: watch,
     };
     let frames = futures::stream::unfold(Some(body), |body| async move {
         let mut body = body?;
-        if let Some(first) = body.first.take() {
+        if let Some(first) = body.session.greeting() {
             return Some((Ok::<_, Infallible>(first), Some(body)));
         }
-        let frame = tokio::select! {
-            delivery = body.sub.recv() => match body.batch(delivery) {
-                Some(frame) => frame,
-                None => return None,
-            },
-            _ = body.keepalive.tick() => Bytes::from_static(KEEPALIVE),
+        let frame: Bytes = tokio::select! {
+            delivery = body.sub.recv() => {
+                let SseBody { sub, session, .. } = &mut body;
+                session.on_deliveries(delivery, || sub.try_recv())?
+            }
+            _ = body.keepalive.tick() => body.session.on_keepalive_tick(),
         };
         // Anything the body sends counts as keepalive (direct writes do not pass through it).
         body.keepalive.reset();
@@ -233,33 +184,6 @@ async fn open(
     Ok(response)
 }
 
-/// The project-list stream: project lifecycle events of the user's projects, and the database
-/// events (which concern every project).
-fn project_list_filter(set: Arc<ProjectSet>) -> EventFilter {
-    Arc::new(move |event: &Event| match event.event_type {
-        EventType::ProjectCreated | EventType::ProjectUpdated | EventType::ProjectDeleted => {
-            event.project_id.is_some_and(|p| set.contains(p))
-        }
-        EventType::DatabaseWiped | EventType::DatabaseProjectsWiped => true,
-        _ => false,
-    })
-}
-
-/// The user stream: `user.updated` of the user themself; system administrators, who manage
-/// users, get every user's.
-fn user_filter(user_id: Uuid, is_admin: bool) -> EventFilter {
-    Arc::new(move |event: &Event| {
-        event.event_type == EventType::UserUpdated
-            && (is_admin
-                || event
-                    .payload
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .and_then(|s| Uuid::parse_str(s).ok())
-                    == Some(user_id))
-    })
-}
-
 async fn authed(state: &AppState, headers: &HeaderMap) -> HttpResult<Authed> {
     Authed::from_headers(state, headers).await
 }
@@ -274,7 +198,7 @@ pub async fn project(
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
     let project = path_id(&project_id, "project")?;
-    let asked = Asked::new(&headers, &uri, front);
+    let asked = StreamRequest::new(&headers, &uri, front);
     open(&state, &auth, Access::Project(project), asked).await
 }
 
@@ -292,7 +216,7 @@ pub async fn project_alias(
         .resolve_project(&id_or_key)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    let asked = Asked::new(&headers, &uri, front);
+    let asked = StreamRequest::new(&headers, &uri, front);
     open(&state, &auth, Access::Project(project), asked).await
 }
 
@@ -304,7 +228,7 @@ pub async fn projects(
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
-    let asked = Asked::new(&headers, &uri, front);
+    let asked = StreamRequest::new(&headers, &uri, front);
     open(&state, &auth, Access::ProjectList, asked).await
 }
 
@@ -316,6 +240,6 @@ pub async fn users(
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
     let auth = authed(&state, &headers).await?;
-    let asked = Asked::new(&headers, &uri, front);
+    let asked = StreamRequest::new(&headers, &uri, front);
     open(&state, &auth, Access::User, asked).await
 }

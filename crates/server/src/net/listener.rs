@@ -2,20 +2,21 @@
 //!
 //! An accepted TCP stream is shared (`Arc`) instead of owned by hyper, so that a native
 //! WebSocket upgraded from it can also be written to directly by the hub's fan-out
-//! (`transport::direct`): hyper's `Upgraded` hides its IO behind a private type, so the only
+//! (`net::direct`): hyper's `Upgraded` hides its IO behind a private type, so the only
 //! way to the socket is a handle taken when the connection was accepted. Each request carries
 //! a weak one in its [`Peer`] connect info; weak, so that nothing a handler keeps by mistake
 //! holds a closed connection's descriptor open.
 
-use crate::transport::sse_front::{self, Front};
+use crate::net::io::{poll_write, poll_write_vectored, shutdown_write};
+use crate::net::peer::Peer;
+use crate::net::sse_front::{self, Front};
 use axum::Router;
 use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
-use socket2::SockRef;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -26,7 +27,7 @@ use tokio::sync::mpsc;
 ///
 /// Each accepted connection is first peeked by its own task (so a slow client never holds
 /// up the accept loop): one whose first request line asks for an SSE stream is served by
-/// `transport::sse_front` and never reaches hyper; every other one comes back through the
+/// `net::sse_front` and never reaches hyper; every other one comes back through the
 /// channel and is handed to hyper unchanged.
 pub struct LiveListener {
     listener: TcpListener,
@@ -104,13 +105,6 @@ impl Listener for LiveListener {
     }
 }
 
-/// The client end of a request: its address, and a handle on its TCP connection.
-#[derive(Clone, Debug)]
-pub struct Peer {
-    pub address: SocketAddr,
-    pub(crate) tcp: Weak<TcpStream>,
-}
-
 impl Connected<IncomingStream<'_, LiveListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, LiveListener>) -> Self {
         Peer {
@@ -169,37 +163,5 @@ impl AsyncWrite for SharedTcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(shutdown_write(&self.0))
-    }
-}
-
-/// Writes what the socket takes now, or waits until it can take something.
-pub(crate) fn poll_write(
-    tcp: &TcpStream,
-    cx: &mut Context<'_>,
-    buf: &[u8],
-) -> Poll<io::Result<usize>> {
-    poll_write_vectored(tcp, cx, &[io::IoSlice::new(buf)])
-}
-
-/// [`poll_write`] for several buffers in one `writev`.
-pub(crate) fn poll_write_vectored(
-    tcp: &TcpStream,
-    cx: &mut Context<'_>,
-    bufs: &[io::IoSlice<'_>],
-) -> Poll<io::Result<usize>> {
-    loop {
-        ready!(tcp.poll_write_ready(cx))?;
-        match tcp.try_write_vectored(bufs) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            done => return Poll::Ready(done),
-        }
-    }
-}
-
-pub(crate) fn shutdown_write(tcp: &TcpStream) -> io::Result<()> {
-    match SockRef::from(tcp).shutdown(Shutdown::Write) {
-        // The peer is already gone: there is nothing left to shut down.
-        Err(err) if err.kind() == io::ErrorKind::NotConnected => Ok(()),
-        done => done,
     }
 }

@@ -10,12 +10,13 @@
 //! a REST call) stays with hyper.
 //!
 //! Because the front owns the socket and its framing, the hub's fan-out may write an idle
-//! stream's frames itself, as it does for native WebSockets (`transport::direct`): the
+//! stream's frames itself, as it does for native WebSockets (`net::direct`): the
 //! request carries a [`FrontSocket`] that the SSE handler gives to its subscription, and the
 //! front's own writes go through the same [`DirectSocket`].
 
-use crate::transport::direct::{DirectSocket, Framing};
-use crate::transport::tcp::{Peer, poll_write, shutdown_write};
+use crate::net::direct::{DirectSocket, Framing};
+use crate::net::io::{shutdown_write, write_all};
+use crate::net::peer::Peer;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -87,7 +88,7 @@ pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
 }
 
 /// `GET <sse path>[?query] HTTP/1.x`, the paths being exactly the SSE routes of
-/// `transport::router`.
+/// `dialects::router`.
 fn is_sse_request_line(line: &[u8]) -> bool {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     let Ok(line) = std::str::from_utf8(line) else {
@@ -435,18 +436,6 @@ async fn client_gone(tcp: &TcpStream, probe: &mut [u8]) {
             Err(_) => return,
         }
     }
-}
-
-/// Writes every byte of `buf` (the front's own answers, before any stream exists).
-async fn write_all(tcp: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        let written = std::future::poll_fn(|cx| poll_write(tcp, cx, buf)).await?;
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        buf = &buf[written..];
-    }
-    Ok(())
 }
 
 #[cfg(test)]
