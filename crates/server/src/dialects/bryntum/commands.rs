@@ -1,5 +1,6 @@
-//! Each command's reads and writes for one socket: what it fetches for the rules of
-//! [`session`], what it commits, and which hub subscription the socket holds after it.
+//! Each command of one socket: what it asks the domain (`domain::bryntum`, never the store),
+//! what it hands the rules of [`session`], what it commits, and which hub subscription the
+//! socket holds after it.
 
 use super::changes::{TOKEN_PREFIX, reset_echo};
 use super::mapping::{BryntumStore, Object, Units};

@@ -5,12 +5,13 @@
 //! - [`protocol`]: message parsing (v2, v1 flat form, camelCase aliases) and spelling. Pure.
 //! - [`mapping`]: liveplan records ↔ Bryntum store records. Pure.
 //! - [`phantoms`]: real ids for phantom records and rewriting every reference to them. Pure.
-//! - [`session`]: one client's rules (commands, revisions, resets, datasets). Pure.
+//! - [`session`]: one client's rules (commands, project names, revisions, datasets). Pure.
 //! - [`changes`]: the hub dialect: each committed event encoded once into the shared body of
 //!   its `project_change` frame.
-//! - `commands`: each command's reads and writes; `socket`: the connection's loop.
+//! - `commands`: each command's calls into the domain (`domain::bryntum`); `socket`: the
+//!   connection's loop.
 //!
-//! A Bryntum socket is served like a native one (`transport::ws_upgrade`, pinged by the node's
+//! A Bryntum socket is served like a native one (`net::ws_upgrade`, pinged by the node's
 //! sweep through its hub subscription, written to directly by the fan-out while idle); it holds
 //! one hub subscription at a time: its project's once it loaded a dataset, else its login's
 //! (for logout and deactivation), else an anonymous one for the pings.

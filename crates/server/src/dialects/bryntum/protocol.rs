@@ -127,7 +127,7 @@ pub fn message(command: &str, data: Value) -> String {
 /// The bytes a `project_change` frame starts with for a socket that calls its project `label`:
 /// `{"command":"project_change","data":{"project":LABEL,"revisions":`. The rest of the frame
 /// ([`change_body`]) is the same for every socket, so it is encoded once per event and each
-/// socket writes its own head before it (one `writev`, see `transport::direct`).
+/// socket writes its own head before it (one `writev`, see `net::direct`).
 pub fn change_head(label: &Value) -> bytes::Bytes {
     bytes::Bytes::from(format!(
         r#"{{"command":"project_change","data":{{"project":{label},"revisions":"#

@@ -1,9 +1,9 @@
-//! One Bryntum connection: the upgrade (the native socket's, `transport::ws_upgrade`), then a
+//! One Bryntum connection: the upgrade (the native socket's, `net::ws_upgrade`), then a
 //! loop over the client's frames, the socket's hub subscription and its mailbox.
 //!
 //! Like the native socket, an idle Bryntum socket is a parked task holding its WebSocket, its
 //! subscription and its mailbox: no timer (the node's sweep cues pings through the
-//! subscription) and no per-socket copy of what the room's other sockets receive (the hub's
+//! subscription) and no per-socket copy of what the project's other sockets receive (the hub's
 //! shared frames are written behind the socket's own head, by the fan-out itself while the
 //! task is parked).
 
