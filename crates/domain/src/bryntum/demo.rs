@@ -246,6 +246,9 @@ mod tests {
         let mut renamed = b.clone();
         renamed.body.insert("name".into(), json!("other"));
         assert!(!same_records(&[a.clone(), b], &[a.clone(), renamed]));
-        assert!(!same_records(std::slice::from_ref(&a), &[a.clone(), a.clone()]));
+        assert!(!same_records(
+            std::slice::from_ref(&a),
+            &[a.clone(), a.clone()]
+        ));
     }
 }
