@@ -241,7 +241,7 @@ async fn the_dataset_and_its_seq_are_one_moment() {
     let writer = {
         let (domain, owner, project) = (w.domain.clone(), w.owner.clone(), w.project);
         tokio::spawn(async move {
-            for n in 0..40 {
+            for n in 0..80 {
                 let task = create(&TASKS, json!({ "name": format!("t{n}") }));
                 let id = created_id(&task);
                 domain
