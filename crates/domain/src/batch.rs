@@ -4,12 +4,13 @@
 //! record, so a failure half way (a cycle, an unknown id, a missing role) leaves nothing behind.
 
 use crate::access::{project_role, require};
+use crate::bryntum::phantoms::record_phantoms;
 use crate::collections::Collection;
 use crate::records::load;
 use crate::tx::Tx;
 use crate::validate::{self, Mode};
 use crate::{Actor, Domain, DomainResult, OrApi};
-use proto::{ApiError, ErrorCode, Event};
+use proto::{ApiError, ErrorCode, Event, Role};
 use serde_json::Value;
 use std::collections::HashSet;
 use uuid::Uuid;
@@ -63,10 +64,32 @@ pub struct BatchSetting {
     pub value: String,
 }
 
+fn check_size(ops: usize) -> DomainResult<()> {
+    if ops > MAX_BATCH_OPS {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("a change holds at most {MAX_BATCH_OPS} records"),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything one batch writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRequest {
+    pub ops: Vec<BatchOp>,
+    pub setting: Option<BatchSetting>,
+    /// What the writer's client gets back, carried by the batch's first event (see
+    /// [`proto::Event::echo`]); nothing carries it when the batch emits no event.
+    pub echo: Option<Value>,
+    /// The phantom ids the writer's client gave the batch's new records and the real ids they
+    /// got, recorded in the batch's transaction (see [`crate::bryntum::phantoms`]).
+    pub phantoms: Vec<(String, Uuid)>,
+}
+
 impl Domain {
-    /// Applies `ops` in order in one transaction and returns the committed events. Each change
-    /// is authorized with the actor's role in the project and validated as the REST call would
-    /// be; the first failure rolls everything back.
+    /// Applies `ops` in order in one transaction and returns the committed events; see
+    /// [`Domain::apply_batch_request`].
     pub async fn apply_batch(
         &self,
         actor: &Actor,
@@ -74,25 +97,35 @@ impl Domain {
         ops: Vec<BatchOp>,
         setting: Option<BatchSetting>,
     ) -> Result<Vec<Event>, BatchError> {
-        if ops.len() > MAX_BATCH_OPS {
-            return Err(ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("a change holds at most {MAX_BATCH_OPS} records"),
-            )
-            .into());
-        }
+        let request = BatchRequest {
+            ops,
+            setting,
+            ..BatchRequest::default()
+        };
+        self.apply_batch_request(actor, project_id, request).await
+    }
+
+    /// Applies the request in one transaction and returns the committed events. A Viewer may
+    /// change nothing; each change is authorized with the actor's role in the project and
+    /// validated as the REST call would be; the first failure rolls everything back.
+    pub async fn apply_batch_request(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        request: BatchRequest,
+    ) -> Result<Vec<Event>, BatchError> {
+        // Before taking the writer: a batch too large is refused without waiting for it.
+        check_size(request.ops.len())?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
+        tx.set_echo(request.echo);
         let (_, role) = project_role(tx.ops(), project_id, actor).await?;
-        let mut removed: HashSet<Uuid> = HashSet::new();
-        for (index, op) in ops.into_iter().enumerate() {
-            self.apply_one(&mut tx, project_id, role, op, &mut removed)
-                .await
-                .map_err(|error| BatchError {
-                    index: Some(index),
-                    error,
-                })?;
+        if role < Role::Member {
+            return Err(ApiError::forbidden("viewers cannot change this project").into());
         }
-        if let Some(setting) = setting {
+        record_phantoms(tx.ops(), project_id, &request.phantoms).await?;
+        self.apply_ops(&mut tx, project_id, role, request.ops)
+            .await?;
+        if let Some(setting) = request.setting {
             tx.ops()
                 .put_setting(&setting.key, &setting.value)
                 .await
@@ -101,11 +134,32 @@ impl Domain {
         Ok(tx.commit().await?)
     }
 
+    /// Applies `ops` in order inside `tx`, as the actor with `role`.
+    pub(crate) async fn apply_ops(
+        &self,
+        tx: &mut Tx<'_>,
+        project_id: Uuid,
+        role: Role,
+        ops: Vec<BatchOp>,
+    ) -> Result<(), BatchError> {
+        check_size(ops.len())?;
+        let mut removed: HashSet<Uuid> = HashSet::new();
+        for (index, op) in ops.into_iter().enumerate() {
+            self.apply_one(tx, project_id, role, op, &mut removed)
+                .await
+                .map_err(|error| BatchError {
+                    index: Some(index),
+                    error,
+                })?;
+        }
+        Ok(())
+    }
+
     async fn apply_one(
         &self,
         tx: &mut Tx<'_>,
         project_id: Uuid,
-        role: proto::Role,
+        role: Role,
         op: BatchOp,
         removed: &mut HashSet<Uuid>,
     ) -> DomainResult<()> {

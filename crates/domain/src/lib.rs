@@ -9,12 +9,15 @@
 //! - [`access`]: the role rules.
 //! - [`tx`]: a write transaction that collects the events it appends.
 //! - [`batch`]: many changes across collections in one transaction (Bryntum revisions).
+//! - [`bryntum`]: what the Bryntum dialect needs beyond batches: its dataset read, access
+//!   questions, autosave grants, demo resets and phantom ids.
 //! - [`records`], [`projects`], [`members`], [`accounts`], [`admin`]: the commands.
 
 pub mod access;
 pub mod accounts;
 pub mod admin;
 pub mod batch;
+pub mod bryntum;
 pub mod collections;
 pub mod members;
 pub mod projects;

@@ -14,6 +14,9 @@ pub struct Tx<'d> {
     pub now: Timestamp,
     pub actor_id: Option<Uuid>,
     pub tab_id: Option<String>,
+    /// Rides on the next event appended to a project stream, then is gone (see
+    /// [`proto::Event::echo`]).
+    echo: Option<Value>,
 }
 
 impl<'d> Tx<'d> {
@@ -25,7 +28,14 @@ impl<'d> Tx<'d> {
             now: store::now(),
             actor_id: actor.map(|a| a.user_id),
             tab_id: actor.and_then(|a| a.tab_id.clone()),
+            echo: None,
         })
+    }
+
+    /// Gives the first project event this transaction appends from now on the echo for the
+    /// writer's client.
+    pub fn set_echo(&mut self, echo: Option<Value>) {
+        self.echo = echo;
     }
 
     pub fn ops(&mut self) -> &mut dyn Ops {
@@ -40,6 +50,10 @@ impl<'d> Tx<'d> {
         data: Value,
         project_id: Option<Uuid>,
     ) -> DomainResult<()> {
+        let echo = match stream {
+            StreamKey::Project(_) => self.echo.take(),
+            _ => None,
+        };
         let event = self
             .inner
             .append_event(NewEvent {
@@ -51,6 +65,7 @@ impl<'d> Tx<'d> {
                 tab_id: self.tab_id.clone(),
                 ts: self.now,
                 project_id,
+                echo,
             })
             .await
             .or_api()?;

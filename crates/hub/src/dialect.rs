@@ -304,6 +304,7 @@ mod tests {
             tab_id: tab.map(str::to_owned),
             ts: Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 5).unwrap(),
             project_id: Some(project),
+            echo: None,
         }
     }
 
@@ -336,6 +337,20 @@ mod tests {
             text(NativeWs.resync_required(1234)),
             r#"{"protocol_version":1,"event_type":"resync_required","payload":{"latest_seq":1234},"seq":null}"#
         );
+    }
+
+    #[test]
+    fn an_echo_changes_no_native_or_sse_byte() {
+        let mut echoed = sample(Some(42), Some("tab-9"));
+        echoed.echo = Some(json!({"client": "client-1", "changes": {"tasks": {}}}));
+        let plain = sample(Some(42), Some("tab-9"));
+        for replayed in [false, true] {
+            assert_eq!(
+                NativeWs.encode(&echoed, replayed),
+                NativeWs.encode(&plain, replayed)
+            );
+            assert_eq!(Sse.encode(&echoed, replayed), Sse.encode(&plain, replayed));
+        }
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub(crate) fn presence_event(
         tab_id: None,
         ts: Utc::now(),
         project_id: Some(project),
+        echo: None,
     }
 }
 

@@ -20,5 +20,6 @@ pub fn event(stream: StreamKey, event_type: EventType) -> Event {
             StreamKey::Project(id) => Some(id),
             _ => None,
         },
+        echo: None,
     }
 }

@@ -173,6 +173,12 @@ pub struct Event {
     /// The project the event concerns, also for `system` stream events such as
     /// `project_created`, so subscribers can be filtered by membership.
     pub project_id: Option<Uuid>,
+    /// What the writer's own client must get back for the change this event starts (a Bryntum
+    /// revision as the client sent it, with real ids), carried by the first event of that
+    /// change only. It travels with the event so any node can answer the writer; the native
+    /// WebSocket and SSE encoders never print it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo: Option<serde_json::Value>,
 }
 
 #[cfg(test)]

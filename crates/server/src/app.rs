@@ -74,8 +74,8 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiters: Arc<Limiters>,
     pub live: Arc<LiveFeed>,
-    /// The Bryntum Gantt sockets' rooms and roster.
-    pub bryntum: Arc<crate::bryntum::Shared>,
+    /// What the node's Bryntum Gantt sockets share (roster, revisions to echo, demo data).
+    pub bryntum: Arc<crate::dialects::bryntum::BryntumNode>,
     /// An argon2id hash of a random password, verified against when a login names no
     /// account, so unknown and known accounts take the same time to refuse.
     pub decoy_hash: Arc<String>,
@@ -117,7 +117,8 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 
 impl AppState {
     pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
-        let live = LiveFeed::start(store.clone(), config.live.clone())
+        let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
+        let live = LiveFeed::start(store.clone(), config.live.clone(), bryntum.dialect())
             .await
             .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
@@ -142,7 +143,7 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret)),
             limiters,
             live,
-            bryntum: Arc::default(),
+            bryntum,
             decoy_hash: Arc::new(decoy),
         };
         state.bootstrap_admin().await?;

@@ -13,7 +13,7 @@
 //! - [`dialects`]: the native WebSocket and SSE (each `protocol`, `session`, `socket`), what
 //!   WebSocket dialects share (`ws`), their routes and the presence roster.
 //! - [`scheduler`]: the worker that recomputes schedules after commits.
-//! - [`bryntum`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
+//! - [`dialects`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 
@@ -21,7 +21,6 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backends;
-pub mod bryntum;
 pub mod demo;
 pub mod dialects;
 pub mod http;

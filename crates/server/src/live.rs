@@ -120,6 +120,8 @@ pub struct LiveFeed {
     pub ws: DialectId,
     /// The Server-Sent Events dialect (CONTRACT §7).
     pub sse: DialectId,
+    /// The Bryntum Gantt dialect (CONTRACT §8), `crate::dialects::bryntum::changes`.
+    pub bryntum: DialectId,
     pub config: LiveConfig,
     pub project_sets: Arc<ProjectSets>,
     shutting_down: AtomicBool,
@@ -135,12 +137,14 @@ impl LiveFeed {
     pub async fn start(
         store: Arc<dyn Store>,
         config: LiveConfig,
+        bryntum: impl hub::Dialect,
     ) -> Result<Arc<LiveFeed>, HubError> {
         let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let log = Arc::new(StoreLog::new(store));
         let mut builder = Hub::builder(log, bus.clone()).config(config.hub.clone());
         let ws = builder.dialect(NativeWs);
         let sse = builder.dialect(Sse);
+        let bryntum = builder.dialect(bryntum);
         let hub = builder.start().await?;
         let pings = PingSweep::new(config.ws_ping_interval);
         let period = pings.period();
@@ -149,6 +153,7 @@ impl LiveFeed {
             bus,
             ws,
             sse,
+            bryntum,
             config,
             project_sets: Arc::default(),
             shutting_down: AtomicBool::new(false),

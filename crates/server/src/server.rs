@@ -40,7 +40,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", crate::api::router(&state))
         .route(
             "/ws/v1/bryntum",
-            axum::routing::any(crate::bryntum::upgrade),
+            axum::routing::any(crate::dialects::bryntum::upgrade),
         )
         .merge(crate::dialects::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })

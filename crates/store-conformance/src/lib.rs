@@ -78,7 +78,9 @@ macro_rules! conformance_suite {
             records_are_listed_by_collection_in_pages,
             joined_reads_match_separate_reads,
             read_handles_refuse_writes,
-            a_closed_store_refuses_work
+            a_closed_store_refuses_work,
+            events_carry_their_echo,
+            phantom_ids_are_kept_bounded
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,

@@ -106,7 +106,7 @@ macro_rules! record_columns {
 }
 macro_rules! event_columns {
     () => {
-        "stream, seq, event_type, payload, data, actor_id, tab_id, ts, project_id"
+        "stream, seq, event_type, payload, data, actor_id, tab_id, ts, project_id, echo"
     };
 }
 
@@ -424,6 +424,7 @@ impl Ops for PgOps {
         let db = self.writer()?;
         for sql in [
             "DELETE FROM record_refs WHERE project_id = $1",
+            "DELETE FROM phantom_ids WHERE project_id = $1",
             "DELETE FROM records WHERE project_id = $1",
             "DELETE FROM memberships WHERE project_id = $1",
             "DELETE FROM projects WHERE id = $1",
@@ -712,7 +713,7 @@ impl Ops for PgOps {
         sqlx::query(concat!(
             "INSERT INTO events (",
             event_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&stream)
         .bind(seq)
@@ -723,6 +724,7 @@ impl Ops for PgOps {
         .bind(&event.tab_id)
         .bind(event.ts)
         .bind(event.project_id)
+        .bind(&event.echo)
         .execute(&mut *db)
         .await
         .map_err(db_error)?;
@@ -736,6 +738,7 @@ impl Ops for PgOps {
             tab_id: event.tab_id,
             ts: event.ts,
             project_id: event.project_id,
+            echo: event.echo,
         })
     }
 
@@ -780,6 +783,67 @@ impl Ops for PgOps {
         sqlx::query("DELETE FROM events WHERE stream = $1")
             .bind(stream.to_text())
             .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn get_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        phantoms: &[String],
+    ) -> StoreResult<Vec<(String, Uuid)>> {
+        if phantoms.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_as(
+            "SELECT phantom, record_id FROM phantom_ids WHERE project_id = $1 AND phantom = ANY($2)",
+        )
+        .bind(project_id)
+        .bind(phantoms)
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)
+    }
+
+    async fn put_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        mapped: &[(String, Uuid)],
+        keep: u32,
+    ) -> StoreResult<()> {
+        if mapped.is_empty() {
+            return Ok(());
+        }
+        let db = self.writer()?;
+        let mut newest: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(n), 0)::bigint FROM phantom_ids WHERE project_id = $1",
+        )
+        .bind(project_id)
+        .fetch_one(&mut *db)
+        .await
+        .map_err(db_error)?;
+        for (phantom, id) in mapped {
+            let added = sqlx::query(
+                "INSERT INTO phantom_ids (project_id, phantom, record_id, n) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (project_id, phantom) DO NOTHING",
+            )
+            .bind(project_id)
+            .bind(phantom)
+            .bind(id)
+            .bind(newest + 1)
+            .execute(&mut *db)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            if added > 0 {
+                newest += 1;
+            }
+        }
+        sqlx::query("DELETE FROM phantom_ids WHERE project_id = $1 AND n <= $2")
+            .bind(project_id)
+            .bind(newest - i64::from(keep))
+            .execute(&mut *db)
             .await
             .map_err(db_error)?;
         Ok(())

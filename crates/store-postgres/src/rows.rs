@@ -137,6 +137,7 @@ pub(crate) fn event_from(row: &PgRow) -> StoreResult<Event> {
         tab_id: get(row, "tab_id")?,
         ts: get(row, "ts")?,
         project_id: get(row, "project_id")?,
+        echo: get(row, "echo")?,
     })
 }
 

@@ -83,6 +83,7 @@ async fn writers_on_several_nodes_keep_one_streams_seqs_gap_free() {
                             tab_id: None,
                             ts: store::now(),
                             project_id: None,
+                            echo: None,
                         })
                         .await
                         .unwrap();

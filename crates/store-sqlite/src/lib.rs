@@ -13,6 +13,7 @@
 
 mod conns;
 mod ops;
+mod phantom_ids;
 
 use async_trait::async_trait;
 use conns::{InTransaction, Lender, Pooled, ReaderPool, WriteConn, Writer};

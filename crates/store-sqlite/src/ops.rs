@@ -2,6 +2,7 @@
 
 use crate::conns::{Lender, heavy};
 use crate::db_error;
+use crate::phantom_ids;
 use async_trait::async_trait;
 use chrono::DateTime;
 use proto::{Event, EventType, StreamKey};
@@ -267,6 +268,9 @@ fn event_from(row: &SqliteRow) -> StoreResult<Event> {
         tab_id: get(row, "tab_id")?,
         ts: ts_col(row, "ts")?,
         project_id: opt_uuid_col(row, "project_id")?,
+        echo: get::<Option<String>>(row, "echo")?
+            .map(|text| serde_json::from_str(&text).map_err(|_| corrupt("echo is not JSON")))
+            .transpose()?,
     })
 }
 
@@ -283,7 +287,7 @@ macro_rules! user_columns {
 }
 macro_rules! event_columns {
     () => {
-        "stream, seq, event_type, payload, data, actor_id, tab_id, ts, project_id"
+        "stream, seq, event_type, payload, data, actor_id, tab_id, ts, project_id, echo"
     };
 }
 
@@ -650,6 +654,7 @@ impl<C: Lender> Ops for SqliteOps<C> {
                 "DELETE FROM record_refs WHERE project_id = ?",
                 "DELETE FROM records WHERE project_id = ?",
                 "DELETE FROM memberships WHERE project_id = ?",
+                "DELETE FROM phantom_ids WHERE project_id = ?",
                 "DELETE FROM projects WHERE id = ?",
             ] {
                 execute(db, sql, [&id])?;
@@ -917,7 +922,7 @@ impl<C: Lender> Ops for SqliteOps<C> {
             concat!(
                 "INSERT INTO events (",
                 event_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             ),
             params![
                 stream,
@@ -928,7 +933,8 @@ impl<C: Lender> Ops for SqliteOps<C> {
                 event.actor_id.map(|id| id.to_string()),
                 event.tab_id,
                 format_ts(event.ts),
-                event.project_id.map(|id| id.to_string())
+                event.project_id.map(|id| id.to_string()),
+                event.echo.as_ref().map(|echo| echo.to_string())
             ],
         )?;
         Ok(Event {
@@ -941,6 +947,7 @@ impl<C: Lender> Ops for SqliteOps<C> {
             tab_id: event.tab_id,
             ts: event.ts,
             project_id: event.project_id,
+            echo: event.echo,
         })
     }
 
@@ -998,5 +1005,25 @@ impl<C: Lender> Ops for SqliteOps<C> {
             )
         })?;
         Ok(())
+    }
+
+    async fn get_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        phantoms: &[String],
+    ) -> StoreResult<Vec<(String, Uuid)>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| phantom_ids::get(db, project_id, phantoms))
+    }
+
+    async fn put_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        mapped: &[(String, Uuid)],
+        keep: u32,
+    ) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        phantom_ids::put(self.db()?, project_id, mapped, keep)
     }
 }

@@ -178,6 +178,22 @@ pub trait Ops: Send {
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>>;
     /// Drops the stream's events; its seqs go on from where they were.
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()>;
+
+    // phantom ids: the temporary ids Bryntum clients give new records
+    /// The real ids of those of `phantoms` the project has mapped, in no particular order.
+    async fn get_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        phantoms: &[String],
+    ) -> StoreResult<Vec<(String, Uuid)>>;
+    /// Maps each phantom to its real id (a phantom already mapped keeps its first id), then
+    /// forgets the project's oldest mappings beyond the newest `keep`.
+    async fn put_phantom_ids(
+        &mut self,
+        project_id: Uuid,
+        mapped: &[(String, Uuid)],
+        keep: u32,
+    ) -> StoreResult<()>;
 }
 
 /// A write transaction: every change inside it and every event it appends commit together or

@@ -124,4 +124,6 @@ pub struct NewEvent {
     pub tab_id: Option<String>,
     pub ts: Timestamp,
     pub project_id: Option<Uuid>,
+    /// See [`proto::Event::echo`].
+    pub echo: Option<Value>,
 }

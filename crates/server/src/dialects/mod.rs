@@ -1,5 +1,5 @@
-//! The dialects: the native WebSocket (CONTRACT §6) and Server-Sent Events (§7), their routes,
-//! and the presence roster. Each is thin: it authenticates, asks the access rules, opens a hub
+//! The dialects: the native WebSocket (CONTRACT §6), Server-Sent Events (§7) and the Bryntum
+//! Gantt WebSocket (§8, routed in `server.rs`), their routes, and the presence roster. Each is thin: it authenticates, asks the access rules, opens a hub
 //! subscription and copies its deliveries to the client. Ordering, replay, resync, slow readers
 //! and eviction are the hub's (`crates/hub`). Choices the contract leaves open are listed in
 //! `crates/server/TRANSPORTS.md`.
@@ -10,6 +10,7 @@
 //! resume position every dialect parses. docs/ARCHITECTURE.md, "How to add a dialect", has
 //! the steps.
 
+pub mod bryntum;
 pub mod native_ws;
 pub mod position;
 pub mod sse;

@@ -52,6 +52,9 @@ pub enum Framing {
     Raw,
 }
 
+/// The most parts one frame may be made of (a connection's own head, then the hub's bytes).
+const MAX_PARTS: usize = 2;
+
 /// The bytes that go around one frame.
 struct Envelope {
     head: [u8; MAX_HEAD],
@@ -77,6 +80,22 @@ impl Envelope {
             io::IoSlice::new(frame),
             io::IoSlice::new(self.tail),
         ]
+    }
+
+    /// The frame made of `parts` (at most [`MAX_PARTS`]) in this envelope, as the slices of
+    /// one `writev` and how many of them are used.
+    fn around_parts<'a>(
+        &'a self,
+        parts: &[&'a Bytes],
+    ) -> ([io::IoSlice<'a>; MAX_PARTS + 2], usize) {
+        let mut slices = [io::IoSlice::new(&[]); MAX_PARTS + 2];
+        slices[0] = io::IoSlice::new(self.head());
+        let parts = &parts[..parts.len().min(MAX_PARTS)];
+        for (slot, part) in slices[1..].iter_mut().zip(parts) {
+            *slot = io::IoSlice::new(part);
+        }
+        slices[parts.len() + 1] = io::IoSlice::new(self.tail);
+        (slices, parts.len() + 2)
     }
 }
 
@@ -130,9 +149,9 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// Keeps what the kernel did not take of `envelope` around `frame`, `written` bytes of
-    /// them having gone out.
-    fn keep_rest(&mut self, mut written: usize, envelope: &Envelope, frame: &Bytes) {
+    /// Keeps what the kernel did not take of `envelope` around `parts`, `written` bytes of them
+    /// having gone out.
+    fn keep_rest(&mut self, mut written: usize, envelope: &Envelope, parts: &[&Bytes]) {
         let head = envelope.head();
         if written < head.len() {
             self.chunks
@@ -141,11 +160,13 @@ impl Backlog {
         } else {
             written -= head.len();
         }
-        if written < frame.len() {
-            self.chunks.push_back(frame.slice(written..));
-            written = 0;
-        } else {
-            written -= frame.len();
+        for part in parts {
+            if written < part.len() {
+                self.chunks.push_back(part.slice(written..));
+                written = 0;
+            } else {
+                written -= part.len();
+            }
         }
         if written < envelope.tail.len() {
             self.chunks
@@ -213,7 +234,32 @@ impl DirectSocket {
         if written == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
-        backlog.keep_rest(written, &envelope, bytes);
+        backlog.keep_rest(written, &envelope, &[bytes]);
+        Poll::Ready(Ok(()))
+    }
+
+    /// [`DirectSocket::poll_send`] of one frame made of `parts` (at most two: a connection's
+    /// own head, then shared bytes), in this socket's framing.
+    pub fn poll_send_parts(&self, cx: &mut Context<'_>, parts: &[&Bytes]) -> Poll<io::Result<()>> {
+        if parts.len() > MAX_PARTS {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        }
+        let mut backlog = self.backlog();
+        ready!(self.poll_drain(&mut backlog, cx))?;
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        let envelope = self
+            .framing
+            .envelope(len)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        let (slices, used) = envelope.around_parts(parts);
+        let written = ready!(poll_write_vectored(&self.tcp, cx, &slices[..used]))?;
+        if written == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        backlog.keep_rest(written, &envelope, parts);
         Poll::Ready(Ok(()))
     }
 
@@ -223,31 +269,45 @@ impl DirectSocket {
     }
 }
 
-impl DirectWrite for DirectSocket {
-    fn try_write(&self, frame: &Bytes) -> DirectOutcome {
+impl DirectSocket {
+    /// The fan-out's write of one frame made of `parts` (a connection's own head, then the
+    /// shared bytes of the hub, for a dialect whose frames differ per connection only in a
+    /// few leading bytes): one `writev`, in this socket's framing.
+    pub fn try_write_parts(&self, parts: &[&Bytes]) -> DirectOutcome {
+        if parts.len() > MAX_PARTS {
+            return DirectOutcome::Refused;
+        }
         let mut backlog = self.backlog();
         if !backlog.chunks.is_empty() {
             return DirectOutcome::Refused;
         }
-        let Some(envelope) = self.framing.envelope(frame.len()) else {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(envelope) = self.framing.envelope(len) else {
             return DirectOutcome::Refused;
         };
-        let total = envelope.head_len + frame.len() + envelope.tail.len();
+        let total = envelope.head_len + len + envelope.tail.len();
+        let (slices, used) = envelope.around_parts(parts);
         // Straight to the kernel (`sendmsg`), not through tokio's `try_write_vectored`: that
         // first reads the socket's readiness (one more cache line per delivery, a miss when a
         // fan-out walks thousands of sockets) and clears it on `WouldBlock`. Skipping it is
         // safe: the task's own writes still go through tokio, and a stale "writable" only
         // costs them one `WouldBlock` before they wait.
-        match SockRef::from(&*self.tcp).send_vectored(&envelope.around(frame)) {
+        match SockRef::from(&*self.tcp).send_vectored(&slices[..used]) {
             Ok(written) if written == total => DirectOutcome::Sent,
             Ok(0) => DirectOutcome::Refused,
             Ok(written) => {
-                backlog.keep_rest(written, &envelope, frame);
+                backlog.keep_rest(written, &envelope, parts);
                 DirectOutcome::Started
             }
             // Would block, or broken: the task's own write finds out which.
             Err(_) => DirectOutcome::Refused,
         }
+    }
+}
+
+impl DirectWrite for DirectSocket {
+    fn try_write(&self, frame: &Bytes) -> DirectOutcome {
+        self.try_write_parts(&[frame])
     }
 }
 

@@ -3,11 +3,13 @@
 //! a closed store, a seq that would go backwards, a write over a newer version.
 
 mod accounts;
+mod bryntum;
 mod handles;
 mod log;
 mod projects;
 
 pub use accounts::*;
+pub use bryntum::*;
 pub use handles::*;
 pub use log::*;
 pub use projects::*;
@@ -105,5 +107,6 @@ pub(crate) fn event(stream: StreamKey) -> NewEvent {
         tab_id: Some("tab-1".into()),
         ts: now(),
         project_id: None,
+        echo: None,
     }
 }

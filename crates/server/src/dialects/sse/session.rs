@@ -169,6 +169,7 @@ mod tests {
             tab_id: None,
             ts: chrono::Utc::now(),
             project_id,
+            echo: None,
         }
     }
 

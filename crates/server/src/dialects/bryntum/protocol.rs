@@ -124,6 +124,21 @@ pub fn message(command: &str, data: Value) -> String {
     json!({ "command": command, "data": data }).to_string()
 }
 
+/// The bytes a `project_change` frame starts with for a socket that calls its project `label`:
+/// `{"command":"project_change","data":{"project":LABEL,"revisions":`. The rest of the frame
+/// ([`change_body`]) is the same for every socket, so it is encoded once per event and each
+/// socket writes its own head before it (one `writev`, see `net::direct`).
+pub fn change_head(label: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!(
+        r#"{{"command":"project_change","data":{{"project":{label},"revisions":"#
+    ))
+}
+
+/// The shared rest of a `project_change` frame: `[REVISION]}}`.
+pub fn change_body(revision: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!("[{revision}]}}}}"))
+}
+
 /// `{"command": C, "error": E}`: a plain message, never a stack trace.
 pub fn error(command: &str, error: &str) -> String {
     json!({ "command": command, "error": error }).to_string()
@@ -153,6 +168,20 @@ mod tests {
         let unknown = parse(r#"{"command":"fly","data":{}}"#).unwrap();
         assert_eq!(unknown.command, None);
         assert_eq!(unknown.name, "fly");
+    }
+
+    #[test]
+    fn a_change_frame_is_a_head_per_label_and_one_shared_body() {
+        let body = change_body(&json!({"revision": "server-1"}));
+        for label in [json!(1), json!("0190-ab"), json!("1")] {
+            let mut frame = change_head(&label).to_vec();
+            frame.extend_from_slice(&body);
+            let frame: Value = serde_json::from_slice(&frame).unwrap();
+            assert_eq!(
+                frame,
+                json!({"command": "project_change", "data": {"project": label, "revisions": [{"revision": "server-1"}]}})
+            );
+        }
     }
 
     #[test]

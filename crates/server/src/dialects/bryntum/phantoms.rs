@@ -10,42 +10,57 @@
 //! `$PhantomId` values themselves are left as they are, since the client matches on them.
 //!
 //! A phantom the project has seen before (a client resending a change it got no answer to)
-//! maps to the record made the first time, so it becomes an update, not a duplicate.
+//! maps to the record made the first time, so it becomes an update, not a duplicate; the
+//! domain stores each project's phantom ids with the change that made them, so this holds
+//! across restarts and nodes.
 
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// How many phantom ids a project remembers; past that the oldest half is forgotten (a client
-/// resends a change within seconds, not after thousands of others).
-const MAX_REMEMBERED: usize = 50_000;
-
-/// The phantom ids a project has given real ids, in the order they were given.
+/// The phantom ids a project gave real ids before (stored by the domain, per project,
+/// `domain::bryntum::phantoms`), as far as one change mentions them.
 #[derive(Debug, Default)]
 pub struct PhantomMap {
     ids: HashMap<String, Uuid>,
-    order: Vec<String>,
+}
+
+impl From<HashMap<String, Uuid>> for PhantomMap {
+    fn from(ids: HashMap<String, Uuid>) -> Self {
+        Self { ids }
+    }
 }
 
 impl PhantomMap {
     pub fn get(&self, phantom: &str) -> Option<Uuid> {
         self.ids.get(phantom).copied()
     }
+}
 
-    pub fn remember(&mut self, resolved: &HashMap<String, Uuid>) {
-        for (phantom, id) in resolved {
-            if self.ids.insert(phantom.clone(), *id).is_none() {
-                self.order.push(phantom.clone());
-            }
+/// The strings of a change that may be phantom ids a project saw before: `$PhantomId`s and
+/// references to them. Bryntum's phantom ids start with `_` (`_generatedTaskModel_…`), so
+/// only those are asked about, each once.
+pub fn candidates(changes: &Value) -> Vec<String> {
+    fn walk(value: &Value, out: &mut HashSet<String>, depth: usize) {
+        if depth > MAX_DEPTH {
+            return;
         }
-        if self.order.len() > MAX_REMEMBERED {
-            let forget: Vec<String> = self.order.drain(..MAX_REMEMBERED / 2).collect();
-            for phantom in forget {
-                self.ids.remove(&phantom);
+        match value {
+            Value::Object(object) => object.values().for_each(|v| walk(v, out, depth + 1)),
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out, depth + 1)),
+            Value::String(text) if text.starts_with('_') && text.len() <= MAX_PHANTOM_LEN => {
+                out.insert(text.clone());
             }
+            _ => {}
         }
     }
+    let mut out = HashSet::new();
+    walk(changes, &mut out, 0);
+    out.into_iter().collect()
 }
+
+/// Longer strings are not taken for phantom ids (Bryntum's are about 60 characters).
+const MAX_PHANTOM_LEN: usize = 200;
 
 /// The phantoms of one change: their real ids, and which of them were seen before.
 #[derive(Debug, Default)]
@@ -173,11 +188,19 @@ mod tests {
     }
 
     #[test]
+    fn candidates_are_the_strings_that_may_be_phantoms() {
+        let changes = json!({"tasks": {"added": [{"$PhantomId": "_a", "name": "Plain", "parentId": "_b"}],
+            "updated": [{"id": "_a", "note": "x"}]}});
+        let mut found = candidates(&changes);
+        found.sort();
+        assert_eq!(found, vec!["_a".to_owned(), "_b".to_owned()]);
+    }
+
+    #[test]
     fn a_repeated_phantom_keeps_its_id() {
-        let mut known = PhantomMap::default();
         let mut first = json!({"tasks": {"added": [{"$PhantomId": "_p", "name": "A"}]}});
-        let resolution = resolve(&mut first, &known);
-        known.remember(&resolution.ids);
+        let resolution = resolve(&mut first, &PhantomMap::default());
+        let known = PhantomMap::from(resolution.ids.clone());
         let mut again = json!({
             "tasks": {"added": [{"$PhantomId": "_p", "name": "A2"}], "updated": [{"id": "_p", "name": "A3"}]}
         });

@@ -24,17 +24,19 @@ pub type Object = Map<String, Value>;
 
 /// The Bryntum stores liveplan keeps, in the order their records may be created (a record's
 /// references are created before it).
-pub const STORES: &[Store] = &[
-    Store::Calendars,
-    Store::Resources,
-    Store::Tasks,
-    Store::Dependencies,
-    Store::Assignments,
-    Store::Versions,
+pub const STORES: &[BryntumStore] = &[
+    BryntumStore::Calendars,
+    BryntumStore::Resources,
+    BryntumStore::Tasks,
+    BryntumStore::Dependencies,
+    BryntumStore::Assignments,
+    BryntumStore::Versions,
 ];
 
+/// One of the stores of a Bryntum Gantt client (`tasks`, `dependencies`, …), each kept in a
+/// liveplan collection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Store {
+pub enum BryntumStore {
     Tasks,
     Dependencies,
     Resources,
@@ -43,55 +45,55 @@ pub enum Store {
     Versions,
 }
 
-impl Store {
+impl BryntumStore {
     /// The store key in a Bryntum `changes` object.
-    pub fn from_key(key: &str) -> Option<Store> {
+    pub fn from_key(key: &str) -> Option<BryntumStore> {
         Some(match key {
-            "tasks" => Store::Tasks,
-            "dependencies" => Store::Dependencies,
-            "resources" => Store::Resources,
-            "assignments" => Store::Assignments,
-            "calendars" => Store::Calendars,
-            "versions" => Store::Versions,
+            "tasks" => BryntumStore::Tasks,
+            "dependencies" => BryntumStore::Dependencies,
+            "resources" => BryntumStore::Resources,
+            "assignments" => BryntumStore::Assignments,
+            "calendars" => BryntumStore::Calendars,
+            "versions" => BryntumStore::Versions,
             _ => return None,
         })
     }
 
     pub fn key(self) -> &'static str {
         match self {
-            Store::Tasks => "tasks",
-            Store::Dependencies => "dependencies",
-            Store::Resources => "resources",
-            Store::Assignments => "assignments",
-            Store::Calendars => "calendars",
-            Store::Versions => "versions",
+            BryntumStore::Tasks => "tasks",
+            BryntumStore::Dependencies => "dependencies",
+            BryntumStore::Resources => "resources",
+            BryntumStore::Assignments => "assignments",
+            BryntumStore::Calendars => "calendars",
+            BryntumStore::Versions => "versions",
         }
     }
 
     /// The key of the store in a `dataset` (`tasksData`, …).
     pub fn dataset_key(self) -> &'static str {
         match self {
-            Store::Tasks => "tasksData",
-            Store::Dependencies => "dependenciesData",
-            Store::Resources => "resourcesData",
-            Store::Assignments => "assignmentsData",
-            Store::Calendars => "calendarsData",
-            Store::Versions => "versionsData",
+            BryntumStore::Tasks => "tasksData",
+            BryntumStore::Dependencies => "dependenciesData",
+            BryntumStore::Resources => "resourcesData",
+            BryntumStore::Assignments => "assignmentsData",
+            BryntumStore::Calendars => "calendarsData",
+            BryntumStore::Versions => "versionsData",
         }
     }
 
     pub fn collection(self) -> &'static Collection {
         match self {
-            Store::Tasks => &TASKS,
-            Store::Dependencies => &DEPENDENCIES,
-            Store::Resources => &RESOURCES,
-            Store::Assignments => &ASSIGNMENTS,
-            Store::Calendars => &CALENDARS,
-            Store::Versions => &VERSIONS,
+            BryntumStore::Tasks => &TASKS,
+            BryntumStore::Dependencies => &DEPENDENCIES,
+            BryntumStore::Resources => &RESOURCES,
+            BryntumStore::Assignments => &ASSIGNMENTS,
+            BryntumStore::Calendars => &CALENDARS,
+            BryntumStore::Versions => &VERSIONS,
         }
     }
 
-    pub fn from_collection(name: &str) -> Option<Store> {
+    pub fn from_collection(name: &str) -> Option<BryntumStore> {
         STORES.iter().copied().find(|s| s.collection().name == name)
     }
 }
@@ -276,7 +278,7 @@ fn is_transient(key: &str, value: &Value) -> bool {
 /// What a Bryntum record of `store` means for liveplan: the fields to write. `current` is the
 /// stored record when this is an update, for the units the client did not resend.
 pub fn to_liveplan(
-    store: Store,
+    store: BryntumStore,
     record: &Object,
     units: &Units,
     current: Option<&Object>,
@@ -294,17 +296,17 @@ pub fn to_liveplan(
             continue;
         }
         let (name, converted) = match (store, key.as_str()) {
-            (Store::Tasks, "parentId") => ("parent_id", value.clone()),
-            (Store::Tasks, "startDate") => ("scheduled_start", value.clone()),
-            (Store::Tasks, "endDate") => ("scheduled_finish", value.clone()),
-            (Store::Tasks, "duration") => (
+            (BryntumStore::Tasks, "parentId") => ("parent_id", value.clone()),
+            (BryntumStore::Tasks, "startDate") => ("scheduled_start", value.clone()),
+            (BryntumStore::Tasks, "endDate") => ("scheduled_finish", value.clone()),
+            (BryntumStore::Tasks, "duration") => (
                 "duration",
                 to_days(key, value, stored_unit("durationUnit").as_deref(), units)?,
             ),
-            (Store::Tasks, "percentDone") => ("percent_complete", value.clone()),
-            (Store::Tasks, "constraintType") => ("constraint_type", constraint_in(value)?),
-            (Store::Tasks, "constraintDate") => ("constraint_date", value.clone()),
-            (Store::Tasks, "manuallyScheduled") => (
+            (BryntumStore::Tasks, "percentDone") => ("percent_complete", value.clone()),
+            (BryntumStore::Tasks, "constraintType") => ("constraint_type", constraint_in(value)?),
+            (BryntumStore::Tasks, "constraintDate") => ("constraint_date", value.clone()),
+            (BryntumStore::Tasks, "manuallyScheduled") => (
                 "manually_scheduled",
                 if value.is_null() {
                     json!(false)
@@ -312,22 +314,24 @@ pub fn to_liveplan(
                     value.clone()
                 },
             ),
-            (Store::Tasks | Store::Resources, "calendar") => ("calendar_id", value.clone()),
-            (Store::Tasks, "note") => ("description", value.clone()),
-            (Store::Dependencies, "from" | "fromEvent") => {
+            (BryntumStore::Tasks | BryntumStore::Resources, "calendar") => {
+                ("calendar_id", value.clone())
+            }
+            (BryntumStore::Tasks, "note") => ("description", value.clone()),
+            (BryntumStore::Dependencies, "from" | "fromEvent") => {
                 if key == "from" && record.contains_key("fromEvent") {
                     continue;
                 }
                 ("predecessor_id", value.clone())
             }
-            (Store::Dependencies, "to" | "toEvent") => {
+            (BryntumStore::Dependencies, "to" | "toEvent") => {
                 if key == "to" && record.contains_key("toEvent") {
                     continue;
                 }
                 ("successor_id", value.clone())
             }
-            (Store::Dependencies, "type") => ("type", dependency_type_in(value)?),
-            (Store::Dependencies, "lag") => (
+            (BryntumStore::Dependencies, "type") => ("type", dependency_type_in(value)?),
+            (BryntumStore::Dependencies, "lag") => (
                 "lag",
                 if value.is_null() {
                     json!(0)
@@ -335,9 +339,11 @@ pub fn to_liveplan(
                     to_days(key, value, stored_unit("lagUnit").as_deref(), units)?
                 },
             ),
-            (Store::Assignments, "event" | "eventId") => ("task_id", value.clone()),
-            (Store::Assignments, "resource" | "resourceId") => ("resource_id", value.clone()),
-            (Store::Calendars, "intervals") => {
+            (BryntumStore::Assignments, "event" | "eventId") => ("task_id", value.clone()),
+            (BryntumStore::Assignments, "resource" | "resourceId") => {
+                ("resource_id", value.clone())
+            }
+            (BryntumStore::Calendars, "intervals") => {
                 let (days, exceptions) = intervals_in(value)?;
                 out.insert("working_days".into(), json!(days));
                 out.insert("exceptions".into(), Value::Array(exceptions));
@@ -361,7 +367,7 @@ pub fn to_liveplan(
         };
         out.insert(name.to_owned(), converted);
     }
-    if store == Store::Versions && current.is_none() && !out.contains_key("name") {
+    if store == BryntumStore::Versions && current.is_none() && !out.contains_key("name") {
         let name = record
             .get("savedAt")
             .and_then(Value::as_str)
@@ -374,7 +380,7 @@ pub fn to_liveplan(
 
 /// A liveplan record (its stored body and id) as Bryntum sees it. Versions leave out their
 /// content (sent by `load_version_content`).
-pub fn to_bryntum(store: Store, id: &str, body: &Object, units: &Units) -> Object {
+pub fn to_bryntum(store: BryntumStore, id: &str, body: &Object, units: &Units) -> Object {
     let mut out = Object::new();
     out.insert("id".into(), json!(id));
     let collection = store.collection();
@@ -386,35 +392,43 @@ pub fn to_bryntum(store: Store, id: &str, body: &Object, units: &Units) -> Objec
                 .to_owned()
         };
         let mapped: Option<(&str, Value)> = match (store, key.as_str()) {
-            (Store::Tasks, "parent_id") => Some(("parentId", value.clone())),
-            (Store::Tasks, "scheduled_start") => Some(("startDate", value.clone())),
-            (Store::Tasks, "scheduled_finish") => Some(("endDate", value.clone())),
-            (Store::Tasks, "duration") => Some((
+            (BryntumStore::Tasks, "parent_id") => Some(("parentId", value.clone())),
+            (BryntumStore::Tasks, "scheduled_start") => Some(("startDate", value.clone())),
+            (BryntumStore::Tasks, "scheduled_finish") => Some(("endDate", value.clone())),
+            (BryntumStore::Tasks, "duration") => Some((
                 "duration",
                 from_days(value, &unit("durationUnit", "day"), units),
             )),
-            (Store::Tasks, "percent_complete") => Some(("percentDone", value.clone())),
-            (Store::Tasks, "constraint_type") => Some(("constraintType", constraint_out(value))),
-            (Store::Tasks, "constraint_date") => Some(("constraintDate", value.clone())),
-            (Store::Tasks, "manually_scheduled") => Some(("manuallyScheduled", value.clone())),
-            (Store::Tasks | Store::Resources, "calendar_id") => Some(("calendar", value.clone())),
-            (Store::Tasks, "description") => Some(("note", value.clone())),
-            (Store::Dependencies, "predecessor_id") => {
+            (BryntumStore::Tasks, "percent_complete") => Some(("percentDone", value.clone())),
+            (BryntumStore::Tasks, "constraint_type") => {
+                Some(("constraintType", constraint_out(value)))
+            }
+            (BryntumStore::Tasks, "constraint_date") => Some(("constraintDate", value.clone())),
+            (BryntumStore::Tasks, "manually_scheduled") => {
+                Some(("manuallyScheduled", value.clone()))
+            }
+            (BryntumStore::Tasks | BryntumStore::Resources, "calendar_id") => {
+                Some(("calendar", value.clone()))
+            }
+            (BryntumStore::Tasks, "description") => Some(("note", value.clone())),
+            (BryntumStore::Dependencies, "predecessor_id") => {
                 out.insert("from".into(), value.clone());
                 Some(("fromEvent", value.clone()))
             }
-            (Store::Dependencies, "successor_id") => {
+            (BryntumStore::Dependencies, "successor_id") => {
                 out.insert("to".into(), value.clone());
                 Some(("toEvent", value.clone()))
             }
-            (Store::Dependencies, "type") => Some(("type", dependency_type_out(Some(value)))),
-            (Store::Dependencies, "lag") => {
+            (BryntumStore::Dependencies, "type") => {
+                Some(("type", dependency_type_out(Some(value))))
+            }
+            (BryntumStore::Dependencies, "lag") => {
                 Some(("lag", from_days(value, &unit("lagUnit", "day"), units)))
             }
-            (Store::Assignments, "task_id") => Some(("event", value.clone())),
-            (Store::Assignments, "resource_id") => Some(("resource", value.clone())),
-            (Store::Calendars, "working_days" | "exceptions" | "intervals") => None,
-            (Store::Versions, "content") => None,
+            (BryntumStore::Assignments, "task_id") => Some(("event", value.clone())),
+            (BryntumStore::Assignments, "resource_id") => Some(("resource", value.clone())),
+            (BryntumStore::Calendars, "working_days" | "exceptions" | "intervals") => None,
+            (BryntumStore::Versions, "content") => None,
             (_, "name" | "units" | "description" | "email") => Some((key.as_str(), value.clone())),
             (_, other) if collection.field(other).is_some() => None,
             (_, other) if SERVER_FIELDS.contains(&other) => None,
@@ -424,19 +438,19 @@ pub fn to_bryntum(store: Store, id: &str, body: &Object, units: &Units) -> Objec
             out.insert(name.to_owned(), value);
         }
     }
-    if store == Store::Tasks {
+    if store == BryntumStore::Tasks {
         out.entry("parentId").or_insert(Value::Null);
         if out.contains_key("duration") {
             out.entry("durationUnit").or_insert(json!("day"));
         }
     }
-    if store == Store::Dependencies {
+    if store == BryntumStore::Dependencies {
         out.entry("type").or_insert(json!(2));
         if out.contains_key("lag") {
             out.entry("lagUnit").or_insert(json!("day"));
         }
     }
-    if store == Store::Calendars {
+    if store == BryntumStore::Calendars {
         out.insert("intervals".into(), calendar_intervals(body));
     }
     out
@@ -662,230 +676,5 @@ pub fn task_tree(tasks: Vec<Object>) -> Vec<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn obj(value: Value) -> Object {
-        value.as_object().cloned().unwrap()
-    }
-
-    #[test]
-    fn tasks_map_both_ways_and_keep_unknown_fields() {
-        let units = Units::default();
-        let bryntum = obj(json!({
-            "id": "x", "$PhantomId": "_p1", "name": "Build", "parentId": "0190",
-            "startDate": "2019-01-14T00:00:00Z", "endDate": "2019-01-16T00:00:00Z",
-            "duration": 12, "durationUnit": "hour", "percentDone": 50, "effort": 48,
-            "effortUnit": "hour", "cls": "", "constraintType": "startnoearlierthan",
-            "constraintDate": "2019-01-14", "manuallyScheduled": false, "calendar": null,
-            "baselines": [], "parentIndex": 5
-        }));
-        let stored = to_liveplan(Store::Tasks, &bryntum, &units, None).unwrap();
-        assert_eq!(stored["scheduled_start"], json!("2019-01-14T00:00:00Z"));
-        assert_eq!(stored["scheduled_finish"], json!("2019-01-16T00:00:00Z"));
-        assert_eq!(
-            stored["duration"],
-            json!(1.5),
-            "12 hours are 1.5 working days"
-        );
-        assert_eq!(stored["durationUnit"], json!("hour"));
-        assert_eq!(stored["percent_complete"], json!(50));
-        assert_eq!(stored["constraint_type"], json!("snet"));
-        assert_eq!(stored["parent_id"], json!("0190"));
-        assert_eq!(stored["effort"], json!(48));
-        assert!(!stored.contains_key("id") && !stored.contains_key("$PhantomId"));
-        let back = to_bryntum(Store::Tasks, "x", &stored, &units);
-        for (key, value) in &bryntum {
-            if key != "$PhantomId" {
-                assert_eq!(back.get(key), Some(value), "{key}");
-            }
-        }
-    }
-
-    #[test]
-    fn durations_and_lags_convert_without_truncation() {
-        let units = Units::default();
-        let week = to_liveplan(
-            Store::Tasks,
-            &obj(json!({"duration": 1.5, "durationUnit": "week"})),
-            &units,
-            None,
-        )
-        .unwrap();
-        assert_eq!(week["duration"], json!(7.5));
-        // An update that only resends the number keeps the stored unit.
-        let update = to_liveplan(
-            Store::Tasks,
-            &obj(json!({"duration": 3})),
-            &units,
-            Some(&week),
-        )
-        .unwrap();
-        assert_eq!(update["duration"], json!(15));
-        let lag = to_liveplan(
-            Store::Dependencies,
-            &obj(json!({"from": "a", "to": "b", "type": 0, "lag": 4, "lagUnit": "h"})),
-            &units,
-            None,
-        )
-        .unwrap();
-        assert_eq!(lag["lag"], json!(0.5));
-        assert_eq!(lag["type"], json!("SS"));
-        let back = to_bryntum(Store::Dependencies, "d", &lag, &units);
-        assert_eq!(back["lag"], json!(4));
-        assert_eq!(back["lagUnit"], json!("h"));
-        assert_eq!(back["fromEvent"], json!("a"));
-        assert_eq!(back["to"], json!("b"));
-        assert_eq!(back["type"], json!(0));
-    }
-
-    #[test]
-    fn dependency_types_are_numbered_like_bryntum() {
-        for (number, name) in [(0, "SS"), (1, "SF"), (2, "FS"), (3, "FF")] {
-            assert_eq!(dependency_type_in(&json!(number)).unwrap(), json!(name));
-            assert_eq!(dependency_type_out(Some(&json!(name))), json!(number));
-        }
-        assert!(dependency_type_in(&json!(7)).is_err());
-        assert!(dependency_type_in(&json!(-1)).is_err());
-    }
-
-    #[test]
-    fn scheduler_outputs_never_reach_bryntum() {
-        let body = obj(json!({
-            "name": "A", "early_start": "2026-01-01", "total_float": 3, "is_critical": true,
-            "start_date": "2026-01-01", "story_points": 3
-        }));
-        let out = to_bryntum(Store::Tasks, "t", &body, &Units::default());
-        assert_eq!(out, obj(json!({"id": "t", "name": "A", "parentId": null})));
-    }
-
-    #[test]
-    fn calendars_map_intervals() {
-        let intervals = json!([
-            {"recurrentStartDate": "on Sat at 0:00", "recurrentEndDate": "on Mon at 0:00", "isWorking": false},
-            {"startDate": "2026-04-03", "endDate": "2026-04-07", "isWorking": false, "name": "Easter"}
-        ]);
-        let stored = to_liveplan(
-            Store::Calendars,
-            &obj(json!({"name": "General", "intervals": intervals, "unspecifiedTimeIsWorking": true})),
-            &Units::default(),
-            None,
-        )
-        .unwrap();
-        assert_eq!(stored["working_days"], json!([1, 2, 3, 4, 5]));
-        assert_eq!(
-            stored["exceptions"],
-            json!([{"start": "2026-04-03", "end": "2026-04-06", "name": "Easter", "is_working": false}])
-        );
-        let back = to_bryntum(Store::Calendars, "c", &stored, &Units::default());
-        assert_eq!(
-            back["intervals"], intervals,
-            "unchanged intervals come back as sent"
-        );
-        assert_eq!(back["unspecifiedTimeIsWorking"], json!(true));
-        // Another client made Friday a non-working day: the intervals are generated.
-        let mut changed = stored.clone();
-        changed.insert("working_days".into(), json!([1, 2, 3, 4]));
-        let back = to_bryntum(Store::Calendars, "c", &changed, &Units::default());
-        let generated = back["intervals"].as_array().unwrap();
-        assert_eq!(generated.len(), 4);
-        assert_eq!(generated[0]["recurrentStartDate"], json!("on Fri at 0:00"));
-        assert_eq!(generated[3]["endDate"], json!("2026-04-07"));
-        let (days, _) = intervals_in(&back["intervals"]).unwrap();
-        assert_eq!(days, vec![1, 2, 3, 4]);
-    }
-
-    #[test]
-    fn odd_intervals_never_panic() {
-        for text in ["on Sä at 0:00", "on ", "on ééé", "onSat", "on Sat at 17:00"] {
-            let value = json!([{"recurrentStartDate": text, "recurrentEndDate": text}]);
-            assert_eq!(intervals_in(&value).unwrap().0, vec![1, 2, 3, 4, 5, 6, 7]);
-        }
-        assert!(intervals_in(&json!("x")).is_err());
-        assert!(intervals_in(&json!([1])).is_err());
-    }
-
-    #[test]
-    fn assignments_and_resources() {
-        let units = Units::default();
-        let stored = to_liveplan(
-            Store::Assignments,
-            &obj(json!({"event": "t", "resource": "r", "units": 50})),
-            &units,
-            None,
-        )
-        .unwrap();
-        assert_eq!(
-            stored,
-            obj(json!({"task_id": "t", "resource_id": "r", "units": 50}))
-        );
-        let back = to_bryntum(Store::Assignments, "a", &stored, &units);
-        assert_eq!(
-            back,
-            obj(json!({"id": "a", "event": "t", "resource": "r", "units": 50}))
-        );
-        let resource = to_liveplan(
-            Store::Resources,
-            &obj(json!({"name": "Ann", "calendar": "c", "city": "Oslo"})),
-            &units,
-            None,
-        )
-        .unwrap();
-        assert_eq!(resource["calendar_id"], json!("c"));
-        assert_eq!(resource["city"], json!("Oslo"));
-    }
-
-    #[test]
-    fn versions_get_a_name_and_hide_content() {
-        let stored = to_liveplan(
-            Store::Versions,
-            &obj(json!({"savedAt": "2026-01-01T10:00:00", "content": {"tasks": []}})),
-            &Units::default(),
-            None,
-        )
-        .unwrap();
-        assert_eq!(stored["name"], json!("Version 2026-01-01T10:00:00"));
-        let back = to_bryntum(Store::Versions, "v", &stored, &Units::default());
-        assert!(back.get("content").is_none());
-        assert_eq!(back["savedAt"], json!("2026-01-01T10:00:00"));
-    }
-
-    #[test]
-    fn tree_orders_children_by_parent_index() {
-        let tasks = vec![
-            obj(json!({"id": "r", "parentId": null})),
-            obj(json!({"id": "b", "parentId": "r", "parentIndex": 1})),
-            obj(json!({"id": "a", "parentId": "r", "parentIndex": 0})),
-            obj(json!({"id": "o", "parentId": "missing"})),
-        ];
-        let tree = task_tree(tasks);
-        assert_eq!(tree.len(), 2);
-        assert_eq!(tree[0]["children"][0]["id"], json!("a"));
-        assert_eq!(tree[0]["children"][1]["id"], json!("b"));
-        assert_eq!(tree[1]["id"], json!("o"));
-    }
-
-    #[test]
-    fn unknown_constraints_and_units_are_refused() {
-        let units = Units::default();
-        assert!(
-            to_liveplan(
-                Store::Tasks,
-                &obj(json!({"constraintType": "whenever"})),
-                &units,
-                None
-            )
-            .is_err()
-        );
-        assert!(
-            to_liveplan(
-                Store::Tasks,
-                &obj(json!({"duration": 1, "durationUnit": "fortnight"})),
-                &units,
-                None
-            )
-            .is_err()
-        );
-        assert!(to_liveplan(Store::Tasks, &obj(json!({"duration": "x"})), &units, None).is_err());
-    }
-}
+#[path = "mapping_tests.rs"]
+mod tests;

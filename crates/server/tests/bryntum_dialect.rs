@@ -1,0 +1,160 @@
+//! Bryntum as a hub dialect: one shared encoding per event written behind each socket's own
+//! project label, roles read when a change is made, phantoms kept per project for the node.
+
+use liveplan_testkit::TestServer;
+use liveplan_testkit::bryntum::Client;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A project owned by `alice` with one task; her token and the project id.
+async fn project_of_alice(server: &TestServer) -> (String, String, String) {
+    let root = server.admin().await;
+    let (alice_id, alice) = server.user(&root, "alice").await;
+    let project = server.project(&root, "Dialect").await;
+    server.add_member(&root, &project, &alice_id, 400).await;
+    server
+        .create(
+            &alice,
+            &project,
+            "tasks",
+            json!({"name": "First", "duration": 1}),
+        )
+        .await;
+    (root, alice, project)
+}
+
+async fn alice_on(server: &TestServer, label: Value) -> Client {
+    let mut client = Client::connect(&server.base).await;
+    client.login("alice", "alice-password").await;
+    client.dataset(label).await;
+    client
+}
+
+#[tokio::test]
+async fn every_socket_gets_the_shared_change_under_its_own_label() {
+    let server = TestServer::start().await;
+    let (_root, alice, project) = project_of_alice(&server).await;
+    // The demo server's `project: 1` and the uuid name the same project.
+    let mut by_number = alice_on(&server, json!(1)).await;
+    let mut by_id = alice_on(&server, json!(project)).await;
+    let mut by_text = alice_on(&server, json!("1")).await;
+
+    let echo = by_id
+        .change(
+            &json!(project),
+            "local-1",
+            json!({"tasks": {"added": [{"$PhantomId": "_n", "name": "Numbered"}]}}),
+        )
+        .await;
+    for (client, label) in [(&mut by_number, json!(1)), (&mut by_text, json!("1"))] {
+        let message = client.recv_command("project_change").await;
+        assert_eq!(message["data"]["project"], label);
+        assert_eq!(message["data"]["revisions"], json!([echo]));
+    }
+
+    // Another writer's change: the same bytes for all, each under its label.
+    server
+        .create(&alice, &project, "tasks", json!({"name": "Over REST"}))
+        .await;
+    for (client, label) in [
+        (&mut by_number, json!(1)),
+        (&mut by_id, json!(project)),
+        (&mut by_text, json!("1")),
+    ] {
+        let message = client.recv_command("project_change").await;
+        assert_eq!(message["data"]["project"], label);
+        let revision = &message["data"]["revisions"][0];
+        assert_eq!(revision["client"], Value::Null);
+        assert_eq!(
+            revision["changes"]["tasks"]["added"][0]["name"],
+            "Over REST"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_promoted_viewer_may_change_without_loading_again() {
+    let server = TestServer::start().await;
+    let (root, _alice, project) = project_of_alice(&server).await;
+    let (victor_id, _) = server.user(&root, "victor").await;
+    let membership = server.add_member(&root, &project, &victor_id, 1).await;
+    let mut viewer = Client::connect(&server.base).await;
+    viewer.login("victor", "victor-password").await;
+    viewer.dataset(json!(project)).await;
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/projects/{project}/members/{membership}"),
+            &root,
+            json!({"role": 100}),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let echo = viewer
+        .change(
+            &json!(project),
+            "promoted-1",
+            json!({"tasks": {"added": [{"$PhantomId": "_v", "name": "By Victor"}]}}),
+        )
+        .await;
+    assert_eq!(echo["changes"]["tasks"]["added"][0]["name"], "By Victor");
+}
+
+#[tokio::test]
+async fn a_phantom_resent_after_every_socket_left_is_still_an_update() {
+    let server = TestServer::start().await;
+    let (_root, alice, project) = project_of_alice(&server).await;
+    let label = json!(project);
+    let mut first = alice_on(&server, label.clone()).await;
+    let added = json!({"tasks": {"added": [{"$PhantomId": "_resent", "name": "Once"}]}});
+    let echo = first.change(&label, "local-1", added).await;
+    let id = echo["changes"]["tasks"]["added"][0]["id"].clone();
+    drop(first);
+    // Let the server see the socket go, so the project has no Bryntum socket left.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mut second = alice_on(&server, label.clone()).await;
+    let again = json!({"tasks": {"added": [{"$PhantomId": "_resent", "name": "Once more"}]}});
+    let echo = second.change(&label, "local-2", again).await;
+    assert_eq!(echo["changes"]["tasks"]["added"][0]["id"], id);
+    let (_, tasks) = server
+        .get(&format!("/api/v1/projects/{project}/tasks"), &alice)
+        .await;
+    let names: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"Once more"), "{names:?}");
+}
+
+#[tokio::test]
+async fn a_phantom_resent_after_a_restart_is_still_an_update() {
+    let mut server = TestServer::start().await;
+    let (_root, _alice, project) = project_of_alice(&server).await;
+    let label = json!(project);
+    let mut before = alice_on(&server, label.clone()).await;
+    let added = json!({"tasks": {"added": [{"$PhantomId": "_kept", "name": "Before"}]}});
+    let echo = before.change(&label, "local-1", added).await;
+    let id = echo["changes"]["tasks"]["added"][0]["id"].clone();
+    drop(before);
+
+    server.restart().await;
+    let alice = server.login("alice", "alice-password").await;
+    let mut after = alice_on(&server, label.clone()).await;
+    let again = json!({"tasks": {"added": [{"$PhantomId": "_kept", "name": "After"}]}});
+    let echo = after.change(&label, "local-2", again).await;
+    assert_eq!(echo["changes"]["tasks"]["added"][0]["id"], id);
+    let (_, tasks) = server
+        .get(&format!("/api/v1/projects/{project}/tasks"), &alice)
+        .await;
+    let names: Vec<&str> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"After"), "{names:?}");
+}
