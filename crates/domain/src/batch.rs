@@ -3,7 +3,7 @@
 //! send several changes as one unit (a Bryntum revision) use this instead of one request per
 //! record, so a failure half way (a cycle, an unknown id, a missing role) leaves nothing behind.
 
-use crate::access::{project_role, require};
+use crate::access::require;
 use crate::collections::Collection;
 use crate::records::load;
 use crate::tx::Tx;
@@ -82,7 +82,7 @@ impl Domain {
             .into());
         }
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         let mut removed: HashSet<Uuid> = HashSet::new();
         for (index, op) in ops.into_iter().enumerate() {
             self.apply_one(&mut tx, project_id, role, op, &mut removed)
