@@ -2,9 +2,10 @@
 //! project's stream before it reads the version an If-Match names, so of two PATCHes of one
 //! record at one version exactly one wins and the other gets 412.
 //!
-//! The nodes are two stores on one PostgreSQL database (`LIVEPLAN_TEST_DATABASE_URL`, else the
-//! server on 127.0.0.1:5432 when one answers, in a fresh database dropped at the end); without
-//! a PostgreSQL, two stores on one SQLite file.
+//! The nodes are two stores on one PostgreSQL database (`LIVEPLAN_TEST_POSTGRES_URL`, else
+//! `LIVEPLAN_TEST_DATABASE_URL` when it names a PostgreSQL, else the server on 127.0.0.1:5432
+//! when one answers; in a fresh database dropped at the end); without a PostgreSQL, two stores
+//! on one SQLite file.
 
 use liveplan_domain::accounts::NewUser;
 use liveplan_domain::{Actor, Domain, NoListener};
@@ -18,11 +19,17 @@ const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const ROUNDS: i64 = 20;
 const GUARD: Duration = Duration::from_secs(30);
 
-/// The PostgreSQL server to test on, if there is one.
+/// The PostgreSQL server to test on, if there is one: as for the PostgreSQL store's tests.
 async fn postgres_url() -> Option<String> {
-    let given = std::env::var("LIVEPLAN_TEST_DATABASE_URL").unwrap_or_default();
-    if given.starts_with("postgres://") || given.starts_with("postgresql://") {
-        return Some(given);
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.is_empty())
+    };
+    let given = var("LIVEPLAN_TEST_POSTGRES_URL")
+        .or_else(|| var("LIVEPLAN_TEST_DATABASE_URL").filter(|url| url.starts_with("postgres")));
+    if given.is_some() {
+        return given;
     }
     let answers = tokio::time::timeout(
         Duration::from_secs(2),
