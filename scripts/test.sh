@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of liveplan: formatting, lints, the whole workspace's tests (unit, store
 # conformance on SQLite and on PostgreSQL, real-server integration tests, real third-party
-# clients) and the scheduler's oracle suites. Installs what the tests need when it is missing, so a fresh machine passes.
+# clients), the server's integration tests again on PostgreSQL, and the scheduler's oracle
+# suites. Installs what the tests need when it is missing, so a fresh machine passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +22,15 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
 fi
 
-# The PostgreSQL backend's tests make and drop a database per test on this server. Use the one
-# given, else the one on 127.0.0.1:5432, else install and start Debian's.
-export LIVEPLAN_TEST_DATABASE_URL="${LIVEPLAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+# The PostgreSQL tests make and drop a database per test on this server. Use the one given
+# (LIVEPLAN_TEST_POSTGRES_URL, or LIVEPLAN_TEST_DATABASE_URL as the testkit reads it), else the
+# one on 127.0.0.1:5432, else install and start Debian's. The PostgreSQL store's own tests and
+# the domain's two-node test always use it; the server's tests use it only when
+# LIVEPLAN_TEST_DATABASE_URL names it, which is the second pass below.
+export LIVEPLAN_TEST_POSTGRES_URL="${LIVEPLAN_TEST_POSTGRES_URL:-${LIVEPLAN_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}}"
+unset LIVEPLAN_TEST_DATABASE_URL
 postgres_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
-if [[ "$LIVEPLAN_TEST_DATABASE_URL" == *@127.0.0.1:5432/* ]] && ! postgres_up; then
+if [[ "$LIVEPLAN_TEST_POSTGRES_URL" == *@127.0.0.1:5432/* ]] && ! postgres_up; then
   echo "== installing and starting PostgreSQL on 127.0.0.1:5432"
   if [ "$(id -u)" = 0 ]; then SUDO=""; AS_POSTGRES="runuser -u postgres --"; else SUDO="sudo"; AS_POSTGRES="sudo -u postgres"; fi
   if ! command -v pg_lsclusters >/dev/null 2>&1; then
@@ -55,8 +60,19 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== cargo test"
+echo "== cargo test (server tests on SQLite)"
 cargo test --workspace --no-fail-fast
+
+# Every server integration test again, each on a fresh PostgreSQL database, and the domain's
+# two-node test. `--workspace` with `--test` filters keeps the first pass's feature set, so the
+# binaries it built are run again and nothing is compiled.
+server_tests=()
+for test in crates/server/tests/*.rs; do
+  server_tests+=(--test "$(basename "$test" .rs)")
+done
+echo "== server tests on PostgreSQL"
+LIVEPLAN_TEST_DATABASE_URL="$LIVEPLAN_TEST_POSTGRES_URL" \
+  cargo test --workspace --no-fail-fast "${server_tests[@]}" --test two_nodes
 
 for oracle in crates/*/oracle/run.sh; do
   [ -f "$oracle" ] || continue

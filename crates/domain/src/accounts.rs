@@ -267,6 +267,8 @@ impl Domain {
             return Err(ApiError::conflict("you cannot deactivate yourself"));
         }
         let mut tx = Tx::begin(self, Some(actor)).await?;
+        // A user's changes are logged on the system stream: held before the version is checked.
+        tx.hold(StreamKey::System).await?;
         let current = tx
             .ops()
             .get_user(id)

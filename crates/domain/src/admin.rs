@@ -157,12 +157,16 @@ impl Domain {
         }
         let mut tx = Tx::begin(self, Some(actor)).await?;
         for project in tx.ops().list_projects().await.or_api()? {
+            // Held before the project goes, so none of its writers is midway (see `Tx::hold`).
+            tx.hold(StreamKey::Project(project.id)).await?;
             tx.ops()
                 .delete_stream_events(StreamKey::Project(project.id))
                 .await
                 .or_api()?;
             tx.ops().delete_project(project.id).await.or_api()?;
         }
+        // Users change on the system stream: held before they are read.
+        tx.hold(StreamKey::System).await?;
         let now = tx.now;
         for user in &document.users {
             let existing = tx.ops().get_user(user.id).await.or_api()?;
@@ -248,6 +252,7 @@ impl Domain {
         let mut tx = Tx::begin(self, Some(actor)).await?;
         let projects = tx.ops().list_projects().await.or_api()?;
         for project in &projects {
+            tx.hold(StreamKey::Project(project.id)).await?;
             tx.ops()
                 .delete_stream_events(StreamKey::Project(project.id))
                 .await

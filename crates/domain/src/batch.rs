@@ -3,7 +3,7 @@
 //! send several changes as one unit (a Bryntum revision) use this instead of one request per
 //! record, so a failure half way (a cycle, an unknown id, a missing role) leaves nothing behind.
 
-use crate::access::{project_role, require};
+use crate::access::require;
 use crate::bryntum::phantoms::record_phantoms;
 use crate::collections::Collection;
 use crate::records::load;
@@ -118,7 +118,7 @@ impl Domain {
         check_size(request.ops.len())?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
         tx.set_echo(request.echo);
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         if role < Role::Member {
             return Err(ApiError::forbidden("viewers cannot change this project").into());
         }

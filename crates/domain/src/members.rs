@@ -106,7 +106,7 @@ impl Domain {
         let input = as_object(input)?;
         let role = parse_role(input)?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, actor_role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, actor_role) = tx.project_role(project_id, actor).await?;
         may_manage(actor_role, role)?;
         let user = if let Some(id) = input.get("user_id") {
             let id = id
@@ -169,7 +169,7 @@ impl Domain {
         let input = as_object(input)?;
         let role = parse_role(input)?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, actor_role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, actor_role) = tx.project_role(project_id, actor).await?;
         let current = load_membership(tx.ops(), project_id, id).await?;
         let current_role = Role::from_level(current.role).ok_or_else(ApiError::internal)?;
         may_manage(actor_role, role.max(current_role))?;
@@ -208,7 +208,7 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<()> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, actor_role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, actor_role) = tx.project_role(project_id, actor).await?;
         let current = load_membership(tx.ops(), project_id, id).await?;
         let current_role = Role::from_level(current.role).ok_or_else(ApiError::internal)?;
         if current.user_id != actor.user_id {

@@ -180,7 +180,7 @@ impl Domain {
     ) -> DomainResult<Value> {
         let fields = validate_project(input, false)?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (current, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (current, role) = tx.project_role(project_id, actor).await?;
         require(role, Role::Admin, "changing the project")?;
         check_version(if_match, current.version)?;
         if let Some(calendar) = fields.get("calendar_id").and_then(Value::as_str) {
@@ -236,7 +236,7 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<()> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (current, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (current, role) = tx.project_role(project_id, actor).await?;
         require(role, Role::Owner, "deleting the project")?;
         check_version(if_match, current.version)?;
         delete_project_in(&mut tx, project_id).await?;
@@ -294,6 +294,8 @@ pub async fn create_project_in(
 
 /// Removes a project, its records, memberships and its event log.
 pub async fn delete_project_in(tx: &mut Tx<'_>, project_id: Uuid) -> DomainResult<()> {
+    // Its writers wait until the project is gone, then find it so.
+    tx.hold(StreamKey::Project(project_id)).await?;
     let ops: &mut dyn Ops = tx.ops();
     ops.delete_stream_events(StreamKey::Project(project_id))
         .await

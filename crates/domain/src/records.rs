@@ -115,7 +115,7 @@ impl Domain {
         }
         let fields = validate::validate_fields(collection, input, Mode::Create)?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         require(
             role,
             collection.write_role,
@@ -199,7 +199,7 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<Value> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         if !collection.patchable {
             return Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
@@ -323,7 +323,7 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<Vec<Uuid>> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         let current = load(tx.ops(), collection, project_id, id).await?;
         authorize_change(collection, role, actor, &current)?;
         check_version(if_match, current.version)?;
@@ -447,7 +447,7 @@ impl Domain {
             _ => return Err(ApiError::not_found("action")),
         };
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         require(role, spec.write_role, "changing a sprint")?;
         let current = load(tx.ops(), spec, project_id, id).await?;
         let state = current
@@ -500,7 +500,7 @@ impl Domain {
     ) -> DomainResult<Value> {
         let spec = &collections::BASELINES;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         require(role, spec.write_role, "activating a baseline")?;
         load(tx.ops(), spec, project_id, id).await?;
         let mut activated = None;
@@ -544,7 +544,7 @@ impl Domain {
     ) -> DomainResult<Value> {
         let spec = &collections::ATTACHMENTS;
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         require(role, spec.write_role, "uploading attachments")?;
         let row = self
             .insert_new_record(&mut tx, project_id, spec, meta, Some(id))

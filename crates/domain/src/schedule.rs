@@ -731,6 +731,7 @@ impl Domain {
         details: Value,
     ) -> DomainResult<()> {
         let mut tx = Tx::begin(self, None).await?;
+        tx.hold(StreamKey::Project(project_id)).await?;
         if tx.ops().get_project(project_id).await.or_api()?.is_none() {
             return Ok(());
         }

@@ -2,9 +2,9 @@
 //! the events of what committed, after the commit.
 
 use crate::{Actor, Domain, DomainResult, OrApi};
-use proto::{Event, EventType, StreamKey};
+use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
-use store::{NewEvent, Ops, Timestamp, WriteTx};
+use store::{NewEvent, Ops, ProjectRow, Timestamp, WriteTx};
 use uuid::Uuid;
 
 pub struct Tx<'d> {
@@ -40,6 +40,27 @@ impl<'d> Tx<'d> {
 
     pub fn ops(&mut self) -> &mut dyn Ops {
         &mut *self.inner
+    }
+
+    /// Holds `stream` for the rest of the transaction. Every write transaction holds the stream
+    /// of what it changes before it reads what it decides on (a version for If-Match, a rule
+    /// across records, whether the project still exists): writers on other nodes then wait,
+    /// instead of both deciding on the same state and one losing the other's change (the
+    /// store's concurrency contract, "Per record"). Holding it first also gives every writer
+    /// of a project one lock order, stream before rows, so they cannot deadlock.
+    pub async fn hold(&mut self, stream: StreamKey) -> DomainResult<()> {
+        self.inner.lock_stream(stream).await.or_api()
+    }
+
+    /// The actor's role in the project, read while holding the project's stream ([`Tx::hold`]):
+    /// the first thing a write transaction on a project does.
+    pub async fn project_role(
+        &mut self,
+        project_id: Uuid,
+        actor: &Actor,
+    ) -> DomainResult<(ProjectRow, Role)> {
+        self.hold(StreamKey::Project(project_id)).await?;
+        crate::access::project_role(&mut *self.inner, project_id, actor).await
     }
 
     pub async fn emit(

@@ -1,6 +1,8 @@
 //! The binary as an operator runs it: `serve` with flags and environment, the listening line,
-//! `--demo`, `user create` beside a running server, and a clean exit on SIGTERM.
+//! `--demo`, `user create` beside a running server, and a clean exit on SIGTERM; on the store
+//! `LIVEPLAN_TEST_DATABASE_URL` picks (liveplan-testkit's `backend`).
 
+use liveplan_testkit::backend::Backend;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,12 +14,22 @@ struct Served {
     base: String,
 }
 
-fn serve(dir: &std::path::Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
+/// The binary, on the test's store: its data directory and, on PostgreSQL, its database.
+fn liveplan(backend: &Backend) -> Command {
     let mut command = Command::new(BIN);
+    command.env("LIVEPLAN_DATA_DIR", backend.data_dir());
+    match backend.database_url() {
+        Some(url) => command.env("DATABASE_URL", url),
+        None => command.env_remove("DATABASE_URL"),
+    };
+    command
+}
+
+fn serve(backend: &Backend, extra: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut command = liveplan(backend);
     command
         .arg("serve")
         .args(extra)
-        .env("LIVEPLAN_DATA_DIR", dir)
         .env("LIVEPLAN_LISTEN", "127.0.0.1:0");
     for (key, value) in env {
         command.env(key, value);
@@ -64,9 +76,9 @@ async fn login(http: &reqwest::Client, base: &str, login: &str, password: &str) 
 
 #[tokio::test]
 async fn demo_server_user_create_and_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::from_env();
     let http = reqwest::Client::new();
-    let served = serve(dir.path(), &["--demo"], &[]);
+    let served = serve(&backend, &["--demo"], &[]);
     assert_eq!(
         http.get(format!("{}/healthz", served.base))
             .send()
@@ -123,7 +135,7 @@ async fn demo_server_user_create_and_sigterm() {
     }
 
     // An operator adds a user while the server runs, on the same data.
-    let output = Command::new(BIN)
+    let output = liveplan(&backend)
         .args([
             "user",
             "create",
@@ -136,7 +148,6 @@ async fn demo_server_user_create_and_sigterm() {
             "--name",
             "Ops",
         ])
-        .env("LIVEPLAN_DATA_DIR", dir.path())
         .output()
         .unwrap();
     assert!(
@@ -148,7 +159,7 @@ async fn demo_server_user_create_and_sigterm() {
     assert_eq!(created["display_name"], "Ops");
     let (status, _) = login(&http, &served.base, "ops", "ops-password").await;
     assert_eq!(status, 200);
-    let output = Command::new(BIN)
+    let output = liveplan(&backend)
         .args([
             "user",
             "create",
@@ -157,7 +168,6 @@ async fn demo_server_user_create_and_sigterm() {
             "--password",
             "x",
         ])
-        .env("LIVEPLAN_DATA_DIR", dir.path())
         .output()
         .unwrap();
     assert!(!output.status.success(), "a duplicate email is refused");
@@ -165,7 +175,7 @@ async fn demo_server_user_create_and_sigterm() {
     assert!(terminate(served).success(), "SIGTERM exits 0");
 
     // Seeding happens once: a second --demo start adds nothing.
-    let served = serve(dir.path(), &["--demo"], &[]);
+    let served = serve(&backend, &["--demo"], &[]);
     let (_, admin) = login(&http, &served.base, "admin", "admin").await;
     let again: Value = http
         .get(format!("{}/api/v1/projects", served.base))
@@ -182,13 +192,13 @@ async fn demo_server_user_create_and_sigterm() {
 
 #[tokio::test]
 async fn bootstrap_admin_from_the_environment() {
-    let dir = tempfile::tempdir().unwrap();
+    let backend = Backend::from_env();
     let http = reqwest::Client::new();
     let env = [
         ("LIVEPLAN_ADMIN_EMAIL", "boot@example.test"),
         ("LIVEPLAN_ADMIN_PASSWORD", "boot-password"),
     ];
-    let served = serve(dir.path(), &[], &env);
+    let served = serve(&backend, &[], &env);
     let response = http
         .post(format!("{}/api/v1/auth/login", served.base))
         .json(&json!({ "email": "boot@example.test", "password": "boot-password" }))
@@ -199,5 +209,6 @@ async fn bootstrap_admin_from_the_environment() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["user"]["is_admin"], true);
     assert!(terminate(served).success());
-    assert!(dir.path().join("liveplan.db").exists());
+    // The store is where the test asked for it: the SQLite file, or none beside a PostgreSQL.
+    assert_eq!(backend.sqlite_file().exists(), !backend.is_postgres());
 }

@@ -1,8 +1,9 @@
 //! The PostgreSQL backend: the whole conformance suite, each case on a database of its own made
 //! for it and dropped after, and what only a shared server shows (several nodes writing).
 //!
-//! The server is `LIVEPLAN_TEST_DATABASE_URL` (default: the one on 127.0.0.1:5432 as
-//! `postgres`, database `test`); `scripts/test.sh` makes sure one runs.
+//! The server is `LIVEPLAN_TEST_POSTGRES_URL`, else `LIVEPLAN_TEST_DATABASE_URL` when that names
+//! a PostgreSQL (it also moves the server's tests there), else the one on 127.0.0.1:5432 as
+//! `postgres`, database `test`; `scripts/test.sh` makes sure one runs.
 
 use std::sync::Arc;
 use store::Store;
@@ -12,7 +13,14 @@ use uuid::Uuid;
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn server_url() -> String {
-    std::env::var("LIVEPLAN_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.into())
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.is_empty())
+    };
+    var("LIVEPLAN_TEST_POSTGRES_URL")
+        .or_else(|| var("LIVEPLAN_TEST_DATABASE_URL").filter(|url| url.starts_with("postgres")))
+        .unwrap_or_else(|| DEFAULT_URL.into())
 }
 
 /// `url` with its database replaced by `name`.

@@ -36,7 +36,10 @@
 //!
 //! Moving those to virtual time needs a clock seam in the server (auth, hub, bryntum); that is
 //! left out on purpose while the server's source is being restructured by others. A paused
-//! test must never wait on another process or thread (the CLI, `npm`).
+//! test must never wait on another process or thread (the CLI, `npm`), so on PostgreSQL, which
+//! is one, a paused test returns at once with the reason printed
+//! ([`backend::skip_on_postgres`]): the clock would jump while a query is on its way and fire
+//! the store's timeouts.
 
 pub mod backend;
 pub mod bryntum;

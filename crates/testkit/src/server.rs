@@ -21,6 +21,13 @@ pub fn config(dir: &Path) -> Config {
     config
 }
 
+/// [`config`] on `backend`'s store: its data directory and, on PostgreSQL, its database.
+fn backend_config(backend: &Backend) -> Config {
+    let mut config = config(backend.data_dir());
+    config.database_url = backend.database_url().map(str::to_string);
+    config
+}
+
 /// Raises the login and ticket rate limits, for tests that log in and mint tickets far faster
 /// than people do (the rate-limit tests keep the real ones).
 pub fn relax_rates(config: &mut Config) {
@@ -47,7 +54,7 @@ impl TestServer {
 
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
         let backend = Backend::from_env();
-        let mut config = config(backend.data_dir());
+        let mut config = backend_config(&backend);
         tune(&mut config);
         let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
         let mut server = TestServer {
@@ -97,6 +104,16 @@ impl TestServer {
         self.backend.data_dir()
     }
 
+    /// Whether the server runs on PostgreSQL (`LIVEPLAN_TEST_DATABASE_URL`).
+    pub fn is_postgres(&self) -> bool {
+        self.backend.is_postgres()
+    }
+
+    /// Whether `needle` is stored anywhere in the server's database ([`Backend::stores_text`]).
+    pub async fn stores_text(&self, needle: &str) -> bool {
+        self.backend.stores_text(needle).await
+    }
+
     /// The SQLite database file.
     pub fn db_path(&self) -> PathBuf {
         self.backend.sqlite_file()
@@ -117,7 +134,7 @@ impl TestServer {
     /// Like [`TestServer::restart`], with the configuration adjusted.
     pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut Config)) {
         self.stop().await;
-        let mut config = config(self.backend.data_dir());
+        let mut config = backend_config(&self.backend);
         adjust(&mut config);
         let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
         self.base = format!("http://{}", running.address);
@@ -135,7 +152,7 @@ impl TestServer {
     /// Starts the (stopped) server again on `address`, with the relaxed configuration.
     pub async fn start_on(&mut self, address: SocketAddr) {
         assert!(self.running.is_none(), "stop the server first");
-        let mut config = config(self.backend.data_dir());
+        let mut config = backend_config(&self.backend);
         relax_rates(&mut config);
         let running = launch(config, address).await;
         self.base = format!("http://{}", running.address);
@@ -148,9 +165,12 @@ impl TestServer {
     /// as the CLI does: its commits reach no live client.
     pub async fn offline<T>(&self, write: impl AsyncFnOnce(&domain::Domain) -> T) -> T {
         assert!(self.running.is_none(), "stop the server first");
-        let store = liveplan_server::backends::open_store(None, self.backend.data_dir())
-            .await
-            .expect("the store opens");
+        let store = liveplan_server::backends::open_store(
+            self.backend.database_url(),
+            self.backend.data_dir(),
+        )
+        .await
+        .expect("the store opens");
         let domain = domain::Domain::new(store.clone(), Arc::new(domain::NoListener));
         let result = write(&domain).await;
         store.close().await;

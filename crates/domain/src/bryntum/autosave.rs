@@ -5,7 +5,7 @@
 use crate::access::project_role;
 use crate::{Actor, Domain, DomainResult, OrApi};
 use chrono::DateTime;
-use proto::Role;
+use proto::{Role, StreamKey};
 use std::time::Duration;
 use store::{Ops, Timestamp, format_ts};
 use uuid::Uuid;
@@ -57,6 +57,10 @@ impl Domain {
             }
         }
         let mut tx = self.store.write().await.or_api()?;
+        // Held so that on PostgreSQL a second node's grant waits and then sees this one.
+        tx.lock_stream(StreamKey::Project(project_id))
+            .await
+            .or_api()?;
         let (_, role) = project_role(&mut *tx, project_id, actor).await?;
         if role < Role::Member || !may_grant(last_grant(&mut *tx, project_id).await?, now) {
             return Ok(false);

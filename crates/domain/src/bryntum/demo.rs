@@ -7,7 +7,7 @@ use crate::batch::{BatchError, BatchOp};
 use crate::collections::{ASSIGNMENTS, CALENDARS, Collection, DEPENDENCIES, RESOURCES, TASKS};
 use crate::tx::Tx;
 use crate::{Actor, Domain, DomainResult, OrApi};
-use proto::{ApiError, Event, Role};
+use proto::{ApiError, Event, Role, StreamKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
@@ -150,6 +150,10 @@ impl Domain {
         // Read and stored in one write transaction, so the snapshot is one moment's records
         // and two nodes cannot both store one.
         let mut tx = self.store.write().await.or_api()?;
+        // Held so that on PostgreSQL a second node's transaction waits and then sees this one.
+        tx.lock_stream(StreamKey::Project(project_id))
+            .await
+            .or_api()?;
         if tx
             .get_setting(&snapshot_key(project_id))
             .await
@@ -192,7 +196,7 @@ impl Domain {
     ) -> Result<Vec<Event>, BatchError> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
         tx.set_echo(echo);
-        let (_, role) = project_role(tx.ops(), project_id, actor).await?;
+        let (_, role) = tx.project_role(project_id, actor).await?;
         if role < Role::Member {
             return Err(ApiError::forbidden("viewers cannot reset this project").into());
         }

@@ -1,0 +1,184 @@
+//! Two nodes writing one project at once lose no update: each write transaction holds the
+//! project's stream before it reads the version an If-Match names, so of two PATCHes of one
+//! record at one version exactly one wins and the other gets 412.
+//!
+//! The nodes are two stores on one PostgreSQL database (`LIVEPLAN_TEST_POSTGRES_URL`, else
+//! `LIVEPLAN_TEST_DATABASE_URL` when it names a PostgreSQL, else the server on 127.0.0.1:5432
+//! when one answers; in a fresh database dropped at the end); without a PostgreSQL, two stores
+//! on one SQLite file.
+
+use liveplan_domain::accounts::NewUser;
+use liveplan_domain::{Actor, Domain, NoListener};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+const ROUNDS: i64 = 20;
+const GUARD: Duration = Duration::from_secs(30);
+
+/// The PostgreSQL server to test on, if there is one: as for the PostgreSQL store's tests.
+async fn postgres_url() -> Option<String> {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.is_empty())
+    };
+    let given = var("LIVEPLAN_TEST_POSTGRES_URL")
+        .or_else(|| var("LIVEPLAN_TEST_DATABASE_URL").filter(|url| url.starts_with("postgres")));
+    if given.is_some() {
+        return given;
+    }
+    let answers = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect("127.0.0.1:5432"),
+    )
+    .await;
+    matches!(answers, Ok(Ok(_))).then(|| DEFAULT_URL.to_string())
+}
+
+/// `url` with its database replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(query) => format!("{server}/{name}?{query}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+async fn administer(url: &str, statement: String) {
+    let work = async {
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+    };
+    tokio::time::timeout(GUARD, work)
+        .await
+        .expect("PostgreSQL answers in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_if_match_patches_on_two_nodes_let_exactly_one_win() {
+    match postgres_url().await {
+        Some(server) => {
+            let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
+            administer(&server, format!("CREATE DATABASE {name}")).await;
+            let url = with_database(&server, &name);
+            let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+            for _ in 0..2 {
+                nodes.push(Arc::new(store_postgres::open(&url).await.unwrap()));
+            }
+            // Run, then drop the database whatever happened, then report what happened.
+            let outcome = tokio::spawn(race(nodes.clone())).await;
+            for node in nodes {
+                node.close().await;
+            }
+            administer(
+                &server,
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )
+            .await;
+            if let Err(panic) = outcome {
+                std::panic::resume_unwind(panic.into_panic());
+            }
+        }
+        None => {
+            println!("no PostgreSQL answers: two stores on one SQLite file instead");
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("liveplan.db");
+            let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+            for _ in 0..2 {
+                nodes.push(Arc::new(
+                    store_sqlite::SqliteStore::open_file(&file).await.unwrap(),
+                ));
+            }
+            race(nodes).await;
+        }
+    }
+}
+
+async fn race(nodes: Vec<Arc<dyn Store>>) {
+    let domains: Vec<Arc<Domain>> = nodes
+        .into_iter()
+        .map(|store| Arc::new(Domain::new(store, Arc::new(NoListener))))
+        .collect();
+    let first = &domains[0];
+    let admin = first
+        .create_user(
+            None,
+            NewUser {
+                email: "admin@example.test".into(),
+                username: None,
+                display_name: None,
+                password_hash: "not a hash: nobody logs in here".into(),
+                is_admin: true,
+            },
+        )
+        .await
+        .unwrap();
+    let actor = Actor {
+        user_id: id_of(&admin),
+        is_admin: true,
+        tab_id: None,
+    };
+    let project = id_of(
+        &first
+            .create_project(&actor, &json!({ "name": "Two nodes" }))
+            .await
+            .unwrap(),
+    );
+    let tasks = liveplan_domain::collections::by_name("tasks").unwrap();
+    let task = first
+        .create_record(&actor, project, tasks, &json!({ "name": "contended" }))
+        .await
+        .unwrap();
+    let task_id = id_of(&task);
+    let first_version = task["version"].as_i64().unwrap();
+    for (round, version) in (first_version..first_version + ROUNDS).enumerate() {
+        let patches = domains.iter().enumerate().map(|(node, domain)| {
+            let (domain, actor) = (domain.clone(), actor.clone());
+            tokio::spawn(async move {
+                let name = json!({ "name": format!("round {round} node {node}") });
+                domain
+                    .update_record(&actor, project, tasks, task_id, &name, Some(version))
+                    .await
+            })
+        });
+        let mut won = Vec::new();
+        let mut refused = 0;
+        for patch in patches.collect::<Vec<_>>() {
+            match tokio::time::timeout(GUARD, patch).await.unwrap().unwrap() {
+                Ok(row) => won.push(row),
+                Err(error) => {
+                    assert_eq!(error.code.http_status(), 412, "round {round}: {error:?}");
+                    refused += 1;
+                }
+            }
+        }
+        assert_eq!((won.len(), refused), (1, 1), "round {round}: one wins");
+        let winner = &won[0];
+        assert_eq!(winner["version"].as_i64(), Some(version + 1));
+        // Both nodes read the winner's change: nothing was lost or written over.
+        for domain in &domains {
+            let stored = domain
+                .get_record(&actor, project, tasks, task_id)
+                .await
+                .unwrap();
+            assert_eq!(stored.version, version + 1, "round {round}");
+            assert_eq!(stored.body.get("name"), winner.get("name"), "round {round}");
+        }
+    }
+}
+
+fn id_of(row: &Value) -> uuid::Uuid {
+    uuid::Uuid::parse_str(row["id"].as_str().unwrap()).unwrap()
+}
