@@ -635,8 +635,7 @@ impl Client {
 fn new_token() -> String {
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{TOKEN_PREFIX}{hex}")
+    format!("{TOKEN_PREFIX}{}", hex::encode(bytes))
 }
 
 /// Demo mode: puts the project's demo data back (`Domain::reset_demo`, one transaction);
