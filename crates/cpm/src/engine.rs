@@ -1,4 +1,8 @@
 //! The engine: interned network, forward/backward passes, incremental repair.
+//!
+//! Over 800 lines on purpose: the passes and the incremental repair share the interned network's
+//! private invariants (dense indices, topological order, dirty sets); split into modules they
+//! would have to be made visible crate-wide.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

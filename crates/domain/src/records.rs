@@ -1,6 +1,10 @@
 //! Create, read, update and delete of the project collections, with the rules each collection
 //! adds: references inside the project, task hierarchy without loops, dependency cycles,
 //! uniqueness of links, cascades on delete, and the events of every change.
+//!
+//! Over 800 lines on purpose: create, update and delete share private rules (reference checks,
+//! hierarchy, cycles, cascades) that must not be callable from elsewhere in the crate; the
+//! collection table and validation already live apart (`collections`, `validate`).
 
 use crate::access::{project_role, require};
 use crate::collections::{self, Collection, Kind, OnDelete};

@@ -1,4 +1,7 @@
 //! The command line, and the checks that keep every run bounded and on this machine.
+//!
+//! Over 800 lines on purpose: every flag sits next to the bound that keeps it safe (counts,
+//! rates, durations, loopback-only addresses); split up, a flag could lose its check unseen.
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -1,5 +1,8 @@
 //! The scheduler in the server: `GET …/schedule`, the worker that writes outputs after a
 //! schedule input commits, its `cpm_complete`/`task_dates_updated`/`cpm_error` events.
+//!
+//! One file on purpose: each test file is a binary of its own (~170 MB linked), so the
+//! scheduler's cases share one.
 
 use liveplan_testkit::*;
 use serde_json::{Value, json};

@@ -1,5 +1,8 @@
 //! The SQL behind [`Ops`] for PostgreSQL, shared by read handles, snapshots and write
 //! transactions.
+//!
+//! Over 800 lines on purpose: it is the one `impl Queries for PgOps`, and a trait's impl is one
+//! block; each method keeps its SQL next to its bindings. Rows are decoded in `rows.rs`.
 
 use crate::errors::db_error;
 use crate::rows::*;

@@ -1,4 +1,8 @@
-//! The SQL behind [`Ops`] for SQLite, shared by read handles and write transactions.
+//! The SQL behind [`Queries`] for SQLite, shared by read handles and write transactions.
+//!
+//! Over 800 lines on purpose: it is the one `impl Queries` of the backend, and a trait's impl is
+//! one block; each method keeps its SQL next to its bindings. The phantom-id statements live
+//! apart in `phantom_ids.rs`.
 
 use crate::conns::{Lender, heavy};
 use crate::db_error;
