@@ -2,13 +2,13 @@
 
 use crate::{Actor, DomainResult, OrApi};
 use proto::{ApiError, Role};
-use store::{Ops, ProjectRow};
+use store::{ProjectRow, Queries};
 use uuid::Uuid;
 
 /// The caller's role in a project. A project the caller is not a member of does not exist for
 /// them (404), so its existence never leaks.
 pub async fn project_role(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     actor: &Actor,
 ) -> DomainResult<(ProjectRow, Role)> {

@@ -8,14 +8,14 @@ use crate::validate::{as_object, invalid_field};
 use crate::{Actor, Domain, DomainResult, OrApi};
 use proto::{ApiError, EventType, Role, StreamKey};
 use serde_json::{Value, json};
-use store::{MembershipRow, Ops, format_ts};
+use store::{MembershipRow, Queries, format_ts};
 use uuid::Uuid;
 
 pub fn membership_payload(m: &MembershipRow) -> Value {
     json!({ "membership_id": m.id, "user_id": m.user_id, "role": m.role })
 }
 
-async fn membership_json(ops: &mut dyn Ops, m: &MembershipRow) -> DomainResult<Value> {
+async fn membership_json(ops: &mut dyn Queries, m: &MembershipRow) -> DomainResult<Value> {
     let user = ops.get_user(m.user_id).await.or_api()?;
     Ok(json!({
         "id": m.id,
@@ -51,7 +51,7 @@ fn may_manage(actor_role: Role, role: Role) -> DomainResult<()> {
     Ok(())
 }
 
-async fn owner_count(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<usize> {
+async fn owner_count(ops: &mut dyn Queries, project_id: Uuid) -> DomainResult<usize> {
     Ok(ops
         .list_memberships(project_id)
         .await
@@ -62,7 +62,7 @@ async fn owner_count(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<usize>
 }
 
 async fn load_membership(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     id: Uuid,
 ) -> DomainResult<MembershipRow> {

@@ -9,7 +9,7 @@ use crate::validate::{JsonObject, as_object, check_kind, invalid_field};
 use crate::{Actor, Domain, DomainResult, OrApi};
 use proto::{ApiError, EventType, Role, StreamKey};
 use serde_json::{Value, json};
-use store::{MembershipRow, Ops, ProjectRow, format_ts};
+use store::{MembershipRow, ProjectRow, Queries, format_ts};
 use uuid::Uuid;
 
 /// The project's own fields; anything else a client sends is kept as sent.
@@ -296,7 +296,7 @@ pub async fn create_project_in(
 pub async fn delete_project_in(tx: &mut Tx<'_>, project_id: Uuid) -> DomainResult<()> {
     // Its writers wait until the project is gone, then find it so.
     tx.hold(StreamKey::Project(project_id)).await?;
-    let ops: &mut dyn Ops = tx.ops();
+    let ops: &mut dyn Queries = tx.ops();
     ops.delete_stream_events(StreamKey::Project(project_id))
         .await
         .or_api()?;

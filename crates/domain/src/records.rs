@@ -14,7 +14,7 @@ use crate::{Actor, Domain, DomainResult, OrApi};
 use proto::{ApiError, ErrorCode, EventType, Role, StreamKey};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet, VecDeque};
-use store::{Ops, Page, RecordRef, RecordRow, format_ts};
+use store::{Page, Queries, RecordRef, RecordRow, format_ts};
 use uuid::Uuid;
 
 /// The most tasks walked when checking the hierarchy for loops.
@@ -59,7 +59,7 @@ fn defaults(collection: &Collection) -> Vec<(&'static str, Value)> {
 
 /// Loads a record of `collection` in `project_id`, or 404.
 pub async fn load(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     collection: &Collection,
     project_id: Uuid,
     id: Uuid,
@@ -620,7 +620,7 @@ pub fn store_refs(collection: &Collection, body: &JsonObject) -> Vec<RecordRef> 
 /// Every reference must name a record of the right collection in the same project, and every
 /// user reference a member of the project.
 async fn check_references(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     collection: &Collection,
     self_id: Uuid,
@@ -664,7 +664,7 @@ async fn check_references(
 }
 
 async fn check_collection_rules(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     collection: &Collection,
     id: Uuid,
@@ -711,7 +711,7 @@ async fn check_collection_rules(
 }
 
 async fn check_task(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     id: Uuid,
     body: &JsonObject,
     previous: Option<&RecordRow>,
@@ -760,7 +760,7 @@ async fn check_task(
 }
 
 async fn check_dependency(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     id: Uuid,
     body: &JsonObject,
@@ -858,7 +858,7 @@ async fn emit_scope_change(
 }
 
 /// Every task's dates at this moment, keyed by task id.
-async fn baseline_snapshot(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<Value> {
+async fn baseline_snapshot(ops: &mut dyn Queries, project_id: Uuid) -> DomainResult<Value> {
     let tasks = ops
         .list_records(project_id, "tasks", Page::ALL)
         .await

@@ -17,7 +17,7 @@ use cpm::{
 use proto::{ApiError, Event, EventType, StreamKey};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use store::{Ops, Page, format_ts};
+use store::{Page, Queries, format_ts};
 use uuid::Uuid;
 
 /// `task_dates_updated` lists at most this many tasks; above it says `truncated`.
@@ -343,7 +343,7 @@ fn stored_outputs(id: Uuid, body: &serde_json::Map<String, Value>) -> Option<Tas
 /// `None` when the project does not exist. `seq` is recorded as the seq the outputs are known
 /// at; read inside a write transaction, the plan is the project as of that seq.
 pub async fn load_plan(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     seq: i64,
 ) -> DomainResult<Option<Plan>> {
@@ -390,7 +390,7 @@ pub async fn load_plan(
 }
 
 /// Reads everything the schedule of `project_id` depends on.
-pub async fn load_input(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<ProjectInput> {
+pub async fn load_input(ops: &mut dyn Queries, project_id: Uuid) -> DomainResult<ProjectInput> {
     load_plan(ops, project_id, 0)
         .await?
         .map(|plan| plan.input())

@@ -4,7 +4,7 @@
 use crate::{Actor, Domain, DomainResult, OrApi};
 use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
-use store::{NewEvent, Ops, ProjectRow, Timestamp, WriteTx};
+use store::{NewEvent, ProjectRow, Queries, Timestamp, WriteTx};
 use uuid::Uuid;
 
 pub struct Tx<'d> {
@@ -38,7 +38,7 @@ impl<'d> Tx<'d> {
         self.echo = echo;
     }
 
-    pub fn ops(&mut self) -> &mut dyn Ops {
+    pub fn ops(&mut self) -> &mut dyn Queries {
         &mut *self.inner
     }
 

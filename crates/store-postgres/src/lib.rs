@@ -3,7 +3,7 @@
 //! How it keeps the store's concurrency contract with writers on several nodes:
 //! - Write transactions run at READ COMMITTED. A stream is held by locking its row in
 //!   `streams` (an upsert, which takes the row lock and keeps it until the transaction ends):
-//!   [`Ops::lock_stream`] does only that, [`Ops::append_event`] also moves the stream's
+//!   [`Queries::lock_stream`] does only that, [`Queries::append_event`] also moves the stream's
 //!   counter on by one. Every other writer of the stream waits for the commit, and its next
 //!   statement sees what was committed, so seqs are gap-free and in commit order.
 //! - Snapshots are READ ONLY transactions at REPEATABLE READ: one moment, no locks.
@@ -28,7 +28,7 @@ use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{Ops, Store, StoreError, StoreResult, WriteTx};
+use store::{Queries, Store, StoreError, StoreResult, WriteTx};
 
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
@@ -79,12 +79,12 @@ pub async fn open(url: &str) -> StoreResult<PgStore> {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn read(&self) -> StoreResult<Box<dyn Ops>> {
+    async fn read(&self) -> StoreResult<Box<dyn Queries>> {
         let conn = self.pool.acquire().await.map_err(db_error)?;
         Ok(Box::new(PgOps::new(Conn::Plain(conn), false)))
     }
 
-    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>> {
+    async fn snapshot(&self) -> StoreResult<Box<dyn Queries>> {
         let tx = retrying(|| {
             self.pool
                 .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -1,4 +1,4 @@
-//! The SQL behind [`Ops`] for PostgreSQL, shared by read handles, snapshots and write
+//! The SQL behind [`Queries`] for PostgreSQL, shared by read handles, snapshots and write
 //! transactions.
 //!
 //! Over 800 lines on purpose: it is the one `impl Queries for PgOps`, and a trait's impl is one
@@ -11,7 +11,7 @@ use proto::{Event, StreamKey};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use store::rows::*;
-use store::{Ops, StoreError, StoreResult};
+use store::{Queries, StoreError, StoreResult};
 use uuid::Uuid;
 
 /// A connection on its own (each statement commits by itself) or inside a transaction.
@@ -114,7 +114,7 @@ macro_rules! event_columns {
 }
 
 #[async_trait]
-impl Ops for PgOps {
+impl Queries for PgOps {
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)

@@ -3,7 +3,7 @@
 //! Writes go through exactly one connection and open with `BEGIN IMMEDIATE`, so a transaction
 //! that reads before it writes can never fail to upgrade its lock, and seqs are allocated
 //! strictly one transaction at a time. That is more than the store's concurrency contract asks
-//! (every stream and record is held by the one writer), so [`Ops::lock_stream`] has nothing
+//! (every stream and record is held by the one writer), so [`Queries::lock_stream`] has nothing
 //! left to do here. Reads use separate read-only connections and never wait for the writer
 //! (WAL).
 //!
@@ -24,7 +24,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{Ops, Store, StoreError, StoreResult, WriteTx};
+use store::{Queries, Store, StoreError, StoreResult, WriteTx};
 
 /// How long a writer waits for the file lock held by another process (e.g. `liveplan user create`
 /// while a server runs) before giving up.
@@ -155,11 +155,11 @@ async fn migrate(path: &Path) -> StoreResult<()> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn read(&self) -> StoreResult<Box<dyn Ops>> {
+    async fn read(&self) -> StoreResult<Box<dyn Queries>> {
         Ok(Box::new(SqliteOps::new(self.readers.acquire().await?)))
     }
 
-    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>> {
+    async fn snapshot(&self) -> StoreResult<Box<dyn Queries>> {
         // A deferred read transaction in WAL mode: its first read fixes the snapshot, later
         // commits stay invisible to it, and the writer is never blocked. Dropping it rolls
         // back, which for a read only ends it.

@@ -13,7 +13,7 @@ use proto::{Event, EventType, StreamKey};
 use rusqlite::types::FromSql;
 use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use store::rows::*;
-use store::{Ops, StoreError, StoreResult};
+use store::{Queries, StoreError, StoreResult};
 use uuid::Uuid;
 
 pub(crate) struct SqliteOps<C> {
@@ -344,7 +344,7 @@ impl<C: Lender> SqliteOps<C> {
 // statements (an import) then yields to the runtime's other tasks every 128 of them, as it did
 // when each statement was a round trip.
 #[async_trait]
-impl<C: Lender> Ops for SqliteOps<C> {
+impl<C: Lender> Queries for SqliteOps<C> {
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
         tokio::task::consume_budget().await;
         scalar(

@@ -4,7 +4,7 @@
 //! own (`store-sqlite`, `store-postgres`) and the behaviour every backend must show in
 //! `store-conformance`.
 //! - [`rows`]: the plain row types the store reads and writes.
-//! - [`Store`] / [`Ops`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
+//! - [`Store`] / [`Queries`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
 //!   the backends and the one place that opens a store by its URL names a backend.
 //!
 //! # Concurrency contract
@@ -13,11 +13,11 @@
 //! (SQLite runs one write transaction at a time), but callers must not count on it, since a
 //! PostgreSQL backend runs write transactions of several nodes side by side.
 //!
-//! - **Per stream.** A write transaction *holds* a stream from its first [`Ops::lock_stream`]
-//!   or [`Ops::append_event`] on it until it commits or rolls back. Another transaction that
+//! - **Per stream.** A write transaction *holds* a stream from its first [`Queries::lock_stream`]
+//!   or [`Queries::append_event`] on it until it commits or rolls back. Another transaction that
 //!   locks or appends to a held stream waits until it is released, then sees everything the
 //!   holder committed. Hence a stream's seqs are allocated gap-free, in commit order, never
-//!   reused and never going backwards (not even after [`Ops::delete_stream_events`]), whatever
+//!   reused and never going backwards (not even after [`Queries::delete_stream_events`]), whatever
 //!   the number of writers and nodes.
 //! - **Per record.** Rows carry no lock of their own. Every change to a project's rows (the
 //!   project, its memberships, its records) appends to the project's stream, and every change
@@ -60,10 +60,11 @@ impl StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Read and write operations shared by a read handle and a write transaction. Methods that write
-/// are only meaningful inside a [`WriteTx`]; a read handle returns an error for them.
+/// Every query and statement a store handle answers, the same for a read handle, a snapshot and
+/// a write transaction. Methods that write are only meaningful inside a [`WriteTx`]; a read
+/// handle returns an error for them.
 #[async_trait]
-pub trait Ops: Send {
+pub trait Queries: Send {
     // settings
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>>;
     async fn put_setting(&mut self, key: &str, value: &str) -> StoreResult<()>;
@@ -199,7 +200,7 @@ pub trait Ops: Send {
 /// A write transaction: every change inside it and every event it appends commit together or
 /// not at all. Dropping it without `commit` rolls back.
 #[async_trait]
-pub trait WriteTx: Ops {
+pub trait WriteTx: Queries {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
     /// Commits, then runs `then` before another writer may begin: whatever `then` does with
     /// the committed events happens in commit order (the domain hands them to its listener
@@ -213,11 +214,11 @@ pub trait WriteTx: Ops {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// A handle for reads, outside any write transaction.
-    async fn read(&self) -> StoreResult<Box<dyn Ops>>;
+    async fn read(&self) -> StoreResult<Box<dyn Queries>>;
     /// A handle whose reads all see the database as of one moment (fixed by its first read),
     /// without holding up writers: for a reader that must combine several queries, such as
     /// a project's whole plan and the seq it is current at.
-    async fn snapshot(&self) -> StoreResult<Box<dyn Ops>>;
+    async fn snapshot(&self) -> StoreResult<Box<dyn Queries>>;
     /// Starts a write transaction. Other write transactions may run beside it: what it may rely
     /// on is the crate's concurrency contract.
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>>;

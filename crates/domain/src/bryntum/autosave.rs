@@ -7,7 +7,7 @@ use crate::{Actor, Domain, DomainResult, OrApi};
 use chrono::DateTime;
 use proto::{Role, StreamKey};
 use std::time::Duration;
-use store::{Ops, Timestamp, format_ts};
+use store::{Queries, Timestamp, format_ts};
 use uuid::Uuid;
 
 /// One autosave permission per project per this interval.
@@ -29,7 +29,7 @@ fn may_grant(last: Option<Timestamp>, now: Timestamp) -> bool {
     since >= interval || since < -interval
 }
 
-async fn last_grant(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<Option<Timestamp>> {
+async fn last_grant(ops: &mut dyn Queries, project_id: Uuid) -> DomainResult<Option<Timestamp>> {
     let text = ops.get_setting(&autosave_key(project_id)).await.or_api()?;
     // An unreadable stamp counts as no grant: the worst case is one extra autosave.
     Ok(text

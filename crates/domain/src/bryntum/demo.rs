@@ -2,7 +2,6 @@
 //! reset puts them back (same ids) in one transaction with its events. When to reset (a
 //! client's `reset`, or the server after the project sat idle) is the server's to decide.
 
-use crate::access::project_role;
 use crate::batch::{BatchError, BatchOp};
 use crate::collections::{ASSIGNMENTS, CALENDARS, Collection, DEPENDENCIES, RESOURCES, TASKS};
 use crate::tx::Tx;
@@ -11,7 +10,7 @@ use proto::{ApiError, Event, Role, StreamKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
-use store::{JsonObject, Ops, Page, RecordRow};
+use store::{JsonObject, Page, Queries, RecordRow};
 use uuid::Uuid;
 
 /// The collections a demo snapshot holds (versions are the clients' own history, kept).
@@ -30,7 +29,7 @@ struct DemoRecord {
     body: JsonObject,
 }
 
-async fn current_records(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<Vec<DemoRecord>> {
+async fn current_records(ops: &mut dyn Queries, project_id: Uuid) -> DomainResult<Vec<DemoRecord>> {
     let mut records = Vec::new();
     for collection in DEMO_COLLECTIONS {
         let rows = ops
@@ -47,7 +46,7 @@ async fn current_records(ops: &mut dyn Ops, project_id: Uuid) -> DomainResult<Ve
 }
 
 async fn stored_snapshot(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
 ) -> DomainResult<Option<Vec<DemoRecord>>> {
     let Some(text) = ops.get_setting(&snapshot_key(project_id)).await.or_api()? else {

@@ -11,7 +11,7 @@
 use crate::{Domain, DomainResult, OrApi};
 use proto::ApiError;
 use std::collections::{HashMap, HashSet};
-use store::Ops;
+use store::Queries;
 use uuid::Uuid;
 
 /// How many phantom ids a project keeps; the oldest go first. A client resends a change within
@@ -46,7 +46,7 @@ impl Domain {
 /// was created by a concurrent writer (the same revision sent to two nodes): the revision is
 /// refused rather than made twice.
 pub(crate) async fn record_phantoms(
-    ops: &mut dyn Ops,
+    ops: &mut dyn Queries,
     project_id: Uuid,
     mapped: &[(String, Uuid)],
 ) -> DomainResult<()> {

@@ -1,4 +1,4 @@
-//! The cases, one behaviour each. Every `Store`, `Ops` and `WriteTx` method is called by at
+//! The cases, one behaviour each. Every `Store`, `Queries` and `WriteTx` method is called by at
 //! least one of them, and so is what must fail: duplicate keys, writes through a read handle,
 //! a closed store, a seq that would go backwards, a write over a newer version.
 
