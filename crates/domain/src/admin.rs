@@ -275,9 +275,13 @@ impl Domain {
     /// Deletes one project as part of administration, with its events.
     pub async fn admin_delete_project(&self, actor: &Actor, project_id: Uuid) -> DomainResult<()> {
         require_system_admin(actor)?;
-        let mut tx = Tx::begin(self, Some(actor)).await?;
-        delete_project_in(&mut tx, project_id).await?;
-        tx.commit().await?;
+        // The project's stream, then the system stream: see `Domain::retrying`.
+        self.retrying(|| async move {
+            let mut tx = Tx::begin(self, Some(actor)).await?;
+            delete_project_in(&mut tx, project_id).await?;
+            tx.commit().await
+        })
+        .await?;
         Ok(())
     }
 }

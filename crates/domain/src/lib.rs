@@ -8,6 +8,7 @@
 //! - [`validate`]: checking client JSON against that table.
 //! - [`access`]: the role rules.
 //! - [`tx`]: a write transaction that collects the events it appends.
+//! - [`retry`]: running a write transaction again when it collided with a concurrent one.
 //! - [`batch`]: many changes across collections in one transaction (Bryntum revisions).
 //! - [`bryntum`]: what the Bryntum dialect needs beyond batches: its dataset read, access
 //!   questions, autosave grants, demo resets and phantom ids.
@@ -22,6 +23,7 @@ pub mod collections;
 pub mod members;
 pub mod projects;
 pub mod records;
+pub mod retry;
 pub mod schedule;
 pub mod tx;
 pub mod validate;
@@ -94,11 +96,15 @@ impl Domain {
     }
 }
 
-/// Maps a store failure to a client error: conflicts keep their plain words, everything else
-/// becomes an opaque 500 and is logged here, so no SQL ever reaches a client.
+/// Maps a store failure to a client error: conflicts keep their plain words, an unreachable
+/// database is 503 `store_unavailable`, a transaction that collided with another is 503
+/// `unavailable` (see [`retry::COLLIDED`]; [`Domain::retrying`] runs it again first), and
+/// everything else becomes an opaque 500 and is logged here, so no SQL ever reaches a client.
 pub fn store_error(error: StoreError) -> ApiError {
     match error {
         StoreError::Conflict { what } => ApiError::new(ErrorCode::Conflict, what),
+        StoreError::Unavailable => ApiError::store_unavailable(),
+        StoreError::Retryable => ApiError::new(ErrorCode::Unavailable, retry::COLLIDED),
         other => {
             tracing::error!(error = %other, "store failure");
             ApiError::internal()

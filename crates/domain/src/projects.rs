@@ -165,10 +165,15 @@ impl Domain {
                 "set the calendar after creating its calendar",
             ));
         }
-        let mut tx = Tx::begin(self, Some(actor)).await?;
-        let row = create_project_in(&mut tx, actor.user_id, fields).await?;
-        tx.commit().await?;
-        Ok(project_json(&row, Some(Role::Owner)))
+        // The system stream, then the new project's: see `Domain::retrying`.
+        let fields = &fields;
+        self.retrying(|| async move {
+            let mut tx = Tx::begin(self, Some(actor)).await?;
+            let row = create_project_in(&mut tx, actor.user_id, fields.clone()).await?;
+            tx.commit().await?;
+            Ok(project_json(&row, Some(Role::Owner)))
+        })
+        .await
     }
 
     pub async fn update_project(
@@ -179,6 +184,18 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<Value> {
         let fields = validate_project(input, false)?;
+        // The project's stream, then the system stream: see `Domain::retrying`.
+        self.retrying(|| self.update_project_once(actor, project_id, fields.clone(), if_match))
+            .await
+    }
+
+    async fn update_project_once(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+        fields: JsonObject,
+        if_match: Option<i64>,
+    ) -> DomainResult<Value> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
         let (current, role) = tx.project_role(project_id, actor).await?;
         require(role, Role::Admin, "changing the project")?;
@@ -235,13 +252,17 @@ impl Domain {
         project_id: Uuid,
         if_match: Option<i64>,
     ) -> DomainResult<()> {
-        let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (current, role) = tx.project_role(project_id, actor).await?;
-        require(role, Role::Owner, "deleting the project")?;
-        check_version(if_match, current.version)?;
-        delete_project_in(&mut tx, project_id).await?;
-        tx.commit().await?;
-        Ok(())
+        // The project's stream, then the system stream: see `Domain::retrying`.
+        self.retrying(|| async move {
+            let mut tx = Tx::begin(self, Some(actor)).await?;
+            let (current, role) = tx.project_role(project_id, actor).await?;
+            require(role, Role::Owner, "deleting the project")?;
+            check_version(if_match, current.version)?;
+            delete_project_in(&mut tx, project_id).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
     }
 }
 

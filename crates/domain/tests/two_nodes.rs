@@ -1,6 +1,8 @@
 //! Two nodes writing one project at once lose no update: each write transaction holds the
 //! project's stream before it reads the version an If-Match names, so of two PATCHes of one
-//! record at one version exactly one wins and the other gets 412.
+//! record at one version exactly one wins and the other gets 412. And two write transactions
+//! that hold two streams in opposite orders deadlock on PostgreSQL, and both still commit:
+//! the store reports the one PostgreSQL gives up as retryable and the domain runs it again.
 //!
 //! The nodes are two stores on one PostgreSQL database (`LIVEPLAN_TEST_POSTGRES_URL`, else
 //! `LIVEPLAN_TEST_DATABASE_URL` when it names a PostgreSQL, else the server on 127.0.0.1:5432
@@ -8,10 +10,13 @@
 //! on one SQLite file.
 
 use liveplan_domain::accounts::NewUser;
+use liveplan_domain::tx::Tx;
 use liveplan_domain::{Actor, Domain, NoListener};
+use proto::{EventType, StreamKey};
 use serde_json::{Value, json};
 use sqlx::Connection;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use store::Store;
 
@@ -181,4 +186,80 @@ async fn race(nodes: Vec<Arc<dyn Store>>) {
 
 fn id_of(row: &Value) -> uuid::Uuid {
     uuid::Uuid::parse_str(row["id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opposite_lock_orders_deadlock_and_the_loser_runs_again() {
+    let Some(server) = postgres_url().await else {
+        // SQLite runs one write transaction at a time: nothing to deadlock.
+        println!("skipped: no PostgreSQL answers, and SQLite cannot deadlock");
+        return;
+    };
+    let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
+    administer(&server, format!("CREATE DATABASE {name}")).await;
+    let url = with_database(&server, &name);
+    let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..2 {
+        nodes.push(Arc::new(store_postgres::open(&url).await.unwrap()));
+    }
+    let outcome = tokio::spawn(deadlock(nodes.clone())).await;
+    for node in nodes {
+        node.close().await;
+    }
+    administer(
+        &server,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic.into_panic());
+    }
+}
+
+/// Node 0 holds stream `a` then `b`, node 1 `b` then `a`, each appending an event to its
+/// second; a barrier makes both take their first before either asks for its second, so their
+/// first attempts deadlock for sure.
+async fn deadlock(nodes: Vec<Arc<dyn Store>>) {
+    let a = StreamKey::User(uuid::Uuid::now_v7());
+    let b = StreamKey::User(uuid::Uuid::now_v7());
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let reader = nodes[0].clone();
+    let writers = nodes
+        .into_iter()
+        .zip([(a, b), (b, a)])
+        .map(|(store, (first, second))| {
+            let (barrier, runs) = (barrier.clone(), runs.clone());
+            tokio::spawn(async move {
+                let domain = Domain::new(store, Arc::new(NoListener));
+                let first_run = AtomicBool::new(true);
+                let (domain, barrier, runs, first_run) = (&domain, &*barrier, &*runs, &first_run);
+                domain
+                    .retrying(|| async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let mut tx = Tx::begin(domain, None).await?;
+                        tx.hold(first).await?;
+                        if first_run.swap(false, Ordering::SeqCst) {
+                            barrier.wait().await;
+                        }
+                        tx.hold(second).await?;
+                        tx.emit(second, EventType::UserUpdated, json!({}), json!({}), None)
+                            .await?;
+                        tx.commit().await.map(drop)
+                    })
+                    .await
+            })
+        });
+    for writer in writers.collect::<Vec<_>>() {
+        let outcome = tokio::time::timeout(GUARD, writer).await.unwrap().unwrap();
+        assert_eq!(outcome, Ok(()), "both commit in the end");
+    }
+    // PostgreSQL gave exactly one of the two first attempts up, and it ran once more.
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    // Each event went in once, and only the retry's: the given-up attempt left nothing.
+    let mut ops = reader.read().await.unwrap();
+    for stream in [a, b] {
+        assert_eq!(ops.latest_seq(stream).await.unwrap(), 1, "{stream:?}");
+        assert_eq!(ops.read_events(stream, 0, 10).await.unwrap().len(), 1);
+    }
 }

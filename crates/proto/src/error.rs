@@ -38,6 +38,7 @@ codes! {
     UnsupportedMediaType => "unsupported_media_type",
     Internal => "internal",
     Unavailable => "unavailable",
+    StoreUnavailable => "store_unavailable",
 }
 
 impl ErrorCode {
@@ -55,7 +56,7 @@ impl ErrorCode {
             ErrorCode::ValidationFailed | ErrorCode::DependencyCycle => 422,
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
-            ErrorCode::Unavailable => 503,
+            ErrorCode::Unavailable | ErrorCode::StoreUnavailable => 503,
         }
     }
 }
@@ -102,6 +103,14 @@ impl ApiError {
 
     pub fn internal() -> Self {
         ApiError::new(ErrorCode::Internal, "internal error")
+    }
+
+    /// The database cannot be reached: the request may succeed once it is back.
+    pub fn store_unavailable() -> Self {
+        ApiError::new(
+            ErrorCode::StoreUnavailable,
+            "the database is unavailable; try again later",
+        )
     }
 
     /// The JSON body: `{"error": {"code", "message", "details"}}`.

@@ -37,6 +37,12 @@ impl IntoResponse for HttpError {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }
+        if self.0.code == ErrorCode::StoreUnavailable {
+            // About the pool's wait for a connection: sooner is unlikely to find it back.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+        }
         response
     }
 }

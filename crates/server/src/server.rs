@@ -25,7 +25,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
             axum::Json(serde_json::json!({ "status": "ok" })),
         )
             .into_response(),
-        Err(_) => error(ErrorCode::Unavailable, "the store is unreachable").into_response(),
+        Err(_) => error(ErrorCode::StoreUnavailable, "the store is unreachable").into_response(),
     }
 }
 

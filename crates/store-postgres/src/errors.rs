@@ -12,7 +12,16 @@ const FIRST_PAUSE: Duration = Duration::from_millis(5);
 const SERIALIZATION_FAILURE: &str = "40001";
 const DEADLOCK_DETECTED: &str = "40P01";
 const UNIQUE_VIOLATION: &str = "23505";
+/// Class 08: the connection failed or was lost.
+const CONNECTION_EXCEPTION_CLASS: &str = "08";
+/// The server is shutting down, crashed, or cannot take connections yet (still starting up).
+const ADMIN_SHUTDOWN: &str = "57P01";
+const CRASH_SHUTDOWN: &str = "57P02";
+const CANNOT_CONNECT_NOW: &str = "57P03";
 
+/// The store's error for what sqlx reports. Only the kind is kept for the unavailable and the
+/// retryable cases (their detail is logged here); the rest keeps sqlx's error for the log,
+/// and the domain never shows it to a client.
 pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &error
         && db.code().as_deref() == Some(UNIQUE_VIOLATION)
@@ -21,7 +30,38 @@ pub(crate) fn db_error(error: sqlx::Error) -> StoreError {
             what: unique_rule_in_words(db.constraint().unwrap_or("")),
         };
     }
+    if is_transient(&error) {
+        tracing::debug!(error = %error, "transaction collided with a concurrent one");
+        return StoreError::Retryable;
+    }
+    if is_unreachable(&error) {
+        tracing::warn!(error = %error, "PostgreSQL is unavailable");
+        return StoreError::Unavailable;
+    }
     StoreError::Database(Box::new(error))
+}
+
+/// Whether `error` says the database cannot be reached now, rather than that the work was
+/// wrong: the pool found no connection in time, the socket failed or closed under a statement
+/// (a dead peer often shows as a protocol error, the stream ending mid-message), or the server
+/// is shutting down or still starting.
+fn is_unreachable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with(CONNECTION_EXCEPTION_CLASS)
+                || matches!(
+                    code.as_ref(),
+                    ADMIN_SHUTDOWN | CRASH_SHUTDOWN | CANNOT_CONNECT_NOW
+                )
+        }),
+        _ => false,
+    }
 }
 
 fn is_transient(error: &sqlx::Error) -> bool {

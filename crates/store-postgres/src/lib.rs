@@ -10,9 +10,13 @@
 //! - Unique rules are unique indexes (emails, usernames and keys on `lower(…)`), their
 //!   violations turned into [`StoreError::Conflict`] in words ([`errors`]).
 //! - Beginning a transaction is retried when it fails on a serialization failure or a deadlock
-//!   ([`errors::retrying`]). Inside a write transaction such a failure ends the transaction,
-//!   which only its caller can run again; at READ COMMITTED with streams locked in the order
-//!   they are first used, the domain's transactions meet neither in practice.
+//!   ([`errors::retrying`]). Inside a write transaction such a failure ends the transaction
+//!   and is reported as [`StoreError::Retryable`]: only its caller can run it again (the
+//!   domain does, a few times, for commands that hold more than one stream).
+//! - A database that cannot be reached (no connection within [`ACQUIRE_TIMEOUT`], a socket
+//!   lost mid-statement, a server shutting down or starting) is [`StoreError::Unavailable`].
+//!   The pool tests a connection before lending it, so once the server is back new work gets
+//!   new connections with no restart of the node.
 //!
 //! The migrations in `migrations/postgres` are applied when the store opens.
 
@@ -33,8 +37,10 @@ use store::{Queries, Store, StoreError, StoreResult, WriteTx};
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
 const MAX_CONNECTIONS: u32 = 16;
-/// How long a caller queues for a connection before giving up.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a caller queues for a connection before giving up with
+/// [`StoreError::Unavailable`]: also how long a request waits while PostgreSQL is unreachable
+/// (the pool keeps trying to connect meanwhile), so it fails in seconds instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// An idle connection above the minimum is closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest `close` waits for connections to go; lent ones close when their handle drops.

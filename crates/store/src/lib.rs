@@ -45,6 +45,15 @@ pub enum StoreError {
     /// in words fit for a client, never SQL.
     #[error("conflict: {what}")]
     Conflict { what: String },
+    /// The database cannot be reached (down, restarting, the connection lost, no connection
+    /// free in time). Nothing of the work that met it committed; the same work may succeed
+    /// once the database is back.
+    #[error("the database is unavailable")]
+    Unavailable,
+    /// The database gave up this transaction because of a concurrent one (a serialization
+    /// failure or a deadlock). Nothing of it committed; run the whole transaction again.
+    #[error("the transaction collided with a concurrent one")]
+    Retryable,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
