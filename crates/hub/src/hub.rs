@@ -213,6 +213,7 @@ impl Hub {
             pending: Default::default(),
             initial,
             replaying,
+            log_retry: None,
             _presence: presence,
         })
     }

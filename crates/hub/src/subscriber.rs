@@ -117,8 +117,6 @@ pub enum CloseReason {
     AccessRevoked,
     /// The session the connection authenticated with was logged out.
     LoggedOut,
-    /// The log could not be read to catch the subscriber up; it should reconnect with `since`.
-    LogUnavailable,
     /// The server is going away; reconnect elsewhere with `since`.
     Shutdown,
     /// The login session the connection authenticated with reached its expiry.
@@ -132,7 +130,6 @@ impl CloseReason {
             CloseReason::AccessRevoked | CloseReason::LoggedOut | CloseReason::SessionExpired => {
                 4003
             }
-            CloseReason::LogUnavailable => 1011,
             CloseReason::Shutdown => 1001,
         }
     }

@@ -7,6 +7,8 @@ use proto::StreamKey;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::lock;
 use crate::presence::PresenceGuard;
@@ -24,8 +26,14 @@ pub struct Subscription {
     pub(crate) initial: Option<Delivery>,
     /// True while answering the client's `since`: those frames are marked replayed.
     pub(crate) replaying: bool,
+    /// Set while the log cannot be read: when to try again and the pause after that.
+    pub(crate) log_retry: Option<(Instant, Duration)>,
     pub(crate) _presence: Option<PresenceGuard>,
 }
+
+/// The first pause before reading an unreadable log again, and the longest.
+const FIRST_LOG_RETRY: Duration = Duration::from_millis(100);
+const MAX_LOG_RETRY: Duration = Duration::from_secs(5);
 
 enum Next {
     Ready(Delivery),
@@ -41,6 +49,14 @@ impl Subscription {
             match self.next_ready(true) {
                 Next::Ready(delivery) => return delivery,
                 Next::CatchUp { after } => {
+                    if let Some((at, _)) = self.log_retry
+                        && at > Instant::now()
+                    {
+                        // Boxed like the read: only a subscriber behind an unreadable log waits
+                        // here. A heartbeat or a close wakes it and comes out first.
+                        Box::pin(self.pause_until(at)).await;
+                        continue;
+                    }
                     // Boxed: catching up is rare, and inline its state (a log read) would be
                     // part of every waiting subscriber's future, i.e. of every idle connection.
                     if let Some(delivery) = Box::pin(self.catch_up(after)).await {
@@ -111,11 +127,18 @@ impl Subscription {
         let page = match ctx.log.read_after(key, after, ctx.config.page_size).await {
             Ok(page) => page,
             Err(err) => {
-                tracing::warn!(stream = %key, error = &err as &dyn std::error::Error, "catch-up read failed");
-                self.shared.close(CloseReason::LogUnavailable);
-                return Some(Delivery::Closed(CloseReason::LogUnavailable));
+                // The connection stays: the events are in the log, only the log is out of
+                // reach for now (a database restarting). Read again after a pause that grows
+                // up to a bound; heartbeats, closes and expiry go on meanwhile.
+                let pause = self
+                    .log_retry
+                    .map_or(FIRST_LOG_RETRY, |(_, pause)| (pause * 2).min(MAX_LOG_RETRY));
+                tracing::warn!(stream = %key, error = &err as &dyn std::error::Error, retry_in = ?pause, "catch-up read failed");
+                self.log_retry = Some((Instant::now() + pause, pause));
+                return None;
             }
         };
+        self.log_retry = None;
         let reaches_back = page.first().and_then(|e| e.seq) == Some(after + 1);
         if !reaches_back && (head > after || !page.is_empty()) {
             return Some(self.resync());
@@ -144,6 +167,15 @@ impl Subscription {
             self.replaying = false;
         }
         None
+    }
+
+    /// Waits until `at`, or until something for the subscriber (a heartbeat, a close, a
+    /// frame) wakes it sooner.
+    async fn pause_until(&self, at: Instant) {
+        tokio::select! {
+            () = tokio::time::sleep_until(at) => {}
+            () = self.shared.notify.notified() => {}
+        }
     }
 
     fn resync(&mut self) -> Delivery {

@@ -475,6 +475,8 @@ async fn into_stream_ends_after_close() {
 struct FlakyLog {
     inner: MemoryLog,
     failing: std::sync::atomic::AtomicBool,
+    /// Reads of events refused while failing.
+    refused: std::sync::atomic::AtomicUsize,
 }
 
 impl FlakyLog {
@@ -495,7 +497,10 @@ impl LogReader for FlakyLog {
         after: i64,
         limit: usize,
     ) -> Result<Vec<proto::Event>, LogError> {
-        self.check()?;
+        self.check().inspect_err(|_| {
+            self.refused
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        })?;
         self.inner.read_after(stream, after, limit).await
     }
     async fn latest_seq(&self, stream: StreamKey) -> Result<i64, LogError> {
@@ -509,34 +514,53 @@ impl LogReader for FlakyLog {
 }
 
 #[tokio::test]
-async fn an_unreadable_log_closes_instead_of_skipping() {
+async fn an_unreadable_log_keeps_the_subscriber_waiting_instead_of_skipping() {
     let log = Arc::new(FlakyLog {
         inner: MemoryLog::new(),
         failing: false.into(),
+        refused: 0.into(),
     });
     let bus = ScriptedBus::new();
     let mut builder = Hub::builder(log.clone(), bus.clone());
     let ws = builder.dialect(NativeWs);
     let hub = builder.start().await.unwrap();
     let p = project();
-    let mut sub = hub
-        .subscribe(SubscribeRequest::new(p, ws, Uuid::now_v7()))
-        .await
-        .unwrap();
+    let mut req = SubscribeRequest::new(p, ws, Uuid::now_v7());
+    req.heartbeat_slot = Some(0);
+    let mut sub = hub.subscribe(req).await.unwrap();
     let first = Arc::new(log.inner.append(event(p, EventType::TaskCreated)));
     bus.inject(BusMessage::Event(first));
     assert_eq!(decode(&next(&mut sub).await).seq, Some(1));
 
-    // Seq 2 is lost on the bus and the log cannot be read to recover it.
+    // Seq 2 is lost on the bus and the log cannot be read to recover it (the database is
+    // restarting): the subscriber gets neither seq 3 past the hole nor a close.
     log.inner.append(event(p, EventType::TaskUpdated));
     let third = Arc::new(log.inner.append(event(p, EventType::TaskUpdated)));
     log.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     bus.inject(BusMessage::Event(third));
-    assert_eq!(
-        next(&mut sub).await,
-        Delivery::Closed(CloseReason::LogUnavailable)
+    let meanwhile = tokio::time::timeout(std::time::Duration::from_millis(500), sub.recv()).await;
+    assert!(
+        meanwhile.is_err(),
+        "nothing while the log is out of reach: {meanwhile:?}"
     );
-    assert_eq!(CloseReason::LogUnavailable.ws_close_code(), 1011);
+    // Its reader tried the log again in that time (after pauses, not in a hot loop), and
+    // heartbeats still reach it.
+    let refused = log.refused.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        refused >= 2,
+        "the pump's read and the subscriber's: {refused}"
+    );
+    hub.sweep(Some(0), chrono::Utc::now());
+    assert_eq!(next(&mut sub).await, Delivery::Heartbeat);
+
+    // Once the log answers, the same subscription carries on from the hole, in order.
+    log.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(decode(&next(&mut sub).await).seq, Some(2));
+    assert_eq!(decode(&next(&mut sub).await).seq, Some(3));
+    let fourth = Arc::new(log.inner.append(event(p, EventType::TaskUpdated)));
+    bus.inject(BusMessage::Event(fourth));
+    assert_eq!(decode(&next(&mut sub).await).seq, Some(4));
 
     // Reconnecting with `since` once the log is back resumes exactly where it stopped.
     log.failing
@@ -544,7 +568,7 @@ async fn an_unreadable_log_closes_instead_of_skipping() {
     let mut req = SubscribeRequest::new(p, ws, Uuid::now_v7());
     req.since = Some(1);
     let mut again = hub.subscribe(req).await.unwrap();
-    assert_eq!(just_seqs(&seqs_until(&mut again, 3).await), vec![2, 3]);
+    assert_eq!(just_seqs(&seqs_until(&mut again, 4).await), vec![2, 3, 4]);
     // A subscribe while the log is down fails plainly rather than starting from a guess.
     log.failing.store(true, std::sync::atomic::Ordering::SeqCst);
     let mut req = SubscribeRequest::new(p, ws, Uuid::now_v7());

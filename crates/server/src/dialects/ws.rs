@@ -76,7 +76,6 @@ pub fn close_for(reason: CloseReason) -> (u16, &'static str) {
         CloseReason::AccessRevoked => "access to this project was revoked",
         CloseReason::LoggedOut => "the session ended",
         CloseReason::SessionExpired => "the session expired",
-        CloseReason::LogUnavailable => "the event log is unavailable; reconnect with since",
         CloseReason::Shutdown => "the server is going away; reconnect with since",
     };
     (reason.ws_close_code(), text)
@@ -340,7 +339,6 @@ mod tests {
         assert_eq!(close_for(CloseReason::AccessRevoked).0, CLOSE_FORBIDDEN);
         assert_eq!(close_for(CloseReason::LoggedOut).0, CLOSE_FORBIDDEN);
         assert_eq!(close_for(CloseReason::SessionExpired).0, CLOSE_FORBIDDEN);
-        assert_eq!(close_for(CloseReason::LogUnavailable).0, CLOSE_SERVER_ERROR);
     }
 
     #[test]

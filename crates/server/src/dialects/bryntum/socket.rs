@@ -350,10 +350,6 @@ impl Connection {
             CloseReason::Shutdown => Flow::Close(CLOSE_GOING_AWAY, "the server is going away"),
             CloseReason::LoggedOut => Flow::Close(CLOSE_FORBIDDEN, "the session ended"),
             CloseReason::SessionExpired => Flow::Close(CLOSE_FORBIDDEN, "the session expired"),
-            CloseReason::LogUnavailable => {
-                let replies = self.client.resync().await;
-                self.send_replies(replies).await
-            }
             CloseReason::AccessRevoked => {
                 // Removal, deactivation, deletion or a wipe: the socket stays while the user
                 // is active; the project stays while the user may still read it.
