@@ -42,6 +42,11 @@ const MAX_CACHED_TASKS: usize = 500_000;
 /// Changes a cached project may collect before the worker takes them; past this the
 /// worker reads the project again rather than hold an unbounded queue.
 const MAX_QUEUED_CHANGES: usize = 50_000;
+/// While the database is unreachable a project whose read or write failed is tried again
+/// after a pause that doubles from the first to the longest, so its last commit still gets
+/// its schedule once the database is back, without the worker spinning meanwhile.
+const FIRST_STORE_RETRY: Duration = Duration::from_millis(500);
+const MAX_STORE_RETRY: Duration = Duration::from_secs(30);
 
 /// What the listener collects for one cached project.
 struct Feed {
@@ -227,6 +232,25 @@ struct Cached {
     last_used: u64,
 }
 
+/// How one project's round ended, for the worker's retry while the database is down.
+#[derive(Debug, PartialEq, Eq)]
+enum Round {
+    /// Written, or given up on for good (the project is gone, another error was logged).
+    Done,
+    /// The database could not be reached: the project is tried again after a pause.
+    StoreUnavailable,
+}
+
+impl Round {
+    fn of(error: &proto::ApiError) -> Round {
+        if error.code == proto::ErrorCode::StoreUnavailable {
+            Round::StoreUnavailable
+        } else {
+            Round::Done
+        }
+    }
+}
+
 struct Worker {
     shared: Arc<Shared>,
     domain: Domain,
@@ -244,6 +268,7 @@ impl SchedulerWorker {
             counter: 0,
         };
         tokio::spawn(async move {
+            let mut store_retry = FIRST_STORE_RETRY;
             loop {
                 worker.shared.wake.notified().await;
                 loop {
@@ -260,8 +285,18 @@ impl SchedulerWorker {
                         worker.shared.lock().computing = false;
                         break;
                     }
+                    let mut unreachable = Vec::new();
                     for project in batch {
-                        worker.recompute(project).await;
+                        if worker.recompute(project).await == Round::StoreUnavailable {
+                            unreachable.push(project);
+                        }
+                    }
+                    if unreachable.is_empty() {
+                        store_retry = FIRST_STORE_RETRY;
+                    } else {
+                        tokio::time::sleep(store_retry).await;
+                        store_retry = (store_retry * 2).min(MAX_STORE_RETRY);
+                        worker.shared.lock().dirty.extend(unreachable);
                     }
                 }
             }
@@ -380,20 +415,20 @@ impl Worker {
     }
 
     /// Computes one project's schedule and writes it, or writes `cpm_error`.
-    async fn recompute(&mut self, project: Uuid) {
+    async fn recompute(&mut self, project: Uuid) -> Round {
         let taken = match self.take(project) {
             Some(taken) => Some(taken),
             None => match self.load(project).await {
                 Ok(loaded) => loaded,
                 Err(error) => {
                     tracing::warn!(%project, error = %error.message, "could not read the plan");
-                    None
+                    return Round::of(&error);
                 }
             },
         };
         // The project was deleted since it was marked: nothing to do.
         let Some((mut cached, changes)) = taken else {
-            return;
+            return Round::Done;
         };
         let token = cached.token;
         let computed = tokio::time::timeout(
@@ -431,8 +466,12 @@ impl Worker {
                     .await
             }
         };
-        if let Err(error) = outcome {
-            tracing::warn!(%project, error = %error.message, "could not write the schedule");
+        match outcome {
+            Ok(()) => Round::Done,
+            Err(error) => {
+                tracing::warn!(%project, error = %error.message, "could not write the schedule");
+                Round::of(&error)
+            }
         }
     }
 
