@@ -26,6 +26,8 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Backend {
     dir: tempfile::TempDir,
     postgres: Option<PostgresDatabase>,
+    /// A PostgreSQL database the test owns itself ([`Backend::at_url`]): used, never dropped.
+    given: Option<String>,
 }
 
 /// A database of its own on the PostgreSQL server of `LIVEPLAN_TEST_DATABASE_URL`.
@@ -54,18 +56,35 @@ impl Backend {
                 url,
             }
         });
-        Backend { dir, postgres }
+        Backend {
+            dir,
+            postgres,
+            given: None,
+        }
+    }
+
+    /// The PostgreSQL database at `url`, which the test made and will remove itself (a private
+    /// server it starts and stops, say): nothing is created or dropped here.
+    pub fn at_url(url: &str) -> Backend {
+        Backend {
+            dir: tempfile::tempdir().expect("a temporary data directory"),
+            postgres: None,
+            given: Some(url.to_string()),
+        }
     }
 
     /// Whether this test runs on PostgreSQL: for the few tests that are about SQLite's file.
     pub fn is_postgres(&self) -> bool {
-        self.postgres.is_some()
+        self.database_url().is_some()
     }
 
     /// What `Config::database_url` must be: the fresh PostgreSQL database, or `None` for the
     /// SQLite store in [`Backend::data_dir`].
     pub fn database_url(&self) -> Option<&str> {
-        self.postgres.as_ref().map(|db| db.url.as_str())
+        self.postgres
+            .as_ref()
+            .map(|db| db.url.as_str())
+            .or(self.given.as_deref())
     }
 
     /// The server's data directory (`Config::data_dir`).
@@ -76,7 +95,7 @@ impl Backend {
     /// Whether `needle` is stored anywhere in the database: on SQLite anywhere in its file and
     /// its write-ahead log, on PostgreSQL in any column of any row of the store's tables.
     pub async fn stores_text(&self, needle: &str) -> bool {
-        match &self.postgres {
+        match self.database_url() {
             None => {
                 let file = self.sqlite_file();
                 let mut wal = file.clone().into_os_string();
@@ -87,7 +106,7 @@ impl Backend {
                     |hay: &[u8]| hay.windows(needle.len()).any(|w| w == needle.as_bytes());
                 contains(&db) || contains(&wal)
             }
-            Some(db) => postgres_stores_text(&db.url, needle)
+            Some(url) => postgres_stores_text(url, needle)
                 .await
                 .unwrap_or_else(|e| panic!("searching the test database: {e}")),
         }

@@ -8,6 +8,7 @@
 //!   the `Store` API.
 //! - [`backend`]: which database a test gets, from `LIVEPLAN_TEST_DATABASE_URL`.
 //! - [`proxy`]: a TCP proxy between clients and the server that a test can sever.
+//! - [`private_postgres`]: a PostgreSQL server of the test's own that it can crash and restart.
 //! - [`rest`], [`ws`], [`sse`], [`bryntum`]: clients; [`follow`]: a reconnecting reader that
 //!   checks order.
 //!
@@ -44,6 +45,7 @@
 pub mod backend;
 pub mod bryntum;
 pub mod follow;
+pub mod private_postgres;
 pub mod proxy;
 pub mod rest;
 pub mod server;

@@ -53,7 +53,20 @@ impl TestServer {
     }
 
     pub async fn start_with(tune: impl FnOnce(&mut Config)) -> TestServer {
-        let backend = Backend::from_env();
+        Self::start_on_backend(Backend::from_env(), tune).await
+    }
+
+    /// A server with [`relax_rates`] on the PostgreSQL database at `url`, which the test owns
+    /// (it neither is made nor dropped here), whatever `LIVEPLAN_TEST_DATABASE_URL` says.
+    pub async fn start_with_database_url(url: &str, tune: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_on_backend(Backend::at_url(url), |config| {
+            relax_rates(config);
+            tune(config);
+        })
+        .await
+    }
+
+    async fn start_on_backend(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = backend_config(&backend);
         tune(&mut config);
         let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
