@@ -25,7 +25,17 @@ fn rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_holds_back_nobody_and_memory_stays_bounded() {
     const EVENTS: i64 = 10_000;
-    let server = Arc::new(TestServer::start_relaxed().await);
+    // The slow readers read nothing for the whole burst, which takes over a minute on
+    // PostgreSQL: longer than two pings (30 s each) or one blocked write (30 s), after either
+    // of which the server rightly drops a reader (tested in live_ws and live_sse). Here they
+    // must stay, so both bounds are far away.
+    let server = Arc::new(
+        TestServer::start_relaxed_with(|c| {
+            c.live.ws_ping_interval = std::time::Duration::from_secs(600);
+            c.live.send_timeout = std::time::Duration::from_secs(600);
+        })
+        .await,
+    );
     let (project, token) = project_with_member(&server, "slow").await;
     let head = server.log_seqs(project).await.len() as i64;
     let (done_tx, done_rx) = watch::channel(0i64);

@@ -53,15 +53,17 @@ async fn server_on(postgres: &PrivatePostgres) -> TestServer {
     .await
 }
 
-/// What a live subscriber got: an event's seq and type, or the end of its connection.
+/// What a live subscriber got: an event's seq and type, a frame without a seq (presence, the
+/// SSE `connected`) by its type, or the end of its connection.
 #[derive(Debug, PartialEq)]
 enum Got {
     Event(i64, String),
+    Other(String),
     Ended(String),
 }
 
 /// Reads a native WebSocket until it ends, keeping it answered (pongs) all along; reports
-/// every event frame.
+/// every JSON frame.
 fn follow_ws(
     mut ws: liveplan_testkit::Ws,
 ) -> (mpsc::UnboundedReceiver<Got>, tokio::task::JoinHandle<()>) {
@@ -71,9 +73,10 @@ fn follow_ws(
             let got = match ws.next().await {
                 Some(Ok(Message::Text(text))) => {
                     let frame: Value = serde_json::from_str(&text).expect("a JSON frame");
+                    let kind = frame["event_type"].as_str().unwrap_or_default().to_owned();
                     match frame["seq"].as_i64() {
-                        Some(seq) => Got::Event(seq, frame["event_type"].as_str().unwrap().into()),
-                        None => continue,
+                        Some(seq) => Got::Event(seq, kind),
+                        None => Got::Other(kind),
                     }
                 }
                 Some(Ok(Message::Close(frame))) => Got::Ended(format!("closed: {frame:?}")),
@@ -90,7 +93,8 @@ fn follow_ws(
     (rx, task)
 }
 
-/// Reads an SSE response until it ends; reports every message with an id (a logged event).
+/// Reads an SSE response until it ends; reports every message with data (those with an id are
+/// logged events).
 fn follow_sse(
     mut response: reqwest::Response,
 ) -> (mpsc::UnboundedReceiver<Got>, tokio::task::JoinHandle<()>) {
@@ -117,13 +121,17 @@ fn follow_sse(
                         .lines()
                         .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
                 };
-                if let (Some(id), Some(data)) = (field("id:"), field("data:")) {
-                    let data: Value = serde_json::from_str(&data).expect("JSON data");
-                    let seq = id.parse().expect("a numeric id");
-                    let kind = data["type"].as_str().unwrap_or_default().to_owned();
-                    if tx.send(Got::Event(seq, kind)).is_err() {
-                        return;
-                    }
+                let Some(data) = field("data:") else {
+                    continue;
+                };
+                let data: Value = serde_json::from_str(&data).expect("JSON data");
+                let kind = data["type"].as_str().unwrap_or_default().to_owned();
+                let got = match field("id:") {
+                    Some(id) => Got::Event(id.parse().expect("a numeric id"), kind),
+                    None => Got::Other(kind),
+                };
+                if tx.send(got).is_err() {
+                    return;
                 }
             }
         }
@@ -136,6 +144,26 @@ async fn next_got(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
         .await
         .expect("the subscriber hears something in time")
         .expect("its reader is running")
+}
+
+/// The next event or end, past frames without a seq.
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<Got>) -> Got {
+    loop {
+        match next_got(rx).await {
+            Got::Other(_) => {}
+            got => return got,
+        }
+    }
+}
+
+/// The first event or end that arrived so far, past frames without a seq, without waiting.
+fn heard_event(rx: &mut mpsc::UnboundedReceiver<Got>) -> Option<Got> {
+    while let Ok(got) = rx.try_recv() {
+        if !matches!(got, Got::Other(_)) {
+            return Some(got);
+        }
+    }
+    None
 }
 
 /// Asserts a 503 `store_unavailable` whose message names nothing of the database.
@@ -206,14 +234,20 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
         .unwrap();
     assert_eq!(sse.status(), 200);
     let (mut sse_got, sse_task) = follow_sse(sse);
+    // Subscribed once the socket hears its own join and the stream its `connected`.
+    assert_eq!(
+        next_got(&mut ws_got).await,
+        Got::Other("presence_join".into())
+    );
+    assert_eq!(next_got(&mut sse_got).await, Got::Other("connected".into()));
     // Both are live: the project's first event after `member_added` (seq 1) is seq 2.
     let (status, before) = post_task(&server, project, "before").await;
     assert_eq!(status, StatusCode::CREATED, "{before}");
     assert_eq!(
-        next_got(&mut ws_got).await,
+        next_event(&mut ws_got).await,
         Got::Event(2, "task_created".into())
     );
-    assert!(matches!(next_got(&mut sse_got).await, Got::Event(2, _)));
+    assert!(matches!(next_event(&mut sse_got).await, Got::Event(2, _)));
 
     tokio::task::block_in_place(|| postgres.kill());
 
@@ -248,11 +282,8 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
     assert_eq!(response.headers()["retry-after"], "5");
 
     // The live connections are still open and heard nothing: nothing was committed.
-    assert!(ws_got.try_recv().is_err(), "the WebSocket heard something");
-    assert!(
-        sse_got.try_recv().is_err(),
-        "the SSE stream heard something"
-    );
+    assert_eq!(heard_event(&mut ws_got), None, "the WebSocket");
+    assert_eq!(heard_event(&mut sse_got), None, "the SSE stream");
     assert!(!ws_task.is_finished() && !sse_task.is_finished());
 
     tokio::task::block_in_place(|| postgres.start_again());
@@ -264,7 +295,7 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for got in [&mut ws_got, &mut sse_got] {
         for seq in [3, 4] {
-            match next_got(got).await {
+            match next_event(got).await {
                 Got::Event(s, _) => assert_eq!(s, seq),
                 ended => panic!("the connection ended: {ended:?}"),
             }
