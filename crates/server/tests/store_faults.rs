@@ -1,7 +1,7 @@
 //! PostgreSQL going away under a running node (CONTRACT §9, "Faults"): while the database is
-//! unreachable writes and reads answer 503 `store_unavailable`, live connections stay open,
-//! nothing half-done is ever visible, and once it is back the node carries on without a
-//! restart, its open sockets getting the next events in seq order.
+//! unreachable writes and reads answer 503 `store_unavailable`, live connections (native
+//! WebSocket, SSE, Bryntum) stay open, nothing half-done is ever visible, and once it is back
+//! the node carries on without a restart, its open sockets getting the next events in order.
 //!
 //! PostgreSQL-specific, whatever `LIVEPLAN_TEST_DATABASE_URL` says: each test starts a private
 //! PostgreSQL of its own (`initdb`/`pg_ctl` in a temporary directory, on a free port; see
@@ -91,6 +91,47 @@ fn follow_ws(
         }
     });
     (rx, task)
+}
+
+/// Reads a Bryntum socket until it ends, keeping it answered; reports every text message
+/// whole, as `Other`.
+fn follow_bryntum(
+    client: liveplan_testkit::bryntum::Client,
+) -> (mpsc::UnboundedReceiver<Got>, tokio::task::JoinHandle<()>) {
+    let mut ws = client.ws;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        loop {
+            let got = match ws.next().await {
+                Some(Ok(Message::Text(text))) => Got::Other(text.as_str().to_owned()),
+                Some(Ok(Message::Close(frame))) => Got::Ended(format!("closed: {frame:?}")),
+                None => Got::Ended("the stream ended".into()),
+                Some(Err(e)) => Got::Ended(format!("error: {e}")),
+                Some(Ok(_)) => continue,
+            };
+            let ended = matches!(got, Got::Ended(_));
+            if tx.send(got).is_err() || ended {
+                return;
+            }
+        }
+    });
+    (rx, task)
+}
+
+/// Waits for the Bryntum `project_change` that adds the task named `name`, past other messages
+/// (at most a few dozen).
+async fn bryntum_change_adding(rx: &mut mpsc::UnboundedReceiver<Got>, name: &str) {
+    let needle = format!("\"name\":\"{name}\"");
+    for _ in 0..50 {
+        match next_got(rx).await {
+            Got::Other(text) if text.contains("project_change") && text.contains(&needle) => {
+                return;
+            }
+            Got::Ended(how) => panic!("the Bryntum socket ended: {how}"),
+            _ => {}
+        }
+    }
+    panic!("no project_change adding {name}");
 }
 
 /// Reads an SSE response until it ends; reports every message with data (those with an id are
@@ -234,6 +275,15 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
         .unwrap();
     assert_eq!(sse.status(), 200);
     let (mut sse_got, sse_task) = follow_sse(sse);
+    let mut bryntum = liveplan_testkit::bryntum::Client::connect(&server.base).await;
+    bryntum
+        .login(
+            liveplan_testkit::ADMIN_EMAIL,
+            liveplan_testkit::ADMIN_PASSWORD,
+        )
+        .await;
+    bryntum.dataset(json!(project.to_string())).await;
+    let (mut bryntum_got, bryntum_task) = follow_bryntum(bryntum);
     // Subscribed once the socket hears its own join and the stream its `connected`.
     assert_eq!(
         next_got(&mut ws_got).await,
@@ -248,6 +298,7 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
         Got::Event(2, "task_created".into())
     );
     assert!(matches!(next_event(&mut sse_got).await, Got::Event(2, _)));
+    bryntum_change_adding(&mut bryntum_got, "before").await;
 
     tokio::task::block_in_place(|| postgres.kill());
 
@@ -284,7 +335,13 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
     // The live connections are still open and heard nothing: nothing was committed.
     assert_eq!(heard_event(&mut ws_got), None, "the WebSocket");
     assert_eq!(heard_event(&mut sse_got), None, "the SSE stream");
-    assert!(!ws_task.is_finished() && !sse_task.is_finished());
+    while let Ok(got) = bryntum_got.try_recv() {
+        assert!(
+            matches!(&got, Got::Other(text) if !text.contains("project_change")),
+            "the Bryntum socket: {got:?}"
+        );
+    }
+    assert!(!ws_task.is_finished() && !sse_task.is_finished() && !bryntum_task.is_finished());
 
     tokio::task::block_in_place(|| postgres.start_again());
 
@@ -301,6 +358,8 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
             }
         }
     }
+    bryntum_change_adding(&mut bryntum_got, "after").await;
+    bryntum_change_adding(&mut bryntum_got, "after again").await;
     let (status, _) = server
         .call(reqwest::Method::GET, "/healthz", None, None)
         .await;
@@ -319,6 +378,7 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
     );
     ws_task.abort();
     sse_task.abort();
+    bryntum_task.abort();
 }
 
 /// The project's tasks, by name (each name once), through the `Store` API.
