@@ -135,3 +135,59 @@ async fn migrations_apply_once_to_a_database_opened_again() {
     again.close().await;
     drop_database(name).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_mid_transaction_is_retryable_and_leaves_the_other_to_commit() {
+    // Two transactions take two streams in opposite orders, each its first before either asks
+    // for its second: PostgreSQL gives one up, which the store reports as retryable, and the
+    // other goes on.
+    let (name, url) = fresh_database().await;
+    let store: Arc<dyn Store> = Arc::new(liveplan_store_postgres::open(&url).await.unwrap());
+    let a = proto::StreamKey::User(Uuid::now_v7());
+    let b = proto::StreamKey::User(Uuid::now_v7());
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let writers: Vec<_> = [(a, b), (b, a)]
+        .into_iter()
+        .map(|(first, second)| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                let mut tx = store.write().await.unwrap();
+                tx.lock_stream(first).await.unwrap();
+                barrier.wait().await;
+                match tx.lock_stream(second).await {
+                    Ok(()) => tx.commit().await,
+                    Err(error) => Err(error),
+                }
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for writer in writers {
+        outcomes.push(writer.await.unwrap());
+    }
+    let committed = outcomes.iter().filter(|o| o.is_ok()).count();
+    let retryable = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(store::StoreError::Retryable)))
+        .count();
+    assert_eq!((committed, retryable), (1, 1), "{outcomes:?}");
+    store.close().await;
+    drop_database(name).await;
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_is_unavailable() {
+    // A port of 127.0.0.1 nobody listens on: the pool gives up after its acquire timeout.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/nothing");
+    let opened = liveplan_store_postgres::open(&url).await;
+    assert!(
+        matches!(opened, Err(store::StoreError::Unavailable)),
+        "{:?}",
+        opened.err()
+    );
+}
