@@ -13,6 +13,7 @@
 //! - [`bryntum`]: what the Bryntum dialect needs beyond batches: its dataset read, access
 //!   questions, autosave grants, demo resets and phantom ids.
 //! - [`records`], [`projects`], [`members`], [`accounts`], [`admin`]: the commands.
+//! - [`transfer`]: the whole database as one document and back (export and import).
 
 pub mod access;
 pub mod accounts;
@@ -25,6 +26,7 @@ pub mod projects;
 pub mod records;
 pub mod retry;
 pub mod schedule;
+pub mod transfer;
 pub mod tx;
 pub mod validate;
 

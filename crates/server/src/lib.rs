@@ -16,6 +16,7 @@
 //! - [`dialects`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
+//! - [`transfer`]: export and import of all data, attachments' bytes included.
 
 pub mod api;
 pub mod app;
@@ -29,6 +30,7 @@ pub mod net;
 pub mod openapi;
 pub mod scheduler;
 pub mod server;
+pub mod transfer;
 
 pub use app::{AppState, Config, StartError};
 pub use server::{RunningServer, start};

@@ -284,7 +284,13 @@ impl LiveFeed {
                         .evict(EvictScope::User(user), CloseReason::AccessRevoked);
                 }
             }
-            (EventType::DatabaseWiped | EventType::DatabaseProjectsWiped, _, _) => {
+            (EventType::DatabaseWiped, _, _) => {
+                // An import replaced the accounts too: no session's access, and no position on
+                // any stream, is what it was. Clients reconnect (those whose account went are
+                // refused) and are told to resync.
+                self.hub.evict(EvictScope::All, CloseReason::AccessRevoked);
+            }
+            (EventType::DatabaseProjectsWiped, _, _) => {
                 // Every project's history was replaced: no client position on a project
                 // stream means anything now. Clients reconnect and are told to resync.
                 self.hub

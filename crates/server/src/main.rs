@@ -1,4 +1,4 @@
-//! The `liveplan` binary: `serve` and `user create`.
+//! The `liveplan` binary: `serve`, `user create`, `export` and `import`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +26,25 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Write all data (users, projects, records, attachments) to one file; safe while a
+    /// server runs (one consistent snapshot).
+    Export {
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Load a file `export` wrote into an empty database (migrations applied); stop every
+    /// server on that database first.
+    Import {
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// Replace whatever the database holds instead of refusing a non-empty one.
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -196,6 +215,37 @@ async fn create_user(
     Ok(())
 }
 
+/// `liveplan export` and `liveplan import`: the store and attachments `store_args` name.
+async fn transfer(store_args: StoreArgs, run: Transfer) -> anyhow::Result<()> {
+    let data_dir = data_dir_of(&store_args);
+    let store =
+        liveplan_server::backends::open_store(store_args.database_url.as_deref(), &data_dir)
+            .await
+            .context("opening the store")?;
+    let domain = domain::Domain::new(store.clone(), std::sync::Arc::new(domain::NoListener));
+    let attachments = data_dir.join("attachments");
+    use liveplan_server::transfer::{export_file, import_file};
+    let result = match run {
+        Transfer::Export { out } => export_file(&domain, &attachments, &out).await,
+        Transfer::Import { input, existing } => {
+            import_file(&domain, &attachments, &input, existing).await
+        }
+    };
+    store.close().await;
+    println!("{}", serde_json::to_string(&result?)?);
+    Ok(())
+}
+
+enum Transfer {
+    Export {
+        out: PathBuf,
+    },
+    Import {
+        input: PathBuf,
+        existing: domain::transfer::Existing,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -218,5 +268,18 @@ async fn main() -> anyhow::Result<()> {
                     store,
                 },
         } => create_user(email, password, name, username, admin, store).await,
+        Command::Export { out, store } => transfer(store, Transfer::Export { out }).await,
+        Command::Import {
+            input,
+            replace,
+            store,
+        } => {
+            let existing = if replace {
+                domain::transfer::Existing::Replace
+            } else {
+                domain::transfer::Existing::MustBeEmpty
+            };
+            transfer(store, Transfer::Import { input, existing }).await
+        }
     }
 }

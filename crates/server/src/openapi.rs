@@ -561,7 +561,7 @@ pub fn document() -> OpenApi {
         Get,
         op(
             "admin",
-            "All data as one JSON document",
+            "All data as one JSON document (format liveplan-export-1): users with password hashes, projects, members and records with ids, versions and timestamps, each stream's last seq, attachment bytes in base64",
             &[],
             None,
             ("200", any()),
@@ -572,7 +572,7 @@ pub fn document() -> OpenApi {
         Post,
         op(
             "admin",
-            "Replace all projects from an export; emits database_wiped",
+            "Replace all data with an export's, keeping ids, versions, timestamps and passwords and raising seqs; the importing administrator keeps a way in; emits database_wiped",
             &[],
             any(),
             ("200", any()),

@@ -223,6 +223,23 @@ impl Queries for PgOps {
         Ok(())
     }
 
+    async fn delete_user(&mut self, id: Uuid) -> StoreResult<()> {
+        let db = self.writer()?;
+        for sql in [
+            "DELETE FROM ws_tickets WHERE user_id = $1",
+            "DELETE FROM sessions WHERE user_id = $1",
+            "DELETE FROM memberships WHERE user_id = $1",
+            "DELETE FROM users WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&mut *db)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
     async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5)",
@@ -788,6 +805,22 @@ impl Queries for PgOps {
             .execute(self.writer()?)
             .await
             .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn raise_seq(&mut self, stream: StreamKey, at_least: i64) -> StoreResult<()> {
+        if at_least < 0 {
+            return Err(corrupt("a seq is never below 0"));
+        }
+        // Taking the counter's row lock holds the stream, as `append_event` does.
+        sqlx::query(
+            "INSERT INTO streams (stream, last_seq) VALUES ($1, $2) ON CONFLICT (stream) DO UPDATE SET last_seq = GREATEST(streams.last_seq, EXCLUDED.last_seq)",
+        )
+        .bind(stream.to_text())
+        .bind(at_least)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 

@@ -452,6 +452,23 @@ impl<C: Lender> Queries for SqliteOps<C> {
         Ok(())
     }
 
+    async fn delete_user(&mut self, id: Uuid) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        let id = id.to_string();
+        // The cascades would do it; explicit deletes keep it independent of the foreign_keys
+        // pragma, as in `delete_project`.
+        for sql in [
+            "DELETE FROM ws_tickets WHERE user_id = ?",
+            "DELETE FROM sessions WHERE user_id = ?",
+            "DELETE FROM memberships WHERE user_id = ?",
+            "DELETE FROM users WHERE id = ?",
+        ] {
+            execute(db, sql, [&id])?;
+        }
+        Ok(())
+    }
+
     async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()> {
         tokio::task::consume_budget().await;
         execute(
@@ -1008,6 +1025,19 @@ impl<C: Lender> Queries for SqliteOps<C> {
                 [stream.to_text()],
             )
         })?;
+        Ok(())
+    }
+
+    async fn raise_seq(&mut self, stream: StreamKey, at_least: i64) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        if at_least < 0 {
+            return Err(corrupt("a seq is never below 0"));
+        }
+        execute(
+            self.db()?,
+            "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2) ON CONFLICT(stream) DO UPDATE SET last_seq = MAX(last_seq, ?2)",
+            params![stream.to_text(), at_least],
+        )?;
         Ok(())
     }
 

@@ -86,6 +86,9 @@ pub trait Queries: Send {
     async fn list_users(&mut self) -> StoreResult<Vec<UserRow>>;
     async fn insert_user(&mut self, user: &UserRow) -> StoreResult<()>;
     async fn update_user(&mut self, user: &UserRow) -> StoreResult<()>;
+    /// Deletes the user with their sessions, tickets and memberships (an import replacing
+    /// every account). Deleting no such user is not an error.
+    async fn delete_user(&mut self, id: Uuid) -> StoreResult<()>;
 
     // sessions and tickets
     async fn insert_session(&mut self, session: &SessionRow) -> StoreResult<()>;
@@ -188,6 +191,11 @@ pub trait Queries: Send {
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>>;
     /// Drops the stream's events; its seqs go on from where they were.
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()>;
+    /// Makes the stream's last seq at least `at_least`, holding the stream like
+    /// [`Queries::append_event`]: the next event appended gets a seq above it. Never lowers
+    /// the seq (an import moving a stream's history here, whose clients must never see a seq
+    /// reused). `at_least` below 0 is an error.
+    async fn raise_seq(&mut self, stream: StreamKey, at_least: i64) -> StoreResult<()>;
 
     // phantom ids: the temporary ids Bryntum clients give new records
     /// The real ids of those of `phantoms` the project has mapped, in no particular order.

@@ -43,22 +43,38 @@ impl Backend {
     /// The backend the environment asks for. Panics with the reason when it cannot be had:
     /// a test run that asked for PostgreSQL must not quietly run on SQLite.
     pub fn from_env() -> Backend {
+        match database_url_from_env() {
+            Some(server_url) => Backend::postgres(&server_url),
+            None => Backend::sqlite(),
+        }
+    }
+
+    /// SQLite in a fresh temporary directory, whatever the environment asks for: for a test
+    /// about moving data between backends.
+    pub fn sqlite() -> Backend {
         let dir = tempfile::tempdir().expect("a temporary data directory");
-        let url = database_url_from_env();
-        let postgres = url.map(|admin_url| {
-            let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
-            let url = with_database(&admin_url, &name);
-            administer(&admin_url, format!("CREATE DATABASE {name}"))
-                .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
-            PostgresDatabase {
-                admin_url,
-                name,
-                url,
-            }
-        });
         Backend {
             dir,
-            postgres,
+            postgres: None,
+            given: None,
+        }
+    }
+
+    /// A fresh database on the PostgreSQL server `server_url` names (its database is where
+    /// `CREATE DATABASE` runs). Panics with the reason when it cannot be made.
+    pub fn postgres(server_url: &str) -> Backend {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
+        let url = with_database(server_url, &name);
+        administer(server_url, format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("creating the test database {name}: {e}"));
+        Backend {
+            dir,
+            postgres: Some(PostgresDatabase {
+                admin_url: server_url.to_string(),
+                name,
+                url,
+            }),
             given: None,
         }
     }
@@ -150,6 +166,21 @@ pub fn skip_on_postgres(reason: &str) -> bool {
         println!("skipped on PostgreSQL: {reason}");
     }
     skip
+}
+
+/// The PostgreSQL server for tests that need one whatever backend the run is on (moving data
+/// between backends): `LIVEPLAN_TEST_POSTGRES_URL`, else `LIVEPLAN_TEST_DATABASE_URL` when
+/// that is one, else the one on 127.0.0.1:5432 as `postgres`, database `test` (as the store's
+/// own PostgreSQL tests; `.ci/run` makes sure one runs).
+pub fn postgres_server_url() -> String {
+    let var = |name| {
+        std::env::var(name)
+            .ok()
+            .filter(|url: &String| !url.trim().is_empty())
+    };
+    var("LIVEPLAN_TEST_POSTGRES_URL")
+        .or_else(database_url_from_env)
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// The PostgreSQL server URL of `LIVEPLAN_TEST_DATABASE_URL`, `None` for SQLite.

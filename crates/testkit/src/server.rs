@@ -66,7 +66,9 @@ impl TestServer {
         .await
     }
 
-    async fn start_on_backend(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestServer {
+    /// A server on `backend` rather than the one the environment picks (moving data between
+    /// backends).
+    pub async fn start_on_backend(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = backend_config(&backend);
         tune(&mut config);
         let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
@@ -115,6 +117,17 @@ impl TestServer {
 
     pub fn data_dir(&self) -> &Path {
         self.backend.data_dir()
+    }
+
+    /// The storage of the stopped server, to go on with without it.
+    pub fn into_backend(self) -> Backend {
+        assert!(self.running.is_none(), "stop the server first");
+        self.backend
+    }
+
+    /// The server's storage.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Whether the server runs on PostgreSQL (`LIVEPLAN_TEST_DATABASE_URL`).

@@ -157,19 +157,39 @@ pub async fn log(
     ))
 }
 
-pub async fn export(State(state): State<AppState>, auth: Authed) -> HttpResult<Json<Value>> {
-    let document = state.domain.export(&auth.actor).await?;
-    Ok(Json(
-        serde_json::to_value(document).map_err(|_| proto::ApiError::internal())?,
-    ))
+/// `GET /api/v1/admin/export`: the whole database with the attachments' bytes.
+pub async fn export(
+    State(state): State<AppState>,
+    auth: Authed,
+) -> HttpResult<Json<domain::transfer::ExportDocument>> {
+    let mut document = state.domain.export(&auth.actor).await?;
+    let missing =
+        crate::transfer::add_attachments(&mut document, &state.config.attachments_dir()).await?;
+    for id in missing {
+        tracing::warn!(attachment = %id, "its bytes are missing; exported without them");
+    }
+    Ok(Json(document))
 }
 
+/// `POST /api/v1/admin/import`: replaces everything with the document's, faithfully (see
+/// `domain::transfer`).
 pub async fn import(
     State(state): State<AppState>,
     auth: Authed,
     JsonBody(body): JsonBody,
 ) -> HttpResult<Json<Value>> {
-    Ok(Json(state.domain.import(&auth.actor, body).await?))
+    domain::access::require_system_admin(&auth.actor)?;
+    let document = crate::transfer::parse_value(body)?;
+    Ok(Json(
+        crate::transfer::import(
+            &state.domain,
+            Some(&auth.actor),
+            &document,
+            &state.config.attachments_dir(),
+            domain::transfer::Existing::Replace,
+        )
+        .await?,
+    ))
 }
 
 pub async fn wipe_projects(State(state): State<AppState>, auth: Authed) -> HttpResult<Json<Value>> {

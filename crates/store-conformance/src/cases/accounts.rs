@@ -292,3 +292,70 @@ pub async fn unique_rules_are_conflicts(store: Arc<dyn Store>) {
     assert_eq!(ops.list_memberships(keyed.id).await.unwrap().len(), 1);
     assert_eq!(ops.count_records(keyed.id).await.unwrap(), 1);
 }
+
+/// Deleting a user takes their sessions, tickets and memberships and nothing of anyone else's;
+/// the email is free again, and deleting a user that is not there is no error.
+pub async fn deleting_a_user_takes_their_sessions_and_memberships(store: Arc<dyn Store>) {
+    let (gone, kept) = (user("gone@example.test"), user("kept@example.test"));
+    let project_id = Uuid::now_v7();
+    let (gone_session, kept_session) = (session(gone.id), session(kept.id));
+    let ticket = |hash: &str, owner: &UserRow, session: &SessionRow| TicketRow {
+        hash: hash.into(),
+        user_id: owner.id,
+        session_id: session.id,
+        expires_at: now() + chrono::Duration::seconds(30),
+        used_at: None,
+    };
+    let (gone_member, kept_member) = (
+        membership(project_id, gone.id, 400),
+        membership(project_id, kept.id, 100),
+    );
+    let mut tx = store.write().await.unwrap();
+    tx.insert_user(&gone).await.unwrap();
+    tx.insert_user(&kept).await.unwrap();
+    tx.insert_session(&gone_session).await.unwrap();
+    tx.insert_session(&kept_session).await.unwrap();
+    tx.insert_ticket(&ticket("gone-ticket", &gone, &gone_session))
+        .await
+        .unwrap();
+    tx.insert_ticket(&ticket("kept-ticket", &kept, &kept_session))
+        .await
+        .unwrap();
+    tx.insert_project(&project(project_id)).await.unwrap();
+    tx.insert_membership(&gone_member).await.unwrap();
+    tx.insert_membership(&kept_member).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = store.write().await.unwrap();
+    tx.delete_user(gone.id).await.unwrap();
+    tx.delete_user(Uuid::now_v7()).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut ops = store.read().await.unwrap();
+    assert_eq!(ops.get_user(gone.id).await.unwrap(), None);
+    assert_eq!(ops.get_session(gone_session.id).await.unwrap(), None);
+    assert_eq!(ops.get_membership(gone_member.id).await.unwrap(), None);
+    assert_eq!(ops.get_user(kept.id).await.unwrap(), Some(kept.clone()));
+    assert_eq!(
+        ops.get_session(kept_session.id).await.unwrap(),
+        Some(kept_session)
+    );
+    assert_eq!(
+        ops.list_memberships(project_id).await.unwrap(),
+        vec![kept_member]
+    );
+    drop(ops);
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.consume_ticket("gone-ticket", now()).await.unwrap(), None);
+    assert!(
+        tx.consume_ticket("kept-ticket", now())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The email is free again: an import puts the same account back.
+    tx.insert_user(&gone).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut ops = store.read().await.unwrap();
+    assert_eq!(ops.get_user(gone.id).await.unwrap(), Some(gone));
+}

@@ -149,3 +149,52 @@ pub async fn concurrent_writers_keep_seqs_consecutive(store: Arc<dyn Store>) {
         .collect();
     assert_eq!(seqs, (1..=160).collect::<Vec<_>>());
 }
+
+/// Raising a stream's seq never lowers it, and the next event goes on right above it; a
+/// raise that rolls back leaves the seq where it was, and one below 0 is refused.
+pub async fn raising_a_seq_never_lowers_it(store: Arc<dyn Store>) {
+    let stream = StreamKey::Project(Uuid::now_v7());
+    let other = StreamKey::System;
+    let mut tx = store.write().await.unwrap();
+    tx.raise_seq(stream, 40).await.unwrap();
+    assert_eq!(tx.latest_seq(stream).await.unwrap(), 40);
+    tx.commit().await.unwrap();
+    let mut tx = store.write().await.unwrap();
+    assert_eq!(tx.append_event(event(stream)).await.unwrap().seq, Some(41));
+    tx.raise_seq(stream, 7).await.unwrap();
+    tx.raise_seq(stream, 41).await.unwrap();
+    tx.raise_seq(stream, 0).await.unwrap();
+    assert!(tx.raise_seq(stream, -1).await.is_err(), "below 0");
+    tx.commit().await.unwrap();
+    let mut ops = store.read().await.unwrap();
+    assert_eq!(ops.latest_seq(stream).await.unwrap(), 41, "never lowered");
+    assert_eq!(
+        ops.latest_seq(other).await.unwrap(),
+        0,
+        "other streams untouched"
+    );
+    assert!(
+        ops.raise_seq(stream, 100).await.is_err(),
+        "a read handle refuses it"
+    );
+    drop(ops);
+    {
+        let mut tx = store.write().await.unwrap();
+        tx.raise_seq(stream, 1_000).await.unwrap();
+        // Dropped without commit.
+    }
+    let mut tx = store.write().await.unwrap();
+    tx.raise_seq(other, 0).await.unwrap();
+    assert_eq!(tx.append_event(event(stream)).await.unwrap().seq, Some(42));
+    assert_eq!(tx.append_event(event(other)).await.unwrap().seq, Some(1));
+    tx.commit().await.unwrap();
+    let mut ops = store.read().await.unwrap();
+    let seqs: Vec<_> = ops
+        .read_events(stream, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(seqs, [Some(41), Some(42)]);
+}
