@@ -24,7 +24,7 @@ use proto::{ApiError, EventType, Role, StreamKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use store::{MembershipRow, Page, ProjectRow, RecordRow, Timestamp, UserRow, format_ts};
+use store::{MembershipRow, Page, ProjectRow, RecordRef, RecordRow, Timestamp, UserRow, format_ts};
 use uuid::Uuid;
 
 /// The one format this build writes and reads. A document of another format (a newer
@@ -115,10 +115,18 @@ pub enum Existing {
     MustBeEmpty,
 }
 
+/// A project of the document as rows: the project, its memberships, its records with their
+/// references.
+type ProjectRows = (
+    ProjectRow,
+    Vec<MembershipRow>,
+    Vec<(RecordRow, Vec<RecordRef>)>,
+);
+
 /// A document checked whole before anything is written.
 struct Checked {
     users: Vec<UserRow>,
-    projects: Vec<(ProjectRow, Vec<MembershipRow>, Vec<RecordRow>)>,
+    projects: Vec<ProjectRows>,
     streams: Vec<(StreamKey, i64)>,
     settings: Vec<(String, String)>,
 }
@@ -280,17 +288,10 @@ impl Domain {
             for membership in memberships {
                 ops.insert_membership(membership).await.or_api()?;
             }
-            // References may point forward in the document, so rows go in first and their
-            // reference index after (writing the same row again changes nothing else).
-            for row in rows {
-                ops.insert_record(row, &[]).await.or_api()?;
-            }
-            for row in rows {
-                let spec = collections::by_name(&row.collection).ok_or_else(ApiError::internal)?;
-                let refs = crate::records::store_refs(spec, &row.body);
-                if !refs.is_empty() {
-                    ops.update_record(row, &refs).await.or_api()?;
-                }
+            // A reference may point forward in the document: the reference index does not
+            // need its target to exist, so each row goes in once, with its references.
+            for (row, refs) in rows {
+                ops.insert_record(row, refs).await.or_api()?;
             }
             members += memberships.len();
             records += rows.len();
@@ -398,7 +399,9 @@ fn check(
                     format!("unknown collection {}", record.collection),
                 )
             })?;
-            rows.push(record_row(spec.name, project.id, &record.record, now)?);
+            let row = record_row(spec.name, project.id, &record.record, now)?;
+            let refs = crate::records::store_refs(spec, &row.body);
+            rows.push((row, refs));
         }
         projects.push((project, memberships, rows));
     }
