@@ -26,8 +26,9 @@ pub struct Subscription {
     pub(crate) initial: Option<Delivery>,
     /// True while answering the client's `since`: those frames are marked replayed.
     pub(crate) replaying: bool,
-    /// Set while the log cannot be read: when to try again and the pause after that.
-    pub(crate) log_retry: Option<(Instant, Duration)>,
+    /// Set while the log cannot be read: when to try again and the pause after that. Boxed:
+    /// every idle connection holds a subscription, and this is for rare ones only.
+    pub(crate) log_retry: Option<Box<(Instant, Duration)>>,
     pub(crate) _presence: Option<PresenceGuard>,
 }
 
@@ -49,7 +50,7 @@ impl Subscription {
             match self.next_ready(true) {
                 Next::Ready(delivery) => return delivery,
                 Next::CatchUp { after } => {
-                    if let Some((at, _)) = self.log_retry
+                    if let Some(&(at, _)) = self.log_retry.as_deref()
                         && at > Instant::now()
                     {
                         // Boxed like the read: only a subscriber behind an unreadable log waits
@@ -132,9 +133,12 @@ impl Subscription {
                 // up to a bound; heartbeats, closes and expiry go on meanwhile.
                 let pause = self
                     .log_retry
-                    .map_or(FIRST_LOG_RETRY, |(_, pause)| (pause * 2).min(MAX_LOG_RETRY));
+                    .as_deref()
+                    .map_or(FIRST_LOG_RETRY, |(_, pause)| {
+                        (*pause * 2).min(MAX_LOG_RETRY)
+                    });
                 tracing::warn!(stream = %key, error = &err as &dyn std::error::Error, retry_in = ?pause, "catch-up read failed");
-                self.log_retry = Some((Instant::now() + pause, pause));
+                self.log_retry = Some(Box::new((Instant::now() + pause, pause)));
                 return None;
             }
         };

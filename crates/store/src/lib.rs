@@ -30,6 +30,10 @@
 //!   one membership per user and project) are checked by the backend across all writers; the
 //!   loser gets [`StoreError::Conflict`], never a duplicate row.
 //! - **Snapshots.** [`Store::snapshot`] reads as of one moment and never holds up writers.
+//! - **Giving up.** A backend may give up a write transaction for a concurrent one (a deadlock
+//!   between transactions holding streams in opposite orders): any of its calls then fails
+//!   with [`StoreError::Retryable`], nothing of it commits, and the caller may run it again
+//!   whole. A database out of reach is [`StoreError::Unavailable`], never a hang.
 
 pub mod rows;
 
