@@ -15,7 +15,11 @@
 //!   they are first used, the domain's transactions meet neither in practice.
 //!
 //! The migrations in `migrations/postgres` are applied when the store opens.
+//!
+//! Durability ([`store::Durability`]) is each connection's `synchronous_commit` (`on` or `off`);
+//! [`durability`] says how a crash that lost commits made with `off` is caught.
 
+mod durability;
 mod errors;
 mod ops;
 mod rows;
@@ -27,8 +31,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
-use store::{Queries, Store, StoreError, StoreResult, WriteTx};
+use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
 
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
@@ -51,19 +56,63 @@ pub struct PgStore {
     /// closures (the domain's commit listener) run in commit order. Across nodes the hub
     /// orders by seq and fills gaps from the log.
     commit_gate: Arc<tokio::sync::Mutex<()>>,
+    /// What the lost-tail guard found since the store opened.
+    guard: Arc<GuardState>,
+}
+
+#[derive(Default)]
+struct GuardState {
+    /// Set once the migrations ran (the guard's table exists from then on).
+    ready: AtomicBool,
+    skips: AtomicI64,
+    epoch: AtomicI64,
+}
+
+impl GuardState {
+    fn note(&self, checked: &durability::Checked) {
+        if checked.skipped {
+            self.skips.fetch_add(1, Ordering::SeqCst);
+        }
+        self.epoch.fetch_max(checked.epoch, Ordering::SeqCst);
+    }
 }
 
 /// Opens the store a `postgres://` (or `postgresql://`) URL names and applies its migrations.
 pub async fn open(url: &str) -> StoreResult<PgStore> {
+    open_with(url, Durability::default()).await
+}
+
+/// [`open`] with the given durability.
+pub async fn open_with(url: &str, durability: Durability) -> StoreResult<PgStore> {
+    let synchronous_commit = match durability {
+        Durability::Full => "on",
+        Durability::Fast => "off",
+    };
     let options = PgConnectOptions::from_str(url)
         .map_err(db_error)?
-        .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        .options([
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            ("synchronous_commit", synchronous_commit),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace);
+    let guard = Arc::new(GuardState::default());
+    let hook = guard.clone();
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(IDLE_TIMEOUT)
+        .after_connect(move |conn, _| {
+            let hook = hook.clone();
+            Box::pin(async move {
+                // Every connection after a crash of the server is a new one: check before
+                // anything is written through it.
+                if hook.ready.load(Ordering::SeqCst) {
+                    hook.note(&durability::check(conn, durability).await?);
+                }
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(db_error)?;
@@ -71,9 +120,19 @@ pub async fn open(url: &str) -> StoreResult<PgStore> {
         .run(&pool)
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?;
+    guard.ready.store(true, Ordering::SeqCst);
+    // The connections opened before the guard's table surely existed were not checked.
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    guard.note(
+        &durability::check(&mut conn, durability)
+            .await
+            .map_err(db_error)?,
+    );
+    drop(conn);
     Ok(PgStore {
         pool,
         commit_gate: Arc::default(),
+        guard,
     })
 }
 
@@ -117,6 +176,22 @@ impl Store for PgStore {
 
     fn backend_name(&self) -> &'static str {
         "postgres"
+    }
+
+    /// The guard already ran when the store opened and runs on every new connection; this
+    /// reports what it found.
+    async fn begin_run(&self) -> StoreResult<RunStart> {
+        Ok(RunStart {
+            skipped: self.guard.skips.load(Ordering::SeqCst) > 0,
+            epoch: self.guard.epoch.load(Ordering::SeqCst),
+        })
+    }
+
+    async fn synchronous_setting(&self) -> StoreResult<String> {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
     }
 }
 

@@ -31,12 +31,14 @@
 //!   loser gets [`StoreError::Conflict`], never a duplicate row.
 //! - **Snapshots.** [`Store::snapshot`] reads as of one moment and never holds up writers.
 
+pub mod durability;
 pub mod rows;
 
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
 use uuid::Uuid;
 
+pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING};
 pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -228,4 +230,11 @@ pub trait Store: Send + Sync + 'static {
     /// Later calls fail.
     async fn close(&self);
     fn backend_name(&self) -> &'static str;
+    /// Starts a server's run on this store (the server calls it once, before it serves; the
+    /// CLI does not): if an earlier run in [`Durability::Fast`] may have lost the log's tail,
+    /// every stream's counter is first moved on by [`LOST_TAIL_SKIP`] (see [`durability`]).
+    async fn begin_run(&self) -> StoreResult<RunStart>;
+    /// The `synchronous` setting the store's commits run with, as the database reports it
+    /// (SQLite `PRAGMA synchronous`: 2 is FULL, 1 NORMAL; PostgreSQL `SHOW synchronous_commit`).
+    async fn synchronous_setting(&self) -> StoreResult<String>;
 }
