@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
+use store::sequencer::CommitSequencer;
 use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
 
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
@@ -50,12 +51,14 @@ const STATEMENT_TIMEOUT: &str = "60s";
 
 pub struct PgStore {
     pool: PgPool,
-    /// Held by a writer from just before its commit until its `commit_then` closure has run.
-    /// A second writer of the same stream can only reach its commit after the first one's
-    /// commit released the stream's row lock, and then waits here, so on this node the
-    /// closures (the domain's commit listener) run in commit order. Across nodes the hub
-    /// orders by seq and fills gaps from the log.
-    commit_gate: Arc<tokio::sync::Mutex<()>>,
+    /// A writer takes its place here just before it commits, while it still holds its
+    /// streams' row locks: a second writer of the same stream can only reach its commit after
+    /// the first one's commit released them, so places follow commit order per stream, and
+    /// on this node the `commit_then` closures (the domain's commit listener) run in that
+    /// order. The commits themselves overlap, so concurrent writers share WAL flushes
+    /// (PostgreSQL's group commit). Across nodes the hub orders by seq and fills gaps from
+    /// the log.
+    commit_order: Arc<CommitSequencer>,
     /// What the lost-tail guard found since the store opened.
     guard: Arc<GuardState>,
 }
@@ -131,7 +134,7 @@ pub async fn open_with(url: &str, durability: Durability) -> StoreResult<PgStore
     drop(conn);
     Ok(PgStore {
         pool,
-        commit_gate: Arc::default(),
+        commit_order: Arc::default(),
         guard,
     })
 }
@@ -155,7 +158,7 @@ impl Store for PgStore {
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
         let tx = retrying(|| self.pool.begin()).await?;
         let mut ops = PgOps::new(Conn::Tx(tx), true);
-        ops.commit_gate = Some(self.commit_gate.clone());
+        ops.commit_order = Some(self.commit_order.clone());
         Ok(Box::new(ops))
     }
 
@@ -208,13 +211,12 @@ impl WriteTx for PgOps {
         self: Box<Self>,
         then: Box<dyn FnOnce() + Send + 'a>,
     ) -> StoreResult<()> {
-        let gate = self.commit_gate.clone();
-        let _in_order = match &gate {
-            Some(gate) => Some(gate.lock().await),
-            None => None,
-        };
+        let ticket = self.commit_order.as_ref().map(|order| order.ticket());
         self.commit().await?;
-        then();
+        match ticket {
+            Some(ticket) => ticket.in_turn(then).await,
+            None => then(),
+        }
         Ok(())
     }
 }

@@ -33,6 +33,7 @@
 
 pub mod durability;
 pub mod rows;
+pub mod sequencer;
 
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
