@@ -39,9 +39,9 @@ for mode in $modes; do
   for shape in $shapes; do
     writers=${shape%:*}
     projects=${shape#*:}
-    echo -n "$backend $mode: "
-    taskset -c 1 "$loadgen_bin" writers --server http://127.0.0.1:$port \
-      --writers "$writers" --projects "$projects" --seconds "$seconds" | head -1
+    out=$(taskset -c 1 "$loadgen_bin" writers --server http://127.0.0.1:$port \
+      --writers "$writers" --projects "$projects" --seconds "$seconds")
+    echo "$backend $mode: ${out%%$'\n'*}"
   done
   kill "$server"
   wait "$server" || true
