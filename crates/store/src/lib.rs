@@ -205,9 +205,11 @@ pub trait Queries: Send {
 #[async_trait]
 pub trait WriteTx: Queries {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
-    /// Commits, then runs `then` before another writer may begin: whatever `then` does with
-    /// the committed events happens in commit order (the domain hands them to its listener
-    /// here). `then` must be quick and must not write. Not run when the commit fails.
+    /// Commits, then runs `then` in commit order: after the `then` of every writer that
+    /// committed before it and before that of any writer that commits after it (the domain
+    /// hands the committed events to its listener here). Other writers may begin and commit
+    /// meanwhile (PostgreSQL: see `store::sequencer`). `then` must be quick and must not
+    /// write. Not run when the commit fails.
     async fn commit_then<'a>(
         self: Box<Self>,
         then: Box<dyn FnOnce() + Send + 'a>,
