@@ -36,8 +36,8 @@ use store::{Store, StoreError};
 use uuid::Uuid;
 
 /// Receives the events of every committed transaction, in commit order: it is called after the
-/// commit but before the next writer may begin (`WriteTx::commit_then`), so it must be quick,
-/// must not block on I/O and must not write through the domain.
+/// commit and before any later commit's events are handed over (`WriteTx::commit_then`), so it
+/// must be quick, must not block on I/O and must not write through the domain.
 pub trait CommitListener: Send + Sync {
     fn committed(&self, events: &[Event]);
 }

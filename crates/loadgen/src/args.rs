@@ -46,6 +46,8 @@ pub enum Command {
     /// per connection and frame, and report the writer's CPU per write, the floor under any
     /// server's CPU per delivery on this machine.
     Floor(FloorArgs),
+    /// Committed changes per second through HTTP: N closed-loop writers on P projects.
+    Writers(crate::writers::WritersArgs),
     /// The reading end of `floor` (started by it).
     #[command(hide = true)]
     FloorSink,

@@ -22,6 +22,7 @@ mod procfs;
 mod publish;
 mod setup;
 mod stats;
+mod writers;
 
 use anyhow::{Context, bail};
 use args::{Cli, Command, Common, DialectName, IdleArgs, PublisherName, RunArgs, Target};
@@ -58,6 +59,30 @@ fn main() -> anyhow::Result<()> {
         Command::Idle(args) => {
             args.check()?;
             runtime.block_on(idle(args))
+        }
+        Command::Writers(args) => {
+            args.check()?;
+            let summary = runtime.block_on(writers::writers(args))?;
+            println!(
+                "{} writers on {} projects: {:.0} changes/s ({} in {:.1} s, {} failed), p50 {} µs, p99 {} µs, load {:?}",
+                summary.writers,
+                summary.projects,
+                summary.changes_per_second,
+                summary.changes,
+                summary.seconds,
+                summary.failed,
+                summary.latency_p50_us,
+                summary.latency_p99_us,
+                summary.load_average_1m
+            );
+            if let Some(error) = &summary.first_error {
+                println!("first error: {error}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string(&serde_json::json!({ "liveplan_loadgen_writers": summary }))?
+            );
+            Ok(())
         }
         Command::Prepare(args) => {
             args.check()?;

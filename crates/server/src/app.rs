@@ -38,6 +38,11 @@ pub struct Config {
     /// Demo mode: a project without Bryntum sockets for this long gets its demo data back
     /// (`--reset-delay`, default 1800 s).
     pub bryntum_reset_delay: Duration,
+    /// `--durability` (CONTRACT §12): full (the default) or fast.
+    pub durability: store::Durability,
+    /// Where the SQLite store reads the boot id (`None`: the kernel's). For tests only, which
+    /// simulate a restart of the operating system with it.
+    pub boot_id_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -58,6 +63,8 @@ impl Config {
             admin_password: None,
             live: LiveConfig::default(),
             bryntum_reset_delay: Duration::from_secs(1800),
+            durability: store::Durability::Full,
+            boot_id_file: None,
         }
     }
 

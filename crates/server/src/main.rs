@@ -92,6 +92,18 @@ struct ServeArgs {
     /// Open SSE streams allowed per user; one more is answered 429.
     #[arg(long, env = "LIVEPLAN_SSE_MAX_PER_USER", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     sse_max_per_user: u64,
+    /// `full`: a commit is acknowledged once it is on disk. `fast`: a crash of the operating
+    /// system (SQLite) or of PostgreSQL may lose the last commits; clients then resync.
+    #[arg(long, env = "LIVEPLAN_DURABILITY", default_value = "full", value_parser = parse_durability)]
+    durability: store::Durability,
+    /// For tests only: the file to read the boot id from instead of the kernel's, to simulate a
+    /// restart of the operating system.
+    #[arg(long, env = "LIVEPLAN_BOOT_ID_FILE", hide = true)]
+    boot_id_file: Option<PathBuf>,
+}
+
+fn parse_durability(text: &str) -> Result<store::Durability, String> {
+    store::Durability::parse(text).ok_or_else(|| format!("{text:?} is not full or fast"))
 }
 
 #[derive(Subcommand)]
@@ -142,6 +154,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.live.ws_legacy_token_auth = args.ws_legacy_token_auth;
     config.live.sse_keepalive = std::time::Duration::from_secs(args.sse_keepalive_secs);
     config.live.sse_max_per_user = usize::try_from(args.sse_max_per_user).unwrap_or(16);
+    config.durability = args.durability;
+    config.boot_id_file = args.boot_id_file;
     let server = start(config, args.listen)
         .await
         .context("starting the server")?;

@@ -93,8 +93,24 @@ impl RunningServer {
 
 /// Opens the store, prepares the state, binds `listen` and serves in the background.
 pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, StartError> {
-    let store =
-        crate::backends::open_store(config.database_url.as_deref(), &config.data_dir).await?;
+    let options = crate::backends::OpenOptions {
+        durability: config.durability,
+        boot_id_file: config.boot_id_file.clone(),
+    };
+    let store = crate::backends::open_store_with(
+        config.database_url.as_deref(),
+        &config.data_dir,
+        &options,
+    )
+    .await?;
+    // Before anything is served or written: a lost tail must be skipped first (CONTRACT §12).
+    let run = store.begin_run().await?;
+    if run.skipped {
+        tracing::warn!(
+            epoch = run.epoch,
+            "the last run in --durability fast may have lost commits in a crash of the operating system: every stream's seqs skipped ahead, clients resync"
+        );
+    }
     let state = AppState::new(config, store.clone()).await?;
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;

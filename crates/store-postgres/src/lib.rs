@@ -19,7 +19,11 @@
 //!   new connections with no restart of the node.
 //!
 //! The migrations in `migrations/postgres` are applied when the store opens.
+//!
+//! Durability ([`store::Durability`]) is each connection's `synchronous_commit` (`on` or `off`);
+//! [`durability`] says how a crash that lost commits made with `off` is caught.
 
+mod durability;
 mod errors;
 mod ops;
 mod rows;
@@ -31,8 +35,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
-use store::{Queries, Store, StoreError, StoreResult, WriteTx};
+use store::sequencer::CommitSequencer;
+use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
 
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
@@ -51,25 +57,71 @@ const STATEMENT_TIMEOUT: &str = "60s";
 
 pub struct PgStore {
     pool: PgPool,
-    /// Held by a writer from just before its commit until its `commit_then` closure has run.
-    /// A second writer of the same stream can only reach its commit after the first one's
-    /// commit released the stream's row lock, and then waits here, so on this node the
-    /// closures (the domain's commit listener) run in commit order. Across nodes the hub
-    /// orders by seq and fills gaps from the log.
-    commit_gate: Arc<tokio::sync::Mutex<()>>,
+    /// A writer takes its place here just before it commits, while it still holds its
+    /// streams' row locks: a second writer of the same stream can only reach its commit after
+    /// the first one's commit released them, so places follow commit order per stream, and
+    /// on this node the `commit_then` closures (the domain's commit listener) run in that
+    /// order. The commits themselves overlap, so concurrent writers share WAL flushes
+    /// (PostgreSQL's group commit). Across nodes the hub orders by seq and fills gaps from
+    /// the log.
+    commit_order: Arc<CommitSequencer>,
+    /// What the lost-tail guard found since the store opened.
+    guard: Arc<GuardState>,
+}
+
+#[derive(Default)]
+struct GuardState {
+    /// Set once the migrations ran (the guard's table exists from then on).
+    ready: AtomicBool,
+    skips: AtomicI64,
+    epoch: AtomicI64,
+}
+
+impl GuardState {
+    fn note(&self, checked: &durability::Checked) {
+        if checked.skipped {
+            self.skips.fetch_add(1, Ordering::SeqCst);
+        }
+        self.epoch.fetch_max(checked.epoch, Ordering::SeqCst);
+    }
 }
 
 /// Opens the store a `postgres://` (or `postgresql://`) URL names and applies its migrations.
 pub async fn open(url: &str) -> StoreResult<PgStore> {
+    open_with(url, Durability::default()).await
+}
+
+/// [`open`] with the given durability.
+pub async fn open_with(url: &str, durability: Durability) -> StoreResult<PgStore> {
+    let synchronous_commit = match durability {
+        Durability::Full => "on",
+        Durability::Fast => "off",
+    };
     let options = PgConnectOptions::from_str(url)
         .map_err(db_error)?
-        .options([("statement_timeout", STATEMENT_TIMEOUT)])
+        .options([
+            ("statement_timeout", STATEMENT_TIMEOUT),
+            ("synchronous_commit", synchronous_commit),
+        ])
         .log_statements(tracing::log::LevelFilter::Trace);
+    let guard = Arc::new(GuardState::default());
+    let hook = guard.clone();
     let pool = PgPoolOptions::new()
         .max_connections(MAX_CONNECTIONS)
         .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(IDLE_TIMEOUT)
+        .after_connect(move |conn, _| {
+            let hook = hook.clone();
+            Box::pin(async move {
+                // Every connection after a crash of the server is a new one: check before
+                // anything is written through it.
+                if hook.ready.load(Ordering::SeqCst) {
+                    hook.note(&durability::check(conn, durability).await?);
+                }
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
         .map_err(db_error)?;
@@ -77,9 +129,19 @@ pub async fn open(url: &str) -> StoreResult<PgStore> {
         .run(&pool)
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?;
+    guard.ready.store(true, Ordering::SeqCst);
+    // The connections opened before the guard's table surely existed were not checked.
+    let mut conn = pool.acquire().await.map_err(db_error)?;
+    guard.note(
+        &durability::check(&mut conn, durability)
+            .await
+            .map_err(db_error)?,
+    );
+    drop(conn);
     Ok(PgStore {
         pool,
-        commit_gate: Arc::default(),
+        commit_order: Arc::default(),
+        guard,
     })
 }
 
@@ -102,7 +164,7 @@ impl Store for PgStore {
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
         let tx = retrying(|| self.pool.begin()).await?;
         let mut ops = PgOps::new(Conn::Tx(tx), true);
-        ops.commit_gate = Some(self.commit_gate.clone());
+        ops.commit_order = Some(self.commit_order.clone());
         Ok(Box::new(ops))
     }
 
@@ -124,6 +186,22 @@ impl Store for PgStore {
     fn backend_name(&self) -> &'static str {
         "postgres"
     }
+
+    /// The guard already ran when the store opened and runs on every new connection; this
+    /// reports what it found.
+    async fn begin_run(&self) -> StoreResult<RunStart> {
+        Ok(RunStart {
+            skipped: self.guard.skips.load(Ordering::SeqCst) > 0,
+            epoch: self.guard.epoch.load(Ordering::SeqCst),
+        })
+    }
+
+    async fn synchronous_setting(&self) -> StoreResult<String> {
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)
+    }
 }
 
 #[async_trait]
@@ -139,13 +217,12 @@ impl WriteTx for PgOps {
         self: Box<Self>,
         then: Box<dyn FnOnce() + Send + 'a>,
     ) -> StoreResult<()> {
-        let gate = self.commit_gate.clone();
-        let _in_order = match &gate {
-            Some(gate) => Some(gate.lock().await),
-            None => None,
-        };
+        let ticket = self.commit_order.as_ref().map(|order| order.ticket());
         self.commit().await?;
-        then();
+        match ticket {
+            Some(ticket) => ticket.in_turn(then).await,
+            None => then(),
+        }
         Ok(())
     }
 }

@@ -23,8 +23,8 @@ pub(crate) enum Conn {
 pub(crate) struct PgOps {
     pub(crate) conn: Conn,
     writable: bool,
-    /// A writer's node-wide commit gate (see `WriteTx::commit_then` in lib.rs).
-    pub(crate) commit_gate: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
+    /// A writer's place in the node's commit order (see `PgStore::commit_order` in lib.rs).
+    pub(crate) commit_order: Option<std::sync::Arc<store::sequencer::CommitSequencer>>,
 }
 
 impl PgOps {
@@ -32,7 +32,7 @@ impl PgOps {
         PgOps {
             conn,
             writable,
-            commit_gate: None,
+            commit_order: None,
         }
     }
 

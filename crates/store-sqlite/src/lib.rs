@@ -12,6 +12,7 @@
 //! keep their migration history.
 
 mod conns;
+pub mod durability;
 mod ops;
 mod phantom_ids;
 
@@ -22,9 +23,11 @@ use rusqlite::{Connection, OpenFlags};
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use store::{Queries, Store, StoreError, StoreResult, WriteTx};
+use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
 
 /// How long a writer waits for the file lock held by another process (e.g. `liveplan user create`
 /// while a server runs) before giving up.
@@ -40,6 +43,27 @@ const STATEMENT_CACHE: usize = 96;
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<ReaderPool>,
+    options: SqliteOptions,
+    /// Whether a run began ([`Store::begin_run`]), so that `close` records its clean end.
+    running: AtomicBool,
+}
+
+/// How a [`SqliteStore`] is opened beyond its file.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    pub durability: Durability,
+    /// Where the boot id is read ([`durability::BOOT_ID_FILE`] when `None`). Tests name a file of
+    /// their own to simulate a restart of the operating system.
+    pub boot_id_file: Option<PathBuf>,
+}
+
+impl SqliteOptions {
+    fn synchronous(&self) -> &'static str {
+        match self.durability {
+            Durability::Full => "FULL",
+            Durability::Fast => "NORMAL",
+        }
+    }
 }
 
 pub(crate) fn db_error(error: rusqlite::Error) -> StoreError {
@@ -84,11 +108,12 @@ fn open_connection(
     path: &Path,
     access: OpenFlags,
     busy_timeout: Duration,
+    synchronous: &str,
 ) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, access | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -96,12 +121,17 @@ fn open_connection(
 /// Opens the store a `sqlite:` URL names (`sqlite:PATH`, `sqlite://PATH`, with or without
 /// `?query`), creating the file if needed and applying migrations.
 pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+    open_with(url, SqliteOptions::default()).await
+}
+
+/// [`open`] with `options`.
+pub async fn open_with(url: &str, options: SqliteOptions) -> StoreResult<SqliteStore> {
     let path =
         path_of_url(url).ok_or_else(|| StoreError::database("a sqlite: URL names no file"))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(Box::new(e)))?;
     }
-    SqliteStore::open_file(&path).await
+    SqliteStore::open_file_with(&path, options).await
 }
 
 /// The file a `sqlite:` URL names.
@@ -119,18 +149,98 @@ impl SqliteStore {
         SqliteStore::open_file(&dir.join("liveplan.db")).await
     }
 
+    /// Opens the file with the default options (full durability).
     pub async fn open_file(path: &Path) -> StoreResult<SqliteStore> {
+        SqliteStore::open_file_with(path, SqliteOptions::default()).await
+    }
+
+    pub async fn open_file_with(path: &Path, options: SqliteOptions) -> StoreResult<SqliteStore> {
         migrate(path).await?;
-        let writer = open_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE, Duration::ZERO)
-            .map_err(db_error)?;
+        let synchronous = options.synchronous();
+        let writer = open_connection(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE,
+            Duration::ZERO,
+            synchronous,
+        )
+        .map_err(db_error)?;
         let path = path.to_owned();
         let readers = ReaderPool::new(READ_CONNECTIONS, move || {
-            open_connection(&path, OpenFlags::SQLITE_OPEN_READ_ONLY, BUSY_TIMEOUT)
+            open_connection(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY,
+                BUSY_TIMEOUT,
+                synchronous,
+            )
         });
         Ok(SqliteStore {
             writer: Arc::new(tokio::sync::Mutex::new(Some(writer))),
             readers,
+            options,
+            running: AtomicBool::new(false),
         })
+    }
+
+    /// Begins a write transaction on the writer, waiting for another process's lock.
+    /// `synchronous`, when given, is the writer's setting from now on (the caller sets it back).
+    async fn begin_write(
+        &self,
+        synchronous: Option<&str>,
+    ) -> StoreResult<SqliteOps<InTransaction<WriteConn>>> {
+        let conn = tokio::time::timeout(WRITER_QUEUE_TIMEOUT, self.writer.clone().lock_owned())
+            .await
+            .map_err(|_| StoreError::database("timed out waiting for the writer"))?;
+        let conn = WriteConn(conn);
+        if let Some(synchronous) = synchronous {
+            conn.connection()?
+                .pragma_update(None, "synchronous", synchronous)
+                .map_err(db_error)?;
+        }
+        // Another process (the CLI) may hold the file's write lock: wait for it here, asleep,
+        // instead of in SQLite's busy handler, which would block this thread.
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let began = conn.connection()?.execute_batch("BEGIN IMMEDIATE");
+            match began {
+                Ok(()) => break,
+                Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(BUSY_RETRY_MAX);
+                }
+                Err(error) => return Err(db_error(error)),
+            }
+        }
+        Ok(SqliteOps::new(InTransaction::begun(conn)))
+    }
+
+    /// Runs `change` in a write transaction committed with `synchronous=FULL`, which syncs the
+    /// whole write-ahead log, so this commit and every one before it are on disk when it returns.
+    async fn write_synced<T>(
+        &self,
+        change: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut tx = self.begin_write(Some("FULL")).await?;
+        let result = change(tx.conn.connection()?);
+        let result = match result {
+            Ok(value) => tx.conn.commit().map(|()| value),
+            Err(error) => Err(error),
+        };
+        tx.conn
+            .connection()?
+            .pragma_update(None, "synchronous", self.options.synchronous())
+            .map_err(db_error)?;
+        result
+    }
+
+    /// The boot id this run records.
+    fn boot_id(&self) -> Option<String> {
+        let file = self
+            .options
+            .boot_id_file
+            .as_deref()
+            .unwrap_or(Path::new(durability::BOOT_ID_FILE));
+        durability::boot_id(file)
     }
 }
 
@@ -141,7 +251,7 @@ async fn migrate(path: &Path) -> StoreResult<()> {
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
+        .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT)
         .foreign_keys(true)
         .connect()
@@ -170,26 +280,7 @@ impl Store for SqliteStore {
     }
 
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
-        let conn = tokio::time::timeout(WRITER_QUEUE_TIMEOUT, self.writer.clone().lock_owned())
-            .await
-            .map_err(|_| StoreError::database("timed out waiting for the writer"))?;
-        let conn = WriteConn(conn);
-        // Another process (the CLI) may hold the file's write lock: wait for it here, asleep,
-        // instead of in SQLite's busy handler, which would block this thread.
-        let started = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            let began = conn.connection()?.execute_batch("BEGIN IMMEDIATE");
-            match began {
-                Ok(()) => break,
-                Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(BUSY_RETRY_MAX);
-                }
-                Err(error) => return Err(db_error(error)),
-            }
-        }
-        Ok(Box::new(SqliteOps::new(InTransaction::begun(conn))))
+        Ok(Box::new(self.begin_write(None).await?))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -200,12 +291,80 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        if self.running.swap(false, Ordering::SeqCst) {
+            // The run ends cleanly: everything it committed is synced with this record.
+            let clean =
+                durability::record(self.options.durability, self.boot_id().as_deref(), true);
+            let recorded = self
+                .write_synced(|db| {
+                    db.execute(
+                        "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        [durability::LAST_RUN, &clean],
+                    )
+                    .map_err(db_error)
+                })
+                .await;
+            if let Err(error) = recorded {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "could not record the clean end of the run"
+                );
+            }
+        }
         self.readers.close();
         self.writer.lock().await.take();
     }
 
     fn backend_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn begin_run(&self) -> StoreResult<RunStart> {
+        let boot_id = self.boot_id();
+        let this_run = durability::record(self.options.durability, boot_id.as_deref(), false);
+        // Synced before this run acknowledges anything, so an unclean end of it is never
+        // mistaken for a clean one.
+        let start = self
+            .write_synced(|db| {
+                let last: Option<String> = db
+                    .query_row(
+                        "SELECT value FROM settings WHERE key = ?",
+                        [durability::LAST_RUN],
+                        |row| row.get(0),
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(db_error(e)),
+                    })?;
+                let last = last.as_deref().and_then(durability::parse);
+                let skipped = durability::may_have_lost_tail(last.as_ref(), boot_id.as_deref());
+                let epoch = if skipped {
+                    durability::skip_ahead_after_lost_tail(db)?
+                } else {
+                    durability::epoch(db)?
+                };
+                db.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    [durability::LAST_RUN, &this_run],
+                )
+                .map_err(db_error)?;
+                Ok(RunStart { skipped, epoch })
+            })
+            .await?;
+        self.running.store(true, Ordering::SeqCst);
+        Ok(start)
+    }
+
+    async fn synchronous_setting(&self) -> StoreResult<String> {
+        let guard = self.writer.lock().await;
+        let conn = guard
+            .as_ref()
+            .ok_or_else(|| StoreError::database("the store is closed"))?;
+        let value: i64 = conn
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .map_err(db_error)?;
+        Ok(value.to_string())
     }
 }
 

@@ -35,12 +35,15 @@
 //!   with [`StoreError::Retryable`], nothing of it commits, and the caller may run it again
 //!   whole. A database out of reach is [`StoreError::Unavailable`], never a hang.
 
+pub mod durability;
 pub mod rows;
+pub mod sequencer;
 
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
 use uuid::Uuid;
 
+pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING};
 pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -223,9 +226,11 @@ pub trait Queries: Send {
 #[async_trait]
 pub trait WriteTx: Queries {
     async fn commit(self: Box<Self>) -> StoreResult<()>;
-    /// Commits, then runs `then` before another writer may begin: whatever `then` does with
-    /// the committed events happens in commit order (the domain hands them to its listener
-    /// here). `then` must be quick and must not write. Not run when the commit fails.
+    /// Commits, then runs `then` in commit order: after the `then` of every writer that
+    /// committed before it and before that of any writer that commits after it (the domain
+    /// hands the committed events to its listener here). Other writers may begin and commit
+    /// meanwhile (PostgreSQL: see `store::sequencer`). `then` must be quick and must not
+    /// write. Not run when the commit fails.
     async fn commit_then<'a>(
         self: Box<Self>,
         then: Box<dyn FnOnce() + Send + 'a>,
@@ -249,4 +254,11 @@ pub trait Store: Send + Sync + 'static {
     /// Later calls fail.
     async fn close(&self);
     fn backend_name(&self) -> &'static str;
+    /// Starts a server's run on this store (the server calls it once, before it serves; the
+    /// CLI does not): if an earlier run in [`Durability::Fast`] may have lost the log's tail,
+    /// every stream's counter is first moved on by [`LOST_TAIL_SKIP`] (see [`durability`]).
+    async fn begin_run(&self) -> StoreResult<RunStart>;
+    /// The `synchronous` setting the store's commits run with, as the database reports it
+    /// (SQLite `PRAGMA synchronous`: 2 is FULL, 1 NORMAL; PostgreSQL `SHOW synchronous_commit`).
+    async fn synchronous_setting(&self) -> StoreResult<String>;
 }

@@ -7,6 +7,7 @@
 //!   writes while it is down, and reads a [`server::Fingerprint`] of everything stored through
 //!   the `Store` API.
 //! - [`backend`]: which database a test gets, from `LIVEPLAN_TEST_DATABASE_URL`.
+//! - [`crash`]: what a crash of the operating system or of PostgreSQL would leave of the store.
 //! - [`proxy`]: a TCP proxy between clients and the server that a test can sever.
 //! - [`private_postgres`]: a PostgreSQL server of the test's own that it can crash and restart.
 //! - [`rest`], [`ws`], [`sse`], [`bryntum`]: clients; [`follow`]: a reconnecting reader that
@@ -44,6 +45,7 @@
 
 pub mod backend;
 pub mod bryntum;
+pub mod crash;
 pub mod follow;
 pub mod private_postgres;
 pub mod proxy;

@@ -97,6 +97,16 @@ impl TestServer {
         .await
     }
 
+    /// Whether the server runs (it does from start until [`TestServer::stop`]).
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// The test's storage.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
+    }
+
     /// The running server; panics while it is stopped.
     pub fn running(&self) -> &RunningServer {
         self.running.as_ref().expect("the server is running")
@@ -164,6 +174,17 @@ impl TestServer {
         adjust(&mut config);
         let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
         self.base = format!("http://{}", running.address);
+        self.running = Some(running);
+    }
+
+    /// Starts the (stopped) server again on the same data, with the configuration adjusted.
+    pub async fn start_again_with(&mut self, adjust: impl FnOnce(&mut Config)) {
+        assert!(self.running.is_none(), "stop the server first");
+        let mut config = backend_config(&self.backend);
+        adjust(&mut config);
+        let running = launch(config, "127.0.0.1:0".parse().unwrap()).await;
+        self.base = format!("http://{}", running.address);
+        self.http = reqwest::Client::new();
         self.running = Some(running);
     }
 

@@ -1,0 +1,112 @@
+//! The lost-tail guard of the PostgreSQL store (see `store::durability`).
+//!
+//! With `synchronous_commit=off` a commit is acknowledged before its WAL is flushed, and a crash
+//! of the database server (its own or its machine's), or the promotion of an asynchronous
+//! standby, may lose it. The store cannot watch the server, but it can leave something only a
+//! crash removes: a row in the unlogged table `crash_sentinel`, which crash recovery empties and
+//! a clean shutdown keeps. Every new connection (all of them are new after a crash) checks for
+//! it, serialized by an advisory lock across nodes, before the pool lends it:
+//! - the row is there: nothing was lost since it was written;
+//! - it is gone: if a node in fast mode ran since it was written (the logged setting
+//!   [`FAST_USED`]), every stream skips ahead; either way the row is written again.
+//!
+//! The guard's own transaction commits with `synchronous_commit=on`, so [`FAST_USED`] is on
+//! disk before a fast node acknowledges anything.
+
+use sqlx::{Connection, PgConnection};
+use store::{Durability, LOST_TAIL_SKIP, STREAM_EPOCH_SETTING};
+
+/// "true" while a node in fast mode may have committed since the sentinel row was written.
+const FAST_USED: &str = "durability.fast_used";
+/// The advisory lock that serializes the guard across nodes (any fixed number; "lpdu").
+const GUARD_LOCK: i64 = 0x6c70_6475;
+
+/// What one check found: whether it skipped, and the skips so far.
+pub(crate) struct Checked {
+    pub skipped: bool,
+    pub epoch: i64,
+}
+
+pub(crate) async fn check(
+    conn: &mut PgConnection,
+    durability: Durability,
+) -> Result<Checked, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = on")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(GUARD_LOCK)
+        .execute(&mut *tx)
+        .await?;
+    let present: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM crash_sentinel)")
+        .fetch_one(&mut *tx)
+        .await?;
+    let fast_used = setting(&mut tx, FAST_USED).await?.as_deref() == Some("true");
+    let fast = durability == Durability::Fast;
+    let mut skipped = false;
+    if !present {
+        if fast_used {
+            skip_ahead_after_lost_tail(&mut tx).await?;
+            skipped = true;
+        }
+        sqlx::query("INSERT INTO crash_sentinel (id) VALUES (1) ON CONFLICT (id) DO NOTHING")
+            .execute(&mut *tx)
+            .await?;
+        put_setting(&mut tx, FAST_USED, if fast { "true" } else { "false" }).await?;
+    } else if fast && !fast_used {
+        put_setting(&mut tx, FAST_USED, "true").await?;
+    }
+    let epoch = setting(&mut tx, STREAM_EPOCH_SETTING)
+        .await?
+        .and_then(|e| e.parse().ok())
+        .unwrap_or(0);
+    tx.commit().await?;
+    Ok(Checked { skipped, epoch })
+}
+
+/// Moves every stream's counter on by [`LOST_TAIL_SKIP`], streams without a counter yet (every
+/// user, every project, the system stream) included, and counts the skip.
+async fn skip_ahead_after_lost_tail(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    for statement in [
+        "INSERT INTO streams (stream, last_seq) SELECT 'user:' || id::text, 0 FROM users ON CONFLICT (stream) DO NOTHING",
+        "INSERT INTO streams (stream, last_seq) SELECT 'project:' || id::text, 0 FROM projects ON CONFLICT (stream) DO NOTHING",
+        "INSERT INTO streams (stream, last_seq) VALUES ('system', 0) ON CONFLICT (stream) DO NOTHING",
+    ] {
+        sqlx::query(statement).execute(&mut *conn).await?;
+    }
+    sqlx::query("UPDATE streams SET last_seq = last_seq + $1")
+        .bind(LOST_TAIL_SKIP)
+        .execute(&mut *conn)
+        .await?;
+    let epoch = setting(conn, STREAM_EPOCH_SETTING)
+        .await?
+        .and_then(|e| e.parse::<i64>().ok())
+        .unwrap_or(0)
+        + 1;
+    put_setting(conn, STREAM_EPOCH_SETTING, &epoch.to_string()).await?;
+    tracing::warn!(
+        epoch,
+        skip = LOST_TAIL_SKIP,
+        "the database crashed while a node ran with --durability fast: every stream's seqs skip ahead, clients resync"
+    );
+    Ok(())
+}
+
+async fn setting(conn: &mut PgConnection, key: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+}
+
+async fn put_setting(conn: &mut PgConnection, key: &str, value: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
