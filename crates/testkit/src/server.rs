@@ -91,6 +91,12 @@ impl TestServer {
         &self.running().state
     }
 
+    /// Moves the server's clock forward; the server must have been started with
+    /// `config.clock = Clock::manual()` (the crate's "Time").
+    pub fn advance(&self, by: std::time::Duration) {
+        self.state().config.clock.advance(by);
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.running().address
     }

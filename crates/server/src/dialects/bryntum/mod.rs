@@ -32,8 +32,9 @@ use changes::{ProjectChanges, ProjectUnits};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,21 +197,23 @@ impl BryntumNode {
 /// comes back, so a public demo does not drift forever.
 fn spawn_idle_reset(state: AppState, project_id: Uuid) {
     let delay = state.config.bryntum_reset_delay;
+    let clock = state.config.clock.clone();
     tokio::spawn(async move {
         let mut idle_since: Option<Instant> = None;
         loop {
-            tokio::time::sleep(
-                delay
-                    .min(Duration::from_secs(5))
-                    .max(Duration::from_millis(50)),
-            )
-            .await;
+            clock
+                .sleep(
+                    delay
+                        .min(Duration::from_secs(5))
+                        .max(Duration::from_millis(50)),
+                )
+                .await;
             if state.bryntum.sockets_on(project_id) > 0 {
                 idle_since = None;
                 continue;
             }
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < delay {
+            let since = *idle_since.get_or_insert_with(|| clock.now());
+            if clock.now() - since < delay {
                 continue;
             }
             idle_since = None;

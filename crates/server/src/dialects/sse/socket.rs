@@ -13,6 +13,7 @@ use super::protocol;
 use super::session::{SseSession, project_list_filter, user_filter};
 use crate::app::AppState;
 use crate::auth::Authed;
+use crate::clock::Ticker;
 use crate::dialects::role_in;
 use crate::http::{HttpError, HttpResult, error, path_id};
 use crate::live::projects::ProjectWatch;
@@ -37,7 +38,7 @@ use uuid::Uuid;
 struct SseBody {
     sub: Subscription,
     session: SseSession,
-    keepalive: tokio::time::Interval,
+    keepalive: Ticker,
     _slot: SseSlot,
     _guard: ConnectionGuard,
     _watch: Option<ProjectWatch>,
@@ -143,9 +144,7 @@ async fn open(
     if live.is_shutting_down() {
         return Err(error(ErrorCode::Unavailable, "the server is shutting down"));
     }
-    let period = live.config.sse_keepalive;
-    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let keepalive = live.clock.ticker(live.config.sse_keepalive);
     let body = SseBody {
         sub,
         session: SseSession::new(user_id),
