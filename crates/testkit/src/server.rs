@@ -183,6 +183,27 @@ impl TestServer {
         result
     }
 
+    /// [`TestServer::offline`]: `count` tasks named `<prefix> 0`, `<prefix> 1`, … made by
+    /// the administrator while the server is stopped.
+    pub async fn offline_tasks(&self, project: uuid::Uuid, prefix: &str, count: usize) {
+        self.offline(async |domain| {
+            let actor = crate::admin_actor(domain).await;
+            let tasks = domain::collections::by_name("tasks").expect("the tasks collection");
+            for i in 0..count {
+                domain
+                    .create_record(
+                        &actor,
+                        project,
+                        tasks,
+                        &serde_json::json!({"name": format!("{prefix} {i}")}),
+                    )
+                    .await
+                    .expect("an offline task");
+            }
+        })
+        .await
+    }
+
     /// A proxy in front of the server whose connections the test can cut.
     pub async fn proxy(&self) -> Proxy {
         Proxy::start(self.addr()).await

@@ -183,8 +183,24 @@ async fn open(
     Ok(response)
 }
 
-async fn authed(state: &AppState, headers: &HeaderMap) -> HttpResult<Authed> {
-    Authed::from_headers(state, headers).await
+/// Every stream's handler: authenticates first (so a request without credentials gets 401
+/// before anything about the project is said), finds what to stream, and opens it.
+async fn stream(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    front: Option<Extension<FrontSocket>>,
+    access: impl AsyncFnOnce() -> HttpResult<Access>,
+) -> HttpResult<Response> {
+    let auth = Authed::from_headers(state, headers).await?;
+    let access = access().await?;
+    open(
+        state,
+        &auth,
+        access,
+        StreamRequest::new(headers, uri, front),
+    )
+    .await
 }
 
 /// `GET /api/v1/projects/{project_id}/events`
@@ -195,10 +211,10 @@ pub async fn project(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let project = path_id(&project_id, "project")?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::Project(project), asked).await
+    stream(&state, &uri, &headers, front, async || {
+        Ok(Access::Project(path_id(&project_id, "project")?))
+    })
+    .await
 }
 
 /// `GET /api/projects/{project_id_or_key}/events`
@@ -209,14 +225,15 @@ pub async fn project_alias(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let project = state
-        .domain
-        .resolve_project(&id_or_key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("project"))?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::Project(project), asked).await
+    stream(&state, &uri, &headers, front, async || {
+        let project = state
+            .domain
+            .resolve_project(&id_or_key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project"))?;
+        Ok(Access::Project(project))
+    })
+    .await
 }
 
 /// `GET /api/v1/projects/events`
@@ -226,9 +243,10 @@ pub async fn projects(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::ProjectList, asked).await
+    stream(&state, &uri, &headers, front, async || {
+        Ok(Access::ProjectList)
+    })
+    .await
 }
 
 /// `GET /api/v1/users/events`
@@ -238,7 +256,5 @@ pub async fn users(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::User, asked).await
+    stream(&state, &uri, &headers, front, async || Ok(Access::User)).await
 }
