@@ -52,7 +52,7 @@ pub use dialect::{Dialect, DialectId, NativeWs, Sse, punt_type};
 pub use hub::{EvictScope, Hub, HubBuilder, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
 pub use presence::PresenceEntry;
-pub use shared::HubConfig;
+pub use shared::{HubConfig, WallClock};
 pub use subscriber::{
     CloseReason, Delivery, DirectOutcome, DirectWrite, EventFilter, QueueLimits, QueueStats,
     SubscribeRequest,

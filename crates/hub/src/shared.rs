@@ -5,7 +5,7 @@
 //! Lock order: see [`crate::hub`].
 
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use proto::{Event, StreamKey};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -32,6 +32,45 @@ pub struct HubConfig {
     pub stream_buffer: usize,
     /// The default per-subscriber queue bounds.
     pub queue: QueueLimits,
+    /// What session expiries are compared with; the server passes its own clock so that a
+    /// test can move it.
+    pub clock: WallClock,
+}
+
+/// The time of day the hub compares session expiries with ([`HubConfig::clock`]).
+#[derive(Clone)]
+pub struct WallClock(Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>);
+
+impl WallClock {
+    /// The system's clock.
+    pub fn system() -> Self {
+        Self::new(Utc::now)
+    }
+
+    pub fn new(now: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        (self.0)()
+    }
+
+    /// [`WallClock::now`] in Unix microseconds, as expiries are held.
+    pub(crate) fn now_micros(&self) -> i64 {
+        self.now().timestamp_micros()
+    }
+}
+
+impl Default for WallClock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl std::fmt::Debug for WallClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WallClock")
+    }
 }
 
 impl Default for HubConfig {
@@ -41,6 +80,7 @@ impl Default for HubConfig {
             page_size: 256,
             stream_buffer: 1024,
             queue: QueueLimits::default(),
+            clock: WallClock::system(),
         }
     }
 }
@@ -98,7 +138,7 @@ impl StreamShared {
             (0..ctx.dialects.len()).map(|_| OnceLock::new()).collect();
         // Read once per event, not per subscriber. The pump runs after the commit, so an event
         // committed after a session expired is always seen here at or after the expiry.
-        let now = Utc::now().timestamp_micros();
+        let now = ctx.config.clock.now_micros();
         if subs.len() <= FANOUT_CHUNK {
             offer_each(ctx, event, &subs, &frames, now);
             return;

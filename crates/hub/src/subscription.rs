@@ -2,7 +2,6 @@
 //! the reader's task, never on the publisher's.
 
 use bytes::Bytes;
-use chrono::Utc;
 use proto::StreamKey;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -117,7 +116,7 @@ impl Subscription {
         let ctx = &self.hub.ctx;
         let key = self.stream.key;
         // A log read may hold events committed after the session expired; none may go out.
-        if self.shared.expired(Utc::now().timestamp_micros()) {
+        if self.shared.expired(ctx.config.clock.now_micros()) {
             self.shared.close(CloseReason::SessionExpired);
             return Some(Delivery::Closed(CloseReason::SessionExpired));
         }

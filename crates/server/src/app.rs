@@ -3,6 +3,7 @@
 
 use crate::auth::limits::{Limiters, RateConfig};
 use crate::auth::tokens::TokenKeys;
+use crate::clock::Clock;
 use crate::live::{LiveConfig, LiveFeed};
 use base64::Engine;
 use domain::{Domain, OrApi};
@@ -43,6 +44,8 @@ pub struct Config {
     /// Where the SQLite store reads the boot id (`None`: the kernel's). For tests only, which
     /// simulate a restart of the operating system with it.
     pub boot_id_file: Option<PathBuf>,
+    /// What the live side reads the time from ([`crate::clock`]); tests may move a manual one.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -65,6 +68,7 @@ impl Config {
             bryntum_reset_delay: Duration::from_secs(1800),
             durability: store::Durability::Full,
             boot_id_file: None,
+            clock: Clock::system(),
         }
     }
 
@@ -125,9 +129,14 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 impl AppState {
     pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
-        let live = LiveFeed::start(store.clone(), config.live.clone(), bryntum.dialect())
-            .await
-            .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
+        let live = LiveFeed::start(
+            store.clone(),
+            config.live.clone(),
+            config.clock.clone(),
+            bryntum.dialect(),
+        )
+        .await
+        .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
         let mut listeners: Vec<Arc<dyn domain::CommitListener>> = vec![live.clone()];
         if config.scheduler {

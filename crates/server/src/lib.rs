@@ -3,6 +3,7 @@
 //! Layout:
 //! - [`app`]: configuration, shared state and startup.
 //! - [`backends`]: the one place that opens a store by its database URL.
+//! - [`clock`]: the time the live side reads and waits for (a test may move it).
 //! - [`http`]: JSON errors and request extractors.
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod backends;
+pub mod clock;
 pub mod demo;
 pub mod dialects;
 pub mod http;
@@ -33,4 +35,5 @@ pub mod server;
 pub mod transfer;
 
 pub use app::{AppState, Config, StartError};
+pub use clock::Clock;
 pub use server::{RunningServer, start};

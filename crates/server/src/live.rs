@@ -9,6 +9,7 @@
 pub mod projects;
 pub mod store_log;
 
+use crate::clock::{Clock, Ticker};
 use crate::dialects::native_ws::protocol::NativeWs;
 use crate::dialects::sse::protocol::Sse;
 use crate::dialects::ws::PingSweep;
@@ -130,6 +131,8 @@ pub struct LiveFeed {
     /// The node's one ping schedule for every WebSocket dialect; its task also closes
     /// connections whose session expired.
     pub pings: PingSweep,
+    /// The clock of the sweep, the hub's expiry checks and the SSE keepalive.
+    pub clock: Clock,
 }
 
 impl LiveFeed {
@@ -137,17 +140,20 @@ impl LiveFeed {
     pub async fn start(
         store: Arc<dyn Store>,
         config: LiveConfig,
+        clock: Clock,
         bryntum: impl hub::Dialect,
     ) -> Result<Arc<LiveFeed>, HubError> {
         let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let log = Arc::new(StoreLog::new(store));
-        let mut builder = Hub::builder(log, bus.clone()).config(config.hub.clone());
+        let mut hub_config = config.hub.clone();
+        hub_config.clock = clock.for_hub();
+        let mut builder = Hub::builder(log, bus.clone()).config(hub_config);
         let ws = builder.dialect(NativeWs);
         let sse = builder.dialect(Sse);
         let bryntum = builder.dialect(bryntum);
         let hub = builder.start().await?;
         let pings = PingSweep::new(config.ws_ping_interval);
-        let period = pings.period();
+        let ticks = clock.ticker(pings.period());
         let feed = Arc::new(LiveFeed {
             hub,
             bus,
@@ -160,8 +166,9 @@ impl LiveFeed {
             connections: Connections::default(),
             sse_per_user: Mutex::new(HashMap::new()),
             pings,
+            clock,
         });
-        tokio::spawn(sweep(Arc::downgrade(&feed), period));
+        tokio::spawn(sweep(Arc::downgrade(&feed), ticks));
         Ok(feed)
     }
 
@@ -324,19 +331,21 @@ impl LiveFeed {
 
 /// One task for the whole node instead of a timer per connection: every `period` it pings the
 /// WebSockets of the next slot ([`PingSweep`]; those with a hub subscription through the hub,
-/// which wakes their tasks) and closes connections whose session expired. Ends when the feed
-/// is dropped.
-async fn sweep(feed: Weak<LiveFeed>, period: Duration) {
-    let mut ticks = tokio::time::interval(period);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+/// which wakes their tasks) and closes connections whose session expired. A late tick sweeps
+/// the slots it missed too (at most one round), so every socket is still pinged once per
+/// interval. Ends when the feed is dropped.
+async fn sweep(feed: Weak<LiveFeed>, mut ticks: Ticker) {
     loop {
-        ticks.tick().await;
+        let periods = ticks.tick().await;
         let Some(feed) = feed.upgrade() else {
             return;
         };
-        feed.pings.advance(|slot| {
-            feed.hub.sweep(Some(slot), chrono::Utc::now());
-        });
+        let now = feed.clock.wall();
+        for _ in 0..periods.min(feed.pings.slots()) {
+            feed.pings.advance(|slot| {
+                feed.hub.sweep(Some(slot), now);
+            });
+        }
     }
 }
 

@@ -7,6 +7,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// jemalloc instead of the system's allocator: thousands of idle sockets each keep a few small
+/// allocations between the short-lived large ones of their login and dataset, and glibc's
+/// allocator keeps the pages those leave behind (BENCHMARKS.md, "Idle memory"). jemalloc hands
+/// them back. Its background thread (the crate's `background_threads` feature) purges unused
+/// pages over the next seconds with no allocation needed to trigger it, which an idle server
+/// does not make.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "liveplan",

@@ -2,28 +2,15 @@
 //! transports' changes, and bad input.
 
 use liveplan_testkit::TestServer;
-use liveplan_testkit::bryntum::{Client, flatten_tasks};
+use liveplan_testkit::bryntum::{Client, flatten_tasks, owned_project};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A project owned by `alice` (Owner) with one task, and a logged-in Bryntum client on it.
 async fn setup(server: &TestServer) -> (String, String, Client, Value) {
-    let root = server.admin().await;
-    let (alice_id, alice) = server.user(&root, "alice").await;
-    let project = server.project(&root, "Bryntum").await;
-    server.add_member(&root, &project, &alice_id, 400).await;
-    server
-        .create(
-            &alice,
-            &project,
-            "tasks",
-            json!({"name": "Existing", "duration": 1}),
-        )
-        .await;
-    let mut client = Client::connect(&server.base).await;
-    client.login("alice", "alice-password").await;
+    let (_root, alice, project) = owned_project(server, "alice", "Bryntum", "Existing").await;
     let label = json!(project);
-    client.dataset(label.clone()).await;
+    let client = Client::on_dataset(server, "alice", label.clone()).await;
     (project, alice, client, label)
 }
 

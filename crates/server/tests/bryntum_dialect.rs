@@ -2,32 +2,17 @@
 //! project label, roles read when a change is made, phantoms kept per project for the node.
 
 use liveplan_testkit::TestServer;
-use liveplan_testkit::bryntum::Client;
+use liveplan_testkit::bryntum::{Client, owned_project};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 /// A project owned by `alice` with one task; her token and the project id.
 async fn project_of_alice(server: &TestServer) -> (String, String, String) {
-    let root = server.admin().await;
-    let (alice_id, alice) = server.user(&root, "alice").await;
-    let project = server.project(&root, "Dialect").await;
-    server.add_member(&root, &project, &alice_id, 400).await;
-    server
-        .create(
-            &alice,
-            &project,
-            "tasks",
-            json!({"name": "First", "duration": 1}),
-        )
-        .await;
-    (root, alice, project)
+    owned_project(server, "alice", "Dialect", "First").await
 }
 
 async fn alice_on(server: &TestServer, label: Value) -> Client {
-    let mut client = Client::connect(&server.base).await;
-    client.login("alice", "alice-password").await;
-    client.dataset(label).await;
-    client
+    Client::on_dataset(server, "alice", label).await
 }
 
 #[tokio::test]
@@ -116,17 +101,9 @@ async fn a_phantom_resent_after_every_socket_left_is_still_an_update() {
     let again = json!({"tasks": {"added": [{"$PhantomId": "_resent", "name": "Once more"}]}});
     let echo = second.change(&label, "local-2", again).await;
     assert_eq!(echo["changes"]["tasks"]["added"][0]["id"], id);
-    let (_, tasks) = server
-        .get(&format!("/api/v1/projects/{project}/tasks"), &alice)
-        .await;
-    let names: Vec<&str> = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = server.record_names(&alice, &project, "tasks").await;
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&"Once more"), "{names:?}");
+    assert!(names.iter().any(|n| n == "Once more"), "{names:?}");
 }
 
 #[tokio::test]
@@ -146,15 +123,7 @@ async fn a_phantom_resent_after_a_restart_is_still_an_update() {
     let again = json!({"tasks": {"added": [{"$PhantomId": "_kept", "name": "After"}]}});
     let echo = after.change(&label, "local-2", again).await;
     assert_eq!(echo["changes"]["tasks"]["added"][0]["id"], id);
-    let (_, tasks) = server
-        .get(&format!("/api/v1/projects/{project}/tasks"), &alice)
-        .await;
-    let names: Vec<&str> = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|t| t["name"].as_str())
-        .collect();
+    let names = server.record_names(&alice, &project, "tasks").await;
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&"After"), "{names:?}");
+    assert!(names.iter().any(|n| n == "After"), "{names:?}");
 }

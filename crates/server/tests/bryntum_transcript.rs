@@ -4,8 +4,8 @@
 //! liveplan task made for this test, the demo server's `undefined-101` is the real id liveplan
 //! gave the new task, and `project: 1` is the test project's uuid.
 
-use liveplan_testkit::TestServer;
 use liveplan_testkit::bryntum::{Client, flatten_tasks};
+use liveplan_testkit::{Clock, TestServer};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -237,11 +237,15 @@ async fn replays_the_real_client_transcript() {
     assert_eq!(dataset["project"]["hoursPerDay"], 8);
 }
 
+/// On the server's manual clock (liveplan-testkit's "Time"): the reset comes once the test has
+/// moved the clock past `--reset-delay`, a minute here, far longer than the test waits.
 #[tokio::test]
 async fn an_idle_demo_project_gets_its_demo_data_back() {
+    let reset_delay = std::time::Duration::from_secs(60);
     let server = TestServer::start_with(|config| {
         config.demo = true;
-        config.bryntum_reset_delay = std::time::Duration::from_millis(500);
+        config.bryntum_reset_delay = reset_delay;
+        config.clock = Clock::manual();
     })
     .await;
     let admin = server.login("admin", "admin").await;
@@ -265,9 +269,18 @@ async fn an_idle_demo_project_gets_its_demo_data_back() {
     projects.sort_by_key(|p| p["created_at"].as_str().unwrap_or_default().to_owned());
     let project = projects[0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/projects/{project}/tasks/{first}");
+    // The idle watch looks in every few seconds of the server's clock: move it a step at a
+    // time, at most ten delays in all, giving the watch real time to run in between.
+    let step = std::time::Duration::from_secs(5);
+    let mut advanced = std::time::Duration::ZERO;
+    let give_up = tokio::time::Instant::now() + liveplan_testkit::GUARD;
     let mut restored = false;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    while tokio::time::Instant::now() < give_up {
+        if advanced < 10 * reset_delay {
+            server.advance(step);
+            advanced += step;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         let (_, task) = server.get(&path, &admin).await;
         if task["name"] == before[0]["name"] {
             restored = true;

@@ -7,7 +7,7 @@
 //! skipped with a loud message; CI has npm.
 
 use liveplan_testkit::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -100,23 +100,7 @@ async fn eventsource_reconnects_with_last_event_id_across_a_restart() {
     let addr = first.addr();
     let mut server = first;
     server.stop().await;
-    server
-        .offline(async |domain| {
-            let actor = admin_actor(domain).await;
-            let tasks = domain::collections::by_name("tasks").unwrap();
-            for i in 0..3 {
-                domain
-                    .create_record(
-                        &actor,
-                        project,
-                        tasks,
-                        &json!({"name": format!("offline {i}")}),
-                    )
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    server.offline_tasks(project, "offline", 3).await;
     server.start_on(addr).await;
     // The client reconnects on its own; it has the offline events once it is back.
     while ids.len() < 8 {

@@ -101,36 +101,46 @@ fn spawn_writer(
     (handle, created)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_session_ends_its_connections_on_every_transport() {
-    let server = TestServer::start_relaxed_with(|c| c.session_ttl = SESSION_TTL).await;
-    let project = server.new_project("Expiry").await;
-    let (member, token) = server.new_user("expiring").await;
-    server.new_member(project, member, 100).await;
-    let expiry = token_expiry(&token);
+/// The three live connections a session holds: the native WebSocket, an SSE stream and a
+/// Bryntum socket, each on `project` and past its greeting.
+struct Connections {
+    ws: Ws,
+    sse: SseReader,
+    bryntum: liveplan_testkit::bryntum::Client,
+}
 
-    let mut ws = server.ws_project(&token, project, None).await;
+async fn open_connections(server: &TestServer, token: &str, project: Uuid) -> Connections {
+    let ws = server.ws_project(token, project, None).await;
     let mut sse = server
-        .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
+        .sse(token, &format!("/api/v1/projects/{project}/events"), None)
         .await;
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
     let mut bryntum = liveplan_testkit::bryntum::Client::connect(&server.url("")).await;
-    let ticket = server.ticket(&token).await;
+    let ticket = server.ticket(token).await;
     bryntum
         .send(json!({"command": "login", "data": {"ticket": ticket}}))
         .await;
     let answer = bryntum.recv_command("login").await;
     assert!(answer.get("error").is_none(), "{answer}");
     bryntum.dataset(json!(project.to_string())).await;
+    Connections { ws, sse, bryntum }
+}
 
-    // Events flow to all three until the session expires, and keep being committed after.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (writer, created) = spawn_writer(&server, project, stop.clone());
+/// What each connection saw until it ended: the ids of the tasks created, and the close codes
+/// of the two WebSockets.
+struct Seen {
+    ws: (Vec<String>, Option<u16>),
+    sse: Vec<String>,
+    bryntum: (Vec<String>, Option<u16>),
+}
 
+/// Reads the three connections to their ends, at once.
+async fn read_to_end(connections: &mut Connections) -> Seen {
+    let Connections { ws, sse, bryntum } = connections;
     let ws_reader = async {
         let mut seen = Vec::new();
         loop {
-            match ws_next(&mut ws).await {
+            match ws_next(ws).await {
                 WsNext::Json(frame) => {
                     if frame["event_type"] == "task_created" {
                         seen.push(frame["payload"]["id"].as_str().unwrap().to_owned());
@@ -171,8 +181,28 @@ async fn an_expired_session_ends_its_connections_on_every_transport() {
             }
         }
     };
-    let ((ws_seen, ws_code), sse_seen, (bryntum_seen, bryntum_code)) =
-        tokio::join!(ws_reader, sse_reader, bryntum_reader);
+    let (ws, sse, bryntum) = tokio::join!(ws_reader, sse_reader, bryntum_reader);
+    Seen { ws, sse, bryntum }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_session_ends_its_connections_on_every_transport() {
+    let server = TestServer::start_relaxed_with(|c| c.session_ttl = SESSION_TTL).await;
+    let project = server.new_project("Expiry").await;
+    let (member, token) = server.new_user("expiring").await;
+    server.new_member(project, member, 100).await;
+    let expiry = token_expiry(&token);
+    let mut connections = open_connections(&server, &token, project).await;
+
+    // Events flow to all three until the session expires, and keep being committed after.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (writer, created) = spawn_writer(&server, project, stop.clone());
+
+    let Seen {
+        ws: (ws_seen, ws_code),
+        sse: sse_seen,
+        bryntum: (bryntum_seen, bryntum_code),
+    } = read_to_end(&mut connections).await;
     // The session ended before `expiry + 1 s`; let the writer get past that before it stops,
     // so the checks below cover events committed after the session had certainly expired.
     let limit = expiry + chrono::Duration::seconds(1);
@@ -217,4 +247,35 @@ async fn an_expired_session_ends_its_connections_on_every_transport() {
         )
         .await;
     assert_eq!(status, 401);
+}
+
+/// The real session length (12 h, CONTRACT §3) on the server's manual clock (liveplan-testkit's
+/// "Time"): moving the clock past the expiry closes the idle native WebSocket and Bryntum socket
+/// with 4003 and ends the idle SSE stream (the node's sweep; the test above covers the checks on
+/// delivery). Nothing else moves the clock, so were the sweep on the system's clock they would
+/// stay open and the read guard would fail the test.
+#[tokio::test]
+async fn twelve_hours_on_the_servers_clock_end_a_session_everywhere() {
+    let server = TestServer::start_relaxed_with(|c| c.clock = Clock::manual()).await;
+    let ttl = server.state().config.session_ttl;
+    assert_eq!(ttl, Duration::from_secs(12 * 3600));
+    let project = server.new_project("Twelve hours").await;
+    let (member, token) = server.new_user("day-shift").await;
+    server.new_member(project, member, 100).await;
+    let mut connections = open_connections(&server, &token, project).await;
+    let before = server.task(&server.admin, project, "before").await;
+
+    // The clock started before the login; a minute more covers the setup in between.
+    server.advance(ttl + Duration::from_secs(60));
+    let seen = read_to_end(&mut connections).await;
+    assert_eq!(seen.ws.1, Some(4003));
+    assert_eq!(seen.bryntum.1, Some(4003));
+    let before = before["id"].as_str().unwrap();
+    for (transport, seen) in [
+        ("native WebSocket", &seen.ws.0),
+        ("SSE", &seen.sse),
+        ("Bryntum", &seen.bryntum.0),
+    ] {
+        assert_eq!(seen, &[before], "{transport}");
+    }
 }

@@ -76,22 +76,10 @@ async fn clients_resume_across_a_server_restart() {
             Some(head),
         )
         .await;
-    for i in 0..5 {
-        first
-            .task(&first.admin, project, &format!("before {i}"))
-            .await;
-    }
+    first.admin_tasks(project, "before", 5).await;
     let (mut ws_got, mut sse_got) = (Vec::new(), Vec::new());
-    while ws_got.len() < 5 {
-        if let Read::Event(seq) = ws_read(&mut ws).await {
-            ws_got.push(seq);
-        }
-    }
-    while sse_got.len() < 5 {
-        if let Read::Event(seq) = sse_read(&mut sse).await {
-            sse_got.push(seq);
-        }
-    }
+    ws.events(&mut ws_got, 5).await;
+    sse.events(&mut sse_got, 5).await;
 
     // SIGTERM's path: the socket hears 1001, the SSE stream ends.
     let mut server = first;
@@ -102,60 +90,21 @@ async fn clients_resume_across_a_server_restart() {
     drop(state);
 
     // Writes while no server runs (the CLI's way): the log keeps them.
-    server
-        .offline(async |domain| {
-            let actor = admin_actor(domain).await;
-            let tasks = domain::collections::by_name("tasks").unwrap();
-            for i in 0..3 {
-                domain
-                    .create_record(
-                        &actor,
-                        project,
-                        tasks,
-                        &json!({"name": format!("offline {i}")}),
-                    )
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    server.offline_tasks(project, "offline", 3).await;
 
     // The same address again, the same data.
     server.start_on(addr).await;
-    let mut ws = server
+    let ws = server
         .ws_project(&token, project, ws_got.last().copied())
         .await;
-    let mut sse = server
+    let sse = server
         .sse(
             &token,
             &format!("/api/v1/projects/{project}/events"),
             sse_got.last().copied(),
         )
         .await;
-    for i in 0..2 {
-        server
-            .task(&server.admin, project, &format!("after {i}"))
-            .await;
-    }
-    let log = server.log_seqs(project).await;
-    let last = *log.last().unwrap();
-    while ws_got.last() != Some(&last) {
-        match ws_read(&mut ws).await {
-            Read::Event(seq) => ws_got.push(seq),
-            Read::Other => {}
-            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
-        }
-    }
-    while sse_got.last() != Some(&last) {
-        match sse_read(&mut sse).await {
-            Read::Event(seq) => sse_got.push(seq),
-            Read::Other => {}
-            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
-        }
-    }
-    let tail: Vec<i64> = log[head as usize..].to_vec();
-    assert_eq!(ws_got, tail);
-    assert_eq!(sse_got, tail);
+    after_reconnecting(&server, project, head, (ws, ws_got), (sse, sse_got)).await;
 }
 
 /// The network between clients and the server breaks (no close frame, no goodbye) while the
@@ -188,69 +137,35 @@ async fn clients_resume_after_the_network_cuts_them() {
         SseReader::new(response)
     };
     let (mut ws, mut sse) = (open_ws(head).await, open_sse(head).await);
-    for i in 0..3 {
-        server
-            .task(&server.admin, project, &format!("before {i}"))
-            .await;
-    }
+    server.admin_tasks(project, "before", 3).await;
     let (mut ws_got, mut sse_got) = (Vec::new(), Vec::new());
-    while ws_got.len() < 3 {
-        if let Read::Event(seq) = ws_read(&mut ws).await {
-            ws_got.push(seq);
-        }
-    }
-    while sse_got.len() < 3 {
-        if let Read::Event(seq) = sse_read(&mut sse).await {
-            sse_got.push(seq);
-        }
-    }
+    ws.events(&mut ws_got, 3).await;
+    sse.events(&mut sse_got, 3).await;
 
     proxy.cut();
-    loop {
-        match ws_read(&mut ws).await {
-            Read::Closed => break,
-            Read::Other => {}
-            Read::Event(seq) => panic!("nothing more was committed, got {seq}"),
-            Read::Resync(latest) => panic!("unexpected resync to {latest}"),
-        }
-    }
-    loop {
-        match sse_read(&mut sse).await {
-            Read::Closed => break,
-            Read::Other => {}
-            Read::Event(seq) => panic!("nothing more was committed, got {seq}"),
-            Read::Resync(latest) => panic!("unexpected resync to {latest}"),
-        }
-    }
-    for i in 0..3 {
-        server
-            .task(&server.admin, project, &format!("while cut {i}"))
-            .await;
-    }
+    ws.until_closed().await;
+    sse.until_closed().await;
+    server.admin_tasks(project, "while cut", 3).await;
 
-    let mut ws = open_ws(*ws_got.last().unwrap()).await;
-    let mut sse = open_sse(*sse_got.last().unwrap()).await;
-    for i in 0..2 {
-        server
-            .task(&server.admin, project, &format!("after {i}"))
-            .await;
-    }
+    let ws = open_ws(*ws_got.last().unwrap()).await;
+    let sse = open_sse(*sse_got.last().unwrap()).await;
+    after_reconnecting(&server, project, head, (ws, ws_got), (sse, sse_got)).await;
+}
+
+/// The end of a resume test: two more tasks, then each client, reconnected with `got` so far,
+/// must hold exactly the log after `head`.
+async fn after_reconnecting(
+    server: &TestServer,
+    project: uuid::Uuid,
+    head: i64,
+    (mut ws, mut ws_got): (Ws, Vec<i64>),
+    (mut sse, mut sse_got): (SseReader, Vec<i64>),
+) {
+    server.admin_tasks(project, "after", 2).await;
     let log = server.log_seqs(project).await;
     let last = *log.last().unwrap();
-    while ws_got.last() != Some(&last) {
-        match ws_read(&mut ws).await {
-            Read::Event(seq) => ws_got.push(seq),
-            Read::Other => {}
-            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
-        }
-    }
-    while sse_got.last() != Some(&last) {
-        match sse_read(&mut sse).await {
-            Read::Event(seq) => sse_got.push(seq),
-            Read::Other => {}
-            Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
-        }
-    }
+    ws.through(&mut ws_got, last).await;
+    sse.through(&mut sse_got, last).await;
     let tail: Vec<i64> = log[head as usize..].to_vec();
     assert_eq!(ws_got, tail);
     assert_eq!(sse_got, tail);

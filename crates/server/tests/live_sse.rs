@@ -6,7 +6,6 @@ use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::time::Duration;
 use uuid::Uuid;
 
 async fn head(server: &TestServer, project: Uuid) -> i64 {
@@ -149,16 +148,22 @@ async fn last_event_id_replays_or_resyncs() {
     }
 }
 
+/// The keepalive comes when the server's manual clock (liveplan-testkit's "Time") has moved by
+/// the configured silence; the period is longer than the read guard, so a keepalive on the
+/// real clock would fail the test.
 #[tokio::test]
 async fn keepalive_comments_and_the_connection_cap() {
+    let silence = 2 * GUARD;
     let server = TestServer::start_relaxed_with(|c| {
-        c.live.sse_keepalive = Duration::from_millis(100);
+        c.live.sse_keepalive = silence;
         c.live.sse_max_per_user = 2;
+        c.clock = Clock::manual();
     })
     .await;
     let (_, token) = server.new_user("capped").await;
     let mut first = server.sse(&token, "/api/v1/users/events", None).await;
     assert_eq!(first.next().await.unwrap().json()["type"], "connected");
+    server.advance(silence);
     let keepalive = first.next().await.unwrap();
     assert_eq!(keepalive.comment.as_deref(), Some("keepalive"));
     assert_eq!(keepalive.data, None);

@@ -8,9 +8,8 @@
 //! Every backend keeps a temporary data directory: attachments live on disk whatever holds
 //! the rows.
 //!
-//! The database is created and dropped on a thread of its own with a runtime of its own: a test
-//! on a paused clock (`start_paused`) must not see its timers jump while the administrative
-//! connection waits on the network, and `Drop` cannot await.
+//! The database is created and dropped on a thread of its own with a runtime of its own, since
+//! `Drop` cannot await.
 
 use sqlx::Connection;
 use std::path::{Path, PathBuf};
@@ -156,16 +155,6 @@ impl Drop for Backend {
 /// must decide before they start a server.
 pub fn postgres_requested() -> bool {
     database_url_from_env().is_some()
-}
-
-/// For a test that is about SQLite itself, or cannot run against another process (a paused
-/// clock): true, after printing why, when this run is on PostgreSQL; the test then returns.
-pub fn skip_on_postgres(reason: &str) -> bool {
-    let skip = postgres_requested();
-    if skip {
-        println!("skipped on PostgreSQL: {reason}");
-    }
-    skip
 }
 
 /// The PostgreSQL server for tests that need one whatever backend the run is on (moving data

@@ -15,7 +15,39 @@ pub struct Client {
     pub revisions: Vec<String>,
 }
 
+/// A project made by the administrator with `owner` (a new user, password `<owner>-password`)
+/// as its Owner and one task named `task` of one day: (administrator token, owner token,
+/// project id).
+pub async fn owned_project(
+    server: &crate::TestServer,
+    owner: &str,
+    project_name: &str,
+    task: &str,
+) -> (String, String, String) {
+    let root = server.admin().await;
+    let (owner_id, owner_token) = server.user(&root, owner).await;
+    let project = server.project(&root, project_name).await;
+    server.add_member(&root, &project, &owner_id, 400).await;
+    server
+        .create(
+            &owner_token,
+            &project,
+            "tasks",
+            json!({"name": task, "duration": 1}),
+        )
+        .await;
+    (root, owner_token, project)
+}
+
 impl Client {
+    /// A client logged in as `user` (password `<user>-password`) with `project`'s dataset.
+    pub async fn on_dataset(server: &crate::TestServer, user: &str, project: Value) -> Client {
+        let mut client = Client::connect(&server.base).await;
+        client.login(user, &format!("{user}-password")).await;
+        client.dataset(project).await;
+        client
+    }
+
     pub async fn connect(base: &str) -> Client {
         let url = format!("{}/ws/v1/bryntum", base.replacen("http", "ws", 1));
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))

@@ -51,6 +51,65 @@ pub async fn sse_read(sse: &mut SseReader) -> Read {
     }
 }
 
+/// A connection read as events: the native WebSocket, an SSE stream, or either ([`Conn`]).
+pub trait Reads {
+    #[allow(async_fn_in_trait)] // used on one task; no `Send` bound needed
+    async fn read(&mut self) -> Read;
+
+    /// Reads until `got` holds `count` seqs (other frames skipped).
+    #[allow(async_fn_in_trait)]
+    async fn events(&mut self, got: &mut Vec<i64>, count: usize) {
+        while got.len() < count {
+            if let Read::Event(seq) = self.read().await {
+                got.push(seq);
+            }
+        }
+    }
+
+    /// Reads until `got` ends with `last`; a resync or the end of the connection fails.
+    #[allow(async_fn_in_trait)]
+    async fn through(&mut self, got: &mut Vec<i64>, last: i64) {
+        while got.last() != Some(&last) {
+            match self.read().await {
+                Read::Event(seq) => got.push(seq),
+                Read::Other => {}
+                Read::Resync(_) | Read::Closed => panic!("no resync or close expected"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends; an event or a resync before it fails.
+    #[allow(async_fn_in_trait)]
+    async fn until_closed(&mut self) {
+        loop {
+            match self.read().await {
+                Read::Closed => return,
+                Read::Other => {}
+                Read::Event(seq) => panic!("nothing more was committed, got {seq}"),
+                Read::Resync(latest) => panic!("unexpected resync to {latest}"),
+            }
+        }
+    }
+}
+
+impl Reads for Ws {
+    async fn read(&mut self) -> Read {
+        ws_read(self).await
+    }
+}
+
+impl Reads for SseReader {
+    async fn read(&mut self) -> Read {
+        sse_read(self).await
+    }
+}
+
+impl Reads for Conn {
+    async fn read(&mut self) -> Read {
+        Conn::read(self).await
+    }
+}
+
 pub enum Conn {
     Ws(Ws),
     Sse(SseReader),

@@ -17,31 +17,17 @@
 //!
 //! # Time
 //!
-//! Where only tokio timers matter, a test runs on a paused clock:
-//! `#[tokio::test(start_paused = true)]`, a current-thread runtime whose clock jumps to the
-//! next timer whenever every task waits. Chosen over a clock seam in the server because it
-//! needs no change to the server's source. It is sound with real sockets only when everything
-//! the test waits on runs on that one runtime: the server is in-process, its SQLite statements
-//! run on the calling thread, and password hashing runs in `spawn_blocking`, which holds the
-//! clock still until it returns. Then an idle runtime can only be woken by a timer, and the
-//! next timer is the server's (here: the native WebSocket ping sweep, `live_ws`'s
-//! `two_missed_pongs_close_the_socket`) long before the [`GUARD`] around the read.
+//! What the server does when time passes (the WebSocket pings, the session expiry its sweep
+//! enforces, the SSE `: keepalive`, the Bryntum demo's idle reset) reads a
+//! [`Clock`](liveplan_server::Clock) from its configuration. A test that is about those starts
+//! the server with `config.clock = Clock::manual()`, which stands still until the test calls
+//! [`TestServer::advance`]: a ping comes when the test has moved the clock by a ping interval,
+//! not before, and a 12-hour session expires in no time. The database and its pool keep real
+//! time, so these tests run on SQLite and PostgreSQL alike (tokio's paused clock, used before,
+//! froze the pool's timers too and needed the server on the test's one thread).
 //!
-//! Where that does not hold, tests keep real time with short configured intervals:
-//! - SSE keepalives (`live_sse`): on a paused clock the read's guard fired before the
-//!   keepalive reached the reader (the SSE front's writes and peeks did not line up with the
-//!   auto-advance); not investigated further, the test keeps a 100 ms keepalive.
-//! - Session expiry (`live_expiry`): tokens and sessions are checked against the wall clock
-//!   (`jsonwebtoken`, `chrono::Utc::now`).
-//! - The Bryntum demo's idle reset (`bryntum_transcript`) measures idleness with
-//!   `std::time::Instant`.
-//!
-//! Moving those to virtual time needs a clock seam in the server (auth, hub, bryntum); that is
-//! left out on purpose while the server's source is being restructured by others. A paused
-//! test must never wait on another process or thread (the CLI, `npm`), so on PostgreSQL, which
-//! is one, a paused test returns at once with the reason printed
-//! ([`backend::skip_on_postgres`]): the clock would jump while a query is on its way and fire
-//! the store's timeouts.
+//! The manual clock moves only what reads it: the store's own timestamps (commits, a session's
+//! `expires_at`) are the system's. Timeouts of single writes and handshakes are tokio's timers.
 
 pub mod backend;
 pub mod bryntum;
@@ -54,6 +40,7 @@ pub mod server;
 pub mod sse;
 pub mod ws;
 
+pub use liveplan_server::Clock;
 pub use rest::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, admin_actor, assert_error};
 pub use server::{TestServer, config, relax_rates};
 pub use sse::{SseMessage, SseReader};

@@ -181,6 +181,27 @@ impl TestServer {
         .await
     }
 
+    /// `count` tasks named `<prefix> 0`, `<prefix> 1`, … made by the administrator.
+    pub async fn admin_tasks(&self, project: Uuid, prefix: &str, count: usize) {
+        for i in 0..count {
+            self.task(&self.admin, project, &format!("{prefix} {i}"))
+                .await;
+        }
+    }
+
+    /// The names of a collection's records, as `token` lists them.
+    pub async fn record_names(&self, token: &str, project: &str, collection: &str) -> Vec<String> {
+        let (_, records) = self
+            .get(&format!("/api/v1/projects/{project}/{collection}"), token)
+            .await;
+        records
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|r| r["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     pub async fn ticket(&self, token: &str) -> String {
         let body = self
             .ok(Method::POST, token, "/api/v1/ws/ticket/", json!({}))

@@ -116,6 +116,12 @@ impl TestServer {
         &self.running().state
     }
 
+    /// Moves the server's clock forward; the server must have been started with
+    /// `config.clock = Clock::manual()` (the crate's "Time").
+    pub fn advance(&self, by: std::time::Duration) {
+        self.state().config.clock.advance(by);
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.running().address
     }
@@ -222,6 +228,27 @@ impl TestServer {
         let result = write(&domain).await;
         store.close().await;
         result
+    }
+
+    /// [`TestServer::offline`]: `count` tasks named `<prefix> 0`, `<prefix> 1`, … made by
+    /// the administrator while the server is stopped.
+    pub async fn offline_tasks(&self, project: uuid::Uuid, prefix: &str, count: usize) {
+        self.offline(async |domain| {
+            let actor = crate::admin_actor(domain).await;
+            let tasks = domain::collections::by_name("tasks").expect("the tasks collection");
+            for i in 0..count {
+                domain
+                    .create_record(
+                        &actor,
+                        project,
+                        tasks,
+                        &serde_json::json!({"name": format!("{prefix} {i}")}),
+                    )
+                    .await
+                    .expect("an offline task");
+            }
+        })
+        .await
     }
 
     /// A proxy in front of the server whose connections the test can cut.

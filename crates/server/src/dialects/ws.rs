@@ -213,6 +213,11 @@ impl PingSweep {
         }
     }
 
+    /// How many slots one round of the sweep has.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
     /// How often the sweep runs: `slots × period` is the ping interval.
     pub fn period(&self) -> Duration {
         self.period

@@ -35,7 +35,8 @@ fn fail(command: &str, message: impl Into<String>) -> Replies {
 pub struct Login {
     pub user_id: Uuid,
     pub is_admin: bool,
-    pub name: String,
+    /// Shared with the node's roster entry.
+    pub name: Arc<str>,
     pub session_id: Option<Uuid>,
     /// When the ticket's session expires (a password login has no session).
     pub expires_at: Option<store::Timestamp>,
@@ -54,8 +55,8 @@ pub struct Loaded {
 pub struct Client {
     pub state: AppState,
     pub address: SocketAddr,
+    /// The socket's number on the node: it is `client-<id>` to Bryntum.
     pub id: u64,
-    pub client: String,
     pub user: Option<Login>,
     pub loaded: Option<Loaded>,
     pub mailbox: Arc<Mailbox>,
@@ -100,6 +101,10 @@ fn node(state: &AppState) -> &BryntumNode {
 }
 
 impl Client {
+    fn client_name(&self) -> String {
+        format!("client-{}", self.id)
+    }
+
     fn actor(&self) -> Option<Actor> {
         self.user.as_ref().map(|u| Actor {
             user_id: u.user_id,
@@ -185,7 +190,7 @@ impl Client {
         let login = Login {
             user_id: user.id,
             is_admin: user.is_admin,
-            name: session::user_name(user.username.as_deref(), &user.email),
+            name: session::user_name(user.username.as_deref(), &user.email).into(),
             session_id: session.map(|(id, _)| id),
             expires_at: session.map(|(_, at)| at),
         };
@@ -198,18 +203,21 @@ impl Client {
         // `join`/`users` go out only when the list of names changes: a user's second socket
         // changes nothing the others show, and telling every socket about every login would
         // make logins cost the square of the sockets.
-        let already = node.join(self.id, &name, self.mailbox.clone());
+        let already = node.join(self.id, name.clone(), self.mailbox.clone());
         self.user = Some(login);
         let users = protocol::message("users", json!({ "users": node.user_names() }));
         if !already {
             node.tell_logged_in(
                 Some(self.id),
-                &protocol::message("join", json!({ "userName": name })),
+                &protocol::message("join", json!({ "userName": &*name })),
             );
             node.tell_logged_in(Some(self.id), &users);
         }
         vec![
-            protocol::message("login", json!({ "client": self.client, "userName": name })),
+            protocol::message(
+                "login",
+                json!({ "client": self.client_name(), "userName": &*name }),
+            ),
             users,
         ]
     }
@@ -362,7 +370,7 @@ impl Client {
             read.project_object,
             rows,
         );
-        let head = protocol::change_head(&label);
+        let head = node(&self.state).change_head(&label);
         let live = &self.state.live;
         let mut request =
             SubscribeRequest::new(StreamKey::Project(project_id), live.bryntum, user.user_id);
@@ -513,7 +521,7 @@ impl Client {
             }
             _ => None,
         };
-        let echo = session::echo(revision, &self.client, changes);
+        let echo = session::echo(revision, &self.client_name(), changes);
         let token = new_token();
         let actor = Actor {
             tab_id: Some(token.clone()),

@@ -32,8 +32,9 @@ use changes::{ProjectChanges, ProjectUnits};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,12 +55,20 @@ pub struct BryntumNode {
     roster: Mutex<Vec<RosterEntry>>,
     /// Demo mode: the projects this node resets when idle.
     idle_resets: Mutex<HashSet<Uuid>>,
+    /// The `project_change` head of each project label, shared by every socket that names its
+    /// project alike instead of a copy per socket (at most [`SHARED_HEADS`]).
+    heads: Mutex<HashMap<String, Bytes>>,
 }
+
+/// Labels whose heads the node keeps; past it the cache starts over (labels are what clients
+/// send, so their number must not grow the node without bound).
+const SHARED_HEADS: usize = 4096;
 
 /// A logged-in socket, as the others see it.
 struct RosterEntry {
     id: u64,
-    name: String,
+    /// Shared with the socket's `Login`.
+    name: Arc<str>,
     /// The project whose dataset it loaded.
     project: Option<Uuid>,
     mailbox: Arc<Mailbox>,
@@ -123,20 +132,20 @@ impl BryntumNode {
     fn user_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
         for entry in lock(&self.roster).iter() {
-            if !names.contains(&entry.name) {
-                names.push(entry.name.clone());
+            if !names.iter().any(|n| **n == *entry.name) {
+                names.push(entry.name.to_string());
             }
         }
         names
     }
 
     /// Adds a logged-in socket; `true` when its name was already listed.
-    fn join(&self, id: u64, name: &str, mailbox: Arc<Mailbox>) -> bool {
+    fn join(&self, id: u64, name: Arc<str>, mailbox: Arc<Mailbox>) -> bool {
         let mut roster = lock(&self.roster);
         let already = roster.iter().any(|e| e.name == name);
         roster.push(RosterEntry {
             id,
-            name: name.to_owned(),
+            name,
             project: None,
             mailbox,
         });
@@ -147,7 +156,22 @@ impl BryntumNode {
     fn leave(&self, id: u64, name: &str) -> bool {
         let mut roster = lock(&self.roster);
         roster.retain(|e| e.id != id);
-        roster.iter().any(|e| e.name == name)
+        roster.iter().any(|e| *e.name == *name)
+    }
+
+    /// The `project_change` head for `label`, shared ([`BryntumNode::heads`]).
+    fn change_head(&self, label: &serde_json::Value) -> Bytes {
+        let key = label.to_string();
+        let mut heads = lock(&self.heads);
+        if let Some(head) = heads.get(&key) {
+            return head.clone();
+        }
+        if heads.len() >= SHARED_HEADS {
+            heads.clear();
+        }
+        let head = protocol::change_head(label);
+        heads.insert(key, head.clone());
+        head
     }
 
     fn set_project(&self, id: u64, project: Option<Uuid>) {
@@ -196,21 +220,23 @@ impl BryntumNode {
 /// comes back, so a public demo does not drift forever.
 fn spawn_idle_reset(state: AppState, project_id: Uuid) {
     let delay = state.config.bryntum_reset_delay;
+    let clock = state.config.clock.clone();
     tokio::spawn(async move {
         let mut idle_since: Option<Instant> = None;
         loop {
-            tokio::time::sleep(
-                delay
-                    .min(Duration::from_secs(5))
-                    .max(Duration::from_millis(50)),
-            )
-            .await;
+            clock
+                .sleep(
+                    delay
+                        .min(Duration::from_secs(5))
+                        .max(Duration::from_millis(50)),
+                )
+                .await;
             if state.bryntum.sockets_on(project_id) > 0 {
                 idle_since = None;
                 continue;
             }
-            let since = *idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < delay {
+            let since = *idle_since.get_or_insert_with(|| clock.now());
+            if clock.now() - since < delay {
                 continue;
             }
             idle_since = None;

@@ -91,7 +91,6 @@ pub async fn upgrade(
                 state,
                 address,
                 id,
-                client: format!("client-{id}"),
                 user: None,
                 loaded: None,
                 mailbox: Arc::new(Mailbox::default()),

@@ -13,6 +13,7 @@ use super::protocol;
 use super::session::{SseSession, project_list_filter, user_filter};
 use crate::app::AppState;
 use crate::auth::Authed;
+use crate::clock::Ticker;
 use crate::dialects::role_in;
 use crate::http::{HttpError, HttpResult, error, path_id};
 use crate::live::projects::ProjectWatch;
@@ -37,7 +38,7 @@ use uuid::Uuid;
 struct SseBody {
     sub: Subscription,
     session: SseSession,
-    keepalive: tokio::time::Interval,
+    keepalive: Ticker,
     _slot: SseSlot,
     _guard: ConnectionGuard,
     _watch: Option<ProjectWatch>,
@@ -143,9 +144,7 @@ async fn open(
     if live.is_shutting_down() {
         return Err(error(ErrorCode::Unavailable, "the server is shutting down"));
     }
-    let period = live.config.sse_keepalive;
-    let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let keepalive = live.clock.ticker(live.config.sse_keepalive);
     let body = SseBody {
         sub,
         session: SseSession::new(user_id),
@@ -184,8 +183,24 @@ async fn open(
     Ok(response)
 }
 
-async fn authed(state: &AppState, headers: &HeaderMap) -> HttpResult<Authed> {
-    Authed::from_headers(state, headers).await
+/// Every stream's handler: authenticates first (so a request without credentials gets 401
+/// before anything about the project is said), finds what to stream, and opens it.
+async fn stream(
+    state: &AppState,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    front: Option<Extension<FrontSocket>>,
+    access: impl AsyncFnOnce() -> HttpResult<Access>,
+) -> HttpResult<Response> {
+    let auth = Authed::from_headers(state, headers).await?;
+    let access = access().await?;
+    open(
+        state,
+        &auth,
+        access,
+        StreamRequest::new(headers, uri, front),
+    )
+    .await
 }
 
 /// `GET /api/v1/projects/{project_id}/events`
@@ -196,10 +211,10 @@ pub async fn project(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let project = path_id(&project_id, "project")?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::Project(project), asked).await
+    stream(&state, &uri, &headers, front, async || {
+        Ok(Access::Project(path_id(&project_id, "project")?))
+    })
+    .await
 }
 
 /// `GET /api/projects/{project_id_or_key}/events`
@@ -210,14 +225,15 @@ pub async fn project_alias(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let project = state
-        .domain
-        .resolve_project(&id_or_key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("project"))?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::Project(project), asked).await
+    stream(&state, &uri, &headers, front, async || {
+        let project = state
+            .domain
+            .resolve_project(&id_or_key)
+            .await?
+            .ok_or_else(|| ApiError::not_found("project"))?;
+        Ok(Access::Project(project))
+    })
+    .await
 }
 
 /// `GET /api/v1/projects/events`
@@ -227,9 +243,10 @@ pub async fn projects(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::ProjectList, asked).await
+    stream(&state, &uri, &headers, front, async || {
+        Ok(Access::ProjectList)
+    })
+    .await
 }
 
 /// `GET /api/v1/users/events`
@@ -239,7 +256,5 @@ pub async fn users(
     headers: HeaderMap,
     front: Option<Extension<FrontSocket>>,
 ) -> HttpResult<Response> {
-    let auth = authed(&state, &headers).await?;
-    let asked = StreamRequest::new(&headers, &uri, front);
-    open(&state, &auth, Access::User, asked).await
+    stream(&state, &uri, &headers, front, async || Ok(Access::User)).await
 }
