@@ -141,11 +141,6 @@ impl TestServer {
         self.backend
     }
 
-    /// The server's storage.
-    pub fn backend(&self) -> &Backend {
-        &self.backend
-    }
-
     /// Whether the server runs on PostgreSQL (`LIVEPLAN_TEST_DATABASE_URL`).
     pub fn is_postgres(&self) -> bool {
         self.backend.is_postgres()
