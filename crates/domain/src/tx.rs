@@ -94,8 +94,10 @@ impl<'d> Tx<'d> {
         Ok(())
     }
 
-    /// Commits, then hands the events to the listener before the next writer may begin, so
-    /// the listener sees every stream's events in commit order. Returns them too.
+    /// Commits, then hands the events to the listener in commit order (the store's
+    /// `commit_then` sees to it), in the full durability only once the commit is on disk, so
+    /// the listener sees every stream's events in order and never one a crash could lose.
+    /// Returns them too.
     pub async fn commit(self) -> DomainResult<Vec<Event>> {
         let Tx {
             domain,

@@ -7,6 +7,7 @@
 //! [`heavy`] so they do not hold up the runtime's other tasks.
 
 use crate::db_error;
+use crate::group_sync::GroupSync;
 use rusqlite::Connection;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -40,8 +41,12 @@ pub(crate) fn heavy<T>(read: impl FnOnce() -> T) -> T {
 /// The one write connection, behind an async lock so writers queue without blocking a thread.
 pub(crate) type Writer = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
-/// The write connection, held for one transaction.
-pub(crate) struct WriteConn(pub(crate) OwnedMutexGuard<Option<Connection>>);
+/// The write connection, held for one transaction, and in the full durability the group sync
+/// its commit waits for after releasing it.
+pub(crate) struct WriteConn(
+    pub(crate) OwnedMutexGuard<Option<Connection>>,
+    pub(crate) Option<Arc<GroupSync>>,
+);
 
 impl Lender for WriteConn {
     fn connection(&self) -> StoreResult<&Connection> {
@@ -142,6 +147,10 @@ impl<H: Lender> InTransaction<H> {
             .execute_batch(begin)
             .map_err(db_error)?;
         Ok(InTransaction::begun(holder))
+    }
+
+    pub(crate) fn holder(&self) -> &H {
+        &self.holder
     }
 
     /// Takes over a connection whose transaction the caller has already begun.

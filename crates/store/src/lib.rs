@@ -259,6 +259,8 @@ pub trait Store: Send + Sync + 'static {
     /// every stream's counter is first moved on by [`LOST_TAIL_SKIP`] (see [`durability`]).
     async fn begin_run(&self) -> StoreResult<RunStart>;
     /// The `synchronous` setting the store's commits run with, as the database reports it
-    /// (SQLite `PRAGMA synchronous`: 2 is FULL, 1 NORMAL; PostgreSQL `SHOW synchronous_commit`).
+    /// (SQLite `PRAGMA synchronous`: 2 is FULL, 1 NORMAL, followed by ` + group sync` when the
+    /// store syncs the log itself before acknowledging, as in its full durability; PostgreSQL
+    /// `SHOW synchronous_commit`).
     async fn synchronous_setting(&self) -> StoreResult<String>;
 }
