@@ -7,6 +7,13 @@
 //! (set by [`crate::SqliteStore`]'s `close`, in a `synchronous=FULL` commit, which syncs the
 //! whole log). The next run may have lost a tail only if the last one was fast, did not end
 //! cleanly, and ran under another boot (or a boot id that cannot be read): then it skips.
+//!
+//! The full mode's group commit (`crate::group_sync`) acknowledges nothing before it is synced,
+//! but a commit is visible to readers (the hub's catch-up, `GET …/log`, webhooks) from its
+//! COMMIT on, a sync before it is on disk. A client may thus have read an event that a crash
+//! of the operating system then loses, and its seq would be handed out again. So a full run
+//! records that it ran with the group sync, and an unclean end of such a run under another boot
+//! skips too (runs of earlier versions, which committed with `synchronous=FULL`, never do).
 
 use rusqlite::Connection;
 use serde_json::json;
@@ -32,6 +39,8 @@ pub(crate) fn boot_id(file: &Path) -> Option<String> {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct LastRun {
     pub fast: bool,
+    /// Readers could see commits before they were synced (the full mode's group commit).
+    pub group_sync: bool,
     pub boot_id: Option<String>,
     pub clean: bool,
 }
@@ -44,22 +53,29 @@ pub(crate) fn parse(text: &str) -> Option<LastRun> {
             .get("boot_id")
             .and_then(|b| b.as_str())
             .map(str::to_owned),
+        group_sync: value
+            .get("group_sync")
+            .and_then(|g| g.as_bool())
+            .unwrap_or(false),
         clean: value.get("clean")?.as_bool()?,
     })
 }
 
 pub(crate) fn record(durability: Durability, boot_id: Option<&str>, clean: bool) -> String {
-    json!({ "durability": durability.as_str(), "boot_id": boot_id, "clean": clean }).to_string()
+    let group_sync = matches!(durability, Durability::Full);
+    json!({ "durability": durability.as_str(), "group_sync": group_sync, "boot_id": boot_id, "clean": clean })
+        .to_string()
 }
 
-/// Whether the run `last` describes may have lost commits that were acknowledged: it was fast,
-/// it did not close cleanly, and the operating system may have restarted since.
+/// Whether the run `last` describes may have lost commits that were acknowledged (fast) or
+/// read (the group sync of the full mode): it did not close cleanly, and the operating system
+/// may have restarted since.
 pub(crate) fn may_have_lost_tail(last: Option<&LastRun>, boot_id: Option<&str>) -> bool {
     let Some(last) = last else {
         return false;
     };
     let same_boot = matches!((last.boot_id.as_deref(), boot_id), (Some(a), Some(b)) if a == b);
-    last.fast && !last.clean && !same_boot
+    (last.fast || last.group_sync) && !last.clean && !same_boot
 }
 
 /// Moves every stream's counter on by [`LOST_TAIL_SKIP`], streams that have no counter yet
@@ -109,13 +125,14 @@ mod tests {
     fn run(fast: bool, boot: Option<&str>, clean: bool) -> LastRun {
         LastRun {
             fast,
+            group_sync: !fast,
             boot_id: boot.map(str::to_owned),
             clean,
         }
     }
 
     #[test]
-    fn only_an_unclean_fast_run_under_another_boot_may_have_lost_its_tail() {
+    fn only_an_unclean_run_under_another_boot_may_have_lost_its_tail() {
         assert!(!may_have_lost_tail(None, Some("a")));
         assert!(may_have_lost_tail(
             Some(&run(true, Some("a"), false)),
@@ -131,10 +148,23 @@ mod tests {
             Some(&run(true, Some("a"), true)),
             Some("b")
         ));
-        assert!(!may_have_lost_tail(
+        // A full run with the group sync: readers may have seen an unsynced commit.
+        assert!(may_have_lost_tail(
             Some(&run(false, Some("a"), false)),
             Some("b")
         ));
+        assert!(!may_have_lost_tail(
+            Some(&run(false, Some("a"), false)),
+            Some("a")
+        ));
+        assert!(!may_have_lost_tail(
+            Some(&run(false, Some("a"), true)),
+            Some("b")
+        ));
+        // A full run of an earlier version (synchronous=FULL, no group sync) lost nothing.
+        let before = parse(r#"{"durability":"full","boot_id":"a","clean":false}"#).unwrap();
+        assert!(!before.group_sync);
+        assert!(!may_have_lost_tail(Some(&before), Some("b")));
     }
 
     #[test]

@@ -33,9 +33,10 @@
 //!
 //! What readers see: a commit is visible to other connections from its COMMIT on, a sync
 //! before it is acknowledged. Its events reach the listener (and so live clients) only after
-//! the sync, in commit order (`store::sequencer`); a read in that window may see a change that
-//! a crash of the operating system then loses, like PostgreSQL's `synchronous_commit=off`
-//! readers, never one that was acknowledged.
+//! the sync, in commit order (`store::sequencer`); a read in that window (a catch-up from the
+//! log, `GET …/log`) may see a change that a crash of the operating system then loses, never
+//! one that was acknowledged. That is why an unclean full run under another boot makes the
+//! lost-tail guard skip ahead too ([`crate::durability`]).
 
 use std::fs::File;
 use std::path::PathBuf;

@@ -14,8 +14,8 @@
 /// How far a commit is on disk before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {
-    /// Acknowledged only once on disk: SQLite `synchronous=FULL`, PostgreSQL
-    /// `synchronous_commit=on`. The default.
+    /// Acknowledged only once on disk: SQLite `synchronous=NORMAL` commits synced by the
+    /// store's group sync, PostgreSQL `synchronous_commit=on`. The default.
     #[default]
     Full,
     /// May be lost by a crash of the operating system (SQLite `synchronous=NORMAL`) or of the
