@@ -2,8 +2,9 @@
 //! the events of what committed, after the commit.
 
 use crate::{Actor, Domain, DomainResult, OrApi};
-use proto::{Event, EventType, Role, StreamKey};
+use proto::{ApiError, Event, EventType, Role, StreamKey};
 use serde_json::Value;
+use std::sync::Arc;
 use store::{NewEvent, ProjectRow, Queries, Timestamp, WriteTx};
 use uuid::Uuid;
 
@@ -107,14 +108,20 @@ impl<'d> Tx<'d> {
         } = self;
         if events.is_empty() {
             inner.commit().await.or_api()?;
-        } else {
-            let listener = &domain.listener;
-            let committed = &events;
-            inner
-                .commit_then(Box::new(move || listener.committed(committed)))
-                .await
-                .or_api()?;
+            return Ok(events);
         }
+        // On a task of its own: once COMMIT ran, the wait for the sync and the hand-over to
+        // the listener must finish even if the request that wrote is dropped meanwhile, or
+        // the subscribers would not see these events until the stream's next one.
+        let listener = Arc::clone(&domain.listener);
+        let committing = tokio::spawn(async move {
+            let outcome = inner
+                .commit_then(Box::new(|| listener.committed(&events)))
+                .await;
+            (outcome, events)
+        });
+        let (outcome, events) = committing.await.map_err(|_| ApiError::internal())?;
+        outcome.or_api()?;
         Ok(events)
     }
 }
