@@ -75,26 +75,7 @@ async fn administer(url: &str, statement: String) {
 async fn concurrent_if_match_patches_on_two_nodes_let_exactly_one_win() {
     match postgres_url().await {
         Some(server) => {
-            let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
-            administer(&server, format!("CREATE DATABASE {name}")).await;
-            let url = with_database(&server, &name);
-            let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
-            for _ in 0..2 {
-                nodes.push(Arc::new(store_postgres::open(&url).await.unwrap()));
-            }
-            // Run, then drop the database whatever happened, then report what happened.
-            let outcome = tokio::spawn(race(nodes.clone())).await;
-            for node in nodes {
-                node.close().await;
-            }
-            administer(
-                &server,
-                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            )
-            .await;
-            if let Err(panic) = outcome {
-                std::panic::resume_unwind(panic.into_panic());
-            }
+            on_two_postgres_nodes(&server, race).await;
         }
         None => {
             println!("no PostgreSQL answers: two stores on one SQLite file instead");
@@ -195,19 +176,29 @@ async fn opposite_lock_orders_deadlock_and_the_loser_runs_again() {
         println!("skipped: no PostgreSQL answers, and SQLite cannot deadlock");
         return;
     };
+    on_two_postgres_nodes(&server, deadlock).await;
+}
+
+/// Runs `case` with two stores (two nodes) on a fresh database of `server`, then closes them
+/// and drops the database whatever happened, then reports what happened.
+async fn on_two_postgres_nodes<F, Fut>(server: &str, case: F)
+where
+    F: FnOnce(Vec<Arc<dyn Store>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let name = format!("liveplan_test_{}", uuid::Uuid::now_v7().simple());
-    administer(&server, format!("CREATE DATABASE {name}")).await;
-    let url = with_database(&server, &name);
+    administer(server, format!("CREATE DATABASE {name}")).await;
+    let url = with_database(server, &name);
     let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
     for _ in 0..2 {
         nodes.push(Arc::new(store_postgres::open(&url).await.unwrap()));
     }
-    let outcome = tokio::spawn(deadlock(nodes.clone())).await;
+    let outcome = tokio::spawn(case(nodes.clone())).await;
     for node in nodes {
         node.close().await;
     }
     administer(
-        &server,
+        server,
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     )
     .await;
