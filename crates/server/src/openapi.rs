@@ -92,6 +92,22 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
         .build()
 }
 
+/// 503 `store_unavailable`: the database cannot be reached; `Retry-After` says when to try.
+fn store_unavailable_response() -> utoipa::openapi::Response {
+    let mut response = error_response(
+        "The database cannot be reached; nothing was changed or the change is all there",
+    );
+    response.headers.insert(
+        "Retry-After".into(),
+        utoipa::openapi::header::HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(Type::Integer)))
+            .description(Some("Seconds to wait before trying again"))
+            .build()
+            .into(),
+    );
+    response
+}
+
 /// One operation with the usual error answers.
 fn op(
     tag: &str,
@@ -133,6 +149,7 @@ fn op(
         .response("413", error_response("Too large"))
         .response("422", error_response("Invalid"))
         .response("429", error_response("Rate limited"))
+        .response("503", store_unavailable_response())
 }
 
 fn any() -> Option<RefOr<Schema>> {

@@ -403,4 +403,14 @@ async fn openapi_documents_every_route_and_health_answers() {
         );
     }
     assert!(doc["components"]["schemas"]["Record.tasks"]["properties"]["early_start"].is_object());
+    // Any operation can meet an unreachable database: each documents its 503 and Retry-After.
+    for (path, item) in paths {
+        for (method, operation) in item.as_object().unwrap() {
+            let unavailable = &operation["responses"]["503"];
+            assert!(
+                unavailable["headers"]["Retry-After"].is_object(),
+                "{method} {path} documents 503 with Retry-After: {unavailable}"
+            );
+        }
+    }
 }
