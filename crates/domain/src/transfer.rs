@@ -216,7 +216,21 @@ impl Domain {
     /// unless the document has one with their id, email or username (which then replaces
     /// theirs, password and all: they sign in with it), and their own id in the document
     /// stays an active administrator. The CLI passes `None`: everything is as in the document.
+    ///
+    /// It holds every project's stream and the system stream, so it can deadlock with another
+    /// node's command that holds two of them the other way round: it then runs again
+    /// ([`Domain::retrying`]).
     pub async fn import_document(
+        &self,
+        importer: Option<&Actor>,
+        document: &ExportDocument,
+        existing: Existing,
+    ) -> DomainResult<Value> {
+        self.retrying(|| self.import_document_once(importer, document, existing))
+            .await
+    }
+
+    async fn import_document_once(
         &self,
         importer: Option<&Actor>,
         document: &ExportDocument,
