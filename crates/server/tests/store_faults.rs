@@ -518,3 +518,62 @@ async fn a_crash_among_concurrent_writes_leaves_nothing_half_done() {
         refused.len()
     );
 }
+
+/// A real crash of PostgreSQL under a node in the fast durability (`synchronous_commit=off`,
+/// so the crash may lose the last commits): recovery empties the unlogged sentinel, the
+/// node's first new connection finds it gone and moves every stream's seqs on by
+/// `LOST_TAIL_SKIP`, and the live subscriber, whose last seq may be one the crash lost, is told
+/// to resync instead of being handed a new event under a seq it already holds. All while the
+/// node runs: no restart of liveplan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_crash_in_fast_mode_skips_every_stream_ahead_while_the_node_runs() {
+    let Some(mut postgres) = private_postgres() else {
+        return;
+    };
+    let server = TestServer::start_with_database_url(&postgres.url(), |c| {
+        c.durability = store::Durability::Fast;
+        c.live.ws_ping_interval = Duration::from_secs(1);
+    })
+    .await;
+    let project = server.new_project("Fast crash").await;
+    // Commits made with synchronous_commit=off reach the disk within a few WAL writer rounds;
+    // a crash right away would take the project too. A checkpoint writes them out now.
+    postgres.checkpoint().await;
+    let ws = server.ws_project(&server.admin, project, None).await;
+    let (mut ws_got, ws_task) = follow_ws(ws);
+    assert_eq!(
+        next_got(&mut ws_got).await,
+        Got::Other("presence_join".into())
+    );
+    let (status, body) = post_task(&server, project, "before").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        next_event(&mut ws_got).await,
+        Got::Event(2, "task_created".into())
+    );
+
+    tokio::task::block_in_place(|| {
+        postgres.kill();
+        postgres.start_again();
+    });
+    write_until_recovered(&server, project, "after").await;
+
+    let latest = {
+        let mut read = server.state().domain.store.read().await.unwrap();
+        read.latest_seq(StreamKey::Project(project)).await.unwrap()
+    };
+    assert!(
+        latest > store::LOST_TAIL_SKIP,
+        "the project's seqs skipped ahead: latest {latest}"
+    );
+    // Frames without a seq are read past; the first one that matters is the resync.
+    let resync = loop {
+        match next_got(&mut ws_got).await {
+            Got::Other(kind) if kind == "resync_required" => break kind,
+            Got::Other(kind) if kind.starts_with("presence") => {}
+            other => panic!("expected resync_required, got {other:?}"),
+        }
+    };
+    assert_eq!(resync, "resync_required");
+    ws_task.abort();
+}

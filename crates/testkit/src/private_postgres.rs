@@ -110,6 +110,20 @@ impl PrivatePostgres {
         self.running = false;
     }
 
+    /// Writes out everything committed so far (`CHECKPOINT`), commits made with
+    /// `synchronous_commit=off` included, so a crash after it loses only later ones.
+    pub async fn checkpoint(&self) {
+        use sqlx::Connection;
+        let work = async {
+            let mut conn = sqlx::PgConnection::connect(&self.url()).await.unwrap();
+            sqlx::query("CHECKPOINT").execute(&mut conn).await.unwrap();
+            conn.close().await.unwrap();
+        };
+        tokio::time::timeout(crate::GUARD, work)
+            .await
+            .expect("the checkpoint ends in time");
+    }
+
     /// Starts it (again) on the same port and waits until it accepts connections.
     pub fn start_again(&mut self) {
         let data = self.data();
