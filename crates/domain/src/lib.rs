@@ -26,6 +26,7 @@ pub mod projects;
 pub mod records;
 pub mod retry;
 pub mod schedule;
+pub mod schedule_lease;
 pub mod transfer;
 pub mod tx;
 pub mod validate;

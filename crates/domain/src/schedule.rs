@@ -6,6 +6,7 @@
 //! `If-Match` stays valid) nor emits `task_updated` (so the scheduler never triggers itself).
 
 use crate::collections;
+use crate::schedule_lease::{mark_scheduled_through, scheduled_through};
 use crate::tx::Tx;
 use crate::validate::{parse_date, parse_day, parse_exclusive_end_day};
 use crate::{Domain, DomainResult, OrApi};
@@ -45,6 +46,9 @@ pub enum WriteOutcome {
     ProjectGone,
     /// The caller's plan is out of date; nothing was written.
     Superseded,
+    /// A schedule computed from this state or a later one was written already (by another
+    /// node, see [`crate::schedule_lease`]); nothing was written.
+    AlreadyCovered,
 }
 
 /// The task fields the scheduler writes.
@@ -626,18 +630,27 @@ impl Domain {
     /// project's stream before it reads anything, so (by the store's concurrency contract) no
     /// other change to the project's rows commits between these reads and the commit.
     /// `still_current` is asked last, with the stream held: when it says no (the project was
-    /// replaced or deleted since the plan was read), nothing is written.
+    /// replaced or deleted since the plan was read), nothing is written. `through`, on a node
+    /// that shares its database with others, is the project seq the update was computed from
+    /// (see [`crate::schedule_lease`]).
     pub async fn write_schedule_update(
         &self,
         project_id: Uuid,
         update: &ScheduleUpdate,
         still_current: impl FnOnce() -> bool + Send,
+        through: Option<i64>,
     ) -> DomainResult<WriteOutcome> {
         let mut tx = Tx::begin(self, None).await?;
         let stream = StreamKey::Project(project_id);
         tx.ops().lock_stream(stream).await.or_api()?;
         if tx.ops().get_project(project_id).await.or_api()?.is_none() {
             return Ok(WriteOutcome::ProjectGone);
+        }
+        if let Some(seq) = through {
+            if scheduled_through(tx.ops(), project_id).await? >= seq {
+                return Ok(WriteOutcome::AlreadyCovered);
+            }
+            mark_scheduled_through(tx.ops(), project_id, seq).await?;
         }
         // A few rows are cheaper read one by one; many, in one pass over the project.
         let mut rows: HashMap<Uuid, store::RecordRow> = HashMap::new();
@@ -723,17 +736,25 @@ impl Domain {
         Ok(WriteOutcome::Written { seq, stored })
     }
 
-    /// Records that the schedule could not be computed; the previous outputs stay.
+    /// Records that the schedule could not be computed; the previous outputs stay. `through`
+    /// as for [`Domain::write_schedule_update`].
     pub async fn write_schedule_error(
         &self,
         project_id: Uuid,
         error: &str,
         details: Value,
+        through: Option<i64>,
     ) -> DomainResult<()> {
         let mut tx = Tx::begin(self, None).await?;
         tx.hold(StreamKey::Project(project_id)).await?;
         if tx.ops().get_project(project_id).await.or_api()?.is_none() {
             return Ok(());
+        }
+        if let Some(seq) = through {
+            if scheduled_through(tx.ops(), project_id).await? >= seq {
+                return Ok(());
+            }
+            mark_scheduled_through(tx.ops(), project_id, seq).await?;
         }
         let payload = json!({ "error": error, "details": details });
         tx.emit(

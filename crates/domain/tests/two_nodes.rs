@@ -254,3 +254,149 @@ async fn deadlock(nodes: Vec<Arc<dyn Store>>) {
         assert_eq!(ops.read_events(stream, 0, 10).await.unwrap().len(), 1);
     }
 }
+
+/// Two nodes' schedulers on one database: the lease on a project is held by one of them at a
+/// time (until given back or run out), and a schedule computed from a state the mark already
+/// covers is not written, so each change gets one `cpm_complete` however many nodes were
+/// asked to compute it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_node_at_a_time_holds_a_project_schedule_and_a_covered_write_is_dropped() {
+    let Some(server) = postgres_url().await else {
+        // SQLite is one process: a node alone computes without a lease.
+        println!("no PostgreSQL answers: nothing to test");
+        return;
+    };
+    on_two_postgres_nodes(&server, schedule_lease).await;
+}
+
+async fn schedule_lease(nodes: Vec<Arc<dyn Store>>) {
+    use liveplan_domain::schedule::{ScheduleUpdate, WriteOutcome};
+    let domains: Vec<Domain> = nodes
+        .iter()
+        .map(|store| Domain::new(store.clone(), Arc::new(NoListener)))
+        .collect();
+    let (a, b) = (&domains[0], &domains[1]);
+    let admin = a
+        .create_user(
+            None,
+            NewUser {
+                email: "admin@example.test".into(),
+                username: None,
+                display_name: None,
+                password_hash: "not a hash: nobody logs in here".into(),
+                is_admin: true,
+            },
+        )
+        .await
+        .unwrap();
+    let actor = Actor {
+        user_id: id_of(&admin),
+        is_admin: true,
+        tab_id: None,
+    };
+    let project = id_of(
+        &a.create_project(&actor, &json!({ "name": "Scheduled twice" }))
+            .await
+            .unwrap(),
+    );
+    let (holder_a, holder_b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let long = Duration::from_secs(60);
+
+    assert_eq!(
+        a.take_schedule_lease(project, holder_a, long)
+            .await
+            .unwrap(),
+        Some(0)
+    );
+    assert_eq!(
+        b.take_schedule_lease(project, holder_b, long)
+            .await
+            .unwrap(),
+        None,
+        "held by a"
+    );
+    assert_eq!(
+        a.take_schedule_lease(project, holder_a, long)
+            .await
+            .unwrap(),
+        Some(0),
+        "its holder renews it"
+    );
+    b.end_schedule_lease(project, holder_b).await.unwrap();
+    assert_eq!(
+        b.take_schedule_lease(project, holder_b, long)
+            .await
+            .unwrap(),
+        None,
+        "only the holder gives it back"
+    );
+
+    let stream = StreamKey::Project(project);
+    let state = nodes[0]
+        .read()
+        .await
+        .unwrap()
+        .latest_seq(stream)
+        .await
+        .unwrap();
+    let update = ScheduleUpdate {
+        project_finish: chrono::NaiveDate::from_ymd_opt(2027, 1, 4).unwrap(),
+        critical_path: Vec::new(),
+        moved: Vec::new(),
+    };
+    let written = a
+        .write_schedule_update(project, &update, || true, Some(state))
+        .await
+        .unwrap();
+    assert!(
+        matches!(written, WriteOutcome::Written { .. }),
+        "{written:?}"
+    );
+    a.end_schedule_lease(project, holder_a).await.unwrap();
+
+    // b was asked to compute the same change: the lease is free and says it is covered.
+    assert_eq!(
+        b.take_schedule_lease(project, holder_b, long)
+            .await
+            .unwrap(),
+        Some(state)
+    );
+    // A computation from this state or an older one is not written again.
+    for stale in [state, state - 1] {
+        let outcome = b
+            .write_schedule_update(project, &update, || true, Some(stale))
+            .await
+            .unwrap();
+        assert_eq!(outcome, WriteOutcome::AlreadyCovered, "from seq {stale}");
+        b.write_schedule_error(project, "stale", Value::Null, Some(stale))
+            .await
+            .unwrap();
+    }
+    b.end_schedule_lease(project, holder_b).await.unwrap();
+
+    // A lease that ran out (its node died) is taken over.
+    assert!(
+        a.take_schedule_lease(project, holder_a, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        b.take_schedule_lease(project, holder_b, long)
+            .await
+            .unwrap(),
+        Some(state),
+        "an expired lease is free"
+    );
+
+    let events = nodes[0]
+        .read()
+        .await
+        .unwrap()
+        .read_events(stream, 0, 1000)
+        .await
+        .unwrap();
+    let count = |kind| events.iter().filter(|e| e.event_type == kind).count();
+    assert_eq!(count(EventType::CpmComplete), 1, "one schedule written");
+    assert_eq!(count(EventType::CpmError), 0, "no stale error written");
+}

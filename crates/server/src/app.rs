@@ -145,7 +145,7 @@ impl AppState {
         let mut domain = Domain::new(store.clone(), Arc::new(domain::Listeners(listeners)));
         domain.users_create_projects = config.users_create_projects;
         if config.scheduler {
-            scheduler_worker.spawn(domain.clone());
+            scheduler_worker.spawn(domain.clone(), false);
         }
         let secret = token_secret(&*store).await?;
         let mut random = [0u8; 32];

@@ -14,6 +14,12 @@
 //! taking every dirty project with all its changes so far. A project marked dirty while it is
 //! being computed is computed again afterwards, so the last commit always gets a schedule that
 //! includes it.
+//!
+//! A node that shares its database with others (a cluster) computes a project only while it
+//! holds the project's lease, and skips a change another node's computation already included
+//! (`domain::schedule_lease`): each change gets one `cpm_complete`, not one per node. Its cache
+//! follows only its own commits, so another node's commit breaks the feed and the next round
+//! reads the project again.
 
 use cpm::{CpmError, Engine, TaskSchedule};
 use domain::schedule::{
@@ -47,6 +53,11 @@ const MAX_QUEUED_CHANGES: usize = 50_000;
 /// its schedule once the database is back, without the worker spinning meanwhile.
 const FIRST_STORE_RETRY: Duration = Duration::from_millis(500);
 const MAX_STORE_RETRY: Duration = Duration::from_secs(30);
+/// In a cluster: how long a lease on a project lasts, longer than a computation may take and
+/// its write, so it only runs out when its node died; and how soon a node whose project is
+/// leased to another tries again.
+const LEASE_TTL: Duration = Duration::from_secs(45);
+const LEASE_RETRY: Duration = Duration::from_millis(100);
 
 /// What the listener collects for one cached project.
 struct Feed {
@@ -121,9 +132,45 @@ impl Feed {
     }
 }
 
+/// Why a project is dirty: the latest of its commits on this node that changed its schedule
+/// inputs, which a cluster's scheduler compares with what another node already computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// A commit at this seq of the project's stream.
+    At(i64),
+    /// A change outside the project's stream (`project_updated`), or one the worker made
+    /// itself: compute in any case.
+    Always,
+}
+
+impl Trigger {
+    fn of(event: &Event) -> Trigger {
+        match (event.stream, event.seq) {
+            (StreamKey::Project(_), Some(seq)) => Trigger::At(seq),
+            _ => Trigger::Always,
+        }
+    }
+
+    fn and(self, other: Trigger) -> Trigger {
+        match (self, other) {
+            (Trigger::At(a), Trigger::At(b)) => Trigger::At(a.max(b)),
+            _ => Trigger::Always,
+        }
+    }
+
+    /// Whether a schedule computed from the project's seq `through` leaves this out.
+    fn after(self, through: i64) -> bool {
+        match self {
+            Trigger::At(seq) => seq > through,
+            Trigger::Always => true,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     dirty: BTreeSet<Uuid>,
+    triggers: HashMap<Uuid, Trigger>,
     feeds: HashMap<Uuid, Feed>,
     /// The worker is computing a batch of projects.
     computing: bool,
@@ -181,10 +228,17 @@ impl CommitListener for SchedulerListener {
             }
             if is_schedule_input(event)
                 && let Some(project) = project
-                && state.dirty.insert(project)
             {
-                marked = true;
-                state.burst |= state.computing;
+                let trigger = Trigger::of(event);
+                state
+                    .triggers
+                    .entry(project)
+                    .and_modify(|t| *t = t.and(trigger))
+                    .or_insert(trigger);
+                if state.dirty.insert(project) {
+                    marked = true;
+                    state.burst |= state.computing;
+                }
             }
         }
         drop(state);
@@ -232,13 +286,23 @@ struct Cached {
     last_used: u64,
 }
 
-/// How one project's round ended, for the worker's retry while the database is down.
+/// How one project's round ended, for the worker's retries.
 #[derive(Debug, PartialEq, Eq)]
 enum Round {
     /// Written, or given up on for good (the project is gone, another error was logged).
     Done,
     /// The database could not be reached: the project is tried again after a pause.
     StoreUnavailable,
+    /// In a cluster, another node is computing the project: tried again shortly.
+    Leased,
+}
+
+/// A plan ready to compute: the cached or freshly read plan, the changes to bring it up to
+/// date, and the project seq it then stands at.
+struct Taken {
+    cached: Cached,
+    changes: Vec<(i64, PlanChange)>,
+    covered: i64,
 }
 
 impl Round {
@@ -254,16 +318,21 @@ impl Round {
 struct Worker {
     shared: Arc<Shared>,
     domain: Domain,
+    /// This worker's name on leases, when it shares its database with other nodes.
+    lease_holder: Option<Uuid>,
     cache: HashMap<Uuid, Cached>,
     /// Source of feed tokens and of the LRU clock.
     counter: u64,
 }
 
 impl SchedulerWorker {
-    pub fn spawn(self, domain: Domain) -> tokio::task::JoinHandle<()> {
+    /// Starts the worker. `in_cluster`: other nodes share the database, so projects are
+    /// computed under a lease.
+    pub fn spawn(self, domain: Domain, in_cluster: bool) -> tokio::task::JoinHandle<()> {
         let mut worker = Worker {
             shared: self.shared,
             domain,
+            lease_holder: in_cluster.then(Uuid::new_v4),
             cache: HashMap::new(),
             counter: 0,
         };
@@ -276,28 +345,42 @@ impl SchedulerWorker {
                     if burst {
                         tokio::time::sleep(COALESCE).await;
                     }
-                    let batch = {
+                    let batch: Vec<(Uuid, Option<Trigger>)> = {
                         let mut state = worker.shared.lock();
                         state.computing = true;
-                        std::mem::take(&mut state.dirty)
+                        let dirty = std::mem::take(&mut state.dirty);
+                        dirty
+                            .into_iter()
+                            .map(|project| (project, state.triggers.remove(&project)))
+                            .collect()
                     };
                     if batch.is_empty() {
                         worker.shared.lock().computing = false;
                         break;
                     }
                     let mut unreachable = Vec::new();
-                    for project in batch {
-                        if worker.recompute(project).await == Round::StoreUnavailable {
-                            unreachable.push(project);
+                    let mut leased = Vec::new();
+                    for (project, trigger) in batch {
+                        match worker.round(project, trigger).await {
+                            Round::Done => {}
+                            Round::StoreUnavailable => unreachable.push(project),
+                            Round::Leased => leased.push(project),
                         }
                     }
-                    if unreachable.is_empty() {
-                        store_retry = FIRST_STORE_RETRY;
-                    } else {
+                    if !unreachable.is_empty() {
                         tokio::time::sleep(store_retry).await;
                         store_retry = (store_retry * 2).min(MAX_STORE_RETRY);
-                        worker.shared.lock().dirty.extend(unreachable);
+                    } else {
+                        store_retry = FIRST_STORE_RETRY;
+                        if !leased.is_empty() {
+                            tokio::time::sleep(LEASE_RETRY).await;
+                        }
                     }
+                    worker
+                        .shared
+                        .lock()
+                        .dirty
+                        .extend(unreachable.into_iter().chain(leased));
                 }
             }
         })
@@ -312,23 +395,27 @@ impl Worker {
 
     /// The cached plan of `project` and the changes committed since it was last computed, if
     /// the cache can still follow the project.
-    fn take(&mut self, project: Uuid) -> Option<(Cached, Vec<(i64, PlanChange)>)> {
+    fn take(&mut self, project: Uuid) -> Option<Taken> {
         let cached = self.cache.remove(&project)?;
         let mut state = self.shared.lock();
         let feed = state.feeds.get_mut(&project)?;
         if feed.token != cached.token || feed.broken {
             return None;
         }
+        let covered = feed.next_seq? - 1;
         let changes = std::mem::take(&mut feed.changes);
-        Some((cached, changes))
+        Some(Taken {
+            cached,
+            changes,
+            covered,
+        })
     }
 
     /// Reads the project and starts following it. `Ok(None)`: the project does not exist.
-    async fn load(
-        &mut self,
-        project: Uuid,
-    ) -> domain::DomainResult<Option<(Cached, Vec<(i64, PlanChange)>)>> {
+    async fn load(&mut self, project: Uuid) -> domain::DomainResult<Option<Taken>> {
         let token = self.tick();
+        let snapshot_seq = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let read_at = snapshot_seq.clone();
         // Followed from before the snapshot: a commit that lands after the snapshot reaches
         // the feed, one that landed before it is in the plan.
         self.shared
@@ -339,6 +426,7 @@ impl Worker {
         let plan = self
             .domain
             .load_plan(project, move |seq| {
+                read_at.store(seq, std::sync::atomic::Ordering::Relaxed);
                 if let Some(feed) = shared.lock().feeds.get_mut(&project)
                     && feed.token == token
                 {
@@ -361,16 +449,22 @@ impl Worker {
         };
         // Changes committed since the read (the feed may already be broken: then the next
         // round reads again, this one still computes from a consistent read).
-        let changes = {
+        let snapshot_seq = snapshot_seq.load(std::sync::atomic::Ordering::Relaxed);
+        let (changes, covered) = {
             let mut state = self.shared.lock();
             match state.feeds.get_mut(&project) {
-                Some(feed) if feed.token == token && !feed.broken => {
-                    std::mem::take(&mut feed.changes)
-                }
-                _ => Vec::new(),
+                Some(feed) if feed.token == token && !feed.broken => (
+                    std::mem::take(&mut feed.changes),
+                    feed.next_seq.map_or(snapshot_seq, |next| next - 1),
+                ),
+                _ => (Vec::new(), snapshot_seq),
             }
         };
-        Ok(Some((cached, changes)))
+        Ok(Some(Taken {
+            cached,
+            changes,
+            covered,
+        }))
     }
 
     /// Stops following `project` if the feed is still the one of `token`.
@@ -414,6 +508,49 @@ impl Worker {
         }
     }
 
+    /// One project's turn: alone, compute it; in a cluster, compute it while holding its
+    /// lease, unless another node's schedule already included what made it dirty here.
+    async fn round(&mut self, project: Uuid, trigger: Option<Trigger>) -> Round {
+        let Some(holder) = self.lease_holder else {
+            return self.recompute(project).await;
+        };
+        let through = match self
+            .domain
+            .take_schedule_lease(project, holder, LEASE_TTL)
+            .await
+        {
+            Ok(Some(through)) => through,
+            taken => {
+                if let Some(trigger) = trigger {
+                    let mut state = self.shared.lock();
+                    let merged = state
+                        .triggers
+                        .get(&project)
+                        .map_or(trigger, |t| t.and(trigger));
+                    state.triggers.insert(project, merged);
+                }
+                return match taken {
+                    Err(error) => {
+                        tracing::warn!(%project, error = %error.message, "could not take the schedule lease");
+                        Round::of(&error)
+                    }
+                    _ => Round::Leased,
+                };
+            }
+        };
+        // A round the worker set itself (after a superseded write) has no trigger: compute.
+        let round = if trigger.unwrap_or(Trigger::Always).after(through) {
+            self.recompute(project).await
+        } else {
+            Round::Done
+        };
+        if let Err(error) = self.domain.end_schedule_lease(project, holder).await {
+            // It runs out by itself; until then other nodes wait for this project.
+            tracing::warn!(%project, error = %error.message, "could not give the schedule lease back");
+        }
+        round
+    }
+
     /// Computes one project's schedule and writes it, or writes `cpm_error`.
     async fn recompute(&mut self, project: Uuid) -> Round {
         let taken = match self.take(project) {
@@ -427,9 +564,15 @@ impl Worker {
             },
         };
         // The project was deleted since it was marked: nothing to do.
-        let Some((mut cached, changes)) = taken else {
+        let Some(Taken {
+            mut cached,
+            changes,
+            covered,
+        }) = taken
+        else {
             return Round::Done;
         };
+        let through = self.lease_holder.map(|_| covered);
         let token = cached.token;
         let computed = tokio::time::timeout(
             COMPUTE_TIMEOUT,
@@ -440,18 +583,23 @@ impl Worker {
         )
         .await;
         let outcome = match computed {
-            Ok(Ok((cached, Ok(update)))) => self.write(project, cached, update).await,
+            Ok(Ok((cached, Ok(update)))) => self.write(project, cached, update, through).await,
             Ok(Ok((cached, Err(error)))) => {
                 self.keep(project, cached);
                 let (message, details) = describe_error(&error);
                 self.domain
-                    .write_schedule_error(project, &message, details)
+                    .write_schedule_error(project, &message, details, through)
                     .await
             }
             Ok(Err(_)) => {
                 self.forget(project, token);
                 self.domain
-                    .write_schedule_error(project, "the scheduler failed", serde_json::Value::Null)
+                    .write_schedule_error(
+                        project,
+                        "the scheduler failed",
+                        serde_json::Value::Null,
+                        through,
+                    )
                     .await
             }
             Err(_) => {
@@ -462,6 +610,7 @@ impl Worker {
                         project,
                         "the schedule took too long to compute",
                         serde_json::Value::Null,
+                        through,
                     )
                     .await
             }
@@ -480,6 +629,7 @@ impl Worker {
         project: Uuid,
         mut cached: Cached,
         update: ScheduleUpdate,
+        through: Option<i64>,
     ) -> domain::DomainResult<()> {
         let token = cached.token;
         let shared = self.shared.clone();
@@ -494,7 +644,7 @@ impl Worker {
         };
         let written = self
             .domain
-            .write_schedule_update(project, &update, still_current)
+            .write_schedule_update(project, &update, still_current, through)
             .await;
         match written {
             Ok(WriteOutcome::Written { seq, stored }) => {
@@ -502,7 +652,9 @@ impl Worker {
                 self.keep(project, cached);
                 Ok(())
             }
-            Ok(WriteOutcome::ProjectGone) => {
+            // Another node wrote a schedule of this state or a later one, so the outputs the
+            // plan holds are no longer the stored ones.
+            Ok(WriteOutcome::ProjectGone | WriteOutcome::AlreadyCovered) => {
                 self.forget(project, token);
                 Ok(())
             }
