@@ -119,7 +119,7 @@ fn read(config: &RedisBusConfig, bytes: &[u8], drops: &mut Drops) -> Option<BusM
         Ok(Decoded::Event { origin, .. } | Decoded::Lag { origin }) if origin == config.node_id => {
             None
         }
-        Ok(Decoded::Event { event, .. }) => Some(BusMessage::Event(Arc::new(event))),
+        Ok(Decoded::Event { event, .. }) => Some(BusMessage::Event(Arc::from(event))),
         Ok(Decoded::Lag { .. }) => Some(BusMessage::Lagged),
         Err(err @ DecodeError::Oversized { .. }) => {
             drops.note(&err);

@@ -18,7 +18,7 @@ const ID_LEN: usize = 32;
 /// A decoded channel message.
 #[derive(Debug, PartialEq)]
 pub enum Decoded {
-    Event { origin: Uuid, event: Event },
+    Event { origin: Uuid, event: Box<Event> },
     Lag { origin: Uuid },
 }
 
@@ -68,7 +68,10 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<Decoded, DecodeError> {
         .ok_or_else(|| DecodeError::Malformed("bad node id".into()))?;
     match kind {
         EVENT => serde_json::from_slice(body)
-            .map(|event| Decoded::Event { origin, event })
+            .map(|event| Decoded::Event {
+                origin,
+                event: Box::new(event),
+            })
             .map_err(|e| DecodeError::Malformed(format!("event: {e}"))),
         LAG if body.is_empty() => Ok(Decoded::Lag { origin }),
         _ => Err(DecodeError::Malformed("unknown kind".into())),
@@ -97,7 +100,7 @@ mod tests {
             decode(&bytes, 1 << 20).unwrap(),
             Decoded::Event {
                 origin: node,
-                event
+                event: Box::new(event)
             }
         );
     }
