@@ -345,3 +345,28 @@ async fn a_bad_redis_url_is_a_clear_start_up_error() {
         unreachable.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_on_the_bus_is_dropped_and_delivery_goes_on() {
+    let cluster = Cluster::start(2).await;
+    let (project, token) = project_with_member(cluster.node(0), "garbage").await;
+    let mut ws = cluster.node(0).ws_project(&token, project, Some(0)).await;
+    let channel = cluster.node(0).state().cluster.bus_channel();
+    assert!(channel.starts_with("liveplan:"), "{channel}");
+    let someone = Uuid::now_v7().simple().to_string();
+    for garbage in [
+        "x".to_string(),
+        format!("E{someone}"),
+        format!("E{someone}{{\"stream\":\"nowhere\"}}"),
+        format!("L{someone}trailing"),
+        format!("Q{someone}"),
+    ] {
+        let receivers = cluster.redis.command(&["PUBLISH", &channel, &garbage]);
+        assert_eq!(receivers, ":2", "both nodes listen on {channel}");
+    }
+    cluster.node(1).task(&token, project, "after garbage").await;
+    let log = cluster.node(0).log_seqs(project).await;
+    let mut got = Vec::new();
+    ws.through(&mut got, *log.last().unwrap()).await;
+    assert_eq!(got, log);
+}
