@@ -303,7 +303,12 @@ async fn a_node_with_redis_beside_a_node_without_refuses_to_start() {
         &["--redis-url".to_string(), redis.url()],
     )
     .expect("the node starts");
-    assert!(joined.terminate().is_some_and(|s| s.success()));
+    let status = joined.terminate();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}: {}",
+        joined.stderr()
+    );
     drop(alone);
 }
 
