@@ -294,9 +294,15 @@ async fn a_node_with_redis_beside_a_node_without_refuses_to_start() {
         refused.stderr
     );
 
-    // Once the lone node stops cleanly, a cluster node starts at once on its database.
+    // A clean stop leaves the registry, so a cluster node may start on the database at once.
     let mut alone = alone;
     alone.stop().await;
+    let store = liveplan_server::backends::open_store(Some(&url), alone.data_dir())
+        .await
+        .unwrap();
+    let live = store.live_nodes(Duration::from_secs(3600)).await.unwrap();
+    store.close().await;
+    assert!(live.is_empty(), "{live:?}");
     let mut joined = BinaryNode::spawn(
         Path::new(BIN),
         &url,
