@@ -77,6 +77,12 @@ pub struct Common {
     /// exception).
     #[arg(long, env = "LIVEPLAN_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Other nodes of `--server`'s cluster (comma-separated base URLs, loopback like
+    /// `--server`): the subscribers are spread over them round robin instead of connecting to
+    /// `--server`, while setup and the REST publisher stay on `--server`, so every delivery
+    /// crosses nodes (CONTRACT §9). Native WebSocket and SSE subscribers only.
+    #[arg(long, value_delimiter = ',')]
+    pub subscriber_servers: Vec<String>,
     /// A system administrator (the server's bootstrap admin): creates the project and users.
     /// Not needed with `--state` or `--bryntum-server`.
     #[arg(long, env = "LIVEPLAN_ADMIN_EMAIL")]

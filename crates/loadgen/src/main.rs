@@ -273,6 +273,10 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
             &target.sources,
         )?),
     };
+    let dialect = match common.subscriber_servers.as_slice() {
+        [] => dialect,
+        servers => spread_subscribers(common, servers, connections, &api, &project_id)?,
+    };
     Ok(Prepared {
         target,
         liveplan: Some(Liveplan {
@@ -285,6 +289,36 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
         dialect,
         bryntum,
     })
+}
+
+/// One dialect per `--subscriber-servers` node, the subscribers taking them in turn.
+fn spread_subscribers(
+    common: &Common,
+    servers: &[String],
+    connections: usize,
+    api: &Api,
+    project_id: &str,
+) -> anyhow::Result<Arc<dyn Dialect>> {
+    let mut nodes: Vec<Arc<dyn Dialect>> = Vec::new();
+    for server in servers {
+        let node = args::resolve_target(server, connections, common.sources())?;
+        nodes.push(match common.dialect()? {
+            DialectName::Ws => Arc::new(dialect::native_ws::NativeWs {
+                base: node.base.clone(),
+                addr: node.addr,
+                project_id: project_id.to_owned(),
+                http: api.http.clone(),
+            }),
+            DialectName::Sse => Arc::new(dialect::sse::Sse::new(
+                node.base.clone(),
+                project_id.to_owned(),
+                &node.sources,
+            )?),
+            DialectName::Bryntum => bail!("--subscriber-servers takes ws or sse subscribers"),
+        });
+    }
+    eprintln!("subscribers spread over {}", servers.join(", "));
+    Ok(Arc::new(dialect::Spread::new(nodes)))
 }
 
 /// A server speaking Bryntum's protocol that is not liveplan: nothing to make, subscribers are

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +47,13 @@ pub struct Config {
     pub boot_id_file: Option<PathBuf>,
     /// What the live side reads the time from ([`crate::clock`]); tests may move a manual one.
     pub clock: Clock,
+    /// `--redis-url` (CONTRACT §9): joins the node to the cluster of every node on the same
+    /// database and Redis/Valkey server. `None`: the node is alone (in-process bus).
+    pub redis_url: Option<String>,
+    /// The node registry ([`crate::cluster::registry`]): how often a node says it is alive,
+    /// and how long after its last word another node counts it gone.
+    pub node_heartbeat: Duration,
+    pub node_expiry: Duration,
 }
 
 impl Config {
@@ -69,6 +77,9 @@ impl Config {
             durability: store::Durability::Full,
             boot_id_file: None,
             clock: Clock::system(),
+            redis_url: None,
+            node_heartbeat: Duration::from_secs(5),
+            node_expiry: Duration::from_secs(15),
         }
     }
 
@@ -85,6 +96,10 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiters: Arc<Limiters>,
     pub live: Arc<LiveFeed>,
+    /// This node's id in the cluster (the node registry, the bus); new at every start.
+    pub node_id: Uuid,
+    /// The node's cluster: its id, and the names the nodes share in Redis.
+    pub cluster: Arc<crate::cluster::ClusterInfo>,
     /// What the node's Bryntum Gantt sockets share (roster, revisions to echo, demo data).
     pub bryntum: Arc<crate::dialects::bryntum::BryntumNode>,
     /// An argon2id hash of a random password, verified against when a login names no
@@ -100,6 +115,9 @@ pub enum StartError {
     Setup(String),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// Another node on the database makes this one's start wrong (the node registry).
+    #[error("refusing to start: {0}")]
+    Refused(String),
 }
 
 impl From<proto::ApiError> for StartError {
@@ -127,10 +145,20 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 }
 
 impl AppState {
-    pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
+    /// The state of the node `cluster` describes: its bus (Redis when `config.redis_url` names one), hub,
+    /// domain and the rest.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        cluster: crate::cluster::ClusterInfo,
+    ) -> Result<AppState, StartError> {
+        let node_id = cluster.node_id;
+        let bus = crate::cluster::bus(&config, &cluster).await?;
         let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
         let live = LiveFeed::start(
             store.clone(),
+            bus,
+            node_id,
             config.live.clone(),
             config.clock.clone(),
             bryntum.dialect(),
@@ -159,6 +187,8 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret)),
             limiters,
             live,
+            node_id,
+            cluster: Arc::new(cluster),
             bryntum,
             decoy_hash: Arc::new(decoy),
         };

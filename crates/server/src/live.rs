@@ -15,7 +15,7 @@ use crate::dialects::sse::protocol::Sse;
 use crate::dialects::ws::PingSweep;
 use domain::CommitListener;
 use futures::FutureExt;
-use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, InProcessBus};
+use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError};
 use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -49,7 +49,8 @@ pub struct LiveConfig {
     pub sse_keepalive: Duration,
     /// Open SSE streams per user on this node; one more is refused with 429.
     pub sse_max_per_user: usize,
-    /// Committed events the in-process bus holds for the hub before it must re-read the log.
+    /// Committed events the bus (in-process, or the local side of the Redis bus) holds for
+    /// the hub before it must re-read the log.
     pub bus_capacity: usize,
     pub hub: HubConfig,
 }
@@ -117,6 +118,8 @@ impl Drop for SseSlot {
 pub struct LiveFeed {
     hub: Hub,
     bus: Arc<dyn Bus>,
+    /// This node's id in the cluster ([`crate::AppState::node_id`]).
+    pub node_id: Uuid,
     /// The native WebSocket dialect (CONTRACT §6).
     pub ws: DialectId,
     /// The Server-Sent Events dialect (CONTRACT §7).
@@ -136,14 +139,16 @@ pub struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts the hub over the store's event log and an in-process bus.
+    /// Starts the hub over the store's event log and `bus` (in-process on a single node, Redis
+    /// in a cluster: [`crate::cluster::bus`]); transports never see which.
     pub async fn start(
         store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        node_id: Uuid,
         config: LiveConfig,
         clock: Clock,
         bryntum: impl hub::Dialect,
     ) -> Result<Arc<LiveFeed>, HubError> {
-        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let log = Arc::new(StoreLog::new(store));
         let mut hub_config = config.hub.clone();
         hub_config.clock = clock.for_hub();
@@ -157,6 +162,7 @@ impl LiveFeed {
         let feed = Arc::new(LiveFeed {
             hub,
             bus,
+            node_id,
             ws,
             sse,
             bryntum,
@@ -310,9 +316,9 @@ impl LiveFeed {
     fn publish(&self, event: Event) {
         let bus = self.bus.clone();
         let mut publish = Box::pin(async move { bus.publish(Arc::new(event)).await });
-        // The in-process bus is ready at once, which keeps commit order on the bus. A bus that
-        // has to wait (Redis later) finishes on a task; the hub orders by seq and reads gaps
-        // from the log, so a late or reordered publish loses nothing.
+        // Both buses are ready at once (the Redis bus queues for its sending task), which
+        // keeps commit order on the bus. A bus that had to wait would finish on a task; the hub
+        // orders by seq and reads gaps from the log, so a late or reordered publish loses nothing.
         match (&mut publish).now_or_never() {
             Some(Ok(())) => {}
             Some(Err(err)) => {
