@@ -173,7 +173,8 @@ impl AppState {
         let mut domain = Domain::new(store.clone(), Arc::new(domain::Listeners(listeners)));
         domain.users_create_projects = config.users_create_projects;
         if config.scheduler {
-            scheduler_worker.spawn(domain.clone(), false);
+            // Nodes that share the database (a cluster) compute a project under its lease.
+            scheduler_worker.spawn(domain.clone(), config.redis_url.is_some());
         }
         let secret = token_secret(&*store).await?;
         let mut random = [0u8; 32];

@@ -1106,3 +1106,80 @@ async fn outputs_come_to_equal_a_full_recompute(server: &TestServer, token: &str
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Two nodes on one database and one Redis (CONTRACT §9: "a project's schedule is computed by
+/// one node at a time"). Each node's scheduler computes the changes committed on it, under the
+/// project's lease, and skips a change another node's schedule already included:
+/// - changes made one at a time, alternating between the nodes, get one `cpm_complete` each,
+///   not one per node;
+/// - changes made on both nodes at once end with the stored outputs of a full recompute (a
+///   node that computed an older state never writes over a newer schedule), with at most one
+///   `cpm_complete` per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_two_nodes_each_change_is_scheduled_once_and_the_outputs_are_a_full_recompute() {
+    let cluster = Cluster::start_with(2, |c| {
+        c.scheduler = true;
+        relax_rates(c);
+    })
+    .await;
+    let nodes = [cluster.node(0), cluster.node(1)];
+    let tokens = [nodes[0].admin().await, nodes[1].admin().await];
+    let project = project_starting(nodes[0], &tokens[0], "Two schedulers", "2027-03-01").await;
+    let tasks = chain(nodes[0], &tokens[0], &project, 6).await;
+    let probe = probe(nodes[0], &tokens[0], &project).await;
+    outputs_come_to_equal_a_full_recompute(nodes[0], &tokens[0], &project).await;
+    wait_for_outputs(nodes[0], &tokens[0], &project, &probe).await;
+
+    // One at a time, alternating: each change is computed by the node that made it, once.
+    let count_completes = |log: &Value| {
+        log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_type"] == "cpm_complete")
+            .count()
+    };
+    let start = latest(&nodes[0].log(&tokens[0], &project, 0).await);
+    for (i, task) in tasks.iter().enumerate() {
+        let n = i % 2;
+        let since = latest(&nodes[n].log(&tokens[n], &project, 0).await);
+        set_duration(nodes[n], &tokens[n], &project, task, 2 + (i as u64 % 3)).await;
+        wait_for(
+            nodes[1 - n],
+            &tokens[1 - n],
+            &project,
+            since,
+            "cpm_complete",
+        )
+        .await;
+    }
+    // Both nodes are idle now: a second computation of any change would have been written.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let log = nodes[1].log(&tokens[1], &project, start).await;
+    assert_eq!(
+        count_completes(&log),
+        tasks.len(),
+        "one cpm_complete per change: {log}"
+    );
+
+    // Both at once: each round changes one task on each node concurrently.
+    let start = latest(&nodes[0].log(&tokens[0], &project, 0).await);
+    let rounds = 12;
+    for round in 0..rounds {
+        let writes = (0..2).map(|n| {
+            let (node, token, project) = (nodes[n], &tokens[n], &project);
+            let task = &tasks[(round * 2 + n) % tasks.len()];
+            async move {
+                set_duration(node, token, project, task, 1 + ((round + n) as u64 % 4)).await;
+            }
+        });
+        futures::future::join_all(writes).await;
+    }
+    outputs_come_to_equal_a_full_recompute(nodes[1], &tokens[1], &project).await;
+    assert_outputs_are_a_full_recompute(nodes[0], &tokens[0], &project, &probe).await;
+    let log = nodes[0].log(&tokens[0], &project, start).await;
+    assert!(
+        count_completes(&log) <= rounds * 2 + 1,
+        "at most one cpm_complete per change (and the probe's): {log}"
+    );
+}
