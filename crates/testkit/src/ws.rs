@@ -5,6 +5,8 @@ use crate::server::TestServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -97,4 +99,84 @@ pub async fn ws_send(ws: &mut Ws, message: Message) {
 
 pub fn code(c: CloseCode) -> u16 {
     u16::from(c)
+}
+
+/// Frames a silent client reads before it gives up waiting for the close.
+const SILENT_READS: usize = 16;
+
+/// Opens a WebSocket on `path` over a bare TCP stream, for a client that reads frames itself
+/// (a WebSocket library answers pings on its own).
+pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Read the response head byte by byte so no frame bytes are swallowed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte))
+            .await
+            .expect("the upgrade answer in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// One server frame read off the wire (servers do not mask): its opcode and payload.
+pub async fn read_raw_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let read = async {
+        let mut header = [0u8; 2];
+        tcp.read_exact(&mut header).await?;
+        let mut len = u64::from(header[1] & 0x7f);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            tcp.read_exact(&mut ext).await?;
+            len = u64::from(u16::from_be_bytes(ext));
+        } else if len == 127 {
+            let mut ext = [0u8; 8];
+            tcp.read_exact(&mut ext).await?;
+            len = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; usize::try_from(len).expect("a frame that fits")];
+        tcp.read_exact(&mut payload).await?;
+        Ok::<_, std::io::Error>((header[0] & 0x0f, payload))
+    };
+    tokio::time::timeout(GUARD, read)
+        .await
+        .expect("a frame in time")
+        .expect("the socket is open")
+}
+
+/// A client that never answers pings. The server's clock must be a manual one: before each
+/// ping is due the test moves it by `interval`, so pings come when the test says. Reads frames
+/// until the server closes; returns how many pings came before, and the close code.
+pub async fn pings_until_close(
+    server: &TestServer,
+    tcp: &mut TcpStream,
+    interval: Duration,
+) -> (usize, u16) {
+    let mut pings = 0;
+    server.advance(interval);
+    for _ in 0..SILENT_READS {
+        match read_raw_frame(tcp).await {
+            (0x9, _) => {
+                pings += 1;
+                server.advance(interval);
+            }
+            (0x8, payload) => {
+                assert!(payload.len() >= 2, "a close frame with a code");
+                return (pings, u16::from_be_bytes([payload[0], payload[1]]));
+            }
+            _ => {}
+        }
+    }
+    panic!("no close after {SILENT_READS} frames ({pings} pings)");
 }
