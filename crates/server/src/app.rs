@@ -85,11 +85,23 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiters: Arc<Limiters>,
     pub live: Arc<LiveFeed>,
-    /// What the node's Bryntum Gantt sockets share (roster, revisions to echo, demo data).
-    pub bryntum: Arc<crate::dialects::bryntum::BryntumNode>,
     /// An argon2id hash of a random password, verified against when a login names no
     /// account, so unknown and known accounts take the same time to refuse.
     pub decoy_hash: Arc<String>,
+}
+
+/// What the authentication extractor (`auth::extract`) takes from the state, so `auth` knows
+/// no app.
+impl axum::extract::FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Domain {
+    fn from_ref(state: &AppState) -> Self {
+        state.domain.clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,13 +139,18 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 }
 
 impl AppState {
-    pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
-        let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
+    /// `bryntum` is the Bryntum dialect's hub encoder: the server makes it (`server::start`),
+    /// so the app knows no dialect.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        bryntum: impl hub::Dialect,
+    ) -> Result<AppState, StartError> {
         let live = LiveFeed::start(
             store.clone(),
             config.live.clone(),
             config.clock.clone(),
-            bryntum.dialect(),
+            bryntum,
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
@@ -159,7 +176,6 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret)),
             limiters,
             live,
-            bryntum,
             decoy_hash: Arc::new(decoy),
         };
         state.bootstrap_admin().await?;
