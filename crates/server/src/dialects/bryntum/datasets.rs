@@ -88,7 +88,7 @@ mod tests {
     use serde_json::json;
 
     fn project(name: &str) -> ProjectRow {
-        let now = chrono::Utc::now();
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         ProjectRow {
             id: Uuid::from_u128(7),
             key: None,
