@@ -100,11 +100,23 @@ pub struct AppState {
     pub node_id: Uuid,
     /// The node's cluster: its id, and the names the nodes share in Redis.
     pub cluster: Arc<crate::cluster::ClusterInfo>,
-    /// What the node's Bryntum Gantt sockets share (roster, revisions to echo, demo data).
-    pub bryntum: Arc<crate::dialects::bryntum::BryntumNode>,
     /// An argon2id hash of a random password, verified against when a login names no
     /// account, so unknown and known accounts take the same time to refuse.
     pub decoy_hash: Arc<String>,
+}
+
+/// What the authentication extractor (`auth::extract`) takes from the state, so `auth` knows
+/// no app.
+impl axum::extract::FromRef<AppState> for Arc<TokenKeys> {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+impl axum::extract::FromRef<AppState> for Domain {
+    fn from_ref(state: &AppState) -> Self {
+        state.domain.clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,23 +157,24 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 }
 
 impl AppState {
-    /// The state of the node `cluster` describes: its bus (Redis when `config.redis_url` names one), hub,
-    /// domain and the rest.
+    /// The state of the node `cluster` describes: its bus (Redis when `config.redis_url` names
+    /// one), hub, domain and the rest. `bryntum` is the Bryntum dialect's hub encoder: the
+    /// server makes it (`server::start`), so the app knows no dialect.
     pub async fn new(
         config: Config,
         store: Arc<dyn Store>,
         cluster: crate::cluster::ClusterInfo,
+        bryntum: impl hub::Dialect,
     ) -> Result<AppState, StartError> {
         let node_id = cluster.node_id;
         let bus = crate::cluster::bus(&config, &cluster).await?;
-        let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
         let live = LiveFeed::start(
             store.clone(),
             bus,
             node_id,
             config.live.clone(),
             config.clock.clone(),
-            bryntum.dialect(),
+            bryntum,
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
@@ -190,7 +203,6 @@ impl AppState {
             live,
             node_id,
             cluster: Arc::new(cluster),
-            bryntum,
             decoy_hash: Arc::new(decoy),
         };
         state.bootstrap_admin().await?;

@@ -6,16 +6,14 @@
 //! deletions evict; membership changes update the project-list filters), then publishes the
 //! events on the bus, so an evicted connection never sees an event of a project it left.
 
+pub mod pings;
 pub mod projects;
 pub mod store_log;
 
 use crate::clock::{Clock, Ticker};
-use crate::dialects::native_ws::protocol::NativeWs;
-use crate::dialects::sse::protocol::Sse;
-use crate::dialects::ws::PingSweep;
 use domain::CommitListener;
 use futures::FutureExt;
-use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError};
+use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, NativeWs, Sse};
 use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -26,6 +24,7 @@ use store::Store;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use pings::PingSweep;
 use projects::ProjectSets;
 use store_log::StoreLog;
 

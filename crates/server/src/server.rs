@@ -1,6 +1,7 @@
 //! Binding, serving and graceful shutdown.
 
 use crate::app::{AppState, Config, StartError};
+use crate::dialects::bryntum::{self, BryntumNode, BryntumSettings};
 use crate::http::error;
 use crate::net::Peer;
 use crate::net::listener::LiveListener;
@@ -35,14 +36,11 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error(ErrorCode::Internal, "internal error").into_response()
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, bryntum_node: Arc<BryntumNode>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
-        .route(
-            "/ws/v1/bryntum",
-            axum::routing::any(crate::dialects::bryntum::upgrade),
-        )
+        .merge(bryntum::router(bryntum_node))
         .merge(crate::dialects::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -119,15 +117,28 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let registration =
         crate::cluster::registry::join(store.clone(), &config, node_id, address.to_string())
             .await?;
-    let state = match AppState::new(config, store.clone(), cluster).await {
+    let (bryntum_dialect, units) = bryntum::hub_dialect();
+    let state = match AppState::new(config, store.clone(), cluster, bryntum_dialect).await {
         Ok(state) => state,
         Err(err) => {
             registration.leave().await;
             return Err(err);
         }
     };
+    let bryntum_node = Arc::new(BryntumNode::new(
+        state.domain.clone(),
+        state.live.clone(),
+        state.limiters.clone(),
+        state.decoy_hash.clone(),
+        BryntumSettings {
+            demo: state.config.demo,
+            reset_delay: state.config.bryntum_reset_delay,
+            clock: state.config.clock.clone(),
+        },
+        units,
+    ));
     let (stop, mut stopped) = watch::channel(false);
-    let routes = router(state.clone());
+    let routes = router(state.clone(), bryntum_node);
     let front = routes.clone();
     let app = routes.into_make_service_with_connect_info::<Peer>();
     let live = state.live.clone();

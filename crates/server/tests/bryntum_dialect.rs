@@ -1,10 +1,14 @@
 //! Bryntum as a hub dialect: one shared encoding per event written behind each socket's own
-//! project label, roles read when a change is made, phantoms kept per project for the node.
+//! project label, roles read when a change is made, phantoms kept per project for the node,
+//! pings like the native socket's.
 
-use liveplan_testkit::TestServer;
 use liveplan_testkit::bryntum::{Client, owned_project};
+use liveplan_testkit::{
+    ADMIN_EMAIL, ADMIN_PASSWORD, Clock, GUARD, TestServer, pings_until_close, raw_upgrade,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio_tungstenite::MaybeTlsStream;
 
 /// A project owned by `alice` with one task; her token and the project id.
 async fn project_of_alice(server: &TestServer) -> (String, String, String) {
@@ -126,4 +130,39 @@ async fn a_phantom_resent_after_a_restart_is_still_an_update() {
     let names = server.record_names(&alice, &project, "tasks").await;
     assert_eq!(names.len(), 2, "{names:?}");
     assert!(names.iter().any(|n| n == "After"), "{names:?}");
+}
+
+/// A Bryntum client that stops answering pings is closed (1008) after two unanswered pings,
+/// as a native one is: before logging in, and idle on a loaded dataset (where the fan-out
+/// writes to it directly). The server's clock is a manual one that only the test moves, by a
+/// ping interval longer than the read guard, so pings that came in real time would fail it.
+#[tokio::test]
+async fn a_bryntum_socket_that_answers_no_ping_is_closed_after_two() {
+    let ping_interval = 2 * GUARD;
+    let server = TestServer::start_with(|c| {
+        c.live.ws_ping_interval = ping_interval;
+        c.clock = Clock::manual();
+    })
+    .await;
+    let (_root, _alice, project) = project_of_alice(&server).await;
+
+    let mut anonymous = raw_upgrade(server.addr(), "/ws/v1/bryntum").await;
+    let (pings, code) = pings_until_close(&server, &mut anonymous, ping_interval).await;
+    assert_eq!((pings, code), (2, 1008), "before login");
+
+    // A real client logs in and loads the dataset, then goes silent: from here on the test
+    // reads its TCP stream itself, so nothing answers the server's pings.
+    let loaded = alice_on(&server, json!(project)).await;
+    let MaybeTlsStream::Plain(mut tcp) = loaded.ws.into_inner() else {
+        panic!("a plain TCP stream");
+    };
+    let (pings, code) = pings_until_close(&server, &mut tcp, ping_interval).await;
+    assert_eq!((pings, code), (2, 1008), "on a loaded dataset");
+
+    // The closed socket left the node's roster: the users list no longer names alice.
+    let mut admin = Client::connect(&server.base).await;
+    admin.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    admin.send(json!({"command": "users"})).await;
+    let users = admin.recv_command("users").await["data"]["users"].clone();
+    assert_eq!(users, json!([ADMIN_EMAIL]), "{users}");
 }

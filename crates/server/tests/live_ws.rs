@@ -384,46 +384,9 @@ async fn two_missed_pongs_close_the_socket() {
     let (member, token) = server.new_user("silent").await;
     server.new_member(project, member, 100).await;
     let ticket = server.ticket(&token).await;
-    let mut tcp = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let request = format!(
-        "GET /ws/v1/projects/{project}/?ticket={ticket} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr()
-    );
-    tcp.write_all(request.as_bytes()).await.unwrap();
-    // Read the response head byte by byte so no frame bytes are swallowed.
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    let mut pings = 0;
-    let close_code = loop {
-        server.advance(ping_interval);
-        let mut header = [0u8; 2];
-        tokio::time::timeout(GUARD, tcp.read_exact(&mut header))
-            .await
-            .unwrap()
-            .unwrap();
-        let opcode = header[0] & 0x0f;
-        let mut len = usize::from(header[1] & 0x7f);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            tcp.read_exact(&mut ext).await.unwrap();
-            len = usize::from(u16::from_be_bytes(ext));
-        }
-        let mut payload = vec![0u8; len];
-        tcp.read_exact(&mut payload).await.unwrap();
-        match opcode {
-            0x9 => pings += 1,
-            0x8 => break u16::from_be_bytes([payload[0], payload[1]]),
-            _ => {}
-        }
-    };
+    let path = format!("/ws/v1/projects/{project}/?ticket={ticket}");
+    let mut tcp = raw_upgrade(server.addr(), &path).await;
+    let (pings, close_code) = pings_until_close(&server, &mut tcp, ping_interval).await;
     assert_eq!(close_code, 1008);
     assert_eq!(pings, 2);
 }

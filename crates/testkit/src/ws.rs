@@ -5,6 +5,8 @@ use crate::server::TestServer;
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -97,4 +99,93 @@ pub async fn ws_send(ws: &mut Ws, message: Message) {
 
 pub fn code(c: CloseCode) -> u16 {
     u16::from(c)
+}
+
+/// How long a silent client waits for the server's next frame before it moves the clock again.
+const SILENT_STEP: Duration = Duration::from_millis(100);
+
+/// Opens a WebSocket on `path` over a bare TCP stream, for a client that reads frames itself
+/// (a WebSocket library answers pings on its own).
+pub async fn raw_upgrade(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    // Read the response head byte by byte so no frame bytes are swallowed.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(GUARD, tcp.read_exact(&mut byte))
+            .await
+            .expect("the upgrade answer in time")
+            .unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// One server frame read off the wire (servers do not mask): its opcode and payload.
+pub async fn read_raw_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let read = async {
+        let mut header = [0u8; 2];
+        tcp.read_exact(&mut header).await?;
+        let mut len = u64::from(header[1] & 0x7f);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            tcp.read_exact(&mut ext).await?;
+            len = u64::from(u16::from_be_bytes(ext));
+        } else if len == 127 {
+            let mut ext = [0u8; 8];
+            tcp.read_exact(&mut ext).await?;
+            len = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; usize::try_from(len).expect("a frame that fits")];
+        tcp.read_exact(&mut payload).await?;
+        Ok::<_, std::io::Error>((header[0] & 0x0f, payload))
+    };
+    tokio::time::timeout(GUARD, read)
+        .await
+        .expect("a frame in time")
+        .expect("the socket is open")
+}
+
+/// A client that never answers pings. The server's clock must be a manual one: the test moves
+/// it by `interval` whenever no frame is waiting, so pings come when the test says (moving it
+/// more often than the server answers only brings them sooner: the server still closes after
+/// two unanswered pings). Reads frames until the server closes; returns how many pings came
+/// before, and the close code.
+pub async fn pings_until_close(
+    server: &TestServer,
+    tcp: &mut TcpStream,
+    interval: Duration,
+) -> (usize, u16) {
+    let mut pings = 0;
+    let steps = GUARD.as_millis() / SILENT_STEP.as_millis();
+    for _ in 0..steps {
+        let mut byte = [0u8; 1];
+        // `peek` takes nothing, so giving up on it never cuts a frame.
+        match tokio::time::timeout(SILENT_STEP, tcp.peek(&mut byte)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(_) => panic!("the connection ended without a close frame ({pings} pings)"),
+            Err(_) => {
+                server.advance(interval);
+                continue;
+            }
+        }
+        match read_raw_frame(tcp).await {
+            (0x9, _) => pings += 1,
+            (0x8, payload) => {
+                assert!(payload.len() >= 2, "a close frame with a code");
+                return (pings, u16::from_be_bytes([payload[0], payload[1]]));
+            }
+            _ => {}
+        }
+    }
+    panic!("no close within {GUARD:?} ({pings} pings)");
 }

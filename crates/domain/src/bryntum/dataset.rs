@@ -24,6 +24,19 @@ pub struct Dataset {
     pub seq: i64,
 }
 
+/// What a dataset holds besides its records, from a read that lists no record: the project
+/// row, the reader's role, the `project` object and the seq. A node that encoded the dataset at
+/// this seq from the same project row and object may send those bytes instead of reading the
+/// records again (many sockets of one project load it one after another).
+#[derive(Debug, Clone)]
+pub struct DatasetHead {
+    pub project: ProjectRow,
+    /// The reader's role (every member may read, Viewers too).
+    pub role: Role,
+    pub project_object: JsonObject,
+    pub seq: i64,
+}
+
 impl Dataset {
     /// The records of one collection (empty for a collection Bryntum has no store for).
     pub fn records_of(&self, collection: &str) -> &[RecordRow] {
@@ -62,6 +75,31 @@ impl Domain {
             role,
             project_object,
             records,
+            seq,
+        })
+    }
+
+    /// [`Domain::bryntum_dataset`] without the records: the same access check on one snapshot.
+    pub async fn bryntum_dataset_head(
+        &self,
+        actor: &Actor,
+        project_id: Uuid,
+    ) -> DomainResult<DatasetHead> {
+        let mut ops = self.store.snapshot().await.or_api()?;
+        let (project, role) = project_role(&mut *ops, project_id, actor).await?;
+        let project_object = object_setting(
+            ops.get_setting(&project_object_key(project_id))
+                .await
+                .or_api()?,
+        );
+        let seq = ops
+            .latest_seq(StreamKey::Project(project_id))
+            .await
+            .or_api()?;
+        Ok(DatasetHead {
+            project,
+            role,
+            project_object,
             seq,
         })
     }

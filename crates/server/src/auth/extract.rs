@@ -3,13 +3,14 @@
 //! cookie-authenticated writes, and reads `X-Tab-Id`.
 
 use super::SESSION_COOKIE;
-use crate::app::AppState;
+use super::tokens::TokenKeys;
 use crate::http::{HttpError, error, tab_id};
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
-use domain::Actor;
+use domain::{Actor, Domain};
 use proto::ErrorCode;
+use std::sync::Arc;
 use store::UserRow;
 use uuid::Uuid;
 
@@ -75,11 +76,14 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 impl Authed {
     /// Authenticates from headers alone; shared with the WebSocket and SSE handshakes.
-    pub async fn from_headers(state: &AppState, headers: &HeaderMap) -> Result<Authed, HttpError> {
+    pub async fn from_headers(
+        tokens: &TokenKeys,
+        domain: &Domain,
+        headers: &HeaderMap,
+    ) -> Result<Authed, HttpError> {
         let (token, _) = request_token(headers).ok_or_else(unauthenticated)?;
-        let claims = state.tokens.verify(&token).ok_or_else(unauthenticated)?;
-        let (session, user) = state
-            .domain
+        let claims = tokens.verify(&token).ok_or_else(unauthenticated)?;
+        let (session, user) = domain
             .session_user(claims.sid)
             .await?
             .ok_or_else(unauthenticated)?;
@@ -99,15 +103,20 @@ impl Authed {
     }
 }
 
-impl FromRequestParts<AppState> for Authed {
+/// Any router state that hands over the token keys and the domain (the app's does).
+impl<S> FromRequestParts<S> for Authed
+where
+    S: Send + Sync,
+    Arc<TokenKeys>: FromRef<S>,
+    Domain: FromRef<S>,
+{
     type Rejection = HttpError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let (_, via_cookie) = request_token(&parts.headers).ok_or_else(unauthenticated)?;
-        let authed = Authed::from_headers(state, &parts.headers).await?;
+        let tokens = Arc::<TokenKeys>::from_ref(state);
+        let domain = Domain::from_ref(state);
+        let authed = Authed::from_headers(&tokens, &domain, &parts.headers).await?;
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
         if via_cookie && !safe && !same_origin(&parts.headers) {
             return Err(error(

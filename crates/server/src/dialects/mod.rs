@@ -1,15 +1,18 @@
 //! The dialects: the native WebSocket (CONTRACT §6), Server-Sent Events (§7) and the Bryntum
-//! Gantt WebSocket (§8, routed in `server.rs`), their routes, and the presence roster. Each is thin: it authenticates, asks the access rules, opens a hub
-//! subscription and copies its deliveries to the client. Ordering, replay, resync, slow readers
-//! and eviction are the hub's (`crates/hub`). Choices the contract leaves open are listed in
-//! `crates/server/TRANSPORTS.md`.
+//! Gantt WebSocket (§8), the routes of the first two, and the presence roster. Each is thin: it
+//! authenticates, asks the access rules, opens a hub subscription and copies its deliveries to
+//! the client. Ordering, replay, resync, slow readers and eviction are the hub's
+//! (`crates/hub`). Choices the contract leaves open are listed in `crates/server/TRANSPORTS.md`.
 //!
 //! Each dialect is a folder of three files: `protocol.rs` (parse and encode, pure),
 //! `session.rs` (one client's state machine, no I/O) and `socket.rs` (the glue between a
 //! connection and its session). [`ws`] holds what WebSocket dialects share, [`position`] the
-//! resume position every dialect parses. docs/ARCHITECTURE.md, "How to add a dialect", has
-//! the steps.
+//! resume position every dialect parses, [`access`] the role check of the native and SSE
+//! handshakes. Bryntum's sockets have a state of their own, [`bryntum::BryntumNode`], and
+//! their route with it ([`bryntum::router`], merged by `server.rs`), so the app knows no
+//! dialect. docs/ARCHITECTURE.md, "How to add a dialect", has the steps.
 
+pub mod access;
 pub mod bryntum;
 pub mod native_ws;
 pub mod position;
@@ -19,14 +22,12 @@ pub mod ws;
 use crate::app::AppState;
 use crate::auth::Authed;
 use crate::http::{HttpResult, path_id};
+use access::role_in;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{any, get};
-use domain::access::project_role;
-use domain::{Actor, OrApi};
-use proto::{ApiError, ErrorCode, Role};
-use uuid::Uuid;
+use proto::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -55,20 +56,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/events", get(sse::socket::users))
         .route("/api/v1/projects/{project_id}/presence", get(presence))
         .route("/api/v1/projects/{project_id}/presence/", get(presence))
-}
-
-/// The caller's role in a project, `None` when the project does not exist for them.
-pub(crate) async fn role_in(
-    state: &AppState,
-    project_id: Uuid,
-    actor: &Actor,
-) -> Result<Option<Role>, ApiError> {
-    let mut ops = state.domain.store.read().await.or_api()?;
-    match project_role(&mut *ops, project_id, actor).await {
-        Ok((_, role)) => Ok(Some(role)),
-        Err(e) if e.code == ErrorCode::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// `GET /api/v1/projects/{id}/presence/`: who has a native WebSocket open on the project, on

@@ -8,13 +8,13 @@ use super::phantoms::{self, PhantomMap};
 use super::protocol::{self, Command, Incoming};
 use super::session::{self, ProjectName};
 use super::{BryntumNode, Mailbox};
-use crate::app::AppState;
 use crate::dialects::ws::{self, TicketRefused};
 use crate::net::direct::DirectSocket;
 use bytes::Bytes;
 use domain::Actor;
 use domain::batch::{BatchRequest, BatchSetting};
 use domain::bryntum::access::ProjectAccess;
+use domain::bryntum::dataset::Dataset;
 use hub::{DirectOutcome, DirectWrite, SubscribeRequest};
 use proto::{ApiError, Role, StreamKey};
 use rand::RngCore;
@@ -22,14 +22,24 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use store::UserRow;
 use uuid::Uuid;
 
+/// One text frame for this socket: its own head (often empty), then bytes it may share with
+/// other sockets (a `project_change` body, a dataset encoded once for many loads).
+pub type Frame = [Bytes; 2];
+
 /// The frames a command answers with, for this socket.
-pub type Replies = Vec<String>;
+pub type Replies = Vec<Frame>;
+
+/// A frame of this socket's alone.
+pub fn reply(text: String) -> Frame {
+    [Bytes::new(), Bytes::from(text)]
+}
 
 fn fail(command: &str, message: impl Into<String>) -> Replies {
-    vec![protocol::error(command, &message.into())]
+    vec![reply(protocol::error(command, &message.into()))]
 }
 
 pub struct Login {
@@ -53,7 +63,7 @@ pub struct Loaded {
 
 /// A socket's state beside its WebSocket.
 pub struct Client {
-    pub state: AppState,
+    pub state: Arc<BryntumNode>,
     pub address: SocketAddr,
     /// The socket's number on the node: it is `client-<id>` to Bryntum.
     pub id: u64,
@@ -83,7 +93,7 @@ impl DirectWrite for LabelledDirect {
 /// A subscription that only carries pings and evictions: the user's stream (or nobody's,
 /// before login), whose events the Bryntum dialect never encodes.
 pub async fn watch(
-    state: &AppState,
+    state: &BryntumNode,
     user: Option<&Login>,
 ) -> Result<hub::Subscription, hub::HubError> {
     let live = &state.live;
@@ -94,10 +104,6 @@ pub async fn watch(
     request.filter = Some(Arc::new(|_| false));
     request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
     live.hub().subscribe(request).await
-}
-
-fn node(state: &AppState) -> &BryntumNode {
-    &state.bryntum
 }
 
 impl Client {
@@ -129,18 +135,18 @@ impl Client {
         }
         match command {
             Command::Login => self.login(&incoming).await,
-            Command::Version => vec![protocol::message(
+            Command::Version => vec![reply(protocol::message(
                 "version",
                 json!({ "version": env!("CARGO_PKG_VERSION"), "protocol": 2 }),
-            )],
+            ))],
             Command::Logout => {
                 self.logout().await;
-                vec![protocol::message("logout", json!({}))]
+                vec![reply(protocol::message("logout", json!({})))]
             }
-            Command::Users => vec![protocol::message(
+            Command::Users => vec![reply(protocol::message(
                 "users",
-                json!({ "users": node(&self.state).user_names() }),
-            )],
+                json!({ "users": self.state.user_names() }),
+            ))],
             Command::Projects => self.projects().await,
             Command::Dataset => self.dataset(&incoming).await,
             Command::ProjectChange => self.project_change(&incoming).await,
@@ -154,7 +160,7 @@ impl Client {
     pub fn leave_roster(&mut self) {
         self.loaded = None;
         if let Some(user) = self.user.take() {
-            let node = node(&self.state);
+            let node = &self.state;
             if !node.leave(self.id, &user.name) {
                 let users = protocol::message("users", json!({ "users": node.user_names() }));
                 node.tell_logged_in(None, &users);
@@ -199,7 +205,7 @@ impl Client {
             Err(_) => return fail("login", "the server is unavailable"),
         }
         let name = login.name.clone();
-        let node = node(&self.state);
+        let node = &self.state;
         // `join`/`users` go out only when the list of names changes: a user's second socket
         // changes nothing the others show, and telling every socket about every login would
         // make logins cost the square of the sockets.
@@ -214,11 +220,11 @@ impl Client {
             node.tell_logged_in(Some(self.id), &users);
         }
         vec![
-            protocol::message(
+            reply(protocol::message(
                 "login",
                 json!({ "client": self.client_name(), "userName": &*name }),
-            ),
-            users,
+            )),
+            reply(users),
         ]
     }
 
@@ -270,7 +276,10 @@ impl Client {
                     .iter()
                     .map(|(id, name)| json!({ "id": id, "name": name }))
                     .collect();
-                vec![protocol::message("projects", json!({ "projects": list }))]
+                vec![reply(protocol::message(
+                    "projects",
+                    json!({ "projects": list }),
+                ))]
             }
             Err(e) => fail("projects", e.message),
         }
@@ -332,46 +341,63 @@ impl Client {
         if let Err(message) = self.role(project_id).await {
             return fail("dataset", message);
         }
-        if self.state.config.demo {
+        if self.state.settings.demo {
             if let Err(e) = self.state.domain.remember_demo_snapshot(project_id).await {
                 return fail("dataset", e.message);
             }
-            if node(&self.state).watch_idle(project_id) {
+            if self.state.watch_idle(project_id) {
                 super::spawn_idle_reset(self.state.clone(), project_id);
             }
         }
-        self.load(project_id, label).await
+        self.load(project_id, label, false).await
     }
 
     /// Reads the project's dataset and subscribes from the log position it reflects, so the
-    /// socket gets every later event exactly once.
-    async fn load(&mut self, project_id: Uuid, label: Value) -> Replies {
+    /// socket gets every later event exactly once. With `fresh` the records are read again;
+    /// without, the node's encoding of the same read is sent when it has one
+    /// ([`Datasets`](super::datasets::Datasets)).
+    async fn load(&mut self, project_id: Uuid, label: Value, fresh: bool) -> Replies {
         let (Some(actor), Some(user)) = (self.actor(), &self.user) else {
             return fail("dataset", "log in first");
         };
-        let read = match self.state.domain.bryntum_dataset(&actor, project_id).await {
-            Ok(read) => read,
-            Err(e) => return fail("dataset", e.message),
+        let node = &self.state;
+        let kept = if fresh {
+            None
+        } else {
+            match node.domain.bryntum_dataset_head(&actor, project_id).await {
+                Ok(head) => node
+                    .datasets
+                    .get(
+                        head.seq,
+                        &head.project,
+                        &head.project_object,
+                        Instant::now(),
+                    )
+                    .map(|body| (head.seq, head.project_object, body)),
+                Err(e) => return fail("dataset", e.message),
+            }
         };
-        let seq = read.seq;
-        node(&self.state)
-            .units()
-            .set(project_id, Units::from_project(&read.project_object));
-        let rows = read
-            .records
-            .into_iter()
-            .filter_map(|(collection, rows)| {
-                BryntumStore::from_collection(collection.name).map(|store| (store, rows))
-            })
-            .collect();
-        let dataset = session::dataset(
-            &read.project.name,
-            &read.project.body,
-            read.project_object,
-            rows,
-        );
-        let head = node(&self.state).change_head(&label);
-        let live = &self.state.live;
+        let (seq, project_object, body) = match kept {
+            Some(kept) => kept,
+            None => match node.domain.bryntum_dataset(&actor, project_id).await {
+                Ok(read) => {
+                    let body = encode_dataset(&read);
+                    node.datasets.put(
+                        read.seq,
+                        read.project,
+                        read.project_object.clone(),
+                        body.clone(),
+                        Instant::now(),
+                    );
+                    (read.seq, read.project_object, body)
+                }
+                Err(e) => return fail("dataset", e.message),
+            },
+        };
+        node.units()
+            .set(project_id, Units::from_project(&project_object));
+        let head = node.change_head(&label);
+        let live = &node.live;
         let mut request =
             SubscribeRequest::new(StreamKey::Project(project_id), live.bryntum, user.user_id);
         request.since = Some(seq);
@@ -388,8 +414,8 @@ impl Client {
             Ok(sub) => self.sub = sub,
             Err(_) => return fail("dataset", "the server is unavailable"),
         }
-        node(&self.state).set_project(self.id, Some(project_id));
-        let reply = protocol::message("dataset", json!({ "project": label, "dataset": dataset }));
+        node.set_project(self.id, Some(project_id));
+        let reply = [protocol::dataset_head(&label), body];
         self.loaded = Some(Loaded {
             project_id,
             label,
@@ -403,7 +429,7 @@ impl Client {
         match &self.loaded {
             Some(loaded) => {
                 let (project_id, label) = (loaded.project_id, loaded.label.clone());
-                self.load(project_id, label).await
+                self.load(project_id, label, true).await
             }
             None => Vec::new(),
         }
@@ -423,7 +449,7 @@ impl Client {
     /// Forgets the loaded project and goes back to watching the login.
     pub async fn unload(&mut self) {
         self.loaded = None;
-        node(&self.state).set_project(self.id, None);
+        self.state.set_project(self.id, None);
         if let Ok(sub) = watch(&self.state, self.user.as_ref()).await {
             self.sub = sub;
         }
@@ -486,7 +512,7 @@ impl Client {
             _ => return Err("a revision needs a changes object".into()),
         };
         let domain = &self.state.domain;
-        let node = node(&self.state);
+        let node = &self.state;
         let writing = node.writing(project_id);
         let _writing = writing.lock().await;
         let known = domain
@@ -554,7 +580,7 @@ impl Client {
 
     async fn reset(&mut self, incoming: &Incoming) -> Replies {
         const CMD: &str = "reset";
-        if !self.state.config.demo {
+        if !self.state.settings.demo {
             return fail(CMD, "reset is only available in demo mode");
         }
         let project_id = match self.loaded_project(CMD, &incoming.data).await {
@@ -594,10 +620,10 @@ impl Client {
             return Vec::new();
         }
         let label = self.loaded.as_ref().map(|l| l.label.clone());
-        vec![protocol::message(
+        vec![reply(protocol::message(
             "versionAutoSaveOK",
             json!({ "project": label }),
-        )]
+        ))]
     }
 
     async fn load_version(&mut self, incoming: &Incoming) -> Replies {
@@ -627,17 +653,35 @@ impl Client {
             .get_record(&actor, project_id, versions, id)
             .await
         {
-            Ok(row) => vec![protocol::message(
+            Ok(row) => vec![reply(protocol::message(
                 "loadVersionContent",
                 json!({
                     "project": label,
                     "versionId": version_id,
                     "content": row.body.get("content").cloned().unwrap_or(Value::Null),
                 }),
-            )],
+            ))],
             Err(_) => fail(CMD, "no such version"),
         }
     }
+}
+
+/// The shared part of a `dataset` answer for a read ([`protocol::dataset_body`]).
+fn encode_dataset(read: &Dataset) -> Bytes {
+    let rows = read
+        .records
+        .iter()
+        .filter_map(|(collection, rows)| {
+            BryntumStore::from_collection(collection.name).map(|store| (store, rows.as_slice()))
+        })
+        .collect();
+    let dataset = session::dataset(
+        &read.project.name,
+        &read.project.body,
+        read.project_object.clone(),
+        rows,
+    );
+    protocol::dataset_body(&dataset)
 }
 
 fn new_token() -> String {
@@ -650,12 +694,12 @@ fn new_token() -> String {
 /// its first event carries who reset it, so every socket of the project gets a fresh dataset,
 /// then `reset`.
 pub async fn reset_project(
-    state: &AppState,
+    state: &BryntumNode,
     project_id: Uuid,
     actor: Actor,
     user_name: &str,
 ) -> Result<(), String> {
-    let writing = node(state).writing(project_id);
+    let writing = state.writing(project_id);
     let _writing = writing.lock().await;
     let actor = Actor {
         tab_id: Some(new_token()),

@@ -15,9 +15,14 @@
 //! sweep through its hub subscription, written to directly by the fan-out while idle); it holds
 //! one hub subscription at a time: its project's once it loaded a dataset, else its login's
 //! (for logout and deactivation), else an anonymous one for the pings.
+//!
+//! The dialect imports nothing of the app: the server hands it a [`BryntumNode`] (the domain,
+//! the live feed, the login limits and the demo settings beside what its sockets share) and
+//! routes `GET /ws/v1/bryntum` with it as the state ([`router`]).
 
 pub mod changes;
 mod commands;
+mod datasets;
 pub mod mapping;
 pub mod phantoms;
 pub mod protocol;
@@ -26,9 +31,13 @@ mod socket;
 
 pub use socket::upgrade;
 
-use crate::app::AppState;
+use crate::auth::limits::Limiters;
+use crate::clock::Clock;
+use crate::live::LiveFeed;
 use bytes::Bytes;
 use changes::{ProjectChanges, ProjectUnits};
+use datasets::Datasets;
+use domain::Domain;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,13 +50,31 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// What every Bryntum socket of this node shares: the roster of logged-in sockets, each
-/// project's units (for the dialect) and writing lock, and the demo projects it watches. The
-/// rest (phantom ids, autosave grants, demo snapshots, echoes) is stored by the domain, so
-/// every node answers the same.
-#[derive(Default)]
+/// The Bryntum dialect's settings from the server's configuration.
+#[derive(Clone)]
+pub struct BryntumSettings {
+    /// `--demo`: datasets are remembered as demo data and `reset` is allowed.
+    pub demo: bool,
+    /// Demo mode: a project without Bryntum sockets for this long gets its demo data back.
+    pub reset_delay: Duration,
+    /// What the idle reset reads the time from.
+    pub clock: Clock,
+}
+
+/// What a Bryntum socket reaches of its node: the domain, the live feed, the login limits and
+/// the settings, and what every Bryntum socket of the node shares: the roster of logged-in
+/// sockets, each project's units (for the dialect), writing lock and last encoded dataset, and
+/// the demo projects it watches. The rest (phantom ids, autosave grants, demo snapshots,
+/// echoes) is stored by the domain, so every node answers the same.
 pub struct BryntumNode {
+    pub domain: Domain,
+    pub live: Arc<LiveFeed>,
+    pub limiters: Arc<Limiters>,
+    /// The app's decoy hash (password logins of unknown names take as long as others).
+    pub decoy_hash: Arc<String>,
+    pub settings: BryntumSettings,
     units: Arc<ProjectUnits>,
+    datasets: Datasets,
     /// One revision at a time per project from this node, so a resent phantom finds the
     /// first one's id stored instead of racing it.
     writing: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
@@ -115,10 +142,43 @@ impl Mailbox {
     }
 }
 
+/// The hub dialect of the Bryntum sockets, and the project units it shares with the node's
+/// [`BryntumNode`] (made after the hub, which needs the dialect first).
+pub fn hub_dialect() -> (ProjectChanges, Arc<ProjectUnits>) {
+    let units = Arc::new(ProjectUnits::default());
+    (ProjectChanges::new(units.clone()), units)
+}
+
+/// `GET /ws/v1/bryntum`, served with the node as its state.
+pub fn router<S: Clone + Send + Sync + 'static>(node: Arc<BryntumNode>) -> axum::Router<S> {
+    axum::Router::new()
+        .route("/ws/v1/bryntum", axum::routing::any(upgrade))
+        .with_state(node)
+}
+
 impl BryntumNode {
-    /// The hub dialect of Bryntum sockets, sharing this node's project units.
-    pub fn dialect(&self) -> ProjectChanges {
-        ProjectChanges::new(self.units.clone())
+    pub fn new(
+        domain: Domain,
+        live: Arc<LiveFeed>,
+        limiters: Arc<Limiters>,
+        decoy_hash: Arc<String>,
+        settings: BryntumSettings,
+        units: Arc<ProjectUnits>,
+    ) -> BryntumNode {
+        BryntumNode {
+            domain,
+            live,
+            limiters,
+            decoy_hash,
+            settings,
+            units,
+            datasets: Datasets::default(),
+            writing: Mutex::default(),
+            next_client: AtomicU64::new(0),
+            roster: Mutex::default(),
+            idle_resets: Mutex::default(),
+            heads: Mutex::default(),
+        }
     }
 
     pub fn units(&self) -> &ProjectUnits {
@@ -218,9 +278,9 @@ impl BryntumNode {
 
 /// Demo mode: after `--reset-delay` without a Bryntum socket on the project, its demo data
 /// comes back, so a public demo does not drift forever.
-fn spawn_idle_reset(state: AppState, project_id: Uuid) {
-    let delay = state.config.bryntum_reset_delay;
-    let clock = state.config.clock.clone();
+fn spawn_idle_reset(state: Arc<BryntumNode>, project_id: Uuid) {
+    let delay = state.settings.reset_delay;
+    let clock = state.settings.clock.clone();
     tokio::spawn(async move {
         let mut idle_since: Option<Instant> = None;
         loop {
@@ -231,7 +291,7 @@ fn spawn_idle_reset(state: AppState, project_id: Uuid) {
                         .max(Duration::from_millis(50)),
                 )
                 .await;
-            if state.bryntum.sockets_on(project_id) > 0 {
+            if state.sockets_on(project_id) > 0 {
                 idle_since = None;
                 continue;
             }

@@ -139,6 +139,20 @@ pub fn change_body(revision: &Value) -> bytes::Bytes {
     bytes::Bytes::from(format!("[{revision}]}}}}"))
 }
 
+/// The bytes a `dataset` answer starts with for a socket that calls its project `label`:
+/// `{"command":"dataset","data":{"project":LABEL,"dataset":`. The rest ([`dataset_body`]) is
+/// the same for every socket that loads the same read, so a node encodes it once.
+pub fn dataset_head(label: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!(
+        r#"{{"command":"dataset","data":{{"project":{label},"dataset":"#
+    ))
+}
+
+/// The shared rest of a `dataset` answer: `DATASET}}`.
+pub fn dataset_body(dataset: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(format!("{dataset}}}}}"))
+}
+
 /// `{"command": C, "error": E}`: a plain message, never a stack trace.
 pub fn error(command: &str, error: &str) -> String {
     json!({ "command": command, "error": error }).to_string()
@@ -147,6 +161,17 @@ pub fn error(command: &str, error: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_dataset_answer_is_the_whole_message() {
+        let dataset = json!({"tasksData": [{"id": "a", "name": "A"}], "project": {}});
+        for label in [json!(1), json!("1"), json!("2f1c…"), json!(null)] {
+            let mut joined = dataset_head(&label).to_vec();
+            joined.extend_from_slice(&dataset_body(&dataset));
+            let whole = message("dataset", json!({ "project": label, "dataset": dataset }));
+            assert_eq!(String::from_utf8(joined).unwrap(), whole);
+        }
+    }
 
     #[test]
     fn parses_both_forms_and_aliases() {

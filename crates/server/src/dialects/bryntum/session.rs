@@ -282,7 +282,7 @@ pub fn dataset(
     project_name: &str,
     project_body: &Object,
     stored: Object,
-    rows: Vec<(BryntumStore, Vec<RecordRow>)>,
+    rows: Vec<(BryntumStore, &[RecordRow])>,
 ) -> Value {
     let units = Units::from_project(&stored);
     let mut dataset = serde_json::Map::new();
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_dataset_has_every_store_and_the_project_object() {
-        let rows = STORES.iter().map(|s| (*s, Vec::new())).collect();
+        let rows = STORES.iter().map(|s| (*s, &[][..])).collect();
         let dataset = dataset(
             "Plan",
             &obj(json!({"start_date": "2026-03-02"})),

@@ -8,10 +8,9 @@
 //! task is parked).
 
 use super::changes::{Control, is_control};
-use super::commands::{Client, Replies, watch};
+use super::commands::{Client, Frame, Replies, reply, watch};
 use super::protocol;
-use super::{Mailbox, Note};
-use crate::app::AppState;
+use super::{BryntumNode, Mailbox, Note};
 use crate::dialects::ws::{
     self, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_SERVER_ERROR, CLOSE_TOO_BIG,
     CLOSE_UNSUPPORTED, Flow, MessageLimiter, close_handshake,
@@ -52,7 +51,7 @@ fn config() -> WebSocketConfig {
 
 /// `GET /ws/v1/bryntum`.
 pub async fn upgrade(
-    State(state): State<AppState>,
+    State(state): State<Arc<BryntumNode>>,
     ConnectInfo(Peer { address, .. }): ConnectInfo<Peer>,
     ws: Result<Upgrade, NotAnUpgrade>,
 ) -> Response {
@@ -86,7 +85,7 @@ pub async fn upgrade(
                 .await;
                 return;
             };
-            let id = state.bryntum.next_client.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = state.next_client.fetch_add(1, Ordering::Relaxed) + 1;
             let client = Client {
                 state,
                 address,
@@ -119,9 +118,6 @@ struct Connection {
     /// Counts the connection for shutdown, and reaches the live settings.
     guard: ConnectionGuard,
 }
-
-/// One text frame: the connection's own head (often empty), then the bytes after it.
-type Text = [Bytes; 2];
 
 impl Connection {
     fn send_timeout(&self) -> Duration {
@@ -220,7 +216,7 @@ impl Connection {
     /// in one `writev`, and what the kernel does not take waits as slices of the same bytes: the
     /// library's write buffer would otherwise grow to the largest frame ever sent (a dataset)
     /// and keep that size for the connection's life.
-    async fn send_texts(&mut self, texts: Vec<Text>) -> Flow {
+    async fn send_texts(&mut self, texts: Vec<Frame>) -> Flow {
         let limit = self.send_timeout();
         let socket = &mut self.socket;
         let direct = self.client.direct.clone();
@@ -263,15 +259,11 @@ impl Connection {
     }
 
     async fn send_replies(&mut self, replies: Replies) -> Flow {
-        let texts = replies
-            .into_iter()
-            .map(|text| [Bytes::new(), Bytes::from(text)])
-            .collect();
-        self.send_texts(texts).await
+        self.send_texts(replies).await
     }
 
     /// A `project_change` of the loaded project: this socket's head, then the shared body.
-    fn change_frame(&self, body: Bytes) -> Option<Text> {
+    fn change_frame(&self, body: Bytes) -> Option<Frame> {
         let loaded = self.client.loaded.as_ref()?;
         Some([loaded.head.clone(), body])
     }
@@ -314,18 +306,18 @@ impl Connection {
                 Some(Control::Reset { user_name }) => {
                     let label = self.client.loaded.as_ref().map(|l| l.label.clone());
                     let mut replies = self.client.resync().await;
-                    replies.push(protocol::message(
+                    replies.push(reply(protocol::message(
                         "reset",
                         json!({ "userName": user_name, "project": label }),
-                    ));
+                    )));
                     self.send_replies(replies).await
                 }
                 Some(Control::Gone) => {
                     self.client.unload().await;
-                    let replies = vec![protocol::error(
+                    let replies = vec![reply(protocol::error(
                         "dataset",
                         "the project is no longer available",
-                    )];
+                    ))];
                     self.send_replies(replies).await
                 }
                 Some(Control::Resync) => {
@@ -381,10 +373,10 @@ impl Connection {
                     return self.send_replies(replies).await;
                 }
                 self.client.unload().await;
-                let replies = vec![protocol::error(
+                let replies = vec![reply(protocol::error(
                     "dataset",
                     "access to this project was revoked",
-                )];
+                ))];
                 self.send_replies(replies).await
             }
         }

@@ -10,12 +10,12 @@
 //! it with 4003 like a logout; client frames are checked for size (1009), type (1003), rate
 //! (1008) and JSON (error frame) by the session.
 //!
-//! [`PingSweep`]: crate::dialects::ws::PingSweep
+//! [`PingSweep`]: crate::live::pings::PingSweep
 
 use super::protocol::{self, Params, READ_LIMIT};
 use super::session::{ClientFrame, Limits, NativeSession, Step};
 use crate::app::AppState;
-use crate::dialects::role_in;
+use crate::dialects::access::role_in;
 use crate::dialects::ws::{
     self, CLOSE_FORBIDDEN, CLOSE_GOING_AWAY, CLOSE_NO_TICKET, CLOSE_NOT_FOUND, CLOSE_SERVER_ERROR,
     Flow, TicketHolder, TicketRefused,

@@ -14,7 +14,7 @@ use super::session::{SseSession, project_list_filter, user_filter};
 use crate::app::AppState;
 use crate::auth::Authed;
 use crate::clock::Ticker;
-use crate::dialects::role_in;
+use crate::dialects::access::role_in;
 use crate::http::{HttpError, HttpResult, error, path_id};
 use crate::live::projects::ProjectWatch;
 use crate::live::{ConnectionGuard, SseSlot};
@@ -192,7 +192,7 @@ async fn stream(
     front: Option<Extension<FrontSocket>>,
     access: impl AsyncFnOnce() -> HttpResult<Access>,
 ) -> HttpResult<Response> {
-    let auth = Authed::from_headers(state, headers).await?;
+    let auth = Authed::from_headers(&state.tokens, &state.domain, headers).await?;
     let access = access().await?;
     open(
         state,
