@@ -26,7 +26,8 @@
 //! [`Clock`](liveplan_server::Clock) from its configuration. A test that is about those starts
 //! the server with `config.clock = Clock::manual()`, which stands still until the test calls
 //! [`TestServer::advance`]: a ping comes when the test has moved the clock by a ping interval,
-//! not before, and a 12-hour session expires in no time. The database and its pool keep real
+//! not before, and a 12-hour session expires in no time ([`pings_until_close`] is a client that
+//! never answers pings, for any WebSocket dialect). The database and its pool keep real
 //! time, so these tests run on SQLite and PostgreSQL alike (tokio's paused clock, used before,
 //! froze the pool's timers too and needed the server on the test's one thread).
 //!
