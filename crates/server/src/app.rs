@@ -4,6 +4,8 @@
 use crate::auth::limits::{Limiters, RateConfig};
 use crate::auth::tokens::TokenKeys;
 use crate::clock::Clock;
+use crate::cluster::redis::RedisCluster;
+use crate::cluster::{Cluster, ClusterTiming};
 use crate::live::{LiveConfig, LiveFeed};
 use base64::Engine;
 use domain::{Domain, OrApi};
@@ -46,6 +48,8 @@ pub struct Config {
     pub boot_id_file: Option<PathBuf>,
     /// What the live side reads the time from ([`crate::clock`]); tests may move a manual one.
     pub clock: Clock,
+    /// `--redis-url`: the Redis/Valkey server that joins this node to a cluster (CONTRACT §9).
+    pub redis_url: Option<String>,
 }
 
 impl Config {
@@ -69,6 +73,7 @@ impl Config {
             durability: store::Durability::Full,
             boot_id_file: None,
             clock: Clock::system(),
+            redis_url: None,
         }
     }
 
@@ -129,14 +134,30 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 impl AppState {
     pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
         let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
-        let live = LiveFeed::start(
+        let cluster = match &config.redis_url {
+            Some(url) => {
+                let timing = ClusterTiming::within(config.live.ws_ping_interval);
+                let state = RedisCluster::new(url, uuid::Uuid::now_v7(), timing)
+                    .map_err(|e| StartError::Setup(format!("--redis-url: {e}")))?;
+                Some(Cluster::new(Arc::new(state), timing))
+            }
+            None => None,
+        };
+        let live = LiveFeed::start_in(
             store.clone(),
             config.live.clone(),
             config.clock.clone(),
             bryntum.dialect(),
+            cluster.clone(),
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
+        let echoes = Arc::downgrade(&bryntum);
+        live.on_bryntum_echo(move |project, revision| {
+            if let Some(node) = echoes.upgrade() {
+                node.echo(project, revision);
+            }
+        });
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
         let mut listeners: Vec<Arc<dyn domain::CommitListener>> = vec![live.clone()];
         if config.scheduler {
@@ -151,7 +172,7 @@ impl AppState {
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
         let decoy = crate::auth::password::hash(hex::encode(random)).await?;
-        let limiters = Limiters::new(config.rates);
+        let limiters = Limiters::new(config.rates, cluster);
         limiters.spawn_pruner();
         let state = AppState {
             domain,

@@ -4,6 +4,7 @@
 //! - [`app`]: configuration, shared state and startup.
 //! - [`backends`]: the one place that opens a store by its database URL.
 //! - [`clock`]: the time the live side reads and waits for (a test may move it).
+//! - [`cluster`]: what the nodes of a cluster share (presence, limits, control messages).
 //! - [`http`]: JSON errors and request extractors.
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.
@@ -24,6 +25,7 @@ pub mod app;
 pub mod auth;
 pub mod backends;
 pub mod clock;
+pub mod cluster;
 pub mod demo;
 pub mod dialects;
 pub mod http;

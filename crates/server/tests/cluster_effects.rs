@@ -1,0 +1,398 @@
+//! Cross-node effects (CONTRACT §9): two real nodes on one PostgreSQL database and a Redis
+//! server of the test's own. Presence and the roster count both nodes' connections and heal
+//! after a node vanishes or Redis restarts; logouts and password changes close the session's
+//! connections on the other node; SSE slots and login attempts are counted across nodes;
+//! nothing answers 500 while Redis is down.
+
+use liveplan_testkit::backend::{Backend, postgres_server_url};
+use liveplan_testkit::proxy::Proxy;
+use liveplan_testkit::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+use uuid::Uuid;
+
+mod redis_server;
+use redis_server::PrivateRedis;
+
+/// Pings every 1.5 s: a node heartbeats every 0.5 s and is given up 1 s after its last one.
+const PING: Duration = Duration::from_millis(1500);
+
+fn tune(redis_url: &str) -> impl FnOnce(&mut liveplan_server::Config) + use<> {
+    let url = redis_url.to_string();
+    move |config| {
+        relax_rates(config);
+        config.live.ws_ping_interval = PING;
+        config.redis_url = Some(url);
+    }
+}
+
+/// Node A on a fresh database, node B on the same one.
+async fn two_nodes(redis_a: &str, redis_b: &str) -> (TestServer, TestServer) {
+    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), tune(redis_a))
+        .await;
+    let url = a.backend().database_url().unwrap().to_string();
+    let b = TestServer::start_on_backend(Backend::at_url(&url), tune(redis_b)).await;
+    (a, b)
+}
+
+/// A user made on `node`, with the password [`PASSWORD`]: (id, email, access token).
+async fn person(node: &TestServer, name: &str) -> (Uuid, String, String) {
+    let email = format!("{name}-{}@example.test", Uuid::now_v7().simple());
+    let user = node
+        .ok(
+            Method::POST,
+            &node.admin,
+            "/api/v1/users",
+            json!({"email": email, "password": PASSWORD, "display_name": name}),
+        )
+        .await;
+    let id = Uuid::parse_str(user["id"].as_str().unwrap()).unwrap();
+    let token = node.login(&email, PASSWORD).await;
+    (id, email, token)
+}
+
+/// Polls `check` every 50 ms until it holds; panics with `what` after [`GUARD`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The roster of `project` as `node` answers it: user id → connections.
+async fn roster(node: &TestServer, token: &str, project: Uuid) -> Vec<(Uuid, u64)> {
+    let (status, body) = node
+        .get(&format!("/api/v1/projects/{project}/presence/"), token)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut entries: Vec<(Uuid, u64)> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                Uuid::parse_str(e["user_id"].as_str().unwrap()).unwrap(),
+                e["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+async fn roster_is(node: &TestServer, project: Uuid, mut expected: Vec<(Uuid, u64)>) -> bool {
+    expected.sort();
+    roster(node, &node.admin, project).await == expected
+}
+
+/// The next presence frame on `ws` (other frames skipped), or `None` within `wait`.
+async fn next_presence(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(next) = tokio::time::timeout(left, ws_next(ws)).await else {
+            return None;
+        };
+        match next {
+            WsNext::Json(frame)
+                if frame["event_type"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("presence_")) =>
+            {
+                return Some(frame);
+            }
+            WsNext::Json(_) => continue,
+            WsNext::Closed(code) => panic!("socket closed ({code:?}) while waiting for presence"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_roster_counts_every_nodes_connections() {
+    let redis = PrivateRedis::start();
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let project = a.new_project("roster").await;
+    let (x, x_token) = a.new_user("xavier").await;
+    let (y, y_token) = a.new_user("yvonne").await;
+    a.new_member(project, x, 100).await;
+    a.new_member(project, y, 100).await;
+
+    let x_on_a = a.ws_project(&x_token, project, None).await;
+    let y_on_b = b.ws_project(&y_token, project, None).await;
+    for node in [&a, &b] {
+        eventually("both users on both rosters", || {
+            roster_is(node, project, vec![(x, 1), (y, 1)])
+        })
+        .await;
+    }
+    // A second tab of X on the other node: one user, two connections.
+    let x_on_b = b.ws_project(&x_token, project, None).await;
+    eventually("X counted twice", || {
+        roster_is(&a, project, vec![(x, 2), (y, 1)])
+    })
+    .await;
+    drop(x_on_a);
+    eventually("X still there through B", || {
+        roster_is(&a, project, vec![(x, 1), (y, 1)])
+    })
+    .await;
+    drop(x_on_b);
+    eventually("X gone once the last connection anywhere closed", || {
+        roster_is(&a, project, vec![(y, 1)])
+    })
+    .await;
+    drop(y_on_b);
+    eventually("nobody left", || roster_is(&b, project, vec![])).await;
+}
+
+#[tokio::test]
+async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
+    let redis = PrivateRedis::start();
+    // Node B reaches Redis through a link the test can break: to the others it is then a node
+    // that stopped without a goodbye.
+    let link = Proxy::start(redis.address()).await;
+    let (a, b) = two_nodes(&redis.url(), &format!("redis://{}", link.address())).await;
+    let project = a.new_project("vanish").await;
+    let (watcher, watcher_token) = a.new_user("watcher").await;
+    let (x, x_token) = a.new_user("xavier").await;
+    a.new_member(project, watcher, 100).await;
+    a.new_member(project, x, 100).await;
+    let mut watching = a.ws_project(&watcher_token, project, None).await;
+    let _x_on_b = b.ws_project(&x_token, project, None).await;
+    eventually("X on A's roster", || {
+        roster_is(&a, project, vec![(watcher, 1), (x, 1)])
+    })
+    .await;
+
+    link.isolate();
+    eventually("B's connections gone from A's roster", || {
+        roster_is(&a, project, vec![(watcher, 1)])
+    })
+    .await;
+    // A, which gave B up, announced X's leave, once.
+    let mut leaves = 0;
+    while let Some(frame) = next_presence(&mut watching, PING * 2).await {
+        if frame["event_type"] == "presence_leave" && frame["payload"]["user_id"] == x.to_string() {
+            leaves += 1;
+        }
+    }
+    assert_eq!(leaves, 1, "one presence_leave for X");
+
+    // B's link comes back: its next heartbeat publishes its connections again.
+    link.heal();
+    eventually("X back on A's roster", || {
+        roster_is(&a, project, vec![(watcher, 1), (x, 1)])
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
+    let redis = PrivateRedis::start();
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let project = a.new_project("logout").await;
+    let (user, email, token) = person(&a, "leaver").await;
+    a.new_member(project, user, 100).await;
+    // Another session of the same user, which must stay.
+    let other_session = a.login(&email, PASSWORD).await;
+    let mut ws = b.ws_project(&token, project, None).await;
+    let mut sse = b
+        .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
+        .await;
+    assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
+    let mut kept = b.ws_project(&other_session, project, None).await;
+    eventually("the sockets are on B's roster", || {
+        roster_is(&b, project, vec![(user, 2)])
+    })
+    .await;
+
+    let (status, body) = a
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    sse.ended().await;
+    // The other session's socket is untouched: it still gets events.
+    a.task(&a.admin, project, "after logout").await;
+    assert_eq!(ws_event(&mut kept).await["event_type"], "task_created");
+}
+
+#[tokio::test]
+async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_the_other() {
+    let redis = PrivateRedis::start();
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let project = a.new_project("password").await;
+    let (user, token) = a.new_user("changer").await;
+    a.new_member(project, user, 100).await;
+    let mut ws = b.ws_project(&token, project, None).await;
+    eventually("the socket is on B's roster", || {
+        roster_is(&b, project, vec![(user, 1)])
+    })
+    .await;
+    let (status, body) = a
+        .patch(
+            "/api/v1/users/me",
+            &token,
+            json!({"password": "a-brand-new-password", "current_password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+}
+
+#[tokio::test]
+async fn the_sse_cap_counts_streams_on_every_node() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let with_cap = |config: &mut liveplan_server::Config| {
+        tune(&url)(config);
+        config.live.sse_max_per_user = 2;
+    };
+    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), with_cap).await;
+    let db = a.backend().database_url().unwrap().to_string();
+    let b = TestServer::start_on_backend(Backend::at_url(&db), with_cap).await;
+    let project = a.new_project("cap").await;
+    let (user, token) = a.new_user("streamer").await;
+    a.new_member(project, user, 1).await;
+    let path = format!("/api/v1/projects/{project}/events");
+    let mut on_a = a.sse(&token, &path, None).await;
+    let mut on_b = b.sse(&token, &path, None).await;
+    for stream in [&mut on_a, &mut on_b] {
+        assert_eq!(stream.data().await.unwrap().json()["type"], "connected");
+    }
+    for node in [&a, &b] {
+        let refused = node
+            .http
+            .get(node.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            refused.status(),
+            429,
+            "a third stream on any node is refused"
+        );
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "rate_limited");
+    }
+    // A stream that ends gives its slot back to the whole cluster.
+    drop(on_a);
+    eventually("a slot is free again, on the other node", || async {
+        let response = b
+            .http
+            .get(b.url(&path))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        response.status() == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_attempts_are_counted_across_nodes() {
+    let redis = PrivateRedis::start();
+    let url = redis.url();
+    let strict = |config: &mut liveplan_server::Config| {
+        tune(&url)(config);
+        // The production per-account limit (10 a minute); the per-address one stays high so
+        // that only the account is counted here.
+        config.rates.logins_per_account_per_minute = 10;
+        config.rates.logins_per_address_per_minute = 10_000;
+    };
+    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), strict).await;
+    let db = a.backend().database_url().unwrap().to_string();
+    let b = TestServer::start_on_backend(Backend::at_url(&db), strict).await;
+    let email = format!("target-{}@example.test", Uuid::now_v7().simple());
+    a.ok(
+        Method::POST,
+        &a.admin,
+        "/api/v1/users",
+        json!({"email": email, "password": PASSWORD}),
+    )
+    .await;
+    // Alternating nodes: each node alone would allow 10, so 20 in all.
+    let mut allowed = 0;
+    for attempt in 0..30 {
+        let node = if attempt % 2 == 0 { &a } else { &b };
+        let (status, body) = node
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": "wrong-password"})),
+            )
+            .await;
+        match status.as_u16() {
+            401 => allowed += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "rate_limited");
+                break;
+            }
+            other => panic!("attempt {attempt}: {other} {body}"),
+        }
+    }
+    assert_eq!(
+        allowed, 10,
+        "10 attempts a minute for the account, whichever node"
+    );
+}
+
+#[tokio::test]
+async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
+    let mut redis = PrivateRedis::start();
+    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let project = a.new_project("outage").await;
+    let (user, email, token) = person(&a, "resilient").await;
+    let (other, other_token) = a.new_user("other").await;
+    a.new_member(project, user, 100).await;
+    a.new_member(project, other, 100).await;
+    let mut ws = b.ws_project(&token, project, None).await;
+    let _other_on_a = a.ws_project(&other_token, project, None).await;
+    eventually("both on the roster", || {
+        roster_is(&a, project, vec![(user, 1), (other, 1)])
+    })
+    .await;
+
+    redis.stop();
+    // Nothing answers 500: logins, tickets, SSE, the roster go on with the node's own state.
+    let fresh = a.login(&email, PASSWORD).await;
+    let _ = a.ticket(&fresh).await;
+    let mut sse = a
+        .sse(&fresh, &format!("/api/v1/projects/{project}/events"), None)
+        .await;
+    assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
+    let local = roster(&a, &a.admin, project).await;
+    assert!(
+        local.contains(&(other, 1)),
+        "A's own connections are on its roster: {local:?}"
+    );
+    // A logout B cannot hear of now.
+    let (status, _) = a
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, 204);
+
+    redis.start_again();
+    // B's control channel reconnects, B re-checks its connections and closes the logged-out one.
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    // Presence heals: A's connections (the socket and the SSE stream) are published again.
+    eventually("the roster healed", || {
+        roster_is(&b, project, vec![(user, 1), (other, 1)])
+    })
+    .await;
+    // And evictions work as before: a logout on B reaches A.
+    let (status, _) = b
+        .call(Method::POST, "/api/v1/auth/logout", Some(&fresh), None)
+        .await;
+    assert_eq!(status, 204);
+    sse.ended().await;
+}
