@@ -13,6 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -29,7 +30,10 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 pub struct RedisCluster {
     node_id: Uuid,
     client: redis::Client,
-    conn: ConnectionManager,
+    /// Replaced by a fresh one after a failure: the manager reconnects by itself only after
+    /// some errors (I/O ones), and a reconnect that failed otherwise (a handshake cut short, a
+    /// timeout) would leave it failing for good.
+    conn: Mutex<ConnectionManager>,
     scripts: Scripts,
     timing: ClusterTiming,
 }
@@ -40,6 +44,16 @@ struct Envelope {
     from: Uuid,
     #[serde(flatten)]
     message: ControlMessage,
+}
+
+/// A connection manager that connects on first use.
+fn manager(client: &redis::Client) -> Result<ConnectionManager, ClusterError> {
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(RECONNECT_MAX);
+    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)
 }
 
 fn unavailable(err: redis::RedisError) -> ClusterError {
@@ -54,14 +68,8 @@ impl RedisCluster {
     /// Prepares the connection without waiting for the server: a node starts while Redis is
     /// down and joins once it is back.
     pub fn new(url: &str, node_id: Uuid, timing: ClusterTiming) -> Result<Self, ClusterError> {
-        let client = redis::Client::open(url).map_err(|e| protocol(e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(RECONNECT_MAX);
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)?;
+        let client = redis::Client::open(url).map_err(protocol)?;
+        let conn = Mutex::new(manager(&client)?);
         Ok(RedisCluster {
             node_id,
             client,
@@ -69,6 +77,33 @@ impl RedisCluster {
             scripts: Scripts::new(),
             timing,
         })
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Runs a request on the connection; after a failure the next request starts on a new
+    /// connection.
+    async fn run<T, F>(
+        &self,
+        request: impl FnOnce(ConnectionManager) -> F,
+    ) -> Result<T, ClusterError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        match request(self.conn()).await {
+            Ok(answer) => Ok(answer),
+            Err(err) => {
+                if let Ok(fresh) = manager(&self.client) {
+                    *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = fresh;
+                }
+                Err(unavailable(err))
+            }
+        }
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -98,15 +133,18 @@ impl ClusterState for RedisCluster {
                 ])
             })
             .collect();
+        let rows = Value::Array(rows).to_string();
         let answer: Vec<i64> = self
-            .scripts
-            .presence
-            .arg(self.node_id.to_string())
-            .arg(self.ttl_ms())
-            .arg(Value::Array(rows).to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .presence
+                    .arg(self.node_id.to_string())
+                    .arg(self.ttl_ms())
+                    .arg(rows)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         if answer.len() != changes.len() {
             return Err(protocol("presence answer of the wrong length"));
         }
@@ -115,13 +153,15 @@ impl ClusterState for RedisCluster {
 
     async fn roster_elsewhere(&self, project_id: Uuid) -> Result<Vec<PresenceEntry>, ClusterError> {
         let answer: String = self
-            .scripts
-            .roster
-            .arg(project_id.to_string())
-            .arg(self.node_id.to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .roster
+                    .arg(project_id.to_string())
+                    .arg(self.node_id.to_string())
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         let rows: Vec<(Uuid, String)> = serde_json::from_str(&answer).map_err(protocol)?;
         let mut by_user: HashMap<Uuid, PresenceEntry> = HashMap::new();
         for (user_id, entry) in rows {
@@ -156,15 +196,18 @@ impl ClusterState for RedisCluster {
             .iter()
             .map(|(user, n)| (user.to_string(), json!(n)))
             .collect();
+        let state = json!({"p": presence, "s": sse}).to_string();
         let answer: String = self
-            .scripts
-            .heartbeat
-            .arg(self.node_id.to_string())
-            .arg(self.ttl_ms())
-            .arg(json!({"p": presence, "s": sse}).to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .heartbeat
+                    .arg(self.node_id.to_string())
+                    .arg(self.ttl_ms())
+                    .arg(state)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         let leaves: Vec<(Uuid, Uuid, String)> = serde_json::from_str(&answer).map_err(protocol)?;
         Ok(leaves
             .into_iter()
@@ -180,39 +223,45 @@ impl ClusterState for RedisCluster {
 
     async fn acquire_sse(&self, user_id: Uuid, max: usize) -> Result<bool, ClusterError> {
         let taken: i64 = self
-            .scripts
-            .sse_acquire
-            .arg(user_id.to_string())
-            .arg(self.node_id.to_string())
-            .arg(max)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .sse_acquire
+                    .arg(user_id.to_string())
+                    .arg(self.node_id.to_string())
+                    .arg(max)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         Ok(taken == 1)
     }
 
     async fn release_sse(&self, user_id: Uuid) -> Result<(), ClusterError> {
         let _: i64 = self
-            .scripts
-            .sse_release
-            .arg(user_id.to_string())
-            .arg(self.node_id.to_string())
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .sse_release
+                    .arg(user_id.to_string())
+                    .arg(self.node_id.to_string())
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         Ok(())
     }
 
     async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, ClusterError> {
         let within: i64 = self
-            .scripts
-            .hit
-            .key(format!("liveplan:rate:{key}"))
-            .arg(limit)
-            .arg(window.as_millis() as u64)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+            .run(|mut conn| async move {
+                self.scripts
+                    .hit
+                    .key(format!("liveplan:rate:{key}"))
+                    .arg(limit)
+                    .arg(window.as_millis() as u64)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await?;
         Ok(within == 1)
     }
 
@@ -222,12 +271,14 @@ impl ClusterState for RedisCluster {
             message: message.clone(),
         };
         let text = serde_json::to_string(&envelope).map_err(protocol)?;
-        redis::cmd("PUBLISH")
-            .arg(CONTROL_CHANNEL)
-            .arg(text)
-            .query_async::<i64>(&mut self.conn.clone())
-            .await
-            .map_err(unavailable)?;
+        self.run(|mut conn| async move {
+            redis::cmd("PUBLISH")
+                .arg(CONTROL_CHANNEL)
+                .arg(text)
+                .query_async::<i64>(&mut conn)
+                .await
+        })
+        .await?;
         Ok(())
     }
 
