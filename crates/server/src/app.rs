@@ -4,7 +4,7 @@
 use crate::auth::limits::{Limiters, RateConfig};
 use crate::auth::tokens::TokenKeys;
 use crate::clock::Clock;
-use crate::cluster::redis::RedisCluster;
+use crate::cluster::redis_state::RedisCluster;
 use crate::cluster::{Cluster, ClusterTiming};
 use crate::live::{LiveConfig, LiveFeed};
 use base64::Engine;
@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
+use uuid::Uuid;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -48,8 +49,13 @@ pub struct Config {
     pub boot_id_file: Option<PathBuf>,
     /// What the live side reads the time from ([`crate::clock`]); tests may move a manual one.
     pub clock: Clock,
-    /// `--redis-url`: the Redis/Valkey server that joins this node to a cluster (CONTRACT §9).
+    /// `--redis-url` (CONTRACT §9): joins the node to the cluster of every node on the same
+    /// database and Redis/Valkey server. `None`: the node is alone (in-process bus).
     pub redis_url: Option<String>,
+    /// The node registry ([`crate::cluster::registry`]): how often a node says it is alive,
+    /// and how long after its last word another node counts it gone.
+    pub node_heartbeat: Duration,
+    pub node_expiry: Duration,
 }
 
 impl Config {
@@ -74,6 +80,8 @@ impl Config {
             boot_id_file: None,
             clock: Clock::system(),
             redis_url: None,
+            node_heartbeat: Duration::from_secs(5),
+            node_expiry: Duration::from_secs(15),
         }
     }
 
@@ -90,6 +98,10 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub limiters: Arc<Limiters>,
     pub live: Arc<LiveFeed>,
+    /// This node's id in the cluster (the node registry, the bus); new at every start.
+    pub node_id: Uuid,
+    /// The node's cluster: its id, and the names the nodes share in Redis.
+    pub cluster: Arc<crate::cluster::ClusterInfo>,
     /// What the node's Bryntum Gantt sockets share (roster, revisions to echo, demo data).
     pub bryntum: Arc<crate::dialects::bryntum::BryntumNode>,
     /// An argon2id hash of a random password, verified against when a login names no
@@ -105,6 +117,9 @@ pub enum StartError {
     Setup(String),
     #[error("cannot listen: {0}")]
     Listen(#[from] std::io::Error),
+    /// Another node on the database makes this one's start wrong (the node registry).
+    #[error("refusing to start: {0}")]
+    Refused(String),
 }
 
 impl From<proto::ApiError> for StartError {
@@ -132,23 +147,34 @@ async fn token_secret(store: &dyn Store) -> Result<Vec<u8>, StartError> {
 }
 
 impl AppState {
-    pub async fn new(config: Config, store: Arc<dyn Store>) -> Result<AppState, StartError> {
+    /// The state of the node `cluster` describes: its bus (Redis when `config.redis_url` names one), hub,
+    /// domain and the rest.
+    pub async fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        cluster: crate::cluster::ClusterInfo,
+    ) -> Result<AppState, StartError> {
+        let node_id = cluster.node_id;
+        let bus = crate::cluster::bus(&config, &cluster).await?;
         let bryntum = Arc::new(crate::dialects::bryntum::BryntumNode::default());
-        let cluster = match &config.redis_url {
+        // What the nodes share besides the bus (presence, limits, control messages).
+        let shared = match &cluster.redis_url {
             Some(url) => {
                 let timing = ClusterTiming::within(config.live.ws_ping_interval);
-                let state = RedisCluster::new(url, uuid::Uuid::now_v7(), timing)
+                let state = RedisCluster::new(url, node_id, &cluster.redis_prefix, timing)
                     .map_err(|e| StartError::Setup(format!("--redis-url: {e}")))?;
                 Some(Cluster::new(Arc::new(state), timing))
             }
             None => None,
         };
-        let live = LiveFeed::start_in(
+        let live = LiveFeed::start(
             store.clone(),
+            bus,
+            node_id,
             config.live.clone(),
             config.clock.clone(),
             bryntum.dialect(),
-            cluster.clone(),
+            shared.clone(),
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
@@ -172,7 +198,7 @@ impl AppState {
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
         let decoy = crate::auth::password::hash(hex::encode(random)).await?;
-        let limiters = Limiters::new(config.rates, cluster);
+        let limiters = Limiters::new(config.rates, shared);
         limiters.spawn_pruner();
         let state = AppState {
             domain,
@@ -180,6 +206,8 @@ impl AppState {
             tokens: Arc::new(TokenKeys::new(&secret)),
             limiters,
             live,
+            node_id,
+            cluster: Arc::new(cluster),
             bryntum,
             decoy_hash: Arc::new(decoy),
         };

@@ -21,9 +21,7 @@ use crate::dialects::sse::protocol::Sse;
 use crate::dialects::ws::PingSweep;
 use domain::CommitListener;
 use futures::FutureExt;
-use hub::{
-    Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, InProcessBus, PresenceEntry,
-};
+use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, PresenceEntry};
 use proto::Event;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -56,7 +54,8 @@ pub struct LiveConfig {
     pub sse_keepalive: Duration,
     /// Open SSE streams per user (on all nodes of a cluster); one more is refused with 429.
     pub sse_max_per_user: usize,
-    /// Committed events the in-process bus holds for the hub before it must re-read the log.
+    /// Committed events the bus (in-process, or the local side of the Redis bus) holds for
+    /// the hub before it must re-read the log.
     pub bus_capacity: usize,
     pub hub: HubConfig,
 }
@@ -142,6 +141,8 @@ type EchoHandler = Box<dyn Fn(Uuid, &serde_json::Value) + Send + Sync>;
 pub struct LiveFeed {
     hub: Hub,
     bus: Arc<dyn Bus>,
+    /// This node's id in the cluster ([`crate::AppState::node_id`]).
+    pub node_id: Uuid,
     /// The native WebSocket dialect (CONTRACT §6).
     pub ws: DialectId,
     /// The Server-Sent Events dialect (CONTRACT §7).
@@ -167,25 +168,20 @@ pub struct LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts the hub over the store's event log and an in-process bus, for a node alone.
+    /// Starts the hub over the store's event log and `bus` (in-process on a single node, Redis
+    /// in a cluster: [`crate::cluster::bus`]); transports never see which. In a cluster,
+    /// `cluster` is the state the nodes share besides the bus (presence, limits, control
+    /// messages); `None` for a node alone.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         store: Arc<dyn Store>,
-        config: LiveConfig,
-        clock: Clock,
-        bryntum: impl hub::Dialect,
-    ) -> Result<Arc<LiveFeed>, HubError> {
-        Self::start_in(store, config, clock, bryntum, None).await
-    }
-
-    /// [`LiveFeed::start`], as a node of `cluster` when given.
-    pub async fn start_in(
-        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        node_id: Uuid,
         config: LiveConfig,
         clock: Clock,
         bryntum: impl hub::Dialect,
         cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<LiveFeed>, HubError> {
-        let bus: Arc<dyn Bus> = Arc::new(InProcessBus::new(config.bus_capacity));
         let log = Arc::new(StoreLog::new(store.clone()));
         let mut hub_config = config.hub.clone();
         hub_config.clock = clock.for_hub();
@@ -207,6 +203,7 @@ impl LiveFeed {
         let feed = Arc::new(LiveFeed {
             hub,
             bus,
+            node_id,
             ws,
             sse,
             bryntum,
@@ -397,9 +394,9 @@ impl LiveFeed {
     fn publish(&self, event: Event) {
         let bus = self.bus.clone();
         let mut publish = Box::pin(async move { bus.publish(Arc::new(event)).await });
-        // The in-process bus is ready at once, which keeps commit order on the bus. A bus that
-        // has to wait (Redis later) finishes on a task; the hub orders by seq and reads gaps
-        // from the log, so a late or reordered publish loses nothing.
+        // Both buses are ready at once (the Redis bus queues for its sending task), which
+        // keeps commit order on the bus. A bus that had to wait would finish on a task; the hub
+        // orders by seq and reads gaps from the log, so a late or reordered publish loses nothing.
         match (&mut publish).now_or_never() {
             Some(Ok(())) => {}
             Some(Err(err)) => {

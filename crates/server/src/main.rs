@@ -106,6 +106,17 @@ struct ServeArgs {
     /// system (SQLite) or of PostgreSQL may lose the last commits; clients then resync.
     #[arg(long, env = "LIVEPLAN_DURABILITY", default_value = "full", value_parser = parse_durability)]
     durability: store::Durability,
+    /// Joins this node to a cluster: every node on the same database and this Redis/Valkey
+    /// server is one liveplan (`redis://host:port`). Without it the node runs alone, and
+    /// refuses to start beside another node on the same database.
+    #[arg(long, env = "LIVEPLAN_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// For tests only: the node registry's heartbeat interval, in milliseconds.
+    #[arg(long, env = "LIVEPLAN_NODE_HEARTBEAT_MS", hide = true, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    node_heartbeat_ms: u64,
+    /// For tests only: how long a silent node counts as live, in milliseconds.
+    #[arg(long, env = "LIVEPLAN_NODE_EXPIRY_MS", hide = true, default_value_t = 15000, value_parser = clap::value_parser!(u64).range(30..=3_600_000))]
+    node_expiry_ms: u64,
     /// For tests only: the file to read the boot id from instead of the kernel's, to simulate a
     /// restart of the operating system.
     #[arg(long, env = "LIVEPLAN_BOOT_ID_FILE", hide = true)]
@@ -166,6 +177,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.live.sse_max_per_user = usize::try_from(args.sse_max_per_user).unwrap_or(16);
     config.durability = args.durability;
     config.boot_id_file = args.boot_id_file;
+    config.redis_url = args.redis_url.filter(|url| !url.trim().is_empty());
+    config.node_heartbeat = std::time::Duration::from_millis(args.node_heartbeat_ms);
+    config.node_expiry = std::time::Duration::from_millis(args.node_expiry_ms);
+    if config.node_expiry <= config.node_heartbeat {
+        anyhow::bail!("the node expiry must be longer than the node heartbeat");
+    }
     let server = start(config, args.listen)
         .await
         .context("starting the server")?;

@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use uuid::Uuid;
 
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.domain.store.ping().await {
@@ -111,9 +112,20 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
             "the last run in --durability fast may have lost commits in a crash of the operating system: every stream's seqs skipped ahead, clients resync"
         );
     }
-    let state = AppState::new(config, store.clone()).await?;
     let listener = TcpListener::bind(listen).await?;
     let address = listener.local_addr()?;
+    let node_id = Uuid::now_v7();
+    let cluster = crate::cluster::info(&config, &*store, node_id).await?;
+    let registration =
+        crate::cluster::registry::join(store.clone(), &config, node_id, address.to_string())
+            .await?;
+    let state = match AppState::new(config, store.clone(), cluster).await {
+        Ok(state) => state,
+        Err(err) => {
+            registration.leave().await;
+            return Err(err);
+        }
+    };
     let (stop, mut stopped) = watch::channel(false);
     let routes = router(state.clone());
     let front = routes.clone();
@@ -133,6 +145,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
             .await;
         // Upgraded sockets are outside axum's graceful shutdown; give their close frames time.
         live.drained(LIVE_DRAIN).await;
+        registration.leave().await;
         result
     });
     Ok(RunningServer {

@@ -4,7 +4,8 @@
 //! connections on the other node; SSE slots and login attempts are counted across nodes;
 //! nothing answers 500 while Redis is down.
 
-use liveplan_testkit::backend::{Backend, postgres_server_url};
+use liveplan_server::Config;
+use liveplan_testkit::cluster::Cluster;
 use liveplan_testkit::proxy::Proxy;
 use liveplan_testkit::*;
 use reqwest::Method;
@@ -12,28 +13,16 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use uuid::Uuid;
 
-mod redis_server;
-use redis_server::PrivateRedis;
-
 /// Pings every 1.5 s: a node heartbeats every 0.5 s and is given up 1 s after its last one.
 const PING: Duration = Duration::from_millis(1500);
 
-fn tune(redis_url: &str) -> impl FnOnce(&mut liveplan_server::Config) + use<> {
-    let url = redis_url.to_string();
-    move |config| {
-        relax_rates(config);
-        config.live.ws_ping_interval = PING;
-        config.redis_url = Some(url);
-    }
+fn short_ping(config: &mut Config) {
+    config.live.ws_ping_interval = PING;
 }
 
-/// Node A on a fresh database, node B on the same one.
-async fn two_nodes(redis_a: &str, redis_b: &str) -> (TestServer, TestServer) {
-    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), tune(redis_a))
-        .await;
-    let url = a.backend().database_url().unwrap().to_string();
-    let b = TestServer::start_on_backend(Backend::at_url(&url), tune(redis_b)).await;
-    (a, b)
+/// Two nodes (A = node 0, B = node 1) on one database and one private Redis.
+async fn two_nodes() -> Cluster {
+    Cluster::start_with(2, short_ping).await
 }
 
 /// A user made on `node`, with the password [`PASSWORD`]: (id, email, access token).
@@ -115,8 +104,8 @@ async fn next_presence(ws: &mut Ws, wait: Duration) -> Option<Value> {
 
 #[tokio::test]
 async fn the_roster_counts_every_nodes_connections() {
-    let redis = PrivateRedis::start();
-    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("roster").await;
     let (x, x_token) = a.new_user("xavier").await;
     let (y, y_token) = a.new_user("yvonne").await;
@@ -153,11 +142,18 @@ async fn the_roster_counts_every_nodes_connections() {
 
 #[tokio::test]
 async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
-    let redis = PrivateRedis::start();
+    let mut cluster = Cluster::start_with(1, short_ping).await;
     // Node B reaches Redis through a link the test can break: to the others it is then a node
     // that stopped without a goodbye.
-    let link = Proxy::start(redis.address()).await;
-    let (a, b) = two_nodes(&redis.url(), &format!("redis://{}", link.address())).await;
+    let link = Proxy::start(cluster.redis.address()).await;
+    let through_link = format!("redis://{}", link.address());
+    cluster
+        .add_node_with(|config| {
+            short_ping(config);
+            config.redis_url = Some(through_link.clone());
+        })
+        .await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("vanish").await;
     let (watcher, watcher_token) = a.new_user("watcher").await;
     let (x, x_token) = a.new_user("xavier").await;
@@ -194,8 +190,8 @@ async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
 
 #[tokio::test]
 async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
-    let redis = PrivateRedis::start();
-    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("logout").await;
     let (user, email, token) = person(&a, "leaver").await;
     a.new_member(project, user, 100).await;
@@ -225,8 +221,8 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
 
 #[tokio::test]
 async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_the_other() {
-    let redis = PrivateRedis::start();
-    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("password").await;
     let (user, token) = a.new_user("changer").await;
     a.new_member(project, user, 100).await;
@@ -248,15 +244,12 @@ async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_th
 
 #[tokio::test]
 async fn the_sse_cap_counts_streams_on_every_node() {
-    let redis = PrivateRedis::start();
-    let url = redis.url();
-    let with_cap = |config: &mut liveplan_server::Config| {
-        tune(&url)(config);
+    let cluster = Cluster::start_with(2, |config| {
+        short_ping(config);
         config.live.sse_max_per_user = 2;
-    };
-    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), with_cap).await;
-    let db = a.backend().database_url().unwrap().to_string();
-    let b = TestServer::start_on_backend(Backend::at_url(&db), with_cap).await;
+    })
+    .await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("cap").await;
     let (user, token) = a.new_user("streamer").await;
     a.new_member(project, user, 1).await;
@@ -299,18 +292,15 @@ async fn the_sse_cap_counts_streams_on_every_node() {
 
 #[tokio::test]
 async fn login_attempts_are_counted_across_nodes() {
-    let redis = PrivateRedis::start();
-    let url = redis.url();
-    let strict = |config: &mut liveplan_server::Config| {
-        tune(&url)(config);
+    let cluster = Cluster::start_with(2, |config| {
+        short_ping(config);
         // The production per-account limit (10 a minute); the per-address one stays high so
         // that only the account is counted here.
         config.rates.logins_per_account_per_minute = 10;
         config.rates.logins_per_address_per_minute = 10_000;
-    };
-    let a = TestServer::start_on_backend(Backend::postgres(&postgres_server_url()), strict).await;
-    let db = a.backend().database_url().unwrap().to_string();
-    let b = TestServer::start_on_backend(Backend::at_url(&db), strict).await;
+    })
+    .await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
     let email = format!("target-{}@example.test", Uuid::now_v7().simple());
     a.ok(
         Method::POST,
@@ -348,8 +338,8 @@ async fn login_attempts_are_counted_across_nodes() {
 
 #[tokio::test]
 async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
-    let mut redis = PrivateRedis::start();
-    let (a, b) = two_nodes(&redis.url(), &redis.url()).await;
+    let mut cluster = two_nodes().await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let project = a.new_project("outage").await;
     let (user, email, token) = person(&a, "resilient").await;
     let (other, other_token) = a.new_user("other").await;
@@ -362,7 +352,11 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     })
     .await;
 
-    redis.stop();
+    let (third, third_token) = a.new_user("third").await;
+    let third_membership = a.new_member(project, third, 100).await;
+    let mut third_on_b = b.ws_project(&third_token, project, None).await;
+
+    cluster.redis.kill();
     // Nothing answers 500: logins, tickets, SSE, the roster go on with the node's own state.
     let fresh = a.login(&email, PASSWORD).await;
     let _ = a.ticket(&fresh).await;
@@ -381,18 +375,256 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
         .await;
     assert_eq!(status, 204);
 
-    redis.start_again();
+    cluster.redis.start_again();
     // B's control channel reconnects, B re-checks its connections and closes the logged-out one.
     assert_eq!(ws_close_code(&mut ws).await, Some(4003));
-    // Presence heals: A's socket is published again (B's closed).
-    eventually("the roster healed", || {
-        roster_is(&b, project, vec![(other, 1)])
-    })
-    .await;
-    // And evictions work as before: a logout on B reaches A.
+    // Presence heals: each node's sockets are published again (the logged-out one closed).
+    for node in [a, b] {
+        eventually("the roster healed", || {
+            roster_is(node, project, vec![(other, 1), (third, 1)])
+        })
+        .await;
+    }
+    // And evictions work as before: a logout on B reaches A, a removal on A reaches B.
     let (status, _) = b
         .call(Method::POST, "/api/v1/auth/logout", Some(&fresh), None)
         .await;
     assert_eq!(status, 204);
     sse.ended().await;
+    let (status, body) = a
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/members/{third_membership}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(ws_close_code(&mut third_on_b).await, Some(4003));
+}
+
+/// A member of `project` on node B with a native socket and an SSE stream there, both known to
+/// be live (a write on A reached them).
+async fn member_on_b(
+    a: &TestServer,
+    b: &TestServer,
+    project: Uuid,
+    name: &str,
+    role: i64,
+) -> (Uuid, String, Uuid, Option<Ws>, SseReader) {
+    let (user, token) = a.new_user(name).await;
+    let membership = a.new_member(project, user, role).await;
+    let ws = if role >= 100 {
+        Some(b.ws_project(&token, project, None).await)
+    } else {
+        None
+    };
+    let mut sse = b
+        .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
+        .await;
+    assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
+    (user, token, membership, ws, sse)
+}
+
+/// Waits until a write on A reaches the SSE stream on B (the bus carries A's events there).
+async fn synced(a: &TestServer, project: Uuid, sse: &mut SseReader) {
+    a.task(&a.admin, project, "sync").await;
+    loop {
+        let message = sse.event().await.expect("the stream is open");
+        if message.json()["type"] == "ticket.created" {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn removal_on_one_node_closes_the_users_connections_on_the_other() {
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("removal").await;
+    let (_, token, membership, ws, mut sse) = member_on_b(a, b, project, "removed", 100).await;
+    let mut ws = ws.unwrap();
+    synced(a, project, &mut sse).await;
+    loop {
+        match ws_next(&mut ws).await {
+            WsNext::Json(frame) if frame["event_type"] == "task_created" => break,
+            WsNext::Json(_) => continue,
+            WsNext::Closed(code) => panic!("closed early: {code:?}"),
+        }
+    }
+    let (status, body) = a
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/members/{membership}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    // B evicted before it delivered anything after the removal: the socket's next frame is
+    // its close, the stream ends without the removal or anything later.
+    assert_eq!(ws_next(&mut ws).await, WsNext::Closed(Some(4003)));
+    assert!(
+        sse.event().await.is_none(),
+        "the stream ends with nothing more"
+    );
+    let mut again = b.ws_project(&token, project, None).await;
+    assert_eq!(ws_close_code(&mut again).await, Some(4003));
+}
+
+#[tokio::test]
+async fn demotion_on_one_node_closes_the_socket_on_the_other_but_not_sse() {
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("demotion").await;
+    let (_, _, membership, ws, mut sse) = member_on_b(a, b, project, "demoted", 100).await;
+    let mut ws = ws.unwrap();
+    synced(a, project, &mut sse).await;
+    a.ok(
+        Method::PATCH,
+        &a.admin,
+        &format!("/api/v1/projects/{project}/members/{membership}"),
+        json!({"role": 1}),
+    )
+    .await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    // A Viewer still reads SSE: a later write on A arrives.
+    synced(a, project, &mut sse).await;
+}
+
+#[tokio::test]
+async fn deactivation_on_one_node_closes_every_connection_of_the_user_on_the_other() {
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("deactivation").await;
+    let (user, _, _, ws, mut sse) = member_on_b(a, b, project, "deactivated", 100).await;
+    let mut ws = ws.unwrap();
+    synced(a, project, &mut sse).await;
+    a.ok(
+        Method::PATCH,
+        &a.admin,
+        &format!("/api/v1/users/{user}"),
+        json!({"is_active": false}),
+    )
+    .await;
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    sse.ended().await;
+}
+
+#[tokio::test]
+async fn deleting_a_project_on_one_node_closes_its_connections_on_the_other() {
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("deletion").await;
+    let (_, _, _, ws, mut sse) = member_on_b(a, b, project, "orphan", 100).await;
+    let mut ws = ws.unwrap();
+    synced(a, project, &mut sse).await;
+    let (status, body) = a
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    sse.ended().await;
+}
+
+#[tokio::test]
+async fn presence_events_count_every_node() {
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("presence").await;
+    let (watcher, watcher_token) = a.new_user("watcher").await;
+    let (x, x_token) = a.new_user("xavier").await;
+    a.new_member(project, watcher, 100).await;
+    a.new_member(project, x, 100).await;
+    let mut watching = b.ws_project(&watcher_token, project, None).await;
+    let own = next_presence(&mut watching, GUARD).await.expect("own join");
+    assert_eq!(own["payload"]["user_id"], watcher.to_string());
+
+    // X's first connection anywhere (on A) joins, seen on B.
+    let x_on_a = a.ws_project(&x_token, project, None).await;
+    let join = next_presence(&mut watching, GUARD).await.expect("X joins");
+    assert_eq!(join["event_type"], "presence_join");
+    assert_eq!(join["payload"]["user_id"], x.to_string());
+    // A second tab on B is no new join; closing the first is no leave.
+    let x_on_b = b.ws_project(&x_token, project, None).await;
+    eventually("X counted twice", || {
+        roster_is(b, project, vec![(watcher, 1), (x, 2)])
+    })
+    .await;
+    drop(x_on_a);
+    eventually("X's A tab gone", || {
+        roster_is(b, project, vec![(watcher, 1), (x, 1)])
+    })
+    .await;
+    assert_eq!(next_presence(&mut watching, PING).await, None, "no flap");
+    // The last one anywhere leaves.
+    drop(x_on_b);
+    let leave = next_presence(&mut watching, GUARD).await.expect("X leaves");
+    assert_eq!(leave["event_type"], "presence_leave");
+    assert_eq!(leave["payload"]["user_id"], x.to_string());
+}
+
+#[tokio::test]
+async fn a_bryntum_revision_on_one_node_reaches_bryntum_clients_on_the_other() {
+    use liveplan_testkit::bryntum::{Client, owned_project};
+    let cluster = two_nodes().await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let (root, _, project) = owned_project(a, "alice", "Across", "Existing").await;
+    let (bob, _) = a.user(&root, "bob").await;
+    a.add_member(&root, &project, &bob, 100).await;
+    let label = json!(project);
+    let mut alice = Client::on_dataset(a, "alice", label.clone()).await;
+    let mut bob = Client::on_dataset(b, "bob", label.clone()).await;
+
+    let echo = alice
+        .change(
+            &label,
+            "local-1",
+            json!({"tasks": {"added": [{"$PhantomId": "_new", "name": "Made on A"}]}}),
+        )
+        .await;
+    let id = echo["changes"]["tasks"]["added"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(echo["changes"]["tasks"]["added"][0]["$PhantomId"], "_new");
+    let seen = bob.recv_command("project_change").await;
+    let revision = &seen["data"]["revisions"][0];
+    assert_eq!(
+        revision["revision"], echo["revision"],
+        "the same server revision"
+    );
+    assert_eq!(revision["localRevision"], "local-1");
+    assert_eq!(revision["client"], echo["client"]);
+    assert_eq!(revision["changes"]["tasks"]["added"][0]["id"], json!(id));
+
+    // A revision of view state only (nothing liveplan keeps) has no event to ride on: it
+    // still reaches the other node's client.
+    let view = json!({"timeRanges": {"added": [{"$PhantomId": "_range", "name": "Sprint"}]}});
+    let echo = alice.change(&label, "local-2", view).await;
+    assert_eq!(echo["localRevision"], "local-2");
+    let seen = bob.recv_command("project_change").await;
+    assert_eq!(seen["data"]["revisions"][0]["localRevision"], "local-2");
+    assert_eq!(
+        seen["data"]["revisions"][0]["changes"]["timeRanges"]["added"][0]["name"],
+        "Sprint"
+    );
+    // And the phantom created on A is known on B: bob updating it by phantom updates the same
+    // record.
+    let _ = bob;
+    let (_, tasks) = b
+        .get(&format!("/api/v1/projects/{project}/tasks"), &root)
+        .await;
+    let made: Vec<&Value> = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"] == "Made on A")
+        .collect();
+    assert_eq!(made.len(), 1, "one record for the phantom");
 }

@@ -82,14 +82,16 @@ macro_rules! conformance_suite {
             read_handles_refuse_writes,
             a_closed_store_refuses_work,
             events_carry_their_echo,
-            phantom_ids_are_kept_bounded
+            phantom_ids_are_kept_bounded,
+            nodes_join_beat_expire_and_leave
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,
             tickets_are_consumed_once,
             a_held_stream_makes_the_next_holder_wait,
             holders_of_a_stream_never_write_over_a_newer_version,
-            whole_collections_read_concurrently
+            whole_collections_read_concurrently,
+            concurrent_joins_exclude_each_other
         );
     };
     (@current $fresh:path; $($case:ident),* $(,)?) => {

@@ -25,6 +25,7 @@
 
 mod durability;
 mod errors;
+mod nodes;
 mod ops;
 mod rows;
 
@@ -38,7 +39,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 use store::sequencer::CommitSequencer;
-use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
+use store::{
+    Durability, NodeJoin, NodeRow, Queries, RunStart, Store, StoreError, StoreResult, WriteTx,
+};
+use uuid::Uuid;
 
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
@@ -201,6 +205,27 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await
             .map_err(db_error)
+    }
+
+    async fn join_nodes(
+        &self,
+        node: &NodeRow,
+        max_age: Duration,
+        admit: &store::Admit,
+    ) -> StoreResult<NodeJoin> {
+        nodes::join(&self.pool, node, max_age, admit).await
+    }
+
+    async fn heartbeat_node(&self, id: Uuid) -> StoreResult<bool> {
+        nodes::heartbeat(&self.pool, id).await
+    }
+
+    async fn leave_nodes(&self, id: Uuid) -> StoreResult<()> {
+        nodes::leave(&self.pool, id).await
+    }
+
+    async fn live_nodes(&self, max_age: Duration) -> StoreResult<Vec<NodeRow>> {
+        nodes::live(&self.pool, max_age).await
     }
 }
 

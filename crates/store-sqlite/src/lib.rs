@@ -14,6 +14,7 @@
 mod conns;
 pub mod durability;
 mod group_sync;
+mod nodes;
 mod ops;
 mod phantom_ids;
 
@@ -29,7 +30,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use store::{Durability, Queries, RunStart, Store, StoreError, StoreResult, WriteTx};
+use store::{
+    Durability, NodeJoin, NodeRow, Queries, RunStart, Store, StoreError, StoreResult, WriteTx,
+};
+use uuid::Uuid;
 
 /// How long a writer waits for the file lock held by another process (e.g. `liveplan user create`
 /// while a server runs) before giving up.
@@ -246,6 +250,18 @@ impl SqliteStore {
         result
     }
 
+    /// One write transaction of the node registry. Its rows need no durability (a lost
+    /// heartbeat is sent again in seconds), so it commits like any other write.
+    async fn registry_write<T>(
+        &self,
+        change: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let tx = self.begin_write(None).await?;
+        let value = change(tx.conn.connection()?)?;
+        Box::new(tx).commit().await?;
+        Ok(value)
+    }
+
     /// The boot id this run records.
     fn boot_id(&self) -> Option<String> {
         let file = self
@@ -382,6 +398,29 @@ impl Store for SqliteStore {
             Some(_) => format!("{value} + group sync"),
             None => value.to_string(),
         })
+    }
+
+    async fn join_nodes(
+        &self,
+        node: &NodeRow,
+        max_age: Duration,
+        admit: &store::Admit,
+    ) -> StoreResult<NodeJoin> {
+        self.registry_write(|db| nodes::join(db, node, max_age, admit))
+            .await
+    }
+
+    async fn heartbeat_node(&self, id: Uuid) -> StoreResult<bool> {
+        self.registry_write(|db| nodes::heartbeat(db, id)).await
+    }
+
+    async fn leave_nodes(&self, id: Uuid) -> StoreResult<()> {
+        self.registry_write(|db| nodes::leave(db, id)).await
+    }
+
+    async fn live_nodes(&self, max_age: Duration) -> StoreResult<Vec<NodeRow>> {
+        let conn = self.readers.acquire().await?;
+        nodes::live(conn.connection()?, max_age)
     }
 }
 

@@ -36,6 +36,7 @@
 //!   whole. A database out of reach is [`StoreError::Unavailable`], never a hang.
 
 pub mod durability;
+pub mod nodes;
 pub mod rows;
 pub mod sequencer;
 
@@ -44,6 +45,7 @@ use proto::{Event, StreamKey};
 use uuid::Uuid;
 
 pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING};
+pub use nodes::{Admit, NodeJoin, NodeRow};
 pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -263,4 +265,22 @@ pub trait Store: Send + Sync + 'static {
     /// store syncs the log itself before acknowledging, as in its full durability; PostgreSQL
     /// `SHOW synchronous_commit`).
     async fn synchronous_setting(&self) -> StoreResult<String>;
+
+    // the node registry ([`nodes`])
+    /// In one transaction that excludes every other join: forgets the nodes whose heartbeat is
+    /// older than `max_age`, reads the others (`node` itself excluded), and registers `node`
+    /// (replacing a row of the same id) only when `admit` says yes of them.
+    async fn join_nodes(
+        &self,
+        node: &NodeRow,
+        max_age: std::time::Duration,
+        admit: &Admit,
+    ) -> StoreResult<NodeJoin>;
+    /// Notes that node `id` is alive now; `false` when it is not registered (it was forgotten
+    /// as gone, or never joined).
+    async fn heartbeat_node(&self, id: Uuid) -> StoreResult<bool>;
+    /// Removes node `id` from the registry (a clean stop). Leaving twice is not an error.
+    async fn leave_nodes(&self, id: Uuid) -> StoreResult<()>;
+    /// The registered nodes whose heartbeat is at most `max_age` old, oldest start first.
+    async fn live_nodes(&self, max_age: std::time::Duration) -> StoreResult<Vec<NodeRow>>;
 }

@@ -10,6 +10,10 @@
 //! - [`crash`]: what a crash of the operating system or of PostgreSQL would leave of the store.
 //! - [`proxy`]: a TCP proxy between clients and the server that a test can sever.
 //! - [`private_postgres`]: a PostgreSQL server of the test's own that it can crash and restart.
+//! - [`private_redis`]: a Redis server of the test's own that it can stop, kill and restart.
+//! - [`cluster`]: several nodes on one PostgreSQL database and one private Redis, in-process
+//!   or as child processes of the binary (to SIGKILL one); [`cluster::Endpoint`], a node as
+//!   clients see it.
 //! - [`rest`], [`ws`], [`sse`], [`bryntum`]: clients; [`follow`]: a reconnecting reader that
 //!   checks order.
 //!
@@ -31,16 +35,20 @@
 
 pub mod backend;
 pub mod bryntum;
+pub mod cluster;
 pub mod crash;
 pub mod follow;
 pub mod private_postgres;
+pub mod private_redis;
 pub mod proxy;
 pub mod rest;
 pub mod server;
 pub mod sse;
 pub mod ws;
 
+pub use cluster::{BinaryNode, Cluster, Endpoint};
 pub use liveplan_server::Clock;
+pub use private_redis::PrivateRedis;
 pub use rest::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, admin_actor, assert_error};
 pub use server::{TestServer, config, relax_rates};
 pub use sse::{SseMessage, SseReader};

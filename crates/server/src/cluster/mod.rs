@@ -1,191 +1,97 @@
-//! What the nodes of one liveplan share besides the database and the event bus: presence,
-//! per-user limits and control messages (CONTRACT §9). Transports never see how: they talk to
-//! [`ClusterState`], injected like the bus. A node alone has none ([`crate::live::LiveFeed`]
-//! then keeps everything in memory, as it always did); with `--redis-url` it is
-//! [`redis::RedisCluster`].
+//! Several nodes as one liveplan (CONTRACT §9): which bus a node's hub runs on, the names the
+//! nodes of one cluster share in Redis/Valkey, and the node registry in the database
+//! ([`registry`]); and what the nodes share besides the bus ([`state`]: presence, per-user
+//! limits, control messages; on Redis in [`redis_state`]).
 //!
-//! Each node keeps the truth about its own connections and publishes it: every presence change
-//! at once, and its whole state again on every heartbeat. A node that stops heartbeating is
-//! dead for the others after [`ClusterTiming::node_ttl`]; the first survivor to notice removes
-//! its state and announces the leaves it causes. A lost server (restart) is healed by the next
-//! heartbeat of every node.
+//! A cluster is every node on one database; with `--redis-url` they also share one Redis
+//! server. Its id is made by the first node that starts on the database and kept there
+//! (setting [`CLUSTER_ID_SETTING`]), and every key and channel of the cluster in Redis starts
+//! with `liveplan:<cluster id>:` ([`ClusterInfo::redis_prefix`]). So two clusters (two
+//! databases) can share one Redis server without hearing each other, and nodes agree on the
+//! names without being told.
 
-pub mod redis;
+pub mod redis_state;
+pub mod registry;
 mod scripts;
+pub mod state;
 
-use async_trait::async_trait;
-use futures::stream::BoxStream;
-use hub::{PresenceChange, PresenceEntry};
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::future::Future;
+pub use state::{
+    Cluster, ClusterError, ClusterState, ClusterTiming, ControlFeed, ControlItem, ControlMessage,
+    NodeState,
+};
+
+use crate::app::{Config, StartError};
+use bus_redis::{RedisBus, RedisBusConfig};
+use hub::{Bus, InProcessBus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use store::{Store, StoreError};
 use uuid::Uuid;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ClusterError {
-    #[error("the cluster state is unreachable: {0}")]
-    Unavailable(String),
-    #[error("the cluster state answered something unexpected: {0}")]
-    Protocol(String),
+/// The setting holding the cluster's id.
+pub const CLUSTER_ID_SETTING: &str = "cluster_id";
+
+/// Who this node is in its cluster, and where the cluster's shared state lives.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    /// This node, new at every start.
+    pub node_id: Uuid,
+    /// The cluster: every node on this database.
+    pub cluster_id: Uuid,
+    /// `liveplan:<cluster id>:`, the start of every Redis key and channel of the cluster.
+    pub redis_prefix: String,
+    /// `--redis-url`; `None` on a node that is alone.
+    pub redis_url: Option<String>,
 }
 
-/// What other nodes must do about something that is not a committed event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ControlMessage {
-    /// A session ended (logout): its connections close.
-    SessionEnded { session_id: Uuid },
-    /// Every session of a user ended (password change): all their connections close.
-    UserSessionsEnded { user_id: Uuid },
-    /// The echo of a Bryntum revision that wrote nothing liveplan keeps (view state only), for
-    /// the project's Bryntum sockets: the revision of a `project_change`.
-    BryntumEcho {
-        project_id: Uuid,
-        revision: serde_json::Value,
-    },
-}
-
-/// One item of the control feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlItem {
-    Message(ControlMessage),
-    /// The feed (re)connected: messages sent while it was down are lost, so the node must
-    /// re-check its connections against the store.
-    Connected,
-}
-
-pub type ControlFeed = BoxStream<'static, ControlItem>;
-
-/// A node's whole state, republished on every heartbeat.
-#[derive(Debug, Clone, Default)]
-pub struct NodeState {
-    pub presence: HashMap<Uuid, Vec<PresenceEntry>>,
-    /// Open SSE streams per user on this node.
-    pub sse: HashMap<Uuid, usize>,
-}
-
-/// How often a node heartbeats and how long the others wait for it.
-#[derive(Debug, Clone, Copy)]
-pub struct ClusterTiming {
-    pub heartbeat: Duration,
-    pub node_ttl: Duration,
-}
-
-impl ClusterTiming {
-    /// A dead node's connections leave the roster within one `interval` (the ping interval,
-    /// CONTRACT §9): it is given up two heartbeats after its last, and survivors look every
-    /// heartbeat.
-    pub fn within(interval: Duration) -> ClusterTiming {
-        let heartbeat = (interval / 3).max(Duration::from_millis(100));
-        ClusterTiming {
-            heartbeat,
-            node_ttl: heartbeat * 2,
-        }
+impl ClusterInfo {
+    /// The pub/sub channel of the bus.
+    pub fn bus_channel(&self) -> String {
+        format!("{}events", self.redis_prefix)
     }
 }
 
-/// The state the nodes of a cluster share.
-#[async_trait]
-pub trait ClusterState: Send + Sync + 'static {
-    /// This node's id.
-    fn node_id(&self) -> Uuid;
-
-    /// Records this node's presence changes, in order; for each, whether it changed the
-    /// cluster's roster: a join when no other live node had the user on the project, a leave
-    /// when none has them any more.
-    async fn presence_changed(&self, changes: &[PresenceChange])
-    -> Result<Vec<bool>, ClusterError>;
-
-    /// The roster of the other live nodes for a project (this node's own is local).
-    async fn roster_elsewhere(&self, project_id: Uuid) -> Result<Vec<PresenceEntry>, ClusterError>;
-
-    /// Keeps this node alive, replaces its published state with `state`, and gives up nodes
-    /// that stopped heartbeating; returns the leaves that causes (users no live node has).
-    async fn heartbeat(&self, state: &NodeState) -> Result<Vec<PresenceChange>, ClusterError>;
-
-    /// Takes one of the user's SSE slots if fewer than `max` are open on all live nodes.
-    async fn acquire_sse(&self, user_id: Uuid, max: usize) -> Result<bool, ClusterError>;
-
-    /// Gives one back.
-    async fn release_sse(&self, user_id: Uuid) -> Result<(), ClusterError>;
-
-    /// Counts one hit on `key` in the current window of `window`; whether it is within `limit`.
-    async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<bool, ClusterError>;
-
-    /// Sends a control message to every other node.
-    async fn broadcast(&self, message: &ControlMessage) -> Result<(), ClusterError>;
-
-    /// The control messages of the other nodes, with [`ControlItem::Connected`] after every
-    /// (re)connect. Runs until dropped.
-    fn control_feed(&self) -> ControlFeed;
+/// The cluster's id, made on the first start on this database.
+pub async fn cluster_id(store: &dyn Store) -> Result<Uuid, StoreError> {
+    let mut tx = store.write().await?;
+    // Two nodes starting at once on a new database must agree: the first to hold the system
+    // stream makes the id, the other reads it.
+    tx.lock_stream(proto::StreamKey::System).await?;
+    if let Some(existing) = tx.get_setting(CLUSTER_ID_SETTING).await?
+        && let Ok(id) = Uuid::parse_str(&existing)
+    {
+        return Ok(id);
+    }
+    let id = Uuid::now_v7();
+    tx.put_setting(CLUSTER_ID_SETTING, &id.to_string()).await?;
+    tx.commit().await?;
+    Ok(id)
 }
 
-/// A node's handle on the [`ClusterState`]: it remembers whether the state answered lately, so
-/// that while it is unreachable requests fall back at once instead of each waiting for a
-/// timeout, and it serializes this node's presence updates with its heartbeats.
-pub struct Cluster {
-    state: Arc<dyn ClusterState>,
-    pub timing: ClusterTiming,
-    reachable: AtomicBool,
-    /// Held while a presence batch or a heartbeat is in flight: a heartbeat's snapshot must
-    /// not overtake a batch taken before it, nor the other way round.
-    pub(crate) sync: tokio::sync::Mutex<()>,
+/// What this node is in its cluster.
+pub async fn info(
+    config: &Config,
+    store: &dyn Store,
+    node_id: Uuid,
+) -> Result<ClusterInfo, StartError> {
+    let cluster_id = cluster_id(store).await?;
+    Ok(ClusterInfo {
+        node_id,
+        cluster_id,
+        redis_prefix: format!("liveplan:{}:", cluster_id.simple()),
+        redis_url: config.redis_url.clone(),
+    })
 }
 
-impl Cluster {
-    pub fn new(state: Arc<dyn ClusterState>, timing: ClusterTiming) -> Arc<Cluster> {
-        Arc::new(Cluster {
-            state,
-            timing,
-            reachable: AtomicBool::new(true),
-            sync: tokio::sync::Mutex::new(()),
-        })
-    }
-
-    pub fn state(&self) -> &dyn ClusterState {
-        &*self.state
-    }
-
-    pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
-    }
-
-    /// Runs `request` unless the state is known to be unreachable; `None` when it is or when
-    /// the request fails (the caller then falls back to what the node knows alone).
-    pub async fn ask<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = Result<T, ClusterError>>,
-    ) -> Option<T> {
-        if !self.is_reachable() {
-            return None;
-        }
-        self.probe(what, request).await
-    }
-
-    /// Runs `request` whatever the last outcome was (heartbeats: they find out when the state
-    /// is back).
-    pub async fn probe<T>(
-        &self,
-        what: &str,
-        request: impl Future<Output = Result<T, ClusterError>>,
-    ) -> Option<T> {
-        match request.await {
-            Ok(answer) => {
-                if !self.reachable.swap(true, Ordering::AcqRel) {
-                    tracing::info!("the cluster state is reachable again");
-                }
-                Some(answer)
-            }
-            Err(err) => {
-                if self.reachable.swap(false, Ordering::AcqRel) {
-                    tracing::warn!(error = %err, during = what, "the cluster state is unreachable: presence and limits fall back to this node's own until it is back");
-                }
-                None
-            }
-        }
-    }
+/// The bus of the node's hub: Redis when `--redis-url` names one, else in-process. A Redis that
+/// cannot be reached at start is an error: a node told to join a cluster must not run alone.
+pub async fn bus(config: &Config, cluster: &ClusterInfo) -> Result<Arc<dyn Bus>, StartError> {
+    let Some(url) = &cluster.redis_url else {
+        return Ok(Arc::new(InProcessBus::new(config.live.bus_capacity)));
+    };
+    let mut bus_config = RedisBusConfig::new(url, cluster.bus_channel(), cluster.node_id);
+    bus_config.local_capacity = config.live.bus_capacity;
+    let bus = RedisBus::connect(bus_config)
+        .await
+        .map_err(|e| StartError::Setup(format!("--redis-url: {e}")))?;
+    Ok(Arc::new(bus))
 }

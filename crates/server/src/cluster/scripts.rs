@@ -2,7 +2,8 @@
 //! is what makes "first join anywhere", "last leave anywhere", a reaped node's leaves and the
 //! SSE cap exact across nodes. Times are the server's (`TIME`), so nodes' clocks never matter.
 //!
-//! Keys (prefix `liveplan:`): `nodes` (sorted set: node → expiry in ms), `presence:{project}`
+//! Keys (after the cluster's prefix, `liveplan:<cluster id>:`, written `liveplan:` in the
+//! scripts' text and replaced when they are made): `nodes` (sorted set: node → expiry in ms), `presence:{project}`
 //! (hash: `{node}:{user}` → `[connections, name]`), `presence:{project}:{user}` (set of nodes
 //! holding the user there), `node-projects:{node}`, `sse:{user}` (hash: node → open streams),
 //! `node-sse:{node}`, `rate:{…}` (fixed windows). A node is present while it is in `nodes`; a
@@ -198,14 +199,18 @@ pub(super) struct Scripts {
 }
 
 impl Scripts {
-    pub fn new() -> Scripts {
-        let with_now = |body: &str| redis::Script::new(&format!("{NOW}{body}"));
+    /// The scripts over the keys of the cluster whose keys start with `prefix`.
+    pub fn new(prefix: &str) -> Scripts {
+        let with_now = |body: &str| {
+            redis::Script::new(&format!("{NOW}{body}").replace("'liveplan:", &format!("'{prefix}")))
+        };
         Scripts {
             presence: with_now(PRESENCE),
             heartbeat: with_now(HEARTBEAT),
             roster: with_now(ROSTER),
             sse_acquire: with_now(SSE_ACQUIRE),
             sse_release: with_now(SSE_RELEASE),
+            // Its key comes from the caller, prefixed there.
             hit: redis::Script::new(HIT),
         }
     }

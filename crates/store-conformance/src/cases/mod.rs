@@ -6,12 +6,14 @@ mod accounts;
 mod bryntum;
 mod handles;
 mod log;
+mod nodes;
 mod projects;
 
 pub use accounts::*;
 pub use bryntum::*;
 pub use handles::*;
 pub use log::*;
+pub use nodes::*;
 pub use projects::*;
 
 pub(crate) use proto::{EventType, StreamKey};

@@ -17,8 +17,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use uuid::Uuid;
 
-/// The pub/sub channel of control messages.
-const CONTROL_CHANNEL: &str = "liveplan:control";
+/// The pub/sub channel of control messages, after the cluster's prefix.
+const CONTROL_CHANNEL: &str = "control";
 /// One request may take this long before the node gives up on it (and falls back, see
 /// TRANSPORTS.md "Many nodes").
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -29,6 +29,8 @@ const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 pub struct RedisCluster {
     node_id: Uuid,
+    /// The cluster's prefix of every key and channel ([`super::ClusterInfo::redis_prefix`]).
+    prefix: String,
     client: redis::Client,
     /// Replaced by a fresh one after a failure: the manager reconnects by itself only after
     /// some errors (I/O ones), and a reconnect that failed otherwise (a handshake cut short, a
@@ -67,16 +69,26 @@ fn protocol(what: impl std::fmt::Display) -> ClusterError {
 impl RedisCluster {
     /// Prepares the connection without waiting for the server: a node starts while Redis is
     /// down and joins once it is back.
-    pub fn new(url: &str, node_id: Uuid, timing: ClusterTiming) -> Result<Self, ClusterError> {
+    pub fn new(
+        url: &str,
+        node_id: Uuid,
+        prefix: &str,
+        timing: ClusterTiming,
+    ) -> Result<Self, ClusterError> {
         let client = redis::Client::open(url).map_err(protocol)?;
         let conn = Mutex::new(manager(&client)?);
         Ok(RedisCluster {
             node_id,
+            prefix: prefix.to_string(),
             client,
             conn,
-            scripts: Scripts::new(),
+            scripts: Scripts::new(prefix),
             timing,
         })
+    }
+
+    fn control_channel(&self) -> String {
+        format!("{}{CONTROL_CHANNEL}", self.prefix)
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -255,7 +267,7 @@ impl ClusterState for RedisCluster {
             .run(|mut conn| async move {
                 self.scripts
                     .hit
-                    .key(format!("liveplan:rate:{key}"))
+                    .key(format!("{}rate:{key}", self.prefix))
                     .arg(limit)
                     .arg(window.as_millis() as u64)
                     .invoke_async(&mut conn)
@@ -271,9 +283,10 @@ impl ClusterState for RedisCluster {
             message: message.clone(),
         };
         let text = serde_json::to_string(&envelope).map_err(protocol)?;
+        let channel = self.control_channel();
         self.run(|mut conn| async move {
             redis::cmd("PUBLISH")
-                .arg(CONTROL_CHANNEL)
+                .arg(channel)
                 .arg(text)
                 .query_async::<i64>(&mut conn)
                 .await
@@ -284,7 +297,12 @@ impl ClusterState for RedisCluster {
 
     fn control_feed(&self) -> ControlFeed {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(follow_control(self.client.clone(), self.node_id, tx));
+        tokio::spawn(follow_control(
+            self.client.clone(),
+            self.control_channel(),
+            self.node_id,
+            tx,
+        ));
         Box::pin(tokio_stream_from(rx))
     }
 }
@@ -300,6 +318,7 @@ fn tokio_stream_from(
 /// growing pause when the connection drops.
 async fn follow_control(
     client: redis::Client,
+    channel: String,
     me: Uuid,
     tx: tokio::sync::mpsc::Sender<ControlItem>,
 ) {
@@ -307,7 +326,7 @@ async fn follow_control(
     loop {
         let subscribed = async {
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(CONTROL_CHANNEL).await?;
+            pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
         match tokio::time::timeout(RESPONSE_TIMEOUT * 2, subscribed).await {
