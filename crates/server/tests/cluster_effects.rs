@@ -355,8 +355,21 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     let (third, third_token) = a.new_user("third").await;
     let third_membership = a.new_member(project, third, 100).await;
     let mut third_on_b = b.ws_project(&third_token, project, None).await;
+    let (fourth, fourth_token) = a.new_user("fourth").await;
+    let fourth_membership = a.new_member(project, fourth, 100).await;
+    let mut fourth_on_b = b.ws_project(&fourth_token, project, None).await;
 
     cluster.redis.kill();
+    // A removal B cannot hear of now (its event stays on A's side of the bus).
+    let (status, body) = a
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/projects/{project}/members/{fourth_membership}"),
+            Some(&a.admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
     // Nothing answers 500: logins, tickets, SSE, the roster go on with the node's own state.
     let fresh = a.login(&email, PASSWORD).await;
     let _ = a.ticket(&fresh).await;
@@ -376,8 +389,10 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     assert_eq!(status, 204);
 
     cluster.redis.start_again();
-    // B's control channel reconnects, B re-checks its connections and closes the logged-out one.
+    // B's control channel and bus reconnect; B re-checks its connections and reads what it
+    // missed: the logged-out session's socket and the removed member's close.
     assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws_close_code(&mut fourth_on_b).await, Some(4003));
     // Presence heals: each node's sockets are published again (the logged-out one closed).
     for node in [a, b] {
         eventually("the roster healed", || {
