@@ -123,21 +123,21 @@ async fn the_roster_counts_every_nodes_connections() {
     // A second tab of X on the other node: one user, two connections.
     let x_on_b = b.ws_project(&x_token, project, None).await;
     eventually("X counted twice", || {
-        roster_is(&a, project, vec![(x, 2), (y, 1)])
+        roster_is(a, project, vec![(x, 2), (y, 1)])
     })
     .await;
     drop(x_on_a);
     eventually("X still there through B", || {
-        roster_is(&a, project, vec![(x, 1), (y, 1)])
+        roster_is(a, project, vec![(x, 1), (y, 1)])
     })
     .await;
     drop(x_on_b);
     eventually("X gone once the last connection anywhere closed", || {
-        roster_is(&a, project, vec![(y, 1)])
+        roster_is(a, project, vec![(y, 1)])
     })
     .await;
     drop(y_on_b);
-    eventually("nobody left", || roster_is(&b, project, vec![])).await;
+    eventually("nobody left", || roster_is(b, project, vec![])).await;
 }
 
 #[tokio::test]
@@ -162,13 +162,13 @@ async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
     let mut watching = a.ws_project(&watcher_token, project, None).await;
     let _x_on_b = b.ws_project(&x_token, project, None).await;
     eventually("X on A's roster", || {
-        roster_is(&a, project, vec![(watcher, 1), (x, 1)])
+        roster_is(a, project, vec![(watcher, 1), (x, 1)])
     })
     .await;
 
     link.isolate();
     eventually("B's connections gone from A's roster", || {
-        roster_is(&a, project, vec![(watcher, 1)])
+        roster_is(a, project, vec![(watcher, 1)])
     })
     .await;
     // A, which gave B up, announced X's leave, once.
@@ -183,7 +183,7 @@ async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
     // B's link comes back: its next heartbeat publishes its connections again.
     link.heal();
     eventually("X back on A's roster", || {
-        roster_is(&a, project, vec![(watcher, 1), (x, 1)])
+        roster_is(a, project, vec![(watcher, 1), (x, 1)])
     })
     .await;
 }
@@ -193,7 +193,7 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
     let cluster = two_nodes().await;
     let (a, b) = (cluster.node(0), cluster.node(1));
     let project = a.new_project("logout").await;
-    let (user, email, token) = person(&a, "leaver").await;
+    let (user, email, token) = person(a, "leaver").await;
     a.new_member(project, user, 100).await;
     // Another session of the same user, which must stay.
     let other_session = a.login(&email, PASSWORD).await;
@@ -204,7 +204,7 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
     let mut kept = b.ws_project(&other_session, project, None).await;
     eventually("the sockets are on B's roster", || {
-        roster_is(&b, project, vec![(user, 2)])
+        roster_is(b, project, vec![(user, 2)])
     })
     .await;
 
@@ -228,7 +228,7 @@ async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_th
     a.new_member(project, user, 100).await;
     let mut ws = b.ws_project(&token, project, None).await;
     eventually("the socket is on B's roster", || {
-        roster_is(&b, project, vec![(user, 1)])
+        roster_is(b, project, vec![(user, 1)])
     })
     .await;
     let (status, body) = a
@@ -341,14 +341,14 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     let mut cluster = two_nodes().await;
     let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
     let project = a.new_project("outage").await;
-    let (user, email, token) = person(&a, "resilient").await;
+    let (user, email, token) = person(a, "resilient").await;
     let (other, other_token) = a.new_user("other").await;
     a.new_member(project, user, 100).await;
     a.new_member(project, other, 100).await;
     let mut ws = b.ws_project(&token, project, None).await;
     let _other_on_a = a.ws_project(&other_token, project, None).await;
     eventually("both on the roster", || {
-        roster_is(&a, project, vec![(user, 1), (other, 1)])
+        roster_is(a, project, vec![(user, 1), (other, 1)])
     })
     .await;
 
@@ -377,7 +377,7 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
         .sse(&fresh, &format!("/api/v1/projects/{project}/events"), None)
         .await;
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
-    let local = roster(&a, &a.admin, project).await;
+    let local = roster(a, &a.admin, project).await;
     assert!(
         local.contains(&(other, 1)),
         "A's own connections are on its roster: {local:?}"

@@ -73,10 +73,8 @@ impl LiveFeed {
         let user = uuid_field(&event.payload, "user_id");
         let hub = self.hub();
         match (event.event_type, project, user) {
-            (EventType::MemberAdded, Some(project), Some(user)) => {
-                if memberships {
-                    self.project_sets.membership_changed(user, project, true);
-                }
+            (EventType::MemberAdded, Some(project), Some(user)) if memberships => {
+                self.project_sets.membership_changed(user, project, true);
             }
             (EventType::MemberRemoved, Some(project), Some(user)) => {
                 if memberships {
