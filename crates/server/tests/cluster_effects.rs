@@ -4,6 +4,7 @@
 //! connections on the other node; SSE slots and login attempts are counted across nodes;
 //! nothing answers 500 while Redis is down.
 
+use futures::StreamExt;
 use liveplan_server::Config;
 use liveplan_testkit::cluster::Cluster;
 use liveplan_testkit::proxy::Proxy;
@@ -11,6 +12,8 @@ use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
 /// Pings every 1.5 s: a node heartbeats every 0.5 s and is given up 1 s after its last one.
@@ -80,26 +83,96 @@ async fn roster_is(node: &TestServer, project: Uuid, mut expected: Vec<(Uuid, u6
     roster(node, &node.admin, project).await == expected
 }
 
-/// The next presence frame on `ws` (other frames skipped), or `None` within `wait`.
-async fn next_presence(ws: &mut Ws, wait: Duration) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let Ok(next) = tokio::time::timeout(left, ws_next(ws)).await else {
-            return None;
-        };
-        match next {
-            WsNext::Json(frame)
-                if frame["event_type"]
-                    .as_str()
-                    .is_some_and(|t| t.starts_with("presence_")) =>
-            {
-                return Some(frame);
+/// A native socket read in the background, as a browser reads it, so the server's pings are
+/// answered however long the test looks elsewhere (pings come every 1.5 s here); its frames and
+/// its close code come out of a channel. Dropping it cuts the connection.
+struct Live {
+    frames: mpsc::UnboundedReceiver<WsNext>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Live {
+    fn new(mut ws: Ws) -> Live {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let next = match ws.next().await {
+                    None | Some(Err(_)) => WsNext::Closed(None),
+                    Some(Ok(Message::Text(text))) => {
+                        WsNext::Json(serde_json::from_str(&text).unwrap_or(Value::Null))
+                    }
+                    Some(Ok(Message::Close(frame))) => {
+                        WsNext::Closed(frame.map(|f| u16::from(f.code)))
+                    }
+                    Some(Ok(_)) => continue,
+                };
+                let closed = matches!(next, WsNext::Closed(_));
+                if tx.send(next).is_err() || closed {
+                    return;
+                }
             }
-            WsNext::Json(_) => continue,
-            WsNext::Closed(code) => panic!("socket closed ({code:?}) while waiting for presence"),
+        });
+        Live { frames, task }
+    }
+
+    /// The next frame or close within `wait`, `None` when nothing came.
+    async fn next(&mut self, wait: Duration) -> Option<WsNext> {
+        tokio::time::timeout(wait, self.frames.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next JSON frame; fails on a close or after [`GUARD`].
+    async fn json(&mut self) -> Value {
+        match self.next(GUARD).await {
+            Some(WsNext::Json(frame)) => frame,
+            other => panic!("expected a frame, got {other:?}"),
         }
     }
+
+    /// The close code, skipping frames; fails after [`GUARD`].
+    async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.next(GUARD).await {
+                Some(WsNext::Closed(code)) => return code,
+                Some(WsNext::Json(_)) => continue,
+                None => panic!("the socket did not close in time"),
+            }
+        }
+    }
+
+    /// The next presence frame (others skipped), or `None` within `wait`.
+    async fn presence(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await? {
+                WsNext::Json(frame)
+                    if frame["event_type"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("presence_")) =>
+                {
+                    return Some(frame);
+                }
+                WsNext::Json(_) => continue,
+                WsNext::Closed(code) => {
+                    panic!("socket closed ({code:?}) while waiting for presence")
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A native socket of `token` on `project` at `node`, read in the background.
+async fn live(node: &TestServer, token: &str, project: Uuid) -> Live {
+    Live::new(node.ws_project(token, project, None).await)
 }
 
 #[tokio::test]
@@ -112,8 +185,8 @@ async fn the_roster_counts_every_nodes_connections() {
     a.new_member(project, x, 100).await;
     a.new_member(project, y, 100).await;
 
-    let x_on_a = a.ws_project(&x_token, project, None).await;
-    let y_on_b = b.ws_project(&y_token, project, None).await;
+    let x_on_a = live(a, &x_token, project).await;
+    let y_on_b = live(b, &y_token, project).await;
     for node in [&a, &b] {
         eventually("both users on both rosters", || {
             roster_is(node, project, vec![(x, 1), (y, 1)])
@@ -121,7 +194,7 @@ async fn the_roster_counts_every_nodes_connections() {
         .await;
     }
     // A second tab of X on the other node: one user, two connections.
-    let x_on_b = b.ws_project(&x_token, project, None).await;
+    let x_on_b = live(b, &x_token, project).await;
     eventually("X counted twice", || {
         roster_is(a, project, vec![(x, 2), (y, 1)])
     })
@@ -159,8 +232,8 @@ async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
     let (x, x_token) = a.new_user("xavier").await;
     a.new_member(project, watcher, 100).await;
     a.new_member(project, x, 100).await;
-    let mut watching = a.ws_project(&watcher_token, project, None).await;
-    let _x_on_b = b.ws_project(&x_token, project, None).await;
+    let mut watching = live(a, &watcher_token, project).await;
+    let _x_on_b = live(b, &x_token, project).await;
     eventually("X on A's roster", || {
         roster_is(a, project, vec![(watcher, 1), (x, 1)])
     })
@@ -173,7 +246,7 @@ async fn a_node_that_vanishes_leaves_the_roster_and_its_users_leave_once() {
     .await;
     // A, which gave B up, announced X's leave, once.
     let mut leaves = 0;
-    while let Some(frame) = next_presence(&mut watching, PING * 2).await {
+    while let Some(frame) = watching.presence(PING * 2).await {
         if frame["event_type"] == "presence_leave" && frame["payload"]["user_id"] == x.to_string() {
             leaves += 1;
         }
@@ -197,12 +270,12 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
     a.new_member(project, user, 100).await;
     // Another session of the same user, which must stay.
     let other_session = a.login(&email, PASSWORD).await;
-    let mut ws = b.ws_project(&token, project, None).await;
+    let mut ws = live(b, &token, project).await;
     let mut sse = b
         .sse(&token, &format!("/api/v1/projects/{project}/events"), None)
         .await;
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
-    let mut kept = b.ws_project(&other_session, project, None).await;
+    let mut kept = live(b, &other_session, project).await;
     eventually("the sockets are on B's roster", || {
         roster_is(b, project, vec![(user, 2)])
     })
@@ -212,11 +285,16 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
         .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
     sse.ended().await;
     // The other session's socket is untouched: it still gets events.
     b.task(&b.admin, project, "after logout").await;
-    assert_eq!(ws_event(&mut kept).await["event_type"], "task_created");
+    loop {
+        let frame = kept.json().await;
+        if frame["event_type"] == "task_created" {
+            break;
+        }
+    }
 }
 
 #[tokio::test]
@@ -226,7 +304,7 @@ async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_th
     let project = a.new_project("password").await;
     let (user, token) = a.new_user("changer").await;
     a.new_member(project, user, 100).await;
-    let mut ws = b.ws_project(&token, project, None).await;
+    let mut ws = live(b, &token, project).await;
     eventually("the socket is on B's roster", || {
         roster_is(b, project, vec![(user, 1)])
     })
@@ -239,7 +317,7 @@ async fn a_password_change_on_one_node_closes_every_connection_of_the_user_on_th
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
 }
 
 #[tokio::test]
@@ -345,8 +423,8 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     let (other, other_token) = a.new_user("other").await;
     a.new_member(project, user, 100).await;
     a.new_member(project, other, 100).await;
-    let mut ws = b.ws_project(&token, project, None).await;
-    let _other_on_a = a.ws_project(&other_token, project, None).await;
+    let mut ws = live(b, &token, project).await;
+    let _other_on_a = live(a, &other_token, project).await;
     eventually("both on the roster", || {
         roster_is(a, project, vec![(user, 1), (other, 1)])
     })
@@ -354,10 +432,10 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
 
     let (third, third_token) = a.new_user("third").await;
     let third_membership = a.new_member(project, third, 100).await;
-    let mut third_on_b = b.ws_project(&third_token, project, None).await;
+    let mut third_on_b = live(b, &third_token, project).await;
     let (fourth, fourth_token) = a.new_user("fourth").await;
     let fourth_membership = a.new_member(project, fourth, 100).await;
-    let mut fourth_on_b = b.ws_project(&fourth_token, project, None).await;
+    let mut fourth_on_b = live(b, &fourth_token, project).await;
 
     cluster.redis.kill();
     // A removal B cannot hear of now (its event stays on A's side of the bus).
@@ -391,8 +469,8 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     cluster.redis.start_again();
     // B's control channel and bus reconnect; B re-checks its connections and reads what it
     // missed: the logged-out session's socket and the removed member's close.
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
-    assert_eq!(ws_close_code(&mut fourth_on_b).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
+    assert_eq!(fourth_on_b.close_code().await, Some(4003));
     // Presence heals: each node's sockets are published again (the logged-out one closed).
     for node in [a, b] {
         eventually("the roster healed", || {
@@ -415,7 +493,7 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    assert_eq!(ws_close_code(&mut third_on_b).await, Some(4003));
+    assert_eq!(third_on_b.close_code().await, Some(4003));
 }
 
 /// A member of `project` on node B with a native socket and an SSE stream there, both known to
@@ -426,11 +504,11 @@ async fn member_on_b(
     project: Uuid,
     name: &str,
     role: i64,
-) -> (Uuid, String, Uuid, Option<Ws>, SseReader) {
+) -> (Uuid, String, Uuid, Option<Live>, SseReader) {
     let (user, token) = a.new_user(name).await;
     let membership = a.new_member(project, user, role).await;
     let ws = if role >= 100 {
-        Some(b.ws_project(&token, project, None).await)
+        Some(live(b, &token, project).await)
     } else {
         None
     };
@@ -461,10 +539,9 @@ async fn removal_on_one_node_closes_the_users_connections_on_the_other() {
     let mut ws = ws.unwrap();
     synced(a, project, &mut sse).await;
     loop {
-        match ws_next(&mut ws).await {
-            WsNext::Json(frame) if frame["event_type"] == "task_created" => break,
-            WsNext::Json(_) => continue,
-            WsNext::Closed(code) => panic!("closed early: {code:?}"),
+        let frame = ws.json().await;
+        if frame["event_type"] == "task_created" {
+            break;
         }
     }
     let (status, body) = a
@@ -476,15 +553,25 @@ async fn removal_on_one_node_closes_the_users_connections_on_the_other() {
         )
         .await;
     assert_eq!(status, 204, "{body}");
-    // B evicted before it delivered anything after the removal: the socket's next frame is
-    // its close, the stream ends without the removal or anything later.
-    assert_eq!(ws_next(&mut ws).await, WsNext::Closed(Some(4003)));
+    // B evicted before it delivered anything after the removal: nothing logged reaches the
+    // socket before its close, the stream ends without the removal or anything later.
+    loop {
+        match ws.next(GUARD).await {
+            Some(WsNext::Closed(code)) => {
+                assert_eq!(code, Some(4003));
+                break;
+            }
+            // The user's own presence join may still be on its way (ephemeral, no seq).
+            Some(WsNext::Json(frame)) if frame["seq"].is_null() => continue,
+            other => panic!("nothing logged after the removal reaches it: {other:?}"),
+        }
+    }
     assert!(
         sse.event().await.is_none(),
         "the stream ends with nothing more"
     );
-    let mut again = b.ws_project(&token, project, None).await;
-    assert_eq!(ws_close_code(&mut again).await, Some(4003));
+    let mut again = live(b, &token, project).await;
+    assert_eq!(again.close_code().await, Some(4003));
 }
 
 #[tokio::test]
@@ -502,7 +589,7 @@ async fn demotion_on_one_node_closes_the_socket_on_the_other_but_not_sse() {
         json!({"role": 1}),
     )
     .await;
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
     // A Viewer still reads SSE: a later write on A arrives.
     synced(a, project, &mut sse).await;
 }
@@ -522,7 +609,7 @@ async fn deactivation_on_one_node_closes_every_connection_of_the_user_on_the_oth
         json!({"is_active": false}),
     )
     .await;
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
     sse.ended().await;
 }
 
@@ -543,7 +630,7 @@ async fn deleting_a_project_on_one_node_closes_its_connections_on_the_other() {
         )
         .await;
     assert!(status.is_success(), "{status} {body}");
-    assert_eq!(ws_close_code(&mut ws).await, Some(4003));
+    assert_eq!(ws.close_code().await, Some(4003));
     sse.ended().await;
 }
 
@@ -556,17 +643,17 @@ async fn presence_events_count_every_node() {
     let (x, x_token) = a.new_user("xavier").await;
     a.new_member(project, watcher, 100).await;
     a.new_member(project, x, 100).await;
-    let mut watching = b.ws_project(&watcher_token, project, None).await;
-    let own = next_presence(&mut watching, GUARD).await.expect("own join");
+    let mut watching = live(b, &watcher_token, project).await;
+    let own = watching.presence(GUARD).await.expect("own join");
     assert_eq!(own["payload"]["user_id"], watcher.to_string());
 
     // X's first connection anywhere (on A) joins, seen on B.
-    let x_on_a = a.ws_project(&x_token, project, None).await;
-    let join = next_presence(&mut watching, GUARD).await.expect("X joins");
+    let x_on_a = live(a, &x_token, project).await;
+    let join = watching.presence(GUARD).await.expect("X joins");
     assert_eq!(join["event_type"], "presence_join");
     assert_eq!(join["payload"]["user_id"], x.to_string());
     // A second tab on B is no new join; closing the first is no leave.
-    let x_on_b = b.ws_project(&x_token, project, None).await;
+    let x_on_b = live(b, &x_token, project).await;
     eventually("X counted twice", || {
         roster_is(b, project, vec![(watcher, 1), (x, 2)])
     })
@@ -576,10 +663,10 @@ async fn presence_events_count_every_node() {
         roster_is(b, project, vec![(watcher, 1), (x, 1)])
     })
     .await;
-    assert_eq!(next_presence(&mut watching, PING).await, None, "no flap");
+    assert_eq!(watching.presence(PING).await, None, "no flap");
     // The last one anywhere leaves.
     drop(x_on_b);
-    let leave = next_presence(&mut watching, GUARD).await.expect("X leaves");
+    let leave = watching.presence(GUARD).await.expect("X leaves");
     assert_eq!(leave["event_type"], "presence_leave");
     assert_eq!(leave["payload"]["user_id"], x.to_string());
 }
