@@ -22,6 +22,9 @@ use crate::presence::{Presence, PresenceEntry};
 use crate::shared::{Ctx, HubConfig, Inner, StreamEntry, StreamShared, StreamState};
 use crate::subscriber::{CloseReason, Delivery, SubShared, SubscribeRequest};
 use crate::subscription::Subscription;
+use crate::watch::{
+    EventWatcher, NoWatcher, NodePresence, PresenceChange, PresenceRelay, Relay, Watcher,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
@@ -73,9 +76,23 @@ pub struct HubBuilder {
     bus: Arc<dyn Bus>,
     dialects: Vec<Arc<dyn Dialect>>,
     config: HubConfig,
+    watcher: Watcher,
+    relay: Relay,
 }
 
 impl HubBuilder {
+    /// What sees events before subscribers do (the server's access effects).
+    pub fn watcher(mut self, watcher: Arc<dyn EventWatcher>) -> Self {
+        self.watcher = watcher;
+        self
+    }
+
+    /// What decides which presence changes are announced ([`NodePresence`] by default).
+    pub fn presence_relay(mut self, relay: Arc<dyn PresenceRelay>) -> Self {
+        self.relay = relay;
+        self
+    }
+
     /// Registers a dialect; subscribers name it by the returned id.
     pub fn dialect(&mut self, dialect: impl Dialect) -> DialectId {
         self.dialects.push(Arc::new(dialect));
@@ -96,6 +113,7 @@ impl HubBuilder {
                 log: self.log,
                 dialects: self.dialects,
                 config: self.config,
+                watcher: self.watcher,
             }),
             bus: self.bus.clone(),
             streams: Mutex::new(HashMap::new()),
@@ -103,7 +121,7 @@ impl HubBuilder {
             tasks: Mutex::new(Vec::new()),
         });
         let dispatcher = tokio::spawn(dispatch(Arc::downgrade(&inner), feed));
-        let announcer = tokio::spawn(announce(self.bus, presence_rx));
+        let announcer = tokio::spawn(announce(self.bus, self.relay, presence_rx));
         lock(&inner.tasks).extend([dispatcher.abort_handle(), announcer.abort_handle()]);
         Ok(Hub { inner })
     }
@@ -129,6 +147,8 @@ impl Hub {
             bus,
             dialects: Vec::new(),
             config: HubConfig::default(),
+            watcher: Arc::new(NoWatcher),
+            relay: Arc::new(NodePresence),
         }
     }
 
@@ -325,6 +345,30 @@ impl Hub {
         self.inner.presence.roster(project_id)
     }
 
+    /// Every project's roster on this node.
+    pub fn presence_all(&self) -> HashMap<Uuid, Vec<PresenceEntry>> {
+        self.inner.presence.all()
+    }
+
+    /// Who holds the open subscriptions of this node, one line per distinct stream, user,
+    /// session and dialect (for re-checking access after the node may have missed events).
+    pub fn holders(&self) -> Vec<Holder> {
+        let streams = lock(&self.inner.streams);
+        let mut holders = std::collections::HashSet::new();
+        for entry in streams.values() {
+            let state = lock(&entry.shared.state);
+            for sub in state.subs.iter() {
+                holders.insert(Holder {
+                    stream: entry.shared.key,
+                    user_id: sub.user_id,
+                    session_id: sub.session_id,
+                    dialect: DialectId(sub.dialect),
+                });
+            }
+        }
+        holders.into_iter().collect()
+    }
+
     /// Open subscriptions of one user on this node, closed ones not yet dropped included (for
     /// a per-user connection cap).
     pub fn user_subscriptions(&self, user_id: Uuid) -> usize {
@@ -351,6 +395,15 @@ impl Hub {
                 .sum(),
         }
     }
+}
+
+/// One kind of open subscription on a node ([`Hub::holders`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Holder {
+    pub stream: StreamKey,
+    pub user_id: Uuid,
+    pub session_id: Option<Uuid>,
+    pub dialect: DialectId,
 }
 
 enum Start {
@@ -387,9 +440,12 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
         let Some(hub) = hub.upgrade() else {
             return;
         };
-        let streams = lock(&hub.streams);
         match message {
             BusMessage::Event(event) => {
+                // Before routing, so an eviction the event causes happens before anyone is
+                // offered it or anything after it.
+                hub.ctx.watcher.on_bus_event(&event);
+                let streams = lock(&hub.streams);
                 if let Some(entry) = streams.get(&event.stream)
                     && let Err(mpsc::error::TrySendError::Full(_)) = entry.tx.try_send(event)
                 {
@@ -398,7 +454,8 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
                 }
             }
             BusMessage::Lagged => {
-                for entry in streams.values() {
+                hub.ctx.watcher.on_bus_lagged();
+                for entry in lock(&hub.streams).values() {
                     entry.poke.notify_one();
                 }
             }
@@ -406,13 +463,29 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
     }
 }
 
-async fn announce(bus: Arc<dyn Bus>, mut rx: mpsc::UnboundedReceiver<Arc<Event>>) {
-    while let Some(event) = rx.recv().await {
-        if let Err(err) = bus.publish(event).await {
-            tracing::warn!(
-                error = &err as &dyn std::error::Error,
-                "presence publish failed"
-            );
+/// Presence changes the relay takes at once: a burst of connections costs one relay call.
+const PRESENCE_BATCH: usize = 256;
+
+async fn announce(
+    bus: Arc<dyn Bus>,
+    relay: Relay,
+    mut rx: mpsc::UnboundedReceiver<PresenceChange>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut changes = vec![first];
+        while changes.len() < PRESENCE_BATCH {
+            match rx.try_recv() {
+                Ok(change) => changes.push(change),
+                Err(_) => break,
+            }
+        }
+        for event in relay.relay(changes).await {
+            if let Err(err) = bus.publish(Arc::new(event)).await {
+                tracing::warn!(
+                    error = &err as &dyn std::error::Error,
+                    "presence publish failed"
+                );
+            }
         }
     }
 }
@@ -489,6 +562,9 @@ async fn fill(ctx: &Arc<Ctx>, stream: &StreamShared, target: Option<i64>) {
             return;
         }
         for event in &page {
+            if event.seq == Some(stream.head() + 1) {
+                ctx.watcher.on_filled_event(event);
+            }
             stream.deliver(ctx, event).await;
         }
     }

@@ -46,18 +46,20 @@ mod shared;
 mod subscriber;
 mod subscription;
 pub mod testing;
+mod watch;
 
 pub use bus::{Bus, BusError, BusFeed, BusMessage, InProcessBus};
 pub use dialect::{Dialect, DialectId, NativeWs, Sse, punt_type};
-pub use hub::{EvictScope, Hub, HubBuilder, HubError};
+pub use hub::{EvictScope, Holder, Hub, HubBuilder, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
-pub use presence::PresenceEntry;
+pub use presence::{PresenceEntry, presence_event};
 pub use shared::{HubConfig, WallClock};
 pub use subscriber::{
     CloseReason, Delivery, DirectOutcome, DirectWrite, EventFilter, QueueLimits, QueueStats,
     SubscribeRequest,
 };
 pub use subscription::Subscription;
+pub use watch::{EventWatcher, NoWatcher, NodePresence, PresenceChange, PresenceRelay};
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

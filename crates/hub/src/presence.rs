@@ -1,6 +1,10 @@
 //! Presence: who has a connection open on a project, counted per user so that several tabs do
 //! not flap. Counts are tied to [`PresenceGuard`]s owned by subscriptions, so a connection that
 //! vanishes without a goodbye still decrements when its task drops the subscription.
+//!
+//! Every count change leaves by the outbox as a [`PresenceChange`]; the hub's
+//! [`crate::PresenceRelay`] decides which become `presence_join`/`presence_leave` events (alone:
+//! the node's first and last connection; in a cluster: the first and last anywhere).
 
 use chrono::Utc;
 use proto::{Event, EventType, StreamKey};
@@ -12,6 +16,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::lock;
+use crate::watch::PresenceChange;
 
 /// One line of a project's presence roster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,20 +30,30 @@ pub struct PresenceEntry {
 /// publishes them on the bus, so other nodes' hubs see them too).
 pub(crate) struct Presence {
     roster: Mutex<Roster>,
-    outbox: mpsc::UnboundedSender<Arc<Event>>,
+    outbox: mpsc::UnboundedSender<PresenceChange>,
 }
 
 impl Presence {
-    pub(crate) fn new(outbox: mpsc::UnboundedSender<Arc<Event>>) -> Presence {
+    pub(crate) fn new(outbox: mpsc::UnboundedSender<PresenceChange>) -> Presence {
         Presence {
             roster: Mutex::new(Roster::default()),
             outbox,
         }
     }
 
-    /// Unbounded because it holds at most one join and one leave per connection change.
-    fn announce(&self, event: Event) {
-        let _ = self.outbox.send(Arc::new(event));
+    /// Unbounded because it holds one change per connection opened or closed.
+    fn announce(&self, change: PresenceChange) {
+        let _ = self.outbox.send(change);
+    }
+
+    /// Every project's roster on this node (what a node tells the cluster it has).
+    pub(crate) fn all(&self) -> HashMap<Uuid, Vec<PresenceEntry>> {
+        let roster = lock(&self.roster);
+        roster
+            .projects
+            .keys()
+            .map(|project| (*project, roster.roster(*project)))
+            .collect()
     }
 
     /// Who is connected to a project, sorted by display name.
@@ -53,15 +68,16 @@ impl Presence {
         user_id: Uuid,
         name: &str,
     ) -> PresenceGuard {
+        // Queued while the roster is locked, so changes leave in the order the counts changed.
         let mut roster = lock(&self.roster);
-        if roster.join(project, user_id, name) {
-            self.announce(presence_event(
-                EventType::PresenceJoin,
-                project,
-                user_id,
-                name,
-            ));
-        }
+        let entry = roster.join(project, user_id, name);
+        self.announce(PresenceChange {
+            project_id: project,
+            user_id,
+            display_name: entry.display_name,
+            connections: entry.connections,
+            joined: true,
+        });
         PresenceGuard {
             presence: Arc::downgrade(self),
             project,
@@ -76,8 +92,8 @@ struct Roster {
 }
 
 impl Roster {
-    /// Counts a connection; true when it is the user's first on the project.
-    fn join(&mut self, project: Uuid, user_id: Uuid, display_name: &str) -> bool {
+    /// Counts a connection; returns the user's entry after it.
+    fn join(&mut self, project: Uuid, user_id: Uuid, display_name: &str) -> PresenceEntry {
         let users = self.projects.entry(project).or_default();
         let entry = users.entry(user_id).or_insert_with(|| PresenceEntry {
             user_id,
@@ -85,22 +101,22 @@ impl Roster {
             connections: 0,
         });
         entry.connections += 1;
-        entry.connections == 1
+        entry.clone()
     }
 
-    /// Uncounts a connection; returns the entry when it was the user's last on the project.
+    /// Uncounts a connection; returns the user's entry after it (0 connections: gone).
     fn leave(&mut self, project: Uuid, user_id: Uuid) -> Option<PresenceEntry> {
         let users = self.projects.get_mut(&project)?;
         let entry = users.get_mut(&user_id)?;
         entry.connections -= 1;
-        if entry.connections > 0 {
-            return None;
+        let after = entry.clone();
+        if after.connections == 0 {
+            users.remove(&user_id);
+            if users.is_empty() {
+                self.projects.remove(&project);
+            }
         }
-        let gone = users.remove(&user_id);
-        if users.is_empty() {
-            self.projects.remove(&project);
-        }
-        gone
+        Some(after)
     }
 
     fn roster(&self, project: Uuid) -> Vec<PresenceEntry> {
@@ -118,7 +134,8 @@ impl Roster {
     }
 }
 
-pub(crate) fn presence_event(
+/// A `presence_join` / `presence_leave` event (ephemeral: no seq).
+pub fn presence_event(
     event_type: EventType,
     project: Uuid,
     user_id: Uuid,
@@ -151,16 +168,17 @@ impl Drop for PresenceGuard {
         let Some(presence) = self.presence.upgrade() else {
             return;
         };
-        // The event is queued while the roster is locked so that leave/join events leave in the
-        // order the counts changed.
+        // Queued while the roster is locked so that changes leave in the order the counts
+        // changed.
         let mut roster = lock(&presence.roster);
-        if let Some(gone) = roster.leave(self.project, self.user_id) {
-            presence.announce(presence_event(
-                EventType::PresenceLeave,
-                self.project,
-                self.user_id,
-                &gone.display_name,
-            ));
+        if let Some(after) = roster.leave(self.project, self.user_id) {
+            presence.announce(PresenceChange {
+                project_id: self.project,
+                user_id: self.user_id,
+                display_name: after.display_name,
+                connections: after.connections,
+                joined: false,
+            });
         }
     }
 }

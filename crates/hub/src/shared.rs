@@ -90,6 +90,7 @@ pub(crate) struct Ctx {
     pub(crate) log: Arc<dyn LogReader>,
     pub(crate) dialects: Vec<Arc<dyn Dialect>>,
     pub(crate) config: HubConfig,
+    pub(crate) watcher: crate::watch::Watcher,
 }
 
 pub(crate) struct StreamState {

@@ -4,6 +4,8 @@
 use crate::auth::limits::{Limiters, RateConfig};
 use crate::auth::tokens::TokenKeys;
 use crate::clock::Clock;
+use crate::cluster::redis_state::RedisCluster;
+use crate::cluster::{Cluster, ClusterTiming};
 use crate::live::{LiveConfig, LiveFeed};
 use base64::Engine;
 use domain::{Domain, OrApi};
@@ -168,6 +170,16 @@ impl AppState {
     ) -> Result<AppState, StartError> {
         let node_id = cluster.node_id;
         let bus = crate::cluster::bus(&config, &cluster).await?;
+        // What the nodes share besides the bus (presence, limits, control messages).
+        let shared = match &cluster.redis_url {
+            Some(url) => {
+                let timing = ClusterTiming::within(config.live.ws_ping_interval);
+                let state = RedisCluster::new(url, node_id, &cluster.redis_prefix, timing)
+                    .map_err(|e| StartError::Setup(format!("--redis-url: {e}")))?;
+                Some(Cluster::new(Arc::new(state), timing))
+            }
+            None => None,
+        };
         let live = LiveFeed::start(
             store.clone(),
             bus,
@@ -175,6 +187,7 @@ impl AppState {
             config.live.clone(),
             config.clock.clone(),
             bryntum,
+            shared.clone(),
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
@@ -193,7 +206,7 @@ impl AppState {
         let mut random = [0u8; 32];
         rand::rng().fill_bytes(&mut random);
         let decoy = crate::auth::password::hash(hex::encode(random)).await?;
-        let limiters = Limiters::new(config.rates);
+        let limiters = Limiters::new(config.rates, shared);
         limiters.spawn_pruner();
         let state = AppState {
             domain,

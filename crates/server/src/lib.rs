@@ -4,7 +4,8 @@
 //! - [`app`]: configuration, shared state and startup.
 //! - [`backends`]: the one place that opens a store by its database URL.
 //! - [`clock`]: the time the live side reads and waits for (a test may move it).
-//! - [`cluster`]: several nodes as one: the bus (Redis or in-process), the node registry.
+//! - [`cluster`]: several nodes as one: the bus (Redis or in-process), the node registry, and
+//!   what else they share (presence, limits, control messages).
 //! - [`http`]: JSON errors and request extractors.
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.

@@ -1,24 +1,31 @@
 //! Live delivery: the hub, fed by the commit listener, and the bookkeeping the transports share
 //! (eviction after commits, connection counts, shutdown).
 //!
-//! The domain calls [`LiveFeed::committed`] after every commit, in commit order. The feed first
-//! applies what the commit means for open connections (removals, demotions, deactivations and
-//! deletions evict; membership changes update the project-list filters), then publishes the
-//! events on the bus, so an evicted connection never sees an event of a project it left.
+//! The domain calls [`LiveFeed::committed`] after every commit, in commit order, and the feed
+//! publishes the events on the bus. Every node's hub applies what an event means for its open
+//! connections ([`access`]: removals, demotions, deactivations and deletions evict; membership
+//! changes update the project-list filters) before it routes the event to anyone, so an
+//! evicted connection never sees an event of a project it left, whichever node committed it.
+//! In a cluster ([`crate::cluster`]) presence, SSE slots and logouts are shared too
+//! ([`cluster`]).
 
+pub mod access;
+mod cluster;
 pub mod pings;
 pub mod projects;
 pub mod store_log;
 
 use crate::clock::{Clock, Ticker};
+use crate::cluster::{Cluster, ControlMessage};
 use domain::CommitListener;
 use futures::FutureExt;
-use hub::{Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, NativeWs, Sse};
-use proto::{Event, EventType, Role, StreamKey};
-use serde_json::Value;
+use hub::{
+    Bus, CloseReason, DialectId, EvictScope, Hub, HubConfig, HubError, NativeWs, PresenceEntry, Sse,
+};
+use proto::Event;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 use store::Store;
 use tokio::sync::Notify;
@@ -46,7 +53,7 @@ pub struct LiveConfig {
     pub send_timeout: Duration,
     /// The `: keepalive` comment interval on SSE streams (`--sse-keepalive-secs`).
     pub sse_keepalive: Duration,
-    /// Open SSE streams per user on this node; one more is refused with 429.
+    /// Open SSE streams per user (on all nodes of a cluster); one more is refused with 429.
     pub sse_max_per_user: usize,
     /// Committed events the bus (in-process, or the local side of the Redis bus) holds for
     /// the hub before it must re-read the log.
@@ -100,6 +107,8 @@ impl Drop for ConnectionGuard {
 pub struct SseSlot {
     feed: Arc<LiveFeed>,
     user: Uuid,
+    /// Also counted by the cluster (which gives it back when this node dies).
+    in_cluster: bool,
 }
 
 impl Drop for SseSlot {
@@ -111,8 +120,24 @@ impl Drop for SseSlot {
                 counts.remove(&self.user);
             }
         }
+        drop(counts);
+        if let (true, Some(cluster)) = (self.in_cluster, self.feed.cluster.clone()) {
+            let user = self.user;
+            // Lost if the state is unreachable; the node's next heartbeat republishes its
+            // counts anyway.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    cluster
+                        .ask("SSE slot", cluster.state().release_sse(user))
+                        .await;
+                });
+            }
+        }
     }
 }
+
+/// What a node's Bryntum sockets do with an echo ([`LiveFeed::bryntum_echo`]).
+type EchoHandler = Box<dyn Fn(Uuid, &serde_json::Value) + Send + Sync>;
 
 pub struct LiveFeed {
     hub: Hub,
@@ -135,11 +160,20 @@ pub struct LiveFeed {
     pub pings: PingSweep,
     /// The clock of the sweep, the hub's expiry checks and the SSE keepalive.
     pub clock: Clock,
+    store: Arc<dyn Store>,
+    /// The other nodes' shared state; `None` for a node alone.
+    cluster: Option<Arc<Cluster>>,
+    /// Wakes the heal task ([`access::heal`]).
+    heal: Arc<Notify>,
+    bryntum_echo: OnceLock<EchoHandler>,
 }
 
 impl LiveFeed {
     /// Starts the hub over the store's event log and `bus` (in-process on a single node, Redis
-    /// in a cluster: [`crate::cluster::bus`]); transports never see which.
+    /// in a cluster: [`crate::cluster::bus`]); transports never see which. In a cluster,
+    /// `cluster` is the state the nodes share besides the bus (presence, limits, control
+    /// messages); `None` for a node alone.
+    #[allow(clippy::too_many_arguments)]
     pub async fn start(
         store: Arc<dyn Store>,
         bus: Arc<dyn Bus>,
@@ -147,11 +181,20 @@ impl LiveFeed {
         config: LiveConfig,
         clock: Clock,
         bryntum: impl hub::Dialect,
+        cluster: Option<Arc<Cluster>>,
     ) -> Result<Arc<LiveFeed>, HubError> {
-        let log = Arc::new(StoreLog::new(store));
+        let log = Arc::new(StoreLog::new(store.clone()));
         let mut hub_config = config.hub.clone();
         hub_config.clock = clock.for_hub();
-        let mut builder = Hub::builder(log, bus.clone()).config(hub_config);
+        let watcher = Arc::new(access::AccessWatcher::default());
+        let mut builder = Hub::builder(log, bus.clone())
+            .config(hub_config)
+            .watcher(watcher.clone());
+        if let Some(cluster) = &cluster {
+            builder = builder.presence_relay(Arc::new(cluster::ClusterPresence {
+                cluster: cluster.clone(),
+            }));
+        }
         let ws = builder.dialect(NativeWs);
         let sse = builder.dialect(Sse);
         let bryntum = builder.dialect(bryntum);
@@ -172,16 +215,91 @@ impl LiveFeed {
             sse_per_user: Mutex::new(HashMap::new()),
             pings,
             clock,
+            store,
+            cluster: cluster.clone(),
+            heal: Arc::new(Notify::new()),
+            bryntum_echo: OnceLock::new(),
         });
+        watcher.attach(Arc::downgrade(&feed));
         tokio::spawn(sweep(Arc::downgrade(&feed), ticks));
+        cluster::spawn_healer(Arc::downgrade(&feed), feed.heal.clone());
+        if let Some(cluster) = &cluster {
+            cluster::start(&feed, cluster).await;
+        }
         Ok(feed)
+    }
+
+    /// The node's cluster, `None` when it is alone.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+
+    /// Who is connected to a project: on every node of the cluster (this node's own counts
+    /// plus what the others published), else on this node.
+    pub async fn roster(&self, project_id: Uuid) -> Vec<PresenceEntry> {
+        let mut entries = self.hub.presence(project_id);
+        let Some(cluster) = &self.cluster else {
+            return entries;
+        };
+        let elsewhere = cluster
+            .ask("roster", cluster.state().roster_elsewhere(project_id))
+            .await
+            .unwrap_or_default();
+        for other in elsewhere {
+            match entries.iter_mut().find(|e| e.user_id == other.user_id) {
+                Some(entry) => entry.connections += other.connections,
+                None => entries.push(other),
+            }
+        }
+        entries.sort_by(|a, b| {
+            a.display_name
+                .cmp(&b.display_name)
+                .then(a.user_id.cmp(&b.user_id))
+        });
+        entries
+    }
+
+    /// Sets what this node does with a Bryntum echo (the Bryntum dialect's node state).
+    pub fn on_bryntum_echo(
+        &self,
+        handler: impl Fn(Uuid, &serde_json::Value) + Send + Sync + 'static,
+    ) {
+        let _ = self.bryntum_echo.set(Box::new(handler));
+    }
+
+    /// The echo of a Bryntum revision that wrote nothing (no event carries it): to this node's
+    /// sockets of the project at once, and to the other nodes'.
+    pub fn bryntum_echo(&self, project_id: Uuid, revision: serde_json::Value) {
+        self.bryntum_echo_here(project_id, &revision);
+        self.tell_others(ControlMessage::BryntumEcho {
+            project_id,
+            revision,
+        });
+    }
+
+    fn bryntum_echo_here(&self, project_id: Uuid, revision: &serde_json::Value) {
+        if let Some(handler) = self.bryntum_echo.get() {
+            handler(project_id, revision);
+        }
+    }
+
+    /// Sends a control message to the other nodes, if any, without waiting.
+    fn tell_others(&self, message: ControlMessage) {
+        let Some(cluster) = self.cluster.clone() else {
+            return;
+        };
+        tokio::spawn(async move {
+            cluster
+                .ask("control message", cluster.state().broadcast(&message))
+                .await;
+        });
     }
 
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
 
-    fn sse_counts(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
+    pub(crate) fn sse_counts(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, usize>> {
         self.sse_per_user
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -195,18 +313,40 @@ impl LiveFeed {
         (!self.shutting_down.load(Ordering::Acquire)).then_some(guard)
     }
 
-    /// Takes one of the user's SSE slots, `None` when all are in use.
-    pub fn sse_slot(self: &Arc<Self>, user: Uuid) -> Option<SseSlot> {
-        let mut counts = self.sse_counts();
-        let count = counts.entry(user).or_default();
-        if *count >= self.config.sse_max_per_user {
+    /// Takes one of the user's SSE slots, `None` when all are in use: on this node, and in a
+    /// cluster on all live nodes. While the cluster state is unreachable only this node's
+    /// streams count (TRANSPORTS.md, "Many nodes").
+    pub async fn sse_slot(self: &Arc<Self>, user: Uuid) -> Option<SseSlot> {
+        let max = self.config.sse_max_per_user;
+        if self.sse_counts().get(&user).copied().unwrap_or(0) >= max {
             return None;
         }
-        *count += 1;
-        Some(SseSlot {
+        let mut in_cluster = false;
+        if let Some(cluster) = &self.cluster {
+            match cluster
+                .ask("SSE slot", cluster.state().acquire_sse(user, max))
+                .await
+            {
+                Some(false) => return None,
+                Some(true) => in_cluster = true,
+                None => {}
+            }
+        }
+        let slot = SseSlot {
             feed: self.clone(),
             user,
-        })
+            in_cluster,
+        };
+        let mut counts = self.sse_counts();
+        let count = counts.entry(user).or_default();
+        *count += 1;
+        if *count > max {
+            // Another stream of the user took the last local slot meanwhile.
+            drop(counts);
+            drop(slot);
+            return None;
+        }
+        Some(slot)
     }
 
     pub fn open_connections(&self) -> usize {
@@ -237,79 +377,19 @@ impl LiveFeed {
         let _ = tokio::time::timeout(limit, wait).await;
     }
 
-    /// A session ended (logout): its live connections close (4003).
+    /// A session ended (logout): its live connections close (4003), on every node.
     pub fn session_ended(&self, session_id: Uuid) {
         self.hub
             .evict(EvictScope::Session(session_id), CloseReason::LoggedOut);
+        self.tell_others(ControlMessage::SessionEnded { session_id });
     }
 
     /// Every session of a user ended (deactivation, password change): all their live
-    /// connections close (4003).
+    /// connections close (4003), on every node.
     pub fn user_sessions_ended(&self, user_id: Uuid) {
         self.hub
             .evict(EvictScope::User(user_id), CloseReason::LoggedOut);
-    }
-
-    /// What one committed event means for open connections.
-    fn apply_access_change(&self, event: &Event) {
-        let project = event.project_id.or(match event.stream {
-            StreamKey::Project(id) => Some(id),
-            _ => None,
-        });
-        let user = uuid_field(&event.payload, "user_id");
-        match (event.event_type, project, user) {
-            (EventType::MemberAdded, Some(project), Some(user)) => {
-                self.project_sets.membership_changed(user, project, true);
-            }
-            (EventType::MemberRemoved, Some(project), Some(user)) => {
-                self.project_sets.membership_changed(user, project, false);
-                self.hub.evict(
-                    EvictScope::UserInProject {
-                        user_id: user,
-                        project_id: project,
-                    },
-                    CloseReason::AccessRevoked,
-                );
-            }
-            (EventType::MemberRoleChanged, Some(project), Some(user)) => {
-                let role = event.payload.get("role").and_then(Value::as_i64);
-                if role.is_none_or(|r| r < Role::Member.level()) {
-                    // A Viewer keeps SSE (any role may read it) but not the native socket.
-                    self.hub.evict_dialect(
-                        EvictScope::UserInProject {
-                            user_id: user,
-                            project_id: project,
-                        },
-                        self.ws,
-                        CloseReason::AccessRevoked,
-                    );
-                }
-            }
-            (EventType::ProjectDeleted, Some(project), _) => {
-                self.hub
-                    .evict(EvictScope::Project(project), CloseReason::AccessRevoked);
-            }
-            (EventType::UserUpdated, _, _) => {
-                let inactive = event.data.get("is_active").and_then(Value::as_bool) == Some(false);
-                if let (true, Some(user)) = (inactive, uuid_field(&event.payload, "id")) {
-                    self.hub
-                        .evict(EvictScope::User(user), CloseReason::AccessRevoked);
-                }
-            }
-            (EventType::DatabaseWiped, _, _) => {
-                // An import replaced the accounts too: no session's access, and no position on
-                // any stream, is what it was. Clients reconnect (those whose account went are
-                // refused) and are told to resync.
-                self.hub.evict(EvictScope::All, CloseReason::AccessRevoked);
-            }
-            (EventType::DatabaseProjectsWiped, _, _) => {
-                // Every project's history was replaced: no client position on a project
-                // stream means anything now. Clients reconnect and are told to resync.
-                self.hub
-                    .evict(EvictScope::AllProjects, CloseReason::AccessRevoked);
-            }
-            _ => {}
-        }
+        self.tell_others(ControlMessage::UserSessionsEnded { user_id });
     }
 
     fn publish(&self, event: Event) {
@@ -354,18 +434,9 @@ async fn sweep(feed: Weak<LiveFeed>, mut ticks: Ticker) {
     }
 }
 
-fn uuid_field(value: &Value, name: &str) -> Option<Uuid> {
-    value
-        .get(name)
-        .and_then(Value::as_str)
-        .and_then(|s| Uuid::parse_str(s).ok())
-}
-
 impl CommitListener for LiveFeed {
     fn committed(&self, events: &[Event]) {
-        for event in events {
-            self.apply_access_change(event);
-        }
+        // Access effects are applied by every node's hub as the events arrive ([`access`]).
         for event in events {
             self.publish(event.clone());
         }

@@ -316,7 +316,7 @@ pub fn document() -> OpenApi {
         Get,
         op(
             "live",
-            "Who has a native WebSocket open on the project on this node: [{user_id, display_name, connections}] (members only)",
+            "Who has a native WebSocket open on the project, on every node of the cluster: [{user_id, display_name, connections}] (members only)",
             &["project_id"],
             None,
             ("200", any()),

@@ -137,6 +137,13 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
         },
         units,
     ));
+    // Echoes of revisions no event carries, from this node or another, reach its sockets.
+    let echoes = Arc::downgrade(&bryntum_node);
+    state.live.on_bryntum_echo(move |project, revision| {
+        if let Some(node) = echoes.upgrade() {
+            node.echo(project, revision);
+        }
+    });
     let (stop, mut stopped) = watch::channel(false);
     let routes = router(state.clone(), bryntum_node);
     let front = routes.clone();

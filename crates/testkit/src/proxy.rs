@@ -2,6 +2,7 @@
 //! connection at once, as a network failure would, while the server stays up.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
@@ -10,6 +11,7 @@ pub struct Proxy {
     address: SocketAddr,
     links: Arc<Mutex<Vec<AbortHandle>>>,
     accept: AbortHandle,
+    refusing: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -19,8 +21,14 @@ impl Proxy {
         let address = listener.local_addr().expect("proxy address");
         let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accepted = links.clone();
+        let refusing = Arc::new(AtomicBool::new(false));
+        let refuse = refusing.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
+                if refuse.load(Ordering::Acquire) {
+                    drop(client);
+                    continue;
+                }
                 let link = tokio::spawn(async move {
                     if let Ok(mut server) = TcpStream::connect(target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
@@ -36,6 +44,7 @@ impl Proxy {
             address,
             links,
             accept,
+            refusing,
         }
     }
 
@@ -55,6 +64,20 @@ impl Proxy {
         for link in links {
             link.abort();
         }
+    }
+}
+
+impl Proxy {
+    /// Cuts every connection and refuses new ones until [`Proxy::heal`]: the far side is
+    /// unreachable, as behind a broken link.
+    pub fn isolate(&self) {
+        self.refusing.store(true, Ordering::Release);
+        self.cut();
+    }
+
+    /// Accepts connections again after [`Proxy::isolate`].
+    pub fn heal(&self) {
+        self.refusing.store(false, Ordering::Release);
     }
 }
 

@@ -44,7 +44,7 @@ pub async fn login(
     if login.len() > 254 || secret.len() > domain::accounts::MAX_PASSWORD_BYTES {
         return Err(login::bad_credentials());
     }
-    state.limiters.check_login(&login, address.ip())?;
+    state.limiters.check_login(&login, address.ip()).await?;
     let user = login::authenticate(&state.domain, &state.decoy_hash, &login, secret).await?;
     let session = state
         .domain
@@ -217,7 +217,7 @@ pub async fn update_user(
 
 /// `POST /api/v1/ws/ticket/`: a single-use, 30-second ticket for opening a WebSocket.
 pub async fn mint_ticket(State(state): State<AppState>, auth: Authed) -> HttpResult<Response> {
-    state.limiters.check_ticket(auth.user.id)?;
+    state.limiters.check_ticket(auth.user.id).await?;
     let (secret, hash) = tickets::mint();
     state
         .domain

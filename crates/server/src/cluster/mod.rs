@@ -1,6 +1,7 @@
 //! Several nodes as one liveplan (CONTRACT §9): which bus a node's hub runs on, the names the
 //! nodes of one cluster share in Redis/Valkey, and the node registry in the database
-//! ([`registry`]).
+//! ([`registry`]); and what the nodes share besides the bus ([`state`]: presence, per-user
+//! limits, control messages; on Redis in [`redis_state`]).
 //!
 //! A cluster is every node on one database; with `--redis-url` they also share one Redis
 //! server. Its id is made by the first node that starts on the database and kept there
@@ -9,7 +10,15 @@
 //! databases) can share one Redis server without hearing each other, and nodes agree on the
 //! names without being told.
 
+pub mod redis_state;
 pub mod registry;
+mod scripts;
+pub mod state;
+
+pub use state::{
+    Cluster, ClusterError, ClusterState, ClusterTiming, ControlFeed, ControlItem, ControlMessage,
+    NodeState,
+};
 
 use crate::app::{Config, StartError};
 use bus_redis::{RedisBus, RedisBusConfig};

@@ -58,9 +58,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/projects/{project_id}/presence/", get(presence))
 }
 
-/// `GET /api/v1/projects/{id}/presence/`: who has a native WebSocket open on the project, on
-/// this node: `[{user_id, display_name, connections}]`, sorted by display name. Any member may
-/// ask; anyone else gets 404.
+/// `GET /api/v1/projects/{id}/presence/`: who has a live connection open on the project, on
+/// every node of the cluster: `[{user_id, display_name, connections}]`, sorted by display
+/// name. Any member may ask; anyone else gets 404.
 pub async fn presence(
     State(state): State<AppState>,
     auth: Authed,
@@ -70,5 +70,5 @@ pub async fn presence(
     role_in(&state, project_id, &auth.actor)
         .await?
         .ok_or_else(|| ApiError::not_found("project"))?;
-    Ok(Json(state.live.hub().presence(project_id)))
+    Ok(Json(state.live.roster(project_id).await))
 }

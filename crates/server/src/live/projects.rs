@@ -96,6 +96,24 @@ impl ProjectSets {
         }
     }
 
+    /// Users with an open set.
+    pub fn users(&self) -> Vec<Uuid> {
+        self.sets().keys().copied().collect()
+    }
+
+    /// Drops from `user`'s sets every project not in `kept` (a heal after missed removals).
+    pub fn retain_only(&self, user: Uuid, kept: &HashSet<Uuid>) {
+        let sets = self.sets();
+        if let Some(list) = sets.get(&user) {
+            for set in list.iter().filter_map(Weak::upgrade) {
+                let mut state = set.state();
+                if state.loaded {
+                    state.projects.retain(|p| kept.contains(p));
+                }
+            }
+        }
+    }
+
     pub fn membership_changed(&self, user: Uuid, project: Uuid, member: bool) {
         let sets = self.sets();
         if let Some(list) = sets.get(&user) {

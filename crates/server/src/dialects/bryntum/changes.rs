@@ -91,6 +91,16 @@ impl ProjectUnits {
     fn get(&self, project_id: Uuid) -> Units {
         self.lock().get(&project_id).copied().unwrap_or_default()
     }
+
+    /// A revision's `project` changes, from whichever node wrote it: the units move with them,
+    /// so this node's sockets convert other writers' changes as the writer's node does.
+    pub fn follow_echo(&self, project_id: Uuid, revision: &Value) {
+        if let Some(Value::Object(update)) = revision.pointer("/changes/project") {
+            let mut units = self.lock();
+            let current = units.get(&project_id).copied().unwrap_or_default();
+            units.insert(project_id, current.updated(update));
+        }
+    }
 }
 
 /// The hub dialect of Bryntum sockets.
@@ -117,6 +127,7 @@ impl Dialect for ProjectChanges {
                 frame.extend_from_slice(user_name.as_str().unwrap_or_default().as_bytes());
                 return Some(Bytes::from(frame));
             }
+            self.units.follow_echo(project_id, echo);
             let mut revision = echo.clone();
             if let Some(object) = revision.as_object_mut() {
                 object.insert("revision".into(), json!(format!("server-{seq}")));

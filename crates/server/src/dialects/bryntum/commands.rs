@@ -239,6 +239,7 @@ impl Client {
         self.state
             .limiters
             .check_login(login, self.address.ip())
+            .await
             .map_err(|e| e.message)?;
         let state = &self.state;
         crate::auth::login::authenticate(
@@ -567,13 +568,13 @@ impl Client {
             node.units().set(project_id, units);
         }
         if events.is_empty() {
-            // Nothing liveplan keeps changed (only view state): no event carries the echo,
-            // so this node's sockets of the project get it at once.
+            // Nothing liveplan keeps changed (only view state): no event carries the echo, so
+            // the project's sockets get it straight away, on this node and the others.
             let mut echo = echo;
             if let Some(object) = echo.as_object_mut() {
                 object.insert("revision".into(), json!(format!("server-{token}")));
             }
-            node.tell_project(project_id, protocol::change_body(&echo));
+            self.state.live.bryntum_echo(project_id, echo);
         }
         Ok(())
     }

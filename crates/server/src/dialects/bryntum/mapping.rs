@@ -135,6 +135,22 @@ impl Units {
         }
     }
 
+    /// These units with the fields `update` (a Bryntum `project` change) sets.
+    pub fn updated(&self, update: &Object) -> Units {
+        let read = |key: &str, current: f64| {
+            update
+                .get(key)
+                .and_then(Value::as_f64)
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .unwrap_or(current)
+        };
+        Units {
+            hours_per_day: read("hoursPerDay", self.hours_per_day),
+            days_per_week: read("daysPerWeek", self.days_per_week),
+            days_per_month: read("daysPerMonth", self.days_per_month),
+        }
+    }
+
     /// The project fields that tell a Bryntum client how liveplan converts units.
     pub fn project_fields(&self) -> Object {
         let mut out = Object::new();

@@ -258,6 +258,13 @@ impl BryntumNode {
         }
     }
 
+    /// The echo of a revision no event carries (view state only), from this node or another:
+    /// the project's units follow its `project` changes, and its sockets get it.
+    pub fn echo(&self, project_id: Uuid, revision: &serde_json::Value) {
+        self.units.follow_echo(project_id, revision);
+        self.tell_project(project_id, protocol::change_body(revision));
+    }
+
     /// Gives every socket of `project_id` the body of a `project_change`.
     fn tell_project(&self, project_id: Uuid, body: Bytes) {
         for entry in lock(&self.roster).iter() {

@@ -90,7 +90,7 @@ async fn open(
     let Some(guard) = live.connection() else {
         return Err(error(ErrorCode::Unavailable, "the server is shutting down"));
     };
-    let Some(slot) = live.sse_slot(user_id) else {
+    let Some(slot) = live.sse_slot(user_id).await else {
         return Err(HttpError(
             ApiError::new(
                 ErrorCode::RateLimited,
