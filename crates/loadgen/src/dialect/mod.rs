@@ -7,6 +7,7 @@
 
 pub mod bryntum;
 pub mod native_ws;
+pub mod pusher;
 pub mod sse;
 
 use async_trait::async_trait;
