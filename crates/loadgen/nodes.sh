@@ -21,7 +21,7 @@
 #   N=1000 RATE=20 DURATION=20 ROUNDS=2 SCALE=1 crates/loadgen/nodes.sh
 #
 # Env: CARGO_TARGET_DIR, N (1000), RATE (20), DURATION (20 s), ROUNDS (1, at most 5), SCALE (0),
-# SCALE_N (1000), SCALE_RATE (100), SOKETI (unset), PG_URL (postgres://postgres@127.0.0.1:5432, the server to
+# SCALE_N (4000), SCALE_RATE (20), PER_USER (40), SOKETI (unset), PG_URL (postgres://postgres@127.0.0.1:5432, the server to
 # make the database on: loopback only), REDIS_SERVER (redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,11 +35,12 @@ rate=${RATE:-20}
 duration=${DURATION:-20}
 rounds=${ROUNDS:-1}
 scale=${SCALE:-0}
-scale_n=${SCALE_N:-1000}
-scale_rate=${SCALE_RATE:-100}
+scale_n=${SCALE_N:-4000}
+scale_rate=${SCALE_RATE:-20}
 pg=${PG_URL:-postgres://postgres@127.0.0.1:5432}
-per_user=100
-for v in n rate duration rounds scale_n scale_rate; do
+# Tickets are limited to 120 a minute per user on each node, and node A mints for every run.
+per_user=${PER_USER:-40}
+for v in n rate duration rounds scale_n scale_rate per_user; do
   [[ ${!v} =~ ^[0-9]+$ ]] || { echo "$v must be a number" >&2; exit 2; }
 done
 ((rounds >= 1 && rounds <= 5)) || { echo "ROUNDS must be 1..5" >&2; exit 2; }

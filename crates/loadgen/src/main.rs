@@ -973,6 +973,8 @@ fn print_run(s: &RunSummary) {
     }
     if s.publisher == "rest" {
         println!("REST round trip  {}", s.rest_round_trip.line());
+    } else if s.publisher == "pusher" {
+        println!("HTTP API trip    {}", s.rest_round_trip.line());
     } else {
         println!("echo round trip  {}", s.rest_round_trip.line());
     }
