@@ -49,16 +49,17 @@ async fn run(
         // While something is owed to the others, a lag hint is retried even when nothing new
         // is published, so they hear of it as soon as Redis is back.
         let lag_owed = lost.load(Ordering::Acquire);
+        // `None`: the retry delay passed with nothing new; `Some(0)`: the bus was dropped.
         let received = if lag_owed {
             tokio::select! {
-                n = rx.recv_many(&mut batch, batch_size) => n,
-                () = tokio::time::sleep(retry_delay) => 0,
+                n = rx.recv_many(&mut batch, batch_size) => Some(n),
+                () = tokio::time::sleep(retry_delay) => None,
             }
         } else {
-            rx.recv_many(&mut batch, batch_size).await
+            Some(rx.recv_many(&mut batch, batch_size).await)
         };
-        if received == 0 && !lag_owed {
-            return; // the bus was dropped
+        if received == Some(0) {
+            return;
         }
         let mut pipe = redis::pipe();
         if lost.swap(false, Ordering::AcqRel) {

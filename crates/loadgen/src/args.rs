@@ -83,6 +83,12 @@ pub struct Common {
     /// exception).
     #[arg(long, env = "LIVEPLAN_URL", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// Other nodes of `--server`'s cluster (comma-separated base URLs, loopback like
+    /// `--server`): the subscribers are spread over them round robin instead of connecting to
+    /// `--server`, while setup and the REST publisher stay on `--server`, so every delivery
+    /// crosses nodes (CONTRACT §9). Native WebSocket and SSE subscribers only.
+    #[arg(long, value_delimiter = ',')]
+    pub subscriber_servers: Vec<String>,
     /// A system administrator (the server's bootstrap admin): creates the project and users.
     /// Not needed with `--state` or `--bryntum-server`.
     #[arg(long, env = "LIVEPLAN_ADMIN_EMAIL")]
@@ -516,7 +522,10 @@ impl Common {
 impl RunArgs {
     pub fn check(&self) -> anyhow::Result<()> {
         self.common.check(self.subscribers)?;
-        self.nodes.check(self.common.bryntum_server.is_some())?;
+        self.nodes.check(
+            self.common.bryntum_server.is_some(),
+            &self.common.subscriber_servers,
+        )?;
         if self.rate == 0 || self.rate > MAX_RATE {
             bail!("--rate must be 1..={MAX_RATE} changes per second");
         }

@@ -230,7 +230,7 @@ async fn prepare(
         common.sources(),
     )?;
     let node_targets = nodes::resolve_nodes(
-        &cluster.subscriber_urls(&common.server),
+        &cluster.subscriber_urls(&common.server, &common.subscriber_servers),
         connections,
         common.sources(),
     )?;
@@ -312,7 +312,7 @@ fn prepare_pusher(
         common.sources(),
     )?;
     let node_targets = nodes::resolve_nodes(
-        &cluster.subscriber_urls(&common.server),
+        &cluster.subscriber_urls(&common.server, &common.subscriber_servers),
         connections,
         common.sources(),
     )?;

@@ -32,18 +32,27 @@ pub struct NodeArgs {
 impl NodeArgs {
     /// Refuses what could not be a cluster run on this machine; the addresses themselves are
     /// resolved (and held to loopback) by [`args::resolve_target`] when the run starts.
-    pub fn check(&self, bryntum_server: bool) -> anyhow::Result<()> {
-        let spread = !self.nodes.is_empty() || self.publish_url.is_some();
+    pub fn check(&self, bryntum_server: bool, subscriber_servers: &[String]) -> anyhow::Result<()> {
+        if !self.nodes.is_empty() && !subscriber_servers.is_empty() {
+            bail!("--node and --subscriber-servers say the same thing: give one");
+        }
+        if subscriber_servers.len() > MAX_NODES {
+            bail!("at most {MAX_NODES} --subscriber-servers");
+        }
+        let spread =
+            !self.nodes.is_empty() || self.publish_url.is_some() || !subscriber_servers.is_empty();
         if bryntum_server && spread {
-            bail!("--node and --publish-url name liveplan nodes; a --bryntum-server is one server");
+            bail!(
+                "--node, --publish-url and --subscriber-servers name liveplan nodes; a \
+                 --bryntum-server is one server"
+            );
         }
         if self.nodes.len() > MAX_NODES || self.node_pids.len() > MAX_NODES {
             bail!("at most {MAX_NODES} --node and {MAX_NODES} --node-pid");
         }
         let mut seen = std::collections::HashSet::new();
         for url in &self.nodes {
-            let authority =
-                args::parse_base_url(url).with_context(|| format!("--node {url:?}"))?;
+            let authority = args::parse_base_url(url).with_context(|| format!("--node {url:?}"))?;
             if !seen.insert(authority) {
                 bail!("--node {url} is given twice");
             }
@@ -66,12 +75,16 @@ impl NodeArgs {
             .unwrap_or(server)
     }
 
-    /// The subscribers' node URLs (`--server` alone without `--node`).
-    pub fn subscriber_urls<'a>(&'a self, server: &'a str) -> Vec<&'a str> {
-        if self.nodes.is_empty() {
-            vec![server]
-        } else {
-            self.nodes.iter().map(String::as_str).collect()
+    /// The subscribers' node URLs: `--node`, else `--subscriber-servers` (the same spread with
+    /// the publisher on `--server`), else `--server` alone.
+    pub fn subscriber_urls<'a>(
+        &'a self,
+        server: &'a str,
+        subscriber_servers: &'a [String],
+    ) -> Vec<&'a str> {
+        match (self.nodes.as_slice(), subscriber_servers) {
+            ([], []) => vec![server],
+            ([], spread) | (spread, _) => spread.iter().map(String::as_str).collect(),
         }
     }
 
@@ -142,8 +155,11 @@ mod tests {
         ])
         .unwrap();
         let n = &a.nodes;
-        assert_eq!(n.subscriber_urls("x").len(), 3);
-        assert_eq!(n.publish_url("http://127.0.0.1:8080"), "http://127.0.0.1:9001");
+        assert_eq!(n.subscriber_urls("x", &[]).len(), 3);
+        assert_eq!(
+            n.publish_url("http://127.0.0.1:8080"),
+            "http://127.0.0.1:9001"
+        );
         assert_eq!(
             (0..6).map(|i| node_of(i, 3)).collect::<Vec<_>>(),
             [0, 1, 2, 0, 1, 2]
@@ -167,7 +183,26 @@ mod tests {
         assert_eq!(b.nodes.cpu_pids(b.common.server_pid), [6, 7, 8]);
         // Without --node, all goes to --server, as before.
         let c = parse(&[]).unwrap();
-        assert_eq!(c.nodes.subscriber_urls("http://s:1"), ["http://s:1"]);
+        assert_eq!(c.nodes.subscriber_urls("http://s:1", &[]), ["http://s:1"]);
+        // --subscriber-servers: the same spread, publishing on --server.
+        let d = parse(&[
+            "--subscriber-servers",
+            "http://127.0.0.1:2,http://127.0.0.1:3",
+        ])
+        .unwrap();
+        let spread = &d.common.subscriber_servers;
+        assert_eq!(
+            d.nodes.subscriber_urls("http://s:1", spread),
+            ["http://127.0.0.1:2", "http://127.0.0.1:3"]
+        );
+        assert_eq!(d.nodes.publish_url("http://s:1"), "http://s:1");
+        let both = [
+            "--subscriber-servers",
+            "http://127.0.0.1:2",
+            "--node",
+            "http://127.0.0.1:3",
+        ];
+        assert!(parse(&both).is_err());
         assert_eq!(c.nodes.publish_url("http://s:1"), "http://s:1");
         assert!(c.nodes.cpu_pids(None).is_empty());
     }
@@ -179,7 +214,12 @@ mod tests {
         assert!(parse(&["--node", "http://u:p@127.0.0.1:1"]).is_err());
         assert!(parse(&["--publish-url", "127.0.0.1:1"]).is_err());
         assert!(parse(&["--node-pid", "0"]).is_err());
-        let twice = ["--node", "http://127.0.0.1:1", "--node", "http://127.0.0.1:1/"];
+        let twice = [
+            "--node",
+            "http://127.0.0.1:1",
+            "--node",
+            "http://127.0.0.1:1/",
+        ];
         assert!(parse(&twice).is_err());
         // The publish URL may be one of the nodes.
         let same = [
@@ -212,17 +252,30 @@ mod tests {
     fn a_pusher_server_needs_its_app_and_takes_its_own_publisher() {
         use crate::args::PublisherName;
         let app = ["--pusher-app", "lg-app:lg-key:lg-secret"];
-        let nodes = ["--node", "http://127.0.0.1:6001", "--node", "http://127.0.0.1:6002"];
+        let nodes = [
+            "--node",
+            "http://127.0.0.1:6001",
+            "--node",
+            "http://127.0.0.1:6002",
+        ];
         let a = parse(&[&["--dialect", "pusher"][..], &app, &nodes].concat()).unwrap();
         assert_eq!(a.publisher().unwrap(), PublisherName::Pusher);
         assert!(parse(&[&["--dialect", "pusher"][..], &nodes].concat()).is_err());
-        assert!(parse(&app).is_err(), "--pusher-app without --dialect pusher");
+        assert!(
+            parse(&app).is_err(),
+            "--pusher-app without --dialect pusher"
+        );
         assert!(parse(&["--publisher", "pusher"]).is_err());
         let rest = ["--dialect", "pusher", "--publisher", "rest"];
         assert!(parse(&[&rest[..], &app].concat()).is_err());
         let bad_app = ["--dialect", "pusher", "--pusher-app", "lg-app:lg-key"];
         assert!(parse(&bad_app).is_err());
-        let external = ["--bryntum-server", "ws://127.0.0.1:8090", "--dialect", "pusher"];
+        let external = [
+            "--bryntum-server",
+            "ws://127.0.0.1:8090",
+            "--dialect",
+            "pusher",
+        ];
         assert!(parse(&[&external[..], &app].concat()).is_err());
     }
 

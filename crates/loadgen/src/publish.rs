@@ -53,11 +53,13 @@ impl Changes {
                 task_ids,
             } => {
                 let task_id = &task_ids[i as usize % task_ids.len()];
-                http.patch(format!("{base}/api/v1/projects/{project_id}/tasks/{task_id}"))
-                    .bearer_auth(token)
-                    .header("x-tab-id", stamp)
-                    // The name also carries the send time, for dialects without tab ids (Bryntum).
-                    .json(&json!({ "name": format!("lg {sent}") }))
+                http.patch(format!(
+                    "{base}/api/v1/projects/{project_id}/tasks/{task_id}"
+                ))
+                .bearer_auth(token)
+                .header("x-tab-id", stamp)
+                // The name also carries the send time, for dialects without tab ids (Bryntum).
+                .json(&json!({ "name": format!("lg {sent}") }))
             }
             Changes::Pusher(app) => {
                 let now = std::time::SystemTime::now()

@@ -213,7 +213,10 @@ mod tests {
             r.record_node_latency(1, i as usize, 5_000_000);
         }
         r.record_node_latency(3, 0, 5_000_000); // node 3 of 2 is node 1
-        let (a, b) = (Latency::of(&r.merged_node(0)), Latency::of(&r.merged_node(1)));
+        let (a, b) = (
+            Latency::of(&r.merged_node(0)),
+            Latency::of(&r.merged_node(1)),
+        );
         assert_eq!((a.count, b.count), (100, 101));
         assert!((a.p99_ms - 1.0).abs() < 0.01 && (b.p50_ms - 5.0).abs() < 0.01);
         assert_eq!(Latency::of(&r.merged()).count, 201);

@@ -316,9 +316,9 @@ impl LiveFeed {
     fn publish(&self, event: Event) {
         let bus = self.bus.clone();
         let mut publish = Box::pin(async move { bus.publish(Arc::new(event)).await });
-        // The in-process bus is ready at once, which keeps commit order on the bus. A bus that
-        // has to wait (Redis later) finishes on a task; the hub orders by seq and reads gaps
-        // from the log, so a late or reordered publish loses nothing.
+        // Both buses are ready at once (the Redis bus queues for its sending task), which
+        // keeps commit order on the bus. A bus that had to wait would finish on a task; the hub
+        // orders by seq and reads gaps from the log, so a late or reordered publish loses nothing.
         match (&mut publish).now_or_never() {
             Some(Ok(())) => {}
             Some(Err(err)) => {

@@ -427,3 +427,65 @@ pub fn listening(addr: SocketAddr) -> bool {
 pub async fn ws_at(addr: SocketAddr, path: &str) -> Ws {
     ws_connect(addr, path).await
 }
+
+/// Reads one client's events of `project` until it holds `target` (from `done`), over the
+/// native WebSocket or SSE, starting on `endpoints[0]`: whenever its connection ends or a node
+/// does not answer, it moves to the next node (round robin) and resumes with its last seq, as a
+/// client behind a load balancer does. Every seq must be the one after the last (no gap, no
+/// duplicate). At most `max_connections` connections, each read bounded by [`GUARD`].
+pub async fn follow_across(
+    endpoints: Vec<Endpoint>,
+    token: String,
+    project: Uuid,
+    sse: bool,
+    max_connections: usize,
+    mut done: tokio::sync::watch::Receiver<i64>,
+) -> Vec<i64> {
+    use crate::follow::{Read, sse_read, ws_read};
+    let mut got: Vec<i64> = Vec::new();
+    let finished = |got: &[i64], target: i64| target > 0 && got.last() == Some(&target);
+    for attempt in 0..max_connections {
+        let endpoint = &endpoints[attempt % endpoints.len()];
+        let since = got.last().copied().unwrap_or(0);
+        let mut conn = if sse {
+            match endpoint.sse(&token, project, Some(since)).await {
+                Some(reader) => crate::follow::Conn::Sse(reader),
+                None => continue,
+            }
+        } else {
+            match endpoint.ws_project(&token, project, Some(since)).await {
+                Some(ws) => crate::follow::Conn::Ws(ws),
+                None => continue,
+            }
+        };
+        loop {
+            if finished(&got, *done.borrow()) {
+                return got;
+            }
+            let read = tokio::select! {
+                read = async {
+                    match &mut conn {
+                        crate::follow::Conn::Ws(ws) => ws_read(ws).await,
+                        crate::follow::Conn::Sse(reader) => sse_read(reader).await,
+                    }
+                } => read,
+                _ = done.changed() => continue,
+            };
+            match read {
+                Read::Event(seq) => {
+                    let expected = got.last().copied().unwrap_or(0) + 1;
+                    assert_eq!(
+                        seq, expected,
+                        "a gap or a duplicate (sse: {sse}, node {})",
+                        endpoint.addr
+                    );
+                    got.push(seq);
+                }
+                Read::Resync(latest) => panic!("unexpected resync to {latest}"),
+                Read::Other => {}
+                Read::Closed => break,
+            }
+        }
+    }
+    panic!("still not through after {max_connections} connections; got {got:?}");
+}

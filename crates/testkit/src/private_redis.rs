@@ -145,14 +145,19 @@ impl PrivateRedis {
         }
     }
 
-    /// Sends one command (inline form) and returns the raw reply's first line: for a test that
-    /// looks at what the cluster keeps in Redis.
-    pub fn command(&self, line: &str) -> String {
+    /// Sends one command (`args`, the command's name first) and returns the raw reply's first
+    /// line (`:2`, `+OK`, `$5`, …): for a test that looks at, or meddles with, what the cluster
+    /// keeps in Redis.
+    pub fn command(&self, args: &[&str]) -> String {
         let mut stream = TcpStream::connect_timeout(&self.address(), GUARD).expect("connect");
         stream.set_read_timeout(Some(GUARD)).unwrap();
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&request).expect("send");
         let mut reply = Vec::new();
         let mut byte = [0u8; 1];
         while !reply.ends_with(b"\r\n") {

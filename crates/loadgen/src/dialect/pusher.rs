@@ -57,8 +57,8 @@ impl App {
     /// The path, query and body of a signed `POST /apps/{id}/events` carrying `data` on
     /// [`CHANNEL`], at `timestamp` (Unix seconds).
     pub fn signed_event(&self, data: &str, timestamp: u64) -> (String, String) {
-        let body = serde_json::json!({ "name": EVENT, "channels": [CHANNEL], "data": data })
-            .to_string();
+        let body =
+            serde_json::json!({ "name": EVENT, "channels": [CHANNEL], "data": data }).to_string();
         let path = format!("/apps/{}/events", self.id);
         let query = self.signed_query("POST", &path, &body, timestamp);
         (format!("{path}?{query}"), body)

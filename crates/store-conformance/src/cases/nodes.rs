@@ -45,7 +45,10 @@ pub async fn nodes_join_beat_expire_and_leave(store: Arc<dyn Store>) {
     let joined = store.join_nodes(&b, LONG, &|_| true).await.unwrap();
     assert!(joined.admitted);
     assert_eq!(ids(&joined.others), vec![a.id]);
-    assert_eq!(ids(&store.live_nodes(LONG).await.unwrap()), vec![a.id, b.id]);
+    assert_eq!(
+        ids(&store.live_nodes(LONG).await.unwrap()),
+        vec![a.id, b.id]
+    );
     // Joining again (same id) replaces the row and does not count the node as another.
     let joined = store.join_nodes(&b, LONG, &|_| true).await.unwrap();
     assert_eq!(ids(&joined.others), vec![a.id]);
@@ -55,7 +58,10 @@ pub async fn nodes_join_beat_expire_and_leave(store: Arc<dyn Store>) {
     assert!(store.heartbeat_node(a.id).await.unwrap());
     let recent = Duration::from_millis(250);
     assert_eq!(ids(&store.live_nodes(recent).await.unwrap()), vec![a.id]);
-    assert_eq!(ids(&store.live_nodes(LONG).await.unwrap()), vec![a.id, b.id]);
+    assert_eq!(
+        ids(&store.live_nodes(LONG).await.unwrap()),
+        vec![a.id, b.id]
+    );
     let c = node(true);
     let joined = store.join_nodes(&c, recent, &|_| true).await.unwrap();
     assert_eq!(ids(&joined.others), vec![a.id]);
@@ -63,7 +69,10 @@ pub async fn nodes_join_beat_expire_and_leave(store: Arc<dyn Store>) {
         !store.heartbeat_node(b.id).await.unwrap(),
         "a forgotten node's heartbeat says so"
     );
-    assert_eq!(ids(&store.live_nodes(LONG).await.unwrap()), vec![a.id, c.id]);
+    assert_eq!(
+        ids(&store.live_nodes(LONG).await.unwrap()),
+        vec![a.id, c.id]
+    );
 
     store.leave_nodes(a.id).await.unwrap();
     store.leave_nodes(a.id).await.unwrap();
