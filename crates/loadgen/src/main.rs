@@ -350,6 +350,9 @@ fn prepare_pusher(
     })
 }
 
+/// A node's subscriber dialect, and the Bryntum one again when that is it (for publishers).
+type NodeDialect = (Arc<dyn Dialect>, Option<Arc<Bryntum>>);
+
 /// The subscribers' dialect on one liveplan node (tickets are minted on the node they are
 /// used on), and the Bryntum dialect again when that is it.
 fn liveplan_dialect(
@@ -357,7 +360,7 @@ fn liveplan_dialect(
     target: &Target,
     project_id: &str,
     http: &reqwest::Client,
-) -> anyhow::Result<(Arc<dyn Dialect>, Option<Arc<Bryntum>>)> {
+) -> anyhow::Result<NodeDialect> {
     let tickets = || dialect::native_ws::NativeWs {
         base: target.base.clone(),
         addr: target.addr,
