@@ -61,6 +61,10 @@ pub enum DialectName {
     Sse,
     /// The Bryntum Gantt WebSocket `/ws/v1/bryntum`, ticket login + `dataset` (CONTRACT §8).
     Bryntum,
+    /// Pusher Channels protocol 7 on another server (soketi): `/app/{key}` of each `--node`,
+    /// one public channel; changes through the HTTP API of `--publish-url`. Needs
+    /// `--pusher-app`; implies `--publisher pusher`.
+    Pusher,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -69,6 +73,8 @@ pub enum PublisherName {
     Rest,
     /// A Bryntum socket sending `project_change` revisions, as a Bryntum Gantt client does.
     Bryntum,
+    /// Signed `POST /apps/{id}/events` of the Pusher HTTP API (with `--dialect pusher`).
+    Pusher,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -108,6 +114,9 @@ pub struct Common {
     /// password.
     #[arg(long, default_value = "")]
     pub bryntum_password: String,
+    /// The app of a Pusher-protocol server (`--dialect pusher`), `id:key:secret`.
+    #[arg(long, env = "LOADGEN_PUSHER_APP", hide_env_values = true)]
+    pub pusher_app: Option<String>,
     /// Pid of the server, to read its CPU time and RSS from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
@@ -183,6 +192,8 @@ pub struct RunArgs {
     /// Tasks the changes rotate over.
     #[arg(long, default_value_t = 16)]
     pub tasks: usize,
+    #[command(flatten)]
+    pub nodes: crate::nodes::NodeArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -470,9 +481,17 @@ impl Common {
         if self.settle > 600 || self.connect_timeout == 0 || self.connect_timeout > MAX_SECS {
             bail!("--settle must be ≤ 600 and --connect-timeout 1..={MAX_SECS}");
         }
-        self.dialect()?;
+        let pusher = self.dialect()? == DialectName::Pusher;
+        match (&self.pusher_app, pusher) {
+            (Some(app), true) => {
+                crate::dialect::pusher::App::parse(app)?;
+            }
+            (None, true) => bail!("--dialect pusher needs --pusher-app id:key:secret"),
+            (Some(_), false) => bail!("--pusher-app is for --dialect pusher"),
+            (None, false) => {}
+        }
         let no_admin = self.admin_email.is_none() || self.admin_password.is_none();
-        if self.bryntum_server.is_none() && self.state.is_none() && no_admin {
+        if self.bryntum_server.is_none() && self.state.is_none() && no_admin && !pusher {
             bail!(
                 "--admin-email and --admin-password (or LIVEPLAN_ADMIN_EMAIL/PASSWORD) are needed \
                  to prepare a liveplan server, unless --state names a prepared one"
@@ -503,6 +522,10 @@ impl Common {
 impl RunArgs {
     pub fn check(&self) -> anyhow::Result<()> {
         self.common.check(self.subscribers)?;
+        self.nodes.check(
+            self.common.bryntum_server.is_some(),
+            &self.common.subscriber_servers,
+        )?;
         if self.rate == 0 || self.rate > MAX_RATE {
             bail!("--rate must be 1..={MAX_RATE} changes per second");
         }
@@ -541,6 +564,14 @@ impl RunArgs {
     pub fn publisher(&self) -> anyhow::Result<PublisherName> {
         let dialect = self.common.dialect()?;
         let external = self.common.bryntum_server.is_some();
+        match (dialect, self.publisher) {
+            (DialectName::Pusher, None | Some(PublisherName::Pusher)) => {
+                return Ok(PublisherName::Pusher);
+            }
+            (DialectName::Pusher, Some(_)) => bail!("--dialect pusher takes --publisher pusher"),
+            (_, Some(PublisherName::Pusher)) => bail!("--publisher pusher needs --dialect pusher"),
+            _ => {}
+        }
         match self.publisher {
             None if external => Ok(PublisherName::Bryntum),
             None => Ok(PublisherName::Rest),

@@ -18,6 +18,7 @@
 mod args;
 mod dialect;
 mod floor;
+mod nodes;
 mod procfs;
 mod publish;
 mod setup;
@@ -143,9 +144,13 @@ struct Prepared {
     /// `None` for a `--bryntum-server`, which has no REST API.
     liveplan: Option<Liveplan>,
     users: Vec<User>,
-    dialect: Arc<dyn Dialect>,
-    /// The Bryntum dialect again, for Bryntum publishers.
+    /// The subscribers' dialect on each node (`--node`; one without), and the nodes' URLs.
+    dialects: Vec<Arc<dyn Dialect>>,
+    node_urls: Vec<String>,
+    /// The Bryntum dialect on the publishing target, for Bryntum publishers.
     bryntum: Option<Arc<Bryntum>>,
+    /// The app of a Pusher-protocol server (`--dialect pusher`).
+    pusher: Option<dialect::pusher::App>,
 }
 
 struct Liveplan {
@@ -207,11 +212,28 @@ async fn prepare_only(a: args::PrepareArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::Result<Prepared> {
+async fn prepare(
+    common: &Common,
+    cluster: &nodes::NodeArgs,
+    connections: usize,
+    tasks: usize,
+) -> anyhow::Result<Prepared> {
     if let Some(url) = &common.bryntum_server {
         return prepare_external(common, url, connections);
     }
-    let target = args::resolve_target(&common.server, connections, common.sources())?;
+    if common.dialect()? == DialectName::Pusher {
+        return prepare_pusher(common, cluster, connections);
+    }
+    let target = args::resolve_target(
+        cluster.publish_url(&common.server),
+        connections,
+        common.sources(),
+    )?;
+    let node_targets = nodes::resolve_nodes(
+        &cluster.subscriber_urls(&common.server, &common.subscriber_servers),
+        connections,
+        common.sources(),
+    )?;
     let limit = ensure_file_limit(connections)?;
     let api = Api::new(&target.base)?;
     eprintln!(
@@ -245,39 +267,24 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
         users,
     } = state;
     task_ids.truncate(tasks.max(1));
-    let tickets = || dialect::native_ws::NativeWs {
-        base: target.base.clone(),
-        addr: target.addr,
-        project_id: project_id.clone(),
-        http: api.http.clone(),
-    };
-    let mut bryntum = None;
-    let dialect: Arc<dyn Dialect> = match common.dialect()? {
-        DialectName::Ws => Arc::new(tickets()),
-        DialectName::Bryntum => {
-            let b = Arc::new(Bryntum {
-                url: format!(
-                    "{}/ws/v1/bryntum",
-                    target.base.replacen("http://", "ws://", 1)
-                ),
-                addr: target.addr,
-                project: project_id.clone().into(),
-                login: Login::Ticket(tickets()),
-            });
-            bryntum = Some(b.clone());
-            b
-        }
-        DialectName::Sse => Arc::new(dialect::sse::Sse::new(
-            target.base.clone(),
-            project_id.clone(),
-            &target.sources,
-        )?),
-    };
-    let dialect = match common.subscriber_servers.as_slice() {
-        [] => dialect,
-        servers => spread_subscribers(common, servers, connections, &api, &project_id)?,
-    };
+    let name = common.dialect()?;
+    let (_, bryntum) = liveplan_dialect(name, &target, &project_id, &api.http)?;
+    let dialects = node_targets
+        .iter()
+        .map(|node| Ok(liveplan_dialect(name, node, &project_id, &api.http)?.0))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if node_targets.len() > 1 || target.base != node_targets[0].base {
+        let urls: Vec<&str> = node_targets.iter().map(|t| t.base.as_str()).collect();
+        eprintln!(
+            "subscribers round-robin over {} node(s) {}; changes through {}",
+            urls.len(),
+            urls.join(" "),
+            target.base
+        );
+    }
     Ok(Prepared {
+        node_urls: node_targets.into_iter().map(|t| t.base).collect(),
+        dialects,
         target,
         liveplan: Some(Liveplan {
             api,
@@ -286,39 +293,104 @@ async fn prepare(common: &Common, connections: usize, tasks: usize) -> anyhow::R
             task_ids,
         }),
         users,
-        dialect,
         bryntum,
+        pusher: None,
     })
 }
 
-/// One dialect per `--subscriber-servers` node, the subscribers taking them in turn.
-fn spread_subscribers(
+/// A Pusher-protocol server's nodes (soketi): nothing to make; every subscriber joins the one
+/// public channel, and "users" only pace the openings as on liveplan.
+fn prepare_pusher(
     common: &Common,
-    servers: &[String],
+    cluster: &nodes::NodeArgs,
     connections: usize,
-    api: &Api,
+) -> anyhow::Result<Prepared> {
+    let app = dialect::pusher::App::parse(common.pusher_app.as_deref().unwrap_or_default())?;
+    let target = args::resolve_target(
+        cluster.publish_url(&common.server),
+        connections,
+        common.sources(),
+    )?;
+    let node_targets = nodes::resolve_nodes(
+        &cluster.subscriber_urls(&common.server, &common.subscriber_servers),
+        connections,
+        common.sources(),
+    )?;
+    let limit = ensure_file_limit(connections)?;
+    eprintln!(
+        "Pusher-protocol server: subscribers over {} node(s), events through {} · open-files \
+         limit {limit}",
+        node_targets.len(),
+        target.base
+    );
+    let dialects = node_targets
+        .iter()
+        .map(|t| -> Arc<dyn Dialect> {
+            Arc::new(dialect::pusher::Pusher {
+                ws_base: t.base.replacen("http://", "ws://", 1),
+                addr: t.addr,
+                app_key: app.key.clone(),
+            })
+        })
+        .collect();
+    let users = (0..connections.div_ceil(common.per_user))
+        .map(|i| User {
+            id: format!("lg{i}"),
+            token: String::new(),
+        })
+        .collect();
+    Ok(Prepared {
+        node_urls: node_targets.into_iter().map(|t| t.base).collect(),
+        dialects,
+        target,
+        liveplan: None,
+        users,
+        bryntum: None,
+        pusher: Some(app),
+    })
+}
+
+/// A node's subscriber dialect, and the Bryntum one again when that is it (for publishers).
+type NodeDialect = (Arc<dyn Dialect>, Option<Arc<Bryntum>>);
+
+/// The subscribers' dialect on one liveplan node (tickets are minted on the node they are
+/// used on), and the Bryntum dialect again when that is it.
+fn liveplan_dialect(
+    name: DialectName,
+    target: &Target,
     project_id: &str,
-) -> anyhow::Result<Arc<dyn Dialect>> {
-    let mut nodes: Vec<Arc<dyn Dialect>> = Vec::new();
-    for server in servers {
-        let node = args::resolve_target(server, connections, common.sources())?;
-        nodes.push(match common.dialect()? {
-            DialectName::Ws => Arc::new(dialect::native_ws::NativeWs {
-                base: node.base.clone(),
-                addr: node.addr,
-                project_id: project_id.to_owned(),
-                http: api.http.clone(),
-            }),
-            DialectName::Sse => Arc::new(dialect::sse::Sse::new(
-                node.base.clone(),
+    http: &reqwest::Client,
+) -> anyhow::Result<NodeDialect> {
+    let tickets = || dialect::native_ws::NativeWs {
+        base: target.base.clone(),
+        addr: target.addr,
+        project_id: project_id.to_owned(),
+        http: http.clone(),
+    };
+    Ok(match name {
+        DialectName::Ws => (Arc::new(tickets()), None),
+        DialectName::Bryntum => {
+            let b = Arc::new(Bryntum {
+                url: format!(
+                    "{}/ws/v1/bryntum",
+                    target.base.replacen("http://", "ws://", 1)
+                ),
+                addr: target.addr,
+                project: project_id.to_owned().into(),
+                login: Login::Ticket(tickets()),
+            });
+            (b.clone(), Some(b))
+        }
+        DialectName::Pusher => bail!("a liveplan server does not speak --dialect pusher"),
+        DialectName::Sse => (
+            Arc::new(dialect::sse::Sse::new(
+                target.base.clone(),
                 project_id.to_owned(),
-                &node.sources,
+                &target.sources,
             )?),
-            DialectName::Bryntum => bail!("--subscriber-servers takes ws or sse subscribers"),
-        });
-    }
-    eprintln!("subscribers spread over {}", servers.join(", "));
-    Ok(Arc::new(dialect::Spread::new(nodes)))
+            None,
+        ),
+    })
 }
 
 /// A server speaking Bryntum's protocol that is not liveplan: nothing to make, subscribers are
@@ -344,11 +416,13 @@ fn prepare_external(common: &Common, url: &str, connections: usize) -> anyhow::R
         login: Login::Password(common.bryntum_password.clone()),
     });
     Ok(Prepared {
+        node_urls: vec![target.base.clone()],
         target,
         liveplan: None,
         users,
-        dialect: bryntum.clone(),
+        dialects: vec![bryntum.clone()],
         bryntum: Some(bryntum),
+        pusher: None,
     })
 }
 
@@ -374,6 +448,7 @@ fn note_error(errors: &std::sync::Mutex<Vec<String>>, e: String) {
 /// Reads one connection until told to stop, recording every delivery.
 async fn subscriber(
     index: usize,
+    node: usize,
     mut connection: Box<dyn Connection>,
     recorder: Arc<Recorder>,
     mut stop: watch::Receiver<bool>,
@@ -398,7 +473,7 @@ async fn subscriber(
                     }
                     match (d.kind, d.sent_ns) {
                         (Kind::Event, Some(sent)) => {
-                            recorder.record_latency(index, now.saturating_sub(sent));
+                            recorder.record_node_latency(node, index, now.saturating_sub(sent));
                             c.measured.fetch_add(1, Ordering::Relaxed);
                         }
                         (Kind::Resync, _) => { c.resyncs.fetch_add(1, Ordering::Relaxed); }
@@ -424,7 +499,7 @@ async fn subscriber(
 /// Opens `count` subscribers: subscriber i connects as user i / per_user (so a user's
 /// connections open together) from source address i mod k.
 async fn open_fleet(p: &Prepared, common: &Common, count: usize) -> Fleet {
-    let recorder = Arc::new(Recorder::default());
+    let recorder = Arc::new(Recorder::new(p.dialects.len()));
     let (stop, stop_rx) = watch::channel(false);
     let alive = Arc::new(AtomicU64::new(0));
     let errors: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
@@ -435,7 +510,7 @@ async fn open_fleet(p: &Prepared, common: &Common, count: usize) -> Fleet {
         .map(|i| {
             let user = &p.users[i / common.per_user];
             let source = sources[i % sources.len()];
-            let dialect = p.dialect.clone();
+            let dialect = p.dialects[nodes::node_of(i, p.dialects.len())].clone();
             async move { (i, dialect.open(user, source).await) }
         })
         .buffer_unordered(common.connect_concurrency);
@@ -458,6 +533,7 @@ async fn open_fleet(p: &Prepared, common: &Common, count: usize) -> Fleet {
                 alive.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(subscriber(
                     i,
+                    nodes::node_of(i, p.dialects.len()),
                     connection,
                     recorder.clone(),
                     stop_rx.clone(),
@@ -540,6 +616,8 @@ struct RunSummary {
     window_secs: f64,
     deliveries_per_sec: f64,
     latency: Latency,
+    /// Per `--node` (one entry without): its subscribers' latency.
+    nodes: Vec<nodes::NodeSummary>,
     /// Send to answer of each change: the REST round trip, or for a Bryntum publisher send to
     /// its own revision coming back.
     rest_round_trip: Latency,
@@ -597,12 +675,11 @@ async fn settle(fleet: &Fleet, c: &Common) -> f64 {
 
 /// Whoever makes the changes: the same workload for every dialect and server it can drive.
 enum Publisher {
-    Rest {
+    /// liveplan's REST API, or a Pusher server's HTTP API.
+    Http {
         http: reqwest::Client,
         base: String,
-        token: String,
-        project_id: String,
-        task_ids: Vec<String>,
+        changes: Arc<publish::Changes>,
     },
     Bryntum(publish::BryntumPublishers),
 }
@@ -610,13 +687,23 @@ enum Publisher {
 impl Publisher {
     async fn new(p: &Prepared, a: &RunArgs) -> anyhow::Result<Publisher> {
         match (a.publisher()?, &p.liveplan, &p.bryntum) {
-            (PublisherName::Rest, Some(l), _) => Ok(Publisher::Rest {
+            (PublisherName::Rest, Some(l), _) => Ok(Publisher::Http {
                 http: l.api.http.clone(),
                 base: p.target.base.clone(),
-                token: l.admin.token.clone(),
-                project_id: l.project_id.clone(),
-                task_ids: l.task_ids.clone(),
+                changes: Arc::new(publish::Changes::Tasks {
+                    token: l.admin.token.clone(),
+                    project_id: l.project_id.clone(),
+                    task_ids: l.task_ids.clone(),
+                }),
             }),
+            (PublisherName::Pusher, _, _) => {
+                let app = p.pusher.clone().context("no --pusher-app")?;
+                Ok(Publisher::Http {
+                    http: setup::Api::new(&p.target.base)?.http,
+                    base: p.target.base.clone(),
+                    changes: Arc::new(publish::Changes::Pusher(app)),
+                })
+            }
             (PublisherName::Bryntum, liveplan, Some(dialect)) => {
                 // On liveplan the project's owner publishes (tickets); elsewhere, names.
                 let users: Vec<User> = (0..a.bryntum_publishers)
@@ -644,25 +731,24 @@ impl Publisher {
 
     fn name(&self) -> &'static str {
         match self {
-            Publisher::Rest { .. } => "rest",
+            Publisher::Http { changes, .. } => match **changes {
+                publish::Changes::Tasks { .. } => "rest",
+                publish::Changes::Pusher(_) => "pusher",
+            },
             Publisher::Bryntum(_) => "bryntum",
         }
     }
 
     async fn publish(&mut self, a: &RunArgs, secs: u64) -> publish::Outcome {
         match self {
-            Publisher::Rest {
+            Publisher::Http {
                 http,
                 base,
-                token,
-                project_id,
-                task_ids,
+                changes,
             } => {
                 let plan = publish::Plan {
                     base: base.clone(),
-                    token: token.clone(),
-                    project_id: project_id.clone(),
-                    task_ids: task_ids.clone(),
+                    changes: changes.clone(),
                     rate: a.rate,
                     duration: Duration::from_secs(secs),
                     max_in_flight: a.max_in_flight,
@@ -685,22 +771,23 @@ impl Publisher {
 
 async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     let c = &a.common;
-    let p = prepare(c, a.subscribers, a.tasks).await?;
+    let p = prepare(c, &a.nodes, a.subscribers, a.tasks).await?;
     let mut publisher = Publisher::new(&p, &a).await?;
-    let baseline_us_per_publish = if a.baseline > 0 && c.server_pid.is_some() {
+    // The server's CPU: `--server-pid` and every `--node-pid`, summed.
+    let cpu_pids = a.nodes.cpu_pids(c.server_pid);
+    let server_cpu_now = || procfs::cpu_secs_of(&cpu_pids);
+    let baseline_us_per_publish = if a.baseline > 0 && !cpu_pids.is_empty() {
         eprintln!(
             "baseline: publishing {} changes/s for {} s with no subscriber",
             a.rate, a.baseline
         );
-        let x = procfs::sample_both(c.server_pid);
+        let x = server_cpu_now();
         let outcome = publisher.publish(&a, a.baseline).await;
         // Let the last writes' after-commit work (scheduler, hub) finish inside the window.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let y = procfs::sample_both(c.server_pid);
-        match (x.server, y.server) {
-            (Some(x), Some(y)) => per((y.cpu_secs - x.cpu_secs) * 1e6, outcome.ok as f64),
-            _ => None,
-        }
+        let y = server_cpu_now();
+        x.zip(y)
+            .and_then(|(x, y)| per((y - x) * 1e6, outcome.ok as f64))
     } else {
         None
     };
@@ -714,6 +801,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     }
     let settle_secs = settle(&fleet, c).await;
     let connected = procfs::sample_both(c.server_pid);
+    let cpu_connected = server_cpu_now();
     let rx_connected = procfs::cpu_secs_of(&c.server_rx_pids);
     let counters = &fleet.recorder.counters;
     let measured_before = fleet.recorder.count(&counters.measured);
@@ -744,6 +832,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     // The window ends at the last delivery, not at the end of a fruitless drain wait.
     let window_secs = (last_delivery.max(window + outcome.elapsed) - window).as_secs_f64();
     let after = procfs::sample_both(c.server_pid);
+    let cpu_after = server_cpu_now();
     let rx_after = procfs::cpu_secs_of(&c.server_rx_pids);
     let _ = fleet.stop.send(true);
     let publisher_name = publisher.name();
@@ -753,10 +842,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
 
     let delivered = fleet.recorder.count(&counters.measured) - measured_before;
     let expected = outcome.ok * fleet.opened as u64;
-    let server_cpu = match (connected.server, after.server) {
-        (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
-        _ => None,
-    };
+    let server_cpu = cpu_connected.zip(cpu_after).map(|(x, y)| y - x);
     let rx_cpu = rx_connected.zip(rx_after).map(|(x, y)| y - x);
     let me_cpu = match (connected.me, after.me) {
         (Some(x), Some(y)) => Some(y.cpu_secs - x.cpu_secs),
@@ -773,7 +859,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     let summary = RunSummary {
         mode: "run",
         server: server_name(c, &p),
-        dialect: p.dialect.name(),
+        dialect: p.dialects[0].name(),
         publisher: publisher_name,
         subscribers: a.subscribers,
         opened: fleet.opened,
@@ -796,6 +882,7 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
         window_secs,
         deliveries_per_sec: per(delivered as f64, window_secs).unwrap_or(0.0),
         latency: Latency::of(&fleet.recorder.merged()),
+        nodes: node_summaries(&p, &fleet, a.subscribers),
         rest_round_trip: Latency::of(&outcome.rest.unwrap_or_else(stats::new_histogram)),
         server_cpu_secs: server_cpu,
         server_cpu_us_per_delivery: server_cpu.and_then(|s| per(s * 1e6, delivered as f64)),
@@ -821,6 +908,25 @@ async fn run(a: RunArgs) -> anyhow::Result<RunSummary> {
     Ok(summary)
 }
 
+fn node_summaries(p: &Prepared, fleet: &Fleet, subscribers: usize) -> Vec<nodes::NodeSummary> {
+    let n = p.node_urls.len();
+    p.node_urls
+        .iter()
+        .enumerate()
+        .map(|(k, url)| {
+            let h = fleet.recorder.merged_node(k);
+            nodes::NodeSummary {
+                url: url.clone(),
+                subscribers: (0..subscribers)
+                    .filter(|&i| nodes::node_of(i, n) == k)
+                    .count(),
+                delivered: h.len(),
+                latency: Latency::of(&h),
+            }
+        })
+        .collect()
+}
+
 fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$} {unit}"))
         .unwrap_or_else(|| "n/a".into())
@@ -829,6 +935,7 @@ fn opt(v: Option<f64>, unit: &str, digits: usize) -> String {
 fn server_name(c: &Common, p: &Prepared) -> String {
     match &c.bryntum_server {
         Some(url) => url.clone(),
+        None if p.pusher.is_some() => format!("pusher {}", p.target.base),
         None => format!("liveplan {}", p.target.base),
     }
 }
@@ -857,8 +964,20 @@ fn print_run(s: &RunSummary) {
         s.other_messages
     );
     println!("latency          {}", s.latency.line());
+    if s.nodes.len() > 1 {
+        for node in &s.nodes {
+            println!(
+                "  node {:<22} {} subscribers: {}",
+                node.url,
+                node.subscribers,
+                node.latency.line()
+            );
+        }
+    }
     if s.publisher == "rest" {
         println!("REST round trip  {}", s.rest_round_trip.line());
+    } else if s.publisher == "pusher" {
+        println!("HTTP API trip    {}", s.rest_round_trip.line());
     } else {
         println!("echo round trip  {}", s.rest_round_trip.line());
     }
@@ -922,7 +1041,7 @@ struct IdleSummary {
 
 async fn idle(a: IdleArgs) -> anyhow::Result<()> {
     let c = &a.common;
-    let p = prepare(c, a.connections, 0).await?;
+    let p = prepare(c, &nodes::NodeArgs::default(), a.connections, 0).await?;
     let before = procfs::sample_both(c.server_pid);
     let fleet = open_fleet(&p, c, a.connections).await;
     tokio::time::sleep(Duration::from_secs(c.settle)).await;
@@ -934,7 +1053,7 @@ async fn idle(a: IdleArgs) -> anyhow::Result<()> {
     let summary = IdleSummary {
         mode: "idle",
         server: server_name(c, &p),
-        dialect: p.dialect.name(),
+        dialect: p.dialects[0].name(),
         connections: a.connections,
         opened: fleet.opened,
         open_failed: fleet.failed,

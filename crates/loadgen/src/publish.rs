@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
+use reqwest::RequestBuilder;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,12 +24,54 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub struct Plan {
     pub base: String,
-    pub token: String,
-    pub project_id: String,
-    pub task_ids: Vec<String>,
+    pub changes: Arc<Changes>,
     pub rate: u32,
     pub duration: Duration,
     pub max_in_flight: usize,
+}
+
+/// What one HTTP change is.
+pub enum Changes {
+    /// liveplan: rename a task, stamped in `X-Tab-Id` and the name.
+    Tasks {
+        token: String,
+        project_id: String,
+        task_ids: Vec<String>,
+    },
+    /// A Pusher-protocol server: trigger an event whose data is the stamp.
+    Pusher(crate::dialect::pusher::App),
+}
+
+impl Changes {
+    /// Change `i`, sent at `sent` (ns on the run's clock).
+    fn request(&self, http: &reqwest::Client, base: &str, i: u64, sent: u64) -> RequestBuilder {
+        let stamp = format!("{TAB_PREFIX}{sent}");
+        match self {
+            Changes::Tasks {
+                token,
+                project_id,
+                task_ids,
+            } => {
+                let task_id = &task_ids[i as usize % task_ids.len()];
+                http.patch(format!(
+                    "{base}/api/v1/projects/{project_id}/tasks/{task_id}"
+                ))
+                .bearer_auth(token)
+                .header("x-tab-id", stamp)
+                // The name also carries the send time, for dialects without tab ids (Bryntum).
+                .json(&json!({ "name": format!("lg {sent}") }))
+            }
+            Changes::Pusher(app) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let (path_and_query, body) = app.signed_event(&stamp, now);
+                http.post(format!("{base}{path_and_query}"))
+                    .header("content-type", "application/json")
+                    .body(body)
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -62,21 +105,11 @@ pub async fn publish(http: reqwest::Client, plan: Plan) -> Outcome {
             outcome.skipped += 1;
             continue;
         };
-        let task_id = &plan.task_ids[i as usize % plan.task_ids.len()];
-        let url = format!(
-            "{}/api/v1/projects/{}/tasks/{task_id}",
-            plan.base, plan.project_id
-        );
-        let request = http.patch(url).bearer_auth(&plan.token);
         let (rest, errors) = (rest.clone(), errors.clone());
+        let (http, changes, base) = (http.clone(), plan.changes.clone(), plan.base.clone());
         requests.spawn(async move {
             let sent = now_ns();
-            let answer = request
-                .header("x-tab-id", format!("{TAB_PREFIX}{sent}"))
-                // The name also carries the send time, for dialects without tab ids (Bryntum).
-                .json(&json!({ "name": format!("lg {sent}") }))
-                .send()
-                .await;
+            let answer = changes.request(&http, &base, i, sent).send().await;
             drop(slot);
             match answer {
                 Ok(r) if r.status().is_success() => {

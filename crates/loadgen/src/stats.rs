@@ -39,35 +39,55 @@ pub struct Counters {
     pub dropped: AtomicU64,
 }
 
+/// Latencies by node (`--node`: each node's own shards, so each node's percentiles can be
+/// reported beside the overall ones), and the counters.
 pub struct Recorder {
     shards: Vec<Mutex<Histogram<u64>>>,
+    nodes: usize,
     pub counters: Counters,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
-        Recorder {
-            shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
-            counters: Counters::default(),
-        }
+        Recorder::new(1)
     }
 }
 
 impl Recorder {
-    pub fn record_latency(&self, shard: usize, latency_ns: u64) {
-        let mut h = self.shards[shard % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    pub fn new(nodes: usize) -> Recorder {
+        let nodes = nodes.max(1);
+        Recorder {
+            shards: (0..SHARDS * nodes)
+                .map(|_| Mutex::new(new_histogram()))
+                .collect(),
+            nodes,
+            counters: Counters::default(),
+        }
+    }
+
+    /// A delivery on node `node` (taken modulo the node count).
+    pub fn record_node_latency(&self, node: usize, shard: usize, latency_ns: u64) {
+        let i = (node % self.nodes) * SHARDS + shard % SHARDS;
+        let mut h = self.shards[i].lock().unwrap_or_else(|e| e.into_inner());
         h.saturating_record(latency_ns.clamp(1, MAX_LATENCY_NS));
     }
 
-    pub fn merged(&self) -> Histogram<u64> {
+    fn merge<'a>(shards: impl Iterator<Item = &'a Mutex<Histogram<u64>>>) -> Histogram<u64> {
         let mut all = new_histogram();
-        for shard in &self.shards {
+        for shard in shards {
             let h = shard.lock().unwrap_or_else(|e| e.into_inner());
             all.add(&*h).expect("same bounds");
         }
         all
+    }
+
+    pub fn merged(&self) -> Histogram<u64> {
+        Recorder::merge(self.shards.iter())
+    }
+
+    /// Node `node`'s deliveries alone.
+    pub fn merged_node(&self, node: usize) -> Histogram<u64> {
+        Recorder::merge(self.shards.iter().skip(node * SHARDS).take(SHARDS))
     }
 
     pub fn count(&self, c: &AtomicU64) -> u64 {
@@ -172,17 +192,35 @@ mod tests {
         let r = Recorder::default();
         for i in 1..=1000u64 {
             // 1 ms … 1000 ms spread over shards
-            r.record_latency(i as usize, i * 1_000_000);
+            r.record_node_latency(0, i as usize, i * 1_000_000);
         }
-        r.record_latency(0, 0); // clamped to 1 ns, not lost
+        r.record_node_latency(0, 0, 0); // clamped to 1 ns, not lost
         let l = Latency::of(&r.merged());
         assert_eq!(l.count, 1001);
         assert!((l.p50_ms - 500.0).abs() < 1.0, "{l:?}");
         assert!((l.p99_ms - 990.0).abs() < 1.5, "{l:?}");
         assert!((l.max_ms - 1000.0).abs() < 1.0, "{l:?}");
         let too_big = Recorder::default();
-        too_big.record_latency(3, u64::MAX);
+        too_big.record_node_latency(0, 3, u64::MAX);
         assert_eq!(Latency::of(&too_big.merged()).count, 1);
+    }
+
+    #[test]
+    fn nodes_keep_their_own_percentiles() {
+        let r = Recorder::new(2);
+        for i in 0..100u64 {
+            r.record_node_latency(0, i as usize, 1_000_000);
+            r.record_node_latency(1, i as usize, 5_000_000);
+        }
+        r.record_node_latency(3, 0, 5_000_000); // node 3 of 2 is node 1
+        let (a, b) = (
+            Latency::of(&r.merged_node(0)),
+            Latency::of(&r.merged_node(1)),
+        );
+        assert_eq!((a.count, b.count), (100, 101));
+        assert!((a.p99_ms - 1.0).abs() < 0.01 && (b.p50_ms - 5.0).abs() < 0.01);
+        assert_eq!(Latency::of(&r.merged()).count, 201);
+        assert_eq!(Latency::of(&r.merged_node(2)).count, 0);
     }
 
     #[test]

@@ -7,12 +7,11 @@
 
 pub mod bryntum;
 pub mod native_ws;
+pub mod pusher;
 pub mod sse;
 
 use async_trait::async_trait;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The prefix of the `X-Tab-Id` the publisher sends; the rest is its send time in nanoseconds
 /// since the load generator started.
@@ -82,35 +81,6 @@ pub fn last_int_field(json: &str, key: &str) -> Option<i64> {
 /// The send time carried in a tab id written by our publisher.
 pub fn sent_ns_of(tab_id: Option<&str>) -> Option<u64> {
     tab_id?.strip_prefix(TAB_PREFIX)?.parse().ok()
-}
-
-/// Subscribers spread round robin over the nodes of one cluster, one dialect per node.
-pub struct Spread {
-    nodes: Vec<Arc<dyn Dialect>>,
-    next: AtomicUsize,
-}
-
-impl Spread {
-    /// `nodes` must not be empty.
-    pub fn new(nodes: Vec<Arc<dyn Dialect>>) -> Spread {
-        assert!(!nodes.is_empty(), "a spread needs a node");
-        Spread {
-            nodes,
-            next: AtomicUsize::new(0),
-        }
-    }
-}
-
-#[async_trait]
-impl Dialect for Spread {
-    fn name(&self) -> &'static str {
-        self.nodes[0].name()
-    }
-
-    async fn open(&self, user: &User, source: IpAddr) -> anyhow::Result<Box<dyn Connection>> {
-        let node = self.next.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
-        self.nodes[node].open(user, source).await
-    }
 }
 
 #[cfg(test)]
