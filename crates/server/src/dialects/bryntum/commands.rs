@@ -7,7 +7,7 @@ use super::mapping::{BryntumStore, Object, Units};
 use super::phantoms::{self, PhantomMap};
 use super::protocol::{self, Command, Incoming};
 use super::session::{self, ProjectName};
-use super::{BryntumNode, Mailbox};
+use super::{BryntumNode, Label, Mailbox};
 use crate::dialects::ws::{self, TicketRefused};
 use crate::net::direct::DirectSocket;
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use proto::{ApiError, Role, StreamKey};
 use rand::RngCore;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use store::UserRow;
@@ -45,7 +45,7 @@ fn fail(command: &str, message: impl Into<String>) -> Replies {
 pub struct Login {
     pub user_id: Uuid,
     pub is_admin: bool,
-    /// Shared with the node's roster entry.
+    /// Shared with the socket's mailbox while it is on the roster.
     pub name: Arc<str>,
     pub session_id: Option<Uuid>,
     /// When the ticket's session expires (a password login has no session).
@@ -55,16 +55,15 @@ pub struct Login {
 /// The project whose dataset the socket loaded.
 pub struct Loaded {
     pub project_id: Uuid,
-    /// The project as the client names it, echoed in every answer.
-    pub label: Value,
-    /// `project_change` frames start with these bytes for this socket.
-    pub head: Bytes,
+    /// The project as the client names it, and the head of its `project_change` frames.
+    pub label: Arc<Label>,
 }
 
 /// A socket's state beside its WebSocket.
 pub struct Client {
     pub state: Arc<BryntumNode>,
-    pub address: SocketAddr,
+    /// The peer's address, for the password login's limits (the port is never needed).
+    pub address: IpAddr,
     /// The socket's number on the node: it is `client-<id>` to Bryntum.
     pub id: u64,
     pub user: Option<Login>,
@@ -78,7 +77,7 @@ pub struct Client {
 /// The fan-out's direct write of a Bryntum socket: this socket's head, then the shared body.
 struct LabelledDirect {
     socket: Arc<DirectSocket>,
-    head: Bytes,
+    label: Arc<Label>,
 }
 
 impl DirectWrite for LabelledDirect {
@@ -86,7 +85,8 @@ impl DirectWrite for LabelledDirect {
         if super::changes::is_control(frame) {
             return DirectOutcome::Refused;
         }
-        self.socket.try_write_parts(&[&self.head, frame])
+        self.socket
+            .try_write_parts(&[&self.label.change_head, frame])
     }
 }
 
@@ -161,7 +161,7 @@ impl Client {
         self.loaded = None;
         if let Some(user) = self.user.take() {
             let node = &self.state;
-            if !node.leave(self.id, &user.name) {
+            if !node.leave(&self.mailbox, &user.name) {
                 let users = protocol::message("users", json!({ "users": node.user_names() }));
                 node.tell_logged_in(None, &users);
             }
@@ -209,15 +209,15 @@ impl Client {
         // `join`/`users` go out only when the list of names changes: a user's second socket
         // changes nothing the others show, and telling every socket about every login would
         // make logins cost the square of the sockets.
-        let already = node.join(self.id, name.clone(), self.mailbox.clone());
+        let already = node.join(name.clone(), &self.mailbox);
         self.user = Some(login);
         let users = protocol::message("users", json!({ "users": node.user_names() }));
         if !already {
             node.tell_logged_in(
-                Some(self.id),
+                Some(&self.mailbox),
                 &protocol::message("join", json!({ "userName": &*name })),
             );
-            node.tell_logged_in(Some(self.id), &users);
+            node.tell_logged_in(Some(&self.mailbox), &users);
         }
         vec![
             reply(protocol::message(
@@ -238,7 +238,7 @@ impl Client {
         }
         self.state
             .limiters
-            .check_login(login, self.address.ip())
+            .check_login(login, self.address)
             .await
             .map_err(|e| e.message)?;
         let state = &self.state;
@@ -397,7 +397,7 @@ impl Client {
         };
         node.units()
             .set(project_id, Units::from_project(&project_object));
-        let head = node.change_head(&label);
+        let label = node.shared_label(label);
         let live = &node.live;
         let mut request =
             SubscribeRequest::new(StreamKey::Project(project_id), live.bryntum, user.user_id);
@@ -408,20 +408,16 @@ impl Client {
         request.direct = self.direct.clone().map(|socket| {
             Arc::new(LabelledDirect {
                 socket,
-                head: head.clone(),
+                label: label.clone(),
             }) as Arc<dyn DirectWrite>
         });
         match live.hub().subscribe(request).await {
             Ok(sub) => self.sub = sub,
             Err(_) => return fail("dataset", "the server is unavailable"),
         }
-        node.set_project(self.id, Some(project_id));
-        let reply = [protocol::dataset_head(&label), body];
-        self.loaded = Some(Loaded {
-            project_id,
-            label,
-            head,
-        });
+        node.set_project(&self.mailbox, Some(project_id));
+        let reply = [label.dataset_head.clone(), body];
+        self.loaded = Some(Loaded { project_id, label });
         vec![reply]
     }
 
@@ -429,7 +425,7 @@ impl Client {
     pub async fn resync(&mut self) -> Replies {
         match &self.loaded {
             Some(loaded) => {
-                let (project_id, label) = (loaded.project_id, loaded.label.clone());
+                let (project_id, label) = (loaded.project_id, loaded.label.value.clone());
                 self.load(project_id, label, true).await
             }
             None => Vec::new(),
@@ -450,7 +446,7 @@ impl Client {
     /// Forgets the loaded project and goes back to watching the login.
     pub async fn unload(&mut self) {
         self.loaded = None;
-        self.state.set_project(self.id, None);
+        self.state.set_project(&self.mailbox, None);
         if let Ok(sub) = watch(&self.state, self.user.as_ref()).await {
             self.sub = sub;
         }
@@ -620,7 +616,7 @@ impl Client {
         if !granted.unwrap_or(false) {
             return Vec::new();
         }
-        let label = self.loaded.as_ref().map(|l| l.label.clone());
+        let label = self.loaded.as_ref().map(|l| l.label.value.clone());
         vec![reply(protocol::message(
             "versionAutoSaveOK",
             json!({ "project": label }),

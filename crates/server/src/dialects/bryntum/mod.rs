@@ -79,26 +79,27 @@ pub struct BryntumNode {
     /// first one's id stored instead of racing it.
     writing: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     next_client: AtomicU64,
-    roster: Mutex<Vec<RosterEntry>>,
+    /// The logged-in sockets, by their mailboxes (which hold how the others see them).
+    roster: Mutex<Vec<Arc<Mailbox>>>,
     /// Demo mode: the projects this node resets when idle.
     idle_resets: Mutex<HashSet<Uuid>>,
-    /// The `project_change` head of each project label, shared by every socket that names its
-    /// project alike instead of a copy per socket (at most [`SHARED_HEADS`]).
-    heads: Mutex<HashMap<String, Bytes>>,
+    /// Each project label with its frame heads, shared by every socket that names its project
+    /// alike instead of a copy per socket (at most [`SHARED_LABELS`]).
+    labels: Mutex<HashMap<String, Arc<Label>>>,
 }
 
-/// Labels whose heads the node keeps; past it the cache starts over (labels are what clients
-/// send, so their number must not grow the node without bound).
-const SHARED_HEADS: usize = 4096;
+/// Labels the node keeps; past it the cache starts over (labels are what clients send, so
+/// their number must not grow the node without bound).
+const SHARED_LABELS: usize = 4096;
 
-/// A logged-in socket, as the others see it.
-struct RosterEntry {
-    id: u64,
-    /// Shared with the socket's `Login`.
-    name: Arc<str>,
-    /// The project whose dataset it loaded.
-    project: Option<Uuid>,
-    mailbox: Arc<Mailbox>,
+/// How a socket names its loaded project: the label it sent, echoed in every answer, and the
+/// heads of its `project_change` and `dataset` frames. One per label for the node's sockets:
+/// thousands of idle sockets on one project each hold a pointer, not a string and a head of
+/// their own.
+pub struct Label {
+    pub value: serde_json::Value,
+    pub change_head: Bytes,
+    pub dataset_head: Bytes,
 }
 
 /// What other sockets of the node tell one socket outside the hub: `join`/`users`, and the
@@ -110,12 +111,23 @@ pub enum Note {
     Change { project: Uuid, body: Bytes },
 }
 
-/// Notes waiting for a socket. A `VecDeque` and a `Notify` hold no allocation while empty,
-/// unlike a channel, which matters for thousands of idle sockets.
+/// Notes waiting for a socket, and, while it is logged in, how the node's other sockets see
+/// it: the roster holds the mailboxes themselves (one pointer per socket, not a copy of its name,
+/// project and mailbox in a vector that doubles). A `VecDeque` and a `Notify` hold no
+/// allocation while empty, unlike a channel, which matters for thousands of idle sockets.
 #[derive(Default)]
 pub struct Mailbox {
-    notes: Mutex<VecDeque<Note>>,
+    inbox: Mutex<Inbox>,
     pub ready: Notify,
+}
+
+#[derive(Default)]
+struct Inbox {
+    notes: VecDeque<Note>,
+    /// The login's name while the socket is on the roster (shared with its `Login`).
+    name: Option<Arc<str>>,
+    /// The project whose dataset it loaded.
+    project: Option<Uuid>,
 }
 
 /// Notes a socket may have waiting; more are dropped (`users` is state, the next repairs it).
@@ -123,22 +135,35 @@ const MAILBOX_LIMIT: usize = 64;
 
 impl Mailbox {
     fn post(&self, note: Note) {
-        let mut notes = lock(&self.notes);
-        if notes.len() < MAILBOX_LIMIT {
-            notes.push_back(note);
-            drop(notes);
+        self.post_if(|_| true, note);
+    }
+
+    /// Posts `note` if the socket's roster state passes `wanted`, under one lock.
+    fn post_if(&self, wanted: impl FnOnce(&Inbox) -> bool, note: Note) {
+        let mut inbox = lock(&self.inbox);
+        if wanted(&inbox) && inbox.notes.len() < MAILBOX_LIMIT {
+            inbox.notes.push_back(note);
+            drop(inbox);
             self.ready.notify_one();
         }
     }
 
     pub fn take(&self) -> Option<Note> {
-        let mut notes = lock(&self.notes);
-        let note = notes.pop_front();
-        if notes.is_empty() {
+        let mut inbox = lock(&self.inbox);
+        let note = inbox.notes.pop_front();
+        if inbox.notes.is_empty() {
             // An idle socket should not keep the capacity of its largest burst.
-            *notes = VecDeque::new();
+            inbox.notes = VecDeque::new();
         }
         note
+    }
+
+    fn name(&self) -> Option<Arc<str>> {
+        lock(&self.inbox).name.clone()
+    }
+
+    fn project(&self) -> Option<Uuid> {
+        lock(&self.inbox).project
     }
 }
 
@@ -177,7 +202,7 @@ impl BryntumNode {
             next_client: AtomicU64::new(0),
             roster: Mutex::default(),
             idle_resets: Mutex::default(),
-            heads: Mutex::default(),
+            labels: Mutex::default(),
         }
     }
 
@@ -191,52 +216,64 @@ impl BryntumNode {
 
     fn user_names(&self) -> Vec<String> {
         let mut names: Vec<String> = Vec::new();
-        for entry in lock(&self.roster).iter() {
-            if !names.iter().any(|n| **n == *entry.name) {
-                names.push(entry.name.to_string());
+        for name in lock(&self.roster).iter().filter_map(|m| m.name()) {
+            if !names.iter().any(|n| **n == *name) {
+                names.push(name.to_string());
             }
         }
         names
     }
 
-    /// Adds a logged-in socket; `true` when its name was already listed.
-    fn join(&self, id: u64, name: Arc<str>, mailbox: Arc<Mailbox>) -> bool {
+    /// Adds a logged-in socket (by its mailbox, which must not be listed yet); `true` when its
+    /// name was already listed.
+    fn join(&self, name: Arc<str>, mailbox: &Arc<Mailbox>) -> bool {
         let mut roster = lock(&self.roster);
-        let already = roster.iter().any(|e| e.name == name);
-        roster.push(RosterEntry {
-            id,
-            name,
-            project: None,
-            mailbox,
-        });
+        let already = roster.iter().any(|m| m.name().is_some_and(|n| n == name));
+        {
+            let mut inbox = lock(&mailbox.inbox);
+            inbox.name = Some(name);
+            inbox.project = None;
+        }
+        roster.push(mailbox.clone());
         already
     }
 
     /// Removes a socket; `true` when its name is still listed (another socket of the user).
-    fn leave(&self, id: u64, name: &str) -> bool {
+    fn leave(&self, mailbox: &Arc<Mailbox>, name: &str) -> bool {
         let mut roster = lock(&self.roster);
-        roster.retain(|e| e.id != id);
-        roster.iter().any(|e| *e.name == *name)
+        roster.retain(|m| !Arc::ptr_eq(m, mailbox));
+        {
+            let mut inbox = lock(&mailbox.inbox);
+            inbox.name = None;
+            inbox.project = None;
+        }
+        roster.iter().any(|m| m.name().is_some_and(|n| *n == *name))
     }
 
-    /// The `project_change` head for `label`, shared ([`BryntumNode::heads`]).
-    fn change_head(&self, label: &serde_json::Value) -> Bytes {
+    /// The node's [`Label`] for `label` ([`BryntumNode::labels`]).
+    fn shared_label(&self, label: serde_json::Value) -> Arc<Label> {
         let key = label.to_string();
-        let mut heads = lock(&self.heads);
-        if let Some(head) = heads.get(&key) {
-            return head.clone();
+        let mut labels = lock(&self.labels);
+        if let Some(shared) = labels.get(&key) {
+            return shared.clone();
         }
-        if heads.len() >= SHARED_HEADS {
-            heads.clear();
+        if labels.len() >= SHARED_LABELS {
+            labels.clear();
         }
-        let head = protocol::change_head(label);
-        heads.insert(key, head.clone());
-        head
+        let shared = Arc::new(Label {
+            change_head: protocol::change_head(&label),
+            dataset_head: protocol::dataset_head(&label),
+            value: label,
+        });
+        labels.insert(key, shared.clone());
+        shared
     }
 
-    fn set_project(&self, id: u64, project: Option<Uuid>) {
-        if let Some(entry) = lock(&self.roster).iter_mut().find(|e| e.id == id) {
-            entry.project = project;
+    /// Records the project a logged-in socket loaded (or none).
+    fn set_project(&self, mailbox: &Mailbox, project: Option<Uuid>) {
+        let mut inbox = lock(&mailbox.inbox);
+        if inbox.name.is_some() {
+            inbox.project = project;
         }
     }
 
@@ -244,16 +281,16 @@ impl BryntumNode {
     fn sockets_on(&self, project_id: Uuid) -> usize {
         lock(&self.roster)
             .iter()
-            .filter(|e| e.project == Some(project_id))
+            .filter(|m| m.project() == Some(project_id))
             .count()
     }
 
     /// Tells `text` to every logged-in socket except `except`.
-    fn tell_logged_in(&self, except: Option<u64>, text: &str) {
+    fn tell_logged_in(&self, except: Option<&Arc<Mailbox>>, text: &str) {
         let text = Bytes::from(text.to_owned());
-        for entry in lock(&self.roster).iter() {
-            if Some(entry.id) != except {
-                entry.mailbox.post(Note::Text(text.clone()));
+        for mailbox in lock(&self.roster).iter() {
+            if !except.is_some_and(|e| Arc::ptr_eq(e, mailbox)) {
+                mailbox.post(Note::Text(text.clone()));
             }
         }
     }
@@ -267,13 +304,14 @@ impl BryntumNode {
 
     /// Gives every socket of `project_id` the body of a `project_change`.
     fn tell_project(&self, project_id: Uuid, body: Bytes) {
-        for entry in lock(&self.roster).iter() {
-            if entry.project == Some(project_id) {
-                entry.mailbox.post(Note::Change {
+        for mailbox in lock(&self.roster).iter() {
+            mailbox.post_if(
+                |inbox| inbox.project == Some(project_id),
+                Note::Change {
                     project: project_id,
                     body: body.clone(),
-                });
-            }
+                },
+            );
         }
     }
 

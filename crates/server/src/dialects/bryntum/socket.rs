@@ -88,7 +88,7 @@ pub async fn upgrade(
             let id = state.next_client.fetch_add(1, Ordering::Relaxed) + 1;
             let client = Client {
                 state,
-                address,
+                address: address.ip(),
                 id,
                 user: None,
                 loaded: None,
@@ -265,7 +265,7 @@ impl Connection {
     /// A `project_change` of the loaded project: this socket's head, then the shared body.
     fn change_frame(&self, body: Bytes) -> Option<Frame> {
         let loaded = self.client.loaded.as_ref()?;
-        Some([loaded.head.clone(), body])
+        Some([loaded.label.change_head.clone(), body])
     }
 
     /// Writes `first` and the shared frames ready behind it (up to [`MAX_BATCH`]) with one
@@ -304,7 +304,7 @@ impl Connection {
         match delivery {
             Delivery::Frame(frame) => match Control::parse(&frame) {
                 Some(Control::Reset { user_name }) => {
-                    let label = self.client.loaded.as_ref().map(|l| l.label.clone());
+                    let label = self.client.loaded.as_ref().map(|l| l.label.value.clone());
                     let mut replies = self.client.resync().await;
                     replies.push(reply(protocol::message(
                         "reset",
