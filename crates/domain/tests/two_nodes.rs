@@ -98,30 +98,7 @@ async fn race(nodes: Vec<Arc<dyn Store>>) {
         .map(|store| Arc::new(Domain::new(store, Arc::new(NoListener))))
         .collect();
     let first = &domains[0];
-    let admin = first
-        .create_user(
-            None,
-            NewUser {
-                email: "admin@example.test".into(),
-                username: None,
-                display_name: None,
-                password_hash: "not a hash: nobody logs in here".into(),
-                is_admin: true,
-            },
-        )
-        .await
-        .unwrap();
-    let actor = Actor {
-        user_id: id_of(&admin),
-        is_admin: true,
-        tab_id: None,
-    };
-    let project = id_of(
-        &first
-            .create_project(&actor, &json!({ "name": "Two nodes" }))
-            .await
-            .unwrap(),
-    );
+    let (actor, project) = admin_and_project(first, "Two nodes").await;
     let tasks = liveplan_domain::collections::by_name("tasks").unwrap();
     let task = first
         .create_record(&actor, project, tasks, &json!({ "name": "contended" }))
@@ -163,6 +140,33 @@ async fn race(nodes: Vec<Arc<dyn Store>>) {
             assert_eq!(stored.body.get("name"), winner.get("name"), "round {round}");
         }
     }
+}
+
+/// An administrator (who never logs in) and a project of theirs named `name`.
+async fn admin_and_project(domain: &Domain, name: &str) -> (Actor, uuid::Uuid) {
+    let admin = domain
+        .create_user(
+            None,
+            NewUser {
+                email: "admin@example.test".into(),
+                username: None,
+                display_name: None,
+                password_hash: "not a hash: nobody logs in here".into(),
+                is_admin: true,
+            },
+        )
+        .await
+        .unwrap();
+    let actor = Actor {
+        user_id: id_of(&admin),
+        is_admin: true,
+        tab_id: None,
+    };
+    let project = domain
+        .create_project(&actor, &json!({ "name": name }))
+        .await
+        .unwrap();
+    (actor, id_of(&project))
 }
 
 fn id_of(row: &Value) -> uuid::Uuid {
@@ -276,29 +280,7 @@ async fn schedule_lease(nodes: Vec<Arc<dyn Store>>) {
         .map(|store| Domain::new(store.clone(), Arc::new(NoListener)))
         .collect();
     let (a, b) = (&domains[0], &domains[1]);
-    let admin = a
-        .create_user(
-            None,
-            NewUser {
-                email: "admin@example.test".into(),
-                username: None,
-                display_name: None,
-                password_hash: "not a hash: nobody logs in here".into(),
-                is_admin: true,
-            },
-        )
-        .await
-        .unwrap();
-    let actor = Actor {
-        user_id: id_of(&admin),
-        is_admin: true,
-        tab_id: None,
-    };
-    let project = id_of(
-        &a.create_project(&actor, &json!({ "name": "Scheduled twice" }))
-            .await
-            .unwrap(),
-    );
+    let (_, project) = admin_and_project(a, "Scheduled twice").await;
     let (holder_a, holder_b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let long = Duration::from_secs(60);
 
