@@ -91,13 +91,7 @@ pub async fn await_dataset(
 ) -> anyhow::Result<(Option<String>, String)> {
     let mut client = None;
     loop {
-        let text = match socket.next().await {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(f))) => bail!("closed before the dataset: {f:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("the server ended the stream before the dataset"),
-        };
+        let text = super::next_text(socket, "the dataset").await?;
         let text = text.as_str();
         if is_refusal(text) {
             bail!("refused: {}", text.chars().take(300).collect::<String>());

@@ -57,6 +57,26 @@ pub trait Connection: Send {
     async fn next(&mut self) -> anyhow::Result<Option<Delivery>>;
 }
 
+/// The next text frame of a WebSocket the server should keep open while the client waits for
+/// an answer (a subscription, a dataset); `waiting_for` names it in the error when the server
+/// closes or ends the stream first.
+pub async fn next_text(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    waiting_for: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::Utf8Bytes> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text),
+            Some(Ok(Message::Close(f))) => anyhow::bail!("closed before {waiting_for}: {f:?}"),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.into()),
+            None => anyhow::bail!("the server ended the stream before {waiting_for}"),
+        }
+    }
+}
+
 /// The string value of the last `"key":"…"` in `json`. A scan instead of a parse: the load
 /// generator shares the CPU with the server, and a full JSON parse per delivery would cost it
 /// more than the server spends sending. The last occurrence is taken because both dialects put

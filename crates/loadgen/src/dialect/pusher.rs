@@ -119,13 +119,7 @@ impl Dialect for Pusher {
 async fn subscribe(socket: &mut WebSocketStream<TcpStream>) -> anyhow::Result<()> {
     let mut subscribed = false;
     loop {
-        let text = match socket.next().await {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(f))) => bail!("closed by the server: {f:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("the server ended the stream"),
-        };
+        let text = super::next_text(socket, "the subscription").await?;
         match event_of(text.as_str()) {
             Some("pusher:connection_established") if !subscribed => {
                 let subscribe = serde_json::json!({
