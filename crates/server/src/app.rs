@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::cluster::redis_state::RedisCluster;
 use crate::cluster::{Cluster, ClusterTiming};
 use crate::live::{LiveConfig, LiveFeed};
+use crate::pusher::credentials::PusherCredentials;
 use base64::Engine;
 use domain::{Domain, OrApi};
 use rand::RngCore;
@@ -56,6 +57,11 @@ pub struct Config {
     /// and how long after its last word another node counts it gone.
     pub node_heartbeat: Duration,
     pub node_expiry: Duration,
+    /// `--pusher-app-id`, `--pusher-key`, `--pusher-secret` (CONTRACT §10). `None`: generated
+    /// once and kept in the store (`--demo`: `PusherCredentials::demo()`).
+    pub pusher_credentials: Option<PusherCredentials>,
+    /// `--pusher-webhook-url` (repeatable): where Pusher-format webhooks go.
+    pub pusher_webhook_urls: Vec<String>,
 }
 
 impl Config {
@@ -82,6 +88,8 @@ impl Config {
             redis_url: None,
             node_heartbeat: Duration::from_secs(5),
             node_expiry: Duration::from_secs(15),
+            pusher_credentials: None,
+            pusher_webhook_urls: Vec::new(),
         }
     }
 

@@ -15,6 +15,8 @@
 //!   the SSE front and the read gate.
 //! - [`dialects`]: the native WebSocket and SSE (each `protocol`, `session`, `socket`), what
 //!   WebSocket dialects share (`ws`), their routes and the presence roster.
+//! - [`pusher`]: what every part of the Pusher Channels protocol shares (CONTRACT §10): channel
+//!   names, Pusher's signatures and the app's credentials.
 //! - [`scheduler`]: the worker that recomputes schedules after commits.
 //! - [`dialects`]: the Bryntum Gantt WebSocket protocol (CONTRACT §8).
 //! - [`demo`]: the `--demo` seed.
@@ -33,6 +35,7 @@ pub mod http;
 pub mod live;
 pub mod net;
 pub mod openapi;
+pub mod pusher;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;
