@@ -2,10 +2,14 @@
 //! (`dialects::pusher`), the authorization endpoints and the HTTP API. TARO's `pusher-js` and
 //! `laravel-echo` apps connect unchanged, and the `pusher` server SDKs publish.
 //!
-//! Here: [`channel`] (channel
-//! names and what they mean), [`signature`] (every HMAC Pusher defines) and [`credentials`]
-//! (the one app this server is).
+//! Here: [`channel`] (channel names and what they mean), [`signature`] (every HMAC Pusher
+//! defines) and [`credentials`] (the one app this server is), and the seams between the socket side and the rest:
+//! [`directory`] (what the HTTP API and webhooks ask of the channels), [`activity`] (what the
+//! sockets report for webhooks) and [`app_log`] (the history of the app's own channels).
 
+pub mod activity;
+pub mod app_log;
 pub mod channel;
 pub mod credentials;
+pub mod directory;
 pub mod signature;
