@@ -508,7 +508,12 @@ async fn member_on_b(
     let (user, token) = a.new_user(name).await;
     let membership = a.new_member(project, user, role).await;
     let ws = if role >= 100 {
-        Some(live(b, &token, project).await)
+        let mut ws = live(b, &token, project).await;
+        // The socket subscribes after the upgrade, "live from now": until its own join comes
+        // back, a write on A may commit before the subscription and never reach it.
+        let join = ws.presence(GUARD).await.expect("the socket's own presence join");
+        assert_eq!(join["event_type"], "presence_join", "{join}");
+        Some(ws)
     } else {
         None
     };
