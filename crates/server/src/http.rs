@@ -25,14 +25,19 @@ impl IntoResponse for HttpError {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(self.0.body())).into_response();
-        if self.0.code == ErrorCode::RateLimited {
+        if let Some(default_retry) = match self.0.code {
+            ErrorCode::RateLimited => Some(60),
+            // Busy, not broken: the body says when (password hashing's queue, `auth::password`).
+            ErrorCode::Unavailable => self.0.details.as_ref().map(|_| 5),
+            _ => None,
+        } {
             let retry = self
                 .0
                 .details
                 .as_ref()
                 .and_then(|d| d.get("retry_after_secs"))
                 .and_then(Value::as_u64)
-                .unwrap_or(60);
+                .unwrap_or(default_retry);
             if let Ok(value) = retry.to_string().parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }

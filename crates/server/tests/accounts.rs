@@ -414,3 +414,40 @@ async fn openapi_documents_every_route_and_health_answers() {
         }
     }
 }
+
+/// Failed logins need no account, and each costs an argon2id hash (19 MiB while it runs): a
+/// burst is hashed a core's worth at a time (`auth::password`), and every request still gets
+/// its answer, 401, or 503 with `Retry-After` if its turn did not come in time; never a 500.
+/// The memory this bounds is measured, not asserted here (BENCHMARKS.md, "Password hashing").
+#[tokio::test]
+async fn a_burst_of_failed_logins_is_answered_one_core_at_a_time() {
+    let server = TestServer::start_relaxed().await;
+    let attempts = (0..48).map(|i| {
+        let server = &server;
+        async move {
+            let response = server
+                .http
+                .post(server.url("/api/v1/auth/login"))
+                .json(&json!({"email": format!("nobody{i}@example.com"), "password": "wrong"}))
+                .send()
+                .await
+                .expect("the server answers");
+            let status = response.status();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let body: Value = response.json().await.expect("a JSON body");
+            (status, retry_after, body)
+        }
+    });
+    for (status, retry_after, body) in futures::future::join_all(attempts).await {
+        match status {
+            StatusCode::UNAUTHORIZED => assert_eq!(body["error"]["code"], "invalid_credentials"),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(body["error"]["code"], "unavailable", "{body}");
+                assert!(retry_after.is_some(), "503 says when to try again");
+            }
+            other => panic!("a failed login answers 401 or 503, got {other}: {body}"),
+        }
+    }
+    // The slots are free again: a right password still logs in.
+    server.admin().await;
+}

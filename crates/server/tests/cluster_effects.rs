@@ -511,7 +511,10 @@ async fn member_on_b(
         let mut ws = live(b, &token, project).await;
         // The socket subscribes after the upgrade, "live from now": until its own join comes
         // back, a write on A may commit before the subscription and never reach it.
-        let join = ws.presence(GUARD).await.expect("the socket's own presence join");
+        let join = ws
+            .presence(GUARD)
+            .await
+            .expect("the socket's own presence join");
         assert_eq!(join["event_type"], "presence_join", "{join}");
         Some(ws)
     } else {

@@ -109,7 +109,7 @@ pub async fn update_me(
                     "current_password is required to change the password",
                 )
             })?;
-            if !password::verify(current, auth.user.password_hash.clone()).await {
+            if !password::verify(current, auth.user.password_hash.clone()).await? {
                 return Err(login::bad_credentials());
             }
             Some(password::hash(new_password.clone()).await?)

@@ -25,7 +25,7 @@ pub async fn authenticate(
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| decoy_hash.to_owned());
-    let matches = password::verify(secret, stored).await;
+    let matches = password::verify(secret, stored).await?;
     match user {
         Some(user) if matches && user.is_active => Ok(user),
         _ => Err(bad_credentials()),
