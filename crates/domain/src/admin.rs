@@ -35,15 +35,36 @@ impl Domain {
         let mut ops = self.store.read().await.or_api()?;
         project_role(&mut *ops, project_id, actor).await?;
         let stream = StreamKey::Project(project_id);
-        let limit = limit.clamp(1, self.limits.max_log_page);
-        let events = ops
-            .read_events(stream, since.max(0), limit)
-            .await
-            .or_api()?;
+        // 0 asks for no events (the head only); more than a page is a page.
+        let limit = limit.min(self.limits.max_log_page);
+        let events = if limit == 0 {
+            Vec::new()
+        } else {
+            ops.read_events(stream, since.max(0), limit)
+                .await
+                .or_api()?
+        };
         let latest = ops.latest_seq(stream).await.or_api()?;
+        // The oldest seq the log still holds (after an import or a wipe it starts past 1), so
+        // a reader can tell a position the log cannot resume from, as the live transports do
+        // with `resync_required`.
+        let first = match events.first() {
+            Some(first) if since <= 0 => first.seq,
+            _ => ops
+                .read_events(stream, 0, 1)
+                .await
+                .or_api()?
+                .first()
+                .and_then(|event| event.seq),
+        }
+        .unwrap_or(latest + 1);
+        // A negative position is none the log can resume from, as on the live transports.
+        let resync_required = since < 0 || (since < latest && since + 1 < first);
         Ok(json!({
             "events": events.iter().map(log_entry).collect::<Vec<_>>(),
             "latest_seq": latest,
+            "first_seq": first,
+            "resync_required": resync_required,
         }))
     }
 

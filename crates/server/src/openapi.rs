@@ -459,7 +459,7 @@ pub fn document() -> OpenApi {
         Get,
         op(
             "events",
-            "Committed events after seq `since` (query: since, limit ≤ 1000)",
+            "Committed events after seq `since` (query: since ≥ 0, limit 0–1000; 0 gives none): {events, latest_seq, first_seq (the oldest seq the log holds), resync_required (true when events after `since` are no longer in the log, or `since` is negative)}",
             &["project_id"],
             None,
             ("200", any()),

@@ -245,3 +245,60 @@ async fn data_and_seqs_survive_a_restart() {
         (1..=before["latest_seq"].as_i64().unwrap() + 1).collect::<Vec<_>>()
     );
 }
+
+/// `/log` says where it starts and whether a position can be resumed from, as the live
+/// transports do with `resync_required`: `limit=0` gives the head alone, a negative `since` and
+/// a position before an import's cut are not resumable.
+#[tokio::test]
+async fn the_log_says_where_it_starts_and_when_a_position_is_gone() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+    let project = server.project(&admin, "Cut").await;
+    for name in ["a", "b", "c"] {
+        server.task(&admin, project.parse().unwrap(), name).await;
+    }
+    let log = |query: String| {
+        let (server, admin, project) = (&server, &admin, &project);
+        async move {
+            let (status, body) = server
+                .get(&format!("/api/v1/projects/{project}/log?{query}"), admin)
+                .await;
+            assert_eq!(status, 200, "{query}: {body}");
+            body
+        }
+    };
+    let whole = log("since=0".into()).await;
+    let latest = whole["latest_seq"].as_i64().unwrap();
+    assert_eq!(whole["first_seq"], 1);
+    assert_eq!(whole["resync_required"], false);
+    assert_eq!(seqs(&whole), (1..=latest).collect::<Vec<_>>());
+
+    let head = log("since=0&limit=0".into()).await;
+    assert_eq!(seqs(&head), Vec::<i64>::new(), "limit=0 gives no event");
+    assert_eq!(head["latest_seq"], latest);
+
+    let negative = log("since=-1".into()).await;
+    assert_eq!(negative["resync_required"], true, "{negative}");
+
+    // An import keeps each stream's seqs going but not its events: the log starts past 1.
+    let (status, export) = server.get("/api/v1/admin/export", &admin).await;
+    assert_eq!(status, 200);
+    let (status, summary) = server.post("/api/v1/admin/import", &admin, export).await;
+    assert_eq!(status, 200, "{summary}");
+    let admin = server.admin().await;
+    let (status, after) = server
+        .get(&format!("/api/v1/projects/{project}/log?since=0"), &admin)
+        .await;
+    assert_eq!(status, 200, "{after}");
+    let first = after["first_seq"].as_i64().unwrap();
+    let latest = after["latest_seq"].as_i64().unwrap();
+    assert!(first > 1, "the imported log starts past 1: {after}");
+    assert_eq!(after["resync_required"], true, "seq 1.. is gone: {after}");
+    let (_, at_head) = server
+        .get(
+            &format!("/api/v1/projects/{project}/log?since={latest}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(at_head["resync_required"], false, "{at_head}");
+}

@@ -186,8 +186,9 @@ async fn envelope_replay_live_and_resync() {
     assert!(frame.get("replayed").is_none(), "{frame}");
     assert!(frame["payload"]["id"].is_string());
 
-    // Garbage, negative and future positions are answered with resync_required, then live.
-    for since in ["abc", "-3", "999", "1e3"] {
+    // Garbage, negative and future positions are answered with resync_required, then live;
+    // so is a blank `since=` (the client meant a position; none at all is live from now).
+    for since in ["abc", "-3", "999", "1e3", "", "%20"] {
         let ticket = server.ticket(&token).await;
         let mut ws = server
             .ws(&format!(

@@ -18,6 +18,17 @@ pub fn parse(text: Option<&str>) -> Option<i64> {
     })
 }
 
+/// A position given as a query parameter (`since=` on the native WebSocket): as [`parse`],
+/// except that a parameter given blank is a position the server cannot resume from, not none.
+/// Only a header may be blank for "none" (an EventSource sends `Last-Event-ID` empty before it
+/// saw an id); a client that writes `since=` meant a position and must learn it has to resync.
+pub fn parse_param(value: Option<&str>) -> Option<i64> {
+    match value {
+        Some(text) if text.trim().is_empty() => Some(i64::MAX),
+        other => parse(other),
+    }
+}
+
 /// The value of `name` in a raw query string (`a=1&b=2`), percent-decoded; the first one wins.
 /// A value that does not decode to UTF-8 is kept as it came (and then is no position).
 pub fn query_value<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
@@ -36,7 +47,7 @@ fn decode(text: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{parse, query_value};
+    use super::{parse, parse_param, query_value};
 
     #[test]
     fn positions() {
@@ -47,6 +58,10 @@ mod tests {
         assert_eq!(parse(Some("-1")), Some(i64::MAX));
         assert_eq!(parse(Some("abc")), Some(i64::MAX));
         assert_eq!(parse(Some("99999999999999999999")), Some(i64::MAX));
+        assert_eq!(parse_param(None), None);
+        assert_eq!(parse_param(Some("")), Some(i64::MAX));
+        assert_eq!(parse_param(Some(" ")), Some(i64::MAX));
+        assert_eq!(parse_param(Some("7")), Some(7));
     }
 
     #[test]

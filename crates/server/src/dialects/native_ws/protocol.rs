@@ -76,7 +76,7 @@ pub fn invalid_frame() -> String {
 
 /// `?since=N`: where the client resumes.
 pub fn since(params: &Params) -> Option<i64> {
-    position::parse(params.get("since").map(String::as_str))
+    position::parse_param(params.get("since").map(String::as_str))
 }
 
 #[cfg(test)]
@@ -116,5 +116,11 @@ mod tests {
         assert_eq!(since(&params), Some(12));
         params.insert("since".into(), "x".into());
         assert_eq!(since(&params), Some(i64::MAX));
+        params.insert("since".into(), "".into());
+        assert_eq!(
+            since(&params),
+            Some(i64::MAX),
+            "since= blank is no readable position"
+        );
     }
 }
