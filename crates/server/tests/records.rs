@@ -571,6 +571,59 @@ async fn attachments_upload_download_and_go_with_their_task() {
         std::fs::read_dir(stored.parent().unwrap()).unwrap().count(),
         1
     );
+    // A name of 256 characters: refused, nothing recorded, no file left behind.
+    let form = reqwest::multipart::Form::new()
+        .text("task_id", id(&task).to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![1u8; 10]).file_name("n".repeat(256)),
+        );
+    let response = server
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "validation_failed", "{body}");
+    assert_eq!(server.fingerprint().await, before);
+    assert_eq!(
+        std::fs::read_dir(stored.parent().unwrap()).unwrap().count(),
+        1
+    );
+    // A name beyond ASCII keeps its characters for browsers (`filename*`).
+    let form = reqwest::multipart::Form::new()
+        .text("task_id", id(&task).to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(vec![2u8; 10]).file_name("März-Übersicht.pdf"),
+        );
+    let response = server
+        .http
+        .post(&url)
+        .bearer_auth(&admin)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let named: Value = response.json().await.unwrap();
+    assert_eq!(named["filename"], "März-Übersicht.pdf");
+    let response = server
+        .http
+        .get(format!("{url}/{}/content", id(&named)))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()["content-disposition"],
+        "attachment; filename=\"M_rz-_bersicht.pdf\"; filename*=UTF-8''M%C3%A4rz-%C3%9Cbersicht.pdf"
+    );
+
     // JSON is not an upload.
     let (status, body) = server
         .post(

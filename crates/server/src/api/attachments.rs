@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use domain::collections::ATTACHMENTS;
 use domain::validate::JsonObject;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use proto::{ApiError, ErrorCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -25,21 +26,64 @@ fn file_path(state: &AppState, project: Uuid, id: Uuid) -> PathBuf {
         .join(id.to_string())
 }
 
-/// Keeps only characters that are safe in a file name and a header.
-fn clean_filename(name: &str) -> String {
+/// The longest file name kept, in characters (most file systems' limit).
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// Keeps only characters that are safe in a file name and a header; refuses a name longer
+/// than [`MAX_FILENAME_CHARS`] rather than storing a cut one the uploader never chose.
+fn clean_filename(name: &str) -> HttpResult<String> {
     let cleaned: String = name
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default()
         .chars()
         .filter(|c| !c.is_control() && *c != '"')
-        .take(255)
         .collect();
-    if cleaned.trim().is_empty() {
+    if cleaned.chars().count() > MAX_FILENAME_CHARS {
+        return Err(error(
+            ErrorCode::ValidationFailed,
+            "the file name is longer than 255 characters",
+        ));
+    }
+    Ok(if cleaned.trim().is_empty() {
         "file".to_owned()
     } else {
         cleaned
+    })
+}
+
+/// `attachment; filename="…"` with an ASCII stand-in for old clients, and, when the name is
+/// not plain ASCII, `filename*=UTF-8''…` (RFC 6266 / RFC 8187), which browsers prefer.
+fn content_disposition(filename: &str) -> String {
+    let ascii: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if ascii == filename {
+        return format!("attachment; filename=\"{ascii}\"");
     }
+    // RFC 8187's attr-char: ALPHA / DIGIT / "!#$&+-.^_`|~"; everything else is %-encoded.
+    const NOT_ATTR_CHAR: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'!')
+        .remove(b'#')
+        .remove(b'$')
+        .remove(b'&')
+        .remove(b'+')
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'^')
+        .remove(b'_')
+        .remove(b'`')
+        .remove(b'|')
+        .remove(b'~');
+    let encoded = utf8_percent_encode(filename, NOT_ATTR_CHAR);
+    format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 
 /// Reads a multipart body: a `task_id` field and a `file` field.
@@ -74,7 +118,7 @@ pub async fn upload(
                     task_id = Some(text.chars().take(64).collect());
                 }
                 Some("file") if stored.is_none() => {
-                    let filename = clean_filename(field.file_name().unwrap_or("file"));
+                    let filename = clean_filename(field.file_name().unwrap_or("file"))?;
                     let content_type = field
                         .content_type()
                         .filter(|t| t.len() <= 255 && t.is_ascii())
@@ -193,17 +237,7 @@ pub async fn download(
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(header::CONTENT_TYPE, value);
     }
-    let ascii: String = filename
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{ascii}\"")) {
+    if let Ok(value) = HeaderValue::from_str(&content_disposition(filename)) {
         headers.insert(header::CONTENT_DISPOSITION, value);
     }
     headers.insert(
@@ -211,4 +245,33 @@ pub async fn download(
         HeaderValue::from_static("nosniff"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_ascii_name_keeps_its_characters_in_filename_star() {
+        assert_eq!(
+            content_disposition("plan v2.pdf"),
+            "attachment; filename=\"plan v2.pdf\""
+        );
+        assert_eq!(
+            content_disposition("Übersicht – März.pdf"),
+            "attachment; filename=\"_bersicht _ M_rz.pdf\"; \
+             filename*=UTF-8''%C3%9Cbersicht%20%E2%80%93%20M%C3%A4rz.pdf"
+        );
+    }
+
+    #[test]
+    fn names_are_cleaned_and_long_ones_refused() {
+        assert_eq!(clean_filename("../../etc/pass\"wd").unwrap(), "passwd");
+        assert_eq!(clean_filename("dir\\\n").unwrap(), "file");
+        assert_eq!(
+            clean_filename(&"é".repeat(255)).unwrap().chars().count(),
+            255
+        );
+        assert!(clean_filename(&"a".repeat(256)).is_err());
+    }
 }
