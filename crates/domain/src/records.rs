@@ -117,7 +117,6 @@ impl Domain {
                 format!("{} are created by a multipart upload", collection.name),
             ));
         }
-        let fields = validate::validate_fields(collection, input, Mode::Create)?;
         let mut tx = Tx::begin(self, Some(actor)).await?;
         let (_, role) = tx.project_role(project_id, actor).await?;
         require(
@@ -125,6 +124,8 @@ impl Domain {
             collection.write_role,
             &format!("creating {}", collection.name),
         )?;
+        // After the role: one who may not write learns that, not what is wrong with the body.
+        let fields = validate::validate_fields(collection, input, Mode::Create)?;
         let row = self
             .insert_new_record(&mut tx, project_id, collection, fields, None)
             .await?;
@@ -210,9 +211,9 @@ impl Domain {
                 format!("{} cannot be changed once made", collection.name),
             ));
         }
-        let fields = validate::validate_fields(collection, input, Mode::Patch)?;
         let current = load(tx.ops(), collection, project_id, id).await?;
         authorize_change(collection, role, actor, &current)?;
+        let fields = validate::validate_fields(collection, input, Mode::Patch)?;
         check_version(if_match, current.version)?;
         let row = self
             .apply_update(&mut tx, collection, current, fields)

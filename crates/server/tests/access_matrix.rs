@@ -447,3 +447,67 @@ async fn uploads_and_downloads_follow_the_roles() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+/// The role is asked before the body: one who may not write a collection gets 403 whatever
+/// they sent, not a 422 about a body they may not send at all (issue 20 defect 7).
+#[tokio::test]
+async fn a_role_too_low_is_refused_before_the_body_is_judged() {
+    let server = TestServer::start_relaxed().await;
+    let root = server.admin().await;
+    let project = server.project(&root, "Roles first").await;
+    let actors = actors(&server, &root, &project).await;
+    let (_, _, member) = actors
+        .by_role
+        .iter()
+        .find(|(role, _, _)| *role == Role::Member)
+        .unwrap();
+    let malformed = json!({ "type": "XX", "predecessor_id": 5 });
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/projects/{project}/dependencies"),
+            member,
+            malformed.clone(),
+        )
+        .await;
+    assert_error(status, &body, reqwest::StatusCode::FORBIDDEN, "forbidden");
+    // The same body from one who may write dependencies is judged: 422.
+    let (status, body) = server
+        .post(
+            &format!("/api/v1/projects/{project}/dependencies"),
+            &root,
+            malformed,
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    // A patch too: a Member may not change a dependency, whatever the body.
+    let task = server
+        .create(&root, &project, "tasks", json!({"name": "a"}))
+        .await;
+    let other = server
+        .create(&root, &project, "tasks", json!({"name": "b"}))
+        .await;
+    let dependency = server
+        .create(
+            &root,
+            &project,
+            "dependencies",
+            json!({"predecessor_id": task["id"], "successor_id": other["id"]}),
+        )
+        .await;
+    let (status, body) = server
+        .patch(
+            &format!(
+                "/api/v1/projects/{project}/dependencies/{}",
+                dependency["id"].as_str().unwrap()
+            ),
+            member,
+            json!({ "type": "XX" }),
+        )
+        .await;
+    assert_error(status, &body, reqwest::StatusCode::FORBIDDEN, "forbidden");
+}
