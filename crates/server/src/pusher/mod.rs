@@ -15,3 +15,4 @@ pub mod channel;
 pub mod credentials;
 pub mod directory;
 pub mod signature;
+pub mod webhooks;
