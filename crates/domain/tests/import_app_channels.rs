@@ -50,7 +50,12 @@ async fn an_import_forgets_the_app_channels() {
         .unwrap();
     let mut ops = store.read().await.unwrap();
     assert_eq!(ops.app_channel_position("chat", EVER).await.unwrap(), None);
-    assert!(ops.read_app_events("chat", 0, 10, EVER).await.unwrap().is_empty());
+    assert!(
+        ops.read_app_events("chat", 0, 10, EVER)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     drop(ops);
     assert_eq!(append(&store, "chat").await, 1, "serials start anew");
     let after = store

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use liveplan_server::pusher::activity::{ActivitySink, ChannelActivity};
+use liveplan_server::pusher::activity::ChannelActivity;
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::{
     ChannelDirectory, ChannelInfo, DirectoryError, Publication,
@@ -345,9 +345,14 @@ async fn leaves_are_reported_only_when_they_still_hold_after_the_grace() {
         .wait_for_event("/hook", is("channel_vacated", "gone"))
         .await;
     // Leaves are due in the order they were recorded: the earlier ones were decided by now.
-    assert!(!events.iter().any(is("channel_vacated", "back")), "{events:?}");
     assert!(
-        events.contains(&json!({"name": "member_removed", "channel": "presence-room", "user_id": "leaving"})),
+        !events.iter().any(is("channel_vacated", "back")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(
+            &json!({"name": "member_removed", "channel": "presence-room", "user_id": "leaving"})
+        ),
         "{events:?}"
     );
     assert!(
@@ -443,7 +448,10 @@ async fn no_urls_no_webhooks_and_bad_urls_are_refused() {
         let error = Webhooks::start(&[bad.to_owned()], credentials(), directory.clone())
             .err()
             .unwrap_or_else(|| panic!("{bad} refused"));
-        assert!(error.to_string().contains("--pusher-webhook-url"), "{error}");
+        assert!(
+            error.to_string().contains("--pusher-webhook-url"),
+            "{error}"
+        );
     }
 }
 
@@ -537,7 +545,10 @@ async fn the_pusher_sdk_accepts_the_webhooks_and_refuses_forgeries() {
     let as_sent = |r: &Received| {
         let headers: HashMap<&str, String> = [
             ("x-pusher-key", r.header("X-Pusher-Key").to_owned()),
-            ("x-pusher-signature", r.header("X-Pusher-Signature").to_owned()),
+            (
+                "x-pusher-signature",
+                r.header("X-Pusher-Signature").to_owned(),
+            ),
             ("content-type", r.header("Content-Type").to_owned()),
         ]
         .into();

@@ -145,7 +145,13 @@ impl Webhooks {
             outboxes.push(outbox);
         }
         let (activity, recorded) = mpsc::channel(settings.queue.max(1));
-        tokio::spawn(dispatch(settings, recorded, outboxes, credentials, directory));
+        tokio::spawn(dispatch(
+            settings,
+            recorded,
+            outboxes,
+            credentials,
+            directory,
+        ));
         Ok(Arc::new(Webhooks {
             activity,
             dropped: DropWarning::default(),
@@ -156,7 +162,8 @@ impl Webhooks {
 impl ActivitySink for Webhooks {
     fn record(&self, activity: ChannelActivity) {
         if self.activity.try_send(activity).is_err() {
-            self.dropped.note("the Pusher webhooks' queue is full; activity is dropped");
+            self.dropped
+                .note("the Pusher webhooks' queue is full; activity is dropped");
         }
     }
 }
@@ -233,7 +240,8 @@ async fn dispatch(
             let signed = Arc::new(body::signed(batch, time_ms, &credentials));
             for outbox in &outboxes {
                 if outbox.try_send(signed.clone()).is_err() {
-                    full_outbox.note("a Pusher webhook URL is too far behind; webhooks are dropped");
+                    full_outbox
+                        .note("a Pusher webhook URL is too far behind; webhooks are dropped");
                 }
             }
         }

@@ -49,10 +49,7 @@ impl RetryPolicy {
     /// The pause after the `failures`-th failed attempt (1 for the first); `jitter` in [0, 1].
     pub fn pause(&self, failures: u32, jitter: f64) -> Duration {
         let doublings = failures.saturating_sub(1).min(30);
-        let full = self
-            .first
-            .saturating_mul(1 << doublings)
-            .min(self.max);
+        let full = self.first.saturating_mul(1 << doublings).min(self.max);
         let half = full / 2;
         half + half.mul_f64(jitter.clamp(0.0, 1.0))
     }
@@ -90,9 +87,17 @@ mod tests {
         assert_eq!(policy.pause(2, 1.0), Duration::from_secs(2));
         assert_eq!(policy.pause(4, 0.5), Duration::from_secs(6));
         assert_eq!(policy.pause(7, 1.0), Duration::from_secs(60), "capped");
-        assert_eq!(policy.pause(1_000, 1.0), Duration::from_secs(60), "no overflow");
+        assert_eq!(
+            policy.pause(1_000, 1.0),
+            Duration::from_secs(60),
+            "no overflow"
+        );
         assert_eq!(policy.pause(0, 1.0), Duration::from_secs(1));
-        assert_eq!(policy.pause(1, 7.0), Duration::from_secs(1), "jitter clamped");
+        assert_eq!(
+            policy.pause(1, 7.0),
+            Duration::from_secs(1),
+            "jitter clamped"
+        );
     }
 
     #[test]
@@ -106,7 +111,10 @@ mod tests {
             assert!(attempts < 100, "bounded");
         }
         assert!(elapsed <= Duration::from_secs(300));
-        assert!(elapsed > Duration::from_secs(240), "keeps trying for most of 5 minutes");
+        assert!(
+            elapsed > Duration::from_secs(240),
+            "keeps trying for most of 5 minutes"
+        );
         // 1+2+4+8+16+32 = 63 s, then 60 s pauses: 63 + 4 × 60 = 303 > 300, so 3 of them.
         assert_eq!(attempts, 10);
         assert_eq!(policy.next(1, Duration::from_secs(300), 0.0), None);

@@ -24,7 +24,11 @@ pub fn client(request_timeout: Duration) -> Result<reqwest::Client, reqwest::Err
         .redirect(reqwest::redirect::Policy::none())
         .timeout(request_timeout)
         .connect_timeout(request_timeout)
-        .user_agent(concat!("liveplan/", env!("CARGO_PKG_VERSION"), " (Pusher webhooks)"))
+        .user_agent(concat!(
+            "liveplan/",
+            env!("CARGO_PKG_VERSION"),
+            " (Pusher webhooks)"
+        ))
         .build()
 }
 
@@ -59,7 +63,10 @@ pub async fn deliver(target: &Target, body: &SignedBody) -> Verdict {
             .body(body.json.clone())
             .send()
             .await;
-        let status = sent.as_ref().ok().map(|response| response.status().as_u16());
+        let status = sent
+            .as_ref()
+            .ok()
+            .map(|response| response.status().as_u16());
         match verdict(status) {
             Verdict::Delivered => return Verdict::Delivered,
             Verdict::Refused => {
