@@ -175,6 +175,61 @@ async fn app_channel_appends_on_several_nodes_keep_serials_gap_free() {
     drop_database(name).await;
 }
 
+/// When the crash sentinel is gone after a fast node ran (a crash of the database that may
+/// have lost commits), every app channel gets a new `stream_id`.
+#[tokio::test]
+async fn a_lost_tail_renews_every_app_channels_stream() {
+    let (name, url) = fresh_database().await;
+    let first = liveplan_store_postgres::open_with(&url, store::Durability::Fast)
+        .await
+        .unwrap();
+    let mut tx = first.write().await.unwrap();
+    tx.append_app_event(
+        &["chat".to_owned()],
+        "e",
+        "d",
+        store::now(),
+        store::AppLogRetention {
+            keep_events: 10,
+            keep_since: store::Timestamp::UNIX_EPOCH,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let position = async |store: &dyn Store| {
+        store
+            .read()
+            .await
+            .unwrap()
+            .app_channel_position("chat", store::Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = position(&first).await;
+    first.close().await;
+    // Crash recovery empties the unlogged sentinel table; the next connection finds it empty.
+    admin_on(&url, "DELETE FROM crash_sentinel".into()).await;
+    let second = liveplan_store_postgres::open(&url).await.unwrap();
+    assert!(second.begin_run().await.unwrap().skipped);
+    let after = position(&second).await;
+    assert_ne!(after.stream_id, before.stream_id);
+    assert_eq!(after.last_serial, before.last_serial);
+    second.close().await;
+    drop_database(name).await;
+}
+
+async fn admin_on(url: &str, sql: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn migrations_apply_once_to_a_database_opened_again() {
     let (name, url) = fresh_database().await;

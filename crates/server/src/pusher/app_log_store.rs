@@ -54,15 +54,22 @@ impl StoreAppChannelLog {
         Ok(forgotten)
     }
 
-    /// Runs [`StoreAppChannelLog::forget_idle`] every [`CLEANUP_EVERY`] until the task is
-    /// aborted. Every node may run it: a channel is forgotten once, whoever gets it.
-    pub fn spawn_idle_cleanup(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Runs [`StoreAppChannelLog::forget_idle`] at once and then every [`CLEANUP_EVERY`],
+    /// until `stop` turns true or its sender is dropped (the server's stop signal). Every node
+    /// may run it: a channel is forgotten once, whoever gets it.
+    pub fn spawn_idle_cleanup(
+        self: &Arc<Self>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
         let log = self.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(CLEANUP_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                every.tick().await;
+                tokio::select! {
+                    _ = every.tick() => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
                 match log.forget_idle(store::now()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(channels = n, "forgot idle app channels"),
@@ -71,6 +78,14 @@ impl StoreAppChannelLog {
             }
         })
     }
+}
+
+/// The idle cleanup of the app channels in `store`, until `stop` (the server's stop signal).
+pub fn spawn_idle_cleanup(
+    store: Arc<dyn Store>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    Arc::new(StoreAppChannelLog::new(store)).spawn_idle_cleanup(stop)
 }
 
 fn keep_for() -> chrono::Duration {
@@ -246,6 +261,31 @@ mod tests {
         assert_eq!(again[0].serial, 1);
         let renewed = log.position("old").await.unwrap().unwrap();
         assert_ne!(renewed.stream_id, expired.stream_id);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_idle_cleanup_runs_at_once_and_ends_on_the_stop_signal() {
+        let (store, _backend) = store().await;
+        let log = Arc::new(StoreAppChannelLog::new(store.clone()));
+        let long_ago = store::now() - chrono::Duration::hours(30);
+        log.append(&names(&["idle"]), "e", "d", long_ago)
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let cleanup = log.spawn_idle_cleanup(stopped);
+        tokio::time::timeout(Duration::from_secs(20), async {
+            while log.position("idle").await.unwrap().is_some() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the first round forgets the idle channel");
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), cleanup)
+            .await
+            .expect("the cleanup ends on the stop signal")
+            .unwrap();
         store.close().await;
     }
 
