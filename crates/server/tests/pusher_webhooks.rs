@@ -148,6 +148,10 @@ async fn receive(
         .or_default()
         .push(Received { headers, body });
     receivers.changed.notify_waiters();
+    if path == "/hang-once" && receivers.got(&path).len() == 1 {
+        // Longer than the sender's request timeout: it gives up on this attempt.
+        tokio::time::sleep(GUARD).await;
+    }
     if path == "/moved" {
         return (StatusCode::FOUND, [("Location", "/redirected")]).into_response();
     }
@@ -163,14 +167,18 @@ async fn receive(
 
 /// Starts the receivers on 127.0.0.1:0; returns them and their base URL.
 async fn receivers() -> (Arc<Receivers>, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (serve_receivers(listener), format!("http://{addr}"))
+}
+
+fn serve_receivers(listener: tokio::net::TcpListener) -> Arc<Receivers> {
     let receivers = Arc::new(Receivers::default());
     let app = axum::Router::new()
         .route("/{*path}", axum::routing::post(receive))
         .with_state(receivers.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (receivers, format!("http://{addr}"))
+    receivers
 }
 
 /// A directory whose answers the test sets: occupied channels, presence members, or down.
@@ -310,6 +318,44 @@ async fn deliveries_are_signed_retried_when_worth_it_and_never_redirected() {
     assert_eq!(receivers.got("/moved").len(), 2, "a redirect is final");
     assert!(receivers.got("/redirected").is_empty(), "and not followed");
     assert_eq!(receivers.got("/flaky").len(), 4);
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_or_hangs_gets_the_webhook_again() {
+    // Nothing listens on this port at first: the attempts fail to connect.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let (hanging, hanging_base) = receivers().await;
+    let sink = Webhooks::start_with(
+        WebhookSettings {
+            request_timeout: Duration::from_millis(500),
+            ..settings()
+        },
+        &[
+            format!("http://{addr}/down"),
+            format!("{hanging_base}/hang-once"),
+        ],
+        credentials(),
+        Arc::new(FakeDirectory::default()),
+    )
+    .unwrap();
+    sink.record(occupied("patient"));
+    // The first attempt hangs past the timeout; the next one is answered.
+    let got = hanging.wait_for("/hang-once", 2).await;
+    assert_eq!(got[0].body, got[1].body);
+    // Give the refused connections a few rounds, then start listening on the port.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .expect("the port is still free");
+    let down = serve_receivers(listener);
+    let got = down.wait_for("/down", 1).await;
+    assert_eq!(
+        got[0].events(),
+        [json!({"name": "channel_occupied", "channel": "patient"})]
+    );
+    assert!(signature_holds(&got[0]));
 }
 
 #[tokio::test]
