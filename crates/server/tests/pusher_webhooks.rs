@@ -187,6 +187,10 @@ struct FakeDirectory {
     occupied: Mutex<HashMap<String, u64>>,
     members: Mutex<HashMap<String, Vec<String>>>,
     down: std::sync::atomic::AtomicBool,
+    /// While set, `channel` tells `entered` it was called and waits for `release`.
+    held: std::sync::atomic::AtomicBool,
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 impl FakeDirectory {
@@ -216,6 +220,10 @@ impl ChannelDirectory for FakeDirectory {
     }
 
     async fn channel(&self, name: &str) -> Result<ChannelInfo, DirectoryError> {
+        if self.held.load(std::sync::atomic::Ordering::SeqCst) {
+            self.entered.notify_one();
+            self.release.notified().await;
+        }
         self.check()?;
         Ok(ChannelInfo {
             name: name.into(),
@@ -482,6 +490,58 @@ async fn every_activity_arrives_in_pushers_format_in_order() {
             json!({"name": "cache_miss", "channel": "cache-c"}),
         ]
     );
+}
+
+#[tokio::test]
+async fn record_never_blocks_and_a_full_queue_drops() {
+    const QUEUE: usize = 8;
+    let (receivers, base) = receivers().await;
+    let directory = Arc::new(FakeDirectory::default());
+    directory
+        .held
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let sink = Webhooks::start_with(
+        WebhookSettings {
+            queue: QUEUE,
+            directory_timeout: GUARD * 2,
+            ..settings()
+        },
+        &[format!("{base}/hook")],
+        credentials(),
+        directory.clone(),
+    )
+    .unwrap();
+    // The dispatcher stops in the directory, asking after the leave once its grace is over.
+    sink.record(vacated("stuck"));
+    tokio::time::timeout(GUARD, directory.entered.notified())
+        .await
+        .expect("the grace ends and the directory is asked");
+    // Meanwhile recording takes what the queue holds and drops the rest, without waiting.
+    for i in 0..10_000 {
+        sink.record(occupied(&format!("flood-{i}")));
+    }
+    directory
+        .held
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    directory.release.notify_one();
+    receivers
+        .wait_for_event(
+            "/hook",
+            is("channel_occupied", &format!("flood-{}", QUEUE - 1)),
+        )
+        .await;
+    // Once the queue is drained, recording takes again.
+    sink.record(occupied("after"));
+    let events = receivers
+        .wait_for_event("/hook", is("channel_occupied", "after"))
+        .await;
+    let flood: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["channel"].as_str().unwrap().starts_with("flood-"))
+        .collect();
+    assert_eq!(flood.len(), QUEUE, "the queue's worth got through");
+    assert_eq!(flood[0]["channel"], "flood-0", "the first ones, in order");
+    assert!(events.iter().any(is("channel_vacated", "stuck")));
 }
 
 #[tokio::test]
