@@ -545,6 +545,63 @@ async fn record_never_blocks_and_a_full_queue_drops() {
 }
 
 #[tokio::test]
+async fn queued_activity_is_batched_up_to_the_limit_per_post() {
+    let (receivers, base) = receivers().await;
+    let directory = Arc::new(FakeDirectory::default());
+    directory
+        .held
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let sink = Webhooks::start_with(
+        WebhookSettings {
+            max_batch: 2,
+            directory_timeout: GUARD * 2,
+            ..settings()
+        },
+        &[format!("{base}/hook")],
+        credentials(),
+        directory.clone(),
+    )
+    .unwrap();
+    // Hold the dispatcher so that what follows is queued together.
+    sink.record(vacated("held"));
+    tokio::time::timeout(GUARD, directory.entered.notified())
+        .await
+        .expect("the directory is asked");
+    for i in 0..5 {
+        sink.record(occupied(&format!("batched-{i}")));
+    }
+    directory
+        .held
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    directory.release.notify_one();
+    receivers
+        .wait_for_event("/hook", is("channel_occupied", "batched-4"))
+        .await;
+    let posts = receivers.got("/hook");
+    assert!(
+        posts.iter().all(|post| post.events().len() <= 2),
+        "at most 2 events per POST"
+    );
+    assert!(
+        posts.iter().any(|post| post.events().len() == 2),
+        "queued events share a POST"
+    );
+    let batched: Vec<Value> = posts
+        .iter()
+        .flat_map(Received::events)
+        .filter(|e| e["channel"].as_str().unwrap().starts_with("batched-"))
+        .map(|e| e["channel"].clone())
+        .collect();
+    assert_eq!(
+        batched,
+        (0..5)
+            .map(|i| json!(format!("batched-{i}")))
+            .collect::<Vec<_>>()
+    );
+    assert!(posts.iter().all(signature_holds));
+}
+
+#[tokio::test]
 async fn no_urls_no_webhooks_and_bad_urls_are_refused() {
     let directory: Arc<dyn ChannelDirectory> = Arc::new(FakeDirectory::default());
     // Without URLs the sink takes activity and does nothing with it.
