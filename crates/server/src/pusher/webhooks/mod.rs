@@ -67,16 +67,17 @@ impl Default for WebhookSettings {
     }
 }
 
-/// A webhook URL the server refuses, with why (the operator reads it at start).
+/// A webhook URL the server refuses, with why (the operator reads it at start). A URL is named
+/// by its position, never quoted: it may hold a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookUrlError {
-    #[error("--pusher-webhook-url {0:?} is not a URL")]
-    NotAUrl(String),
+    #[error("--pusher-webhook-url number {0} is not an http:// URL with a host")]
+    NotAUrl(usize),
     #[error(
-        "--pusher-webhook-url {0:?}: only http:// URLs are supported (this build has no TLS \
-         client; put a TLS-terminating proxy in front of an https receiver)"
+        "--pusher-webhook-url number {position}: {scheme}:// is not supported, only http:// \
+         (this build has no TLS client; put a TLS-terminating proxy in front of an https receiver)"
     )]
-    UnsupportedScheme(String),
+    UnsupportedScheme { position: usize, scheme: String },
     #[error("at most {MAX_URLS} --pusher-webhook-url may be given")]
     TooMany,
     #[error("the webhooks' HTTP client could not be made")]
@@ -89,13 +90,18 @@ pub fn parse_urls(urls: &[String]) -> Result<Vec<Url>, WebhookUrlError> {
         return Err(WebhookUrlError::TooMany);
     }
     urls.iter()
-        .map(|text| {
-            let url = Url::parse(text).map_err(|_| WebhookUrlError::NotAUrl(text.clone()))?;
+        .enumerate()
+        .map(|(index, text)| {
+            let position = index + 1;
+            let url = Url::parse(text).map_err(|_| WebhookUrlError::NotAUrl(position))?;
             if url.scheme() != "http" {
-                return Err(WebhookUrlError::UnsupportedScheme(sender::shown(&url)));
+                return Err(WebhookUrlError::UnsupportedScheme {
+                    position,
+                    scheme: url.scheme().to_owned(),
+                });
             }
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(WebhookUrlError::NotAUrl(sender::shown(&url)));
+                return Err(WebhookUrlError::NotAUrl(position));
             }
             Ok(url)
         })
@@ -266,18 +272,27 @@ mod tests {
         assert_eq!(ok[0].as_str(), "http://127.0.0.1:9/hook");
         assert!(matches!(
             parse_urls(&["not a url".into()]),
-            Err(WebhookUrlError::NotAUrl(_))
+            Err(WebhookUrlError::NotAUrl(1))
         ));
-        let https = parse_urls(&["https://user:secret@example.com/h?k=secret".into()]);
+        let https = parse_urls(&[
+            "http://ok/".into(),
+            "https://user:secret@example.com/h?k=secret".into(),
+        ]);
         match https {
-            Err(WebhookUrlError::UnsupportedScheme(shown)) => {
-                assert!(!shown.contains("secret"), "{shown}");
+            Err(error @ WebhookUrlError::UnsupportedScheme { position: 2, .. }) => {
+                let message = error.to_string();
+                assert!(message.contains("https://"), "{message}");
+                assert!(!message.contains("secret"), "{message}");
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
             parse_urls(&["ftp://example.com/".into()]),
-            Err(WebhookUrlError::UnsupportedScheme(_))
+            Err(WebhookUrlError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            parse_urls(&["http://user:secret@/x".into()]),
+            Err(WebhookUrlError::NotAUrl(1))
         ));
         let many: Vec<String> = (0..=MAX_URLS).map(|i| format!("http://h{i}/")).collect();
         assert!(matches!(parse_urls(&many), Err(WebhookUrlError::TooMany)));
