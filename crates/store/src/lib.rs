@@ -27,6 +27,9 @@
 //!   committed state, and nobody changes them before it ends: it may check a version, a rule
 //!   across records, or whether the project still exists, and then write, without losing
 //!   another writer's change. A transaction that reads before it holds gets no such promise.
+//! - **Per app channel.** [`Queries::append_app_event`] holds each channel it appends to (its
+//!   counter row) until the transaction ends, taking them in name order: a channel's serials
+//!   are gap-free and in commit order, as a stream's seqs are ([`app_channels`]).
 //! - **Uniqueness.** Unique rules (ids, emails and usernames case-insensitively, project keys,
 //!   one membership per user and project) are checked by the backend across all writers; the
 //!   loser gets [`StoreError::Conflict`], never a duplicate row.
