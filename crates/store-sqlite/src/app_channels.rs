@@ -107,26 +107,27 @@ pub(crate) fn position(
     channel: &str,
     not_before: Timestamp,
 ) -> StoreResult<Option<AppChannelPositionRow>> {
-    let counter: Option<(String, i64)> = db
-        .prepare_cached("SELECT stream_id, last_serial FROM app_channels WHERE channel = ?")
+    // One statement, so the counter and the oldest event are read as of one moment.
+    let found: Option<(String, i64, Option<i64>)> = db
+        .prepare_cached(
+            "SELECT c.stream_id, c.last_serial, \
+             (SELECT MIN(e.serial) FROM app_channel_events e WHERE e.channel = c.channel AND e.at >= ?2) \
+             FROM app_channels c WHERE c.channel = ?1",
+        )
         .and_then(|mut s| {
-            s.query_row([channel], |row| Ok((row.get(0)?, row.get(1)?)))
-                .optional()
+            s.query_row(params![channel, format_ts(not_before)], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
+            .optional()
         })
         .map_err(db_error)?;
-    let Some((stream_id, last_serial)) = counter else {
-        return Ok(None);
-    };
-    // MIN over no rows is one row holding NULL.
-    let first: Option<i64> = db
-        .prepare_cached("SELECT MIN(serial) FROM app_channel_events WHERE channel = ? AND at >= ?")
-        .and_then(|mut s| s.query_row(params![channel, format_ts(not_before)], |row| row.get(0)))
-        .map_err(db_error)?;
-    Ok(Some(AppChannelPositionRow {
-        stream_id,
-        first_serial: first.unwrap_or(last_serial + 1),
-        last_serial,
-    }))
+    Ok(
+        found.map(|(stream_id, last_serial, first)| AppChannelPositionRow {
+            stream_id,
+            first_serial: first.unwrap_or(last_serial + 1),
+            last_serial,
+        }),
+    )
 }
 
 pub(crate) fn forget_idle(db: &Connection, idle_before: Timestamp, limit: u32) -> StoreResult<u64> {
