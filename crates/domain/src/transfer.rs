@@ -7,7 +7,8 @@
 //! log itself does not move: a client that resumes from before the import is told to resync
 //! (`database_wiped`, and the log no longer holds its position).
 //!
-//! Not moved: sessions and tickets (everyone signs in again), the token signing secret (a
+//! Not moved: the history of the Pusher app's own channels (it lasts a day; an import forgets
+//! it, and each channel starts anew under a new `stream_id`), sessions and tickets (everyone signs in again), the token signing secret (a
 //! secret has no place in a file, and it only signs the sessions that do not move), Bryntum
 //! autosave grants (they lapse within a minute) and phantom ids (they only matter to a client
 //! mid-sync, and the import disconnects every client). Attachment bytes are not the domain's:
@@ -289,6 +290,9 @@ impl Domain {
                 .or_api()?;
         }
         let ops = tx.ops();
+        // The Pusher app's channels start anew too (new `stream_id`s): their history is not
+        // exported (it lasts a day), and what it said belongs to the replaced database.
+        ops.delete_app_channels().await.or_api()?;
         // In place first: it may free an email or username another account of the document has.
         for user in checked.users.iter().filter(|u| Some(u.id) == in_place) {
             ops.update_user(user).await.or_api()?;

@@ -145,6 +145,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
         }
     });
     let (stop, mut stopped) = watch::channel(false);
+    crate::pusher::app_log_store::spawn_idle_cleanup(store.clone(), stop.subscribe()); // pusher-store
     let routes = router(state.clone(), bryntum_node);
     let front = routes.clone();
     let app = routes.into_make_service_with_connect_info::<Peer>();

@@ -83,7 +83,14 @@ macro_rules! conformance_suite {
             a_closed_store_refuses_work,
             events_carry_their_echo,
             phantom_ids_are_kept_bounded,
-            nodes_join_beat_expire_and_leave
+            nodes_join_beat_expire_and_leave,
+            app_channel_serials_are_per_channel,
+            app_channel_reads_page_after_a_serial,
+            app_channels_keep_their_last_events,
+            app_channel_events_expire,
+            a_rolled_back_app_append_leaves_nothing,
+            idle_app_channels_are_forgotten_in_batches,
+            deleting_app_channels_renews_their_streams
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,
@@ -91,7 +98,8 @@ macro_rules! conformance_suite {
             a_held_stream_makes_the_next_holder_wait,
             holders_of_a_stream_never_write_over_a_newer_version,
             whole_collections_read_concurrently,
-            concurrent_joins_exclude_each_other
+            concurrent_joins_exclude_each_other,
+            concurrent_app_appends_keep_serials_gap_free
         );
     };
     (@current $fresh:path; $($case:ident),* $(,)?) => {

@@ -66,7 +66,8 @@ pub(crate) async fn check(
 }
 
 /// Moves every stream's counter on by [`LOST_TAIL_SKIP`], streams without a counter yet (every
-/// user, every project, the system stream) included, and counts the skip.
+/// user, every project, the system stream) included, gives every app channel a new
+/// `stream_id` (`store::app_channels`), and counts the skip.
 async fn skip_ahead_after_lost_tail(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     for statement in [
         "INSERT INTO streams (stream, last_seq) SELECT 'user:' || id::text, 0 FROM users ON CONFLICT (stream) DO NOTHING",
@@ -77,6 +78,10 @@ async fn skip_ahead_after_lost_tail(conn: &mut PgConnection) -> Result<(), sqlx:
     }
     sqlx::query("UPDATE streams SET last_seq = last_seq + $1")
         .bind(LOST_TAIL_SKIP)
+        .execute(&mut *conn)
+        .await?;
+    // A lost tail may have taken serials of app channels that clients saw: new streams.
+    sqlx::query("UPDATE app_channels SET stream_id = md5(random()::text || clock_timestamp()::text || channel)")
         .execute(&mut *conn)
         .await?;
     let epoch = setting(conn, STREAM_EPOCH_SETTING)

@@ -23,6 +23,7 @@
 //! Durability ([`store::Durability`]) is each connection's `synchronous_commit` (`on` or `off`);
 //! [`durability`] says how a crash that lost commits made with `off` is caught.
 
+mod app_channels;
 mod durability;
 mod errors;
 mod nodes;

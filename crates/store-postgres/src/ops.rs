@@ -4,6 +4,7 @@
 //! Over 800 lines on purpose: it is the one `impl Queries for PgOps`, and a trait's impl is one
 //! block; each method keeps its SQL next to its bindings. Rows are decoded in `rows.rs`.
 
+use crate::app_channels;
 use crate::errors::db_error;
 use crate::rows::*;
 use async_trait::async_trait;
@@ -11,7 +12,9 @@ use proto::{Event, StreamKey};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use store::rows::*;
-use store::{Queries, StoreError, StoreResult};
+use store::{
+    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, Queries, StoreError, StoreResult,
+};
 use uuid::Uuid;
 
 /// A connection on its own (each statement commits by itself) or inside a transaction.
@@ -883,5 +886,45 @@ impl Queries for PgOps {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+    async fn append_app_event(
+        &mut self,
+        channels: &[String],
+        event: &str,
+        data: &str,
+        at: Timestamp,
+        retention: AppLogRetention,
+    ) -> StoreResult<Vec<AppChannelEventRow>> {
+        app_channels::append(self.writer()?, channels, event, data, at, retention).await
+    }
+
+    async fn read_app_events(
+        &mut self,
+        channel: &str,
+        after: i64,
+        limit: u32,
+        not_before: Timestamp,
+    ) -> StoreResult<Vec<AppChannelEventRow>> {
+        app_channels::after(self.db(), channel, after, limit, not_before).await
+    }
+
+    async fn app_channel_position(
+        &mut self,
+        channel: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<AppChannelPositionRow>> {
+        app_channels::position(self.db(), channel, not_before).await
+    }
+
+    async fn forget_idle_app_channels(
+        &mut self,
+        idle_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        app_channels::forget_idle(self.writer()?, idle_before, limit).await
+    }
+
+    async fn delete_app_channels(&mut self) -> StoreResult<()> {
+        app_channels::delete_all(self.writer()?).await
     }
 }

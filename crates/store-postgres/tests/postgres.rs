@@ -120,6 +120,116 @@ async fn writers_on_several_nodes_keep_one_streams_seqs_gap_free() {
     drop_database(name).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn app_channel_appends_on_several_nodes_keep_serials_gap_free() {
+    // Three stores on one database stand in for three nodes; each appends to both channels,
+    // in opposite orders on alternate writers (locking in name order keeps them deadlock-free).
+    let (name, url) = fresh_database().await;
+    let mut nodes: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Arc::new(liveplan_store_postgres::open(&url).await.unwrap()));
+    }
+    let retention = store::AppLogRetention {
+        keep_events: 1_000,
+        keep_since: store::Timestamp::UNIX_EPOCH,
+    };
+    let writers: Vec<_> = nodes
+        .iter()
+        .flat_map(|node| [node.clone(), node.clone()])
+        .enumerate()
+        .map(|(i, node)| {
+            tokio::spawn(async move {
+                let channels: Vec<String> = if i % 2 == 0 {
+                    vec!["chat-a".into(), "chat-b".into()]
+                } else {
+                    vec!["chat-b".into(), "chat-a".into()]
+                };
+                for _ in 0..10 {
+                    let mut tx = node.write().await.unwrap();
+                    tx.append_app_event(&channels, "e", "d", store::now(), retention)
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut ops = nodes[1].read().await.unwrap();
+    for channel in ["chat-a", "chat-b"] {
+        let serials: Vec<i64> = ops
+            .read_app_events(channel, 0, 1000, store::Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.serial)
+            .collect();
+        assert_eq!(serials, (1..=60).collect::<Vec<_>>(), "{channel}");
+    }
+    drop(ops);
+    for node in nodes {
+        node.close().await;
+    }
+    drop_database(name).await;
+}
+
+/// When the crash sentinel is gone after a fast node ran (a crash of the database that may
+/// have lost commits), every app channel gets a new `stream_id`.
+#[tokio::test]
+async fn a_lost_tail_renews_every_app_channels_stream() {
+    let (name, url) = fresh_database().await;
+    let first = liveplan_store_postgres::open_with(&url, store::Durability::Fast)
+        .await
+        .unwrap();
+    let mut tx = first.write().await.unwrap();
+    tx.append_app_event(
+        &["chat".to_owned()],
+        "e",
+        "d",
+        store::now(),
+        store::AppLogRetention {
+            keep_events: 10,
+            keep_since: store::Timestamp::UNIX_EPOCH,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let position = async |store: &dyn Store| {
+        store
+            .read()
+            .await
+            .unwrap()
+            .app_channel_position("chat", store::Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let before = position(&first).await;
+    first.close().await;
+    // Crash recovery empties the unlogged sentinel table; the next connection finds it empty.
+    admin_on(&url, "DELETE FROM crash_sentinel".into()).await;
+    let second = liveplan_store_postgres::open(&url).await.unwrap();
+    assert!(second.begin_run().await.unwrap().skipped);
+    let after = position(&second).await;
+    assert_ne!(after.stream_id, before.stream_id);
+    assert_eq!(after.last_serial, before.last_serial);
+    second.close().await;
+    drop_database(name).await;
+}
+
+async fn admin_on(url: &str, sql: String) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn migrations_apply_once_to_a_database_opened_again() {
     let (name, url) = fresh_database().await;

@@ -79,7 +79,8 @@ pub(crate) fn may_have_lost_tail(last: Option<&LastRun>, boot_id: Option<&str>) 
 }
 
 /// Moves every stream's counter on by [`LOST_TAIL_SKIP`], streams that have no counter yet
-/// (every user, every project, the system stream) included, and counts the skip. Runs inside
+/// (every user, every project, the system stream) included, gives every app channel a new
+/// `stream_id` (`store::app_channels`), and counts the skip. Runs inside
 /// the caller's write transaction; returns the new epoch.
 pub(crate) fn skip_ahead_after_lost_tail(db: &Connection) -> StoreResult<i64> {
     db.execute_batch(
@@ -93,6 +94,7 @@ pub(crate) fn skip_ahead_after_lost_tail(db: &Connection) -> StoreResult<i64> {
         [LOST_TAIL_SKIP],
     )
     .map_err(db_error)?;
+    crate::app_channels::renew_stream_ids(db)?;
     let epoch = epoch(db)? + 1;
     db.execute(
         "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",

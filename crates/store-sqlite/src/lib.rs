@@ -11,6 +11,7 @@
 //! only applies the migrations when the store opens, so databases made by earlier versions
 //! keep their migration history.
 
+mod app_channels;
 mod conns;
 pub mod durability;
 mod group_sync;

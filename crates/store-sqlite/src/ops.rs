@@ -2,8 +2,9 @@
 //!
 //! Over 800 lines on purpose: it is the one `impl Queries` of the backend, and a trait's impl is
 //! one block; each method keeps its SQL next to its bindings. The phantom-id statements live
-//! apart in `phantom_ids.rs`.
+//! apart in `phantom_ids.rs`, the app channels' log in `app_channels.rs`.
 
+use crate::app_channels;
 use crate::conns::{Lender, heavy};
 use crate::db_error;
 use crate::phantom_ids;
@@ -13,7 +14,9 @@ use proto::{Event, EventType, StreamKey};
 use rusqlite::types::FromSql;
 use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use store::rows::*;
-use store::{Queries, StoreError, StoreResult};
+use store::{
+    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, Queries, StoreError, StoreResult,
+};
 use uuid::Uuid;
 
 pub(crate) struct SqliteOps<C> {
@@ -1059,5 +1062,54 @@ impl<C: Lender> Queries for SqliteOps<C> {
     ) -> StoreResult<()> {
         tokio::task::consume_budget().await;
         phantom_ids::put(self.db()?, project_id, mapped, keep)
+    }
+    async fn append_app_event(
+        &mut self,
+        channels: &[String],
+        event: &str,
+        data: &str,
+        at: Timestamp,
+        retention: AppLogRetention,
+    ) -> StoreResult<Vec<AppChannelEventRow>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| app_channels::append(db, channels, event, data, at, retention))
+    }
+
+    async fn read_app_events(
+        &mut self,
+        channel: &str,
+        after: i64,
+        limit: u32,
+        not_before: Timestamp,
+    ) -> StoreResult<Vec<AppChannelEventRow>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| app_channels::after(db, channel, after, limit, not_before))
+    }
+
+    async fn app_channel_position(
+        &mut self,
+        channel: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<AppChannelPositionRow>> {
+        tokio::task::consume_budget().await;
+        app_channels::position(self.db()?, channel, not_before)
+    }
+
+    async fn forget_idle_app_channels(
+        &mut self,
+        idle_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| app_channels::forget_idle(db, idle_before, limit))
+    }
+
+    async fn delete_app_channels(&mut self) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| app_channels::delete_all(db))
     }
 }

@@ -96,3 +96,55 @@ async fn a_closed_store_file_reopens_with_its_data() {
     let mut ops = reopened.read().await.unwrap();
     assert_eq!(ops.get_setting("k").await.unwrap().as_deref(), Some("v"));
 }
+
+/// After a run that may have lost the tail of its commits (fast, unclean, another boot), every
+/// app channel gets a new `stream_id`: serials alone could not tell a client what was lost.
+#[tokio::test]
+async fn a_lost_tail_renews_every_app_channels_stream() {
+    use liveplan_store_sqlite::SqliteOptions;
+    use store::{AppLogRetention, Durability, Timestamp};
+    let dir = tempfile::tempdir().unwrap();
+    let boot_file = dir.path().join("boot_id");
+    let file = dir.path().join("liveplan.db");
+    let options = || SqliteOptions {
+        durability: Durability::Fast,
+        boot_id_file: Some(boot_file.clone()),
+    };
+    let position = async |store: &SqliteStore| {
+        store
+            .read()
+            .await
+            .unwrap()
+            .app_channel_position("chat", Timestamp::UNIX_EPOCH)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    std::fs::write(&boot_file, "boot-a").unwrap();
+    let store = SqliteStore::open_file_with(&file, options()).await.unwrap();
+    assert!(!store.begin_run().await.unwrap().skipped);
+    let mut tx = store.write().await.unwrap();
+    tx.append_app_event(
+        &["chat".to_owned()],
+        "e",
+        "d",
+        store::now(),
+        AppLogRetention {
+            keep_events: 10,
+            keep_since: Timestamp::UNIX_EPOCH,
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let before = position(&store).await;
+    // The run ends without `close` (a crash), and the machine boots again.
+    drop(store);
+    std::fs::write(&boot_file, "boot-b").unwrap();
+    let store = SqliteStore::open_file_with(&file, options()).await.unwrap();
+    assert!(store.begin_run().await.unwrap().skipped);
+    let after = position(&store).await;
+    assert_ne!(after.stream_id, before.stream_id);
+    assert_eq!(after.last_serial, before.last_serial);
+    store.close().await;
+}

@@ -4,6 +4,7 @@
 //! own (`store-sqlite`, `store-postgres`) and the behaviour every backend must show in
 //! `store-conformance`.
 //! - [`rows`]: the plain row types the store reads and writes.
+//! - [`app_channels`]: the log of a Pusher app's own channels (rows and guarantees).
 //! - [`Store`] / [`Queries`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
 //!   the backends and the one place that opens a store by its URL names a backend.
 //!
@@ -26,6 +27,9 @@
 //!   committed state, and nobody changes them before it ends: it may check a version, a rule
 //!   across records, or whether the project still exists, and then write, without losing
 //!   another writer's change. A transaction that reads before it holds gets no such promise.
+//! - **Per app channel.** [`Queries::append_app_event`] holds each channel it appends to (its
+//!   counter row) until the transaction ends, taking them in name order: a channel's serials
+//!   are gap-free and in commit order, as a stream's seqs are ([`app_channels`]).
 //! - **Uniqueness.** Unique rules (ids, emails and usernames case-insensitively, project keys,
 //!   one membership per user and project) are checked by the backend across all writers; the
 //!   loser gets [`StoreError::Conflict`], never a duplicate row.
@@ -35,6 +39,7 @@
 //!   with [`StoreError::Retryable`], nothing of it commits, and the caller may run it again
 //!   whole. A database out of reach is [`StoreError::Unavailable`], never a hang.
 
+pub mod app_channels;
 pub mod durability;
 pub mod nodes;
 pub mod rows;
@@ -44,6 +49,7 @@ use async_trait::async_trait;
 use proto::{Event, StreamKey};
 use uuid::Uuid;
 
+pub use app_channels::{AppChannelEventRow, AppChannelPositionRow, AppLogRetention};
 pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING};
 pub use nodes::{Admit, NodeJoin, NodeRow};
 pub use rows::*;
@@ -221,6 +227,47 @@ pub trait Queries: Send {
         mapped: &[(String, Uuid)],
         keep: u32,
     ) -> StoreResult<()>;
+
+    // the app channels' log ([`app_channels`] says what is guaranteed)
+    /// Appends one event at `at` to each of `channels` (a channel named twice gets one event),
+    /// each with the next serial of its channel, then prunes those channels to `retention`.
+    /// Returns the stored events in `channels` order. Call it in a write transaction of its own:
+    /// it holds the channels' counter rows until the transaction ends.
+    async fn append_app_event(
+        &mut self,
+        channels: &[String],
+        event: &str,
+        data: &str,
+        at: Timestamp,
+        retention: AppLogRetention,
+    ) -> StoreResult<Vec<AppChannelEventRow>>;
+    /// Up to `limit` events of `channel` with serials above `after` and times at or after
+    /// `not_before`, oldest first.
+    async fn read_app_events(
+        &mut self,
+        channel: &str,
+        after: i64,
+        limit: u32,
+        not_before: Timestamp,
+    ) -> StoreResult<Vec<AppChannelEventRow>>;
+    /// The channel's stream (its oldest kept serial counts only events at or after
+    /// `not_before`), or `None` when it has no counter row (never written, or forgotten).
+    async fn app_channel_position(
+        &mut self,
+        channel: &str,
+        not_before: Timestamp,
+    ) -> StoreResult<Option<AppChannelPositionRow>>;
+    /// Forgets up to `limit` channels last written before `idle_before`: their events and their
+    /// counter rows (a later append starts at serial 1 under a new `stream_id`). Returns how
+    /// many were forgotten; the caller repeats while it is `limit`.
+    async fn forget_idle_app_channels(
+        &mut self,
+        idle_before: Timestamp,
+        limit: u32,
+    ) -> StoreResult<u64>;
+    /// Forgets every app channel (an import replacing the database): each one starts anew
+    /// under a new `stream_id`.
+    async fn delete_app_channels(&mut self) -> StoreResult<()>;
 }
 
 /// A write transaction: every change inside it and every event it appends commit together or

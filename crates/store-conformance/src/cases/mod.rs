@@ -3,6 +3,7 @@
 //! a closed store, a seq that would go backwards, a write over a newer version.
 
 mod accounts;
+mod app_channels;
 mod bryntum;
 mod handles;
 mod log;
@@ -10,6 +11,7 @@ mod nodes;
 mod projects;
 
 pub use accounts::*;
+pub use app_channels::*;
 pub use bryntum::*;
 pub use handles::*;
 pub use log::*;
