@@ -3,6 +3,9 @@
 pub mod accounts;
 pub mod attachments;
 pub mod projects;
+pub mod pusher_auth;
+pub mod pusher_http;
+pub mod pusher_input;
 pub mod records;
 
 use crate::app::AppState;
@@ -80,6 +83,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/admin/projects",
             axum::routing::delete(projects::wipe_projects),
         )
+        .route(
+            "/pusher/auth",
+            post(pusher_auth::authorize_channel)
+                .layer(DefaultBodyLimit::max(pusher_input::MAX_AUTH_BODY)),
+        )
+        .route(
+            "/pusher/user-auth",
+            post(pusher_auth::authenticate_user)
+                .layer(DefaultBodyLimit::max(pusher_input::MAX_AUTH_BODY)),
+        )
+        .route("/admin/pusher", get(pusher_auth::credentials))
         .route("/openapi.json", get(crate::openapi::serve))
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
 }
