@@ -241,8 +241,28 @@ impl InfoWanted {
     }
 }
 
-/// A channel name from a request: valid, and (`publishing`) not one of liveplan's.
+/// The longest user id accepted (the ids apps sign in with are theirs; liveplan's are UUIDs).
+const MAX_USER_ID: usize = 200;
+
+fn valid_user_id(user_id: &str) -> bool {
+    !user_id.is_empty() && user_id.len() <= MAX_USER_ID && !user_id.chars().any(char::is_control)
+}
+
+/// A channel name from a request: valid, and (`publishing`) not one of liveplan's. Publishing
+/// also takes `#server-to-user-{user_id}` (the SDKs' `sendToUser`): nobody subscribes to it,
+/// the sockets signed in as that user receive it.
 fn channel_name(name: &str, publishing: bool) -> Result<Channel, ApiFailure> {
+    if publishing && let Some(user_id) = name.strip_prefix("#server-to-user-") {
+        if !valid_user_id(user_id) || name.len() > crate::pusher::channel::MAX_CHANNEL_NAME {
+            return Err(bad_request(format!("invalid channel {name:?}")));
+        }
+        return Ok(Channel {
+            name: name.to_owned(),
+            kind: ChannelKind::Private,
+            cache: false,
+            owned: None,
+        });
+    }
     let channel =
         Channel::parse(name).map_err(|e| bad_request(format!("invalid channel {name:?}: {e}")))?;
     if publishing && reserved_prefix(&channel.name) {
@@ -488,9 +508,6 @@ async fn users(
     let users: Vec<Value> = users.into_iter().map(|id| json!({ "id": id })).collect();
     Ok(axum::Json(json!({ "users": users })))
 }
-
-/// The longest user id accepted (the ids apps sign in with are theirs; liveplan's are UUIDs).
-const MAX_USER_ID: usize = 200;
 
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.
 async fn terminate_connections(

@@ -512,3 +512,29 @@ async fn an_unavailable_directory_is_a_503_with_retry_after() {
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(response.headers()[header::RETRY_AFTER], "5");
 }
+
+#[tokio::test]
+async fn send_to_user_publishes_to_the_server_to_user_channel() {
+    let directory = Arc::new(FakeDirectory::default());
+    let body = r##"{"name":"hello","data":"{}","channels":["#server-to-user-u1"]}"##;
+    let (status, _) = call(
+        app(directory.clone()),
+        signed("POST", "/apps/42/events", &[], body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        directory.published.lock().unwrap()[0].channels,
+        vec!["#server-to-user-u1".to_owned()]
+    );
+    for bad in ["#server-to-user-", "#other"] {
+        let body = json!({"name":"hello","data":"{}","channels":[bad]}).to_string();
+        let (status, _) = call(
+            app(directory.clone()),
+            signed("POST", "/apps/42/events", &[], &body),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(directory.published.lock().unwrap().len(), 1);
+}
