@@ -477,3 +477,26 @@ async fn every_node_of_a_cluster_has_the_same_credentials() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(from_b["secret"], a.secret);
 }
+
+#[tokio::test]
+async fn the_endpoints_are_in_the_openapi_document() {
+    let server = TestServer::start().await;
+    let (status, doc) = server
+        .call(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for (path, method) in [
+        ("/api/v1/pusher/auth", "post"),
+        ("/api/v1/pusher/user-auth", "post"),
+        ("/api/v1/admin/pusher", "get"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert!(operation.is_object(), "{path} {method} is not documented");
+        for code in ["200", "400", "401", "403"] {
+            assert!(
+                operation["responses"][code].is_object(),
+                "{path} {method}: no {code}"
+            );
+        }
+    }
+}
