@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -120,6 +121,24 @@ impl IntoResponse for ApiFailure {
 }
 
 type ApiResult = Result<axum::Json<Value>, ApiFailure>;
+
+/// The path's parameters, with a JSON 400 (not axum's plain text) when they cannot be read.
+struct ApiPath<T>(T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|_| bad_request("the path is not valid"))
+    }
+}
 
 /// A request that passed the signature check: its query, and its body (empty for GET).
 struct Signed {
@@ -386,7 +405,7 @@ async fn publish(
 /// `POST /apps/{app_id}/events`.
 async fn events(
     State(state): State<PusherHttpState>,
-    Path(app_id): Path<String>,
+    ApiPath(app_id): ApiPath<String>,
     method: Method,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
@@ -404,7 +423,7 @@ async fn events(
 /// `POST /apps/{app_id}/batch_events`: every event is checked before any is published.
 async fn batch_events(
     State(state): State<PusherHttpState>,
-    Path(app_id): Path<String>,
+    ApiPath(app_id): ApiPath<String>,
     method: Method,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
@@ -443,7 +462,7 @@ async fn batch_events(
 /// `GET /apps/{app_id}/channels`.
 async fn channels(
     State(state): State<PusherHttpState>,
-    Path(app_id): Path<String>,
+    ApiPath(app_id): ApiPath<String>,
     method: Method,
     uri: Uri,
 ) -> ApiResult {
@@ -472,7 +491,7 @@ async fn channels(
 /// `GET /apps/{app_id}/channels/{channel}`.
 async fn channel(
     State(state): State<PusherHttpState>,
-    Path((app_id, name)): Path<(String, String)>,
+    ApiPath((app_id, name)): ApiPath<(String, String)>,
     method: Method,
     uri: Uri,
 ) -> ApiResult {
@@ -495,7 +514,7 @@ async fn channel(
 /// `GET /apps/{app_id}/channels/{channel}/users`: presence channels only.
 async fn users(
     State(state): State<PusherHttpState>,
-    Path((app_id, name)): Path<(String, String)>,
+    ApiPath((app_id, name)): ApiPath<(String, String)>,
     method: Method,
     uri: Uri,
 ) -> ApiResult {
@@ -512,7 +531,7 @@ async fn users(
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.
 async fn terminate_connections(
     State(state): State<PusherHttpState>,
-    Path((app_id, user_id)): Path<(String, String)>,
+    ApiPath((app_id, user_id)): ApiPath<(String, String)>,
     method: Method,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,

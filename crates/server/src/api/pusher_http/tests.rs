@@ -538,3 +538,15 @@ async fn send_to_user_publishes_to_the_server_to_user_channel() {
     }
     assert_eq!(directory.published.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn an_unreadable_path_is_a_json_400() {
+    let directory = Arc::new(FakeDirectory::default());
+    let request = Request::builder()
+        .uri("/apps/42/channels/%FF")
+        .body(Body::empty())
+        .unwrap();
+    let (status, answer) = call(app(directory), request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["error"].is_string(), "{answer}");
+}
