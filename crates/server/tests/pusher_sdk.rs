@@ -369,3 +369,40 @@ async fn the_authorization_endpoints_sign_as_the_sdk_does() {
     assert_eq!(answer, theirs[0]["result"]);
     assert_eq!(theirs[1]["status"], 503, "{}", theirs[1]);
 }
+
+#[tokio::test]
+async fn wrong_methods_and_paths_answer_json() {
+    let server = TestServer::start().await;
+    let app_id = credentials(&server).app_id;
+    for (method, path, expected) in [
+        (reqwest::Method::GET, format!("/apps/{app_id}/events"), 405),
+        (
+            reqwest::Method::POST,
+            format!("/apps/{app_id}/channels"),
+            405,
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/apps/{app_id}/nothing"),
+            404,
+        ),
+        (
+            reqwest::Method::GET,
+            format!("/apps/{app_id}/channels/a/b/c"),
+            404,
+        ),
+    ] {
+        let response = server
+            .http
+            .request(method.clone(), server.url(&path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{method} {path}");
+        let body: Value = response.json().await.expect("a JSON error");
+        assert!(
+            body["error"].is_object() || body["error"].is_string(),
+            "{body}"
+        );
+    }
+}
