@@ -4,7 +4,6 @@
 
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::signature;
-use liveplan_testkit::backend::postgres_requested;
 use liveplan_testkit::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -463,10 +462,7 @@ async fn demo_uses_the_well_known_credentials() {
 
 #[tokio::test]
 async fn every_node_of_a_cluster_has_the_same_credentials() {
-    if !postgres_requested() {
-        eprintln!("skipped: a cluster needs LIVEPLAN_TEST_DATABASE_URL (PostgreSQL)");
-        return;
-    }
+    // A cluster is always on PostgreSQL and Redis (liveplan-testkit's `Cluster`).
     let cluster = Cluster::start(2).await;
     let (a, b) = (credentials(cluster.node(0)), credentials(cluster.node(1)));
     assert_eq!(a, b);
