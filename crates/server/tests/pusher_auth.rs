@@ -496,3 +496,35 @@ async fn the_endpoints_are_in_the_openapi_document() {
         }
     }
 }
+
+/// Two nodes starting at the same moment on a new database agree on the generated credentials
+/// (the first to hold the system stream makes them; the other reads them). The second node is
+/// started bare, without the bootstrap administrator, whose creation is not what is tested.
+#[tokio::test]
+async fn nodes_starting_together_agree_on_the_generated_credentials() {
+    let backend = liveplan_testkit::backend::Backend::postgres(
+        &liveplan_testkit::backend::postgres_server_url(),
+    );
+    let url = backend
+        .database_url()
+        .expect("a PostgreSQL database")
+        .to_owned();
+    let redis = PrivateRedis::start();
+    let redis_url = redis.url();
+    let second_dir = tempfile::tempdir().unwrap();
+    let mut second = config(second_dir.path());
+    liveplan_testkit::cluster::cluster_config(&mut second, &redis_url);
+    second.database_url = Some(url);
+    second.admin_email = None;
+    second.admin_password = None;
+    let (first, second) = tokio::join!(
+        TestServer::start_on_backend(backend, |c| {
+            liveplan_testkit::cluster::cluster_config(c, &redis_url)
+        }),
+        liveplan_server::start(second, "127.0.0.1:0".parse().unwrap()),
+    );
+    let second = second.expect("the second node starts");
+    assert_eq!(credentials(&first), *second.state.pusher);
+    assert_ne!(credentials(&first), PusherCredentials::demo());
+    second.shutdown().await.unwrap();
+}
