@@ -238,12 +238,7 @@ impl Domain {
         existing: Existing,
     ) -> DomainResult<Value> {
         let now = store::now();
-        let checked = check(
-            document,
-            importer,
-            now,
-            self.limits.max_records_per_project,
-        )?;
+        let checked = check(document, importer, now, self.limits.max_records_per_project)?;
         let mut tx = Tx::begin(self, importer).await?;
         // Projects' streams before the system stream: the order every project deletion holds
         // them in, so the two cannot deadlock.

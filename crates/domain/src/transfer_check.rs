@@ -207,7 +207,10 @@ pub(crate) fn check_document(
             let Some(rid) = uuid_of(&record.record, "id") else {
                 continue;
             };
-            if records.insert(rid, (p, record.collection.as_str())).is_some() {
+            if records
+                .insert(rid, (p, record.collection.as_str()))
+                .is_some()
+            {
                 problems.add(
                     format!("{at}.records[{r}]"),
                     (Some(&record.collection), Some(rid)),
@@ -459,14 +462,19 @@ fn gather(
             }
         }
         "dependencies" => {
-            let (Some(from), Some(to)) =
-                (uuid_in(body, "predecessor_id"), uuid_in(body, "successor_id"))
-            else {
+            let (Some(from), Some(to)) = (
+                uuid_in(body, "predecessor_id"),
+                uuid_in(body, "successor_id"),
+            ) else {
                 return;
             };
             if from == to {
                 problems.add(at, whose, "successor_id", "a task cannot depend on itself");
-            } else if graph.links.insert((from, to), (at.to_owned(), id)).is_some() {
+            } else if graph
+                .links
+                .insert((from, to), (at.to_owned(), id))
+                .is_some()
+            {
                 problems.add(at, whose, "successor_id", "these tasks are already linked");
             } else {
                 graph.successors.entry(from).or_default().push(to);
@@ -582,7 +590,7 @@ fn check_cycles(graph: &Graph, problems: &mut Problems) {
     if incoming.is_empty() {
         return;
     }
-    let mut links: Vec<(&(Uuid, Uuid), &(String, Uuid))> = graph
+    let mut links: Vec<_> = graph
         .links
         .iter()
         .filter(|((from, to), _)| incoming.contains_key(from) && incoming.contains_key(to))
@@ -594,7 +602,10 @@ fn check_cycles(graph: &Graph, problems: &mut Problems) {
                 at.as_str(),
                 (Some("dependencies"), Some(*id)),
                 "successor_id",
-                format!("the dependencies form a cycle through {} tasks", cycle.len()),
+                format!(
+                    "the dependencies form a cycle through {} tasks",
+                    cycle.len()
+                ),
                 Some(json!({ "cycle": cycle })),
             );
             return;

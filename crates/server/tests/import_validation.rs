@@ -138,7 +138,11 @@ async fn refused(
     assert!(
         problems.len() <= 50 && details["problem_count"].as_u64() >= Some(problems.len() as u64)
     );
-    assert_eq!(server.fingerprint().await, before, "nothing changed: {body}");
+    assert_eq!(
+        server.fingerprint().await,
+        before,
+        "nothing changed: {body}"
+    );
     details.clone()
 }
 
@@ -197,10 +201,22 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
 
     // References to what is not in the project.
     let mut doc = good.clone();
-    let link = index_of(&doc, "dependencies", "successor_id", task_id(&doc, "C").as_str().unwrap());
+    let link = index_of(
+        &doc,
+        "dependencies",
+        "successor_id",
+        task_id(&doc, "C").as_str().unwrap(),
+    );
     records(&mut doc)[link]["record"]["predecessor_id"] = json!(Uuid::now_v7());
     let at = format!("projects[0].records[{link}]");
-    let details = refused(&server, &doc, "predecessor_id", Some(&at), "no tasks record").await;
+    let details = refused(
+        &server,
+        &doc,
+        "predecessor_id",
+        Some(&at),
+        "no tasks record",
+    )
+    .await;
     assert_eq!(details["problems"][0]["collection"], "dependencies");
     assert_eq!(details["problems"][0]["id"], record_id(&doc, link));
     let mut doc = good.clone();
@@ -208,7 +224,12 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
     records(&mut doc)[b]["record"]["parent_id"] = json!(Uuid::now_v7());
     refused(&server, &doc, "parent_id", None, "no tasks record").await;
     let mut doc = good.clone();
-    let assignment = index_of(&doc, "assignments", "task_id", task_id(&doc, "C").as_str().unwrap());
+    let assignment = index_of(
+        &doc,
+        "assignments",
+        "task_id",
+        task_id(&doc, "C").as_str().unwrap(),
+    );
     records(&mut doc)[assignment]["record"]["resource_id"] = json!(Uuid::now_v7());
     refused(&server, &doc, "resource_id", None, "no resources record").await;
     let mut doc = good.clone();
@@ -218,14 +239,27 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
     let mut doc = good.clone();
     let calendar = index_of(&doc, "calendars", "name", "Std");
     doc["projects"][0]["project"]["calendar_id"] = json!(Uuid::now_v7());
-    refused(&server, &doc, "calendar_id", Some("projects[0]"), "no calendar").await;
+    refused(
+        &server,
+        &doc,
+        "calendar_id",
+        Some("projects[0]"),
+        "no calendar",
+    )
+    .await;
     let mut doc = good.clone();
     let a = task_id(&doc, "A");
-    records(&mut doc).push(new_record("tasks", json!({ "name": "D", "calendar_id": a })));
+    records(&mut doc).push(new_record(
+        "tasks",
+        json!({ "name": "D", "calendar_id": a }),
+    ));
     refused(&server, &doc, "calendar_id", None, "no calendars record").await;
     let mut doc = good.clone();
     let bob = doc["users"][1]["id"].clone();
-    records(&mut doc).push(new_record("tasks", json!({ "name": "E", "assignee_id": bob })));
+    records(&mut doc).push(new_record(
+        "tasks",
+        json!({ "name": "E", "assignee_id": bob }),
+    ));
     records(&mut doc).push(new_record(
         "tasks",
         json!({ "name": "F", "assignee_id": Uuid::now_v7() }),
@@ -244,7 +278,11 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
     records(&mut doc)[a]["record"]["parent_id"] = b_id.clone();
     let details = refused(&server, &doc, "parent_id", None, "loop").await;
     let problem = &details["problems"][0];
-    assert_eq!(problem["details"]["loop"].as_array().unwrap().len(), 2, "{details}");
+    assert_eq!(
+        problem["details"]["loop"].as_array().unwrap().len(),
+        2,
+        "{details}"
+    );
 
     // Dependencies: on itself, twice, and round in a cycle.
     let mut doc = good.clone();
@@ -266,7 +304,9 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
         json!({ "predecessor_id": c_id, "successor_id": a_id }),
     ));
     let details = refused(&server, &doc, "successor_id", None, "cycle").await;
-    let cycle = details["problems"][0]["details"]["cycle"].as_array().unwrap();
+    let cycle = details["problems"][0]["details"]["cycle"]
+        .as_array()
+        .unwrap();
     assert!(cycle.contains(&a_id) && cycle.contains(&c_id), "{details}");
 
     // Uniqueness of records and of links between them.
@@ -285,7 +325,14 @@ async fn every_kind_of_bad_document_is_refused_whole_with_nothing_changed() {
     // Field validation from the collection table, defect 4's rule included.
     let mut doc = good.clone();
     records(&mut doc)[calendar]["record"]["working_days"] = json!([]);
-    refused(&server, &doc, "working_days", None, "at least one working day").await;
+    refused(
+        &server,
+        &doc,
+        "working_days",
+        None,
+        "at least one working day",
+    )
+    .await;
     let mut doc = good.clone();
     records(&mut doc)[a]["record"]["name"] = json!("");
     refused(&server, &doc, "name", None, "characters").await;
@@ -346,8 +393,14 @@ async fn the_cli_refuses_a_bad_document_and_writes_nothing() {
         .await
         .expect("the store opens");
     let mut ops = store.snapshot().await.unwrap();
-    assert!(ops.list_users().await.unwrap().is_empty(), "no user written");
-    assert!(ops.list_projects().await.unwrap().is_empty(), "no project written");
+    assert!(
+        ops.list_users().await.unwrap().is_empty(),
+        "no user written"
+    );
+    assert!(
+        ops.list_projects().await.unwrap().is_empty(),
+        "no project written"
+    );
     drop(ops);
     store.close().await;
 }

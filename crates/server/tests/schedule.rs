@@ -1244,7 +1244,10 @@ async fn an_unusable_calendar_is_refused_or_named() {
         reqwest::StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     );
-    assert_eq!(body["error"]["details"]["calendar_id"], calendar_id, "{body}");
+    assert_eq!(
+        body["error"]["details"]["calendar_id"], calendar_id,
+        "{body}"
+    );
     let (status, body) = server
         .patch(&calendar_path, &admin, json!({ "exceptions": [] }))
         .await;
@@ -1311,7 +1314,7 @@ async fn refuses_a_week_without_working_days(server: &TestServer, admin: &str, p
     assert_eq!(server.fingerprint().await, before, "nothing was created");
 
     let calendar = server
-        .create(admin, &project, "calendars", json!({ "name": "Std" }))
+        .create(admin, project, "calendars", json!({ "name": "Std" }))
         .await;
     let calendar_id = calendar["id"].as_str().unwrap().to_owned();
     let calendar_path = format!("{calendars}/{calendar_id}");
