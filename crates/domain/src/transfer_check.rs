@@ -13,7 +13,7 @@
 //! author fields are not checked at all.
 
 use crate::collections::{self, Collection};
-use crate::records::{check_body_size, find_path};
+use crate::records::check_body_size;
 use crate::transfer::ExportDocument;
 use crate::validate::{self, Mode};
 use proto::{ApiError, ErrorCode, Role};
@@ -26,9 +26,6 @@ pub const MAX_PROBLEMS: usize = 50;
 
 /// The most problems the refusal's message spells out (the details list them all).
 const PROBLEMS_IN_MESSAGE: usize = 3;
-
-/// The most parents walked up from one task when looking for a loop.
-const MAX_TREE_DEPTH: usize = 1_000;
 
 /// One thing wrong with the document.
 struct Problem {
@@ -516,53 +513,56 @@ fn gather(
     }
 }
 
-/// Every task's way up ends at a root: no task is its own ancestor.
+/// Every task's way up ends at a root: no task is its own ancestor. Each task is walked once
+/// (a walk stops at a task already known to reach a root), so a deep tree costs linear time.
 fn check_tree(graph: &Graph, problems: &mut Problems) {
-    let mut reported: HashSet<Uuid> = HashSet::new();
+    #[derive(PartialEq)]
+    enum Seen {
+        OnWalk,
+        Done,
+    }
+    let mut seen: HashMap<Uuid, Seen> = HashMap::new();
     let mut tasks: Vec<&Uuid> = graph.parents.keys().collect();
     tasks.sort();
     for &task in tasks {
+        let mut walk = Vec::new();
         let mut cursor = task;
-        let mut path = vec![task];
-        for _ in 0..MAX_TREE_DEPTH {
-            let Some((_, parent)) = graph.parents.get(&cursor) else {
-                break;
-            };
-            if *parent == task {
-                // Report each loop once, at its smallest id.
-                if path.iter().all(|t| !reported.contains(t)) {
-                    reported.extend(path.iter().copied());
-                    let (at, _) = &graph.parents[&task];
-                    problems.add_with(
-                        at.as_str(),
-                        (Some("tasks"), Some(task)),
-                        "parent_id",
-                        "the task tree has a loop: a task cannot be under itself",
-                        Some(json!({ "loop": path })),
-                    );
+        loop {
+            match seen.get(&cursor) {
+                Some(Seen::Done) => break,
+                Some(Seen::OnWalk) => {
+                    // The walk came back to a task of its own: the tasks since then loop.
+                    let start = walk.iter().position(|t| *t == cursor).unwrap_or(0);
+                    if let Some((at, _)) = graph.parents.get(&cursor) {
+                        problems.add_with(
+                            at.as_str(),
+                            (Some("tasks"), Some(cursor)),
+                            "parent_id",
+                            "the task tree has a loop: a task cannot be under itself",
+                            Some(json!({ "loop": &walk[start..] })),
+                        );
+                    }
+                    break;
                 }
-                break;
+                None => {}
             }
-            if path.contains(parent) {
-                break; // a loop above this task, reported from a task on it
+            seen.insert(cursor, Seen::OnWalk);
+            walk.push(cursor);
+            match graph.parents.get(&cursor) {
+                Some((_, parent)) => cursor = *parent,
+                None => break,
             }
-            path.push(*parent);
-            cursor = *parent;
         }
-        if path.len() > MAX_TREE_DEPTH {
-            let (at, _) = &graph.parents[&task];
-            problems.add(
-                at.as_str(),
-                (Some("tasks"), Some(task)),
-                "parent_id",
-                "the task tree is too deep",
-            );
+        for t in walk {
+            seen.insert(t, Seen::Done);
         }
     }
 }
 
-/// No dependency cycle: Kahn's sort leaves exactly the tasks on or behind a cycle; one cycle
-/// among them is reported as the API reports it (`cycle`, each task once, in link order).
+/// No dependency cycle. Kahn's sort leaves exactly the tasks on or behind a cycle, and each of
+/// them keeps a predecessor among them: walking back along those must come round, in at most
+/// as many steps as there are such tasks. That cycle is reported as the API reports one
+/// (`cycle`, each task once, in link order).
 fn check_cycles(graph: &Graph, problems: &mut Problems) {
     let mut incoming: HashMap<Uuid, usize> = HashMap::new();
     for (from, tos) in &graph.successors {
@@ -587,28 +587,46 @@ fn check_cycles(graph: &Graph, problems: &mut Problems) {
             }
         }
     }
-    if incoming.is_empty() {
-        return;
-    }
+    let mut predecessor: HashMap<Uuid, Uuid> = HashMap::new();
     let mut links: Vec<_> = graph
         .links
-        .iter()
-        .filter(|((from, to), _)| incoming.contains_key(from) && incoming.contains_key(to))
+        .keys()
+        .filter(|(from, to)| incoming.contains_key(from) && incoming.contains_key(to))
         .collect();
     links.sort();
-    for ((from, to), (at, id)) in links {
-        if let Some(cycle) = find_path(&graph.successors, *to, *from) {
-            problems.add_with(
-                at.as_str(),
-                (Some("dependencies"), Some(*id)),
-                "successor_id",
-                format!(
-                    "the dependencies form a cycle through {} tasks",
-                    cycle.len()
-                ),
-                Some(json!({ "cycle": cycle })),
-            );
+    for (from, to) in links {
+        predecessor.entry(*to).or_insert(*from);
+    }
+    let Some(mut cursor) = predecessor.keys().min().copied() else {
+        return;
+    };
+    let mut walk: Vec<Uuid> = Vec::new();
+    let mut on_walk: HashMap<Uuid, usize> = HashMap::new();
+    for _ in 0..=predecessor.len() {
+        if let Some(&start) = on_walk.get(&cursor) {
+            // Walked backwards: reversed, the loop is in link order.
+            let mut cycle: Vec<Uuid> = walk[start..].to_vec();
+            cycle.reverse();
+            let (first, second) = (cycle[0], cycle[1 % cycle.len()]);
+            if let Some((at, id)) = graph.links.get(&(first, second)) {
+                problems.add_with(
+                    at.as_str(),
+                    (Some("dependencies"), Some(*id)),
+                    "successor_id",
+                    format!(
+                        "the dependencies form a cycle through {} tasks",
+                        cycle.len()
+                    ),
+                    Some(json!({ "cycle": cycle })),
+                );
+            }
             return;
+        }
+        on_walk.insert(cursor, walk.len());
+        walk.push(cursor);
+        match predecessor.get(&cursor) {
+            Some(previous) => cursor = *previous,
+            None => return,
         }
     }
 }
