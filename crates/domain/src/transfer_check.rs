@@ -630,3 +630,56 @@ fn check_cycles(graph: &Graph, problems: &mut Problems) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(graph: &mut Graph, from: Uuid, to: Uuid) {
+        graph.successors.entry(from).or_default().push(to);
+        graph
+            .links
+            .insert((from, to), (format!("{from}->{to}"), Uuid::now_v7()));
+    }
+
+    #[test]
+    fn a_cycle_is_found_in_link_order_past_tasks_behind_it() {
+        let [a, b, c, before, after] = [(); 5].map(|_| Uuid::now_v7());
+        let mut graph = Graph::default();
+        link(&mut graph, before, a);
+        link(&mut graph, a, b);
+        link(&mut graph, b, c);
+        link(&mut graph, c, a);
+        link(&mut graph, c, after);
+        let mut problems = Problems::default();
+        check_cycles(&graph, &mut problems);
+        assert_eq!(problems.total, 1);
+        let cycle: Vec<Uuid> =
+            serde_json::from_value(problems.listed[0].extra.clone().unwrap()["cycle"].clone())
+                .unwrap();
+        assert_eq!(cycle.len(), 3);
+        let start = cycle.iter().position(|t| *t == a).unwrap();
+        let rotated: Vec<Uuid> = (0..3).map(|i| cycle[(start + i) % 3]).collect();
+        assert_eq!(rotated, vec![a, b, c]);
+
+        let mut acyclic = Graph::default();
+        link(&mut acyclic, a, b);
+        link(&mut acyclic, before, b);
+        link(&mut acyclic, b, after);
+        let mut problems = Problems::default();
+        check_cycles(&acyclic, &mut problems);
+        assert_eq!(problems.total, 0);
+    }
+
+    #[test]
+    fn each_loop_of_the_task_tree_is_reported_once() {
+        let [a, b, c, root] = [(); 4].map(|_| Uuid::now_v7());
+        let mut graph = Graph::default();
+        for (task, parent) in [(a, b), (b, a), (c, a), (root, root)] {
+            graph.parents.insert(task, (format!("{task}"), parent));
+        }
+        let mut problems = Problems::default();
+        check_tree(&graph, &mut problems);
+        assert_eq!(problems.total, 2, "a-b and root-root, not c under them");
+    }
+}
