@@ -150,22 +150,32 @@ impl Engine {
         // Calendars: 0 is the project calendar.
         let mut cal_index: HashMap<crate::CalendarId, u32> = HashMap::new();
         let anchor = day_number(input.start);
-        for c in std::iter::once(&input.calendar).chain(input.calendars.values()) {
+        // The named calendars before the project's own: a caller that passes one of them as
+        // the project calendar too learns its id.
+        let named = input.calendars.iter().map(|(id, c)| (Some(*id), c));
+        for (id, c) in named.chain(std::iter::once((None, &input.calendar))) {
             for x in &c.exceptions {
                 let (a, b) = (day_number(x.first), day_number(x.last));
                 if a.min(b) < anchor - MAX_WINDOW_DAYS || a.max(b) > anchor + MAX_WINDOW_DAYS {
-                    return Err(CpmError::ExceptionOutOfRange(x.first));
+                    return Err(CpmError::ExceptionOutOfRange(x.first, id));
                 }
             }
         }
         let lo = anchor - 7;
         let hi = anchor + 3 * 366;
-        let mut cals = vec![
-            CalTable::new(&input.calendar, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?,
-        ];
+        let mut named = Vec::with_capacity(input.calendars.len());
         for (id, c) in &input.calendars {
+            named.push(
+                CalTable::new(c, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar(Some(*id)))?,
+            );
+        }
+        let mut cals = vec![
+            CalTable::new(&input.calendar, anchor, lo, hi)
+                .map_err(|_| CpmError::EmptyCalendar(None))?,
+        ];
+        for (id, table) in input.calendars.keys().zip(named) {
             cal_index.insert(*id, cals.len() as u32);
-            cals.push(CalTable::new(c, anchor, lo, hi).map_err(|_| CpmError::EmptyCalendar)?);
+            cals.push(table);
         }
         // Summaries live on a seven-day axis, where every point is a real instant: their
         // dates roll up from subtasks on any calendar, a Saturday finish included.

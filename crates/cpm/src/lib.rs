@@ -328,8 +328,10 @@ pub enum CpmError {
     UnknownTask(TaskId),
     #[error("unknown calendar {0}")]
     UnknownCalendar(CalendarId),
+    /// A calendar without a working weekday: which one (`None` is the project's own
+    /// [`ProjectInput::calendar`]), so a caller can name it to whoever can fix it.
     #[error("a calendar has no working weekday")]
-    EmptyCalendar,
+    EmptyCalendar(Option<CalendarId>),
     #[error("duplicate task id {0}")]
     DuplicateTask(TaskId),
     #[error("link {0} -> {1} already exists")]
@@ -346,8 +348,9 @@ pub enum CpmError {
     TooManyTasks(usize),
     /// Calendar exceptions must lie within about 400 years of the project start, so
     /// that calendar tables stay small.
+    /// The second field names the calendar as for [`CpmError::EmptyCalendar`].
     #[error("calendar exception on {0} is too far from the project start")]
-    ExceptionOutOfRange(NaiveDate),
+    ExceptionOutOfRange(NaiveDate, Option<CalendarId>),
 }
 
 /// Computes the schedule of `input` from scratch.

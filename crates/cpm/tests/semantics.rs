@@ -391,7 +391,16 @@ fn errors_for_bad_references() {
     assert_eq!(schedule(&p).unwrap_err(), CpmError::UnknownTask(id(2)));
     let mut p = project();
     p.calendar.working_weekdays = liveplan_cpm::WeekdayMask(0);
-    assert_eq!(schedule(&p).unwrap_err(), CpmError::EmptyCalendar);
+    assert_eq!(schedule(&p).unwrap_err(), CpmError::EmptyCalendar(None));
+    let mut p = project();
+    let named = Uuid::from_u128(77);
+    p.calendar.working_weekdays = liveplan_cpm::WeekdayMask(0);
+    p.calendars.insert(named, p.calendar.clone());
+    assert_eq!(
+        schedule(&p).unwrap_err(),
+        CpmError::EmptyCalendar(Some(named)),
+        "a named calendar is named, even when it is the project's too"
+    );
 }
 
 #[test]
@@ -413,7 +422,7 @@ fn extreme_inputs_are_refused_or_bounded() {
         .push(DateRange::day(d("9999-01-01")));
     assert!(matches!(
         schedule(&bad),
-        Err(CpmError::ExceptionOutOfRange(_))
+        Err(CpmError::ExceptionOutOfRange(_, None))
     ));
 }
 

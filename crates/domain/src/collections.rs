@@ -390,7 +390,7 @@ pub static CALENDARS: Collection = Collection {
             ..schedule(
                 "working_days",
                 Kind::Weekdays,
-                "ISO weekdays 1 (Mon) to 7 (Sun); default [1,2,3,4,5].",
+                "ISO weekdays 1 (Mon) to 7 (Sun), at least one; default [1,2,3,4,5].",
             )
         },
         Field {

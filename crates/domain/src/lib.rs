@@ -28,6 +28,7 @@ pub mod retry;
 pub mod schedule;
 pub mod schedule_lease;
 pub mod transfer;
+mod transfer_check;
 pub mod tx;
 pub mod validate;
 

@@ -590,7 +590,7 @@ fn authorize_change(
     )
 }
 
-fn check_body_size(collection: &Collection, body: &JsonObject) -> DomainResult<()> {
+pub(crate) fn check_body_size(collection: &Collection, body: &JsonObject) -> DomainResult<()> {
     let size = serde_json::to_vec(body)
         .map(|b| b.len())
         .unwrap_or(usize::MAX);
@@ -816,7 +816,11 @@ async fn check_dependency(
 }
 
 /// A path from `start` to `goal` along `edges`, if any (breadth first, so the shortest).
-fn find_path(edges: &HashMap<Uuid, Vec<Uuid>>, start: Uuid, goal: Uuid) -> Option<Vec<Uuid>> {
+pub(crate) fn find_path(
+    edges: &HashMap<Uuid, Vec<Uuid>>,
+    start: Uuid,
+    goal: Uuid,
+) -> Option<Vec<Uuid>> {
     let mut came_from: HashMap<Uuid, Uuid> = HashMap::new();
     let mut queue = VecDeque::from([start]);
     let mut seen = HashSet::from([start]);

@@ -777,6 +777,30 @@ pub fn describe_error(error: &cpm::CpmError) -> (String, Value) {
             "the dependencies form a cycle".into(),
             json!({ "cycle": tasks }),
         ),
+        cpm::CpmError::EmptyCalendar(calendar) => (
+            format!("{}: it has no working days", calendar_name(*calendar)),
+            json!({ "calendar_id": calendar, "reason": "no working days" }),
+        ),
+        cpm::CpmError::ExceptionOutOfRange(day, calendar) => (
+            format!(
+                "{}: its exception on {day} is too far from the project start",
+                calendar_name(*calendar)
+            ),
+            json!({
+                "calendar_id": calendar,
+                "reason": "exception too far from the project start",
+                "date": day.to_string(),
+            }),
+        ),
         other => (other.to_string(), Value::Null),
+    }
+}
+
+/// A calendar as an error message names it: `None` is the built-in Monday-to-Friday week a
+/// project without `calendar_id` runs on.
+fn calendar_name(calendar: Option<CalendarId>) -> String {
+    match calendar {
+        Some(id) => format!("calendar {id} cannot be scheduled on"),
+        None => "the project's default calendar cannot be scheduled on".to_owned(),
     }
 }

@@ -238,7 +238,7 @@ impl Domain {
         existing: Existing,
     ) -> DomainResult<Value> {
         let now = store::now();
-        let checked = check(document, importer, now)?;
+        let checked = check(document, importer, now, self.limits.max_records_per_project)?;
         let mut tx = Tx::begin(self, importer).await?;
         // Projects' streams before the system stream: the order every project deletion holds
         // them in, so the two cannot deadlock.
@@ -361,6 +361,7 @@ fn check(
     document: &ExportDocument,
     importer: Option<&Actor>,
     now: Timestamp,
+    max_records_per_project: i64,
 ) -> DomainResult<Checked> {
     if document.format != EXPORT_FORMAT {
         return Err(invalid_field(
@@ -372,6 +373,12 @@ fn check(
             ),
         ));
     }
+    // The same rules as the API's, over the whole document, before anything is written.
+    crate::transfer_check::check_document(
+        document,
+        importer.map(|a| a.user_id),
+        max_records_per_project,
+    )?;
     let mut users = Vec::new();
     for u in &document.users {
         let is_importer = importer.is_some_and(|a| a.user_id == u.id);

@@ -199,6 +199,13 @@ pub fn check_kind(name: &str, kind: Kind, value: &Value) -> Result<(), ApiError>
                     }
                 }
             }
+            // A week without a working day leaves the scheduler no day to put work on.
+            if days.is_empty() {
+                return Err(invalid_field(
+                    name,
+                    "must list at least one working day (1 Monday to 7 Sunday)",
+                ));
+            }
         }
         Kind::Exceptions => check_exceptions(name, value)?,
         Kind::Rank => match value {

@@ -624,7 +624,7 @@ pub fn document() -> OpenApi {
         Post,
         op(
             "admin",
-            "Replace all data with an export's, keeping ids, versions, timestamps and passwords and raising seqs; the importing administrator keeps a way in; emits database_wiped",
+            "Replace all data with an export's, keeping ids, versions, timestamps and passwords and raising seqs; the importing administrator keeps a way in; emits database_wiped. The document is checked whole first, with the API's rules: 422 validation_failed lists its problems in details.problems and nothing changes",
             &[],
             any(),
             ("200", any()),

@@ -123,19 +123,30 @@ async fn a_write_that_fails_midway_leaves_no_rows_and_no_events() {
         .create(&admin, &project, "tasks", json!({ "name": "kept" }))
         .await;
     let before = server.fingerprint().await;
-    // An import writes project after project; the second one's key collides with the first's,
-    // so the unique constraint fails after rows and events of the first were already written.
+    // The import deletes the projects there are before it finds, inside its transaction, that
+    // the document's Owner is the importer, whose account the document's one (same email)
+    // replaces: the write fails after rows and events were already deleted. (The document
+    // itself passes the checks made before any write, which a clashing key no longer does.)
+    let (_, me) = server.get("/api/v1/users/me", &admin).await;
     let document = json!({
         "format": "liveplan-export-1",
-        "users": [],
+        "users": [{ "id": "01900000-0000-7000-8000-000000000009", "email": ADMIN_EMAIL.to_uppercase(),
+                    "username": null, "display_name": "Other", "password_hash": "x",
+                    "is_admin": true, "is_active": true }],
         "projects": [
-            { "project": { "id": "01900000-0000-7000-8000-000000000001", "name": "One", "key": "DUP" }, "members": [],
-              "records": [{ "collection": "tasks", "record": { "id": "01900000-0000-7000-8000-000000000002", "name": "t" } }] },
-            { "project": { "id": "01900000-0000-7000-8000-000000000003", "name": "Two", "key": "DUP" }, "members": [], "records": [] }
+            { "project": { "id": "01900000-0000-7000-8000-000000000001", "name": "One", "key": "DUP" },
+              "members": [{ "id": "01900000-0000-7000-8000-000000000004", "user_id": me["id"], "role": 400 }],
+              "records": [{ "collection": "tasks", "record": { "id": "01900000-0000-7000-8000-000000000002", "name": "t" } }] }
         ]
     });
     let (status, body) = server.post("/api/v1/admin/import", &admin, document).await;
-    assert_error(status, &body, reqwest::StatusCode::CONFLICT, "conflict");
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["error"]["details"]["field"], "members", "{body}");
     assert!(!body.to_string().contains("UNIQUE"), "no SQL leaks: {body}");
     assert_eq!(
         server.fingerprint().await,

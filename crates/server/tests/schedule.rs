@@ -1183,3 +1183,153 @@ async fn on_two_nodes_each_change_is_scheduled_once_and_the_outputs_are_a_full_r
         "at most one cpm_complete per change (and the probe's): {log}"
     );
 }
+
+/// Issue 20, defect 4: a calendar without a working day is refused on create and patch with
+/// nothing changed; a calendar the engine still cannot use (an exception centuries away, or
+/// an empty week stored before the rule) is named in `cpm_error` and in `/schedule`'s 422.
+#[tokio::test]
+async fn an_unusable_calendar_is_refused_or_named() {
+    // Without the worker, whose own events would change the fingerprint meanwhile.
+    let quiet = TestServer::start().await;
+    let admin = quiet.admin().await;
+    let project = project_starting(&quiet, &admin, "Calendars", "2026-03-02").await;
+    refuses_a_week_without_working_days(&quiet, &admin, &project).await;
+
+    let mut server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let project = project_starting(&server, &admin, "Calendars", "2026-03-02").await;
+    let calendars = format!("/api/v1/projects/{project}/calendars");
+    let calendar = server
+        .create(&admin, &project, "calendars", json!({ "name": "Std" }))
+        .await;
+    let calendar_id = calendar["id"].as_str().unwrap().to_owned();
+    let calendar_path = format!("{calendars}/{calendar_id}");
+
+    // Still accepted by the API, but no calendar table reaches that far back.
+    let task = server.task(&admin, project.parse().unwrap(), "work").await;
+    wait_for_outputs(&server, &admin, &project, task["id"].as_str().unwrap()).await;
+    let since = latest(&server.log(&admin, &project, 0).await);
+    let (status, body) = server
+        .patch(
+            &calendar_path,
+            &admin,
+            json!({ "exceptions": [{ "start": "1000-01-01", "end": "1000-01-02" }] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events = wait_for(&server, &admin, &project, since, "cpm_error").await;
+    let error = events
+        .iter()
+        .find(|e| e["event_type"] == "cpm_error")
+        .unwrap();
+    let details = &error["payload"]["details"];
+    assert_eq!(details["calendar_id"], calendar_id, "{error}");
+    assert_eq!(
+        details["reason"], "exception too far from the project start",
+        "{error}"
+    );
+    assert!(
+        error["payload"]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&calendar_id),
+        "{error}"
+    );
+    let (status, body) = server
+        .get(&format!("/api/v1/projects/{project}/schedule"), &admin)
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(
+        body["error"]["details"]["calendar_id"], calendar_id,
+        "{body}"
+    );
+    let (status, body) = server
+        .patch(&calendar_path, &admin, json!({ "exceptions": [] }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // A calendar with an empty week stored before the rule existed: named, not a mystery.
+    server.stop().await;
+    let project_id: uuid::Uuid = project.parse().unwrap();
+    let legacy = server
+        .offline(async |domain| {
+            let actor = admin_actor(domain).await;
+            let mut tx = domain::tx::Tx::begin(domain, Some(&actor)).await.unwrap();
+            let body = json!({ "name": "Legacy", "working_days": [], "exceptions": [] });
+            let row = domain
+                .insert_new_record(
+                    &mut tx,
+                    project_id,
+                    &domain::collections::CALENDARS,
+                    body.as_object().unwrap().clone(),
+                    None,
+                )
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+            row.id
+        })
+        .await;
+    server.start_again_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let (status, body) = server
+        .get(&format!("/api/v1/projects/{project}/schedule"), &admin)
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(
+        body["error"]["details"],
+        json!({ "calendar_id": legacy, "reason": "no working days" }),
+        "{body}"
+    );
+}
+
+/// POST and PATCH refuse a calendar without a working day, and change nothing.
+async fn refuses_a_week_without_working_days(server: &TestServer, admin: &str, project: &str) {
+    let calendars = format!("/api/v1/projects/{project}/calendars");
+    let before = server.fingerprint().await;
+    let (status, body) = server
+        .post(
+            &calendars,
+            admin,
+            json!({ "name": "Never", "working_days": [] }),
+        )
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["error"]["details"]["field"], "working_days", "{body}");
+    assert_eq!(server.fingerprint().await, before, "nothing was created");
+
+    let calendar = server
+        .create(admin, project, "calendars", json!({ "name": "Std" }))
+        .await;
+    let calendar_id = calendar["id"].as_str().unwrap().to_owned();
+    let calendar_path = format!("{calendars}/{calendar_id}");
+    let before = server.fingerprint().await;
+    let (status, body) = server
+        .patch(&calendar_path, admin, json!({ "working_days": [] }))
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    assert_eq!(body["error"]["details"]["field"], "working_days", "{body}");
+    assert_eq!(server.fingerprint().await, before, "nothing was changed");
+    let (_, stored) = server.get(&calendar_path, admin).await;
+    assert_eq!(stored["working_days"], json!([1, 2, 3, 4, 5]));
+}
