@@ -325,7 +325,8 @@ impl AppState {
             return Ok(());
         }
         let password_hash = crate::auth::password::hash(password.clone()).await?;
-        self.domain
+        let created = self
+            .domain
             .create_user(
                 None,
                 domain::accounts::NewUser {
@@ -336,8 +337,19 @@ impl AppState {
                     is_admin: true,
                 },
             )
-            .await?;
-        tracing::info!(%email, "created the bootstrap system administrator");
-        Ok(())
+            .await;
+        match created {
+            Ok(_) => {
+                tracing::info!(%email, "created the bootstrap system administrator");
+                Ok(())
+            }
+            // Nodes starting together on a new database all saw no user; the first one's
+            // administrator is the one, and the others go on with it.
+            Err(error) if error.code == proto::ErrorCode::Conflict => {
+                tracing::info!(%email, "another node created the bootstrap system administrator");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }

@@ -498,8 +498,9 @@ async fn the_endpoints_are_in_the_openapi_document() {
 }
 
 /// Two nodes starting at the same moment on a new database agree on the generated credentials
-/// (the first to hold the system stream makes them; the other reads them). The second node is
-/// started bare, without the bootstrap administrator, whose creation is not what is tested.
+/// (the first to hold the system stream makes them; the other reads them). Both bootstrap the
+/// same administrator at the same moment too: the node that loses that race goes on with the
+/// winner's account rather than failing to start.
 #[tokio::test]
 async fn nodes_starting_together_agree_on_the_generated_credentials() {
     let backend = liveplan_testkit::backend::Backend::postgres(
@@ -515,8 +516,6 @@ async fn nodes_starting_together_agree_on_the_generated_credentials() {
     let mut second = config(second_dir.path());
     liveplan_testkit::cluster::cluster_config(&mut second, &redis_url);
     second.database_url = Some(url);
-    second.admin_email = None;
-    second.admin_password = None;
     let (first, second) = tokio::join!(
         TestServer::start_on_backend(backend, |c| {
             liveplan_testkit::cluster::cluster_config(c, &redis_url)
