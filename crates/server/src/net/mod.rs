@@ -7,6 +7,7 @@
 
 pub(crate) mod body_deadline;
 pub(crate) mod direct;
+pub(crate) mod fragment_limit;
 pub(crate) mod io;
 pub mod limits;
 pub mod listener;
