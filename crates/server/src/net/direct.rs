@@ -331,6 +331,20 @@ impl LiveIo {
         }
     }
 
+    /// Reads and drops what the client sends (a bounded number of reads per poll), until EOF.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut sink = [0u8; 1024];
+        for _ in 0..64 {
+            let mut discard = ReadBuf::new(&mut sink);
+            ready!(Pin::new(&mut self.upgraded).poll_read(cx, &mut discard))?;
+            if discard.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// Counts the client's continuation frames from now on: reads fail once they come faster
     /// than `per_second` (bursts of `burst`).
     pub fn limit_fragments(&mut self, per_second: u32, burst: u32) {
@@ -344,6 +358,9 @@ impl AsyncRead for LiveIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.fragments.as_ref().is_some_and(|limit| limit.is_over()) {
+            return self.poll_discard(cx);
+        }
         let before = buf.filled().len();
         ready!(Pin::new(&mut self.upgraded).poll_read(cx, buf))?;
         match &mut self.fragments {

@@ -6,8 +6,10 @@
 //! frames' headers are therefore read here, off the bytes the socket reads (payloads are
 //! skipped, not parsed), and each continuation frame is counted against an allowance of its
 //! own, the same quota as the dialect's messages: a message of `k` frames costs one message
-//! and `k - 1` continuations. Over it, reads fail with [`TooManyFragments`], which the
-//! dialect closes with 1008.
+//! and `k - 1` continuations. Over it, a read fails with [`TooManyFragments`], which the
+//! dialect closes with 1008; what the client sends after that is read and discarded while the
+//! close goes out, so that closing with unread input does not reset the connection and
+//! destroy the close frame on its way.
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::io;
@@ -55,9 +57,17 @@ impl FragmentLimit {
         }
     }
 
-    /// Counts the frames that start in `read` (the bytes just read, in order); an error once
-    /// the allowance is spent (and from then on).
+    /// Whether the allowance was spent: what the client sends from then on is discarded.
+    pub fn is_over(&self) -> bool {
+        self.over
+    }
+
+    /// Counts the frames that start in `read` (the bytes just read, in order); an error when
+    /// the allowance runs out (once: then [`FragmentLimit::is_over`]).
     pub fn feed(&mut self, mut read: &[u8]) -> io::Result<()> {
+        if self.over {
+            return Ok(());
+        }
         while !read.is_empty() && !self.over {
             match &mut self.position {
                 Position::Payload(left) => {
@@ -142,11 +152,12 @@ mod tests {
         for byte in &stream {
             limit.feed(std::slice::from_ref(byte)).unwrap();
         }
-        // The fourth continuation is over it, and every read after it fails.
+        // The fourth continuation is over it: one error, then the limit says so.
+        assert!(!limit.is_over());
         assert!(TooManyFragments::is(
             &limit.feed(&masked(0x00, b"")).unwrap_err()
         ));
-        assert!(limit.feed(&masked(0x81, b"{}")).is_err());
+        assert!(limit.is_over());
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub struct LiveListener {
     /// serves it for as long as it is open: hyper's IO (which an upgraded WebSocket keeps),
     /// or the SSE front's task.
     open: Arc<Semaphore>,
+    /// Refusals over the cap still draining (each holds its socket for up to a second): a
+    /// flood beyond these is dropped at once, so refusing never costs more than a few
+    /// hundred descriptors.
+    refusing: Arc<Semaphore>,
 }
 
 impl LiveListener {
@@ -62,13 +66,19 @@ impl LiveListener {
             to_hyper,
             for_hyper,
             open: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
         }
     }
 
     /// Decides where a new connection goes, off the accept loop.
     fn dispatch(&self, stream: TcpStream, address: SocketAddr) {
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
-            tokio::spawn(refuse_over_cap(stream));
+            if let Ok(refusing) = self.refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_over_cap(stream).await;
+                    drop(refusing);
+                });
+            }
             return;
         };
         let tcp = Arc::new(stream);
@@ -129,6 +139,9 @@ impl Listener for LiveListener {
         self.listener.local_addr()
     }
 }
+
+/// How many refused connections may drain at once (see `LiveListener::refusing`).
+const MAX_REFUSING: usize = 256;
 
 /// The answer to a connection over the cap: 503 and close. Written at once (it fits any
 /// socket buffer), then what the client sent is drained for a moment so that the close does
