@@ -121,6 +121,21 @@ struct ServeArgs {
     /// restart of the operating system.
     #[arg(long, env = "LIVEPLAN_BOOT_ID_FILE", hide = true)]
     boot_id_file: Option<PathBuf>,
+    /// The Pusher app's id (CONTRACT §10); give the id, key and secret together, or none of
+    /// them to use credentials generated once and kept in the store.
+    #[arg(long, env = "LIVEPLAN_PUSHER_APP_ID")]
+    pusher_app_id: Option<String>,
+    #[arg(long, env = "LIVEPLAN_PUSHER_KEY")]
+    pusher_key: Option<String>,
+    #[arg(long, env = "LIVEPLAN_PUSHER_SECRET", hide_env_values = true)]
+    pusher_secret: Option<String>,
+    /// Where Pusher-format webhooks go (repeatable; the variable takes a comma-separated list).
+    #[arg(
+        long = "pusher-webhook-url",
+        env = "LIVEPLAN_PUSHER_WEBHOOK_URLS",
+        value_delimiter = ','
+    )]
+    pusher_webhook_urls: Vec<String>,
     /// Seconds a client may take to send a request head, counted from accept or from the end
     /// of the previous response (so also how long an idle keep-alive connection stays open).
     #[arg(long, env = "LIVEPLAN_HEAD_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -134,6 +149,29 @@ struct ServeArgs {
     /// Open connections (HTTP, WebSocket, SSE) at most; one more is answered 503 and closed.
     #[arg(long, env = "LIVEPLAN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
+}
+
+/// All three Pusher flags or none: a partial set is a mistake that must not start a server
+/// with credentials nobody chose.
+fn pusher_credentials(
+    app_id: Option<String>,
+    key: Option<String>,
+    secret: Option<String>,
+) -> anyhow::Result<Option<liveplan_server::pusher::credentials::PusherCredentials>> {
+    let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    match (given(app_id), given(key), given(secret)) {
+        (None, None, None) => Ok(None),
+        (Some(app_id), Some(key), Some(secret)) => Ok(Some(
+            liveplan_server::pusher::credentials::PusherCredentials {
+                app_id,
+                key,
+                secret,
+            },
+        )),
+        _ => anyhow::bail!(
+            "give --pusher-app-id, --pusher-key and --pusher-secret together (or LIVEPLAN_PUSHER_APP_ID, LIVEPLAN_PUSHER_KEY, LIVEPLAN_PUSHER_SECRET), or none of them"
+        ),
+    }
 }
 
 fn parse_durability(text: &str) -> Result<store::Durability, String> {
@@ -197,6 +235,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.redis_url = args.redis_url.filter(|url| !url.trim().is_empty());
     config.node_heartbeat = std::time::Duration::from_millis(args.node_heartbeat_ms);
     config.node_expiry = std::time::Duration::from_millis(args.node_expiry_ms);
+    config.pusher_credentials =
+        pusher_credentials(args.pusher_app_id, args.pusher_key, args.pusher_secret)?;
+    config.pusher_webhook_urls = args
+        .pusher_webhook_urls
+        .into_iter()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
     if config.node_expiry <= config.node_heartbeat {
         anyhow::bail!("the node expiry must be longer than the node heartbeat");
     }

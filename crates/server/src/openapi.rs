@@ -573,6 +573,41 @@ pub fn document() -> OpenApi {
             ("200", None),
         ),
     );
+    // Pusher (CONTRACT §10); the HTTP API under /apps/{app_id} is Pusher's own, signed with
+    // the app's key and secret, not this document's authentication.
+    add(
+        "/api/v1/pusher/auth",
+        Post,
+        op(
+            "pusher",
+            "Pusher channel authorization (body form-urlencoded or JSON: socket_id, channel_name) -> {auth} or, for presence channels, {auth, channel_data} with channel_data = JSON string {user_id, user_info:{name, email?}}. liveplan's channels by their access rules (private-project-/presence-project-: any member role; private-user-: that user; presence-whiteboard-: members of the board's project); the app's own private and presence channels for any signed-in user. 400 for a public channel, an invalid socket_id (^\\d+\\.\\d+$) or channel name; 403 when not allowed",
+            &[],
+            any(),
+            ("200", any()),
+        ),
+    );
+    add(
+        "/api/v1/pusher/user-auth",
+        Post,
+        op(
+            "pusher",
+            "Pusher user sign-in (body form-urlencoded or JSON: socket_id) -> {auth, user_data} with user_data = JSON string {id: the liveplan user id, user_info:{name, email}}",
+            &[],
+            any(),
+            ("200", any()),
+        ),
+    );
+    add(
+        "/api/v1/admin/pusher",
+        Get,
+        op(
+            "admin",
+            "The Pusher app's credentials {app_id, key, secret} (system administrators only)",
+            &[],
+            None,
+            ("200", any()),
+        ),
+    );
     add(
         "/api/v1/admin/export",
         Get,

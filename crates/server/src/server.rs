@@ -36,12 +36,22 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error(ErrorCode::Internal, "internal error").into_response()
 }
 
-pub fn router(state: AppState, bryntum_node: Arc<BryntumNode>) -> Router {
+pub fn router(
+    state: AppState,
+    bryntum_node: Arc<BryntumNode>,
+    pusher_directory: Arc<dyn crate::pusher::directory::ChannelDirectory>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
         .merge(bryntum::router(bryntum_node))
         .merge(crate::dialects::router())
+        .merge(crate::api::pusher_http::router(
+            crate::api::pusher_http::PusherHttpState {
+                credentials: state.pusher.clone(),
+                directory: pusher_directory,
+            },
+        ))
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
             error(
@@ -154,7 +164,9 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     });
     let (stop, mut stopped) = watch::channel(false);
     crate::pusher::app_log_store::spawn_idle_cleanup(store.clone(), stop.subscribe()); // pusher-store
-    let routes = router(state.clone(), bryntum_node);
+    // The Pusher HTTP API's channels: the lead replaces this placeholder with the socket side's `PusherNode`.
+    let pusher_directory = Arc::new(crate::api::pusher_http::UnwiredDirectory);
+    let routes = router(state.clone(), bryntum_node, pusher_directory);
     let front = routes.clone();
     let live = state.live.clone();
     let live_limits = state.config.net.clone();

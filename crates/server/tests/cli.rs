@@ -212,3 +212,116 @@ async fn bootstrap_admin_from_the_environment() {
     // The store is where the test asked for it: the SQLite file, or none beside a PostgreSQL.
     assert_eq!(backend.sqlite_file().exists(), !backend.is_postgres());
 }
+
+/// The admin's view of the Pusher credentials on a served binary.
+async fn pusher_credentials_of(served: &Served) -> Value {
+    let http = reqwest::Client::new();
+    let (status, body) = login(&http, &served.base, "boot@example.test", "boot-password").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap();
+    let response = http
+        .get(format!("{}/api/v1/admin/pusher", served.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn pusher_credentials_from_flags_and_environment() {
+    let admin = [
+        ("LIVEPLAN_ADMIN_EMAIL", "boot@example.test"),
+        ("LIVEPLAN_ADMIN_PASSWORD", "boot-password"),
+    ];
+    // Flags.
+    let backend = Backend::from_env();
+    let served = serve(
+        &backend,
+        &[
+            "--pusher-app-id",
+            "4242",
+            "--pusher-key",
+            "flag-key",
+            "--pusher-secret",
+            "flag-secret",
+            "--pusher-webhook-url",
+            "http://127.0.0.1:9/one",
+            "--pusher-webhook-url",
+            "http://127.0.0.1:9/two",
+        ],
+        &admin,
+    );
+    assert_eq!(
+        pusher_credentials_of(&served).await,
+        json!({"app_id": "4242", "key": "flag-key", "secret": "flag-secret"})
+    );
+    assert!(terminate(served).success());
+    // The environment.
+    let backend = Backend::from_env();
+    let mut env = admin.to_vec();
+    env.extend([
+        ("LIVEPLAN_PUSHER_APP_ID", "77"),
+        ("LIVEPLAN_PUSHER_KEY", "env-key"),
+        ("LIVEPLAN_PUSHER_SECRET", "env-secret"),
+        (
+            "LIVEPLAN_PUSHER_WEBHOOK_URLS",
+            "http://127.0.0.1:9/a,http://127.0.0.1:9/b",
+        ),
+    ]);
+    let served = serve(&backend, &[], &env);
+    assert_eq!(
+        pusher_credentials_of(&served).await,
+        json!({"app_id": "77", "key": "env-key", "secret": "env-secret"})
+    );
+    assert!(terminate(served).success());
+    // Neither: generated, and the same after a restart on the same store.
+    let backend = Backend::from_env();
+    let served = serve(&backend, &[], &admin);
+    let generated = pusher_credentials_of(&served).await;
+    assert!(
+        generated["secret"].as_str().unwrap().len() >= 64,
+        "{generated}"
+    );
+    assert!(terminate(served).success());
+    let served = serve(&backend, &[], &admin);
+    assert_eq!(pusher_credentials_of(&served).await, generated);
+    assert!(terminate(served).success());
+}
+
+#[test]
+fn partial_pusher_credentials_are_refused_at_start() {
+    for (args, env) in [
+        (vec!["--pusher-app-id", "1", "--pusher-key", "k"], vec![]),
+        (vec!["--pusher-secret", "s"], vec![]),
+        (vec![], vec![("LIVEPLAN_PUSHER_KEY", "k")]),
+        (
+            vec!["--pusher-app-id", "1"],
+            vec![("LIVEPLAN_PUSHER_SECRET", "s")],
+        ),
+    ] {
+        let backend = Backend::from_env();
+        let mut command = liveplan(&backend);
+        command
+            .arg("serve")
+            .args(&args)
+            .env("LIVEPLAN_LISTEN", "127.0.0.1:0");
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        let output = command.output().expect("liveplan runs");
+        assert!(!output.status.success(), "{args:?} {env:?} started");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("--pusher-app-id, --pusher-key and --pusher-secret together"),
+            "{stderr}"
+        );
+        // The secret given is not echoed back.
+        assert!(
+            !stderr.contains("=s") && !stderr.contains(" s\n"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "it must not have listened");
+    }
+}

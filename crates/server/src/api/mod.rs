@@ -3,6 +3,9 @@
 pub mod accounts;
 pub mod attachments;
 pub mod projects;
+pub mod pusher_auth;
+pub mod pusher_http;
+pub mod pusher_input;
 pub mod records;
 
 use crate::app::AppState;
@@ -79,6 +82,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/admin/projects",
             axum::routing::delete(projects::wipe_projects),
         )
+        .route(
+            "/pusher/auth",
+            with_body_limit(
+                post(pusher_auth::authorize_channel),
+                pusher_input::MAX_AUTH_BODY,
+            ),
+        )
+        .route(
+            "/pusher/user-auth",
+            with_body_limit(
+                post(pusher_auth::authenticate_user),
+                pusher_input::MAX_AUTH_BODY,
+            ),
+        )
+        .route("/admin/pusher", get(pusher_auth::credentials))
         .route("/openapi.json", get(crate::openapi::serve))
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
 }
