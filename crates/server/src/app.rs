@@ -62,6 +62,8 @@ pub struct Config {
     pub pusher_credentials: Option<PusherCredentials>,
     /// `--pusher-webhook-url` (repeatable): where Pusher-format webhooks go.
     pub pusher_webhook_urls: Vec<String>,
+    /// Head and body deadlines, the connection cap (`net::limits`; defects-net).
+    pub net: crate::net::limits::NetLimits,
 }
 
 impl Config {
@@ -90,6 +92,7 @@ impl Config {
             node_expiry: Duration::from_secs(15),
             pusher_credentials: None,
             pusher_webhook_urls: Vec::new(),
+            net: crate::net::limits::NetLimits::default(),
         }
     }
 

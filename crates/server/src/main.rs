@@ -28,6 +28,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start and then taken apart: the size of the `serve` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the server.
@@ -136,6 +138,19 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     pusher_webhook_urls: Vec<String>,
+    /// Seconds a client may take to send a request head, counted from accept or from the end
+    /// of the previous response (so also how long an idle keep-alive connection stays open).
+    #[arg(long, env = "LIVEPLAN_HEAD_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    head_timeout_secs: u64,
+    /// Seconds of grace for a request body, after which it must average at least
+    /// --body-min-rate bytes a second; a slower body is answered 408.
+    #[arg(long, env = "LIVEPLAN_BODY_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_timeout_secs: u64,
+    #[arg(long, env = "LIVEPLAN_BODY_MIN_RATE", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    body_min_rate: u64,
+    /// Open connections (HTTP, WebSocket, SSE) at most; one more is answered 503 and closed.
+    #[arg(long, env = "LIVEPLAN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    max_connections: u64,
 }
 
 /// All three Pusher flags or none: a partial set is a mistake that must not start a server
@@ -215,6 +230,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.live.sse_max_per_user = usize::try_from(args.sse_max_per_user).unwrap_or(16);
     config.durability = args.durability;
     config.boot_id_file = args.boot_id_file;
+    config.net.head_timeout = std::time::Duration::from_secs(args.head_timeout_secs);
+    config.net.body_timeout = std::time::Duration::from_secs(args.body_timeout_secs);
+    config.net.body_min_rate = args.body_min_rate;
+    config.net.max_connections = usize::try_from(args.max_connections).unwrap_or(50_000);
     config.redis_url = args.redis_url.filter(|url| !url.trim().is_empty());
     config.node_heartbeat = std::time::Duration::from_millis(args.node_heartbeat_ms);
     config.node_expiry = std::time::Duration::from_millis(args.node_expiry_ms);

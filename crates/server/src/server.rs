@@ -3,7 +3,7 @@
 use crate::app::{AppState, Config, StartError};
 use crate::dialects::bryntum::{self, BryntumNode, BryntumSettings};
 use crate::http::error;
-use crate::net::Peer;
+use crate::net::body_deadline;
 use crate::net::listener::LiveListener;
 use axum::Router;
 use axum::extract::State;
@@ -61,6 +61,14 @@ pub fn router(
         })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(body_deadline::BodyRules {
+                timeout: state.config.net.body_timeout,
+                min_rate: state.config.net.body_min_rate,
+                default_limit: state.config.max_body_bytes,
+            }),
+            body_deadline::guard,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
@@ -160,20 +168,21 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let pusher_directory = Arc::new(crate::api::pusher_http::UnwiredDirectory);
     let routes = router(state.clone(), bryntum_node, pusher_directory);
     let front = routes.clone();
-    let app = routes.into_make_service_with_connect_info::<Peer>();
     let live = state.live.clone();
+    let live_limits = state.config.net.clone();
     let task = tokio::spawn(async move {
         let closing = live.clone();
         // A front SSE client that leaves a write waiting two keepalive periods is given up,
         // as a native socket is after two unanswered pings.
         let write_stall = live.config.sse_keepalive * 2;
-        let result = axum::serve(LiveListener::new(listener, front, write_stall), app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-                // Upgraded WebSockets and SSE bodies never finish on their own: close them (1001).
-                closing.shutdown();
-            })
-            .await;
+        let limits = live_limits;
+        let listener = LiveListener::new(listener, front, write_stall, &limits);
+        let result = crate::net::serve::serve(listener, routes, limits.head_timeout, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+            // Upgraded WebSockets and SSE bodies never finish on their own: close them (1001).
+            closing.shutdown();
+        })
+        .await;
         // Upgraded sockets are outside axum's graceful shutdown; give their close frames time.
         live.drained(LIVE_DRAIN).await;
         registration.leave().await;

@@ -10,8 +10,8 @@ pub mod records;
 
 use crate::app::AppState;
 use crate::http::error;
+use crate::net::body_deadline::with_body_limit;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use proto::ErrorCode;
 
@@ -56,13 +56,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/projects/{project_id}/{collection}",
-            get(records::list)
-                .post(records::create)
-                // Uploads and saved versions are the large creates; each collection's own
-                // size limit is then checked by the domain.
-                .layer(DefaultBodyLimit::max(
-                    (config.max_upload_bytes + 64 * 1024).max(9 * 1024 * 1024),
-                )),
+            // Uploads and saved versions are the large creates; each collection's own
+            // size limit is then checked by the domain.
+            with_body_limit(
+                get(records::list).post(records::create),
+                (config.max_upload_bytes + 64 * 1024).max(9 * 1024 * 1024),
+            ),
         )
         .route(
             "/projects/{project_id}/{collection}/{id}",
@@ -77,7 +76,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin/export", get(projects::export))
         .route(
             "/admin/import",
-            post(projects::import).layer(DefaultBodyLimit::max(config.max_import_bytes)),
+            with_body_limit(post(projects::import), config.max_import_bytes),
         )
         .route(
             "/admin/projects",
@@ -85,13 +84,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/pusher/auth",
-            post(pusher_auth::authorize_channel)
-                .layer(DefaultBodyLimit::max(pusher_input::MAX_AUTH_BODY)),
+            with_body_limit(
+                post(pusher_auth::authorize_channel),
+                pusher_input::MAX_AUTH_BODY,
+            ),
         )
         .route(
             "/pusher/user-auth",
-            post(pusher_auth::authenticate_user)
-                .layer(DefaultBodyLimit::max(pusher_input::MAX_AUTH_BODY)),
+            with_body_limit(
+                post(pusher_auth::authenticate_user),
+                pusher_input::MAX_AUTH_BODY,
+            ),
         )
         .route("/admin/pusher", get(pusher_auth::credentials))
         .route("/openapi.json", get(crate::openapi::serve))

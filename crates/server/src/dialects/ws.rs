@@ -4,9 +4,10 @@
 //! WebSocket dialect uses is `live::pings::PingSweep`.
 //!
 //! Nothing here knows a dialect's frames. It imports no other part of the server but the
-//! ticket digest.
+//! ticket digest and `net`'s fragment limit error.
 
 use crate::auth::tickets;
+use crate::net::fragment_limit::TooManyFragments;
 use domain::Domain;
 use futures::{Sink, SinkExt, Stream, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -21,7 +22,9 @@ use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use uuid::Uuid;
 
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 pub const CLOSE_UNSUPPORTED: u16 = 1003;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
 pub const CLOSE_POLICY: u16 = 1008;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 pub const CLOSE_SERVER_ERROR: u16 = 1011;
@@ -78,6 +81,26 @@ pub fn close_for(reason: CloseReason) -> (u16, &'static str) {
         CloseReason::Shutdown => "the server is going away; reconnect with since",
     };
     (reason.ws_close_code(), text)
+}
+
+/// What a failed read of a client frame closes with: a client that broke the framing (an
+/// unmasked frame, RSV bits, a reserved opcode, a fragmented or oversized control frame, a
+/// stray continuation) gets 1002 and one that sent text that is not UTF-8 gets 1007, as
+/// RFC 6455 §7.4.1 says, rather than a dropped connection (1006 on its side). A read that
+/// failed because the connection is gone, or a frame over the read limit (left unread on
+/// purpose, see [`config`]), ends without a word. Continuation frames over the socket's
+/// allowance (`net::fragment_limit`, set with `LiveIo::limit_fragments`) get 1008.
+pub fn close_for_read_error(err: &tungstenite::Error) -> Flow {
+    use tungstenite::error::ProtocolError;
+    match err {
+        tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => Flow::Gone,
+        tungstenite::Error::Protocol(_) => Flow::Close(CLOSE_PROTOCOL_ERROR, "protocol error"),
+        tungstenite::Error::Utf8(_) => Flow::Close(CLOSE_INVALID_DATA, "text frames must be UTF-8"),
+        tungstenite::Error::Io(err) if TooManyFragments::is(err) => {
+            Flow::Close(CLOSE_POLICY, "too many frames")
+        }
+        _ => Flow::Gone,
+    }
 }
 
 /// Sends a close frame and waits (briefly) for the client's answer, so the frame is read

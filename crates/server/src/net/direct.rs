@@ -21,6 +21,7 @@
 //! What the connection writes on its own may go out between two data frames: WebSocket control
 //! frames (ping, pong, close), which WebSocket allows, and SSE keepalive comments.
 
+use crate::net::fragment_limit::FragmentLimit;
 use crate::net::io::{poll_write, poll_write_vectored, shutdown_write};
 use bytes::{Buf, Bytes};
 use hub::{DirectOutcome, DirectWrite};
@@ -317,6 +318,8 @@ impl DirectWrite for DirectSocket {
 pub struct LiveIo {
     upgraded: TokioIo<Upgraded>,
     direct: Option<Arc<DirectSocket>>,
+    /// Set by a dialect that limits its client's continuation frames (`net::fragment_limit`).
+    fragments: Option<Box<FragmentLimit>>,
 }
 
 impl LiveIo {
@@ -324,7 +327,28 @@ impl LiveIo {
         Self {
             upgraded: TokioIo::new(upgraded),
             direct,
+            fragments: None,
         }
+    }
+
+    /// Reads and drops what the client sends (a bounded number of reads per poll), until EOF.
+    fn poll_discard(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut sink = [0u8; 1024];
+        for _ in 0..64 {
+            let mut discard = ReadBuf::new(&mut sink);
+            ready!(Pin::new(&mut self.upgraded).poll_read(cx, &mut discard))?;
+            if discard.filled().is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// Counts the client's continuation frames from now on: reads fail once they come faster
+    /// than `per_second` (bursts of `burst`).
+    pub fn limit_fragments(&mut self, per_second: u32, burst: u32) {
+        self.fragments = Some(Box::new(FragmentLimit::new(per_second, burst)));
     }
 }
 
@@ -334,7 +358,15 @@ impl AsyncRead for LiveIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.upgraded).poll_read(cx, buf)
+        if self.fragments.as_ref().is_some_and(|limit| limit.is_over()) {
+            return self.poll_discard(cx);
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.upgraded).poll_read(cx, buf))?;
+        match &mut self.fragments {
+            Some(limit) => Poll::Ready(limit.feed(&buf.filled()[before..])),
+            None => Poll::Ready(Ok(())),
+        }
     }
 }
 

@@ -4,15 +4,14 @@
 //! WebSocket upgraded from it can also be written to directly by the hub's fan-out
 //! (`net::direct`): hyper's `Upgraded` hides its IO behind a private type, so the only
 //! way to the socket is a handle taken when the connection was accepted. Each request carries
-//! a weak one in its [`Peer`] connect info; weak, so that nothing a handler keeps by mistake
+//! a weak one in its [`Peer`](crate::net::Peer) connect info; weak, so that nothing a handler keeps by mistake
 //! holds a closed connection's descriptor open.
 
 use crate::net::io::{poll_write, poll_write_vectored, shutdown_write};
-use crate::net::peer::Peer;
-use crate::net::sse_front::{self, Front};
+use crate::net::limits::NetLimits;
+use crate::net::sse_front::{self, FirstLine, Front};
 use axum::Router;
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
+use axum::serve::Listener;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -21,7 +20,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// The server's listener: a `TcpListener` whose connections are [`SharedTcp`].
 ///
@@ -34,38 +33,74 @@ pub struct LiveListener {
     front: Arc<Front>,
     /// Connections the peek gave to hyper. The listener keeps a sender, so `recv` never
     /// reports the channel closed; unbounded, because a connection is only sent once.
-    to_hyper: mpsc::UnboundedSender<(Arc<TcpStream>, SocketAddr)>,
-    for_hyper: mpsc::UnboundedReceiver<(Arc<TcpStream>, SocketAddr)>,
+    to_hyper: mpsc::UnboundedSender<(SharedTcp, SocketAddr)>,
+    for_hyper: mpsc::UnboundedReceiver<(SharedTcp, SocketAddr)>,
+    /// One permit per open connection (`NetLimits::max_connections`), held by whatever
+    /// serves it for as long as it is open: hyper's IO (which an upgraded WebSocket keeps),
+    /// or the SSE front's task.
+    open: Arc<Semaphore>,
+    /// Refusals over the cap still draining (each holds its socket for up to a second): a
+    /// flood beyond these is dropped at once, so refusing never costs more than a few
+    /// hundred descriptors.
+    refusing: Arc<Semaphore>,
 }
 
 impl LiveListener {
     /// `router` is the application's, used for the SSE requests served by the front;
     /// `write_stall` is how long one of the front's writes may wait for a client that does not
     /// read before its connection is given up.
-    pub fn new(listener: TcpListener, router: Router, write_stall: Duration) -> Self {
+    pub fn new(
+        listener: TcpListener,
+        router: Router,
+        write_stall: Duration,
+        limits: &NetLimits,
+    ) -> Self {
         let (to_hyper, for_hyper) = mpsc::unbounded_channel();
         Self {
             listener,
             front: Arc::new(Front {
                 router,
                 write_stall,
+                head_timeout: limits.head_timeout,
             }),
             to_hyper,
             for_hyper,
+            open: Arc::new(Semaphore::new(limits.max_connections)),
+            refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
         }
     }
 
     /// Decides where a new connection goes, off the accept loop.
     fn dispatch(&self, stream: TcpStream, address: SocketAddr) {
+        let Ok(permit) = self.open.clone().try_acquire_owned() else {
+            if let Ok(refusing) = self.refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_over_cap(stream).await;
+                    drop(refusing);
+                });
+            }
+            return;
+        };
         let tcp = Arc::new(stream);
         let front = self.front.clone();
         let to_hyper = self.to_hyper.clone();
         tokio::spawn(async move {
-            if sse_front::wants_sse(&tcp).await {
-                sse_front::serve(tcp, address, front).await;
-            } else {
-                // The listener is gone once the server stops accepting: drop the connection.
-                let _ = to_hyper.send((tcp, address));
+            match sse_front::first_line(&tcp, front.head_timeout).await {
+                FirstLine::Sse => {
+                    sse_front::serve(tcp, address, front).await;
+                    drop(permit);
+                }
+                FirstLine::Other => {
+                    // The listener is gone once the server stops accepting: drop the connection.
+                    let _ = to_hyper.send((
+                        SharedTcp {
+                            tcp,
+                            _permit: permit,
+                        },
+                        address,
+                    ));
+                }
+                FirstLine::Silent => {}
             }
         });
     }
@@ -79,7 +114,7 @@ impl Listener for LiveListener {
         loop {
             tokio::select! {
                 // Both branches are cancel-safe: nothing is lost when the other wins.
-                Some((tcp, address)) = self.for_hyper.recv() => return (SharedTcp(tcp), address),
+                Some((tcp, address)) = self.for_hyper.recv() => return (tcp, address),
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, address)) => self.dispatch(stream, address),
                     // The peer gave up before we accepted: nothing to do.
@@ -105,18 +140,53 @@ impl Listener for LiveListener {
     }
 }
 
-impl Connected<IncomingStream<'_, LiveListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, LiveListener>) -> Self {
-        Peer {
-            address: *stream.remote_addr(),
-            tcp: Arc::downgrade(&stream.io().0),
-        }
+/// How many refused connections may drain at once (see `LiveListener::refusing`).
+const MAX_REFUSING: usize = 256;
+
+/// The answer to a connection over the cap: 503 and close. Written at once (it fits any
+/// socket buffer), then what the client sent is drained for a moment so that the close does
+/// not reset the connection before the answer is read.
+async fn refuse_over_cap(stream: TcpStream) {
+    const BODY: &str =
+        r#"{"error":{"code":"unavailable","message":"too many open connections; retry later"}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    if stream.try_write(answer.as_bytes()).is_err() {
+        return;
     }
+    let _ = shutdown_write(&stream);
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        for _ in 0..64 {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            match stream.try_read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    })
+    .await;
 }
 
 /// An accepted connection, readable and writable through a shared reference (tokio's
-/// readiness API), so hyper and a direct writer can both hold it.
-pub struct SharedTcp(Arc<TcpStream>);
+/// readiness API), so hyper and a direct writer can both hold it. It carries the connection's
+/// permit: an upgraded WebSocket keeps it (inside hyper's `Upgraded`) until it closes.
+pub struct SharedTcp {
+    tcp: Arc<TcpStream>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl SharedTcp {
+    pub(crate) fn tcp(&self) -> &Arc<TcpStream> {
+        &self.tcp
+    }
+}
 
 impl AsyncRead for SharedTcp {
     fn poll_read(
@@ -125,9 +195,9 @@ impl AsyncRead for SharedTcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         loop {
-            ready!(self.0.poll_read_ready(cx))?;
+            ready!(self.tcp.poll_read_ready(cx))?;
             // `try_read_buf` reads into the unfilled part without zeroing it first.
-            match self.0.try_read_buf(buf) {
+            match self.tcp.try_read_buf(buf) {
                 Ok(_) => return Poll::Ready(Ok(())),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
                 Err(err) => return Poll::Ready(Err(err)),
@@ -142,7 +212,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        poll_write(&self.0, cx, buf)
+        poll_write(&self.tcp, cx, buf)
     }
 
     fn poll_write_vectored(
@@ -150,7 +220,7 @@ impl AsyncWrite for SharedTcp {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        poll_write_vectored(&self.0, cx, bufs)
+        poll_write_vectored(&self.tcp, cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -162,6 +232,6 @@ impl AsyncWrite for SharedTcp {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(shutdown_write(&self.0))
+        Poll::Ready(shutdown_write(&self.tcp))
     }
 }

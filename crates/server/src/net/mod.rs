@@ -5,11 +5,15 @@
 //! through `io`; [`sse_front`] and [`ws_upgrade`] build on `direct`; [`listener`] hands each
 //! connection to the SSE front or to hyper.
 
+pub(crate) mod body_deadline;
 pub(crate) mod direct;
+pub(crate) mod fragment_limit;
 pub(crate) mod io;
+pub mod limits;
 pub mod listener;
 pub mod peer;
 pub(crate) mod read_gate;
+pub(crate) mod serve;
 pub(crate) mod sse_front;
 pub(crate) mod ws_upgrade;
 

@@ -35,13 +35,8 @@ use tower::ServiceExt;
 
 /// How much of a connection is peeked to find its request line; a longer one goes to hyper.
 const PEEK_LIMIT: usize = 2048;
-/// How long a connection may take to send its request line before it is handed to hyper
-/// (which then applies its own rules, as it did before the front existed).
-const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request head the front reads; larger gets 431, like hyper's limit.
 const HEAD_LIMIT: usize = 16 * 1024;
-/// How long the whole head may take to arrive.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// The most headers parsed; more is answered 431.
 const MAX_HEADERS: usize = 64;
 /// The probe read while streaming: only there to see EOF or a reset.
@@ -50,29 +45,44 @@ const PROBE: usize = 256;
 /// close does not turn into a reset that destroys the answer in flight.
 const LINGER: Duration = Duration::from_secs(1);
 
-/// Whether the connection's first request line asks for an SSE stream. Consumes nothing.
-/// Any doubt (timeout, EOF, a line too long, an error) answers `false`: hyper decides.
-pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
+/// Where a new connection goes, by its first request line.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FirstLine {
+    /// An SSE stream: the front serves it.
+    Sse,
+    /// Anything else (or a line too long to judge): hyper decides.
+    Other,
+    /// No request line within the head deadline, EOF or an error: close without a word.
+    Silent,
+}
+
+/// What the connection's first request line asks for. Consumes nothing. `head_timeout`
+/// bounds the wait from accept (a silent connection or a slow request line is closed).
+pub(crate) async fn first_line(tcp: &TcpStream, head_timeout: Duration) -> FirstLine {
     // On the heap and dropped on return: it must not live in a long-lived future. Small at
     // first (request lines are short) and grown only for a long one, since every accepted
     // connection pays for it.
     let mut buf = vec![0u8; 256];
-    let deadline = Instant::now() + PEEK_TIMEOUT;
+    let deadline = Instant::now() + head_timeout;
     let mut delay = Duration::from_millis(1);
     loop {
         let n = match timeout_at(deadline, tcp.peek(&mut buf)).await {
             Ok(Ok(n)) => n,
-            _ => return false,
+            _ => return FirstLine::Silent,
         };
         if n == 0 {
-            return false;
+            return FirstLine::Silent;
         }
         if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
-            return is_sse_request_line(&buf[..end]);
+            return if is_sse_request_line(&buf[..end]) {
+                FirstLine::Sse
+            } else {
+                FirstLine::Other
+            };
         }
         if n == buf.len() {
             if buf.len() >= PEEK_LIMIT {
-                return false;
+                return FirstLine::Other;
             }
             buf.resize((buf.len() * 2).min(PEEK_LIMIT), 0);
             continue;
@@ -81,7 +91,7 @@ pub(crate) async fn wants_sse(tcp: &TcpStream) -> bool {
         // again at once would spin. Back off instead (a request line split across segments
         // is rare; this costs a few ms when it happens).
         if timeout_at(deadline, sleep(delay)).await.is_err() {
-            return false;
+            return FirstLine::Silent;
         }
         delay = (delay * 2).min(Duration::from_millis(100));
     }
@@ -130,6 +140,8 @@ pub struct FrontSocket(pub Arc<DirectSocket>);
 pub struct Front {
     pub router: Router,
     pub write_stall: Duration,
+    /// How long the whole head may take (`NetLimits::head_timeout`); none once streaming.
+    pub head_timeout: Duration,
 }
 
 /// What reading the head came to.
@@ -142,10 +154,10 @@ enum Head {
     Gone,
 }
 
-/// Serves one connection whose request line [`wants_sse`] accepted, then closes it.
+/// Serves one connection whose request line [`first_line`] found to be SSE, then closes it.
 pub(crate) async fn serve(tcp: Arc<TcpStream>, address: SocketAddr, front: Arc<Front>) {
     // Boxed for the same reason as the routing future below.
-    let request = match Box::pin(timeout(HEAD_TIMEOUT, read_head(&tcp))).await {
+    let request = match Box::pin(timeout(front.head_timeout, read_head(&tcp))).await {
         Ok(Head::Request(request)) => *request,
         Ok(Head::Refuse(status)) => return refuse(&tcp, status).await,
         // A stalled head: hyper would answer 408 only if configured to; it closes.

@@ -126,6 +126,10 @@ impl Connection {
 
     async fn serve(mut self) {
         let limiter = MessageLimiter::new(MESSAGES_PER_SECOND, MESSAGE_BURST);
+        // Fragments count too: the library joins them before a message is seen here.
+        self.socket
+            .get_mut()
+            .limit_fragments(MESSAGES_PER_SECOND, MESSAGE_BURST);
         // Pings the client left unanswered (with no frame at all since): two close it, so a
         // half-open TCP connection does not hold its roster entry forever.
         let mut unanswered = 0u8;
@@ -150,7 +154,7 @@ impl Connection {
                         Some(Err(WsError::Capacity(_))) => {
                             Flow::Close(CLOSE_TOO_BIG, "messages are at most 1 MiB")
                         }
-                        Some(Err(_)) => Flow::Gone,
+                        Some(Err(err)) => ws::close_for_read_error(&err),
                         Some(Ok(Message::Text(_))) if !limiter.allows() => {
                             Flow::Close(CLOSE_POLICY, "too many messages")
                         }

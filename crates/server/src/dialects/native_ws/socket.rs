@@ -278,6 +278,10 @@ impl Connection {
             frame_burst: config.ws_frame_burst,
             max_frame: config.ws_max_client_frame,
         });
+        // Fragments count too: the library joins them before the session sees a message.
+        self.socket
+            .get_mut()
+            .limit_fragments(config.ws_frames_per_second, config.ws_frame_burst);
         let outcome = loop {
             let flow = tokio::select! {
                 // Boxed: the write's state (frames in flight, its timeout's timer) exists only
@@ -292,7 +296,8 @@ impl Connection {
                     }
                 },
                 message = self.gate.next(&mut self.socket) => match message {
-                    None | Some(Err(_)) => Flow::Gone,
+                    None => Flow::Gone,
+                    Some(Err(err)) => ws::close_for_read_error(&err),
                     // Boxed: client frames are rare, and inline their handling's state would
                     // be part of every idle connection's task.
                     Some(Ok(message)) => {
