@@ -2,6 +2,7 @@
 
 use crate::app::{AppState, Config, StartError};
 use crate::dialects::bryntum::{self, BryntumNode, BryntumSettings};
+use crate::dialects::pusher::{self as pusher_ws, PusherNode};
 use crate::http::error;
 use crate::net::Peer;
 use crate::net::listener::LiveListener;
@@ -36,11 +37,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     error(ErrorCode::Internal, "internal error").into_response()
 }
 
-pub fn router(state: AppState, bryntum_node: Arc<BryntumNode>) -> Router {
+pub fn router(
+    state: AppState,
+    bryntum_node: Arc<BryntumNode>,
+    pusher_node: Arc<PusherNode>,
+) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
         .merge(bryntum::router(bryntum_node))
+        .merge(pusher_ws::router(pusher_node))
         .merge(crate::dialects::router())
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
         .method_not_allowed_fallback(|| async {
@@ -64,6 +70,8 @@ const LIVE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct RunningServer {
     pub address: SocketAddr,
     pub state: AppState,
+    /// The node's Pusher sockets, also the HTTP API's channel directory (CONTRACT §10).
+    pub pusher: Arc<PusherNode>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     store: Arc<dyn Store>,
@@ -146,7 +154,18 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     });
     let (stop, mut stopped) = watch::channel(false);
     crate::pusher::app_log_store::spawn_idle_cleanup(store.clone(), stop.subscribe()); // pusher-store
-    let routes = router(state.clone(), bryntum_node);
+    let pusher_node = Arc::new(PusherNode::new(
+        state
+            .config
+            .pusher_credentials
+            .clone()
+            .unwrap_or_else(crate::pusher::credentials::PusherCredentials::demo),
+        state.domain.clone(),
+        state.live.clone(),
+        Arc::new(pusher_ws::memory_log::MemoryAppChannelLog::default()),
+        Arc::new(crate::pusher::activity::NoActivity),
+    ));
+    let routes = router(state.clone(), bryntum_node, pusher_node.clone());
     let front = routes.clone();
     let app = routes.into_make_service_with_connect_info::<Peer>();
     let live = state.live.clone();
@@ -170,6 +189,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     Ok(RunningServer {
         address,
         state,
+        pusher: pusher_node,
         stop,
         task,
         store,
