@@ -162,6 +162,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
             .unwrap_or_else(crate::pusher::credentials::PusherCredentials::demo),
         state.domain.clone(),
         state.live.clone(),
+        state.tokens.clone(),
         Arc::new(pusher_ws::memory_log::MemoryAppChannelLog::default()),
         Arc::new(crate::pusher::activity::NoActivity),
     ));

@@ -865,3 +865,104 @@ async fn pusher_js_signin_and_the_liveplan_project_channel() {
     assert_eq!(next(&mut ws).await["data"]["code"], 4300);
     driver.command(json!({"op": "exit"})).await;
 }
+
+/// A raw socket whose upgrade carries the user's session (a Bearer token; a browser sends the
+/// session cookie the same way).
+async fn connect_with_session(server: &TestServer, token: &str) -> (Ws, String) {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("ws://{}{PATH}", server.addr());
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut ws, _) = tokio::time::timeout(GUARD, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connects in time")
+        .expect("upgrade");
+    let established = ws_json(&mut ws).await;
+    let socket_id = data_of(&established)["socket_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (ws, socket_id)
+}
+
+#[tokio::test]
+async fn a_socket_opened_with_a_session_ends_with_it() {
+    let server = TestServer::start().await;
+    let project = server.new_project("Session").await;
+    let (user, token) = server.new_user("sessioned").await;
+    server.new_member(project, user, 100).await;
+    let (mut ws, socket_id) = connect_with_session(&server, &token).await;
+    // The session names the user: no sign-in needed for its own channels.
+    let mine = format!("private-user-{user}");
+    let auth = channel_auth(&creds(), &socket_id, &mine, None);
+    assert_eq!(
+        subscribe(&mut ws, &mine, Some(auth), None).await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+    // A presence member other than the session's user is refused.
+    let presence = format!("presence-project-{project}");
+    let someone = json!({"user_id": Uuid::now_v7().to_string()}).to_string();
+    let auth = channel_auth(&creds(), &socket_id, &presence, Some(&someone));
+    assert_eq!(
+        subscribe(&mut ws, &presence, Some(auth), Some(&someone)).await["data"]["status"],
+        403
+    );
+    let me = json!({"user_id": user.to_string(), "user_info": {"name": "Me"}}).to_string();
+    let auth = channel_auth(&creds(), &socket_id, &presence, Some(&me));
+    let joined = subscribe(&mut ws, &presence, Some(auth), Some(&me)).await;
+    assert_eq!(data_of(&joined)["presence"]["count"], 1);
+
+    let (status, _) = server
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    let error = next(&mut ws).await;
+    assert_eq!(error["event"], "pusher:error");
+    assert_eq!(error["data"]["code"], 4009);
+    assert_eq!(ws_close_code(&mut ws).await, Some(4009));
+
+    // A dead session cannot open a socket.
+    let url = format!("ws://{}{PATH}", server.addr());
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+            .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut dead, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(ws_json(&mut dead).await["data"]["code"], 4009);
+    assert_eq!(ws_close_code(&mut dead).await, Some(4009));
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_pings_is_closed_with_4201() {
+    // A manual clock moved only by the test, with an interval longer than the read guard:
+    // pings that came in real time would fail it.
+    let interval = 2 * GUARD;
+    let server = TestServer::start_with(|c| {
+        c.live.ws_ping_interval = interval;
+        c.clock = Clock::manual();
+    })
+    .await;
+    let (mut ws, _) = connect(&server).await;
+    let mut pings = 0;
+    // The server's pings are `pusher:ping` frames; this client never answers them.
+    for _ in 0..20 {
+        server.advance(interval);
+        match tokio::time::timeout(std::time::Duration::from_millis(500), ws_next(&mut ws)).await {
+            Ok(WsNext::Json(frame)) => {
+                assert_eq!(frame["event"], "pusher:ping");
+                pings += 1;
+            }
+            Ok(WsNext::Closed(code)) => {
+                assert_eq!(code, Some(4201));
+                assert!(pings >= 2, "closed after {pings} pings");
+                return;
+            }
+            Err(_) => {}
+        }
+    }
+    panic!("not closed; {pings} pings");
+}

@@ -18,6 +18,7 @@ pub mod protocol;
 pub mod session;
 mod socket;
 
+use crate::auth::tokens::TokenKeys;
 use crate::live::LiveFeed;
 use crate::pusher::activity::{ActivitySink, ChannelActivity};
 use crate::pusher::app_log::AppChannelLog;
@@ -34,6 +35,8 @@ pub struct PusherNode {
     pub credentials: PusherCredentials,
     pub domain: Domain,
     pub live: Arc<LiveFeed>,
+    /// Reads the session cookie (or Bearer token) of an upgrade.
+    pub tokens: Arc<TokenKeys>,
     pub log: Arc<dyn AppChannelLog>,
     pub channels: Channels,
     /// The first half of this node's socket ids: from the node id's random bits, so two nodes
@@ -54,6 +57,7 @@ impl PusherNode {
         credentials: PusherCredentials,
         domain: Domain,
         live: Arc<LiveFeed>,
+        tokens: Arc<TokenKeys>,
         log: Arc<dyn AppChannelLog>,
         activity: Arc<dyn ActivitySink>,
     ) -> PusherNode {
@@ -64,6 +68,7 @@ impl PusherNode {
             credentials,
             domain,
             live,
+            tokens,
             log,
             channels: Channels::new(activity),
             node_tag,

@@ -77,9 +77,12 @@ pub struct Channels {
     /// The last event of each cache channel (kept while anything is subscribed or not: a
     /// cache channel's point is to answer the next subscriber).
     cached: Mutex<HashMap<String, Arc<str>>>,
-    users: Mutex<HashMap<String, Vec<(Arc<str>, Arc<Mailbox>)>>>,
+    users: Mutex<HashMap<String, Vec<UserSocket>>>,
     activity: Arc<dyn ActivitySink>,
 }
+
+/// A signed-in socket: its id and mailbox.
+type UserSocket = (Arc<str>, Arc<Mailbox>);
 
 /// Caches the node keeps at most (their names are the app's, so their number is bounded).
 const MAX_CACHED: usize = 10_000;

@@ -62,6 +62,8 @@ pub struct PusherSession {
     pub socket_id: String,
     pub subscriptions: HashMap<String, Subscribed>,
     pub user: Option<SignedIn>,
+    /// The liveplan user of the session the upgrade carried (cookie or Bearer), if any.
+    pub session_user: Option<Uuid>,
     client_events: MessageLimiter,
     /// Pings sent with no frame from the client since.
     unanswered: u8,
@@ -81,6 +83,7 @@ impl PusherSession {
             socket_id,
             subscriptions: HashMap::new(),
             user: None,
+            session_user: None,
             client_events: MessageLimiter::new(CLIENT_EVENTS_PER_SECOND, CLIENT_EVENTS_PER_SECOND),
             unanswered: 0,
         }
@@ -99,11 +102,14 @@ impl PusherSession {
         PingStep::SendPing
     }
 
-    /// The liveplan user this socket is signed in as, when its id is one.
+    /// The liveplan user this socket is: its session's, else the one it signed in as (when
+    /// that id is a liveplan user's).
     pub fn liveplan_user(&self) -> Option<Uuid> {
-        self.user
-            .as_ref()
-            .and_then(|user| Uuid::parse_str(&user.id).ok())
+        self.session_user.or_else(|| {
+            self.user
+                .as_ref()
+                .and_then(|user| Uuid::parse_str(&user.id).ok())
+        })
     }
 
     /// Checks a subscription's name, signature and channel data.
@@ -160,6 +166,14 @@ impl PusherSession {
                 )
             }
         };
+        let presence_of_another = matches!(
+            channel.owned,
+            Some(OwnedChannel::ProjectPresence(_)) | Some(OwnedChannel::Whiteboard(_))
+        ) && self.session_user.is_some()
+            && self.session_user != liveplan_user;
+        if presence_of_another {
+            return Err(Refusal::new(403, "the member must be the session's user"));
+        }
         if let (Some(OwnedChannel::User(owner)), Some(user)) = (channel.owned, liveplan_user)
             && owner != user
         {
@@ -224,6 +238,9 @@ impl PusherSession {
         };
         if self.user.as_ref().is_some_and(|user| user.id != id) {
             return Err("the socket is signed in as another user");
+        }
+        if self.session_user.is_some_and(|user| user.to_string() != id) {
+            return Err("the sign-in names another user than the session");
         }
         let signed = SignedIn {
             id,

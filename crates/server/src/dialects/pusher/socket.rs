@@ -12,6 +12,7 @@ use super::PusherNode;
 use super::node::{Mailbox, Note};
 use super::protocol::{self, ClientMessage, READ_LIMIT};
 use super::session::{Admission, PingStep, PusherSession, Refusal};
+use crate::auth::extract::{Authed, request_token};
 use crate::dialects::ws::{self, Flow, MessageLimiter, close_handshake};
 use crate::live::ConnectionGuard;
 use crate::net::read_gate::ReadGate;
@@ -21,6 +22,7 @@ use crate::pusher::app_log::KEEP_EVENTS;
 use crate::pusher::channel::OwnedChannel;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use domain::Actor;
 use futures::SinkExt;
@@ -41,6 +43,7 @@ pub async fn upgrade(
     State(node): State<Arc<PusherNode>>,
     Path(key): Path<String>,
     params: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
     ws: Result<Upgrade, NotAnUpgrade>,
 ) -> Response {
     let ws = match ws {
@@ -81,7 +84,25 @@ pub async fn upgrade(
                 .await;
                 return;
             };
-            let Ok(anchor) = Box::pin(anchor(&node)).await else {
+            // A session (cookie or Bearer) on the upgrade makes the socket that user's: it
+            // ends with the session (4009), and needs no sign-in for liveplan's channels.
+            let session = if request_token(&headers).is_some() {
+                match Box::pin(Authed::from_headers(&node.tokens, &node.domain, &headers)).await {
+                    Ok(authed) => Some(authed),
+                    Err(_) => {
+                        Box::pin(refuse(
+                            socket,
+                            protocol::CLOSE_UNAUTHORIZED,
+                            "the session is not valid",
+                        ))
+                        .await;
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            let Ok(anchor) = Box::pin(anchor(&node, session.as_ref())).await else {
                 Box::pin(refuse(
                     socket,
                     protocol::CLOSE_RECONNECT,
@@ -91,10 +112,12 @@ pub async fn upgrade(
                 return;
             };
             let socket_id: Arc<str> = node.new_socket_id().into();
+            let mut pusher_session = PusherSession::new(socket_id.to_string());
+            pusher_session.session_user = session.map(|authed| authed.user.id);
             let connection = Connection {
                 socket,
                 gate: ReadGate::default(),
-                session: PusherSession::new(socket_id.to_string()),
+                session: pusher_session,
                 socket_id,
                 mailbox: Arc::new(Mailbox::default()),
                 feeds: HashMap::new(),
@@ -107,11 +130,18 @@ pub async fn upgrade(
     })
 }
 
-/// The subscription that carries the node's pings and its shutdown to the socket; it takes
-/// no events.
-async fn anchor(node: &PusherNode) -> Result<hub::Subscription, hub::HubError> {
+/// The subscription that carries the node's pings and its shutdown to the socket, and the end
+/// of its session (logout, expiry, deactivation) when the upgrade carried one; it takes no
+/// events.
+async fn anchor(
+    node: &PusherNode,
+    session: Option<&Authed>,
+) -> Result<hub::Subscription, hub::HubError> {
     let live = &node.live;
-    let mut request = SubscribeRequest::new(StreamKey::User(Uuid::nil()), live.pusher, Uuid::nil());
+    let user_id = session.map_or(Uuid::nil(), |authed| authed.user.id);
+    let mut request = SubscribeRequest::new(StreamKey::User(user_id), live.pusher, user_id);
+    request.session_id = session.map(|authed| authed.session_id);
+    request.expires_at = session.map(|authed| authed.session_expires_at);
     request.filter = Some(Arc::new(|_| false));
     request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
     live.hub().subscribe(request).await
