@@ -391,6 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn pusher_frames_carry_the_log_shape_as_a_string_with_serial_and_stream() {
+        let event = sample(Some(42), Some("tab-1"));
+        let frame: Value = serde_json::from_slice(&Pusher.encode(&event, false).unwrap()).unwrap();
+        assert_eq!(frame["event"], "task_updated");
+        assert_eq!(
+            frame["channel"],
+            "private-project-01900000-0000-7000-8000-0000000000aa"
+        );
+        assert_eq!(frame["serial"], 42);
+        assert_eq!(
+            frame["stream_id"],
+            "project:01900000-0000-7000-8000-0000000000aa"
+        );
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["seq"], 42);
+        assert_eq!(data["event_type"], "task_updated");
+        assert_eq!(data["tab_id"], "tab-1");
+        assert_eq!(data["payload"], event.payload);
+        assert_eq!(data["data"], event.data);
+        assert_eq!(data["timestamp"], "2026-03-01T12:30:05.000Z");
+        assert!(data.get("actor_id").is_some());
+        let mut system = event;
+        system.stream = StreamKey::System;
+        assert!(Pusher.encode(&system, false).is_none());
+    }
+
+    #[test]
     fn native_ws_frames_are_exact() {
         let live = NativeWs.encode(&sample(Some(42), None), false).unwrap();
         assert_eq!(
