@@ -150,6 +150,84 @@ impl Dialect for Sse {
     }
 }
 
+/// The Pusher Channels dialect (CONTRACT §10): liveplan's own channels fed by the event log.
+/// A project stream's events go to `private-project-{id}`, a user stream's to
+/// `private-user-{id}`; the event name is the canonical `event_type`, `data` the JSON string of
+/// the `/log` shape, and `serial` (the seq) and `stream_id` sit beside them for resume.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Pusher;
+
+#[derive(Serialize)]
+struct PusherData<'a> {
+    seq: Option<i64>,
+    event_type: &'a str,
+    payload: &'a Value,
+    data: &'a Value,
+    actor_id: Option<uuid::Uuid>,
+    tab_id: Option<&'a str>,
+    timestamp: String,
+}
+
+#[derive(Serialize)]
+struct PusherFrame<'a> {
+    event: &'a str,
+    channel: String,
+    data: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial: Option<i64>,
+    stream_id: String,
+}
+
+impl Pusher {
+    /// The Pusher channel a stream's events go to.
+    pub fn channel(stream: &proto::StreamKey) -> Option<String> {
+        match stream {
+            proto::StreamKey::Project(id) => Some(format!("private-project-{id}")),
+            proto::StreamKey::User(id) => Some(format!("private-user-{id}")),
+            proto::StreamKey::System => None,
+        }
+    }
+
+    /// The `stream_id` of a stream's frames: its seqs only ever move forward (a lost tail is
+    /// skipped, never reused), so the stream's name stays valid for resume.
+    pub fn stream_id(stream: &proto::StreamKey) -> String {
+        stream.to_text()
+    }
+}
+
+impl Dialect for Pusher {
+    fn encode(&self, event: &Event, _replayed: bool) -> Option<Bytes> {
+        let channel = Pusher::channel(&event.stream)?;
+        let data = PusherData {
+            seq: event.seq,
+            event_type: event.event_type.as_str(),
+            payload: &event.payload,
+            data: &event.data,
+            actor_id: event.actor_id,
+            tab_id: event.tab_id.as_deref(),
+            timestamp: event.ts.to_rfc3339_opts(SecondsFormat::Millis, true),
+        };
+        let frame = PusherFrame {
+            event: event.event_type.as_str(),
+            channel,
+            data: String::from_utf8(to_bytes(&data)).expect("serde_json writes UTF-8"),
+            serial: event.seq,
+            stream_id: Pusher::stream_id(&event.stream),
+        };
+        Some(Bytes::from(to_bytes(&frame)))
+    }
+
+    /// A position the log no longer holds: the socket is told with `pusher:error` and
+    /// resumes by refetching (the frame names no channel: the socket's loop adds it).
+    fn resync_required(&self, latest_seq: i64) -> Bytes {
+        let frame = serde_json::json!({
+            "event": "pusher:error",
+            "data": {"code": 4300, "message": format!("resync required; latest serial {latest_seq}")},
+        });
+        Bytes::from(to_bytes(&frame))
+    }
+}
+
 /// The rule for names without an exception: the first `_` becomes a `.`.
 static DOTTED: LazyLock<Vec<String>> = LazyLock::new(|| {
     EventType::ALL
@@ -310,6 +388,33 @@ mod tests {
 
     fn text(b: Bytes) -> String {
         String::from_utf8(b.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn pusher_frames_carry_the_log_shape_as_a_string_with_serial_and_stream() {
+        let event = sample(Some(42), Some("tab-1"));
+        let frame: Value = serde_json::from_slice(&Pusher.encode(&event, false).unwrap()).unwrap();
+        assert_eq!(frame["event"], "task_updated");
+        assert_eq!(
+            frame["channel"],
+            "private-project-01900000-0000-7000-8000-0000000000aa"
+        );
+        assert_eq!(frame["serial"], 42);
+        assert_eq!(
+            frame["stream_id"],
+            "project:01900000-0000-7000-8000-0000000000aa"
+        );
+        let data: Value = serde_json::from_str(frame["data"].as_str().unwrap()).unwrap();
+        assert_eq!(data["seq"], 42);
+        assert_eq!(data["event_type"], "task_updated");
+        assert_eq!(data["tab_id"], "tab-1");
+        assert_eq!(data["payload"], event.payload);
+        assert_eq!(data["data"], event.data);
+        assert_eq!(data["timestamp"], "2026-03-01T12:30:05.000Z");
+        assert!(data.get("actor_id").is_some());
+        let mut system = event;
+        system.stream = StreamKey::System;
+        assert!(Pusher.encode(&system, false).is_none());
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub mod testing;
 mod watch;
 
 pub use bus::{Bus, BusError, BusFeed, BusMessage, InProcessBus};
-pub use dialect::{Dialect, DialectId, NativeWs, Sse, punt_type};
+pub use dialect::{Dialect, DialectId, NativeWs, Pusher, Sse, punt_type};
 pub use hub::{EvictScope, Holder, Hub, HubBuilder, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
 pub use presence::{PresenceEntry, presence_event};

@@ -150,6 +150,8 @@ pub struct LiveFeed {
     pub sse: DialectId,
     /// The Bryntum Gantt dialect (CONTRACT §8), `crate::dialects::bryntum::changes`.
     pub bryntum: DialectId,
+    /// The Pusher Channels dialect (CONTRACT §10), `hub::Pusher`.
+    pub pusher: DialectId,
     pub config: LiveConfig,
     pub project_sets: Arc<ProjectSets>,
     shutting_down: AtomicBool,
@@ -198,6 +200,7 @@ impl LiveFeed {
         let ws = builder.dialect(NativeWs);
         let sse = builder.dialect(Sse);
         let bryntum = builder.dialect(bryntum);
+        let pusher = builder.dialect(hub::Pusher);
         let hub = builder.start().await?;
         let pings = PingSweep::new(config.ws_ping_interval);
         let ticks = clock.ticker(pings.period());
@@ -208,6 +211,7 @@ impl LiveFeed {
             ws,
             sse,
             bryntum,
+            pusher,
             config,
             project_sets: Arc::default(),
             shutting_down: AtomicBool::new(false),

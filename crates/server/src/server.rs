@@ -2,9 +2,13 @@
 
 use crate::app::{AppState, Config, StartError};
 use crate::dialects::bryntum::{self, BryntumNode, BryntumSettings};
+use crate::dialects::pusher::{self as pusher_ws, PusherNode};
 use crate::http::error;
 use crate::net::body_deadline;
 use crate::net::listener::LiveListener;
+use crate::pusher::app_log_store::StoreAppChannelLog;
+use crate::pusher::directory::{ChannelDirectory, LateDirectory};
+use crate::pusher::webhooks::Webhooks;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -39,17 +43,18 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(
     state: AppState,
     bryntum_node: Arc<BryntumNode>,
-    pusher_directory: Arc<dyn crate::pusher::directory::ChannelDirectory>,
+    pusher_node: Arc<PusherNode>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
         .merge(bryntum::router(bryntum_node))
+        .merge(pusher_ws::router(pusher_node.clone()))
         .merge(crate::dialects::router())
         .merge(crate::api::pusher_http::router(
             crate::api::pusher_http::PusherHttpState {
                 credentials: state.pusher.clone(),
-                directory: pusher_directory,
+                directory: pusher_node.clone(),
             },
         ))
         .fallback(|| async { error(ErrorCode::NotFound, "no such endpoint") })
@@ -82,6 +87,8 @@ const LIVE_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 pub struct RunningServer {
     pub address: SocketAddr,
     pub state: AppState,
+    /// The node's Pusher sockets, also the HTTP API's channel directory (CONTRACT §10).
+    pub pusher: Arc<PusherNode>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     store: Arc<dyn Store>,
@@ -164,9 +171,31 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     });
     let (stop, mut stopped) = watch::channel(false);
     crate::pusher::app_log_store::spawn_idle_cleanup(store.clone(), stop.subscribe()); // pusher-store
-    // The Pusher HTTP API's channels: the lead replaces this placeholder with the socket side's `PusherNode`.
-    let pusher_directory = Arc::new(crate::api::pusher_http::UnwiredDirectory);
-    let routes = router(state.clone(), bryntum_node, pusher_directory);
+    // The Pusher sockets are the HTTP API's and the webhooks' channel directory, and the
+    // webhooks are where the sockets report activity: the sender gets the directory late.
+    let webhook_directory = Arc::new(LateDirectory::default());
+    let activity = match Webhooks::start(
+        &state.config.pusher_webhook_urls,
+        (*state.pusher).clone(),
+        webhook_directory.clone(),
+    ) {
+        Ok(activity) => activity,
+        Err(err) => {
+            registration.leave().await;
+            return Err(StartError::Setup(err.to_string()));
+        }
+    };
+    let pusher_node = Arc::new(PusherNode::new(
+        (*state.pusher).clone(),
+        state.domain.clone(),
+        state.live.clone(),
+        state.tokens.clone(),
+        Arc::new(StoreAppChannelLog::new(store.clone())),
+        activity,
+    ));
+    let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
+    webhook_directory.set(Arc::downgrade(&directory));
+    let routes = router(state.clone(), bryntum_node, pusher_node.clone());
     let front = routes.clone();
     let live = state.live.clone();
     let live_limits = state.config.net.clone();
@@ -191,6 +220,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     Ok(RunningServer {
         address,
         state,
+        pusher: pusher_node,
         stop,
         task,
         store,

@@ -14,7 +14,6 @@ use crate::pusher::channel::{Channel, ChannelKind, reserved_prefix};
 use crate::pusher::credentials::PusherCredentials;
 use crate::pusher::directory::{ChannelDirectory, ChannelInfo, DirectoryError, Publication};
 use crate::pusher::signature;
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -55,29 +54,6 @@ pub fn router<S: Clone + Send + Sync + 'static>(state: PusherHttpState) -> Route
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// The placeholder until the socket side's directory is wired: every question is answered
-/// `Unavailable` (503), so a signed request is seen to pass authentication.
-pub struct UnwiredDirectory;
-
-#[async_trait]
-impl ChannelDirectory for UnwiredDirectory {
-    async fn publish(&self, _: Publication<'_>) -> Result<Vec<(String, i64)>, DirectoryError> {
-        Err(DirectoryError::Unavailable)
-    }
-    async fn occupied_channels(&self, _: Option<&str>) -> Result<Vec<ChannelInfo>, DirectoryError> {
-        Err(DirectoryError::Unavailable)
-    }
-    async fn channel(&self, _: &str) -> Result<ChannelInfo, DirectoryError> {
-        Err(DirectoryError::Unavailable)
-    }
-    async fn presence_users(&self, _: &str) -> Result<Vec<String>, DirectoryError> {
-        Err(DirectoryError::Unavailable)
-    }
-    async fn terminate_user_connections(&self, _: &str) -> Result<(), DirectoryError> {
-        Err(DirectoryError::Unavailable)
-    }
 }
 
 /// A refusal, as Pusher words them: a status and `{"error": message}`.

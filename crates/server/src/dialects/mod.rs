@@ -16,6 +16,7 @@ pub mod access;
 pub mod bryntum;
 pub mod native_ws;
 pub mod position;
+pub mod pusher;
 pub mod sse;
 pub mod ws;
 

@@ -57,3 +57,55 @@ pub trait ChannelDirectory: Send + Sync + 'static {
     /// Closes every socket signed in as `user_id` (`pusher:signin`), on every node.
     async fn terminate_user_connections(&self, user_id: &str) -> Result<(), DirectoryError>;
 }
+
+/// A directory known only once it exists: the webhook sender needs the directory (for its
+/// grace checks) and the socket side, which is the directory, needs the webhook sender. It
+/// holds the directory weakly, so the two do not keep each other alive; until it is set, or
+/// once the directory is gone, it answers [`DirectoryError::Unavailable`].
+#[derive(Default)]
+pub struct LateDirectory {
+    directory: std::sync::OnceLock<std::sync::Weak<dyn ChannelDirectory>>,
+}
+
+impl LateDirectory {
+    /// Sets the directory; a second call changes nothing.
+    pub fn set(&self, directory: std::sync::Weak<dyn ChannelDirectory>) {
+        let _ = self.directory.set(directory);
+    }
+
+    fn get(&self) -> Result<std::sync::Arc<dyn ChannelDirectory>, DirectoryError> {
+        self.directory
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .ok_or(DirectoryError::Unavailable)
+    }
+}
+
+#[async_trait]
+impl ChannelDirectory for LateDirectory {
+    async fn publish(
+        &self,
+        publication: Publication<'_>,
+    ) -> Result<Vec<(String, i64)>, DirectoryError> {
+        self.get()?.publish(publication).await
+    }
+
+    async fn occupied_channels(
+        &self,
+        prefix: Option<&str>,
+    ) -> Result<Vec<ChannelInfo>, DirectoryError> {
+        self.get()?.occupied_channels(prefix).await
+    }
+
+    async fn channel(&self, name: &str) -> Result<ChannelInfo, DirectoryError> {
+        self.get()?.channel(name).await
+    }
+
+    async fn presence_users(&self, name: &str) -> Result<Vec<String>, DirectoryError> {
+        self.get()?.presence_users(name).await
+    }
+
+    async fn terminate_user_connections(&self, user_id: &str) -> Result<(), DirectoryError> {
+        self.get()?.terminate_user_connections(user_id).await
+    }
+}

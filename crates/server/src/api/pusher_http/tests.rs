@@ -2,6 +2,7 @@
 //! SDKs sign them.
 
 use super::*;
+use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::Request;
 use md5::Digest;

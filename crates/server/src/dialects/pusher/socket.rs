@@ -1,0 +1,605 @@
+//! One Pusher connection, `GET /app/{key}?protocol=7`: the upgrade (the native socket's,
+//! `net::ws_upgrade`), then a loop over the client's frames, the socket's anchor hub
+//! subscription (the node's ping sweep and shutdown reach it there, so no socket holds a
+//! timer) and its [`Mailbox`] (frames of its channels, from this node's other sockets, the
+//! HTTP API and the feeds of liveplan's channels).
+//!
+//! Refusals are close frames after a `pusher:error` naming the same code, because a browser
+//! never shows a script the status of a failed upgrade: 4001 unknown app key, 4007 protocol
+//! other than 7.
+
+use super::PusherNode;
+use super::node::{Mailbox, Note};
+use super::protocol::{self, ClientMessage, READ_LIMIT};
+use super::session::{Admission, PingStep, PusherSession, Refusal};
+use crate::auth::extract::{Authed, request_token};
+use crate::dialects::ws::{self, Flow, MessageLimiter, close_handshake};
+use crate::live::ConnectionGuard;
+use crate::net::read_gate::ReadGate;
+use crate::net::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
+use crate::pusher::activity::ChannelActivity;
+use crate::pusher::app_log::KEEP_EVENTS;
+use crate::pusher::channel::OwnedChannel;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use domain::Actor;
+use futures::SinkExt;
+use hub::{CloseReason, Delivery, SubscribeRequest};
+use proto::{ErrorCode, StreamKey};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use uuid::Uuid;
+
+fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    ws::config(READ_LIMIT)
+}
+
+pub async fn upgrade(
+    State(node): State<Arc<PusherNode>>,
+    Path(key): Path<String>,
+    params: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+    ws: Result<Upgrade, NotAnUpgrade>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(refused) => return refused.into_response(),
+    };
+    // An unparseable query is an empty one: it then names no protocol (4007).
+    let params = params.map(|q| q.0).unwrap_or_default();
+    let protocol_ok = protocol::protocol_supported(params.get("protocol").map(String::as_str));
+    let guard = node.live.connection();
+    ws.on_upgrade(config(), move |socket, _direct| {
+        let socket = Box::new(socket);
+        async move {
+            if key != node.credentials.key {
+                Box::pin(refuse(
+                    socket,
+                    protocol::CLOSE_UNKNOWN_APP,
+                    "unknown app key",
+                ))
+                .await;
+                return;
+            }
+            if !protocol_ok {
+                Box::pin(refuse(
+                    socket,
+                    protocol::CLOSE_UNSUPPORTED_PROTOCOL,
+                    "unsupported protocol version; use 7",
+                ))
+                .await;
+                return;
+            }
+            let Some(guard) = guard else {
+                Box::pin(refuse(
+                    socket,
+                    protocol::CLOSE_RECONNECT,
+                    "the server is going away",
+                ))
+                .await;
+                return;
+            };
+            // A session (cookie or Bearer) on the upgrade makes the socket that user's: it
+            // ends with the session (4009), and needs no sign-in for liveplan's channels.
+            let session = if request_token(&headers).is_some() {
+                match Box::pin(Authed::from_headers(&node.tokens, &node.domain, &headers)).await {
+                    Ok(authed) => Some(authed),
+                    Err(_) => {
+                        Box::pin(refuse(
+                            socket,
+                            protocol::CLOSE_UNAUTHORIZED,
+                            "the session is not valid",
+                        ))
+                        .await;
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            let Ok(anchor) = Box::pin(anchor(&node, session.as_ref())).await else {
+                Box::pin(refuse(
+                    socket,
+                    protocol::CLOSE_RECONNECT,
+                    "live delivery unavailable",
+                ))
+                .await;
+                return;
+            };
+            let socket_id: Arc<str> = node.new_socket_id().into();
+            let mut pusher_session = PusherSession::new(socket_id.to_string());
+            pusher_session.session_user = session.map(|authed| authed.user.id);
+            let connection = Connection {
+                socket,
+                gate: ReadGate::default(),
+                session: pusher_session,
+                socket_id,
+                mailbox: Arc::new(Mailbox::default()),
+                feeds: HashMap::new(),
+                anchor,
+                node,
+                guard,
+            };
+            tokio::spawn(connection.serve());
+        }
+    })
+}
+
+/// The subscription that carries the node's pings and its shutdown to the socket, and the end
+/// of its session (logout, expiry, deactivation) when the upgrade carried one; it takes no
+/// events.
+async fn anchor(
+    node: &PusherNode,
+    session: Option<&Authed>,
+) -> Result<hub::Subscription, hub::HubError> {
+    let live = &node.live;
+    let user_id = session.map_or(Uuid::nil(), |authed| authed.user.id);
+    let mut request = SubscribeRequest::new(StreamKey::User(user_id), live.pusher, user_id);
+    request.session_id = session.map(|authed| authed.session_id);
+    request.expires_at = session.map(|authed| authed.session_expires_at);
+    request.filter = Some(Arc::new(|_| false));
+    request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
+    live.hub().subscribe(request).await
+}
+
+async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) {
+    let _ = tokio::time::timeout(
+        ws::CLOSE_GRACE,
+        socket.send(Message::Text(protocol::error(code, reason).into())),
+    )
+    .await;
+    close_handshake(&mut *socket, code, reason).await;
+}
+
+struct Connection {
+    socket: Box<NativeSocket>,
+    gate: ReadGate,
+    session: PusherSession,
+    socket_id: Arc<str>,
+    mailbox: Arc<Mailbox>,
+    /// The hub feeds of the socket's liveplan channels, by channel.
+    feeds: HashMap<String, JoinHandle<()>>,
+    anchor: hub::Subscription,
+    node: Arc<PusherNode>,
+    guard: ConnectionGuard,
+}
+
+impl Connection {
+    fn send_timeout(&self) -> Duration {
+        self.guard.feed().config.send_timeout
+    }
+
+    async fn send_all(&mut self, frames: Vec<String>) -> Flow {
+        let limit = self.send_timeout();
+        let write = async {
+            for frame in frames {
+                self.socket.feed(Message::Text(frame.into())).await?;
+            }
+            self.socket.flush().await
+        };
+        match tokio::time::timeout(limit, write).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Gone,
+        }
+    }
+
+    async fn serve(mut self) {
+        let frames = MessageLimiter::new(protocol::FRAMES_PER_SECOND, protocol::FRAME_BURST);
+        let established = protocol::connection_established(&self.socket_id);
+        let mut outcome = self.send_all(vec![established]).await;
+        while outcome == Flow::Continue {
+            outcome = tokio::select! {
+                delivery = self.anchor.recv() => match delivery {
+                    Delivery::Heartbeat => match self.session.on_ping_tick() {
+                        PingStep::SendPing => Box::pin(self.send_all(vec![protocol::ping()])).await,
+                        PingStep::Close => Flow::Close(protocol::CLOSE_PONG_TIMEOUT, "pong not received"),
+                    },
+                    Delivery::Closed(reason) => Flow::Close(close_for(reason).0, close_for(reason).1),
+                    _ => Flow::Continue,
+                },
+                message = self.gate.next(&mut self.socket) => match message {
+                    None => Flow::Gone,
+                    Some(Err(WsError::Capacity(_))) => {
+                        Flow::Close(ws::CLOSE_TOO_BIG, "frames are at most 64 KiB")
+                    }
+                    Some(Err(_)) => Flow::Gone,
+                    Some(Ok(Message::Text(text))) => {
+                        self.session.heard_from_client();
+                        if frames.allows() {
+                            Box::pin(self.on_text(text.as_str())).await
+                        } else {
+                            let error = protocol::error(protocol::ERROR_RATE_LIMIT, "too many frames; the frame was dropped");
+                            Box::pin(self.send_all(vec![error])).await
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let error = protocol::error(protocol::ERROR_BAD_REQUEST, "binary frames are not accepted");
+                        Box::pin(self.send_all(vec![error])).await
+                    }
+                    Some(Ok(Message::Close(_))) => {
+                        let _ = tokio::time::timeout(ws::CLOSE_GRACE, self.socket.flush()).await;
+                        Flow::Gone
+                    }
+                    Some(Ok(Message::Ping(_))) => {
+                        self.session.heard_from_client();
+                        Box::pin(self.send_all(Vec::new())).await
+                    }
+                    Some(Ok(_)) => {
+                        self.session.heard_from_client();
+                        Flow::Continue
+                    }
+                },
+                () = self.mailbox.ready.notified() => Box::pin(self.on_notes()).await,
+            };
+        }
+        self.leave_everything();
+        let Connection { mut socket, .. } = self;
+        if let Flow::Close(code, reason) = outcome {
+            if code == protocol::CLOSE_UNAUTHORIZED {
+                let _ = tokio::time::timeout(
+                    ws::CLOSE_GRACE,
+                    socket.send(Message::Text(protocol::error(code, reason).into())),
+                )
+                .await;
+            }
+            Box::pin(close_handshake(&mut *socket, code, reason)).await;
+        }
+    }
+
+    fn leave_everything(&mut self) {
+        for (_, feed) in self.feeds.drain() {
+            feed.abort();
+        }
+        for channel in self.session.subscriptions.keys() {
+            self.node.channels.leave(channel, &self.socket_id);
+        }
+        if let Some(user) = &self.session.user {
+            self.node.channels.sign_out(&user.id, &self.socket_id);
+        }
+    }
+
+    async fn on_notes(&mut self) -> Flow {
+        let mut frames = Vec::new();
+        let mut closing = None;
+        for note in self.mailbox.take_all() {
+            match note {
+                Note::Frame(frame) => frames.push(frame.to_string()),
+                Note::AccessLost(channel) => {
+                    if self.session.unsubscribed(&channel).is_some() {
+                        self.node.channels.leave(&channel, &self.socket_id);
+                        if let Some(feed) = self.feeds.remove(&channel) {
+                            feed.abort();
+                        }
+                        frames.push(protocol::subscription_error(
+                            &channel,
+                            "AuthError",
+                            "access to this channel was revoked",
+                            403,
+                        ));
+                    }
+                }
+                Note::Close(code, reason) => {
+                    closing = Some((code, reason));
+                    break;
+                }
+            }
+        }
+        match (self.send_all(frames).await, closing) {
+            (Flow::Continue, Some((code, reason))) => Flow::Close(code, reason),
+            (flow, _) => flow,
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) -> Flow {
+        let message = match protocol::parse(text) {
+            Ok(message) => message,
+            Err(bad) => {
+                let error = protocol::error(protocol::ERROR_BAD_REQUEST, &bad.to_string());
+                return self.send_all(vec![error]).await;
+            }
+        };
+        let frames = match message {
+            ClientMessage::Ping => vec![protocol::pong()],
+            ClientMessage::Pong => Vec::new(),
+            ClientMessage::Subscribe {
+                channel,
+                auth,
+                channel_data,
+            } => {
+                self.subscribe(&channel, auth.as_deref(), channel_data.as_deref())
+                    .await
+            }
+            ClientMessage::Unsubscribe { channel } => {
+                if self.session.unsubscribed(&channel).is_some() {
+                    self.node.channels.leave(&channel, &self.socket_id);
+                    if let Some(feed) = self.feeds.remove(&channel) {
+                        feed.abort();
+                    }
+                }
+                Vec::new()
+            }
+            ClientMessage::Signin { auth, user_data } => {
+                let credentials = &self.node.credentials;
+                match self.session.sign_in(credentials, &auth, &user_data) {
+                    Ok(user) => {
+                        self.node
+                            .channels
+                            .sign_in(&user.id, &self.socket_id, &self.mailbox);
+                        vec![protocol::signin_success(&user.user_data)]
+                    }
+                    Err(reason) => {
+                        return Flow::Close(protocol::CLOSE_UNAUTHORIZED, reason);
+                    }
+                }
+            }
+            ClientMessage::ClientEvent {
+                event,
+                channel,
+                data,
+            } => match self.session.client_event(&channel) {
+                Ok(user_id) => {
+                    let frame =
+                        protocol::client_event_frame(&event, &channel, &data, user_id.as_deref());
+                    self.node
+                        .channels
+                        .broadcast(&channel, frame.into(), Some(&self.socket_id));
+                    self.node.record(ChannelActivity::ClientEvent {
+                        channel,
+                        event,
+                        data,
+                        socket_id: self.socket_id.to_string(),
+                        user_id,
+                    });
+                    Vec::new()
+                }
+                Err((code, message)) => vec![protocol::error(code, message)],
+            },
+            ClientMessage::Resume { positions } => self.resume(positions).await,
+        };
+        self.send_all(frames).await
+    }
+
+    async fn subscribe(
+        &mut self,
+        name: &str,
+        auth: Option<&str>,
+        channel_data: Option<&str>,
+    ) -> Vec<String> {
+        let refused = |refusal: Refusal| {
+            let kind = if refusal.status == 400 {
+                "InvalidChannel"
+            } else {
+                "AuthError"
+            };
+            vec![protocol::subscription_error(
+                name,
+                kind,
+                &refusal.error,
+                refusal.status,
+            )]
+        };
+        let admission = match self
+            .session
+            .admit(&self.node.credentials, name, auth, channel_data)
+        {
+            Ok(admission) => admission,
+            Err(refusal) => return refused(refusal),
+        };
+        if self.session.subscriptions.contains_key(name) {
+            // Already subscribed: confirmed again, nothing joins twice.
+            return Vec::new();
+        }
+        if let Some(owned) = admission.channel.owned {
+            let node = self.node.clone();
+            let mailbox = self.mailbox.clone();
+            match Box::pin(open_feed(node, mailbox, owned, admission.clone())).await {
+                Ok(Some(feed)) => {
+                    self.feeds.insert(name.to_owned(), feed);
+                }
+                Ok(None) => {}
+                Err(refusal) => return refused(refusal),
+            }
+        }
+        self.session.subscribed(&admission);
+        let joined = self.node.channels.join(
+            name,
+            &self.socket_id,
+            &self.mailbox,
+            admission.member.as_ref(),
+            admission.channel.cache,
+        );
+        let mut frames = vec![protocol::subscription_succeeded(
+            name,
+            joined.presence.as_ref(),
+        )];
+        if admission.channel.cache {
+            frames.push(match joined.cached {
+                Some(frame) => frame.to_string(),
+                None => protocol::cache_miss(name),
+            });
+        }
+        frames
+    }
+}
+
+/// Checks a liveplan channel against the domain's rules and, for the project and user
+/// streams, opens the hub feed that carries their events (and their evictions).
+async fn open_feed(
+    node: Arc<PusherNode>,
+    mailbox: Arc<Mailbox>,
+    owned: OwnedChannel,
+    admission: Admission,
+) -> Result<Option<JoinHandle<()>>, Refusal> {
+    let forbidden = || Refusal {
+        status: 403,
+        error: "not allowed on this channel".to_owned(),
+    };
+    let unavailable = || Refusal {
+        status: 503,
+        error: "the channel is unavailable; try again".to_owned(),
+    };
+    let user_id = admission.liveplan_user.ok_or_else(forbidden)?;
+    let user = match node.domain.get_user(user_id).await {
+        Ok(Some(user)) if user.is_active => user,
+        Ok(_) => return Err(forbidden()),
+        Err(_) => return Err(unavailable()),
+    };
+    let actor = Actor {
+        user_id: user.id,
+        is_admin: user.is_admin,
+        tab_id: None,
+    };
+    let (stream, events) = match owned {
+        OwnedChannel::Project(project) => (StreamKey::Project(project), true),
+        OwnedChannel::ProjectPresence(project) => (StreamKey::Project(project), false),
+        OwnedChannel::User(id) => (StreamKey::User(id), true),
+        OwnedChannel::Whiteboard(_) => {
+            return Err(Refusal {
+                status: 403,
+                error: "whiteboard channels are not served by this server yet".to_owned(),
+            });
+        }
+    };
+    if let StreamKey::Project(project) = stream {
+        let mut ops = node.domain.store.read().await.map_err(|_| unavailable())?;
+        match domain::access::project_role(&mut *ops, project, &actor).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden) => {
+                return Err(forbidden());
+            }
+            Err(_) => return Err(unavailable()),
+        }
+    }
+    let live = &node.live;
+    let mut request = SubscribeRequest::new(stream, live.pusher, user.id);
+    if !events {
+        request.filter = Some(Arc::new(|_| false));
+    }
+    let sub = live
+        .hub()
+        .subscribe(request)
+        .await
+        .map_err(|_| unavailable())?;
+    let channel = admission.channel.name.clone();
+    Ok(Some(tokio::spawn(feed(sub, channel, mailbox))))
+}
+
+impl Connection {
+    async fn resume(&mut self, positions: Vec<(String, i64, String)>) -> Vec<String> {
+        let mut frames = Vec::new();
+        let mut recovered = Vec::new();
+        let mut failed: Vec<(String, &str, &str)> = Vec::new();
+        for (channel, serial, stream_id) in positions {
+            let Some(subscribed) = self.session.subscriptions.get(&channel) else {
+                failed.push((channel, "not_subscribed", "subscribe before resuming"));
+                continue;
+            };
+            if subscribed.owned.is_some() {
+                failed.push((
+                    channel,
+                    "stream_reset",
+                    "liveplan channels resume through the REST log",
+                ));
+                continue;
+            }
+            let position = match self.node.log.position(&channel).await {
+                Ok(position) => position,
+                Err(_) => {
+                    failed.push((
+                        channel,
+                        "unavailable",
+                        "the channel's history is unavailable",
+                    ));
+                    continue;
+                }
+            };
+            let Some(position) = position else {
+                failed.push((channel, "stream_reset", "the channel has no history"));
+                continue;
+            };
+            if position.stream_id != stream_id {
+                failed.push((channel, "stream_reset", "the channel's history was lost"));
+                continue;
+            }
+            if serial + 1 < position.first_serial {
+                failed.push((
+                    channel,
+                    "position_expired",
+                    "events after this serial expired",
+                ));
+                continue;
+            }
+            let events = match self.node.log.after(&channel, serial, KEEP_EVENTS).await {
+                Ok(events) => events,
+                Err(_) => {
+                    failed.push((
+                        channel,
+                        "unavailable",
+                        "the channel's history is unavailable",
+                    ));
+                    continue;
+                }
+            };
+            for event in &events {
+                frames.push(protocol::event_frame(
+                    &event.event,
+                    &event.channel,
+                    &event.data,
+                    event.serial,
+                    &position.stream_id,
+                ));
+            }
+            recovered.push((channel, events.len()));
+        }
+        frames.push(protocol::resume_success(&recovered, &failed));
+        frames
+    }
+}
+
+/// What ends a socket for a hub eviction: the session's end is 4009 (unauthorized), the
+/// server going away 4200 (reconnect at once).
+fn close_for(reason: CloseReason) -> (u16, &'static str) {
+    match reason {
+        CloseReason::Shutdown => (protocol::CLOSE_RECONNECT, "the server is going away"),
+        CloseReason::AccessRevoked => (protocol::CLOSE_UNAUTHORIZED, "access was revoked"),
+        CloseReason::LoggedOut => (protocol::CLOSE_UNAUTHORIZED, "the session ended"),
+        CloseReason::SessionExpired => (protocol::CLOSE_UNAUTHORIZED, "the session expired"),
+    }
+}
+
+/// Copies a liveplan channel's hub deliveries into its socket's mailbox until the
+/// subscription ends (or the socket drops the channel and aborts this task).
+async fn feed(mut sub: hub::Subscription, channel: String, mailbox: Arc<Mailbox>) {
+    loop {
+        match sub.recv().await {
+            Delivery::Frame(frame) => {
+                if let Ok(text) = std::str::from_utf8(&frame)
+                    && !text.is_empty()
+                {
+                    mailbox.post(Note::Frame(text.into()));
+                }
+            }
+            Delivery::ResyncRequired { latest_seq } => {
+                let frame = sub.resync_frame(latest_seq);
+                if let Ok(text) = std::str::from_utf8(&frame) {
+                    mailbox.post(Note::Frame(text.into()));
+                }
+            }
+            Delivery::Closed(CloseReason::AccessRevoked) => {
+                mailbox.post(Note::AccessLost(channel));
+                return;
+            }
+            Delivery::Closed(reason) => {
+                let (code, text) = close_for(reason);
+                mailbox.post(Note::Close(code, text));
+                return;
+            }
+            Delivery::Heartbeat => {}
+        }
+    }
+}
