@@ -58,15 +58,21 @@ pub fn verify_channel_auth(
     channel_data: Option<&str>,
     auth: &str,
 ) -> bool {
-    let Some((key, signature)) = auth.split_once(':') else {
-        return false;
-    };
-    key == credentials.key
-        && verify_hmac(
-            &credentials.secret,
-            channel_auth_message(socket_id, channel, channel_data).as_bytes(),
-            signature,
-        )
+    verify_key_and_signature(
+        credentials,
+        channel_auth_message(socket_id, channel, channel_data).as_bytes(),
+        auth,
+    )
+}
+
+/// True when `auth` is `key:signature` with this app's key and the HMAC of `message`.
+fn verify_key_and_signature(credentials: &PusherCredentials, message: &[u8], auth: &str) -> bool {
+    match auth.split_once(':') {
+        Some((key, signature)) => {
+            key == credentials.key && verify_hmac(&credentials.secret, message, signature)
+        }
+        None => false,
+    }
 }
 
 fn channel_auth_message(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
@@ -92,15 +98,11 @@ pub fn verify_user_auth(
     user_data: &str,
     auth: &str,
 ) -> bool {
-    let Some((key, signature)) = auth.split_once(':') else {
-        return false;
-    };
-    key == credentials.key
-        && verify_hmac(
-            &credentials.secret,
-            format!("{socket_id}::user::{user_data}").as_bytes(),
-            signature,
-        )
+    verify_key_and_signature(
+        credentials,
+        format!("{socket_id}::user::{user_data}").as_bytes(),
+        auth,
+    )
 }
 
 /// `X-Pusher-Signature` of a webhook: the HMAC of its body.

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The Pusher protocol side by side (issue 17): one release `liveplan` node and one soketi node,
+# each with N pusher-js-like subscribers on one public app channel, changes published through
+# each server's own Pusher HTTP API (signed `POST /apps/{id}/events`), the same loadgen
+# arguments, ROUNDS alternating rounds. Loopback only; everything is removed on exit.
+#
+#   SOKETI=/path/to/node_modules/.bin/soketi crates/loadgen/pusher.sh -n 1000 -r 50 -d 20
+#
+# soketi is installed by hand outside the repository (never committed): an npm folder with
+# `@soketi/soketi` 1.6.1 and the `overrides` entry mapping `uWebSockets.js` to
+# `npm:@trufflesuite/uws-js-unofficial@20.30.0-unofficial.0` (Node 20). Without SOKETI, only
+# liveplan runs. Env: CARGO_TARGET_DIR (the release binaries), ROUNDS (default 1).
+set -euo pipefail
+target=${CARGO_TARGET_DIR:-target}/release
+server_bin=$target/liveplan
+loadgen_bin=$target/liveplan-loadgen
+if [ ! -x "$server_bin" ] || [ ! -x "$loadgen_bin" ]; then
+  echo "build first: cargo build --release -p liveplan-server -p liveplan-loadgen" >&2
+  exit 2
+fi
+work=$(mktemp -d /tmp/liveplan-pusher.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() {
+  for _ in $(seq 1 150); do curl -s -o /dev/null -m 1 "$1" && return 0; sleep 0.2; done
+  echo "nothing answers at $1" >&2
+  exit 1
+}
+ulimit -n "$(ulimit -Hn)"
+app_id=lg-app
+app_key=lg-key
+app_secret=lg-secret-$$
+
+port=$(free_port)
+"$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$work/liveplan" \
+  --pusher-app-id "$app_id" --pusher-key "$app_key" --pusher-secret "$app_secret" \
+  >"$work/liveplan.log" 2>&1 &
+pids+=($!)
+liveplan_pid=$!
+liveplan_url=http://127.0.0.1:$port
+wait_http "$liveplan_url/healthz"
+
+if [ -n "${SOKETI:-}" ]; then
+  sport=$(free_port)
+  SOKETI_HOST=127.0.0.1 SOKETI_PORT=$sport SOKETI_METRICS_ENABLED=false SOKETI_METRICS_HOST=127.0.0.1 \
+    SOKETI_METRICS_SERVER_PORT="$(free_port)" SOKETI_CLUSTER_UNICAST_ADDRESSES=127.0.0.1 \
+    SOKETI_DEFAULT_APP_ID=$app_id SOKETI_DEFAULT_APP_KEY=$app_key SOKETI_DEFAULT_APP_SECRET=$app_secret \
+    "$SOKETI" start >"$work/soketi.log" 2>&1 &
+  pids+=($!)
+  soketi_pid=$!
+  soketi_url=http://127.0.0.1:$sport
+  wait_http "$soketi_url/"
+fi
+
+run() {
+  local label=$1 url=$2 pid=$3
+  shift 3
+  echo "== $label: load average $(cut -d' ' -f1-3 /proc/loadavg) =="
+  LOADGEN_PUSHER_APP=$app_id:$app_key:$app_secret "$loadgen_bin" run --dialect pusher \
+    --server "$url" --server-pid "$pid" "$@" | tee "$work/$label.out" | grep -v '^{'
+}
+for round in $(seq 1 "${ROUNDS:-1}"); do
+  run "liveplan-$round" "$liveplan_url" "$liveplan_pid" "$@"
+  [ -n "${SOKETI:-}" ] && run "soketi-$round" "$soketi_url" "$soketi_pid" "$@"
+done
+echo "== summary =="
+for f in "$work"/*.out; do
+  jq -r --arg l "$(basename "$f" .out)" '.liveplan_loadgen | "\($l): p50 \(.latency.p50_ms) ms, p99 \(.latency.p99_ms) ms, \(.deliveries_per_sec | floor) deliveries/s, \(.server_cpu_us_per_delivery // "n/a") µs server CPU per delivery, missing \(.missing), load \(.machine.load_average)"' \
+    <(grep '^{' "$f")
+done
