@@ -6,13 +6,11 @@
 //! - [`session`]: one socket's rules: subscriptions, signatures, client events, pings (pure).
 //! - [`node`]: what the node's sockets share: channels, presence members, caches, sign-ins.
 //! - `socket`: the upgrade and the connection's loop.
-//! - [`memory_log`]: an in-memory history of the app's channels.
 //!
 //! The dialect imports nothing of the app: the server hands it a [`PusherNode`] and routes
 //! `/app/{key}` with it as the state ([`router`]). The node is also the HTTP API's
 //! [`ChannelDirectory`].
 
-pub mod memory_log;
 pub mod node;
 pub mod protocol;
 pub mod session;
