@@ -80,6 +80,10 @@ echo "== server tests on PostgreSQL"
 LIVEPLAN_TEST_DATABASE_URL="$LIVEPLAN_TEST_POSTGRES_URL" \
   cargo test --workspace --no-fail-fast "${server_tests[@]}" --test two_nodes
 
+# The HTTP API against its own OpenAPI document, as an administrator and as a regular user.
+echo "== schemathesis"
+bash scripts/schemathesis.sh "$CARGO_TARGET_DIR/debug/liveplan"
+
 for oracle in crates/*/oracle/run.sh; do
   [ -f "$oracle" ] || continue
   echo "== $oracle"

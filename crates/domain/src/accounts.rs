@@ -298,6 +298,24 @@ impl Domain {
         if user == current {
             return Ok((user_json(&current), false));
         }
+        // Nobody could administer the system again: no user could be made an administrator.
+        let loses_admin =
+            current.is_admin && current.is_active && !(user.is_admin && user.is_active);
+        if loses_admin {
+            let others = tx
+                .ops()
+                .list_users()
+                .await
+                .or_api()?
+                .iter()
+                .filter(|u| u.id != id && u.is_admin && u.is_active)
+                .count();
+            if others == 0 {
+                return Err(ApiError::conflict(
+                    "the last active system administrator cannot be demoted or deactivated",
+                ));
+            }
+        }
         user.version += 1;
         user.updated_at = tx.now;
         tx.ops().update_user(&user).await.or_api()?;

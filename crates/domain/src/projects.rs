@@ -13,7 +13,7 @@ use store::{MembershipRow, ProjectRow, Queries, format_ts};
 use uuid::Uuid;
 
 /// The project's own fields; anything else a client sends is kept as sent.
-const PROJECT_FIELDS: &[(&str, Kind)] = &[
+pub const PROJECT_FIELDS: &[(&str, Kind)] = &[
     ("name", Kind::Text { min: 1, max: 200 }),
     ("key", Kind::Text { min: 1, max: 32 }),
     (
@@ -34,6 +34,11 @@ const PROJECT_FIELDS: &[(&str, Kind)] = &[
     ),
 ];
 const SERVER_WRITTEN: &[&str] = &["id", "version", "created_at", "updated_at", "role"];
+/// What `validate_project` accepts as a key (which also may not parse as a UUID, so a path
+/// segment is never both), for the API document.
+pub const KEY_PATTERN: &str = "^[A-Za-z][A-Za-z0-9_-]*$";
+/// A project keeps at most this many fields, its own included.
+pub const MAX_PROJECT_FIELDS: usize = 200;
 
 pub fn project_json(row: &ProjectRow, role: Option<Role>) -> Value {
     let mut object = row.body.clone();
@@ -80,7 +85,7 @@ pub(crate) fn validate_project(input: &Value, creating: bool) -> DomainResult<Js
                     ));
                 }
             }
-        } else if name.is_empty() || name.len() > 100 {
+        } else if name.is_empty() || name.chars().count() > crate::validate::MAX_FIELD_NAME {
             return Err(invalid_field(name, "field names are 1 to 100 characters"));
         }
         out.insert(name.clone(), value.clone());
@@ -88,7 +93,7 @@ pub(crate) fn validate_project(input: &Value, creating: bool) -> DomainResult<Js
     if creating && out.get("name").is_none_or(Value::is_null) {
         return Err(invalid_field("name", "is required"));
     }
-    if out.len() > 200 {
+    if out.len() > MAX_PROJECT_FIELDS {
         return Err(ApiError::invalid("too many fields"));
     }
     if serde_json::to_vec(&out)

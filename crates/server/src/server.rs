@@ -45,7 +45,7 @@ pub fn router(
     bryntum_node: Arc<BryntumNode>,
     pusher_node: Arc<PusherNode>,
 ) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
         .merge(bryntum::router(bryntum_node))
@@ -77,7 +77,13 @@ pub fn router(
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    // Axum writes a 405's `Allow` inside each route, beneath every layer a router is given; the
+    // correction for records that never change needs the whole router wrapped as one service.
+    Router::new().fallback_service(tower::Layer::layer(
+        &axum::middleware::from_fn(crate::api::records::refuse_change_of_immutable),
+        app,
+    ))
 }
 
 /// The longest shutdown waits for live connections to send their close frames.

@@ -451,3 +451,93 @@ async fn a_burst_of_failed_logins_is_answered_one_core_at_a_time() {
     // The slots are free again: a right password still logs in.
     server.admin().await;
 }
+
+/// The last active system administrator cannot demote or deactivate themselves (nobody could
+/// ever administer the system again); with a second administrator they can.
+#[tokio::test]
+async fn the_last_active_administrator_stays_one() {
+    let server = TestServer::start().await;
+    let admin = server.admin().await;
+    let (_, me) = server.get("/api/v1/users/me", &admin).await;
+    let me = me["id"].as_str().unwrap().to_owned();
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/users/{me}"),
+            &admin,
+            json!({ "is_admin": false }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+    let (_, still) = server.get("/api/v1/users/me", &admin).await;
+    assert_eq!(still["is_admin"], json!(true), "{still}");
+
+    let (erin, _) = server.user(&admin, "erin").await;
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/users/{erin}"),
+            &admin,
+            json!({ "is_admin": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/users/{me}"),
+            &admin,
+            json!({ "is_admin": false }),
+        )
+        .await;
+    assert_eq!((status.as_u16(), &body["is_admin"]), (200, &json!(false)));
+    // Erin is now the only one: a system administrator deactivating her is refused too,
+    // and there is none left but her to try.
+    let erin_token = server.login("erin@example.test", "erin-password").await;
+    let (status, body) = server
+        .patch(
+            &format!("/api/v1/users/{erin}"),
+            &erin_token,
+            json!({ "is_admin": false }),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::CONFLICT, "conflict");
+}
+
+/// The document declares who needs a session, and the request schemas carry the validators'
+/// bounds (CONTRACT §2; schemathesis in .ci/run checks the rest against a running server).
+#[tokio::test]
+async fn the_openapi_document_declares_security_and_bounds() {
+    let server = TestServer::start().await;
+    let (status, doc) = server
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["security"][0], json!({ "bearer": [] }));
+    assert_eq!(
+        doc["paths"]["/api/v1/auth/login"]["post"]["security"],
+        json!([])
+    );
+    assert!(
+        doc["paths"]["/api/v1/projects"]["get"]
+            .get("security")
+            .is_none()
+    );
+    let login = &doc["paths"]["/api/v1/auth/login"]["post"]["responses"];
+    assert!(login["415"].is_object(), "415 undocumented on login");
+    let project = &doc["components"]["schemas"]["ProjectCreate"];
+    assert_eq!(project["properties"]["name"]["maxLength"], json!(200));
+    assert!(project["properties"].get("calendar_id").is_none());
+    assert!(
+        doc["components"]["schemas"]["ProjectChange"]
+            .get("required")
+            .is_none()
+    );
+    let member = &doc["components"]["schemas"]["MemberChange"];
+    assert_eq!(member["required"], json!(["role"]));
+    let log = &doc["paths"]["/api/v1/projects/{project_id}/log"]["get"]["parameters"];
+    let names: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["project_id", "since", "limit"]);
+}

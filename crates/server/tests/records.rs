@@ -118,6 +118,27 @@ async fn every_collection_lists_creates_gets_patches_and_deletes() {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
             );
+            // The method is what is wrong: 405 before the session or the body is looked at,
+            // with the methods that are allowed.
+            let response = server
+                .http
+                .patch(format!("{}{one}", server.base))
+                .send()
+                .await
+                .unwrap();
+            let allow = response.headers().get("allow").cloned();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                allow.as_ref().and_then(|v| v.to_str().ok()),
+                Some("GET,HEAD,DELETE")
+            );
+            assert_error(
+                status,
+                &body,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            );
         } else {
             let (status, patched) = server.patch(&one, &admin, patch.clone()).await;
             assert_eq!(status, 200, "{collection}: {patched}");

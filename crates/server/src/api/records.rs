@@ -24,6 +24,48 @@ fn ids(project: &str, name: &str) -> Result<(Uuid, &'static Collection), HttpErr
     Ok((path_id(project, "project")?, spec))
 }
 
+/// The collection of `…/projects/{project_id}/{collection}/{id}` when its records never
+/// change.
+fn immutable_record_path(path: &str) -> Option<&'static Collection> {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["projects", _, collection, _] => {
+            collections::by_name(collection).filter(|spec| !spec.patchable)
+        }
+        _ => None,
+    }
+}
+
+/// On a collection whose records never change, `PATCH` is 405 before anything else is looked
+/// at (session, body): the method is what is wrong, whoever sends it. Every 405 there lists
+/// the methods the records do have (the router's own would offer `PATCH`, which the route has
+/// for the collections that allow it).
+pub async fn refuse_change_of_immutable(
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if immutable_record_path(request.uri().path()).is_none() {
+        return next.run(request).await;
+    }
+    let mut response = if request.method() == axum::http::Method::PATCH {
+        HttpError(ApiError::new(
+            proto::ErrorCode::MethodNotAllowed,
+            "records of this collection cannot be changed",
+        ))
+        .into_response()
+    } else {
+        next.run(request).await
+    };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert(
+            header::ALLOW,
+            axum::http::HeaderValue::from_static("GET,HEAD,DELETE"),
+        );
+    }
+    response
+}
+
 pub async fn list(
     State(state): State<AppState>,
     auth: Authed,
