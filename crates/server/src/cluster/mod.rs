@@ -10,6 +10,7 @@
 //! databases) can share one Redis server without hearing each other, and nodes agree on the
 //! names without being told.
 
+pub mod pusher_state;
 pub mod redis_state;
 pub mod registry;
 mod scripts;
