@@ -333,13 +333,19 @@ impl PusherShared {
     }
 
     /// The shared state of the node's cluster, with `--redis-url` (`None`: the node is
-    /// alone). Its timing is the cluster's ([`ClusterTiming::within`] the ping interval).
+    /// alone). It heartbeats three times per ping interval, as the cluster's presence does,
+    /// and gives a silent node one ping interval (three heartbeats, one more than presence:
+    /// a node given up while alive would announce its members' leaves, wrongly).
     pub fn for_cluster(
         cluster: &super::ClusterInfo,
         ping_interval: Duration,
     ) -> Option<std::sync::Arc<PusherShared>> {
         let url = cluster.redis_url.as_deref()?;
-        let timing = ClusterTiming::within(ping_interval);
+        let heartbeat = ClusterTiming::within(ping_interval).heartbeat;
+        let timing = ClusterTiming {
+            heartbeat,
+            node_ttl: heartbeat * 3,
+        };
         match PusherShared::new(url, cluster.node_id, &cluster.redis_prefix, timing) {
             Ok(shared) => Some(shared),
             Err(err) => {
