@@ -198,7 +198,12 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
         state.tokens.clone(),
         Arc::new(StoreAppChannelLog::new(store.clone())),
         activity,
+        crate::cluster::pusher_state::PusherShared::for_cluster(
+            &state.cluster,
+            state.config.live.ws_ping_interval,
+        ),
     ));
+    pusher_node.start_cluster();
     let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
     webhook_directory.set(Arc::downgrade(&directory));
     let routes = router(state.clone(), bryntum_node, pusher_node.clone());

@@ -1,7 +1,8 @@
 //! Several nodes as one liveplan (CONTRACT §9): which bus a node's hub runs on, the names the
 //! nodes of one cluster share in Redis/Valkey, and the node registry in the database
 //! ([`registry`]); and what the nodes share besides the bus ([`state`]: presence, per-user
-//! limits, control messages; on Redis in [`redis_state`]).
+//! limits, control messages; on Redis in [`redis_state`]), and what the Pusher sockets of the
+//! nodes share ([`pusher_state`]: occupancy, presence members, frames for other nodes).
 //!
 //! A cluster is every node on one database; with `--redis-url` they also share one Redis
 //! server. Its id is made by the first node that starts on the database and kept there
@@ -10,6 +11,7 @@
 //! databases) can share one Redis server without hearing each other, and nodes agree on the
 //! names without being told.
 
+pub mod pusher_state;
 pub mod redis_state;
 pub mod registry;
 mod scripts;

@@ -49,7 +49,7 @@ struct Envelope {
 }
 
 /// A connection manager that connects on first use.
-fn manager(client: &redis::Client) -> Result<ConnectionManager, ClusterError> {
+pub(super) fn manager(client: &redis::Client) -> Result<ConnectionManager, ClusterError> {
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -58,11 +58,11 @@ fn manager(client: &redis::Client) -> Result<ConnectionManager, ClusterError> {
     ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(unavailable)
 }
 
-fn unavailable(err: redis::RedisError) -> ClusterError {
+pub(super) fn unavailable(err: redis::RedisError) -> ClusterError {
     ClusterError::Unavailable(err.to_string())
 }
 
-fn protocol(what: impl std::fmt::Display) -> ClusterError {
+pub(super) fn protocol(what: impl std::fmt::Display) -> ClusterError {
     ClusterError::Protocol(what.to_string())
 }
 

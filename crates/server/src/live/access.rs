@@ -155,6 +155,11 @@ pub async fn heal(feed: &LiveFeed) -> Result<Healed, store::StoreError> {
     let mut users: HashSet<Uuid> = HashSet::new();
     let mut projects: HashMap<(Uuid, Uuid), Vec<Holder>> = HashMap::new();
     for holder in &holders {
+        // The nil user holds the anchors of sockets that named no user (Pusher sockets before
+        // any sign-in): no account to re-check, and no access to lose.
+        if holder.user_id.is_nil() {
+            continue;
+        }
         match holder.session_id {
             Some(session) => sessions.insert(session),
             None => users.insert(holder.user_id),

@@ -7,7 +7,7 @@
 
 use super::protocol;
 use super::session::Member;
-use crate::pusher::activity::{ActivitySink, ChannelActivity};
+use crate::pusher::activity::ActivitySink;
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -87,12 +87,28 @@ type UserSocket = (Arc<str>, Arc<Mailbox>);
 /// Caches the node keeps at most (their names are the app's, so their number is bounded).
 const MAX_CACHED: usize = 10_000;
 
-/// What a socket that joined a channel is told.
-pub struct Joined {
-    /// `{ids, hash, count}` of a presence channel.
-    pub presence: Option<Value>,
-    /// The cache channel's last event (`None`: a cache miss).
-    pub cached: Option<Arc<str>>,
+/// What a join changed on this node; the caller decides with the other nodes what it means
+/// for the cluster (`PusherNode::join`).
+pub struct LocalJoin {
+    /// The socket was not on the channel yet.
+    pub fresh: bool,
+    /// The channel's first socket on this node.
+    pub first_socket: bool,
+    /// The member's first socket on the channel on this node.
+    pub first_of_member: bool,
+    /// This node's presence members (user → user_info), the joining one included.
+    pub members: HashMap<String, Value>,
+}
+
+/// What a leave changed on this node.
+#[derive(Default)]
+pub struct LocalLeave {
+    /// The socket was on the channel.
+    pub left: bool,
+    /// It was the channel's last socket on this node.
+    pub last_socket: bool,
+    /// Its presence member, and whether this was their last socket on the channel here.
+    pub member: Option<(String, bool)>,
 }
 
 impl Channels {
@@ -109,24 +125,19 @@ impl Channels {
         &self.activity
     }
 
-    /// Adds a socket to a channel (again: nothing changes) and tells the others of a new
-    /// presence member.
+    /// Adds a socket to a channel on this node (again: nothing changes).
     pub fn join(
         &self,
         channel: &str,
         socket_id: &Arc<str>,
         mailbox: &Arc<Mailbox>,
         member: Option<&Member>,
-        cache: bool,
-    ) -> Joined {
+    ) -> LocalJoin {
         let mut channels = lock(&self.channels);
         let state = channels.entry(channel.to_owned()).or_default();
-        if state.sockets.is_empty() {
-            self.activity.record(ChannelActivity::Occupied {
-                channel: channel.to_owned(),
-            });
-        }
+        let first_socket = state.sockets.is_empty();
         let fresh = !state.sockets.contains_key(socket_id);
+        let mut first_of_member = false;
         if fresh {
             state.sockets.insert(
                 socket_id.clone(),
@@ -141,68 +152,75 @@ impl Channels {
                     .entry(member.user_id.clone())
                     .or_insert((0, member.user_info.clone()));
                 entry.0 += 1;
-                if entry.0 == 1 {
-                    self.activity.record(ChannelActivity::MemberAdded {
-                        channel: channel.to_owned(),
-                        user_id: member.user_id.clone(),
-                    });
-                    let frame: Arc<str> =
-                        protocol::member_added(channel, &member.user_id, &member.user_info).into();
-                    for (id, other) in &state.sockets {
-                        if id != socket_id {
-                            other.mailbox.post(Note::Frame(frame.clone()));
-                        }
-                    }
-                }
+                first_of_member = entry.0 == 1;
             }
         }
-        let presence = member.map(|_| presence_data(&state.members));
-        drop(channels);
-        let cached = if cache {
-            let cached = lock(&self.cached).get(channel).cloned();
-            if cached.is_none() {
-                self.activity.record(ChannelActivity::CacheMiss {
-                    channel: channel.to_owned(),
-                });
-            }
-            cached
+        let members = if member.is_some() {
+            state
+                .members
+                .iter()
+                .map(|(id, (_, info))| (id.clone(), info.clone()))
+                .collect()
         } else {
-            None
+            HashMap::new()
         };
-        Joined { presence, cached }
+        LocalJoin {
+            fresh,
+            first_socket: first_socket && fresh,
+            first_of_member,
+            members,
+        }
     }
 
-    /// Removes a socket from a channel; tells the others when its user's last socket left.
-    pub fn leave(&self, channel: &str, socket_id: &str) {
+    /// The cache channel's last event here.
+    pub fn cached(&self, channel: &str) -> Option<Arc<str>> {
+        lock(&self.cached).get(channel).cloned()
+    }
+
+    /// Removes a socket from a channel on this node.
+    pub fn leave(&self, channel: &str, socket_id: &str) -> LocalLeave {
         let mut channels = lock(&self.channels);
         let Some(state) = channels.get_mut(channel) else {
-            return;
+            return LocalLeave::default();
         };
         let Some(gone) = state.sockets.remove(socket_id) else {
-            return;
+            return LocalLeave::default();
         };
+        let mut member = None;
         if let Some(user_id) = gone.member
             && let Some(entry) = state.members.get_mut(&user_id)
         {
             entry.0 -= 1;
-            if entry.0 == 0 {
+            let last = entry.0 == 0;
+            if last {
                 state.members.remove(&user_id);
-                self.activity.record(ChannelActivity::MemberRemoved {
-                    channel: channel.to_owned(),
-                    user_id: user_id.clone(),
-                });
-                let frame: Arc<str> = protocol::member_removed(channel, &user_id).into();
-                for other in state.sockets.values() {
-                    other.mailbox.post(Note::Frame(frame.clone()));
-                }
             }
+            member = Some((user_id, last));
         }
-        if state.sockets.is_empty() {
+        let last_socket = state.sockets.is_empty();
+        if last_socket {
             channels.remove(channel);
-            self.activity.record(ChannelActivity::Vacated {
-                channel: channel.to_owned(),
-            });
         }
+        LocalLeave {
+            left: true,
+            last_socket,
+            member,
+        }
+    }
+
+    /// This node's channels: sockets and members, for the cluster's heartbeat.
+    pub fn snapshot(&self) -> crate::cluster::pusher_state::NodeChannels {
+        lock(&self.channels)
+            .iter()
+            .map(|(name, state)| {
+                let members = state
+                    .members
+                    .iter()
+                    .map(|(id, (n, info))| (id.clone(), (*n as u64, info.to_string())))
+                    .collect();
+                (name.clone(), (state.sockets.len() as u64, members))
+            })
+            .collect()
     }
 
     /// Hands `frame` to the channel's sockets here, except `except`.
@@ -275,12 +293,13 @@ impl Channels {
     }
 }
 
-fn presence_data(members: &HashMap<String, (usize, Value)>) -> Value {
+/// `{ids, hash, count}` of a presence channel's members.
+pub fn presence_data(members: &HashMap<String, Value>) -> Value {
     let mut ids: Vec<&String> = members.keys().collect();
     ids.sort();
     let hash: Map<String, Value> = members
         .iter()
-        .map(|(id, (_, info))| (id.clone(), info.clone()))
+        .map(|(id, info)| (id.clone(), info.clone()))
         .collect();
     json!({"ids": ids, "hash": hash, "count": ids.len()})
 }
@@ -288,38 +307,13 @@ fn presence_data(members: &HashMap<String, (usize, Value)>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex as StdMutex;
-
-    #[derive(Default)]
-    struct Recorded(StdMutex<Vec<ChannelActivity>>);
-    impl ActivitySink for Recorded {
-        fn record(&self, activity: ChannelActivity) {
-            self.0.lock().unwrap().push(activity);
-        }
-    }
-
-    fn frames(mailbox: &Mailbox) -> Vec<String> {
-        mailbox
-            .take_all()
-            .into_iter()
-            .filter_map(|n| match n {
-                Note::Frame(f) => Some(f.to_string()),
-                _ => None,
-            })
-            .collect()
-    }
+    use crate::pusher::activity::NoActivity;
 
     #[test]
-    fn a_users_first_socket_joins_and_its_last_leaves() {
-        let recorded = Arc::new(Recorded::default());
-        let channels = Channels::new(recorded.clone());
-        let (a, b, c) = (
-            Arc::new(Mailbox::default()),
-            Arc::new(Mailbox::default()),
-            Arc::new(Mailbox::default()),
-        );
-        let (ia, ib, ic): (Arc<str>, Arc<str>, Arc<str>) =
-            ("1.1".into(), "1.2".into(), "1.3".into());
+    fn joins_and_leaves_report_this_node_s_firsts_and_lasts() {
+        let channels = Channels::new(Arc::new(NoActivity));
+        let mailbox = Arc::new(Mailbox::default());
+        let (a, b, c): (Arc<str>, Arc<str>, Arc<str>) = ("1.1".into(), "1.2".into(), "1.3".into());
         let alice = Member {
             user_id: "alice".into(),
             user_info: json!({"name": "A"}),
@@ -328,30 +322,34 @@ mod tests {
             user_id: "bob".into(),
             user_info: Value::Null,
         };
-        channels.join("presence-x", &ia, &a, Some(&alice), false);
-        let joined = channels.join("presence-x", &ib, &b, Some(&alice), false);
-        assert_eq!(joined.presence.unwrap()["count"], 1);
-        assert!(frames(&a).is_empty(), "a second tab is not a new member");
-        channels.join("presence-x", &ic, &c, Some(&bob), false);
-        assert_eq!(frames(&a).len(), 1);
-        channels.leave("presence-x", "1.1");
-        assert!(frames(&c).is_empty(), "alice still has a tab");
-        channels.leave("presence-x", "1.2");
-        assert!(frames(&c)[0].contains("member_removed"));
-        channels.leave("presence-x", "1.3");
-        let kinds: Vec<_> = recorded.0.lock().unwrap().clone();
+        let first = channels.join("presence-x", &a, &mailbox, Some(&alice));
+        assert!(first.fresh && first.first_socket && first.first_of_member);
+        let again = channels.join("presence-x", &a, &mailbox, Some(&alice));
+        assert!(!again.fresh && !again.first_socket && !again.first_of_member);
+        let tab = channels.join("presence-x", &b, &mailbox, Some(&alice));
+        assert!(tab.fresh && !tab.first_socket && !tab.first_of_member);
+        let other = channels.join("presence-x", &c, &mailbox, Some(&bob));
+        assert!(other.first_of_member);
         assert_eq!(
-            kinds.first(),
-            Some(&ChannelActivity::Occupied {
-                channel: "presence-x".into()
-            })
+            presence_data(&other.members)["ids"],
+            json!(["alice", "bob"])
         );
+        let snapshot = channels.snapshot();
+        assert_eq!(snapshot["presence-x"].0, 3);
+        assert_eq!(snapshot["presence-x"].1["alice"].0, 2);
+
+        let gone = channels.leave("presence-x", "1.1");
+        assert!(gone.left && !gone.last_socket);
+        assert_eq!(gone.member, Some(("alice".into(), false)));
+        assert!(!channels.leave("presence-x", "1.1").left, "left once");
         assert_eq!(
-            kinds.last(),
-            Some(&ChannelActivity::Vacated {
-                channel: "presence-x".into()
-            })
+            channels.leave("presence-x", "1.2").member,
+            Some(("alice".into(), true))
         );
+        let last = channels.leave("presence-x", "1.3");
+        assert!(last.last_socket);
+        assert_eq!(last.member, Some(("bob".into(), true)));
         assert_eq!(channels.counts("presence-x").0, 0);
+        assert!(channels.snapshot().is_empty());
     }
 }

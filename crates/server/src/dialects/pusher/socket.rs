@@ -156,6 +156,16 @@ async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) 
     close_handshake(&mut *socket, code, reason).await;
 }
 
+/// A liveplan channel's hub feed, and where it started: `pusher:resume` replays the log
+/// from the client's serial up to `start` (the feed carries everything after).
+struct Feed {
+    task: JoinHandle<()>,
+    stream: StreamKey,
+    start: i64,
+    /// The channel carries the stream's events (`presence-project-` carries none).
+    events: bool,
+}
+
 struct Connection {
     socket: Box<NativeSocket>,
     gate: ReadGate,
@@ -163,7 +173,7 @@ struct Connection {
     socket_id: Arc<str>,
     mailbox: Arc<Mailbox>,
     /// The hub feeds of the socket's liveplan channels, by channel.
-    feeds: HashMap<String, JoinHandle<()>>,
+    feeds: HashMap<String, Feed>,
     anchor: hub::Subscription,
     node: Arc<PusherNode>,
     guard: ConnectionGuard,
@@ -237,7 +247,7 @@ impl Connection {
                 () = self.mailbox.ready.notified() => Box::pin(self.on_notes()).await,
             };
         }
-        self.leave_everything();
+        self.leave_everything().await;
         let Connection { mut socket, .. } = self;
         if let Flow::Close(code, reason) = outcome {
             if code == protocol::CLOSE_UNAUTHORIZED {
@@ -251,12 +261,12 @@ impl Connection {
         }
     }
 
-    fn leave_everything(&mut self) {
+    async fn leave_everything(&mut self) {
         for (_, feed) in self.feeds.drain() {
-            feed.abort();
+            feed.task.abort();
         }
         for channel in self.session.subscriptions.keys() {
-            self.node.channels.leave(channel, &self.socket_id);
+            self.node.leave(channel, &self.socket_id).await;
         }
         if let Some(user) = &self.session.user {
             self.node.channels.sign_out(&user.id, &self.socket_id);
@@ -271,9 +281,9 @@ impl Connection {
                 Note::Frame(frame) => frames.push(frame.to_string()),
                 Note::AccessLost(channel) => {
                     if self.session.unsubscribed(&channel).is_some() {
-                        self.node.channels.leave(&channel, &self.socket_id);
+                        self.node.leave(&channel, &self.socket_id).await;
                         if let Some(feed) = self.feeds.remove(&channel) {
-                            feed.abort();
+                            feed.task.abort();
                         }
                         frames.push(protocol::subscription_error(
                             &channel,
@@ -316,9 +326,9 @@ impl Connection {
             }
             ClientMessage::Unsubscribe { channel } => {
                 if self.session.unsubscribed(&channel).is_some() {
-                    self.node.channels.leave(&channel, &self.socket_id);
+                    self.node.leave(&channel, &self.socket_id).await;
                     if let Some(feed) = self.feeds.remove(&channel) {
-                        feed.abort();
+                        feed.task.abort();
                     }
                 }
                 Vec::new()
@@ -346,8 +356,7 @@ impl Connection {
                     let frame =
                         protocol::client_event_frame(&event, &channel, &data, user_id.as_deref());
                     self.node
-                        .channels
-                        .broadcast(&channel, frame.into(), Some(&self.socket_id));
+                        .broadcast(&channel, frame.into(), Some(&self.socket_id), false);
                     self.node.record(ChannelActivity::ClientEvent {
                         channel,
                         event,
@@ -406,13 +415,16 @@ impl Connection {
             }
         }
         self.session.subscribed(&admission);
-        let joined = self.node.channels.join(
-            name,
-            &self.socket_id,
-            &self.mailbox,
-            admission.member.as_ref(),
-            admission.channel.cache,
-        );
+        let joined = self
+            .node
+            .join(
+                name,
+                &self.socket_id,
+                &self.mailbox,
+                admission.member.as_ref(),
+                admission.channel.cache,
+            )
+            .await;
         let mut frames = vec![protocol::subscription_succeeded(
             name,
             joined.presence.as_ref(),
@@ -434,7 +446,7 @@ async fn open_feed(
     mailbox: Arc<Mailbox>,
     owned: OwnedChannel,
     admission: Admission,
-) -> Result<Option<JoinHandle<()>>, Refusal> {
+) -> Result<Option<Feed>, Refusal> {
     let forbidden = || Refusal {
         status: 403,
         error: "not allowed on this channel".to_owned(),
@@ -475,8 +487,15 @@ async fn open_feed(
             Err(_) => return Err(unavailable()),
         }
     }
+    // The feed starts at the log's head as read now (the hub replays whatever is committed
+    // between this read and the subscription): the exact position a resume replays up to.
+    let start = {
+        let mut ops = node.domain.store.read().await.map_err(|_| unavailable())?;
+        ops.latest_seq(stream).await.map_err(|_| unavailable())?
+    };
     let live = &node.live;
     let mut request = SubscribeRequest::new(stream, live.pusher, user.id);
+    request.since = Some(start);
     if !events {
         request.filter = Some(Arc::new(|_| false));
     }
@@ -486,7 +505,80 @@ async fn open_feed(
         .await
         .map_err(|_| unavailable())?;
     let channel = admission.channel.name.clone();
-    Ok(Some(tokio::spawn(feed(sub, channel, mailbox))))
+    Ok(Some(Feed {
+        task: tokio::spawn(feed(sub, channel, mailbox)),
+        stream,
+        start,
+        events,
+    }))
+}
+
+/// Why a liveplan channel cannot be resumed: (code, reason) of `pusher:resume_success`'s
+/// `failed`.
+type ResumeFailure = (&'static str, &'static str);
+
+/// Events of a liveplan channel one resume replays at most (past it: `position_expired`, and
+/// the client reads `/log`).
+const MAX_OWNED_REPLAY: i64 = KEEP_EVENTS as i64;
+
+/// The frames a liveplan channel's socket missed after `serial`, read from the event log up to
+/// where its feed started, encoded as the hub encodes them.
+async fn replay_owned(
+    node: &PusherNode,
+    feed: (StreamKey, i64, bool),
+    serial: i64,
+    stream_id: &str,
+) -> Result<Vec<String>, ResumeFailure> {
+    let (stream, start, events) = feed;
+    let unavailable = ("unavailable", "the channel's history is unavailable");
+    if stream_id != hub::Pusher::stream_id(&stream) {
+        return Err(("stream_reset", "the stream_id is not this channel's"));
+    }
+    if !events {
+        return Ok(Vec::new());
+    }
+    let mut ops = node.domain.store.read().await.map_err(|_| unavailable)?;
+    let serial = serial.max(0);
+    if serial >= start {
+        let latest = ops.latest_seq(stream).await.map_err(|_| unavailable)?;
+        if serial > latest {
+            return Err(("stream_reset", "the serial is beyond the channel's history"));
+        }
+        return Ok(Vec::new());
+    }
+    if start - serial > MAX_OWNED_REPLAY {
+        return Err((
+            "position_expired",
+            "too many events were missed; read the log",
+        ));
+    }
+    let mut frames = Vec::new();
+    let mut after = serial;
+    while after < start {
+        let want = u32::try_from((start - after).min(200)).unwrap_or(200);
+        let page = ops
+            .read_events(stream, after, want)
+            .await
+            .map_err(|_| unavailable)?;
+        if page.is_empty() {
+            return Err(("position_expired", "events after this serial expired"));
+        }
+        for event in page {
+            match event.seq {
+                Some(seq) if seq == after + 1 => after = seq,
+                _ => return Err(("position_expired", "events after this serial expired")),
+            }
+            if after > start {
+                break;
+            }
+            if let Some(frame) = hub::Dialect::encode(&hub::Pusher, &event, true)
+                && let Ok(text) = String::from_utf8(frame.to_vec())
+            {
+                frames.push(text);
+            }
+        }
+    }
+    Ok(frames)
 }
 
 impl Connection {
@@ -500,11 +592,18 @@ impl Connection {
                 continue;
             };
             if subscribed.owned.is_some() {
-                failed.push((
-                    channel,
-                    "stream_reset",
-                    "liveplan channels resume through the REST log",
-                ));
+                let Some(feed) = self.feeds.get(&channel) else {
+                    failed.push((channel, "stream_reset", "the channel has no history"));
+                    continue;
+                };
+                let feed = (feed.stream, feed.start, feed.events);
+                match replay_owned(&self.node, feed, serial, &stream_id).await {
+                    Ok(replayed) => {
+                        recovered.push((channel, replayed.len()));
+                        frames.extend(replayed);
+                    }
+                    Err((code, reason)) => failed.push((channel, code, reason)),
+                }
                 continue;
             }
             let position = match self.node.log.position(&channel).await {
