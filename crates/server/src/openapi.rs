@@ -188,6 +188,28 @@ pub fn document() -> OpenApi {
         ),
     );
     add(
+        "/readyz",
+        Get,
+        op(
+            "system",
+            "Readiness: 200 once the node takes traffic (store, and Redis in a cluster); 503 with the JSON error naming what is missing (details.unready)",
+            &[],
+            None,
+            ("200", None),
+        ),
+    );
+    add(
+        "/metrics",
+        Get,
+        op(
+            "system",
+            "Prometheus metrics (OpenMetrics text); with --metrics-token, Authorization: Bearer <token>",
+            &[],
+            None,
+            ("200", None),
+        ),
+    );
+    add(
         "/api/v1/openapi.json",
         Get,
         op("system", "This document", &[], None, ("200", any())),
