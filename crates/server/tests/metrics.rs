@@ -323,3 +323,28 @@ async fn webhook_outcomes_are_counted() {
     assert_eq!(sample(&text, &series("refused")), 1.0, "{text}");
     assert_eq!(sample(&text, &series("gave_up")), 0.0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_each_node_counts_its_own_commits_and_the_bus_brings_the_others() {
+    if !backend::postgres_requested() {
+        println!("skipped: a cluster needs PostgreSQL (LIVEPLAN_TEST_DATABASE_URL)");
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let project = a.new_project("Across").await;
+    // A subscriber on node b, so its hub runs the project's stream.
+    let mut ws = b.ws_project(&b.admin, project, None).await;
+    assert_eq!(ws_json(&mut ws).await["event_type"], "presence_join");
+    let before_b = sample(&scrape(b).await, "liveplan_events_committed_total");
+    a.task(&a.admin, project, "from a").await;
+    assert_eq!(ws_event(&mut ws).await["event_type"], "task_created");
+    let text = scrape_until(b, "liveplan_bus_messages_total", 1.0).await;
+    assert_eq!(
+        sample(&text, "liveplan_events_committed_total"),
+        before_b,
+        "b committed nothing: {text}"
+    );
+    assert!(sample(&text, r#"liveplan_deliveries_total{dialect="native_ws"}"#) >= 1.0);
+    assert!(sample(&scrape(a).await, "liveplan_events_committed_total") >= 1.0);
+}
