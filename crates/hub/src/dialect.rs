@@ -22,6 +22,13 @@ pub trait Dialect: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DialectId(pub(crate) usize);
 
+impl DialectId {
+    /// Its registration order: the index of its counts in [`crate::HubStats::dialects`].
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// The events and resync frames are small; this covers most without a reallocation.
 const FRAME_CAPACITY: usize = 256;
 

@@ -108,9 +108,11 @@ impl HubBuilder {
     pub async fn start(self) -> Result<Hub, HubError> {
         let feed = self.bus.subscribe().await?;
         let (presence_tx, presence_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(crate::stats::HubStats::new(self.dialects.len()));
         let inner = Arc::new(Inner {
             ctx: Arc::new(Ctx {
                 log: self.log,
+                stats,
                 dialects: self.dialects,
                 config: self.config,
                 watcher: self.watcher,
@@ -155,6 +157,12 @@ impl Hub {
     /// Publishes an event on the hub's bus: after its commit, or at once if ephemeral.
     pub async fn publish(&self, event: Event) -> Result<(), BusError> {
         self.inner.bus.publish(Arc::new(event)).await
+    }
+
+    /// What the hub counted since it started (deliveries, catch-ups, resyncs, overflows per
+    /// dialect; bus messages and gaps filled from the log).
+    pub fn stats(&self) -> &Arc<crate::stats::HubStats> {
+        &self.inner.ctx.stats
     }
 
     /// The dialect registered under `id`.
@@ -205,12 +213,15 @@ impl Hub {
             let (last, live, initial, replaying) = match start {
                 Start::Live(last) => (last, true, None, false),
                 Start::Replay(since) => (since, false, None, true),
-                Start::Resync => (
-                    head,
-                    true,
-                    Some(Delivery::ResyncRequired { latest_seq: head }),
-                    false,
-                ),
+                Start::Resync => {
+                    ctx.stats.dialect(req.dialect.0).resynced();
+                    (
+                        head,
+                        true,
+                        Some(Delivery::ResyncRequired { latest_seq: head }),
+                        false,
+                    )
+                }
             };
             let shared = Arc::new(SubShared::new(&req, limits, last, live));
             shared.index.store(state.subs.len(), Ordering::Relaxed);
@@ -442,6 +453,7 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
         };
         match message {
             BusMessage::Event(event) => {
+                hub.ctx.stats.bus_event();
                 // Before routing, so an eviction the event causes happens before anyone is
                 // offered it or anything after it.
                 hub.ctx.watcher.on_bus_event(&event);
@@ -454,6 +466,7 @@ async fn dispatch(hub: Weak<Inner>, mut feed: BusFeed) {
                 }
             }
             BusMessage::Lagged => {
+                hub.ctx.stats.bus_lag();
                 hub.ctx.watcher.on_bus_lagged();
                 for entry in lock(&hub.streams).values() {
                     entry.poke.notify_one();
@@ -520,7 +533,7 @@ async fn on_event(ctx: &Arc<Ctx>, stream: &StreamShared, event: &Event) {
     if seq > stream.head() + 1 {
         fill(ctx, stream, Some(seq - 1)).await;
         if seq > stream.head() + 1 {
-            stream.jump_to(seq - 1);
+            stream.jump_to(ctx, seq - 1);
         }
     }
     stream.deliver(ctx, event).await;
@@ -552,18 +565,19 @@ async fn fill(ctx: &Arc<Ctx>, stream: &StreamShared, target: Option<i64>) {
             Ok(page) => page,
             Err(err) => {
                 tracing::warn!(stream = %key, error = &err as &dyn std::error::Error, "gap fill failed");
-                stream.jump_to(target);
+                stream.jump_to(ctx, target);
                 return;
             }
         };
         if page.first().and_then(|e| e.seq) != Some(head + 1) {
             tracing::warn!(stream = %key, head, "log does not hold the gap");
-            stream.jump_to(target);
+            stream.jump_to(ctx, target);
             return;
         }
         for event in &page {
             if event.seq == Some(stream.head() + 1) {
                 ctx.watcher.on_filled_event(event);
+                ctx.stats.filled(1);
             }
             stream.deliver(ctx, event).await;
         }

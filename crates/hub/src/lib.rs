@@ -43,6 +43,7 @@ mod hub;
 pub mod log;
 mod presence;
 mod shared;
+pub mod stats;
 mod subscriber;
 mod subscription;
 pub mod testing;
@@ -54,6 +55,7 @@ pub use hub::{EvictScope, Holder, Hub, HubBuilder, HubError};
 pub use log::{LogError, LogReader, MemoryLog};
 pub use presence::{PresenceEntry, presence_event};
 pub use shared::{HubConfig, WallClock};
+pub use stats::{DialectCounts, HubStats};
 pub use subscriber::{
     CloseReason, Delivery, DirectOutcome, DirectWrite, EventFilter, QueueLimits, QueueStats,
     SubscribeRequest,

@@ -18,7 +18,7 @@ use crate::dialect::Dialect;
 use crate::lock;
 use crate::log::LogReader;
 use crate::presence::Presence;
-use crate::subscriber::{CloseReason, QueueLimits, SubShared};
+use crate::subscriber::{CloseReason, Offered, QueueLimits, SubShared};
 
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -91,6 +91,7 @@ pub(crate) struct Ctx {
     pub(crate) dialects: Vec<Arc<dyn Dialect>>,
     pub(crate) config: HubConfig,
     pub(crate) watcher: crate::watch::Watcher,
+    pub(crate) stats: Arc<crate::stats::HubStats>,
 }
 
 pub(crate) struct StreamState {
@@ -170,11 +171,13 @@ impl StreamShared {
 
     /// Moves the head past events the hub will not deliver itself; live subscribers behind it
     /// catch up on their own (or are told to resync).
-    pub(crate) fn jump_to(&self, head: i64) {
+    pub(crate) fn jump_to(&self, ctx: &Ctx, head: i64) {
         let mut state = lock(&self.state);
         state.head = state.head.max(head);
         for sub in state.subs.iter() {
-            sub.nudge(state.head);
+            if sub.nudge(state.head) {
+                ctx.stats.dialect(sub.dialect).add_catch_ups(1);
+            }
         }
     }
 }
@@ -191,6 +194,9 @@ fn offer_each(
     frames: &[OnceLock<Option<Bytes>>],
     now: i64,
 ) {
+    // Counted here and added once per dialect at the end: one shared atomic per subscriber
+    // would make the fan-out's threads contend for it.
+    let mut counts = [OfferCounts::default(); COUNTED_DIALECTS];
     for sub in subs {
         if sub.expired(now) {
             sub.close(CloseReason::SessionExpired);
@@ -203,7 +209,48 @@ fn offer_each(
         } else {
             None
         };
-        sub.offer(event.seq, frame);
+        let outcome = sub.offer(event.seq, frame);
+        match counts.get_mut(sub.dialect) {
+            Some(count) => count.add(outcome),
+            None => {
+                let mut one = OfferCounts::default();
+                one.add(outcome);
+                one.flush(ctx.stats.dialect(sub.dialect));
+            }
+        }
+    }
+    for (dialect, count) in counts.iter().enumerate().take(ctx.dialects.len()) {
+        count.flush(ctx.stats.dialect(dialect));
+    }
+}
+
+/// Dialects whose fan-out counts are gathered on the stack; any beyond count one by one.
+const COUNTED_DIALECTS: usize = 8;
+
+#[derive(Clone, Copy, Default)]
+struct OfferCounts {
+    delivered: u64,
+    overflowed: u64,
+    behind: u64,
+}
+
+impl OfferCounts {
+    fn add(&mut self, outcome: Offered) {
+        match outcome {
+            Offered::Delivered => self.delivered += 1,
+            Offered::Overflowed => {
+                self.overflowed += 1;
+                self.behind += 1;
+            }
+            Offered::Behind => self.behind += 1,
+            Offered::Nothing => {}
+        }
+    }
+
+    fn flush(&self, stats: &crate::stats::DialectStats) {
+        stats.add_deliveries(self.delivered);
+        stats.add_overflows(self.overflowed);
+        stats.add_catch_ups(self.behind);
     }
 }
 

@@ -170,6 +170,19 @@ pub struct QueueStats {
     pub catch_ups: u64,
 }
 
+/// What [`SubShared::offer`] did, for the hub's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// The frame was queued or written.
+    Delivered,
+    /// The queue was full: the subscriber moved to catch-up.
+    Overflowed,
+    /// The event is not the next one: the subscriber moved to catch-up.
+    Behind,
+    /// Nothing to count (filtered, already seen, closed, catching up, an ephemeral frame lost).
+    Nothing,
+}
+
 pub(crate) struct SubState {
     pub(crate) queue: VecDeque<Bytes>,
     pub(crate) bytes: usize,
@@ -268,28 +281,28 @@ impl SubShared {
     /// `frame` is borrowed: every subscriber of a fan-out shares one `Bytes`, and a clone per
     /// subscriber would make the fan-out's threads contend for its reference count; only a
     /// frame that is queued is cloned.
-    pub(crate) fn offer(&self, seq: Option<i64>, frame: Option<&Bytes>) {
+    pub(crate) fn offer(&self, seq: Option<i64>, frame: Option<&Bytes>) -> Offered {
         let mut s = lock(&self.state);
         if s.closed.is_some() || s.detached || !s.live {
-            return;
+            return Offered::Nothing;
         }
         if let Some(seq) = seq {
             if seq <= s.last {
-                return;
+                return Offered::Nothing;
             }
             if seq > s.last + 1 {
                 // The pump skipped ahead (log gap it could not fill); the reader finds out why.
                 s.live = false;
                 s.catch_ups += 1;
                 self.notify.notify_one();
-                return;
+                return Offered::Behind;
             }
         }
         let Some(frame) = frame else {
             if let Some(seq) = seq {
                 s.last = seq;
             }
-            return;
+            return Offered::Nothing;
         };
         if s.reader_parked
             && s.queue.is_empty()
@@ -306,7 +319,7 @@ impl SubShared {
                     s.queue.push_back(Bytes::new());
                     self.notify.notify_one();
                 }
-                return;
+                return Offered::Delivered;
             }
         }
         // An empty queue always takes one frame, so one oversized event cannot wedge a reader.
@@ -319,8 +332,9 @@ impl SubShared {
                 s.overflows += 1;
                 s.catch_ups += 1;
                 self.notify.notify_one();
+                return Offered::Overflowed;
             }
-            return;
+            return Offered::Nothing;
         }
         s.bytes += frame.len();
         s.queue.push_back(frame.clone());
@@ -330,16 +344,20 @@ impl SubShared {
         s.peak_events = s.peak_events.max(s.queue.len());
         s.peak_bytes = s.peak_bytes.max(s.bytes);
         self.notify.notify_one();
+        Offered::Delivered
     }
 
-    /// Moves a live subscriber that is behind `head` to catch-up (the pump jumped over a gap).
-    pub(crate) fn nudge(&self, head: i64) {
+    /// Moves a live subscriber that is behind `head` to catch-up (the pump jumped over a gap);
+    /// true when it did.
+    pub(crate) fn nudge(&self, head: i64) -> bool {
         let mut s = lock(&self.state);
         if s.live && s.last < head {
             s.live = false;
             s.catch_ups += 1;
             self.notify.notify_one();
+            return true;
         }
+        false
     }
 
     /// The subscription was dropped: nothing more is offered to it.

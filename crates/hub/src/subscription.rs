@@ -147,6 +147,7 @@ impl Subscription {
             return Some(self.resync());
         }
         let dialect = &ctx.dialects[self.shared.dialect];
+        let before = self.pending.len();
         let mut last = after;
         for event in &page {
             match event.seq {
@@ -160,6 +161,9 @@ impl Subscription {
                 self.pending.push_back(frame);
             }
         }
+        ctx.stats
+            .dialect(self.shared.dialect)
+            .add_deliveries((self.pending.len() - before) as u64);
         // Going live is decided under the stream lock so the pump cannot deliver an event in
         // between that this reader would then never see.
         let stream = lock(&self.stream.state);
@@ -182,6 +186,7 @@ impl Subscription {
     }
 
     fn resync(&mut self) -> Delivery {
+        self.hub.ctx.stats.dialect(self.shared.dialect).resynced();
         self.pending.clear();
         self.replaying = false;
         let stream = lock(&self.stream.state);

@@ -64,6 +64,10 @@ pub struct Config {
     pub pusher_webhook_urls: Vec<String>,
     /// Head and body deadlines, the connection cap (`net::limits`; defects-net).
     pub net: crate::net::limits::NetLimits,
+    /// `--metrics-token`: when set, `GET /metrics` wants `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
+    /// `--log-retention-days` and `--log-max-events-per-stream` ([`crate::retention`]).
+    pub retention: crate::retention::RetentionConfig,
 }
 
 impl Config {
@@ -93,6 +97,8 @@ impl Config {
             pusher_credentials: None,
             pusher_webhook_urls: Vec::new(),
             net: crate::net::limits::NetLimits::default(),
+            metrics_token: None,
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 
@@ -118,6 +124,8 @@ pub struct AppState {
     pub decoy_hash: Arc<String>,
     /// The one Pusher app this server is (CONTRACT §10), the same on every node.
     pub pusher: Arc<PusherCredentials>,
+    /// This app's own registry (`GET /metrics`), never shared with another app in the process.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the authentication extractor (`auth::extract`) takes from the state, so `auth` knows
@@ -262,6 +270,7 @@ impl AppState {
             }
             None => None,
         };
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let live = LiveFeed::start(
             store.clone(),
             bus,
@@ -273,8 +282,10 @@ impl AppState {
         )
         .await
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
+        live.attach_metrics(&metrics);
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
-        let mut listeners: Vec<Arc<dyn domain::CommitListener>> = vec![live.clone()];
+        let mut listeners: Vec<Arc<dyn domain::CommitListener>> =
+            vec![live.clone(), metrics.clone()];
         if config.scheduler {
             listeners.push(scheduler);
         }
@@ -282,7 +293,7 @@ impl AppState {
         domain.users_create_projects = config.users_create_projects;
         if config.scheduler {
             // Nodes that share the database (a cluster) compute a project under its lease.
-            scheduler_worker.spawn(domain.clone(), config.redis_url.is_some());
+            scheduler_worker.spawn(domain.clone(), config.redis_url.is_some(), metrics.clone());
         }
         let secret = token_secret(&*store).await?;
         let pusher = Arc::new(pusher_credentials(&config, &*store).await?);
@@ -301,6 +312,7 @@ impl AppState {
             cluster: Arc::new(cluster),
             decoy_hash: Arc::new(decoy),
             pusher,
+            metrics,
         };
         state.bootstrap_admin().await?;
         if state.config.demo {

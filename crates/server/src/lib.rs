@@ -10,6 +10,10 @@
 //! - [`auth`]: passwords, tokens, cookie, CSRF, rate limits, tickets.
 //! - [`api`]: the REST handlers, one module per resource.
 //! - [`openapi`]: the OpenAPI document, generated from the collection table.
+//! - [`metrics`]: `GET /metrics`, the app's own Prometheus registry and the request counter.
+//! - [`readiness`]: `GET /readyz`: whether the node takes traffic (store, bus).
+//! - [`retention`]: keeping the event log within `--log-retention-days` and
+//!   `--log-max-events-per-stream`.
 //! - [`live`]: the hub, fed by committed events; eviction and connection bookkeeping.
 //! - [`net`]: sockets, not protocols: the listener, the WebSocket handshake, direct writes,
 //!   the SSE front and the read gate.
@@ -33,9 +37,12 @@ pub mod demo;
 pub mod dialects;
 pub mod http;
 pub mod live;
+pub mod metrics;
 pub mod net;
 pub mod openapi;
 pub mod pusher;
+pub mod readiness;
+pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;

@@ -88,6 +88,8 @@ struct Connections {
 /// Held by every open live connection (WebSocket task or SSE body).
 pub struct ConnectionGuard {
     feed: Arc<LiveFeed>,
+    /// The `liveplan_connections` gauge of its dialect, once counted.
+    counted: Option<prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl ConnectionGuard {
@@ -98,6 +100,9 @@ impl ConnectionGuard {
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
+        if let Some(gauge) = &self.counted {
+            gauge.dec();
+        }
         self.feed.connections.open.fetch_sub(1, Ordering::AcqRel);
         self.feed.connections.changed.notify_waiters();
     }
@@ -168,6 +173,8 @@ pub struct LiveFeed {
     /// Wakes the heal task ([`access::heal`]).
     heal: Arc<Notify>,
     bryntum_echo: OnceLock<EchoHandler>,
+    /// The app's metrics, for the connection gauges ([`LiveFeed::connection_as`]).
+    metrics: OnceLock<Arc<crate::metrics::Metrics>>,
 }
 
 impl LiveFeed {
@@ -223,6 +230,7 @@ impl LiveFeed {
             cluster: cluster.clone(),
             heal: Arc::new(Notify::new()),
             bryntum_echo: OnceLock::new(),
+            metrics: OnceLock::new(),
         });
         watcher.attach(Arc::downgrade(&feed));
         tokio::spawn(sweep(Arc::downgrade(&feed), ticks));
@@ -231,6 +239,23 @@ impl LiveFeed {
             cluster::start(&feed, cluster).await;
         }
         Ok(feed)
+    }
+
+    /// Counts this feed's connections in `metrics`, and lets the scrape read the hub's counters.
+    pub fn attach_metrics(&self, metrics: &Arc<crate::metrics::Metrics>) {
+        let _ = self.metrics.set(metrics.clone());
+        let mut names = vec!["other"; 8];
+        for (id, name) in [
+            (self.ws, "native_ws"),
+            (self.sse, "sse"),
+            (self.bryntum, "bryntum"),
+            (self.pusher, "pusher"),
+        ] {
+            if let Some(slot) = names.get_mut(id.index()) {
+                *slot = name;
+            }
+        }
+        metrics.attach_hub(self.hub.stats().clone(), names);
     }
 
     /// The node's cluster, `None` when it is alone.
@@ -311,8 +336,23 @@ impl LiveFeed {
 
     /// Registers a live connection; `None` once shutdown began (refuse it with 1001 / 503).
     pub fn connection(self: &Arc<Self>) -> Option<ConnectionGuard> {
+        self.connection_as(crate::metrics::ConnDialect::Other)
+    }
+
+    /// [`LiveFeed::connection`], counted under `dialect` in `liveplan_connections`.
+    pub fn connection_as(
+        self: &Arc<Self>,
+        dialect: crate::metrics::ConnDialect,
+    ) -> Option<ConnectionGuard> {
         self.connections.open.fetch_add(1, Ordering::AcqRel);
-        let guard = ConnectionGuard { feed: self.clone() };
+        let counted = self.metrics.get().map(|m| m.connections(dialect));
+        if let Some(gauge) = &counted {
+            gauge.inc();
+        }
+        let guard = ConnectionGuard {
+            feed: self.clone(),
+            counted,
+        };
         // Checked after counting, so `shutdown` either sees this connection or it sees the flag.
         (!self.shutting_down.load(Ordering::Acquire)).then_some(guard)
     }

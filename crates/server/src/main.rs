@@ -1,4 +1,4 @@
-//! The `liveplan` binary: `serve`, `user create`, `export` and `import`.
+//! The `liveplan` binary: `serve`, `user create`, `export`, `import` and `backup`.
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -55,6 +55,14 @@ enum Command {
         /// Replace whatever the database holds instead of refusing a non-empty one.
         #[arg(long)]
         replace: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Copy the SQLite database to a new file, consistently, while servers run (PostgreSQL:
+    /// use pg_dump). Attachments are files in `<data-dir>/attachments`: copy them too.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -148,6 +156,17 @@ struct ServeArgs {
     body_timeout_secs: u64,
     #[arg(long, env = "LIVEPLAN_BODY_MIN_RATE", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
     body_min_rate: u64,
+    /// When set, `GET /metrics` answers only requests with `Authorization: Bearer <token>`
+    /// (without it, /metrics is open like /healthz: keep it off the public network).
+    #[arg(long, env = "LIVEPLAN_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// Days the event log keeps an event (0: no age limit); older ones are pruned, and a
+    /// client resuming from before what is kept is told to resync.
+    #[arg(long, env = "LIVEPLAN_LOG_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=36_500))]
+    log_retention_days: u64,
+    /// The most events each stream's log keeps (0: no limit); the oldest go first.
+    #[arg(long, env = "LIVEPLAN_LOG_MAX_EVENTS_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
+    log_max_events_per_stream: u64,
     /// Open connections (HTTP, WebSocket, SSE) at most; one more is answered 503 and closed.
     #[arg(long, env = "LIVEPLAN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
@@ -245,6 +264,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .map(|url| url.trim().to_owned())
         .filter(|url| !url.is_empty())
         .collect();
+    config.metrics_token = args.metrics_token.filter(|token| !token.trim().is_empty());
+    config.retention = liveplan_server::retention::RetentionConfig {
+        max_age: (args.log_retention_days > 0)
+            .then(|| std::time::Duration::from_secs(args.log_retention_days * 24 * 3600)),
+        max_events_per_stream: (args.log_max_events_per_stream > 0)
+            .then_some(args.log_max_events_per_stream),
+    };
     if config.node_expiry <= config.node_heartbeat {
         anyhow::bail!("the node expiry must be longer than the node heartbeat");
     }
@@ -350,6 +376,31 @@ async fn transfer(store_args: StoreArgs, run: Transfer) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `liveplan backup`: SQLite's `VACUUM INTO` (`store_sqlite::backup`), refused on PostgreSQL.
+fn backup(store_args: StoreArgs, out: PathBuf) -> anyhow::Result<()> {
+    let source = match store_args.database_url.as_deref() {
+        None => store_args
+            .data_dir
+            .join(liveplan_server::backends::SQLITE_FILE),
+        Some(url) => match store_sqlite::path_of_url(url) {
+            Some(path) => path,
+            None if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                anyhow::bail!(
+                    "liveplan backup copies the embedded SQLite database; for PostgreSQL use its own tools, e.g. pg_dump --format=custom --file=liveplan.dump \"$DATABASE_URL\" (restore with pg_restore)"
+                )
+            }
+            None => anyhow::bail!("the database URL names no SQLite file"),
+        },
+    };
+    let summary = store_sqlite::backup::backup_to(&source, &out)
+        .map_err(|e| anyhow::anyhow!("backup failed: {e}"))?;
+    println!(
+        "{}",
+        serde_json::json!({ "out": out.display().to_string(), "bytes": summary.bytes })
+    );
+    Ok(())
+}
+
 enum Transfer {
     Export {
         out: PathBuf,
@@ -383,6 +434,7 @@ async fn main() -> anyhow::Result<()> {
                 },
         } => create_user(email, password, name, username, admin, store).await,
         Command::Export { out, store } => transfer(store, Transfer::Export { out }).await,
+        Command::Backup { out, store } => backup(store, out),
         Command::Import {
             input,
             replace,

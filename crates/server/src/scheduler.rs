@@ -328,7 +328,12 @@ struct Worker {
 impl SchedulerWorker {
     /// Starts the worker. `in_cluster`: other nodes share the database, so projects are
     /// computed under a lease.
-    pub fn spawn(self, domain: Domain, in_cluster: bool) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(
+        self,
+        domain: Domain,
+        in_cluster: bool,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> tokio::task::JoinHandle<()> {
         let mut worker = Worker {
             shared: self.shared,
             domain,
@@ -361,11 +366,20 @@ impl SchedulerWorker {
                     let mut unreachable = Vec::new();
                     let mut leased = Vec::new();
                     for (project, trigger) in batch {
-                        match worker.round(project, trigger).await {
-                            Round::Done => {}
-                            Round::StoreUnavailable => unreachable.push(project),
-                            Round::Leased => leased.push(project),
-                        }
+                        let started = std::time::Instant::now();
+                        let round = worker.round(project, trigger).await;
+                        let outcome = match round {
+                            Round::Done => "done",
+                            Round::StoreUnavailable => {
+                                unreachable.push(project);
+                                "store_unavailable"
+                            }
+                            Round::Leased => {
+                                leased.push(project);
+                                "leased"
+                            }
+                        };
+                        metrics.scheduler_run(outcome, started.elapsed());
                     }
                     if !unreachable.is_empty() {
                         tokio::time::sleep(store_retry).await;

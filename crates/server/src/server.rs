@@ -45,8 +45,17 @@ pub fn router(
     bryntum_node: Arc<BryntumNode>,
     pusher_node: Arc<PusherNode>,
 ) -> Router {
+    let metrics = state.metrics.clone();
+    let scrape = Router::new()
+        .route("/metrics", get(crate::metrics::http::scrape))
+        .with_state(crate::metrics::http::MetricsState {
+            metrics: metrics.clone(),
+            token: state.config.metrics_token.as_deref().map(Arc::from),
+        });
     let app = Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(crate::readiness::readyz))
+        .merge(scrape)
         .nest("/api/v1", crate::api::router(&state))
         .merge(bryntum::router(bryntum_node))
         .merge(pusher_ws::router(pusher_node.clone()))
@@ -76,6 +85,10 @@ pub fn router(
             body_deadline::guard,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::http::count_requests,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     // Axum writes a 405's `Allow` inside each route, beneath every layer a router is given; the
@@ -177,10 +190,21 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     });
     let (stop, mut stopped) = watch::channel(false);
     crate::pusher::app_log_store::spawn_idle_cleanup(store.clone(), stop.subscribe()); // pusher-store
+    crate::retention::spawn(
+        store.clone(),
+        state.config.retention,
+        state.config.clock.clone(),
+        stop.subscribe(),
+    );
     // The Pusher sockets are the HTTP API's and the webhooks' channel directory, and the
     // webhooks are where the sockets report activity: the sender gets the directory late.
     let webhook_directory = Arc::new(LateDirectory::default());
-    let activity = match Webhooks::start(
+    let webhook_settings = crate::pusher::webhooks::WebhookSettings {
+        outcomes: state.metrics.webhook_counter("pusher"),
+        ..Default::default()
+    };
+    let activity = match Webhooks::start_with(
+        webhook_settings,
         &state.config.pusher_webhook_urls,
         (*state.pusher).clone(),
         webhook_directory.clone(),

@@ -90,7 +90,10 @@ macro_rules! conformance_suite {
             app_channel_events_expire,
             a_rolled_back_app_append_leaves_nothing,
             idle_app_channels_are_forgotten_in_batches,
-            deleting_app_channels_renews_their_streams
+            deleting_app_channels_renews_their_streams,
+            log_bounds_page_through_every_stream,
+            pruning_keeps_an_unbroken_newest_run,
+            the_nth_newest_event_is_counted_across_holes
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,

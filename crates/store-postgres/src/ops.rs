@@ -13,7 +13,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
 use store::rows::*;
 use store::{
-    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, Queries, StoreError, StoreResult,
+    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
+    StoreResult,
 };
 use uuid::Uuid;
 
@@ -809,6 +810,75 @@ impl Queries for PgOps {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn log_bounds(
+        &mut self,
+        after: Option<StreamKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogBounds>> {
+        let rows = sqlx::query(
+            "SELECT s.stream, s.last_seq, e.seq, e.ts FROM streams s \
+             LEFT JOIN events e ON e.stream = s.stream \
+             AND e.seq = (SELECT MIN(seq) FROM events WHERE stream = s.stream) \
+             WHERE s.stream > $1 ORDER BY s.stream LIMIT $2",
+        )
+        .bind(after.map(|s| s.to_text()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(self.db())
+        .await
+        .map_err(db_error)?;
+        all(rows, |row| {
+            let stream: String = get(row, "stream")?;
+            Ok(LogBounds {
+                stream: StreamKey::parse(&stream).ok_or_else(|| corrupt("bad stream key"))?,
+                latest_seq: get(row, "last_seq")?,
+                oldest_seq: get(row, "seq")?,
+                oldest_ts: get(row, "ts")?,
+            })
+        })
+    }
+
+    async fn nth_newest_seq(&mut self, stream: StreamKey, n: u64) -> StoreResult<Option<i64>> {
+        let Some(offset) = n.checked_sub(1).and_then(|o| i64::try_from(o).ok()) else {
+            return Ok(None);
+        };
+        sqlx::query_scalar(
+            "SELECT seq FROM events WHERE stream = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(stream.to_text())
+        .bind(offset)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)
+    }
+
+    async fn prune_events(
+        &mut self,
+        stream: StreamKey,
+        keep_from_seq: i64,
+        older_than: Option<Timestamp>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        let key = stream.to_text();
+        let oldest: Vec<(i64, Timestamp)> =
+            sqlx::query_as("SELECT seq, ts FROM events WHERE stream = $1 ORDER BY seq LIMIT $2")
+                .bind(&key)
+                .bind(i64::from(limit))
+                .fetch_all(self.db())
+                .await
+                .map_err(db_error)?;
+        let Some(through) = store::retention::prunable_prefix(&oldest, keep_from_seq, older_than)
+        else {
+            return Ok(0);
+        };
+        let deleted = sqlx::query("DELETE FROM events WHERE stream = $1 AND seq <= $2")
+            .bind(&key)
+            .bind(through)
+            .execute(self.writer()?)
+            .await
+            .map_err(db_error)?;
+        Ok(deleted.rows_affected())
     }
 
     async fn raise_seq(&mut self, stream: StreamKey, at_least: i64) -> StoreResult<()> {

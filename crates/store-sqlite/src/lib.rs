@@ -12,6 +12,7 @@
 //! keep their migration history.
 
 mod app_channels;
+pub mod backup;
 mod conns;
 pub mod durability;
 mod group_sync;

@@ -15,7 +15,8 @@ use rusqlite::types::FromSql;
 use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use store::rows::*;
 use store::{
-    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, Queries, StoreError, StoreResult,
+    AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
+    StoreResult,
 };
 use uuid::Uuid;
 
@@ -1029,6 +1030,82 @@ impl<C: Lender> Queries for SqliteOps<C> {
             )
         })?;
         Ok(())
+    }
+
+    async fn log_bounds(
+        &mut self,
+        after: Option<StreamKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogBounds>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        let after = after.map(|s| s.to_text()).unwrap_or_default();
+        heavy(|| {
+            fetch_all(
+                db,
+                "SELECT s.stream, s.last_seq, e.seq, e.ts FROM streams s \
+                 LEFT JOIN events e ON e.stream = s.stream \
+                 AND e.seq = (SELECT MIN(seq) FROM events WHERE stream = s.stream) \
+                 WHERE s.stream > ? ORDER BY s.stream LIMIT ?",
+                params![after, i64::from(limit)],
+                |row| {
+                    let stream: String = get(row, "stream")?;
+                    Ok(LogBounds {
+                        stream: StreamKey::parse(&stream)
+                            .ok_or_else(|| corrupt("bad stream key"))?,
+                        latest_seq: get(row, "last_seq")?,
+                        oldest_seq: get(row, "seq")?,
+                        oldest_ts: opt_ts_col(row, "ts")?,
+                    })
+                },
+            )
+        })
+    }
+
+    async fn nth_newest_seq(&mut self, stream: StreamKey, n: u64) -> StoreResult<Option<i64>> {
+        tokio::task::consume_budget().await;
+        let Some(offset) = n.checked_sub(1).and_then(|o| i64::try_from(o).ok()) else {
+            return Ok(None);
+        };
+        let db = self.db()?;
+        heavy(|| {
+            scalar(
+                db,
+                "SELECT seq FROM events WHERE stream = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                params![stream.to_text(), offset],
+            )
+        })
+    }
+
+    async fn prune_events(
+        &mut self,
+        stream: StreamKey,
+        keep_from_seq: i64,
+        older_than: Option<Timestamp>,
+        limit: u32,
+    ) -> StoreResult<u64> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        let key = stream.to_text();
+        heavy(|| {
+            let oldest = fetch_all(
+                db,
+                "SELECT seq, ts FROM events WHERE stream = ? ORDER BY seq LIMIT ?",
+                params![key, i64::from(limit)],
+                |row| Ok((get::<i64>(row, "seq")?, ts_col(row, "ts")?)),
+            )?;
+            let Some(through) =
+                store::retention::prunable_prefix(&oldest, keep_from_seq, older_than)
+            else {
+                return Ok(0);
+            };
+            let deleted = execute(
+                db,
+                "DELETE FROM events WHERE stream = ? AND seq <= ?",
+                params![key, through],
+            )?;
+            Ok(deleted as u64)
+        })
     }
 
     async fn raise_seq(&mut self, stream: StreamKey, at_least: i64) -> StoreResult<()> {

@@ -42,6 +42,7 @@
 pub mod app_channels;
 pub mod durability;
 pub mod nodes;
+pub mod retention;
 pub mod rows;
 pub mod sequencer;
 
@@ -52,6 +53,7 @@ use uuid::Uuid;
 pub use app_channels::{AppChannelEventRow, AppChannelPositionRow, AppLogRetention};
 pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING};
 pub use nodes::{Admit, NodeJoin, NodeRow};
+pub use retention::LogBounds;
 pub use rows::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +208,30 @@ pub trait Queries: Send {
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>>;
     /// Drops the stream's events; its seqs go on from where they were.
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()>;
+    /// Up to `limit` streams whose name (`StreamKey::to_text`) sorts after `after`'s (from the
+    /// first when `None`), in that order, each with its counter and its oldest logged event:
+    /// what retention needs to tell, without counting rows, whether a stream may be over its
+    /// limits.
+    async fn log_bounds(
+        &mut self,
+        after: Option<StreamKey>,
+        limit: u32,
+    ) -> StoreResult<Vec<LogBounds>>;
+    /// The seq of the stream's `n`-th newest logged event (1: the newest), `None` when it holds
+    /// fewer. Walks `n` index entries: retention asks only when the seqs have a hole (a
+    /// lost-tail skip), where the counter alone cannot say how many events a stream holds.
+    async fn nth_newest_seq(&mut self, stream: StreamKey, n: u64) -> StoreResult<Option<i64>>;
+    /// Deletes the stream's oldest events, in seq order, while each has a seq below
+    /// `keep_from_seq` or (when given) a time before `older_than`; stops at the first that has
+    /// neither, and after `limit`. What stays is one unbroken run of seqs ending at the newest
+    /// event, and the stream's counter does not move. Returns how many were deleted.
+    async fn prune_events(
+        &mut self,
+        stream: StreamKey,
+        keep_from_seq: i64,
+        older_than: Option<Timestamp>,
+        limit: u32,
+    ) -> StoreResult<u64>;
     /// Makes the stream's last seq at least `at_least`, holding the stream like
     /// [`Queries::append_event`]: the next event appended gets a seq above it. Never lowers
     /// the seq (an import moving a stream's history here, whose clients must never see a seq

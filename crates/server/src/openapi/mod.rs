@@ -61,6 +61,24 @@ fn system_and_accounts(paths: &mut Paths) {
         operation("system", "Liveness and store reachability").public(),
     );
     paths.add(
+        "/readyz",
+        "get",
+        operation(
+            "system",
+            "Readiness: 200 once the node takes traffic (store, and Redis in a cluster); 503 with the JSON error naming what is missing (details.unready)",
+        )
+        .public(),
+    );
+    paths.add(
+        "/metrics",
+        "get",
+        operation(
+            "system",
+            "Prometheus metrics (OpenMetrics text); with --metrics-token, Authorization: Bearer <token>",
+        )
+        .public(),
+    );
+    paths.add(
         "/api/v1/openapi.json",
         "get",
         operation("system", "This document")

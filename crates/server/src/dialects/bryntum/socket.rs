@@ -59,7 +59,9 @@ pub async fn upgrade(
         Ok(ws) => ws,
         Err(refused) => return refused.into_response(),
     };
-    let guard = state.live.connection();
+    let guard = state
+        .live
+        .connection_as(crate::metrics::ConnDialect::Bryntum);
     ws.on_upgrade(config(), move |socket, direct| {
         // Boxed once so the futures below each hold a pointer, not the socket (see the native
         // socket's `project`).

@@ -69,7 +69,9 @@ pub async fn project(
     };
     // Unparseable query strings are treated as empty: the client then simply has no ticket.
     let params = params.map(|q| q.0).unwrap_or_default();
-    let guard = state.live.connection();
+    let guard = state
+        .live
+        .connection_as(crate::metrics::ConnDialect::NativeWs);
     ws.on_upgrade(config(), move |socket, direct| {
         // The task lives as long as the socket, and every future it awaits is laid out inside
         // it: a socket moved by value through those futures would take its few hundred bytes

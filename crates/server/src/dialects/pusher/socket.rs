@@ -53,7 +53,7 @@ pub async fn upgrade(
     // An unparseable query is an empty one: it then names no protocol (4007).
     let params = params.map(|q| q.0).unwrap_or_default();
     let protocol_ok = protocol::protocol_supported(params.get("protocol").map(String::as_str));
-    let guard = node.live.connection();
+    let guard = node.live.connection_as(crate::metrics::ConnDialect::Pusher);
     ws.on_upgrade(config(), move |socket, _direct| {
         let socket = Box::new(socket);
         async move {

@@ -87,7 +87,7 @@ async fn open(
             .await?
             .ok_or_else(|| ApiError::not_found("project"))?;
     }
-    let Some(guard) = live.connection() else {
+    let Some(guard) = live.connection_as(crate::metrics::ConnDialect::Sse) else {
         return Err(error(ErrorCode::Unavailable, "the server is shutting down"));
     };
     let Some(slot) = live.sse_slot(user_id).await else {

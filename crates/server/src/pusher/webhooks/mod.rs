@@ -49,6 +49,8 @@ pub struct WebhookSettings {
     /// Directory checks at once.
     pub directory_checks: usize,
     pub retry: RetryPolicy,
+    /// Where deliveries' outcomes are counted (`liveplan_webhook_deliveries`).
+    pub outcomes: crate::metrics::WebhookCounter,
 }
 
 impl Default for WebhookSettings {
@@ -63,6 +65,7 @@ impl Default for WebhookSettings {
             directory_timeout: Duration::from_secs(2),
             directory_checks: 16,
             retry: RetryPolicy::default(),
+            outcomes: crate::metrics::WebhookCounter::detached("pusher"),
         }
     }
 }
@@ -146,6 +149,7 @@ impl Webhooks {
                 key: credentials.key.clone(),
                 client: client.clone(),
                 retry: settings.retry,
+                outcomes: settings.outcomes.clone(),
             };
             tokio::spawn(sender::run(target, bodies));
             outboxes.push(outbox);
@@ -246,6 +250,9 @@ async fn dispatch(
             let signed = Arc::new(body::signed(batch, time_ms, &credentials));
             for outbox in &outboxes {
                 if outbox.try_send(signed.clone()).is_err() {
+                    settings
+                        .outcomes
+                        .record(crate::metrics::WebhookOutcome::Dropped);
                     full_outbox
                         .note("a Pusher webhook URL is too far behind; webhooks are dropped");
                 }

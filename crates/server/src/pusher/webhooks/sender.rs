@@ -16,6 +16,7 @@ pub struct Target {
     pub key: String,
     pub client: reqwest::Client,
     pub retry: RetryPolicy,
+    pub outcomes: crate::metrics::WebhookCounter,
 }
 
 /// The client every target shares: no redirects, a timeout per request.
@@ -49,8 +50,20 @@ pub async fn run(target: Target, mut bodies: mpsc::Receiver<Arc<SignedBody>>) {
     }
 }
 
-/// One body, attempted until delivered, refused, or given up. Returns the last verdict.
+/// One body, attempted until delivered, refused, or given up; every attempt's outcome is
+/// counted. Returns the last verdict.
 pub async fn deliver(target: &Target, body: &SignedBody) -> Verdict {
+    use crate::metrics::WebhookOutcome;
+    let verdict = attempts(target, body).await;
+    target.outcomes.record(match verdict {
+        Verdict::Delivered => WebhookOutcome::Delivered,
+        Verdict::Refused => WebhookOutcome::Refused,
+        Verdict::Retry => WebhookOutcome::GaveUp,
+    });
+    verdict
+}
+
+async fn attempts(target: &Target, body: &SignedBody) -> Verdict {
     let started = Instant::now();
     let mut failures = 0;
     loop {
@@ -79,6 +92,9 @@ pub async fn deliver(target: &Target, body: &SignedBody) -> Verdict {
             }
             Verdict::Retry => {
                 failures += 1;
+                target
+                    .outcomes
+                    .record(crate::metrics::WebhookOutcome::Retried);
                 match target
                     .retry
                     .next(failures, started.elapsed(), rand::random::<f64>())
