@@ -22,6 +22,8 @@
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 //! - [`transfer`]: export and import of all data, attachments' bytes included.
+//! - [`whiteboard`]: whiteboards' Yjs documents (their actors, content, snapshots; the
+//!   y-websocket dialect is `dialects::whiteboard`).
 
 pub mod api;
 pub mod app;
@@ -39,6 +41,7 @@ pub mod pusher;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;
+pub mod whiteboard;
 
 pub use app::{AppState, Config, StartError};
 pub use clock::Clock;

@@ -573,6 +573,53 @@ pub fn document() -> OpenApi {
             ("200", None),
         ),
     );
+    // Whiteboards' Yjs documents (CONTRACT §11); the y-websocket socket is
+    // GET /ws/v1/whiteboards/{whiteboard_id} (TRANSPORTS.md).
+    let board = "/api/v1/projects/{project_id}/whiteboards/{id}";
+    add(
+        &format!("{board}/content"),
+        Get,
+        op(
+            "whiteboards",
+            "The board's document as JSON: {elements (sorted by z), assets, meta}",
+            &["project_id", "id"],
+            None,
+            ("200", any()),
+        ),
+    );
+    add(
+        &format!("{board}/snapshots"),
+        Get,
+        op(
+            "whiteboards",
+            "The board's saved versions, oldest first: [{id, name, created_at}]",
+            &["project_id", "id"],
+            None,
+            ("200", any()),
+        ),
+    );
+    add(
+        &format!("{board}/snapshots"),
+        Post,
+        op(
+            "whiteboards",
+            "Saves the board's current document as a version {name} (Member+)",
+            &["project_id", "id"],
+            any(),
+            ("201", any()),
+        ),
+    );
+    add(
+        &format!("{board}/snapshots/{{snapshot_id}}/restore"),
+        Post,
+        op(
+            "whiteboards",
+            "Brings the board back to a version as a new change (Member+); returns the content",
+            &["project_id", "id", "snapshot_id"],
+            None,
+            ("200", any()),
+        ),
+    );
     // Pusher (CONTRACT §10); the HTTP API under /apps/{app_id} is Pusher's own, signed with
     // the app's key and secret, not this document's authentication.
     add(

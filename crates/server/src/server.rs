@@ -44,10 +44,12 @@ pub fn router(
     state: AppState,
     bryntum_node: Arc<BryntumNode>,
     pusher_node: Arc<PusherNode>,
+    whiteboards: Arc<crate::whiteboard::WhiteboardNode>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
+        .merge(crate::whiteboard::router(whiteboards))
         .merge(bryntum::router(bryntum_node))
         .merge(pusher_ws::router(pusher_node.clone()))
         .merge(crate::dialects::router())
@@ -195,7 +197,14 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     ));
     let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
     webhook_directory.set(Arc::downgrade(&directory));
-    let routes = router(state.clone(), bryntum_node, pusher_node.clone());
+    let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone());
+    crate::whiteboard::compaction::spawn(store.clone(), stop.subscribe());
+    let routes = router(
+        state.clone(),
+        bryntum_node,
+        pusher_node.clone(),
+        whiteboards,
+    );
     let front = routes.clone();
     let live = state.live.clone();
     let live_limits = state.config.net.clone();

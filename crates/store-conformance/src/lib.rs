@@ -90,7 +90,10 @@ macro_rules! conformance_suite {
             app_channel_events_expire,
             a_rolled_back_app_append_leaves_nothing,
             idle_app_channels_are_forgotten_in_batches,
-            deleting_app_channels_renews_their_streams
+            deleting_app_channels_renews_their_streams,
+            whiteboard_updates_are_ordered_per_board,
+            compacting_a_whiteboard_keeps_later_updates,
+            whiteboard_snapshots_are_kept_and_go_with_the_board
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,
@@ -99,7 +102,8 @@ macro_rules! conformance_suite {
             holders_of_a_stream_never_write_over_a_newer_version,
             whole_collections_read_concurrently,
             concurrent_joins_exclude_each_other,
-            concurrent_app_appends_keep_serials_gap_free
+            concurrent_app_appends_keep_serials_gap_free,
+            concurrent_whiteboard_appends_keep_seqs_gap_free
         );
     };
     (@current $fresh:path; $($case:ident),* $(,)?) => {

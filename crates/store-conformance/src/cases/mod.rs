@@ -9,6 +9,7 @@ mod handles;
 mod log;
 mod nodes;
 mod projects;
+mod whiteboards;
 
 pub use accounts::*;
 pub use app_channels::*;
@@ -17,6 +18,7 @@ pub use handles::*;
 pub use log::*;
 pub use nodes::*;
 pub use projects::*;
+pub use whiteboards::*;
 
 pub(crate) use proto::{EventType, StreamKey};
 pub(crate) use serde_json::json;
