@@ -49,7 +49,7 @@ pub fn router(
     Router::new()
         .route("/healthz", get(healthz))
         .nest("/api/v1", crate::api::router(&state))
-        .merge(crate::whiteboard::router(whiteboards))
+        .merge(crate::dialects::whiteboard::router(whiteboards))
         .merge(bryntum::router(bryntum_node))
         .merge(pusher_ws::router(pusher_node.clone()))
         .merge(crate::dialects::router())

@@ -27,7 +27,7 @@ pub fn new_doc() -> Doc {
 
 /// Applies one stored update or state; `false` when it does not decode or apply.
 pub fn apply(doc: &Doc, update: &[u8]) -> bool {
-    let Some(update) = crate::dialects::whiteboard::protocol::decode_update(update) else {
+    let Some(update) = super::wire::decode_update(update) else {
         return false;
     };
     apply_decoded(doc, update)

@@ -19,7 +19,7 @@
 use super::Boards;
 use super::awareness::{AwarenessTable, Refused};
 use super::content;
-use crate::dialects::whiteboard::protocol::{self, ClientMessage};
+use super::wire::{self as protocol, ClientMessage};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Whiteboards as Yjs documents (CONTRACT §11): the registry of open documents ([`Boards`], one
 //! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
-//! table ([`awareness`]), the REST side ([`rest`]), the background compaction ([`compaction`])
+//! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the background compaction ([`compaction`])
 //! and the throttled `whiteboard_updated` event. The y-websocket dialect is
 //! `dialects::whiteboard`.
 
@@ -9,6 +9,7 @@ pub mod compaction;
 pub mod content;
 pub mod doc;
 pub mod rest;
+pub mod wire;
 
 use crate::app::AppState;
 use doc::{Actor, Command};
@@ -212,25 +213,4 @@ impl axum::extract::FromRef<WbState> for domain::Domain {
     fn from_ref(state: &WbState) -> Self {
         state.0.app.domain.clone()
     }
-}
-
-/// The socket and REST routes of whiteboard documents, served with the node as their state.
-pub fn router<S: Clone + Send + Sync + 'static>(node: Arc<WhiteboardNode>) -> axum::Router<S> {
-    use axum::routing::{any, get, post};
-    let base = "/api/v1/projects/{project_id}/whiteboards/{id}";
-    axum::Router::new()
-        .route(
-            "/ws/v1/whiteboards/{whiteboard_id}",
-            any(crate::dialects::whiteboard::socket::upgrade),
-        )
-        .route(&format!("{base}/content"), get(rest::content))
-        .route(
-            &format!("{base}/snapshots"),
-            get(rest::list_snapshots).post(rest::create_snapshot),
-        )
-        .route(
-            &format!("{base}/snapshots/{{snapshot_id}}/restore"),
-            post(rest::restore),
-        )
-        .with_state(WbState(node))
 }

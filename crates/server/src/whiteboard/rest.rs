@@ -5,7 +5,6 @@
 use super::doc::{Command, RestoreFailed};
 use super::{WbState, content};
 use crate::auth::Authed;
-use crate::dialects::access::role_in;
 use crate::http::{HttpResult, JsonBody, path_id};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -37,10 +36,9 @@ async fn board(
 ) -> HttpResult<RecordRow> {
     let project_id = path_id(project_id, "project")?;
     let id = path_id(id, "whiteboard")?;
-    let role = role_in(&state.0.app, project_id, &auth.actor)
-        .await?
-        .ok_or_else(|| ApiError::not_found("project"))?;
     let mut ops = state.0.app.domain.store.read().await.or_api()?;
+    // A project the caller is not a member of is not found (404), as everywhere.
+    let (_, role) = domain::access::project_role(&mut *ops, project_id, &auth.actor).await?;
     let record = ops
         .get_record(id)
         .await
