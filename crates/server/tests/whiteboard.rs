@@ -277,6 +277,32 @@ async fn members_converge_both_ways_and_late_joiners_get_everything() {
     assert_eq!(content["elements"][1]["text"], "hi");
     assert_eq!(content["elements"][1]["points"], json!([1, 2, 0.5]));
     assert!(content["assets"].is_object() && content["meta"].is_object());
+    // The edits told the project stream, coalesced (at most one event a second per board).
+    let deadline = tokio::time::Instant::now() + GUARD;
+    let updated = loop {
+        let log = server.log(&b.member, &b.project.to_string(), 0).await;
+        let updated: Vec<Value> = log["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["event_type"] == "whiteboard_updated")
+            .cloned()
+            .collect();
+        if !updated.is_empty() {
+            break updated;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no whiteboard_updated: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(updated[0]["payload"], json!({ "id": b.id }));
+    assert!(
+        updated.len() < 12,
+        "{} events for about a dozen edits",
+        updated.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
