@@ -26,6 +26,8 @@
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 //! - [`transfer`]: export and import of all data, attachments' bytes included.
+//! - [`whiteboard`]: whiteboards' Yjs documents (their actors, content, snapshots; the
+//!   y-websocket dialect is `dialects::whiteboard`).
 
 pub mod api;
 pub mod app;
@@ -46,6 +48,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;
+pub mod whiteboard;
 
 pub use app::{AppState, Config, StartError};
 pub use clock::Clock;

@@ -44,6 +44,7 @@ pub fn router(
     state: AppState,
     bryntum_node: Arc<BryntumNode>,
     pusher_node: Arc<PusherNode>,
+    whiteboards: Arc<crate::whiteboard::WhiteboardNode>,
 ) -> Router {
     let metrics = state.metrics.clone();
     let scrape = Router::new()
@@ -57,6 +58,7 @@ pub fn router(
         .route("/readyz", get(crate::readiness::readyz))
         .merge(scrape)
         .nest("/api/v1", crate::api::router(&state))
+        .merge(crate::dialects::whiteboard::router(whiteboards))
         .merge(bryntum::router(bryntum_node))
         .merge(pusher_ws::router(pusher_node.clone()))
         .merge(crate::dialects::router())
@@ -230,7 +232,14 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     pusher_node.start_cluster();
     let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
     webhook_directory.set(Arc::downgrade(&directory));
-    let routes = router(state.clone(), bryntum_node, pusher_node.clone());
+    let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone());
+    crate::whiteboard::compaction::spawn(store.clone(), stop.subscribe());
+    let routes = router(
+        state.clone(),
+        bryntum_node,
+        pusher_node.clone(),
+        whiteboards,
+    );
     let front = routes.clone();
     let live = state.live.clone();
     let live_limits = state.config.net.clone();

@@ -93,7 +93,10 @@ macro_rules! conformance_suite {
             deleting_app_channels_renews_their_streams,
             log_bounds_page_through_every_stream,
             pruning_keeps_an_unbroken_newest_run,
-            the_nth_newest_event_is_counted_across_holes
+            the_nth_newest_event_is_counted_across_holes,
+            whiteboard_updates_are_ordered_per_board,
+            compacting_a_whiteboard_keeps_later_updates,
+            whiteboard_snapshots_are_kept_and_go_with_the_board
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,
@@ -102,7 +105,8 @@ macro_rules! conformance_suite {
             holders_of_a_stream_never_write_over_a_newer_version,
             whole_collections_read_concurrently,
             concurrent_joins_exclude_each_other,
-            concurrent_app_appends_keep_serials_gap_free
+            concurrent_app_appends_keep_serials_gap_free,
+            concurrent_whiteboard_appends_keep_seqs_gap_free
         );
     };
     (@current $fresh:path; $($case:ident),* $(,)?) => {

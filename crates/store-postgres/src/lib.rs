@@ -29,6 +29,7 @@ mod errors;
 mod nodes;
 mod ops;
 mod rows;
+mod whiteboards;
 
 use async_trait::async_trait;
 use errors::{db_error, retrying};

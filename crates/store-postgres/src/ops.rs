@@ -7,6 +7,7 @@
 use crate::app_channels;
 use crate::errors::db_error;
 use crate::rows::*;
+use crate::whiteboards;
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
 use sqlx::pool::PoolConnection;
@@ -14,7 +15,7 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use store::rows::*;
 use store::{
     AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
-    StoreResult,
+    StoreResult, WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow,
 };
 use uuid::Uuid;
 
@@ -996,5 +997,65 @@ impl Queries for PgOps {
 
     async fn delete_app_channels(&mut self) -> StoreResult<()> {
         app_channels::delete_all(self.writer()?).await
+    }
+
+    async fn append_whiteboard_update(
+        &mut self,
+        board_id: Uuid,
+        update: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<i64> {
+        whiteboards::append(self.writer()?, board_id, update, at).await
+    }
+
+    async fn read_whiteboard_updates(
+        &mut self,
+        board_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<WhiteboardUpdateRow>> {
+        whiteboards::after(self.db(), board_id, after_seq, limit).await
+    }
+
+    async fn whiteboard_latest_seq(&mut self, board_id: Uuid) -> StoreResult<i64> {
+        whiteboards::latest_seq(self.db(), board_id).await
+    }
+
+    async fn compact_whiteboard(
+        &mut self,
+        board_id: Uuid,
+        through_seq: i64,
+        state: &[u8],
+    ) -> StoreResult<()> {
+        whiteboards::compact(self.writer()?, board_id, through_seq, state).await
+    }
+
+    async fn whiteboards_to_compact(
+        &mut self,
+        more_than: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<Uuid>> {
+        whiteboards::to_compact(self.db(), more_than, limit).await
+    }
+
+    async fn insert_whiteboard_snapshot(
+        &mut self,
+        snapshot: &WhiteboardSnapshotRow,
+    ) -> StoreResult<()> {
+        whiteboards::insert_snapshot(self.writer()?, snapshot).await
+    }
+
+    async fn list_whiteboard_snapshots(
+        &mut self,
+        board_id: Uuid,
+    ) -> StoreResult<Vec<WhiteboardSnapshotInfo>> {
+        whiteboards::list_snapshots(self.db(), board_id).await
+    }
+
+    async fn get_whiteboard_snapshot(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<WhiteboardSnapshotRow>> {
+        whiteboards::get_snapshot(self.db(), id).await
     }
 }

@@ -8,6 +8,7 @@ use crate::app_channels;
 use crate::conns::{Lender, heavy};
 use crate::db_error;
 use crate::phantom_ids;
+use crate::whiteboards;
 use async_trait::async_trait;
 use chrono::DateTime;
 use proto::{Event, EventType, StreamKey};
@@ -16,7 +17,7 @@ use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use store::rows::*;
 use store::{
     AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
-    StoreResult,
+    StoreResult, WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow,
 };
 use uuid::Uuid;
 
@@ -1188,5 +1189,77 @@ impl<C: Lender> Queries for SqliteOps<C> {
         tokio::task::consume_budget().await;
         let db = self.db()?;
         heavy(|| app_channels::delete_all(db))
+    }
+
+    async fn append_whiteboard_update(
+        &mut self,
+        board_id: Uuid,
+        update: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<i64> {
+        tokio::task::consume_budget().await;
+        whiteboards::append(self.db()?, board_id, update, at)
+    }
+
+    async fn read_whiteboard_updates(
+        &mut self,
+        board_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<WhiteboardUpdateRow>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| whiteboards::after(db, board_id, after_seq, limit))
+    }
+
+    async fn whiteboard_latest_seq(&mut self, board_id: Uuid) -> StoreResult<i64> {
+        tokio::task::consume_budget().await;
+        whiteboards::latest_seq(self.db()?, board_id)
+    }
+
+    async fn compact_whiteboard(
+        &mut self,
+        board_id: Uuid,
+        through_seq: i64,
+        state: &[u8],
+    ) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| whiteboards::compact(db, board_id, through_seq, state))
+    }
+
+    async fn whiteboards_to_compact(
+        &mut self,
+        more_than: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<Uuid>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| whiteboards::to_compact(db, more_than, limit))
+    }
+
+    async fn insert_whiteboard_snapshot(
+        &mut self,
+        snapshot: &WhiteboardSnapshotRow,
+    ) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        whiteboards::insert_snapshot(self.db()?, snapshot)
+    }
+
+    async fn list_whiteboard_snapshots(
+        &mut self,
+        board_id: Uuid,
+    ) -> StoreResult<Vec<WhiteboardSnapshotInfo>> {
+        tokio::task::consume_budget().await;
+        whiteboards::list_snapshots(self.db()?, board_id)
+    }
+
+    async fn get_whiteboard_snapshot(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<WhiteboardSnapshotRow>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| whiteboards::get_snapshot(db, id))
     }
 }

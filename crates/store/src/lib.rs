@@ -5,6 +5,7 @@
 //! `store-conformance`.
 //! - [`rows`]: the plain row types the store reads and writes.
 //! - [`app_channels`]: the log of a Pusher app's own channels (rows and guarantees).
+//! - [`whiteboards`]: the whiteboards' Yjs updates and snapshots (rows and guarantees).
 //! - [`Store`] / [`Queries`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
 //!   the backends and the one place that opens a store by its URL names a backend.
 //!
@@ -45,6 +46,7 @@ pub mod nodes;
 pub mod retention;
 pub mod rows;
 pub mod sequencer;
+pub mod whiteboards;
 
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
@@ -55,6 +57,7 @@ pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING}
 pub use nodes::{Admit, NodeJoin, NodeRow};
 pub use retention::LogBounds;
 pub use rows::*;
+pub use whiteboards::{WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -294,6 +297,55 @@ pub trait Queries: Send {
     /// Forgets every app channel (an import replacing the database): each one starts anew
     /// under a new `stream_id`.
     async fn delete_app_channels(&mut self) -> StoreResult<()>;
+
+    // the whiteboards' documents ([`whiteboards`] says what is guaranteed)
+    /// Appends `update` to the board's updates with the next seq of the board and returns it,
+    /// holding the board's counter until the transaction ends. Fails when no record `board_id`
+    /// exists.
+    async fn append_whiteboard_update(
+        &mut self,
+        board_id: Uuid,
+        update: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<i64>;
+    /// Up to `limit` of the board's stored updates with seqs above `after_seq`, in seq order.
+    async fn read_whiteboard_updates(
+        &mut self,
+        board_id: Uuid,
+        after_seq: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<WhiteboardUpdateRow>>;
+    /// The last seq the board allocated (0 when none ever was).
+    async fn whiteboard_latest_seq(&mut self, board_id: Uuid) -> StoreResult<i64>;
+    /// Replaces the board's updates through `through_seq` by one row at `through_seq` holding
+    /// `state`. Fails, changing nothing, when `through_seq` is above the board's last seq or
+    /// below 1.
+    async fn compact_whiteboard(
+        &mut self,
+        board_id: Uuid,
+        through_seq: i64,
+        state: &[u8],
+    ) -> StoreResult<()>;
+    /// Up to `limit` boards holding more than `more_than` stored rows (compaction candidates).
+    async fn whiteboards_to_compact(
+        &mut self,
+        more_than: u32,
+        limit: u32,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// Stores a snapshot; a taken id is a [`StoreError::Conflict`], no such board an error.
+    async fn insert_whiteboard_snapshot(
+        &mut self,
+        snapshot: &WhiteboardSnapshotRow,
+    ) -> StoreResult<()>;
+    /// The board's snapshots, oldest first, without their states.
+    async fn list_whiteboard_snapshots(
+        &mut self,
+        board_id: Uuid,
+    ) -> StoreResult<Vec<WhiteboardSnapshotInfo>>;
+    async fn get_whiteboard_snapshot(
+        &mut self,
+        id: Uuid,
+    ) -> StoreResult<Option<WhiteboardSnapshotRow>>;
 }
 
 /// A write transaction: every change inside it and every event it appends commit together or

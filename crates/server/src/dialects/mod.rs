@@ -18,6 +18,7 @@ pub mod native_ws;
 pub mod position;
 pub mod pusher;
 pub mod sse;
+pub mod whiteboard;
 pub mod ws;
 
 use crate::app::AppState;

@@ -417,6 +417,62 @@ fn records(paths: &mut Paths) {
     );
 }
 
+/// Whiteboards' Yjs documents (CONTRACT §11); the y-websocket socket is
+/// `GET /ws/v1/whiteboards/{whiteboard_id}` (TRANSPORTS.md).
+fn whiteboards(paths: &mut Paths) {
+    let board = "/api/v1/projects/{project_id}/whiteboards/{id}";
+    paths.add(
+        &format!("{board}/content"),
+        "get",
+        operation(
+            "whiteboards",
+            "The board's document as JSON: {elements (sorted by z), assets, meta}",
+        )
+        .path(&["project_id", "id"])
+        .ok("200", object()),
+    );
+    let snapshot = json!({
+        "type": "object",
+        "properties": {
+            "id": schemas::uuid(),
+            "name": { "type": "string" },
+            "created_at": { "type": "string", "format": "date-time" },
+        },
+        "required": ["id", "name", "created_at"],
+    });
+    paths.add(
+        &format!("{board}/snapshots"),
+        "get",
+        operation(
+            "whiteboards",
+            "The board's saved versions, oldest first: [{id, name, created_at}]",
+        )
+        .path(&["project_id", "id"])
+        .ok("200", Some(json!({ "type": "array", "items": snapshot }))),
+    );
+    paths.add(
+        &format!("{board}/snapshots"),
+        "post",
+        operation(
+            "whiteboards",
+            "Saves the board's current document as a version {name} (Member+)",
+        )
+        .path(&["project_id", "id"])
+        .json("SnapshotCreate")
+        .ok("201", Some(snapshot)),
+    );
+    paths.add(
+        &format!("{board}/snapshots/{{snapshot_id}}/restore"),
+        "post",
+        operation(
+            "whiteboards",
+            "Brings the board back to a version as a new change (Member+); returns the content",
+        )
+        .path(&["project_id", "id", "snapshot_id"])
+        .ok("200", object()),
+    );
+}
+
 fn pusher_and_admin(paths: &mut Paths) {
     // Pusher (CONTRACT §10); the HTTP API under /apps/{app_id} is Pusher's own, signed with
     // the app's key and secret, not this document's authentication.
@@ -485,8 +541,17 @@ pub fn document() -> Value {
     live(&mut paths);
     projects_and_members(&mut paths);
     records(&mut paths);
+    whiteboards(&mut paths);
     pusher_and_admin(&mut paths);
     let mut components = schemas::components();
+    components["schemas"]["SnapshotCreate"] = json!({
+        "type": "object",
+        "properties": { "name": {
+            "type": "string", "minLength": 1,
+            "maxLength": crate::whiteboard::rest::MAX_NAME, "pattern": r"\S",
+        }},
+        "required": ["name"],
+    });
     components["schemas"]["Export"] = json!({
         "type": "object",
         "description": "An export document (GET /api/v1/admin/export)",

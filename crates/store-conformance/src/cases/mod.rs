@@ -10,6 +10,7 @@ mod log;
 mod nodes;
 mod projects;
 mod retention;
+mod whiteboards;
 
 pub use accounts::*;
 pub use app_channels::*;
@@ -19,6 +20,7 @@ pub use log::*;
 pub use nodes::*;
 pub use projects::*;
 pub use retention::*;
+pub use whiteboards::*;
 
 pub(crate) use proto::{EventType, StreamKey};
 pub(crate) use serde_json::json;

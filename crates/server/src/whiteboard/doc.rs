@@ -1,0 +1,331 @@
+//! One actor per open whiteboard document: it owns the `yrs` document and the awareness table,
+//! and handles its clients' messages one at a time.
+//!
+//! - **Load first.** The actor reads every stored update before it takes its first command, so
+//!   no client is ever answered from a half-loaded (or empty) document.
+//! - **Store before relay.** An accepted update is applied, appended in the store, and only
+//!   then sent to the other clients. If the store fails, the actor closes every client (1011)
+//!   and ends without relaying it: the document in memory is dropped, the next join loads the
+//!   stored one, and the clients' own copies bring the unstored edit back when they resync.
+//! - **No transaction across an await.** Each `yrs` transaction begins and ends inside one
+//!   synchronous call (`content`); no observers are registered.
+//! - **Unload.** After its last client leaves, the actor removes itself from the registry and
+//!   ends, under the registry's lock and only when no command is queued (a join always
+//!   enqueues under that lock, so none can slip in between).
+//! - **Other nodes.** Updates appended by another node are read from the store in seq order
+//!   whenever this actor's own append finds a gap, at every sync step 1, and on a short poll
+//!   while the node is part of a cluster.
+
+use super::Boards;
+use super::awareness::{AwarenessTable, Refused};
+use super::content;
+use super::wire::{self as protocol, ClientMessage};
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+use yrs::{Doc, ReadTxn, Transact};
+
+/// Frames a client may have queued before it counts as too slow and is dropped.
+pub const CLIENT_QUEUE: usize = 512;
+/// Updates read per store query while loading or catching up.
+const PAGE: u32 = 500;
+/// How often an open document looks for other nodes' updates when the node is in a cluster.
+const PEER_POLL: Duration = Duration::from_millis(250);
+
+/// What an actor sends a client's socket.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Bytes),
+    Close(u16, &'static str),
+}
+
+/// The actor's answer to one client message.
+#[derive(Debug)]
+pub enum Answer {
+    Frames(Vec<Vec<u8>>),
+    Close(u16, &'static str),
+}
+
+pub enum Command {
+    Join {
+        conn: u64,
+        out: mpsc::Sender<Out>,
+        reply: oneshot::Sender<Vec<Vec<u8>>>,
+    },
+    Message {
+        conn: u64,
+        can_edit: bool,
+        message: ClientMessage,
+        reply: oneshot::Sender<Answer>,
+    },
+    Leave {
+        conn: u64,
+    },
+    /// Brings the document to a snapshot's state as a new change (sent to every client).
+    Restore {
+        state: Vec<u8>,
+        reply: oneshot::Sender<Result<(), RestoreFailed>>,
+    },
+}
+
+#[derive(Debug)]
+pub enum RestoreFailed {
+    BadSnapshot,
+    Store,
+}
+
+pub(super) struct Actor {
+    pub board: Uuid,
+    pub id: u64,
+    pub store: Arc<dyn Store>,
+    pub boards: Arc<Boards>,
+    pub poll_peers: bool,
+    pub doc: Doc,
+    pub last_seq: i64,
+    /// Stored bytes behind the document (an upper bound of its encoded size).
+    pub bytes: usize,
+    pub conns: HashMap<u64, mpsc::Sender<Out>>,
+    pub awareness: AwarenessTable,
+}
+
+/// Why the actor must end now.
+struct Broken(&'static str);
+
+impl Actor {
+    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        if let Err(Broken(why)) = self.catch_up(false).await {
+            tracing::warn!(board = %self.board, why, "whiteboard failed to load");
+            self.boards.forget(self.board, self.id);
+            return;
+        }
+        let mut poll = tokio::time::interval(PEER_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let step = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => self.handle(command).await,
+                    None => break,
+                },
+                _ = poll.tick(), if self.poll_peers => self.catch_up(true).await,
+            };
+            if let Err(Broken(why)) = step {
+                tracing::warn!(board = %self.board, why, "whiteboard closed");
+                for out in self.conns.values() {
+                    let _ = out.try_send(Out::Close(1011, "the whiteboard is unavailable"));
+                }
+                self.boards.forget(self.board, self.id);
+                return;
+            }
+            if self.conns.is_empty() && self.boards.unload(self.board, self.id, &commands) {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, command: Command) -> Result<(), Broken> {
+        match command {
+            Command::Join { conn, out, reply } => {
+                self.catch_up(true).await?;
+                let mut frames = vec![protocol::sync_step1(self.doc.transact().state_vector())];
+                if !self.awareness.is_empty() {
+                    frames.push(protocol::awareness(self.awareness.all()));
+                }
+                self.conns.insert(conn, out);
+                let _ = reply.send(frames);
+            }
+            Command::Message {
+                conn,
+                can_edit,
+                message,
+                reply,
+            } => {
+                let answer = self.on_message(conn, can_edit, message).await?;
+                let _ = reply.send(answer);
+            }
+            Command::Leave { conn } => self.leave(conn),
+            Command::Restore { state, reply } => {
+                let change = match content::restore(&self.doc, &state) {
+                    Ok(change) => change,
+                    Err(content::BadSnapshot) => {
+                        let _ = reply.send(Err(RestoreFailed::BadSnapshot));
+                        return Ok(());
+                    }
+                };
+                if let Some(change) = change
+                    && let Err(broken) = self.store_and_relay(None, change).await
+                {
+                    let _ = reply.send(Err(RestoreFailed::Store));
+                    return Err(broken);
+                }
+                let _ = reply.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_message(
+        &mut self,
+        conn: u64,
+        can_edit: bool,
+        message: ClientMessage,
+    ) -> Result<Answer, Broken> {
+        Ok(match message {
+            ClientMessage::SyncStep1(sv) => {
+                self.catch_up(true).await?;
+                let update = self.doc.transact().encode_state_as_update_v1(&sv);
+                Answer::Frames(vec![protocol::sync_step2(update)])
+            }
+            ClientMessage::Update(bytes) => return self.on_update(conn, can_edit, bytes).await,
+            ClientMessage::Awareness(update) => match self.awareness.apply(
+                conn,
+                update,
+                protocol::MAX_AWARENESS_STATE,
+                protocol::MAX_AWARENESS_CLIENTS,
+            ) {
+                Err(Refused::TooBig) => Answer::Close(1009, "awareness state too big"),
+                Err(Refused::TooManyClients) => Answer::Close(1008, "too many awareness clients"),
+                Ok(None) => Answer::Frames(Vec::new()),
+                Ok(Some(accepted)) => {
+                    // To the sender too: a lone client hears something every time it renews
+                    // its state (every 15 s), which keeps y-websocket's 30 s timeout away.
+                    self.broadcast(None, protocol::awareness(accepted));
+                    Answer::Frames(Vec::new())
+                }
+            },
+            ClientMessage::QueryAwareness => {
+                Answer::Frames(vec![protocol::awareness(self.awareness.all())])
+            }
+            ClientMessage::Auth => Answer::Frames(Vec::new()),
+        })
+    }
+
+    async fn on_update(
+        &mut self,
+        conn: u64,
+        can_edit: bool,
+        bytes: Vec<u8>,
+    ) -> Result<Answer, Broken> {
+        if bytes.len() > protocol::MAX_UPDATE {
+            return Ok(Answer::Close(1009, "update too big"));
+        }
+        let Some(update) = protocol::decode_update(&bytes) else {
+            return Ok(Answer::Close(1007, "the update does not decode"));
+        };
+        if update.is_empty() {
+            return Ok(Answer::Frames(Vec::new()));
+        }
+        if !can_edit {
+            return Ok(Answer::Frames(vec![protocol::permission_denied()]));
+        }
+        if self.bytes + bytes.len() > protocol::MAX_DOCUMENT {
+            return Ok(Answer::Close(1009, "the whiteboard is full"));
+        }
+        if !content::apply_decoded(&self.doc, update) {
+            // yrs refused it midway (or panicked): what the document holds is unknown, so it
+            // is dropped and reloaded from the store.
+            return Err(Broken("an update failed to apply"));
+        }
+        self.store_and_relay(Some(conn), bytes).await?;
+        Ok(Answer::Frames(Vec::new()))
+    }
+
+    /// Appends an update already applied to the document, then sends it to every client but
+    /// `from`.
+    async fn store_and_relay(&mut self, from: Option<u64>, update: Vec<u8>) -> Result<(), Broken> {
+        let seq = self.append(&update).await?;
+        if seq > self.last_seq + 1 {
+            // Another node stored updates in between: they go out first, in order.
+            self.catch_up_to(seq - 1).await?;
+        }
+        self.last_seq = seq;
+        self.bytes += update.len();
+        self.broadcast(from, protocol::update(update));
+        self.boards.changed(self.board);
+        Ok(())
+    }
+
+    async fn append(&self, update: &[u8]) -> Result<i64, Broken> {
+        let broken = |_| Broken("the store refused an update");
+        let mut tx = self.store.write().await.map_err(broken)?;
+        let seq = tx
+            .append_whiteboard_update(self.board, update, store::now())
+            .await
+            .map_err(broken)?;
+        tx.commit().await.map_err(broken)?;
+        Ok(seq)
+    }
+
+    /// Applies (and, when `relay`, sends out) what the store holds beyond `last_seq`.
+    async fn catch_up(&mut self, relay: bool) -> Result<(), Broken> {
+        self.read_updates(i64::MAX, relay).await
+    }
+
+    async fn catch_up_to(&mut self, through: i64) -> Result<(), Broken> {
+        self.read_updates(through, true).await
+    }
+
+    async fn read_updates(&mut self, through: i64, relay: bool) -> Result<(), Broken> {
+        loop {
+            let rows = {
+                let mut ops = self
+                    .store
+                    .read()
+                    .await
+                    .map_err(|_| Broken("the store is unavailable"))?;
+                ops.read_whiteboard_updates(self.board, self.last_seq, PAGE)
+                    .await
+                    .map_err(|_| Broken("the store is unavailable"))?
+            };
+            let full_page = rows.len() == PAGE as usize;
+            for row in rows {
+                if row.seq > through {
+                    return Ok(());
+                }
+                if !content::apply(&self.doc, &row.update) {
+                    return Err(Broken("a stored update does not apply"));
+                }
+                self.last_seq = row.seq;
+                self.bytes += row.update.len();
+                if relay {
+                    self.broadcast(None, protocol::update(row.update));
+                }
+            }
+            if !full_page {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Sends `frame` to every client but `except`; a client whose queue is full is dropped
+    /// (its socket closes and y-websocket reconnects and resyncs).
+    fn broadcast(&mut self, except: Option<u64>, frame: Vec<u8>) {
+        let frame = Bytes::from(frame);
+        let mut dropped = Vec::new();
+        for (conn, out) in &self.conns {
+            if Some(*conn) != except && out.try_send(Out::Frame(frame.clone())).is_err() {
+                dropped.push(*conn);
+            }
+        }
+        for conn in dropped {
+            self.leave(conn);
+        }
+    }
+
+    fn leave(&mut self, conn: u64) {
+        if self.conns.remove(&conn).is_none() {
+            return;
+        }
+        if let Some(removed) = self.awareness.leave(conn) {
+            self.broadcast(None, protocol::awareness(removed));
+        }
+    }
+}
+
+/// A new actor's document, before loading.
+pub(super) fn empty_doc() -> Doc {
+    content::new_doc()
+}

@@ -1,0 +1,216 @@
+//! Whiteboards as Yjs documents (CONTRACT §11): the registry of open documents ([`Boards`], one
+//! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
+//! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the background compaction ([`compaction`])
+//! and the throttled `whiteboard_updated` event. The y-websocket dialect is
+//! `dialects::whiteboard`.
+
+pub mod awareness;
+pub mod compaction;
+pub mod content;
+pub mod doc;
+pub mod rest;
+pub mod wire;
+
+use crate::app::AppState;
+use doc::{Actor, Command};
+use domain::tx::Tx;
+use proto::{EventType, StreamKey};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Store;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+/// At most one `whiteboard_updated` per board per this long (from one node).
+const EVENT_EVERY: Duration = Duration::from_secs(1);
+
+/// The node's open documents.
+pub struct Boards {
+    store: Arc<dyn Store>,
+    domain: domain::Domain,
+    /// Whether other nodes may write the same boards (then open documents poll the store).
+    clustered: bool,
+    open: Mutex<HashMap<Uuid, (u64, mpsc::UnboundedSender<Command>)>>,
+    next_actor: AtomicU64,
+    /// Per board: when its last event went out, and whether one is waiting.
+    events: Mutex<HashMap<Uuid, (Instant, bool)>>,
+}
+
+/// A joined client's way to its document's actor.
+#[derive(Clone)]
+pub struct DocHandle(mpsc::UnboundedSender<Command>);
+
+impl DocHandle {
+    /// `false` when the actor is gone.
+    pub fn send(&self, command: Command) -> bool {
+        self.0.send(command).is_ok()
+    }
+}
+
+impl Boards {
+    pub fn new(domain: domain::Domain, clustered: bool) -> Arc<Boards> {
+        Arc::new(Boards {
+            store: domain.store.clone(),
+            domain,
+            clustered,
+            open: Mutex::default(),
+            next_actor: AtomicU64::new(0),
+            events: Mutex::default(),
+        })
+    }
+
+    /// Hands `command` to the board's actor, starting (and loading) one if none is open. Under
+    /// the registry's lock, so an actor never unloads with it unseen.
+    pub fn submit(self: &Arc<Self>, board: Uuid, command: Command) -> DocHandle {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let command = match open.get(&board) {
+            Some((_, sender)) => match sender.send(command) {
+                Ok(()) => return DocHandle(sender.clone()),
+                Err(returned) => returned.0,
+            },
+            None => command,
+        };
+        let id = self.next_actor.fetch_add(1, Ordering::Relaxed);
+        let (sender, commands) = mpsc::unbounded_channel();
+        let _ = sender.send(command);
+        open.insert(board, (id, sender.clone()));
+        let actor = Actor {
+            board,
+            id,
+            store: self.store.clone(),
+            boards: self.clone(),
+            poll_peers: self.clustered,
+            doc: doc::empty_doc(),
+            last_seq: 0,
+            bytes: 0,
+            conns: HashMap::new(),
+            awareness: Default::default(),
+        };
+        tokio::spawn(actor.run(commands));
+        DocHandle(sender)
+    }
+
+    /// Removes actor `id` of `board` if nothing is queued for it; `true` when it may end.
+    fn unload(&self, board: Uuid, id: u64, queue: &mpsc::UnboundedReceiver<Command>) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if !queue.is_empty() {
+            return false;
+        }
+        if open.get(&board).is_some_and(|(open_id, _)| *open_id == id) {
+            open.remove(&board);
+        }
+        true
+    }
+
+    /// Removes actor `id` of `board` (it failed).
+    fn forget(&self, board: Uuid, id: u64) {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if open.get(&board).is_some_and(|(open_id, _)| *open_id == id) {
+            open.remove(&board);
+        }
+    }
+
+    /// How many documents are open on this node.
+    pub fn open_count(&self) -> usize {
+        self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Notes a stored change: `whiteboard_updated` goes out now, or once the board's second
+    /// is over.
+    fn changed(self: &Arc<Self>, board: Uuid) {
+        let now = Instant::now();
+        let delay = {
+            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+            events.retain(|_, (at, waiting)| *waiting || now.duration_since(*at) < EVENT_EVERY);
+            match events.get_mut(&board) {
+                Some((_, true)) => return,
+                Some((at, waiting)) => {
+                    *waiting = true;
+                    (*at + EVENT_EVERY).saturating_duration_since(now)
+                }
+                None => {
+                    events.insert(board, (now, true));
+                    Duration::ZERO
+                }
+            }
+        };
+        let boards = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(entry) = boards
+                .events
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&board)
+            {
+                *entry = (Instant::now(), false);
+            }
+            if let Err(err) = emit_updated(&boards.domain, board).await {
+                tracing::warn!(%board, error = %err.message, "whiteboard_updated not emitted");
+            }
+        });
+    }
+}
+
+async fn emit_updated(domain: &domain::Domain, board: Uuid) -> Result<(), proto::ApiError> {
+    let mut tx = Tx::begin(domain, None).await?;
+    let Some(record) = store_or_api(tx.ops().get_record(board).await)? else {
+        return Ok(());
+    };
+    tx.hold(StreamKey::Project(record.project_id)).await?;
+    tx.emit(
+        StreamKey::Project(record.project_id),
+        EventType::WhiteboardUpdated,
+        serde_json::json!({ "id": board }),
+        domain::records::record_json(&record),
+        Some(record.project_id),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+fn store_or_api<T>(result: store::StoreResult<T>) -> Result<T, proto::ApiError> {
+    use domain::OrApi;
+    result.or_api()
+}
+
+/// What the whiteboard routes are served with.
+pub struct WhiteboardNode {
+    pub app: AppState,
+    pub boards: Arc<Boards>,
+    next_conn: AtomicU64,
+}
+
+impl WhiteboardNode {
+    pub fn new(app: AppState) -> Arc<WhiteboardNode> {
+        let boards = Boards::new(app.domain.clone(), app.config.redis_url.is_some());
+        Arc::new(WhiteboardNode {
+            app,
+            boards,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    pub fn new_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The whiteboard routes' state: the node, and what the authentication extractor takes.
+#[derive(Clone)]
+pub struct WbState(pub Arc<WhiteboardNode>);
+
+impl axum::extract::FromRef<WbState> for Arc<crate::auth::tokens::TokenKeys> {
+    fn from_ref(state: &WbState) -> Self {
+        state.0.app.tokens.clone()
+    }
+}
+
+impl axum::extract::FromRef<WbState> for domain::Domain {
+    fn from_ref(state: &WbState) -> Self {
+        state.0.app.domain.clone()
+    }
+}
