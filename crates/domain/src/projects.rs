@@ -54,7 +54,7 @@ pub fn project_json(row: &ProjectRow, role: Option<Role>) -> Value {
     Value::Object(object)
 }
 
-pub(crate) fn validate_project(input: &Value, creating: bool) -> DomainResult<JsonObject> {
+pub fn validate_project(input: &Value, creating: bool) -> DomainResult<JsonObject> {
     let object = as_object(input)?;
     let mut out = JsonObject::new();
     for (name, value) in object {

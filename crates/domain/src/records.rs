@@ -590,7 +590,7 @@ fn authorize_change(
     )
 }
 
-pub(crate) fn check_body_size(collection: &Collection, body: &JsonObject) -> DomainResult<()> {
+pub fn check_body_size(collection: &Collection, body: &JsonObject) -> DomainResult<()> {
     let size = serde_json::to_vec(body)
         .map(|b| b.len())
         .unwrap_or(usize::MAX);

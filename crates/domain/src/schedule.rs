@@ -354,43 +354,76 @@ pub async fn load_plan(
     let Some(project) = ops.get_project(project_id).await.or_api()? else {
         return Ok(None);
     };
-    let calendars: BTreeMap<CalendarId, WorkCalendar> = ops
-        .list_records(project_id, "calendars", Page::ALL)
-        .await
-        .or_api()?
-        .iter()
-        .map(|row| (row.id, calendar_of(&row.body)))
+    let mut rows = Vec::with_capacity(3);
+    for collection in ["calendars", "tasks", "dependencies"] {
+        rows.push(
+            ops.list_records(project_id, collection, Page::ALL)
+                .await
+                .or_api()?,
+        );
+    }
+    let bodies = |i: usize| rows[i].iter().map(|row| (row.id, &row.body));
+    Ok(Some(plan_of(
+        &project.body,
+        project.created_at.date_naive(),
+        PlanRecords {
+            calendars: bodies(0),
+            tasks: bodies(1),
+            links: bodies(2),
+        },
+        seq,
+    )))
+}
+
+/// A project's records as [`plan_of`] reads them: (id, stored body), in id order.
+pub struct PlanRecords<C, T, L> {
+    pub calendars: C,
+    pub tasks: T,
+    pub links: L,
+}
+
+/// The plan of a project whose stored body is `project` (created on `created_on`, the start
+/// when it names none) and whose records are `records`. Pure: [`load_plan`] is this over a
+/// store read, and the fuzz target `schedule_input` feeds it validated records.
+pub fn plan_of<'a, C, T, L>(
+    project: &serde_json::Map<String, Value>,
+    created_on: NaiveDate,
+    records: PlanRecords<C, T, L>,
+    seq: i64,
+) -> Plan
+where
+    C: Iterator<Item = (Uuid, &'a serde_json::Map<String, Value>)>,
+    T: Iterator<Item = (Uuid, &'a serde_json::Map<String, Value>)>,
+    L: Iterator<Item = (Uuid, &'a serde_json::Map<String, Value>)>,
+{
+    let calendars = records
+        .calendars
+        .map(|(id, body)| (id, calendar_of(body)))
         .collect();
-    let tasks = ops
-        .list_records(project_id, "tasks", Page::ALL)
-        .await
-        .or_api()?
-        .iter()
-        .map(|row| {
+    let tasks = records
+        .tasks
+        .map(|(id, body)| {
             let task = PlanTask {
-                input: task_input(row.id, &row.body),
-                outputs: stored_outputs(row.id, &row.body),
+                input: task_input(id, body),
+                outputs: stored_outputs(id, body),
                 outputs_seq: seq,
             };
-            (row.id, task)
+            (id, task)
         })
         .collect();
-    let links = ops
-        .list_records(project_id, "dependencies", Page::ALL)
-        .await
-        .or_api()?
-        .iter()
-        .filter_map(|row| Some((row.id, link_input(&row.body)?)))
+    let links = records
+        .links
+        .filter_map(|(id, body)| Some((id, link_input(body)?)))
         .collect();
-    Ok(Some(Plan {
-        start: day(&project.body, "start_date").unwrap_or_else(|| project.created_at.date_naive()),
-        status_date: day(&project.body, "status_date"),
-        calendar_id: uuid_field(&project.body, "calendar_id"),
+    Plan {
+        start: day(project, "start_date").unwrap_or(created_on),
+        status_date: day(project, "status_date"),
+        calendar_id: uuid_field(project, "calendar_id"),
         calendars,
         tasks,
         links,
         rechecks: Vec::new(),
-    }))
+    }
 }
 
 /// Reads everything the schedule of `project_id` depends on.

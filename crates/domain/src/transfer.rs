@@ -356,6 +356,17 @@ fn clashes(existing: &[UserRow], id: Uuid, incoming: &[UserRow]) -> bool {
         .any(|other| names(other).iter().any(|name| theirs.contains(name)))
 }
 
+/// Whether an import of `document` would be refused, and why, without writing anything: the
+/// checks [`Domain::import_document`] runs first (the fuzz target `import_document` calls it).
+pub fn check_import(
+    document: &ExportDocument,
+    importer: Option<&Actor>,
+    now: Timestamp,
+    max_records_per_project: i64,
+) -> DomainResult<()> {
+    check(document, importer, now, max_records_per_project).map(drop)
+}
+
 /// Turns the document into rows, or says what is wrong with it, before anything is written.
 fn check(
     document: &ExportDocument,

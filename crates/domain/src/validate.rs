@@ -265,6 +265,48 @@ fn check_exceptions(name: &str, value: &Value) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// The first integer in JSON `text` that does not fit in 64 bits (below -2^63 or above
+/// 2^64-1), if any. serde_json reads such an integer as a float, so `18446744073709551616`
+/// would be stored and sent back as `1.8446744073709552e19`, a float and often another number:
+/// bodies holding one are refused instead. Only the text can tell: once parsed, the integer
+/// and the float are the same value.
+pub fn oversized_integer(text: &[u8]) -> Option<&str> {
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'"' => {
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    i += if text[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                while i < text.len()
+                    && matches!(text[i], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                {
+                    i += 1;
+                }
+                let number = std::str::from_utf8(&text[start..i]).ok()?;
+                let is_float = number.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'));
+                let fits = number.parse::<i64>().is_ok() || number.parse::<u64>().is_ok();
+                // Digits only (after a sign): what is no number at all is the parser's to refuse.
+                let digits = number.strip_prefix('-').unwrap_or(number);
+                if !is_float
+                    && !fits
+                    && !digits.is_empty()
+                    && digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Some(number);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 fn parse_uuid_value(name: &str, value: &Value) -> Result<Uuid, ApiError> {
     value
         .as_str()
@@ -410,6 +452,39 @@ mod tests {
             ErrorCode::InvalidRequest
         );
         assert!(validate_fields(&DEPENDENCIES, &json!({"type": "XX"}), Mode::Patch).is_err());
+    }
+
+    #[test]
+    fn integers_beyond_64_bits_are_found_in_the_text() {
+        let found = |text: &str| oversized_integer(text.as_bytes()).map(str::to_owned);
+        assert_eq!(
+            found(r#"{"n": 18446744073709551616}"#).as_deref(),
+            Some("18446744073709551616")
+        );
+        assert_eq!(
+            found(r#"[-9223372036854775809]"#).as_deref(),
+            Some("-9223372036854775809")
+        );
+        assert_eq!(
+            found(r#"{"a": {"b": [1, 123456789012345678901234567890]}}"#).as_deref(),
+            Some("123456789012345678901234567890")
+        );
+        assert_eq!(
+            found("[18446744073709552000]").as_deref(),
+            Some("18446744073709552000")
+        );
+        // What i64 or u64 hold, fractions, exponents and strings pass.
+        for fine in [
+            r#"{"n": 18446744073709551615}"#,
+            r#"{"n": -9223372036854775808}"#,
+            r#"{"n": 1.8446744073709551616e19, "f": 0.1, "e": 1E400}"#,
+            r#"{"s": "18446744073709551616", "t": "a\"18446744073709551616"}"#,
+            r#"{"k\\": 1}"#,
+            "-",
+            "",
+        ] {
+            assert_eq!(found(fine), None, "{fine}");
+        }
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub fn error(code: ErrorCode, message: impl Into<String>) -> HttpError {
 }
 
 /// A JSON body, read whole within the route's body limit, with JSON error answers:
-/// 415 when it is not `application/json`, 413 when too large, 400 when malformed.
+/// 415 when it is not `application/json`, 413 when too large, 400 when malformed, 422 when it
+/// holds an integer beyond 64 bits (`domain::validate::oversized_integer`).
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
@@ -96,6 +97,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 format!("the body is not valid JSON: {e}"),
             )
         })?;
+        if let Some(number) = domain::validate::oversized_integer(&bytes) {
+            return Err(HttpError(
+                ApiError::new(
+                    ErrorCode::ValidationFailed,
+                    format!(
+                        "the integer {number} does not fit in 64 bits and would come back \
+                         as a float: send it as a string"
+                    ),
+                )
+                .with_details(serde_json::json!({ "value": number })),
+            ));
+        }
         Ok(JsonBody(value))
     }
 }

@@ -31,7 +31,7 @@ const MAX_FILENAME_CHARS: usize = 255;
 
 /// Keeps only characters that are safe in a file name and a header; refuses a name longer
 /// than [`MAX_FILENAME_CHARS`] rather than storing a cut one the uploader never chose.
-fn clean_filename(name: &str) -> HttpResult<String> {
+pub fn clean_filename(name: &str) -> HttpResult<String> {
     let cleaned: String = name
         .rsplit(['/', '\\'])
         .next()
@@ -54,7 +54,7 @@ fn clean_filename(name: &str) -> HttpResult<String> {
 
 /// `attachment; filename="…"` with an ASCII stand-in for old clients, and, when the name is
 /// not plain ASCII, `filename*=UTF-8''…` (RFC 6266 / RFC 8187), which browsers prefer.
-fn content_disposition(filename: &str) -> String {
+pub fn content_disposition(filename: &str) -> String {
     let ascii: String = filename
         .chars()
         .map(|c| {

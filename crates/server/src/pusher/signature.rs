@@ -158,7 +158,8 @@ pub fn verify_api_request(
         return Err(ApiAuthError::UnsupportedVersion);
     }
     let timestamp: i64 = timestamp.parse().map_err(|_| ApiAuthError::BadTimestamp)?;
-    if (now_secs - timestamp).abs() > API_TIMESTAMP_WINDOW_SECS {
+    // `abs_diff`: a timestamp near i64::MIN must not overflow the subtraction.
+    if now_secs.abs_diff(timestamp) > API_TIMESTAMP_WINDOW_SECS.unsigned_abs() {
         return Err(ApiAuthError::Expired);
     }
     if !body.is_empty() {
@@ -326,6 +327,25 @@ mod tests {
             1_000_000,
         );
         assert_eq!(other_path, Err(ApiAuthError::InvalidSignature));
+    }
+
+    /// A timestamp at the end of i64 overflowed `now - timestamp` (a panic with overflow
+    /// checks, a wrap to "not expired" without); it is expired, whatever `now` is.
+    #[test]
+    fn a_timestamp_at_the_ends_of_i64_is_expired_not_an_overflow() {
+        let body = br#"{"name":"e","channels":["c"],"data":"{}"}"#;
+        for (timestamp, now) in [
+            (i64::MIN, 0),
+            (i64::MIN, 1_780_000_000),
+            (i64::MIN + 1_780_000_000, 1_780_000_000),
+            (i64::MAX, -1),
+            (i64::MAX, i64::MIN),
+        ] {
+            let query = signed_query(body, timestamp);
+            let outcome =
+                verify_api_request(&vectors(), "POST", "/apps/1/events", &query, body, now);
+            assert_eq!(outcome, Err(ApiAuthError::Expired), "{timestamp} at {now}");
+        }
     }
 
     #[test]

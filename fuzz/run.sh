@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets and runs each from its committed seed corpus (fuzz/corpus/<target>)
+# for a fixed time. scripts/test.sh runs it with 15 seconds a target; README.md, "Fuzzing",
+# has longer runs.
+#
+# Usage: bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 15 s, every target)
+#
+# A crash, panic, timeout or out-of-memory stops that target's run; its input is kept in
+# fuzz/artifacts/<target>/ and the script exits 1 after running the other targets.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+seconds="${1:-15}"
+shift || true
+
+# The fuzz build has flags of its own (coverage instrumentation, a sanitizer): it cannot share
+# the workspace's target directory, and keeping it outside the clone lets runs reuse it.
+export CARGO_TARGET_DIR="${LIVEPLAN_FUZZ_TARGET_DIR:-$HOME/.cache/liveplan/fuzz-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# cargo-fuzz hands rustc nightly-only flags (-Z sanitizer..., -Z llvm-plugins...); this lets the
+# stable toolchain take them, so no nightly toolchain is needed.
+export RUSTC_BOOTSTRAP=1
+# AddressSanitizer by default, as cargo-fuzz builds; LIVEPLAN_FUZZ_SANITIZER=none for a build
+# without it (it needs a target directory of its own: the flags differ).
+sanitizer="${LIVEPLAN_FUZZ_SANITIZER:-address}"
+
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  echo "== installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --version 0.13.2
+fi
+
+# -a: overflow checks and debug assertions on, so an overflow is a crash, not a wrap.
+echo "== cargo fuzz build (sanitizer: $sanitizer)"
+cargo fuzz build --sanitizer "$sanitizer" -a
+
+if [ $# -gt 0 ]; then
+  targets=("$@")
+else
+  mapfile -t targets < <(cargo fuzz list)
+fi
+
+# New inputs a run finds go to a scratch corpus, not into the committed one.
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+failed=()
+for target in "${targets[@]}"; do
+  echo "== fuzz $target for ${seconds}s"
+  mkdir -p "$scratch/$target" "artifacts/$target"
+  log="$scratch/$target.log"
+  # -timeout: one input taking this long is a hang; -rss_limit_mb: one using this much leaks.
+  if cargo fuzz run --sanitizer "$sanitizer" -a "$target" "$scratch/$target" "corpus/$target" -- \
+      -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      >"$log" 2>&1; then
+    grep -E '^stat::(number_of_executed_units|new_units_added)|DONE' "$log" || true
+  else
+    tail -n 80 "$log" >&2
+    failed+=("$target")
+  fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz targets failed: ${failed[*]} (inputs in fuzz/artifacts/<target>/)" >&2
+  exit 1
+fi
+echo "== fuzz targets passed"
