@@ -16,6 +16,7 @@ pub mod redis_state;
 pub mod registry;
 mod scripts;
 pub mod state;
+mod subscriber;
 
 pub use state::{
     Cluster, ClusterError, ClusterState, ClusterTiming, ControlFeed, ControlItem, ControlMessage,

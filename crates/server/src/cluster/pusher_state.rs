@@ -17,7 +17,6 @@
 
 use super::redis_state::{manager, protocol, unavailable};
 use super::{ClusterError, ClusterTiming};
-use futures::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -221,8 +220,6 @@ const FEED_CHANNEL: &str = "pusher";
 /// Frames waiting to be published; past it they are dropped (with a warning) rather than the
 /// node holding an unbounded backlog while Redis is slow.
 const OUTBOX: usize = 16_384;
-const RECONNECT_MIN: Duration = Duration::from_millis(50);
-const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 /// What one node tells the others' Pusher sockets.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,12 +238,7 @@ pub enum PusherMessage {
     Terminate { user_id: String },
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    from: Uuid,
-    #[serde(flatten)]
-    message: PusherMessage,
-}
+type Envelope = super::subscriber::Envelope<PusherMessage>;
 
 /// One socket joining (+1) or leaving (-1) a channel on this node.
 pub struct Change<'a> {
@@ -516,11 +508,16 @@ impl PusherShared {
     /// subscription open and reconnects after a growing pause when it drops.
     pub fn feed(&self) -> mpsc::Receiver<PusherMessage> {
         let (tx, rx) = mpsc::channel(OUTBOX);
-        tokio::spawn(follow(
+        tokio::spawn(super::subscriber::follow(
             self.client.clone(),
             self.feed_channel(),
             self.node_id,
             tx,
+            super::subscriber::Follow {
+                what: "Pusher",
+                connected: None,
+                wrap: std::convert::identity,
+            },
         ));
         rx
     }
@@ -556,46 +553,5 @@ async fn publish_queued(
         if let Err(err) = sent {
             tracing::debug!(error = %err, "a Pusher frame for the other nodes was lost");
         }
-    }
-}
-
-async fn follow(client: redis::Client, channel: String, me: Uuid, tx: mpsc::Sender<PusherMessage>) {
-    let mut pause = RECONNECT_MIN;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), subscribed).await {
-            Ok(Ok(pubsub)) => {
-                pause = RECONNECT_MIN;
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Ok(text) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<Envelope>(&text) {
-                        Ok(envelope) if envelope.from == me => {}
-                        Ok(envelope) => {
-                            if tx.send(envelope.message).await.is_err() {
-                                return;
-                            }
-                        }
-                        Err(err) => {
-                            tracing::warn!(error = %err, "ignored a malformed Pusher message")
-                        }
-                    }
-                }
-                tracing::warn!("the cluster's Pusher channel dropped; reconnecting");
-            }
-            Ok(Err(err)) => tracing::debug!(error = %err, "Pusher channel: cannot subscribe"),
-            Err(_) => tracing::debug!("Pusher channel: subscribing timed out"),
-        }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RECONNECT_MAX);
     }
 }

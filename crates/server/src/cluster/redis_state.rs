@@ -7,10 +7,9 @@ use super::{
     ClusterError, ClusterState, ClusterTiming, ControlFeed, ControlItem, ControlMessage, NodeState,
 };
 use async_trait::async_trait;
-use futures::StreamExt;
 use hub::{PresenceChange, PresenceEntry};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
+
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -22,9 +21,7 @@ const CONTROL_CHANNEL: &str = "control";
 /// One request may take this long before the node gives up on it (and falls back, see
 /// TRANSPORTS.md "Many nodes").
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Reconnecting the control feed: from this, doubling, …
-const RECONNECT_MIN: Duration = Duration::from_millis(50);
-/// … up to this.
+/// The longest pause of the connection manager's reconnects.
 const RECONNECT_MAX: Duration = Duration::from_secs(2);
 
 pub struct RedisCluster {
@@ -40,13 +37,7 @@ pub struct RedisCluster {
     timing: ClusterTiming,
 }
 
-/// A control message as it travels: who sent it, so a node skips its own.
-#[derive(Serialize, Deserialize)]
-struct Envelope {
-    from: Uuid,
-    #[serde(flatten)]
-    message: ControlMessage,
-}
+type Envelope = super::subscriber::Envelope<ControlMessage>;
 
 /// A connection manager that connects on first use.
 pub(super) fn manager(client: &redis::Client) -> Result<ConnectionManager, ClusterError> {
@@ -297,11 +288,16 @@ impl ClusterState for RedisCluster {
 
     fn control_feed(&self) -> ControlFeed {
         let (tx, rx) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(follow_control(
+        tokio::spawn(super::subscriber::follow(
             self.client.clone(),
             self.control_channel(),
             self.node_id,
             tx,
+            super::subscriber::Follow {
+                what: "control",
+                connected: Some(|| ControlItem::Connected),
+                wrap: ControlItem::Message,
+            },
         ));
         Box::pin(tokio_stream_from(rx))
     }
@@ -311,60 +307,4 @@ fn tokio_stream_from(
     rx: tokio::sync::mpsc::Receiver<ControlItem>,
 ) -> impl futures::Stream<Item = ControlItem> {
     futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) })
-}
-
-/// Holds the control subscription open for as long as the feed is read: subscribes, says
-/// [`ControlItem::Connected`], forwards the other nodes' messages, and starts again after a
-/// growing pause when the connection drops.
-async fn follow_control(
-    client: redis::Client,
-    channel: String,
-    me: Uuid,
-    tx: tokio::sync::mpsc::Sender<ControlItem>,
-) {
-    let mut pause = RECONNECT_MIN;
-    loop {
-        let subscribed = async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(RESPONSE_TIMEOUT * 2, subscribed).await {
-            Ok(Ok(pubsub)) => {
-                pause = RECONNECT_MIN;
-                if tx.send(ControlItem::Connected).await.is_err() {
-                    return;
-                }
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Ok(text) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<Envelope>(&text) {
-                        Ok(envelope) if envelope.from == me => {}
-                        Ok(envelope) => {
-                            if tx
-                                .send(ControlItem::Message(envelope.message))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Err(err) => {
-                            tracing::warn!(error = %err, "ignored a malformed control message")
-                        }
-                    }
-                }
-                tracing::warn!("the cluster's control channel dropped; reconnecting");
-            }
-            Ok(Err(err)) => tracing::debug!(error = %err, "control channel: cannot subscribe"),
-            Err(_) => tracing::debug!("control channel: subscribing timed out"),
-        }
-        if tx.is_closed() {
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(RECONNECT_MAX);
-    }
 }
