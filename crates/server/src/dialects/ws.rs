@@ -4,18 +4,20 @@
 //! WebSocket dialect uses is `live::pings::PingSweep`.
 //!
 //! Nothing here knows a dialect's frames. It imports no other part of the server but the
-//! ticket digest and `net`'s fragment limit error.
+//! ticket digest, `net`'s socket type and its fragment limit error.
 
 use crate::auth::tickets;
 use crate::net::fragment_limit::TooManyFragments;
+use crate::net::ws_upgrade::NativeSocket;
 use domain::Domain;
-use futures::{Sink, SinkExt, Stream, StreamExt};
+use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use hub::CloseReason;
 use proto::ApiError;
 use std::num::NonZeroU32;
 use std::time::Duration;
 use store::UserRow;
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
@@ -105,11 +107,10 @@ pub fn close_for_read_error(err: &tungstenite::Error) -> Flow {
 
 /// Sends a close frame and waits (briefly) for the client's answer, so the frame is read
 /// before the TCP connection goes away: closing with unread input would reset the connection
-/// and the client might never see the code.
-pub async fn close_handshake<S>(socket: &mut S, code: u16, reason: &'static str)
-where
-    S: Sink<Message> + Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
-{
+/// and the client might never see the code. A stream that ended at a read error (the library
+/// fuses it then) is no longer read, so the client's bytes still arriving are read and dropped
+/// here, off the connection itself, until the client closes or the grace runs out.
+pub async fn close_handshake(socket: &mut NativeSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: Utf8Bytes::from_static(reason),
@@ -120,9 +121,11 @@ where
         }
         while let Some(Ok(message)) = socket.next().await {
             if matches!(message, Message::Close(_)) {
-                break;
+                return;
             }
         }
+        let mut discard = [0u8; 1024];
+        while matches!(socket.get_mut().read(&mut discard).await, Ok(read) if read > 0) {}
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
 }

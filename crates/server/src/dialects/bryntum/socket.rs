@@ -70,7 +70,7 @@ pub async fn upgrade(
             let Some(guard) = guard else {
                 let mut socket = socket;
                 Box::pin(close_handshake(
-                    &mut *socket,
+                    &mut socket,
                     CLOSE_GOING_AWAY,
                     "the server is going away",
                 ))
@@ -80,7 +80,7 @@ pub async fn upgrade(
             let Ok(sub) = Box::pin(watch(&state, None)).await else {
                 let mut socket = socket;
                 Box::pin(close_handshake(
-                    &mut *socket,
+                    &mut socket,
                     CLOSE_SERVER_ERROR,
                     "live delivery unavailable",
                 ))
@@ -177,7 +177,7 @@ impl Connection {
         // Unsubscribed before the goodbye, like the native socket.
         drop(client);
         if let Flow::Close(code, reason) = outcome {
-            Box::pin(close_handshake(&mut *socket, code, reason)).await;
+            Box::pin(close_handshake(&mut socket, code, reason)).await;
         }
     }
 

@@ -369,5 +369,5 @@ fn client_frame(message: &Message) -> ClientFrame<'_> {
 
 /// The close handshake on a socket that is done with.
 async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) {
-    ws::close_handshake(&mut *socket, code, reason).await;
+    ws::close_handshake(&mut socket, code, reason).await;
 }

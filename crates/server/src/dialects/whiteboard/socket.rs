@@ -67,7 +67,7 @@ pub async fn upgrade(
         async move {
             let Some(guard) = guard else {
                 ws::close_handshake(
-                    &mut *socket,
+                    &mut socket,
                     ws::CLOSE_GOING_AWAY,
                     "the server is going away",
                 )
@@ -79,7 +79,7 @@ pub async fn upgrade(
                     tokio::spawn(serve(state, socket, admitted, guard));
                 }
                 Err(Refusal(code, reason)) => {
-                    ws::close_handshake(&mut *socket, code, reason).await;
+                    ws::close_handshake(&mut socket, code, reason).await;
                 }
             }
         }
@@ -227,7 +227,7 @@ async fn serve(
     };
     doc.send(Command::Leave { conn: conn_id });
     if let Flow::Close(code, reason) = outcome {
-        ws::close_handshake(&mut *conn.socket, code, reason).await;
+        ws::close_handshake(&mut conn.socket, code, reason).await;
     }
 }
 
