@@ -471,10 +471,11 @@ async fn while_redis_is_down_nodes_fall_back_and_heal_after() {
     // missed: the logged-out session's socket and the removed member's close.
     assert_eq!(ws.close_code().await, Some(4003));
     assert_eq!(fourth_on_b.close_code().await, Some(4003));
-    // Presence heals: each node's sockets are published again (the logged-out one closed).
+    // Presence heals: each node's connections are published again (the logged-out socket
+    // closed; the user's SSE stream on A, on the fresh session, keeps them present).
     for node in [a, b] {
         eventually("the roster healed", || {
-            roster_is(node, project, vec![(other, 1), (third, 1)])
+            roster_is(node, project, vec![(other, 1), (third, 1), (user, 1)])
         })
         .await;
     }

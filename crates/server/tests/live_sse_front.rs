@@ -156,6 +156,10 @@ async fn front_streams_with_chunked_framing() {
         connected,
         json!({"type": "connected", "userId": member.to_string()})
     );
+    // The stream is a live connection to the project: its user is present (CONTRACT §6).
+    let joined = raw.message(&mut pending).await;
+    assert_eq!(joined["type"], "presence.join", "{joined}");
+    assert_eq!(joined["data"]["user_id"], member.to_string());
     server
         .http
         .post(server.url(&format!("/api/v1/projects/{project}/tasks")))
@@ -384,6 +388,9 @@ async fn front_direct_writes_keep_chunks_whole_for_a_stalled_reader() {
         assert!(!chunk.is_empty(), "stream ended early");
         pending.push_str(std::str::from_utf8(&chunk).expect("UTF-8 chunk"));
         for (id, data) in take_messages(&mut pending) {
+            if is_presence(&data) {
+                continue;
+            }
             if data["type"] == "resync_required" {
                 resynced = true;
                 break;
@@ -445,7 +452,11 @@ async fn front_streams_raw_to_http10() {
                 .unwrap();
             assert!(n > 0, "stream ended early");
             pending.push_str(std::str::from_utf8(&buf[..n]).unwrap());
-            got.extend(take_messages(&mut pending));
+            got.extend(
+                take_messages(&mut pending)
+                    .into_iter()
+                    .filter(|(_, data)| !is_presence(data)),
+            );
         }
         got
     });
@@ -509,4 +520,11 @@ async fn front_gives_up_a_client_that_stops_reading() {
         stalled.closed().await,
         "the stalled stream's socket is closed"
     );
+}
+
+/// A `presence.join`/`presence.leave` message (the stream's own user's among them).
+fn is_presence(data: &Value) -> bool {
+    data["type"]
+        .as_str()
+        .is_some_and(|kind| kind.starts_with("presence."))
 }

@@ -471,6 +471,10 @@ async fn the_project_channel_carries_rest_changes_and_loses_access() {
         subscribe(&mut ws, &channel, Some(auth), None).await["event"],
         "pusher_internal:subscription_succeeded"
     );
+    // The channel is a live connection to the project: its user's own presence comes first.
+    let joined = next(&mut ws).await;
+    assert_eq!(joined["event"], "presence_join", "{joined}");
+    assert_eq!(data_of(&joined)["payload"]["user_id"], user.to_string());
     // Someone else's user channel: refused even with a valid signature.
     let theirs = format!("private-user-{}", Uuid::now_v7());
     let auth = channel_auth(&creds(), &socket_id, &theirs, None);
@@ -536,6 +540,101 @@ async fn the_project_channel_carries_rest_changes_and_loses_access() {
     assert_eq!(
         subscribe(&mut ws, &channel, Some(auth), None).await["data"]["status"],
         403
+    );
+}
+
+#[tokio::test]
+async fn a_whiteboard_channel_carries_its_boards_updates_only() {
+    let server = server().await;
+    let project = server.new_project("Boards over Pusher").await;
+    let (viewer, _) = server.new_user("canvas-viewer").await;
+    server.new_member(project, viewer, 1).await;
+    let board = |name: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .create(
+                    &server.admin,
+                    &project.to_string(),
+                    "whiteboards",
+                    json!({ "name": name }),
+                )
+                .await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (watched, other) = (board("watched").await, board("other").await);
+    let (mut ws, socket_id) = connect(&server).await;
+    sign_in(&mut ws, &socket_id, viewer).await;
+    let member = json!({"user_id": viewer.to_string(), "user_info": {"name": "V"}}).to_string();
+
+    // A board that does not exist (or a record that is no board) is refused.
+    for missing in [Uuid::now_v7(), project] {
+        let channel = format!("presence-whiteboard-{missing}");
+        let auth = channel_auth(&creds(), &socket_id, &channel, Some(&member));
+        let refused = subscribe(&mut ws, &channel, Some(auth), Some(&member)).await;
+        assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+        assert_eq!(refused["data"]["status"], 403, "{refused}");
+    }
+
+    // A Viewer of the project may be on the canvas: the members list has them.
+    let channel = format!("presence-whiteboard-{watched}");
+    let auth = channel_auth(&creds(), &socket_id, &channel, Some(&member));
+    let joined = subscribe(&mut ws, &channel, Some(auth), Some(&member)).await;
+    assert_eq!(joined["event"], "pusher_internal:subscription_succeeded");
+    assert_eq!(
+        data_of(&joined)["presence"]["ids"],
+        json!([viewer.to_string()])
+    );
+
+    // The project's other changes, and another board's, do not come through; this board's do.
+    server
+        .task(&server.admin, project, "not on the canvas")
+        .await;
+    for id in [&other, &watched] {
+        server
+            .ok(
+                Method::PATCH,
+                &server.admin,
+                &format!("/api/v1/projects/{project}/whiteboards/{id}"),
+                json!({ "name": format!("renamed {id}") }),
+            )
+            .await;
+    }
+    let frame = next(&mut ws).await;
+    assert_eq!(frame["event"], "whiteboard_updated", "{frame}");
+    assert_eq!(frame["channel"], channel.as_str());
+    let data = data_of(&frame);
+    assert_eq!(data["payload"]["id"], watched.as_str(), "{data}");
+    assert_eq!(frame["serial"], data["seq"]);
+    still_open(&mut ws).await;
+
+    // A socket that comes later resumes from before the three changes: only this board's
+    // comes back, named by the board's channel.
+    let serial = frame["serial"].as_i64().unwrap();
+    let (mut late, late_id) = connect(&server).await;
+    sign_in(&mut late, &late_id, viewer).await;
+    let auth = channel_auth(&creds(), &late_id, &channel, Some(&member));
+    let joined = subscribe(&mut late, &channel, Some(auth), Some(&member)).await;
+    assert_eq!(joined["event"], "pusher_internal:subscription_succeeded");
+    send(
+        &mut late,
+        json!({"event": "pusher:resume", "data": {"channel_positions": {
+            channel.as_str(): {"serial": serial - 3, "stream_id": frame["stream_id"]},
+        }}}),
+    )
+    .await;
+    let replayed = next(&mut late).await;
+    assert_eq!(replayed["event"], "whiteboard_updated", "{replayed}");
+    assert_eq!(replayed["channel"], channel.as_str());
+    assert_eq!(replayed["serial"], serial);
+    let success = next(&mut late).await;
+    assert_eq!(success["event"], "pusher:resume_success", "{success}");
+    assert_eq!(
+        data_of(&success)["recovered"],
+        json!([{"channel": channel, "replayed": 1}])
     );
 }
 

@@ -47,6 +47,8 @@ pub struct Login {
     pub is_admin: bool,
     /// Shared with the socket's mailbox while it is on the roster.
     pub name: Arc<str>,
+    /// The name presence shows for the user (CONTRACT §6), as for every dialect.
+    pub display_name: String,
     pub session_id: Option<Uuid>,
     /// When the ticket's session expires (a password login has no session).
     pub expires_at: Option<store::Timestamp>,
@@ -197,6 +199,7 @@ impl Client {
             user_id: user.id,
             is_admin: user.is_admin,
             name: session::user_name(user.username.as_deref(), &user.email).into(),
+            display_name: user.display_name.clone(),
             session_id: session.map(|(id, _)| id),
             expires_at: session.map(|(_, at)| at),
         };
@@ -405,6 +408,9 @@ impl Client {
         request.session_id = user.session_id;
         request.expires_at = user.expires_at;
         request.heartbeat_slot = Some(live.pings.slot_for_new_socket());
+        // A signed-in user with the project open is present on it (the demo's anonymous
+        // sockets are nobody).
+        request.presence = self.user.as_ref().map(|login| login.display_name.clone());
         request.direct = self.direct.clone().map(|socket| {
             Arc::new(LabelledDirect {
                 socket,

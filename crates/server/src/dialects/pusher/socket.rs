@@ -153,7 +153,7 @@ async fn refuse(mut socket: Box<NativeSocket>, code: u16, reason: &'static str) 
         socket.send(Message::Text(protocol::error(code, reason).into())),
     )
     .await;
-    close_handshake(&mut *socket, code, reason).await;
+    close_handshake(&mut socket, code, reason).await;
 }
 
 /// A liveplan channel's hub feed, and where it started: `pusher:resume` replays the log
@@ -162,8 +162,44 @@ struct Feed {
     task: JoinHandle<()>,
     stream: StreamKey,
     start: i64,
-    /// The channel carries the stream's events (`presence-project-` carries none).
-    events: bool,
+    carries: Carries,
+}
+
+/// Which of its stream's events a liveplan channel carries.
+#[derive(Debug, Clone, Copy)]
+enum Carries {
+    /// `private-project-`, `private-user-`: every one.
+    All,
+    /// `presence-project-`: none (it is there for its members).
+    Nothing,
+    /// `presence-whiteboard-{id}`: the board's `whiteboard_updated`.
+    Whiteboard(Uuid),
+}
+
+impl Carries {
+    /// A frame of the hub's encoding as this channel sends it: the hub names the project's
+    /// channel in it, and a board's channel renames it (one event a second at most, so the
+    /// copy costs nothing that matters).
+    fn named(self, frame: &str, channel: &str) -> Arc<str> {
+        if let Carries::Whiteboard(_) = self
+            && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(frame)
+        {
+            value["channel"] = serde_json::Value::from(channel);
+            return value.to_string().into();
+        }
+        frame.into()
+    }
+
+    fn carries(self, event: &proto::Event) -> bool {
+        match self {
+            Carries::All => true,
+            Carries::Nothing => false,
+            Carries::Whiteboard(board) => {
+                event.event_type == proto::EventType::WhiteboardUpdated
+                    && event.payload["id"].as_str() == Some(board.to_string().as_str())
+            }
+        }
+    }
 }
 
 struct Connection {
@@ -257,7 +293,7 @@ impl Connection {
                 )
                 .await;
             }
-            Box::pin(close_handshake(&mut *socket, code, reason)).await;
+            Box::pin(close_handshake(&mut socket, code, reason)).await;
         }
     }
 
@@ -466,15 +502,18 @@ async fn open_feed(
         is_admin: user.is_admin,
         tab_id: None,
     };
-    let (stream, events) = match owned {
-        OwnedChannel::Project(project) => (StreamKey::Project(project), true),
-        OwnedChannel::ProjectPresence(project) => (StreamKey::Project(project), false),
-        OwnedChannel::User(id) => (StreamKey::User(id), true),
-        OwnedChannel::Whiteboard(_) => {
-            return Err(Refusal {
-                status: 403,
-                error: "whiteboard channels are not served by this server yet".to_owned(),
-            });
+    let (stream, carries) = match owned {
+        OwnedChannel::Project(project) => (StreamKey::Project(project), Carries::All),
+        OwnedChannel::ProjectPresence(project) => (StreamKey::Project(project), Carries::Nothing),
+        OwnedChannel::User(id) => (StreamKey::User(id), Carries::All),
+        OwnedChannel::Whiteboard(board) => {
+            let mut ops = node.domain.store.read().await.map_err(|_| unavailable())?;
+            let record = ops.get_record(board).await.map_err(|_| unavailable())?;
+            let project = record
+                .filter(|record| record.collection == "whiteboards")
+                .ok_or_else(forbidden)?
+                .project_id;
+            (StreamKey::Project(project), Carries::Whiteboard(board))
         }
     };
     if let StreamKey::Project(project) = stream {
@@ -496,8 +535,12 @@ async fn open_feed(
     let live = &node.live;
     let mut request = SubscribeRequest::new(stream, live.pusher, user.id);
     request.since = Some(start);
-    if !events {
-        request.filter = Some(Arc::new(|_| false));
+    // A project channel (private, presence, a board's) is a live connection to the project.
+    if matches!(stream, StreamKey::Project(_)) {
+        request.presence = Some(user.display_name.clone());
+    }
+    if !matches!(carries, Carries::All) {
+        request.filter = Some(Arc::new(move |event| carries.carries(event)));
     }
     let sub = live
         .hub()
@@ -506,10 +549,10 @@ async fn open_feed(
         .map_err(|_| unavailable())?;
     let channel = admission.channel.name.clone();
     Ok(Some(Feed {
-        task: tokio::spawn(feed(sub, channel, mailbox)),
+        task: tokio::spawn(feed(sub, channel, carries, mailbox)),
         stream,
         start,
-        events,
+        carries,
     }))
 }
 
@@ -525,16 +568,17 @@ const MAX_OWNED_REPLAY: i64 = KEEP_EVENTS as i64;
 /// where its feed started, encoded as the hub encodes them.
 async fn replay_owned(
     node: &PusherNode,
-    feed: (StreamKey, i64, bool),
+    channel: &str,
+    feed: (StreamKey, i64, Carries),
     serial: i64,
     stream_id: &str,
 ) -> Result<Vec<String>, ResumeFailure> {
-    let (stream, start, events) = feed;
+    let (stream, start, carries) = feed;
     let unavailable = ("unavailable", "the channel's history is unavailable");
     if stream_id != hub::Pusher::stream_id(&stream) {
         return Err(("stream_reset", "the stream_id is not this channel's"));
     }
-    if !events {
+    if matches!(carries, Carries::Nothing) {
         return Ok(Vec::new());
     }
     let mut ops = node.domain.store.read().await.map_err(|_| unavailable)?;
@@ -571,10 +615,13 @@ async fn replay_owned(
             if after > start {
                 break;
             }
+            if !carries.carries(&event) {
+                continue;
+            }
             if let Some(frame) = hub::Dialect::encode(&hub::Pusher, &event, true)
-                && let Ok(text) = String::from_utf8(frame.to_vec())
+                && let Ok(text) = std::str::from_utf8(&frame)
             {
-                frames.push(text);
+                frames.push(carries.named(text, channel).to_string());
             }
         }
     }
@@ -596,8 +643,8 @@ impl Connection {
                     failed.push((channel, "stream_reset", "the channel has no history"));
                     continue;
                 };
-                let feed = (feed.stream, feed.start, feed.events);
-                match replay_owned(&self.node, feed, serial, &stream_id).await {
+                let feed = (feed.stream, feed.start, feed.carries);
+                match replay_owned(&self.node, &channel, feed, serial, &stream_id).await {
                     Ok(replayed) => {
                         recovered.push((channel, replayed.len()));
                         frames.extend(replayed);
@@ -673,14 +720,19 @@ fn close_for(reason: CloseReason) -> (u16, &'static str) {
 
 /// Copies a liveplan channel's hub deliveries into its socket's mailbox until the
 /// subscription ends (or the socket drops the channel and aborts this task).
-async fn feed(mut sub: hub::Subscription, channel: String, mailbox: Arc<Mailbox>) {
+async fn feed(
+    mut sub: hub::Subscription,
+    channel: String,
+    carries: Carries,
+    mailbox: Arc<Mailbox>,
+) {
     loop {
         match sub.recv().await {
             Delivery::Frame(frame) => {
                 if let Ok(text) = std::str::from_utf8(&frame)
                     && !text.is_empty()
                 {
-                    mailbox.post(Note::Frame(text.into()));
+                    mailbox.post(Note::Frame(carries.named(text, &channel)));
                 }
             }
             Delivery::ResyncRequired { latest_seq } => {

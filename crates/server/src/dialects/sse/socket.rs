@@ -130,6 +130,11 @@ async fn open(
     request.session_id = Some(auth.session_id);
     request.expires_at = Some(auth.session_expires_at);
     request.filter = filter;
+    // The project's stream is a live connection to it like a socket: its user is present (a
+    // Viewer, whom the native socket refuses, too).
+    if matches!(access, Access::Project(_)) {
+        request.presence = Some(auth.user.display_name.clone());
+    }
     let sub = live.hub().subscribe(request).await.map_err(|err| {
         tracing::warn!(error = %err, "SSE subscribe failed");
         ApiError::new(ErrorCode::Unavailable, "live delivery is unavailable")
