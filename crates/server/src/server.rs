@@ -233,6 +233,13 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
     webhook_directory.set(Arc::downgrade(&directory));
     let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone());
+    match crate::cluster::whiteboard_relay::connect(&state.cluster, &whiteboards.boards) {
+        Ok(Some(peers)) => whiteboards.boards.connect_peers(peers),
+        Ok(None) => {}
+        Err(err) => {
+            tracing::error!(error = %err, "open whiteboards cannot reach the other nodes: cursors stay on this node");
+        }
+    }
     crate::whiteboard::compaction::spawn(store.clone(), stop.subscribe());
     let routes = router(
         state.clone(),

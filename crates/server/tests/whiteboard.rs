@@ -726,6 +726,61 @@ async fn clients_on_two_nodes_converge() {
     assert_eq!(a["elements"].as_object().unwrap().len(), 22);
 }
 
+/// Cursors cross nodes: a state set on one node reaches the other node's clients, a board
+/// opened later on the other node asks for the states already there, and a client that goes
+/// away (cleanly, or its process killed) is removed on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cursors_cross_nodes() {
+    if !npm_ready().await {
+        return;
+    }
+    let cluster = Cluster::start(2).await;
+    let (one, two) = (cluster.node(0), cluster.node(1));
+    let b = board(one).await;
+    let peers = |s: &Value, name: &str| {
+        s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user"]["name"] == name)
+    };
+    let mut d = Driver::start().await;
+    d.open(one, "a", &b.id, &b.member).await;
+    d.cmd(json!({"cmd": "awareness", "client": "a", "state": {"user": {"name": "Ann"}, "cursor": {"x": 1, "y": 2}}}))
+        .await;
+    // The board is not open on node two yet: its first client gets Ann from node one.
+    d.open(two, "watcher", &b.id, &b.viewer).await;
+    d.until("watcher", |s| peers(s, "Ann")).await;
+    // And the other way, live.
+    d.cmd(json!({"cmd": "awareness", "client": "watcher", "state": {"user": {"name": "Vic"}}}))
+        .await;
+    d.until("a", |s| peers(s, "Vic")).await;
+    // A cursor that moves on node one moves on node two.
+    d.cmd(json!({"cmd": "awareness", "client": "a", "state": {"user": {"name": "Ann"}, "cursor": {"x": 9, "y": 9}}}))
+        .await;
+    d.until("watcher", |s| {
+        s["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["user"]["name"] == "Ann" && p["cursor"]["x"] == 9)
+    })
+    .await;
+    // A clean close on node one removes Ann on node two.
+    d.cmd(json!({"cmd": "destroy", "client": "a"})).await;
+    d.until("watcher", |s| !peers(s, "Ann")).await;
+    // A client whose process dies on node one, without a close frame.
+    let mut other = Driver::start().await;
+    other.open(one, "k", &b.id, &b.member).await;
+    other
+        .cmd(json!({"cmd": "awareness", "client": "k", "state": {"user": {"name": "Kim"}}}))
+        .await;
+    d.until("watcher", |s| peers(s, "Kim")).await;
+    other.child.start_kill().unwrap();
+    let _ = other.child.wait().await;
+    d.until("watcher", |s| !peers(s, "Kim")).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_update_survives_a_sigkill() {
     if !npm_ready().await {

@@ -2,7 +2,8 @@
 //! nodes of one cluster share in Redis/Valkey, and the node registry in the database
 //! ([`registry`]); and what the nodes share besides the bus ([`state`]: presence, per-user
 //! limits, control messages; on Redis in [`redis_state`]), and what the Pusher sockets of the
-//! nodes share ([`pusher_state`]: occupancy, presence members, frames for other nodes).
+//! nodes share ([`pusher_state`]: occupancy, presence members, frames for other nodes), and
+//! what open whiteboards tell each other ([`whiteboard_relay`]: awareness, "updates stored").
 //!
 //! A cluster is every node on one database; with `--redis-url` they also share one Redis
 //! server. Its id is made by the first node that starts on the database and kept there
@@ -17,6 +18,7 @@ pub mod registry;
 mod scripts;
 pub mod state;
 mod subscriber;
+pub mod whiteboard_relay;
 
 pub use state::{
     Cluster, ClusterError, ClusterState, ClusterTiming, ControlFeed, ControlItem, ControlMessage,

@@ -129,10 +129,20 @@ impl AwarenessTable {
 
     /// Every current state (for a client that joins or asks).
     pub fn all(&self) -> AwarenessUpdate {
+        self.matching(|_| true)
+    }
+
+    /// Every current state but those connection `owner` brought.
+    pub fn all_but(&self, owner: u64) -> AwarenessUpdate {
+        self.matching(|entry| entry.owner != owner)
+    }
+
+    fn matching(&self, wanted: impl Fn(&Entry) -> bool) -> AwarenessUpdate {
         AwarenessUpdate {
             clients: self
                 .states
                 .iter()
+                .filter(|(_, e)| wanted(e))
                 .map(|(id, e)| {
                     (
                         *id,

@@ -13,12 +13,16 @@
 //!   ends, under the registry's lock and only when no command is queued (a join always
 //!   enqueues under that lock, so none can slip in between).
 //! - **Other nodes.** Updates appended by another node are read from the store in seq order
-//!   whenever this actor's own append finds a gap, at every sync step 1, and on a short poll
-//!   while the node is part of a cluster.
+//!   whenever this actor's own append finds a gap, at every sync step 1, when another node
+//!   says it stored some ([`PeerNote::Changed`]), and on a short poll while the node is part of
+//!   a cluster. Awareness travels between nodes as notes ([`super::peers`]): this node's
+//!   accepted states and removals go out, other nodes' states are kept under [`PEERS`] and
+//!   relayed to this node's clients, and a newly opened document asks the others for theirs.
 
 use super::Boards;
 use super::awareness::{AwarenessTable, Refused};
 use super::content;
+use super::peers::{MAX_PEER_CLIENTS, PEERS, PeerNote};
 use super::wire::{self as protocol, ClientMessage};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -27,6 +31,9 @@ use std::time::Duration;
 use store::Store;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
+use yrs::sync::awareness::AwarenessUpdate;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Transact};
 
 /// Frames a client may have queued before it counts as too slow and is dropped.
@@ -65,6 +72,8 @@ pub enum Command {
     Leave {
         conn: u64,
     },
+    /// What another node of the cluster says about this board.
+    Peer(PeerNote),
     /// Brings the document to a snapshot's state as a new change (sent to every client).
     Restore {
         state: Vec<u8>,
@@ -101,6 +110,9 @@ impl Actor {
             tracing::warn!(board = %self.board, why, "whiteboard failed to load");
             self.boards.forget(self.board, self.id);
             return;
+        }
+        if self.poll_peers {
+            self.boards.tell_peers(self.board, PeerNote::Query);
         }
         let mut poll = tokio::time::interval(PEER_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -147,6 +159,7 @@ impl Actor {
                 let _ = reply.send(answer);
             }
             Command::Leave { conn } => self.leave(conn),
+            Command::Peer(note) => self.on_peer(note).await?,
             Command::Restore { state, reply } => {
                 let change = match content::restore(&self.doc, &state) {
                     Ok(change) => change,
@@ -190,6 +203,7 @@ impl Actor {
                 Err(Refused::TooManyClients) => Answer::Close(1008, "too many awareness clients"),
                 Ok(None) => Answer::Frames(Vec::new()),
                 Ok(Some(accepted)) => {
+                    self.tell_peers_awareness(&accepted);
                     // To the sender too: a lone client hears something every time it renews
                     // its state (every 15 s), which keeps y-websocket's 30 s timeout away.
                     self.broadcast(None, protocol::awareness(accepted));
@@ -245,7 +259,42 @@ impl Actor {
         self.bytes += update.len();
         self.broadcast(from, protocol::update(update));
         self.boards.changed(self.board);
+        self.boards.tell_peers(self.board, PeerNote::Changed);
         Ok(())
+    }
+
+    async fn on_peer(&mut self, note: PeerNote) -> Result<(), Broken> {
+        match note {
+            PeerNote::Changed => self.catch_up(true).await?,
+            PeerNote::Query => {
+                let mine = self.awareness.all_but(PEERS);
+                if !mine.clients.is_empty() {
+                    self.tell_peers_awareness(&mine);
+                }
+            }
+            PeerNote::Awareness(bytes) => {
+                // From a node of this cluster, but still bounded as a client's would be.
+                let Ok(update) = AwarenessUpdate::decode_v1(&bytes) else {
+                    return Ok(());
+                };
+                if let Ok(Some(accepted)) = self.awareness.apply(
+                    PEERS,
+                    update,
+                    protocol::MAX_AWARENESS_STATE,
+                    MAX_PEER_CLIENTS,
+                ) {
+                    self.broadcast(None, protocol::awareness(accepted));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tell_peers_awareness(&self, update: &AwarenessUpdate) {
+        if self.poll_peers {
+            self.boards
+                .tell_peers(self.board, PeerNote::Awareness(update.encode_v1()));
+        }
     }
 
     async fn append(&self, update: &[u8]) -> Result<i64, Broken> {
@@ -320,6 +369,7 @@ impl Actor {
             return;
         }
         if let Some(removed) = self.awareness.leave(conn) {
+            self.tell_peers_awareness(&removed);
             self.broadcast(None, protocol::awareness(removed));
         }
     }

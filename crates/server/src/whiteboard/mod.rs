@@ -1,23 +1,26 @@
 //! Whiteboards as Yjs documents (CONTRACT §11): the registry of open documents ([`Boards`], one
 //! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
-//! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the background compaction ([`compaction`])
-//! and the throttled `whiteboard_updated` event. The y-websocket dialect is
+//! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the
+//! background compaction ([`compaction`]), what open documents tell the other nodes of a
+//! cluster ([`peers`]) and the throttled `whiteboard_updated` event. The y-websocket dialect is
 //! `dialects::whiteboard`.
 
 pub mod awareness;
 pub mod compaction;
 pub mod content;
 pub mod doc;
+pub mod peers;
 pub mod rest;
 pub mod wire;
 
 use crate::app::AppState;
 use doc::{Actor, Command};
 use domain::tx::Tx;
+use peers::{PeerNote, Peers};
 use proto::{EventType, StreamKey};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use store::Store;
 use tokio::sync::mpsc;
@@ -36,6 +39,8 @@ pub struct Boards {
     next_actor: AtomicU64,
     /// Per board: when its last event went out, and whether one is waiting.
     events: Mutex<HashMap<Uuid, (Instant, bool)>>,
+    /// The other nodes of the cluster (set once at start; none on a node alone).
+    peers: OnceLock<Arc<dyn Peers>>,
 }
 
 /// A joined client's way to its document's actor.
@@ -58,7 +63,28 @@ impl Boards {
             open: Mutex::default(),
             next_actor: AtomicU64::new(0),
             events: Mutex::default(),
+            peers: OnceLock::new(),
         })
+    }
+
+    /// Connects the open documents to the other nodes of the cluster (once, at start).
+    pub fn connect_peers(&self, peers: Arc<dyn Peers>) {
+        let _ = self.peers.set(peers);
+    }
+
+    fn tell_peers(&self, board: Uuid, note: PeerNote) {
+        if let Some(peers) = self.peers.get() {
+            peers.tell(board, note);
+        }
+    }
+
+    /// A note from another node: handed to the board's actor when the board is open here
+    /// (nobody here to tell otherwise, and a closed board loads everything when it opens).
+    pub fn from_peer(&self, board: Uuid, note: PeerNote) {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, sender)) = open.get(&board) {
+            let _ = sender.send(Command::Peer(note));
+        }
     }
 
     /// Hands `command` to the board's actor, starting (and loading) one if none is open. Under
