@@ -14,18 +14,27 @@
 //! mid-sync, and the import disconnects every client). Attachment bytes are not the domain's:
 //! the server puts them into [`ExportDocument::attachments`] and writes them back.
 //!
-//! Documents written by hand or by older builds may leave out versions, timestamps, streams
-//! and settings: those rows start at version 1 and now, as new.
+//! Whiteboards' documents move with their records ([`ExportWhiteboard`]): the stored Yjs
+//! updates in order (after compaction, usually one) and the named snapshots, as base64; the
+//! import stores them again under the same board, from seq 1.
+//!
+//! Documents written by hand or by older builds may leave out versions, timestamps, streams,
+//! settings and whiteboards: those rows start at version 1 and now, as new (a board without
+//! data is an empty canvas).
 
 use crate::tx::Tx;
 use crate::validate::invalid_field;
 use crate::{Actor, Domain, DomainResult, OrApi, collections};
+use base64::Engine;
 use chrono::DateTime;
 use proto::{ApiError, EventType, Role, StreamKey};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
-use store::{MembershipRow, Page, ProjectRow, RecordRef, RecordRow, Timestamp, UserRow, format_ts};
+use store::{
+    MembershipRow, Page, ProjectRow, RecordRef, RecordRow, Timestamp, UserRow,
+    WhiteboardSnapshotRow, format_ts,
+};
 use uuid::Uuid;
 
 /// The one format this build writes and reads. A document of another format (a newer
@@ -36,6 +45,19 @@ pub const EXPORT_FORMAT: &str = "liveplan-export-1";
 /// new database does not seed it again over the imported accounts). Everything else in the
 /// settings table is either a secret or transient (see the module's doc).
 pub const MOVED_SETTINGS: &[&str] = &["demo_seeded"];
+
+/// The most bytes of one board's updates, or of one snapshot, an import takes (the server's
+/// limit on a whiteboard document).
+pub const MAX_WHITEBOARD_BYTES: usize = 64 * 1024 * 1024;
+/// The most snapshots of one board an import takes.
+pub const MAX_WHITEBOARD_SNAPSHOTS: usize = 1_000;
+/// The longest snapshot name (as the REST API allows).
+pub const MAX_SNAPSHOT_NAME: usize = 200;
+
+pub(crate) const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Updates read from the store per query while exporting a board.
+const EXPORT_PAGE: u32 = 500;
 
 /// The whole database as one document.
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,6 +99,30 @@ pub struct ExportProject {
     pub project: Value,
     pub members: Vec<ExportMember>,
     pub records: Vec<ExportRecord>,
+    /// The documents of the project's whiteboards (each also a record of `records`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub whiteboards: Vec<ExportWhiteboard>,
+}
+
+/// One whiteboard's Yjs document.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportWhiteboard {
+    /// The whiteboard record's id.
+    pub id: Uuid,
+    /// The stored updates in order, base64: applied in turn, they are the document.
+    pub updates: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<ExportSnapshot>,
+}
+
+/// A named version of a board.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExportSnapshot {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: String,
+    /// The board's whole state then (a Yjs update from the empty document), base64.
+    pub state: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -122,7 +168,11 @@ type ProjectRows = (
     ProjectRow,
     Vec<MembershipRow>,
     Vec<(RecordRow, Vec<RecordRef>)>,
+    Vec<BoardRows>,
 );
+
+/// A board's updates in order, and its snapshots.
+type BoardRows = (Uuid, Vec<Vec<u8>>, Vec<WhiteboardSnapshotRow>);
 
 /// A document checked whole before anything is written.
 struct Checked {
@@ -175,12 +225,16 @@ impl Domain {
                 })
                 .collect();
             let mut records = Vec::new();
+            let mut whiteboards = Vec::new();
             for collection in collections::ALL {
                 for row in ops
                     .list_records(project.id, collection.name, Page::ALL)
                     .await
                     .or_api()?
                 {
+                    if collection.name == "whiteboards" {
+                        whiteboards.push(export_whiteboard(&mut *ops, row.id).await?);
+                    }
                     records.push(ExportRecord {
                         collection: collection.name.to_owned(),
                         record: crate::records::record_json(&row),
@@ -191,6 +245,7 @@ impl Domain {
                 project: crate::projects::project_json(&project, None),
                 members,
                 records,
+                whiteboards,
             });
         }
         let mut settings = BTreeMap::new();
@@ -274,7 +329,7 @@ impl Domain {
         let kept =
             importer_id.filter(|id| in_place == Some(*id) || !clashes(&users, *id, &checked.users));
         let known: HashSet<Uuid> = checked.users.iter().map(|u| u.id).chain(kept).collect();
-        for (_, memberships, _) in &checked.projects {
+        for (_, memberships, _, _) in &checked.projects {
             if let Some(m) = memberships.iter().find(|m| !known.contains(&m.user_id)) {
                 return Err(invalid_field(
                     "members",
@@ -300,8 +355,8 @@ impl Domain {
         for user in checked.users.iter().filter(|u| Some(u.id) != in_place) {
             ops.insert_user(user).await.or_api()?;
         }
-        let (mut members, mut records) = (0, 0);
-        for (project, memberships, rows) in &checked.projects {
+        let (mut members, mut records, mut whiteboards) = (0, 0, 0);
+        for (project, memberships, rows, boards) in &checked.projects {
             ops.insert_project(project).await.or_api()?;
             for membership in memberships {
                 ops.insert_membership(membership).await.or_api()?;
@@ -311,8 +366,19 @@ impl Domain {
             for (row, refs) in rows {
                 ops.insert_record(row, refs).await.or_api()?;
             }
+            for (board, updates, snapshots) in boards {
+                for update in updates {
+                    ops.append_whiteboard_update(*board, update, now)
+                        .await
+                        .or_api()?;
+                }
+                for snapshot in snapshots {
+                    ops.insert_whiteboard_snapshot(snapshot).await.or_api()?;
+                }
+            }
             members += memberships.len();
             records += rows.len();
+            whiteboards += boards.len();
         }
         for (key, value) in &checked.settings {
             ops.put_setting(key, value).await.or_api()?;
@@ -325,6 +391,7 @@ impl Domain {
             "projects": checked.projects.len(),
             "members": members,
             "records": records,
+            "whiteboards": whiteboards,
         });
         tx.emit(
             StreamKey::System,
@@ -439,7 +506,8 @@ fn check(
             let refs = crate::records::store_refs(spec, &row.body);
             rows.push((row, refs));
         }
-        projects.push((project, memberships, rows));
+        let boards = whiteboard_rows(entry, &rows, now)?;
+        projects.push((project, memberships, rows, boards));
     }
     let mut streams = Vec::new();
     for (text, seq) in &document.streams {
@@ -464,6 +532,143 @@ fn check(
         projects,
         streams,
         settings,
+    })
+}
+
+/// A project's whiteboard documents as rows: each names a whiteboard record of the project (once),
+/// and its updates and snapshots decode within the limits.
+fn whiteboard_rows(
+    entry: &ExportProject,
+    rows: &[(RecordRow, Vec<RecordRef>)],
+    now: Timestamp,
+) -> DomainResult<Vec<BoardRows>> {
+    let boards: HashSet<Uuid> = rows
+        .iter()
+        .filter(|(row, _)| row.collection == "whiteboards")
+        .map(|(row, _)| row.id)
+        .collect();
+    let mut seen = HashSet::new();
+    let mut snapshot_ids = HashSet::new();
+    let mut out = Vec::new();
+    for board in &entry.whiteboards {
+        if !boards.contains(&board.id) {
+            return Err(invalid_field(
+                "whiteboards",
+                format!("{} is no whiteboard of its project", board.id),
+            ));
+        }
+        if !seen.insert(board.id) {
+            return Err(invalid_field(
+                "whiteboards",
+                format!("whiteboard {} has two documents", board.id),
+            ));
+        }
+        let mut total = 0;
+        let mut updates = Vec::with_capacity(board.updates.len());
+        for text in &board.updates {
+            let update = decode_base64(text, "whiteboards.updates")?;
+            total += update.len();
+            if update.is_empty() || total > MAX_WHITEBOARD_BYTES {
+                return Err(invalid_field(
+                    "whiteboards.updates",
+                    format!(
+                        "whiteboard {}: updates must be non-empty and at most {MAX_WHITEBOARD_BYTES} bytes in all",
+                        board.id
+                    ),
+                ));
+            }
+            updates.push(update);
+        }
+        if board.snapshots.len() > MAX_WHITEBOARD_SNAPSHOTS {
+            return Err(invalid_field(
+                "whiteboards.snapshots",
+                format!("a whiteboard has at most {MAX_WHITEBOARD_SNAPSHOTS} snapshots"),
+            ));
+        }
+        let mut snapshots = Vec::with_capacity(board.snapshots.len());
+        for snapshot in &board.snapshots {
+            let name = snapshot.name.trim();
+            if name.is_empty() || name.chars().count() > MAX_SNAPSHOT_NAME {
+                return Err(invalid_field(
+                    "whiteboards.snapshots.name",
+                    format!("a snapshot name is 1 to {MAX_SNAPSHOT_NAME} characters"),
+                ));
+            }
+            if !snapshot_ids.insert(snapshot.id) {
+                return Err(invalid_field(
+                    "whiteboards.snapshots.id",
+                    format!("two snapshots have the id {}", snapshot.id),
+                ));
+            }
+            let state = decode_base64(&snapshot.state, "whiteboards.snapshots.state")?;
+            if state.len() > MAX_WHITEBOARD_BYTES {
+                return Err(invalid_field(
+                    "whiteboards.snapshots.state",
+                    format!("a snapshot is at most {MAX_WHITEBOARD_BYTES} bytes"),
+                ));
+            }
+            snapshots.push(WhiteboardSnapshotRow {
+                id: snapshot.id,
+                board_id: board.id,
+                name: name.to_owned(),
+                state,
+                created_at: timestamp(
+                    "whiteboards.snapshots.created_at",
+                    Some(&snapshot.created_at),
+                    now,
+                )?,
+            });
+        }
+        out.push((board.id, updates, snapshots));
+    }
+    Ok(out)
+}
+
+fn decode_base64(text: &str, field: &str) -> DomainResult<Vec<u8>> {
+    if text.len() > MAX_WHITEBOARD_BYTES / 3 * 4 + 4 {
+        return Err(invalid_field(field, "too long"));
+    }
+    BASE64
+        .decode(text)
+        .map_err(|_| invalid_field(field, "must be base64 (standard alphabet, padded)"))
+}
+
+/// A board's stored updates and snapshots, as the document carries them.
+async fn export_whiteboard(
+    ops: &mut dyn store::Queries,
+    board: Uuid,
+) -> DomainResult<ExportWhiteboard> {
+    let mut updates = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = ops
+            .read_whiteboard_updates(board, after, EXPORT_PAGE)
+            .await
+            .or_api()?;
+        let full = page.len() == EXPORT_PAGE as usize;
+        for row in page {
+            after = row.seq;
+            updates.push(BASE64.encode(&row.update));
+        }
+        if !full {
+            break;
+        }
+    }
+    let mut snapshots = Vec::new();
+    for info in ops.list_whiteboard_snapshots(board).await.or_api()? {
+        if let Some(row) = ops.get_whiteboard_snapshot(info.id).await.or_api()? {
+            snapshots.push(ExportSnapshot {
+                id: row.id,
+                name: row.name,
+                created_at: format_ts(row.created_at),
+                state: BASE64.encode(&row.state),
+            });
+        }
+    }
+    Ok(ExportWhiteboard {
+        id: board,
+        updates,
+        snapshots,
     })
 }
 

@@ -564,3 +564,145 @@ async fn http_import_as_the_same_administrator_is_faithful() {
         StatusCode::UNAUTHORIZED
     );
 }
+
+/// A Yjs update that puts element `key` (a rectangle at `x`) on a board, as a client would.
+fn element_update(key: &str, x: i64) -> Vec<u8> {
+    use yrs::{Map, MapPrelim, Transact};
+    let doc = yrs::Doc::new();
+    let elements = doc.get_or_insert_map("elements");
+    let mut txn = doc.transact_mut();
+    elements.insert(
+        &mut txn,
+        key,
+        MapPrelim::from([
+            ("id", yrs::Any::from(key)),
+            ("type", yrs::Any::from("rect")),
+            ("x", yrs::Any::from(x as f64)),
+            ("z", yrs::Any::from("a0")),
+        ]),
+    );
+    txn.encode_update_v1()
+}
+
+async fn board_elements(
+    server: &TestServer,
+    token: &str,
+    project: &str,
+    board: &str,
+) -> Vec<Value> {
+    let (status, content) = server
+        .get(
+            &format!("/api/v1/projects/{project}/whiteboards/{board}/content"),
+            token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{content}");
+    content["elements"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whiteboards_move_with_their_documents_and_snapshots() {
+    let source = TestServer::start_relaxed().await;
+    let admin = source.admin.clone();
+    let project = source.project(&admin, "Canvas").await;
+    let board = source
+        .create(&admin, &project, "whiteboards", json!({"name": "plan"}))
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let board_id = Uuid::parse_str(&board).unwrap();
+    // Two updates as clients store them, a snapshot between them.
+    let store = source.state().domain.store.clone();
+    let append = |update: Vec<u8>| {
+        let store = store.clone();
+        async move {
+            let mut tx = store.write().await.unwrap();
+            tx.append_whiteboard_update(board_id, &update, store::now())
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    append(element_update("first", 1)).await;
+    let (status, snapshot) = source
+        .post(
+            &format!("/api/v1/projects/{project}/whiteboards/{board}/snapshots"),
+            &admin,
+            json!({"name": "only the first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{snapshot}");
+    append(element_update("second", 2)).await;
+    let elements = board_elements(&source, &admin, &project, &board).await;
+    assert_eq!(elements.len(), 2, "{elements:?}");
+
+    let (status, export) = source.get("/api/v1/admin/export", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    let carried = &export["projects"][0]["whiteboards"];
+    assert_eq!(carried[0]["id"], board.as_str(), "{carried}");
+    assert_eq!(carried[0]["updates"].as_array().unwrap().len(), 2);
+    assert_eq!(carried[0]["snapshots"][0]["name"], "only the first");
+
+    // Into another server: the same document and its versions, and a restore still works.
+    let target = TestServer::start_relaxed().await;
+    let (status, summary) = target
+        .post("/api/v1/admin/import", &target.admin, export.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{summary}");
+    assert_eq!(summary["whiteboards"], 1);
+    let admin = target.login(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(
+        board_elements(&target, &admin, &project, &board).await,
+        elements
+    );
+    let (_, snapshots) = target
+        .get(
+            &format!("/api/v1/projects/{project}/whiteboards/{board}/snapshots"),
+            &admin,
+        )
+        .await;
+    assert_eq!(snapshots[0]["id"], snapshot["id"], "{snapshots}");
+    let (status, _) = target
+        .post(
+            &format!(
+                "/api/v1/projects/{project}/whiteboards/{board}/snapshots/{}/restore",
+                snapshot["id"].as_str().unwrap()
+            ),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let restored = board_elements(&target, &admin, &project, &board).await;
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(restored[0]["id"], "first");
+
+    // A document whose board data is wrong is refused whole, and changes nothing.
+    let before = dump(&*target.state().domain.store).await;
+    let mut bad = export.clone();
+    bad["projects"][0]["whiteboards"][0]["updates"][0] = json!("not base64!");
+    let mut elsewhere = export.clone();
+    elsewhere["projects"][0]["whiteboards"][0]["id"] = json!(project);
+    let mut twice = export.clone();
+    let again = twice["projects"][0]["whiteboards"][0].clone();
+    twice["projects"][0]["whiteboards"]
+        .as_array_mut()
+        .unwrap()
+        .push(again);
+    for document in [bad, elsewhere, twice] {
+        let (status, body) = target.post("/api/v1/admin/import", &admin, document).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("whiteboard"),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        dump(&*target.state().domain.store).await.records,
+        before.records
+    );
+}

@@ -510,7 +510,7 @@ fn pusher_and_admin(paths: &mut Paths) {
         "get",
         operation(
             "admin",
-            "All data as one JSON document (format liveplan-export-1): users with password hashes, projects, members and records with ids, versions and timestamps, each stream's last seq, attachment bytes in base64",
+            "All data as one JSON document (format liveplan-export-1): users with password hashes, projects, members and records with ids, versions and timestamps, whiteboards' Yjs updates and snapshots, each stream's last seq, attachment bytes in base64",
         )
         .ok("200", object()),
     );
