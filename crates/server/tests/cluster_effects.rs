@@ -276,8 +276,9 @@ async fn logout_on_one_node_closes_the_sessions_connections_on_the_other() {
         .await;
     assert_eq!(sse.data().await.unwrap().json()["type"], "connected");
     let mut kept = live(b, &other_session, project).await;
-    eventually("the sockets are on B's roster", || {
-        roster_is(b, project, vec![(user, 2)])
+    // Two sockets and the SSE stream: three live connections to the project.
+    eventually("the connections are on B's roster", || {
+        roster_is(b, project, vec![(user, 3)])
     })
     .await;
 
