@@ -39,6 +39,7 @@ pub mod bryntum;
 pub mod cluster;
 pub mod crash;
 pub mod follow;
+pub mod node;
 pub mod private_postgres;
 pub mod private_redis;
 pub mod proxy;
