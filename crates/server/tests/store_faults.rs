@@ -266,6 +266,12 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
     let project = server.new_project("Outage").await;
     let ws = server.ws_project(&server.admin, project, None).await;
     let (mut ws_got, ws_task) = follow_ws(ws);
+    // Subscribed once the socket hears its own join (before the stream opens: the stream is a
+    // connection of the same user, and whichever subscribes first makes the join).
+    assert_eq!(
+        next_got(&mut ws_got).await,
+        Got::Other("presence_join".into())
+    );
     let sse = server
         .http
         .get(server.url(&format!("/api/v1/projects/{project}/events")))
@@ -284,11 +290,7 @@ async fn an_outage_answers_503_keeps_live_connections_and_recovers_without_resta
         .await;
     bryntum.dataset(json!(project.to_string())).await;
     let (mut bryntum_got, bryntum_task) = follow_bryntum(bryntum);
-    // Subscribed once the socket hears its own join and the stream its `connected`.
-    assert_eq!(
-        next_got(&mut ws_got).await,
-        Got::Other("presence_join".into())
-    );
+    // The stream is subscribed once it sent its `connected`.
     assert_eq!(next_got(&mut sse_got).await, Got::Other("connected".into()));
     // Both are live: the project's first event after `member_added` (seq 1) is seq 2.
     let (status, before) = post_task(&server, project, "before").await;
