@@ -842,3 +842,104 @@ async fn two_nodes_send_each_event_once() {
         .collect();
     assert_eq!(got, seqs, "each event once, in seq order");
 }
+
+/// Retention never prunes for their age the events an active webhook has not handled; its
+/// count limit does, and a webhook that lost events records one `skipped` delivery and goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_spares_unhandled_events_except_for_the_count_limit() {
+    use liveplan_server::retention::{RetentionConfig, pass};
+    let server = TestServer::start_relaxed_with(|c| {
+        tune(c);
+        // One failure, then a wait far beyond the test: the webhook's cursor stays put.
+        c.webhooks.retry_base = Duration::from_secs(3600);
+        c.retention = RetentionConfig {
+            max_age: None,
+            max_events_per_stream: None,
+        };
+    })
+    .await;
+    let (receivers, base, _) = receivers().await;
+    let store = server.state().domain.store.clone();
+    let by_age = RetentionConfig {
+        max_age: Some(Duration::from_secs(24 * 3600)),
+        max_events_per_stream: None,
+    };
+    let in_two_days = chrono::Utc::now() + chrono::Duration::days(2);
+
+    // Held back by a failing receiver: every event after its cursor stays, whatever its age.
+    let project = server.new_project("spared").await;
+    receivers.answer("/failing", &[500]);
+    let held = webhook(&server, project, &format!("{base}/failing"), json!(["*"])).await;
+    let start = held["last_seq"].as_i64().unwrap();
+    for n in 0..6 {
+        server.task(&server.admin, project, &format!("s{n}")).await;
+    }
+    receivers.wait_for("/failing", 1).await;
+    let unhandled: Vec<i64> = log_after(&server, project, start)
+        .await
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    pass(&*store, by_age, in_two_days).await.unwrap();
+    let log = server.log(&server.admin, &project.to_string(), 0).await;
+    assert_eq!(
+        log["first_seq"], unhandled[0],
+        "only what the webhook handled went: {log}"
+    );
+    // Without an active webhook behind, the same pass prunes everything old.
+    let (status, _) = server
+        .patch(
+            &format!("{}/{}", hooks(project), held["id"].as_str().unwrap()),
+            &server.admin,
+            json!({ "active": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    pass(&*store, by_age, in_two_days).await.unwrap();
+    let log = server.log(&server.admin, &project.to_string(), 0).await;
+    assert!(log["events"].as_array().unwrap().is_empty(), "{log}");
+
+    // The count limit prunes unhandled events: the webhook records the gap as skipped.
+    let project = server.new_project("skipped").await;
+    let (status, lagging) = server
+        .post(
+            &hooks(project),
+            &server.admin,
+            json!({ "url": format!("{base}/lagging"), "events": ["*"], "active": false }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lagging}");
+    let start = lagging["last_seq"].as_i64().unwrap();
+    for n in 0..6 {
+        server.task(&server.admin, project, &format!("k{n}")).await;
+    }
+    let by_count = RetentionConfig {
+        max_age: None,
+        max_events_per_stream: Some(2),
+    };
+    pass(&*store, by_count, chrono::Utc::now()).await.unwrap();
+    let kept: Vec<i64> = log_after(&server, project, 0)
+        .await
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(kept.len(), 2);
+    let (status, _) = server
+        .patch(
+            &format!("{}/{}", hooks(project), lagging["id"].as_str().unwrap()),
+            &server.admin,
+            json!({ "active": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let got = receivers.wait_for_seqs("/lagging", &kept).await;
+    assert_eq!(got.iter().map(Received::seq).collect::<Vec<_>>(), kept);
+    let skipped = final_delivery(&server, project, &lagging, start + 1).await;
+    assert_eq!(skipped["outcome"], "skipped", "{skipped}");
+    assert_eq!(skipped["attempts"], 0);
+    let reason = skipped["error"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("{} to {}", start + 1, kept[0] - 1)),
+        "{reason}"
+    );
+}
