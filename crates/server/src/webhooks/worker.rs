@@ -191,10 +191,8 @@ impl Worker {
                     Step::LostLease => return Ok(Ended::LostLease),
                 }
             }
-            if passed > cursor {
-                if !self.advance(id, cursor, passed).await? {
-                    return Ok(Ended::LostLease);
-                }
+            if passed > cursor && !self.advance(id, cursor, passed).await? {
+                return Ok(Ended::LostLease);
             }
             if events.len() < EVENTS_PAGE as usize {
                 return Ok(Ended::Done);
