@@ -176,6 +176,11 @@ impl Worker {
                     passed = seq;
                     continue;
                 }
+                if *stop.borrow() {
+                    // A stopping node gives the lease back (in `turn`) rather than leave the
+                    // webhook to wait for it to expire.
+                    break;
+                }
                 if passed > cursor {
                     if !self.advance(id, cursor, passed).await? {
                         return Ok(Ended::LostLease);
