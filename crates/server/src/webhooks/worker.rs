@@ -49,12 +49,17 @@ pub fn spawn(
     };
     tokio::spawn(async move {
         let running: Arc<Mutex<HashSet<Uuid>>> = Arc::default();
+        // One warning per outage of the store, not one per look.
+        let mut failing = false;
         loop {
             if *stop.borrow() {
                 return;
             }
             match worker.due().await {
                 Ok(due) => {
+                    if std::mem::take(&mut failing) {
+                        tracing::info!("webhooks: the store answers again");
+                    }
                     for webhook in due {
                         if !running.lock().expect("not poisoned").insert(webhook.id) {
                             continue;
@@ -67,7 +72,11 @@ pub fn spawn(
                         });
                     }
                 }
-                Err(err) => tracing::warn!(error = %err, "cannot look for due webhooks"),
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %err, "cannot look for due webhooks; trying again every poll");
+                }
+                Err(_) => {}
             }
             tokio::select! {
                 _ = wake.rung() => {}
