@@ -57,7 +57,7 @@ impl Received {
 }
 
 /// Receivers by path: what each got, and the statuses each answers with in turn (200 once the
-/// script is used up). `/moved` redirects to `/redirected`.
+/// script is used up). `/moved` redirects to `/redirected`; `/slow…` answers after 20 ms.
 #[derive(Default)]
 struct Receivers {
     got: Mutex<HashMap<String, Vec<Received>>>,
@@ -134,6 +134,10 @@ async fn receive(
         .or_default()
         .push(Received { headers, body });
     receivers.changed.notify_waiters();
+    if path.starts_with("/slow") {
+        // A receiver slower than the writes: a stop then finds events still to send.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if path == "/moved" {
         return (StatusCode::FOUND, [("Location", "/redirected")]).into_response();
     }
@@ -709,13 +713,20 @@ async fn a_restart_mid_stream_skips_and_repeats_nothing() {
     let mut server = server().await;
     let (receivers, base, _) = receivers().await;
     let project = server.new_project("restarts").await;
-    let hook = webhook(&server, project, &format!("{base}/steady"), json!(["*"])).await;
+    let hook = webhook(
+        &server,
+        project,
+        &format!("{base}/slow-steady"),
+        json!(["*"]),
+    )
+    .await;
     let start = hook["last_seq"].as_i64().unwrap();
     for n in 0..30 {
         server.task(&server.admin, project, &format!("a{n}")).await;
     }
-    receivers.wait_for("/steady", 3).await;
+    receivers.wait_for("/slow-steady", 3).await;
     server.stop().await;
+    let before_restart = receivers.got("/slow-steady").len();
     // Commits while no server runs reach the webhook after the restart.
     server.offline_tasks(project, "offline", 5).await;
     server
@@ -734,7 +745,11 @@ async fn a_restart_mid_stream_skips_and_repeats_nothing() {
         .map(|(s, _)| *s)
         .collect();
     assert_eq!(seqs.len(), 40);
-    let got = receivers.wait_for_seqs("/steady", &seqs).await;
+    assert!(
+        before_restart < 30,
+        "the stop came mid-stream ({before_restart} sent before it)"
+    );
+    let got = receivers.wait_for_seqs("/slow-steady", &seqs).await;
     // Nothing skipped; a repeat only of the event a stop cut short, with its delivery id.
     let mut ids: HashMap<i64, String> = HashMap::new();
     let mut distinct = Vec::new();
