@@ -46,3 +46,6 @@ pub fn require_system_admin(actor: &Actor) -> DomainResult<()> {
 
 /// The least role that keeps a live connection to a project (CONTRACT §6: Member).
 pub const LIVE_ROLE: Role = Role::Member;
+
+/// The least role that manages a project's webhooks, reads included (CONTRACT §12: Admin).
+pub const WEBHOOK_ROLE: Role = Role::Admin;

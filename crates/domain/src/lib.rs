@@ -13,6 +13,7 @@
 //! - [`bryntum`]: what the Bryntum dialect needs beyond batches: its dataset read, access
 //!   questions, autosave grants, demo resets and phantom ids.
 //! - [`records`], [`projects`], [`members`], [`accounts`], [`admin`]: the commands.
+//! - [`webhooks`]: per-project webhooks: their rules and commands (delivery is the server's).
 //! - [`transfer`]: the whole database as one document and back (export and import).
 
 pub mod access;
@@ -31,6 +32,7 @@ pub mod transfer;
 mod transfer_check;
 pub mod tx;
 pub mod validate;
+pub mod webhooks;
 
 use proto::{ApiError, ErrorCode, Event};
 use std::sync::Arc;
@@ -87,6 +89,8 @@ pub struct Domain {
     pub limits: Limits,
     /// Whether users without the system administrator flag may create projects.
     pub users_create_projects: bool,
+    /// `--webhooks-allow-private`: webhook URLs may name internal addresses.
+    pub webhooks_allow_private: bool,
 }
 
 impl Domain {
@@ -96,6 +100,7 @@ impl Domain {
             listener,
             limits: Limits::default(),
             users_create_projects: false,
+            webhooks_allow_private: false,
         }
     }
 }

@@ -3,9 +3,11 @@
 //! Layout:
 //! - [`role`]: the five numeric project roles and what each may do.
 //! - [`event`]: the frozen catalog of canonical event names, streams and the event record.
+//! - [`dotted`]: the dotted event names webhooks use (`task.created`).
 //! - [`error`]: the public error codes and the HTTP status each maps to.
 //! - [`ids`]: UUID v7 ids.
 
+pub mod dotted;
 pub mod error;
 pub mod event;
 pub mod ids;

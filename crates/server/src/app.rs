@@ -68,6 +68,8 @@ pub struct Config {
     pub metrics_token: Option<String>,
     /// `--log-retention-days` and `--log-max-events-per-stream` ([`crate::retention`]).
     pub retention: crate::retention::RetentionConfig,
+    /// `--webhook-retry-base-ms` and `--webhooks-allow-private` ([`crate::webhooks`]).
+    pub webhooks: crate::webhooks::WebhookConfig,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             net: crate::net::limits::NetLimits::default(),
             metrics_token: None,
             retention: crate::retention::RetentionConfig::default(),
+            webhooks: crate::webhooks::WebhookConfig::default(),
         }
     }
 
@@ -126,6 +129,8 @@ pub struct AppState {
     pub pusher: Arc<PusherCredentials>,
     /// This app's own registry (`GET /metrics`), never shared with another app in the process.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Rung by every commit of this node, so its webhook worker looks at once.
+    pub webhook_wake: Arc<crate::webhooks::Wake>,
 }
 
 /// What the authentication extractor (`auth::extract`) takes from the state, so `auth` knows
@@ -284,13 +289,15 @@ impl AppState {
         .map_err(|e| StartError::Setup(format!("cannot start live delivery: {e}")))?;
         live.attach_metrics(&metrics);
         let (scheduler, scheduler_worker) = crate::scheduler::channel();
+        let webhook_wake = crate::webhooks::Wake::new();
         let mut listeners: Vec<Arc<dyn domain::CommitListener>> =
-            vec![live.clone(), metrics.clone()];
+            vec![live.clone(), metrics.clone(), webhook_wake.clone()];
         if config.scheduler {
             listeners.push(scheduler);
         }
         let mut domain = Domain::new(store.clone(), Arc::new(domain::Listeners(listeners)));
         domain.users_create_projects = config.users_create_projects;
+        domain.webhooks_allow_private = config.webhooks.allow_private;
         if config.scheduler {
             // Nodes that share the database (a cluster) compute a project under its lease.
             scheduler_worker.spawn(domain.clone(), config.redis_url.is_some(), metrics.clone());
@@ -313,6 +320,7 @@ impl AppState {
             decoy_hash: Arc::new(decoy),
             pusher,
             metrics,
+            webhook_wake,
         };
         state.bootstrap_admin().await?;
         if state.config.demo {

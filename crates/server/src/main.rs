@@ -167,6 +167,14 @@ struct ServeArgs {
     /// The most events each stream's log keeps (0: no limit); the oldest go first.
     #[arg(long, env = "LIVEPLAN_LOG_MAX_EVENTS_PER_STREAM", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(0..=100_000_000))]
     log_max_events_per_stream: u64,
+    /// Project webhooks: the pause before the second attempt of a delivery, in milliseconds;
+    /// each later one doubles it (5 attempts in all).
+    #[arg(long, env = "LIVEPLAN_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    webhook_retry_base_ms: u64,
+    /// Project webhooks may be sent to loopback, private and link-local addresses (refused
+    /// otherwise, at creation for literal addresses and at every delivery after resolving).
+    #[arg(long, env = "LIVEPLAN_WEBHOOKS_ALLOW_PRIVATE")]
+    webhooks_allow_private: bool,
     /// Open connections (HTTP, WebSocket, SSE) at most; one more is answered 503 and closed.
     #[arg(long, env = "LIVEPLAN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
@@ -265,6 +273,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .filter(|url| !url.is_empty())
         .collect();
     config.metrics_token = args.metrics_token.filter(|token| !token.trim().is_empty());
+    config.webhooks.retry_base = std::time::Duration::from_millis(args.webhook_retry_base_ms);
+    config.webhooks.allow_private = args.webhooks_allow_private;
     config.retention = liveplan_server::retention::RetentionConfig {
         max_age: (args.log_retention_days > 0)
             .then(|| std::time::Duration::from_secs(args.log_retention_days * 24 * 3600)),

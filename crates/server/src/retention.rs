@@ -17,10 +17,16 @@
 //! - A client whose position is no longer in the log is told `resync_required` by the hub
 //!   (its `oldest_seq` check), on every dialect; `/log` reports `first_seq`.
 //!
+//! - Webhooks: an event an active webhook of the project has not handled yet (a seq above the
+//!   lowest cursor, [`store::Queries::min_webhook_cursor`]) is never pruned for its age; the
+//!   count limit still prunes it (the log must stay bounded), and the webhook then records one
+//!   delivery with outcome `skipped` for the seqs it lost (`crate::webhooks::worker`).
+//!
 //! Several nodes may prune the same stream at once: each deletes the same prefix, which is
 //! harmless (the second finds nothing to delete).
 
 use crate::clock::Clock;
+use proto::StreamKey;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{LogBounds, Store, Timestamp};
@@ -154,6 +160,12 @@ async fn prune_stream(
                 .unwrap_or(i64::MIN);
         }
     }
+    let (keep_from_seq, older_than) = match bounds.stream {
+        StreamKey::Project(project_id) => {
+            spare_for_webhooks(store, bounds.stream, project_id, keep_from_seq, older_than).await?
+        }
+        _ => (keep_from_seq, older_than),
+    };
     let mut pruned = 0;
     loop {
         let mut tx = store.write().await?;
@@ -170,10 +182,38 @@ async fn prune_stream(
     }
 }
 
+/// The cuts for a project stream, narrowed so that no event after the lowest cursor of the
+/// project's active webhooks goes for its age (the count cut stays). Pruning takes a prefix and
+/// stops at the first event that is neither too old nor below the seq cut, and events are
+/// logged in commit order, so it is enough to keep the first unhandled event (cursor + 1): when
+/// it is younger than the age cut, pruning stops there at the latest; when it is older, the
+/// age cut becomes a seq cut just below it.
+async fn spare_for_webhooks(
+    store: &dyn Store,
+    stream: StreamKey,
+    project_id: uuid::Uuid,
+    keep_from_seq: i64,
+    older_than: Option<Timestamp>,
+) -> store::StoreResult<(i64, Option<Timestamp>)> {
+    let Some(cut) = older_than else {
+        return Ok((keep_from_seq, None));
+    };
+    let mut ops = store.read().await?;
+    let Some(cursor) = ops.min_webhook_cursor(project_id).await? else {
+        return Ok((keep_from_seq, Some(cut)));
+    };
+    let next = ops.read_events(stream, cursor, 1).await?;
+    Ok(match next.first() {
+        Some(unhandled) if unhandled.ts < cut => {
+            (keep_from_seq.max(unhandled.seq.unwrap_or(cursor + 1)), None)
+        }
+        _ => (keep_from_seq, Some(cut)),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::StreamKey;
 
     fn bounds(
         latest: i64,

@@ -232,6 +232,14 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
     pusher_node.start_cluster();
     let directory: Arc<dyn ChannelDirectory> = pusher_node.clone();
     webhook_directory.set(Arc::downgrade(&directory));
+    crate::webhooks::spawn(
+        store.clone(),
+        state.config.webhooks.clone(),
+        state.node_id,
+        state.webhook_wake.clone(),
+        state.metrics.webhook_counter("project"),
+        stop.subscribe(),
+    );
     let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone());
     match crate::cluster::whiteboard_relay::connect(&state.cluster, &whiteboards.boards) {
         Ok(Some(peers)) => whiteboards.boards.connect_peers(peers),

@@ -318,6 +318,43 @@ async fn every_endpoint_for_every_role() {
             .delete(&format!("{p}/members/{membership}"), token)
             .await;
         expect(*role, Role::Admin, 204, status.as_u16(), "remove member");
+        // Webhooks: Admin+ for reads and writes alike.
+        let hooks = format!("{p}/webhooks");
+        let body = json!({ "url": "http://hooks.example/matrix", "events": ["*"] });
+        let (status, created) = server.post(&hooks, token, body.clone()).await;
+        expect(*role, Role::Admin, 201, status.as_u16(), "create webhook");
+        let hook = match created["id"].as_str() {
+            Some(id) => id.to_owned(),
+            None => server.post(&hooks, &root, body).await.1["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        };
+        let one = format!("{hooks}/{hook}");
+        let (status, _) = server.get(&hooks, token).await;
+        expect(*role, Role::Admin, 200, status.as_u16(), "list webhooks");
+        let (status, _) = server.get(&one, token).await;
+        expect(*role, Role::Admin, 200, status.as_u16(), "get webhook");
+        let (status, _) = server.get(&format!("{one}/deliveries"), token).await;
+        expect(
+            *role,
+            Role::Admin,
+            200,
+            status.as_u16(),
+            "webhook deliveries",
+        );
+        let (status, _) = server.patch(&one, token, json!({ "active": false })).await;
+        expect(*role, Role::Admin, 200, status.as_u16(), "change webhook");
+        for outsider in &outsiders {
+            assert_eq!(server.get(&one, outsider).await.0, 404);
+            assert_eq!(server.get(&hooks, outsider).await.0, 404);
+            assert_eq!(server.delete(&one, outsider).await.0, 404);
+        }
+        let (status, _) = server.delete(&one, token).await;
+        expect(*role, Role::Admin, 204, status.as_u16(), "delete webhook");
+        if status != 204 {
+            server.delete(&one, &root).await;
+        }
         let doomed = server.project(&root, "doomed").await;
         let (id, _) = (
             actors

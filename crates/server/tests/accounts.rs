@@ -388,6 +388,15 @@ async fn openapi_documents_every_route_and_health_answers() {
         ("/api/v1/admin/export", "get"),
         ("/api/v1/admin/import", "post"),
         ("/api/v1/admin/projects", "delete"),
+        ("/api/v1/projects/{project_id}/webhooks", "get"),
+        ("/api/v1/projects/{project_id}/webhooks", "post"),
+        ("/api/v1/projects/{project_id}/webhooks/{id}", "get"),
+        ("/api/v1/projects/{project_id}/webhooks/{id}", "patch"),
+        ("/api/v1/projects/{project_id}/webhooks/{id}", "delete"),
+        (
+            "/api/v1/projects/{project_id}/webhooks/{id}/deliveries",
+            "get",
+        ),
         (
             "/api/v1/projects/{project_id}/sprints/{id}/activate",
             "post",

@@ -96,7 +96,11 @@ macro_rules! conformance_suite {
             the_nth_newest_event_is_counted_across_holes,
             whiteboard_updates_are_ordered_per_board,
             compacting_a_whiteboard_keeps_later_updates,
-            whiteboard_snapshots_are_kept_and_go_with_the_board
+            whiteboard_snapshots_are_kept_and_go_with_the_board,
+            webhooks_are_kept_changed_and_deleted,
+            a_webhook_lease_has_one_owner,
+            due_webhooks_are_behind_their_stream,
+            webhook_deliveries_are_one_per_seq_and_go_with_the_project
         );
         $crate::conformance_suite!(@multi $fresh;
             concurrent_writers_keep_seqs_consecutive,
@@ -106,7 +110,8 @@ macro_rules! conformance_suite {
             whole_collections_read_concurrently,
             concurrent_joins_exclude_each_other,
             concurrent_app_appends_keep_serials_gap_free,
-            concurrent_whiteboard_appends_keep_seqs_gap_free
+            concurrent_whiteboard_appends_keep_seqs_gap_free,
+            concurrent_lease_takers_get_one_owner
         );
     };
     (@current $fresh:path; $($case:ident),* $(,)?) => {

@@ -29,6 +29,7 @@ mod errors;
 mod nodes;
 mod ops;
 mod rows;
+mod webhooks;
 mod whiteboards;
 
 use async_trait::async_trait;

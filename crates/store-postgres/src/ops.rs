@@ -7,6 +7,7 @@
 use crate::app_channels;
 use crate::errors::db_error;
 use crate::rows::*;
+use crate::webhooks;
 use crate::whiteboards;
 use async_trait::async_trait;
 use proto::{Event, StreamKey};
@@ -15,7 +16,8 @@ use sqlx::{PgConnection, Postgres, Transaction};
 use store::rows::*;
 use store::{
     AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
-    StoreResult, WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow,
+    StoreResult, WebhookDeliveryRow, WebhookRow, WhiteboardSnapshotInfo, WhiteboardSnapshotRow,
+    WhiteboardUpdateRow,
 };
 use uuid::Uuid;
 
@@ -452,6 +454,8 @@ impl Queries for PgOps {
             "DELETE FROM phantom_ids WHERE project_id = $1",
             "DELETE FROM records WHERE project_id = $1",
             "DELETE FROM memberships WHERE project_id = $1",
+            "DELETE FROM webhook_deliveries WHERE webhook_id IN (SELECT id FROM webhooks WHERE project_id = $1)",
+            "DELETE FROM webhooks WHERE project_id = $1",
             "DELETE FROM projects WHERE id = $1",
         ] {
             sqlx::query(sql)
@@ -1057,5 +1061,93 @@ impl Queries for PgOps {
         id: Uuid,
     ) -> StoreResult<Option<WhiteboardSnapshotRow>> {
         whiteboards::get_snapshot(self.db(), id).await
+    }
+
+    async fn insert_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<()> {
+        webhooks::insert(self.writer()?, webhook).await
+    }
+
+    async fn get_webhook(&mut self, id: Uuid) -> StoreResult<Option<WebhookRow>> {
+        webhooks::get_one(self.db(), id).await
+    }
+
+    async fn list_webhooks(&mut self, project_id: Uuid) -> StoreResult<Vec<WebhookRow>> {
+        webhooks::list(self.db(), project_id).await
+    }
+
+    async fn update_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<bool> {
+        webhooks::update(self.writer()?, webhook).await
+    }
+
+    async fn delete_webhook(&mut self, id: Uuid) -> StoreResult<bool> {
+        webhooks::delete(self.writer()?, id).await
+    }
+
+    async fn due_webhooks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<WebhookRow>> {
+        webhooks::due(self.db(), now, limit).await
+    }
+
+    async fn take_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        webhooks::take_lease(self.writer()?, id, owner, now, until).await
+    }
+
+    async fn release_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        webhooks::release_lease(self.writer()?, id, owner, retry_at).await
+    }
+
+    async fn advance_webhook_cursor(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<bool> {
+        webhooks::advance(self.writer()?, id, owner, from, to).await
+    }
+
+    async fn min_webhook_cursor(&mut self, project_id: Uuid) -> StoreResult<Option<i64>> {
+        webhooks::min_cursor(self.db(), project_id).await
+    }
+
+    async fn insert_webhook_delivery(&mut self, delivery: &WebhookDeliveryRow) -> StoreResult<()> {
+        webhooks::insert_delivery(self.writer()?, delivery).await
+    }
+
+    async fn get_webhook_delivery(
+        &mut self,
+        webhook_id: Uuid,
+        seq: i64,
+    ) -> StoreResult<Option<WebhookDeliveryRow>> {
+        webhooks::get_delivery(self.db(), webhook_id, seq).await
+    }
+
+    async fn update_webhook_delivery(
+        &mut self,
+        delivery: &WebhookDeliveryRow,
+    ) -> StoreResult<bool> {
+        webhooks::update_delivery(self.writer()?, delivery).await
+    }
+
+    async fn list_webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDeliveryRow>> {
+        webhooks::list_deliveries(self.db(), webhook_id, limit).await
+    }
+
+    async fn prune_webhook_deliveries(&mut self, webhook_id: Uuid, keep: u32) -> StoreResult<u64> {
+        webhooks::prune_deliveries(self.writer()?, webhook_id, keep).await
     }
 }

@@ -19,6 +19,7 @@ mod group_sync;
 mod nodes;
 mod ops;
 mod phantom_ids;
+mod webhooks;
 mod whiteboards;
 
 use async_trait::async_trait;

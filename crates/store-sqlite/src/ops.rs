@@ -8,6 +8,7 @@ use crate::app_channels;
 use crate::conns::{Lender, heavy};
 use crate::db_error;
 use crate::phantom_ids;
+use crate::webhooks;
 use crate::whiteboards;
 use async_trait::async_trait;
 use chrono::DateTime;
@@ -17,7 +18,8 @@ use rusqlite::{Connection, Params, Row as SqliteRow, params};
 use store::rows::*;
 use store::{
     AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
-    StoreResult, WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow,
+    StoreResult, WebhookDeliveryRow, WebhookRow, WhiteboardSnapshotInfo, WhiteboardSnapshotRow,
+    WhiteboardUpdateRow,
 };
 use uuid::Uuid;
 
@@ -681,10 +683,11 @@ impl<C: Lender> Queries for SqliteOps<C> {
                 "DELETE FROM records WHERE project_id = ?",
                 "DELETE FROM memberships WHERE project_id = ?",
                 "DELETE FROM phantom_ids WHERE project_id = ?",
-                "DELETE FROM projects WHERE id = ?",
             ] {
                 execute(db, sql, [&id])?;
             }
+            webhooks::delete_of_project(db, &id)?;
+            execute(db, "DELETE FROM projects WHERE id = ?", [&id])?;
             Ok(())
         })
     }
@@ -1261,5 +1264,109 @@ impl<C: Lender> Queries for SqliteOps<C> {
         tokio::task::consume_budget().await;
         let db = self.db()?;
         heavy(|| whiteboards::get_snapshot(db, id))
+    }
+
+    async fn insert_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        webhooks::insert(self.db()?, webhook)
+    }
+
+    async fn get_webhook(&mut self, id: Uuid) -> StoreResult<Option<WebhookRow>> {
+        tokio::task::consume_budget().await;
+        webhooks::get(self.db()?, id)
+    }
+
+    async fn list_webhooks(&mut self, project_id: Uuid) -> StoreResult<Vec<WebhookRow>> {
+        tokio::task::consume_budget().await;
+        webhooks::list(self.db()?, project_id)
+    }
+
+    async fn update_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<bool> {
+        tokio::task::consume_budget().await;
+        webhooks::update(self.db()?, webhook)
+    }
+
+    async fn delete_webhook(&mut self, id: Uuid) -> StoreResult<bool> {
+        tokio::task::consume_budget().await;
+        webhooks::delete(self.db()?, id)
+    }
+
+    async fn due_webhooks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<WebhookRow>> {
+        tokio::task::consume_budget().await;
+        webhooks::due(self.db()?, now, limit)
+    }
+
+    async fn take_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool> {
+        tokio::task::consume_budget().await;
+        webhooks::take_lease(self.db()?, id, owner, now, until)
+    }
+
+    async fn release_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        webhooks::release_lease(self.db()?, id, owner, retry_at)
+    }
+
+    async fn advance_webhook_cursor(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<bool> {
+        tokio::task::consume_budget().await;
+        webhooks::advance(self.db()?, id, owner, from, to)
+    }
+
+    async fn min_webhook_cursor(&mut self, project_id: Uuid) -> StoreResult<Option<i64>> {
+        tokio::task::consume_budget().await;
+        webhooks::min_cursor(self.db()?, project_id)
+    }
+
+    async fn insert_webhook_delivery(&mut self, delivery: &WebhookDeliveryRow) -> StoreResult<()> {
+        tokio::task::consume_budget().await;
+        webhooks::insert_delivery(self.db()?, delivery)
+    }
+
+    async fn get_webhook_delivery(
+        &mut self,
+        webhook_id: Uuid,
+        seq: i64,
+    ) -> StoreResult<Option<WebhookDeliveryRow>> {
+        tokio::task::consume_budget().await;
+        webhooks::get_delivery(self.db()?, webhook_id, seq)
+    }
+
+    async fn update_webhook_delivery(
+        &mut self,
+        delivery: &WebhookDeliveryRow,
+    ) -> StoreResult<bool> {
+        tokio::task::consume_budget().await;
+        webhooks::update_delivery(self.db()?, delivery)
+    }
+
+    async fn list_webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDeliveryRow>> {
+        tokio::task::consume_budget().await;
+        let db = self.db()?;
+        heavy(|| webhooks::list_deliveries(db, webhook_id, limit))
+    }
+
+    async fn prune_webhook_deliveries(&mut self, webhook_id: Uuid, keep: u32) -> StoreResult<u64> {
+        tokio::task::consume_budget().await;
+        webhooks::prune_deliveries(self.db()?, webhook_id, keep)
     }
 }

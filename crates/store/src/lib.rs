@@ -5,6 +5,7 @@
 //! `store-conformance`.
 //! - [`rows`]: the plain row types the store reads and writes.
 //! - [`app_channels`]: the log of a Pusher app's own channels (rows and guarantees).
+//! - [`webhooks`]: per-project webhooks, their cursors and leases, and their deliveries.
 //! - [`whiteboards`]: the whiteboards' Yjs updates and snapshots (rows and guarantees).
 //! - [`Store`] / [`Queries`] / [`WriteTx`]: what callers (the domain, the server) see. Nothing outside
 //!   the backends and the one place that opens a store by its URL names a backend.
@@ -46,6 +47,7 @@ pub mod nodes;
 pub mod retention;
 pub mod rows;
 pub mod sequencer;
+pub mod webhooks;
 pub mod whiteboards;
 
 use async_trait::async_trait;
@@ -57,6 +59,7 @@ pub use durability::{Durability, LOST_TAIL_SKIP, RunStart, STREAM_EPOCH_SETTING}
 pub use nodes::{Admit, NodeJoin, NodeRow};
 pub use retention::LogBounds;
 pub use rows::*;
+pub use webhooks::{DELIVERIES_KEPT, WebhookDeliveryRow, WebhookRow};
 pub use whiteboards::{WhiteboardSnapshotInfo, WhiteboardSnapshotRow, WhiteboardUpdateRow};
 
 #[derive(Debug, thiserror::Error)]
@@ -346,6 +349,69 @@ pub trait Queries: Send {
         &mut self,
         id: Uuid,
     ) -> StoreResult<Option<WhiteboardSnapshotRow>>;
+    // per-project webhooks ([`webhooks`] says what is guaranteed)
+    /// Stores a new webhook; a taken id is a [`StoreError::Conflict`], no such project an error.
+    async fn insert_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<()>;
+    async fn get_webhook(&mut self, id: Uuid) -> StoreResult<Option<WebhookRow>>;
+    /// The project's webhooks, oldest first.
+    async fn list_webhooks(&mut self, project_id: Uuid) -> StoreResult<Vec<WebhookRow>>;
+    /// Changes url, events, secret, active and updated_at (never the cursor or the lease);
+    /// `false` when there is no such webhook.
+    async fn update_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<bool>;
+    /// Deletes the webhook and its deliveries; `false` when there was none.
+    async fn delete_webhook(&mut self, id: Uuid) -> StoreResult<bool>;
+    /// Up to `limit` active webhooks with events to handle: a cursor below their project
+    /// stream's last seq, no lease held by anyone at `now`, and no retry waiting past `now`.
+    async fn due_webhooks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<WebhookRow>>;
+    /// Gives `owner` the webhook's lease until `until` when it is free, expired at `now`, or
+    /// already `owner`'s; `false` otherwise (or no such webhook).
+    async fn take_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Frees `owner`'s lease (nothing when another holds it); `retry_at` makes the webhook not
+    /// due before then.
+    async fn release_webhook_lease(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        retry_at: Option<Timestamp>,
+    ) -> StoreResult<()>;
+    /// Moves the cursor from `from` to `to` (`to > from`) when `owner` holds the lease and the
+    /// cursor is still `from`; `false` otherwise, changing nothing.
+    async fn advance_webhook_cursor(
+        &mut self,
+        id: Uuid,
+        owner: Uuid,
+        from: i64,
+        to: i64,
+    ) -> StoreResult<bool>;
+    /// The lowest cursor of the project's active webhooks (`None` when it has none): the log
+    /// retention keeps every event after it.
+    async fn min_webhook_cursor(&mut self, project_id: Uuid) -> StoreResult<Option<i64>>;
+    /// Stores a delivery; one already stored for its (webhook, seq) is a [`StoreError::Conflict`].
+    async fn insert_webhook_delivery(&mut self, delivery: &WebhookDeliveryRow) -> StoreResult<()>;
+    /// The delivery of `seq` to the webhook, if one was made.
+    async fn get_webhook_delivery(
+        &mut self,
+        webhook_id: Uuid,
+        seq: i64,
+    ) -> StoreResult<Option<WebhookDeliveryRow>>;
+    /// Changes outcome, attempts, response_status, error and updated_at; `false` when there is
+    /// no such delivery.
+    async fn update_webhook_delivery(&mut self, delivery: &WebhookDeliveryRow)
+    -> StoreResult<bool>;
+    /// Up to `limit` of the webhook's deliveries, newest (highest seq) first.
+    async fn list_webhook_deliveries(
+        &mut self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDeliveryRow>>;
+    /// Deletes all but the webhook's newest `keep` deliveries; returns how many went.
+    async fn prune_webhook_deliveries(&mut self, webhook_id: Uuid, keep: u32) -> StoreResult<u64>;
 }
 
 /// A write transaction: every change inside it and every event it appends commit together or

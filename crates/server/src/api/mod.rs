@@ -7,6 +7,7 @@ pub mod pusher_auth;
 pub mod pusher_http;
 pub mod pusher_input;
 pub mod records;
+pub mod webhooks;
 
 use crate::app::AppState;
 use crate::http::error;
@@ -47,6 +48,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(projects::get_member)
                 .patch(projects::change_member)
                 .delete(projects::remove_member),
+        )
+        .route(
+            "/projects/{project_id}/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route(
+            "/projects/{project_id}/webhooks/{id}",
+            get(webhooks::get)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/projects/{project_id}/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
         )
         .route("/projects/{project_id}/log", get(projects::log))
         .route("/projects/{project_id}/schedule", get(projects::schedule))

@@ -55,7 +55,8 @@ struct OutcomeLabel {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct WebhookLabel {
-    /// `pusher`: the Pusher-format webhooks (`--pusher-webhook-url`).
+    /// `pusher`: the Pusher-format webhooks (`--pusher-webhook-url`); `project`: the
+    /// per-project webhooks (`crate::webhooks`).
     kind: &'static str,
     outcome: &'static str,
 }
@@ -81,15 +82,19 @@ pub enum WebhookOutcome {
     GaveUp,
     /// Never sent: the queue towards the receiver was full.
     Dropped,
+    /// Never sent: the log retention's count limit pruned the events before their delivery
+    /// (project webhooks only; one per gap).
+    Skipped,
 }
 
 impl WebhookOutcome {
-    const ALL: [WebhookOutcome; 5] = [
+    const ALL: [WebhookOutcome; 6] = [
         WebhookOutcome::Delivered,
         WebhookOutcome::Retried,
         WebhookOutcome::Refused,
         WebhookOutcome::GaveUp,
         WebhookOutcome::Dropped,
+        WebhookOutcome::Skipped,
     ];
 
     fn label(self) -> &'static str {
@@ -99,6 +104,7 @@ impl WebhookOutcome {
             WebhookOutcome::Refused => "refused",
             WebhookOutcome::GaveUp => "gave_up",
             WebhookOutcome::Dropped => "dropped",
+            WebhookOutcome::Skipped => "skipped",
         }
     }
 }
@@ -195,7 +201,7 @@ impl Metrics {
         let webhooks = Family::<WebhookLabel, Counter>::default();
         registry.register(
             "webhook_deliveries",
-            "Webhook deliveries and attempts, by kind and outcome (delivered, retried, refused, gave_up, dropped)",
+            "Webhook deliveries and attempts, by kind (pusher, project) and outcome (delivered, retried, refused, gave_up, dropped, skipped)",
             webhooks.clone(),
         );
         let hub = Arc::new(hub_collector::HubCollector::default());
@@ -214,11 +220,13 @@ impl Metrics {
         for outcome in SCHEDULER_OUTCOMES {
             drop(scheduler_runs.get_or_create(&OutcomeLabel { outcome }));
         }
-        for outcome in WebhookOutcome::ALL {
-            drop(webhooks.get_or_create(&WebhookLabel {
-                kind: "pusher",
-                outcome: outcome.label(),
-            }));
+        for kind in ["pusher", "project"] {
+            for outcome in WebhookOutcome::ALL {
+                drop(webhooks.get_or_create(&WebhookLabel {
+                    kind,
+                    outcome: outcome.label(),
+                }));
+            }
         }
         Metrics {
             registry,

@@ -473,6 +473,155 @@ fn whiteboards(paths: &mut Paths) {
     );
 }
 
+/// Per-project webhooks (CONTRACT §12); the schemas come from `domain::webhooks`' limits and
+/// event table ([`webhook_schemas`]).
+fn webhooks(paths: &mut Paths) {
+    let base = "/api/v1/projects/{project_id}/webhooks";
+    let one = format!("{base}/{{id}}");
+    paths.add(
+        base,
+        "get",
+        operation(
+            "webhooks",
+            "The project's webhooks (Admin+); secrets are not shown",
+        )
+        .path(&["project_id"])
+        .ok("200", list_of("Webhook")),
+    );
+    paths.add(
+        base,
+        "post",
+        operation(
+            "webhooks",
+            "Create a webhook (Admin+) {url, events (dotted names or \"*\"), secret?, active?}: it receives the events committed after it, signed with its secret (generated when not given, and shown only in this answer). At most 20 per project; a URL naming an internal address literally is 422 unless the server runs with --webhooks-allow-private",
+        )
+        .path(&["project_id"])
+        .json("WebhookCreate")
+        .ok("201", Some(reference("WebhookCreated"))),
+    );
+    paths.add(
+        &one,
+        "get",
+        operation("webhooks", "One webhook (Admin+)")
+            .path(&["project_id", "id"])
+            .ok("200", Some(reference("Webhook"))),
+    );
+    paths.add(
+        &one,
+        "patch",
+        operation(
+            "webhooks",
+            "Change a webhook (Admin+) {url?, events?, secret?, active?}; its position in the log stays",
+        )
+        .path(&["project_id", "id"])
+        .json("WebhookChange")
+        .ok("200", Some(reference("Webhook"))),
+    );
+    paths.add(
+        &one,
+        "delete",
+        operation("webhooks", "Delete a webhook and its deliveries (Admin+)")
+            .path(&["project_id", "id"])
+            .ok("204", None),
+    );
+    paths.add(
+        &format!("{one}/deliveries"),
+        "get",
+        operation(
+            "webhooks",
+            "The webhook's deliveries, newest first (the last 1,000 are kept; Admin+)",
+        )
+        .path(&["project_id", "id"])
+        .ok("200", list_of("WebhookDelivery")),
+    );
+}
+
+/// The webhook bodies, from what `domain::webhooks` checks.
+fn webhook_schemas(schemas: &mut Value) {
+    use domain::webhooks::{
+        ALL_EVENTS, MAX_EVENTS, MAX_URL_LEN, SECRET_MAX, SECRET_MIN, subscribable_events,
+    };
+    let mut names: Vec<&str> = subscribable_events().collect();
+    names.push(ALL_EVENTS);
+    let url = json!({
+        "type": "string", "minLength": 1, "maxLength": MAX_URL_LEN,
+        "description": "An http or https URL with a host and no user info",
+    });
+    let events = json!({
+        "type": "array", "minItems": 1, "maxItems": MAX_EVENTS,
+        "items": { "enum": names },
+    });
+    let secret = json!({
+        "type": "string", "minLength": SECRET_MIN, "maxLength": SECRET_MAX,
+        "pattern": "^[!-~]+$",
+    });
+    let input = |required: &[&str], secret: Value| {
+        json!({
+            "type": "object",
+            "properties": {
+                "url": url, "events": events, "secret": secret, "active": { "type": "boolean" },
+            },
+            "required": required,
+            "additionalProperties": false,
+        })
+    };
+    let nullable_secret = json!({ "anyOf": [secret, { "type": "null" }] });
+    schemas["WebhookCreate"] = input(&["url", "events"], nullable_secret);
+    schemas["WebhookChange"] = input(&[], secret.clone());
+    let time = json!({ "type": "string", "format": "date-time" });
+    let webhook_properties = json!({
+        "id": schemas::uuid(),
+        "project_id": schemas::uuid(),
+        "url": { "type": "string" },
+        "events": { "type": "array", "items": { "type": "string" } },
+        "active": { "type": "boolean" },
+        "last_seq": { "type": "integer", "description": "The last seq of the project's log this webhook has handled" },
+        "created_at": time,
+        "updated_at": time,
+    });
+    let webhook_required = json!([
+        "id",
+        "project_id",
+        "url",
+        "events",
+        "active",
+        "last_seq",
+        "created_at",
+        "updated_at"
+    ]);
+    schemas["Webhook"] = json!({
+        "type": "object",
+        "properties": webhook_properties,
+        "required": webhook_required,
+    });
+    let mut created = schemas["Webhook"].clone();
+    created["properties"]["secret"] = json!({ "type": "string" });
+    created["required"]
+        .as_array_mut()
+        .expect("an array")
+        .push(json!("secret"));
+    schemas["WebhookCreated"] = created;
+    schemas["WebhookDelivery"] = json!({
+        "type": "object",
+        "properties": {
+            "id": schemas::uuid(),
+            "webhook_id": schemas::uuid(),
+            "seq": { "type": "integer" },
+            "event": { "type": "string" },
+            "outcome": { "enum": ["pending", "delivered", "refused", "gave_up", "skipped"] },
+            "attempts": { "type": "integer" },
+            "response_status": { "type": ["integer", "null"] },
+            "error": { "type": ["string", "null"] },
+            "created_at": time,
+            "updated_at": time,
+        },
+        "required": [
+            "id", "webhook_id", "seq", "event", "outcome", "attempts", "response_status",
+            "error", "created_at", "updated_at",
+        ],
+    });
+}
+
 fn pusher_and_admin(paths: &mut Paths) {
     // Pusher (CONTRACT §10); the HTTP API under /apps/{app_id} is Pusher's own, signed with
     // the app's key and secret, not this document's authentication.
@@ -542,8 +691,10 @@ pub fn document() -> Value {
     projects_and_members(&mut paths);
     records(&mut paths);
     whiteboards(&mut paths);
+    webhooks(&mut paths);
     pusher_and_admin(&mut paths);
     let mut components = schemas::components();
+    webhook_schemas(&mut components["schemas"]);
     components["schemas"]["SnapshotCreate"] = json!({
         "type": "object",
         "properties": { "name": {

@@ -10,6 +10,7 @@ mod log;
 mod nodes;
 mod projects;
 mod retention;
+mod webhooks;
 mod whiteboards;
 
 pub use accounts::*;
@@ -20,6 +21,7 @@ pub use log::*;
 pub use nodes::*;
 pub use projects::*;
 pub use retention::*;
+pub use webhooks::*;
 pub use whiteboards::*;
 
 pub(crate) use proto::{EventType, StreamKey};
