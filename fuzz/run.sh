@@ -23,6 +23,11 @@ export RUSTC_BOOTSTRAP=1
 # AddressSanitizer by default, as cargo-fuzz builds; LIVEPLAN_FUZZ_SANITIZER=none for a build
 # without it (it needs a target directory of its own: the flags differ).
 sanitizer="${LIVEPLAN_FUZZ_SANITIZER:-address}"
+# Optimized (release) by default, as cargo-fuzz builds; LIVEPLAN_FUZZ_PROFILE=dev builds without
+# optimizations: slower per input, but a cold build takes minutes instead of most of an hour,
+# which is what the CI smoke run needs on a fresh machine.
+profile_flag=()
+if [ "${LIVEPLAN_FUZZ_PROFILE:-release}" = dev ]; then profile_flag=(--dev); fi
 
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "== installing cargo-fuzz"
@@ -31,7 +36,7 @@ fi
 
 # -a: overflow checks and debug assertions on, so an overflow is a crash, not a wrap.
 echo "== cargo fuzz build (sanitizer: $sanitizer)"
-cargo fuzz build --sanitizer "$sanitizer" -a
+cargo fuzz build "${profile_flag[@]}" --sanitizer "$sanitizer" -a
 
 if [ $# -gt 0 ]; then
   targets=("$@")
@@ -48,7 +53,7 @@ for target in "${targets[@]}"; do
   mkdir -p "$scratch/$target" "artifacts/$target"
   log="$scratch/$target.log"
   # -timeout: one input taking this long is a hang; -rss_limit_mb: one using this much leaks.
-  if cargo fuzz run --sanitizer "$sanitizer" -a "$target" "$scratch/$target" "corpus/$target" -- \
+  if cargo fuzz run "${profile_flag[@]}" --sanitizer "$sanitizer" -a "$target" "$scratch/$target" "corpus/$target" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$log" 2>&1; then
     grep -E '^stat::(number_of_executed_units|new_units_added)|DONE' "$log" || true

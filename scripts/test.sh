@@ -92,6 +92,6 @@ done
 # Every fuzz target for 15 seconds from its committed seed corpus (README.md, "Fuzzing"); its
 # build has flags of its own and a target directory of its own beside the workspace's.
 LIVEPLAN_FUZZ_TARGET_DIR="${LIVEPLAN_FUZZ_TARGET_DIR:-$(dirname "$CARGO_TARGET_DIR")/fuzz-target}" \
-  bash fuzz/run.sh 15
+  LIVEPLAN_FUZZ_PROFILE="${LIVEPLAN_FUZZ_PROFILE:-dev}" bash fuzz/run.sh 15
 
 echo "== all tests passed"
