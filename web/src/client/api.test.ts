@@ -55,7 +55,7 @@ describe('Api', () => {
     storage.setItem('liveplan.token', 'old');
     const api = new Api({ fetch: r.fetch, storage });
     expect(api.signedIn).toBe(true);
-    const e = await api.patch('/api/v1/projects/p/tasks/t', { name: 'y' }).catch((x) => x);
+    const e = (await api.patch('/api/v1/projects/p/tasks/t', { name: 'y' }).catch((x: ApiError) => x)) as ApiError;
     expect(e).toBeInstanceOf(ApiError);
     expect([e.status, e.code, e.message]).toEqual([403, 'forbidden', 'viewers cannot write']);
     await api.get('/api/v1/users/me').catch(() => {});
@@ -65,7 +65,7 @@ describe('Api', () => {
 
   it('reports an unreachable server as a network error', async () => {
     const api = new Api({ fetch: async () => Promise.reject(new TypeError('Failed to fetch')) });
-    const e = await api.get('/x').catch((x) => x);
+    const e = (await api.get('/x').catch((x: ApiError) => x)) as ApiError;
     expect([e.status, e.code]).toEqual([0, 'network_error']);
   });
 });
