@@ -26,6 +26,7 @@
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 //! - [`transfer`]: export and import of all data, attachments' bytes included.
+//! - [`web_app`]: the browser app at `/`, embedded from the committed `web/dist`.
 //! - [`whiteboard`]: whiteboards' Yjs documents (their actors, content, snapshots; the
 //!   y-websocket dialect is `dialects::whiteboard`).
 
@@ -48,6 +49,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;
+pub mod web_app;
 pub mod whiteboard;
 
 pub use app::{AppState, Config, StartError};
