@@ -22,6 +22,11 @@ function showError(message: string): void {
 }
 
 let me: User | null = null;
+api.onSignedOut = () => {
+  me = null;
+  closeProject();
+  renderLogin();
+};
 let open: { project: ProjectState; view: { root: HTMLElement; destroy(): void } | null; viewKey: string } | null = null;
 
 function closeProject(): void {

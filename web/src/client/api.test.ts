@@ -54,6 +54,8 @@ describe('Api', () => {
     const storage = memoryStorage();
     storage.setItem('liveplan.token', 'old');
     const api = new Api({ fetch: r.fetch, storage });
+    let signedOut = 0;
+    api.onSignedOut = () => signedOut++;
     expect(api.signedIn).toBe(true);
     const e = (await api.patch('/api/v1/projects/p/tasks/t', { name: 'y' }).catch((x: ApiError) => x)) as ApiError;
     expect(e).toBeInstanceOf(ApiError);
@@ -61,6 +63,7 @@ describe('Api', () => {
     await api.get('/api/v1/users/me').catch(() => {});
     expect(api.signedIn).toBe(false);
     expect(storage.getItem('liveplan.token')).toBeNull();
+    expect(signedOut).toBe(1);
   });
 
   it('reports an unreachable server as a network error', async () => {

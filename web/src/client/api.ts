@@ -56,6 +56,8 @@ export class Api {
   private readonly fetchFn: Fetch;
   private readonly storage: ApiOptions['storage'];
   private token: string | null;
+  /** Called when the server no longer knows this session (a 401): the app signs in again. */
+  onSignedOut: (() => void) | null = null;
 
   constructor(options: ApiOptions = {}) {
     this.baseUrl = options.baseUrl ?? '';
@@ -141,7 +143,10 @@ export class Api {
     }
     if (!response.ok) {
       const error = (value as { error?: { code?: string; message?: string; details?: unknown } } | undefined)?.error;
-      if (response.status === 401 && path !== '/api/v1/auth/login') this.forget();
+      if (response.status === 401 && path !== '/api/v1/auth/login' && this.token !== null) {
+        this.forget();
+        this.onSignedOut?.();
+      }
       throw new ApiError(
         response.status,
         error?.code ?? `http_${response.status}`,
