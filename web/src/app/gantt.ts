@@ -38,16 +38,21 @@ export function hierarchy(tasks: Iterable<Task>): Row[] {
   }
   for (const list of children.values()) list.sort(compareRank);
   const rows: Row[] = [];
-  const stack: Array<[Task, number]> = (children.get(null) ?? []).slice().reverse().map((t) => [t, 0]);
   const seen = new Set<string>();
-  while (stack.length) {
-    const [task, depth] = stack.pop()!;
-    if (seen.has(task.id)) continue;
-    seen.add(task.id);
-    const kids = children.get(task.id) ?? [];
-    rows.push({ task, depth, hasChildren: kids.length > 0 });
-    for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], depth + 1]);
-  }
+  const walk = (roots: Task[]) => {
+    const stack: Array<[Task, number]> = roots.slice().reverse().map((t) => [t, 0]);
+    while (stack.length) {
+      const [task, depth] = stack.pop()!;
+      if (seen.has(task.id)) continue;
+      seen.add(task.id);
+      const kids = children.get(task.id) ?? [];
+      rows.push({ task, depth, hasChildren: kids.length > 0 });
+      for (let i = kids.length - 1; i >= 0; i--) stack.push([kids[i], depth + 1]);
+    }
+  };
+  walk(children.get(null) ?? []);
+  // Tasks no root leads to (a parent cycle the server should never hold) are still shown.
+  if (seen.size < all.length) walk(all.filter((t) => !seen.has(t.id)).sort(compareRank));
   return rows;
 }
 
