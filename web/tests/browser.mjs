@@ -88,6 +88,19 @@ async function main() {
     const viewport = { width: 1280, height: 720 };
     const ctxA = await browser.newContext({ viewport });
     const ctxB = await browser.newContext({ viewport });
+
+    // A wrong password shows the server's refusal on the form.
+    const refused = await ctxA.newPage();
+    await refused.goto(`${cfg.base}/`);
+    await refused.getByTestId('login-username').fill(cfg.users.a.login);
+    await refused.getByTestId('login-password').fill('not-the-password');
+    await refused.getByTestId('login-submit').click();
+    await refused.getByTestId('login-error').waitFor({ state: 'visible', timeout: WAIT });
+    const loginError = (await refused.getByTestId('login-error').textContent()) ?? '';
+    if (!loginError.trim()) fail('the login error is empty');
+    await refused.close();
+    step('login refused', { error: loginError });
+
     const a = await signIn(ctxA, cfg.users.a);
     let b = await signIn(ctxB, cfg.users.b);
     await statusIs(a, 'live', 'A');

@@ -287,6 +287,7 @@ async fn two_people_a_viewer_and_an_offline_tab_in_real_chromium() {
     assert_eq!(
         steps,
         [
+            "login refused",
             "signed in",
             "presence appears",
             "task added live",
