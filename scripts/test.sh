@@ -18,6 +18,8 @@ command -v java >/dev/null 2>&1 || need_apt+=(default-jre-headless)
 # The multi-node tests start private redis-server processes of their own (the binary is what
 # they need, not the system service).
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+# The web app's browser test (crates/server/tests/web_app.rs) drives Debian's Chromium.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "== installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -56,6 +58,24 @@ if [[ "$LIVEPLAN_TEST_POSTGRES_URL" == *@127.0.0.1:5432/* ]] && ! postgres_up; t
   $AS_POSTGRES psql -h 127.0.0.1 -tAc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
     || $AS_POSTGRES createdb -h 127.0.0.1 test
 fi
+
+# ---- The web app (web/, CONTRACT §13) -------------------------------------------------------
+# Its unit tests, then a rebuild of the bundle the binary embeds: the committed web/dist must
+# be exactly what the committed sources build, or this fails (run `npm run build` in web/ and
+# commit web/dist). Runs before the Rust build, which embeds web/dist.
+echo "== web: npm ci, vitest, bundle up to date"
+(
+  cd web
+  npm ci --no-audit --no-fund
+  npx vitest run
+  npm run build
+)
+if ! git diff --quiet -- web/dist || [ -n "$(git ls-files --others --exclude-standard -- web/dist)" ]; then
+  git status --short -- web/dist
+  echo "web/dist is stale: run 'npm run build' in web/ and commit web/dist" >&2
+  exit 1
+fi
+# ---------------------------------------------------------------------------------------------
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

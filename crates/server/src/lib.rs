@@ -26,6 +26,7 @@
 //! - [`demo`]: the `--demo` seed.
 //! - [`server`]: binding, serving and graceful shutdown.
 //! - [`transfer`]: export and import of all data, attachments' bytes included.
+//! - [`web_app`]: the browser app at `/`, embedded from the committed `web/dist`.
 //! - [`webhooks`]: per-project webhooks, delivered from the log by one worker per node.
 //! - [`whiteboard`]: whiteboards' Yjs documents (their actors, content, snapshots; the
 //!   y-websocket dialect is `dialects::whiteboard`).
@@ -49,6 +50,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod transfer;
+pub mod web_app;
 pub mod webhooks;
 pub mod whiteboard;
 

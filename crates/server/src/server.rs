@@ -62,6 +62,7 @@ pub fn router(
         .merge(bryntum::router(bryntum_node))
         .merge(pusher_ws::router(pusher_node.clone()))
         .merge(crate::dialects::router())
+        .merge(crate::web_app::router())
         .merge(crate::api::pusher_http::router(
             crate::api::pusher_http::PusherHttpState {
                 credentials: state.pusher.clone(),
