@@ -238,6 +238,8 @@ async function main() {
     const v = await signIn(ctxV, cfg.users.viewer);
     await statusIs(v, 'live', 'the viewer');
     await rowNamed(v, 'Renamed while A was away', 'the viewer');
+    // The viewer's SSE stream makes them present (CONTRACT §6): A sees them online.
+    await waitFor(a, (s) => !!document.querySelector(s), avatar(cfg.users.viewer.id), 'A to see the viewer online');
     if (!(await v.getByTestId('new-task-name').isDisabled())) fail('the viewer can type a new task');
     if (!(await v.getByTestId('new-task-submit').isDisabled())) fail('the viewer can add a task');
     const durations = await v.locator('[data-testid=task-duration]:not([disabled])').count();

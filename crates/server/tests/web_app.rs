@@ -3,7 +3,8 @@
 //! browser; web/tests/browser.mjs): two people editing one project live in the Gantt and the
 //! board, presence appearing and leaving, a tab taken offline catching up with nothing missed
 //! and no reload, a whiteboard stroke and a remote cursor, a viewer who can change nothing.
-//! The browser run saves the screenshots the README shows (docs/screenshots/). Runs on the
+//! The browser run takes the screenshots the README shows (into docs/screenshots/ with
+//! LIVEPLAN_SCREENSHOTS=1). Runs on the
 //! backend `LIVEPLAN_TEST_DATABASE_URL` picks.
 //!
 //! Needs `npm` and `/usr/bin/chromium` (scripts/test.sh installs both); without them the browser
@@ -238,7 +239,14 @@ async fn two_people_a_viewer_and_an_offline_tab_in_real_chromium() {
         )
         .await;
     let board = board["id"].as_str().unwrap().to_owned();
-    let screenshots = repo().join("docs/screenshots");
+    // The README's pictures are refreshed when asked (LIVEPLAN_SCREENSHOTS=1); otherwise the
+    // run's own go to a scratch folder, so a test run leaves the checkout as it was.
+    let scratch = tempfile::tempdir().unwrap();
+    let screenshots = if std::env::var_os("LIVEPLAN_SCREENSHOTS").is_some() {
+        repo().join("docs/screenshots")
+    } else {
+        scratch.path().to_owned()
+    };
     std::fs::create_dir_all(&screenshots).unwrap();
     let config = json!({
         "base": server.url(""),
