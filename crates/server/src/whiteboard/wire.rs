@@ -66,6 +66,9 @@ fn guarded<T>(decode: impl FnOnce() -> Option<T>) -> Option<T> {
 
 /// The message of one binary frame.
 pub fn decode(frame: &[u8]) -> Result<ClientMessage, BadInput> {
+    if !plausible_awareness(frame) {
+        return Err(BadInput::Malformed);
+    }
     let message = guarded(|| Message::decode_v1(frame).ok()).ok_or(BadInput::Malformed)?;
     Ok(match message {
         Message::Sync(SyncMessage::SyncStep1(sv)) => ClientMessage::SyncStep1(sv),
@@ -77,6 +80,37 @@ pub fn decode(frame: &[u8]) -> Result<ClientMessage, BadInput> {
         Message::Auth(_) => ClientMessage::Auth,
         Message::Custom(..) => return Err(BadInput::UnknownType),
     })
+}
+
+/// lib0's variable-length unsigned integer at the start of `bytes`, and the bytes after it.
+fn varuint(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f).checked_shl(7 * i as u32)?;
+        if byte & 0x80 == 0 {
+            return Some((value, &bytes[i + 1..]));
+        }
+    }
+    None
+}
+
+/// Whether an awareness message's count of clients fits in the bytes that follow it (each
+/// client takes at least three: its id, its clock and its state's length). `yrs` reserves
+/// room for the count it reads before reading the clients, so a frame of a few bytes could
+/// otherwise make it set up a table for billions (found by the `yjs_message` fuzz target).
+/// Other messages pass.
+fn plausible_awareness(frame: &[u8]) -> bool {
+    const AWARENESS: u64 = 1;
+    let Some((AWARENESS, rest)) = varuint(frame) else {
+        return true;
+    };
+    let Some((_, payload)) = varuint(rest) else {
+        return true;
+    };
+    match varuint(payload) {
+        Some((count, clients)) => count <= clients.len() as u64 / 3,
+        None => true,
+    }
 }
 
 /// A document update, decoded; `None` when the bytes are not one.
@@ -122,6 +156,15 @@ mod tests {
             decode(&frame).is_err() || matches!(decode(&frame), Ok(ClientMessage::Awareness(_)))
         );
         assert!(decode_update(&[0xff, 0xff]).is_none());
+        // An awareness update that claims about 2.5 billion clients in a few bytes (the fuzz
+        // target's find): refused before `yrs` reserves room for them.
+        let mut claim = vec![1, 20, 0xf4, 0xc0, 0x93, 0xd6, 0x09, 1, 5, 1, b'n'];
+        claim.extend([b'u', b'l', b'l', 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(decode(&claim).unwrap_err(), BadInput::Malformed);
+        // A real one passes the check.
+        let mut one = vec![1, 8, 1, 7, 1, 4];
+        one.extend(b"null");
+        assert!(matches!(decode(&one), Ok(ClientMessage::Awareness(u)) if u.clients.len() == 1));
         assert!(matches!(decode(&[3]), Ok(ClientMessage::QueryAwareness)));
     }
 
