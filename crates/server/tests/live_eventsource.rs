@@ -6,36 +6,16 @@
 //! Needs `npm` (installs tests/node/node_modules on first run). Without npm the test is
 //! skipped with a loud message; CI has npm.
 
+use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use serde_json::Value;
-use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED live_eventsource: npm is not installed, so the real EventSource \
-             client cannot run. Install Node.js and npm to run this test.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/eventsource").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(&["eventsource"], "live_eventsource (the real EventSource)")
+        .await
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ fn of<'a>(kind: &'a str, client: &'a str) -> impl Fn(&Value) -> bool + 'a {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn laravel_echo_private_and_presence_channels_through_liveplans_authorization() {
-    if !npm_ready("laravel-echo", "pusher_echo (Laravel Echo)").await {
+    if !npm_ready(&["laravel-echo"], "pusher_echo (Laravel Echo)").await {
         return;
     }
     let server =

@@ -13,10 +13,11 @@ use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::ChannelDirectory;
 use liveplan_server::pusher::signature::{channel_auth, user_auth};
 use liveplan_testkit::cluster::Cluster;
+use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,31 +38,12 @@ fn tune(config: &mut Config) {
     config.live.ws_ping_interval = PING;
 }
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED pusher_nodes: npm is not installed, so pusher-js and the \
-             pusher SDK cannot run.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/pusher-js").exists()
-        || !node_dir().join("node_modules/pusher").exists()
-    {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(
+        &["pusher-js", "pusher"],
+        "pusher_nodes (pusher-js and the pusher SDK)",
+    )
+    .await
 }
 
 async fn eventually<F, Fut>(what: &str, mut check: F)

@@ -11,38 +11,17 @@
 
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::signature;
+use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use md5::Digest;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED pusher_sdk: npm is not installed, so the real pusher SDK \
-             cannot run. Install Node.js and npm to run this test.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/pusher").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(&["pusher"], "pusher_sdk (the real pusher SDK)").await
 }
 
 fn sdk_config(server: &TestServer, credentials: &PusherCredentials) -> Value {

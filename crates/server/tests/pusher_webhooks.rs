@@ -18,9 +18,9 @@ use liveplan_server::pusher::directory::{
 use liveplan_server::pusher::signature::webhook_signature;
 use liveplan_server::pusher::webhooks::retry::RetryPolicy;
 use liveplan_server::pusher::webhooks::{WebhookSettings, Webhooks};
+use liveplan_testkit::node::node_dir;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -618,29 +618,8 @@ async fn no_urls_no_webhooks_and_bad_urls_are_refused() {
     }
 }
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED pusher_webhooks (SDK part): npm is not installed, so the \
-             real pusher SDK cannot run. Install Node.js and npm to run this test.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/pusher").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(&["pusher"], "pusher_webhooks (SDK part)").await
 }
 
 /// What the `pusher` SDK says of each `(headers, body)`.

@@ -9,11 +9,11 @@
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::{ChannelDirectory, Publication};
 use liveplan_server::pusher::signature::{channel_auth, user_auth};
+use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -640,28 +640,8 @@ async fn a_whiteboard_channel_carries_its_boards_updates_only() {
 
 // ---- real pusher-js clients ----
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED pusher_ws (pusher-js): npm is not installed.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/pusher-js").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(&["pusher-js"], "pusher_ws (pusher-js)").await
 }
 
 /// The pusher-js driver: commands in, what the clients saw out. Auth requests are answered

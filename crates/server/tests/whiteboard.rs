@@ -7,10 +7,10 @@
 //! Needs `npm` (installs tests/node/node_modules on first run); skipped loudly without it.
 
 use futures::{SinkExt, StreamExt};
+use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
@@ -18,29 +18,9 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
-}
-
 async fn npm_ready() -> bool {
-    let npm = Command::new("npm").arg("--version").output().await;
-    if !npm.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "\n!!!!!!!!\n!!! SKIPPED whiteboard: npm is not installed, so the real yjs clients \
-             cannot run. Install Node.js and npm to run this test.\n!!!!!!!!\n"
-        );
-        return false;
-    }
-    if !node_dir().join("node_modules/y-websocket").exists() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund"])
-            .current_dir(node_dir())
-            .status()
-            .await
-            .expect("npm install runs");
-        assert!(status.success(), "npm install in tests/node failed");
-    }
-    true
+    liveplan_testkit::node::npm_ready(&["y-websocket", "yjs"], "whiteboard (the real yjs clients)")
+        .await
 }
 
 /// One Node process holding any number of y-websocket clients.

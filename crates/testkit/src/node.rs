@@ -14,23 +14,30 @@ pub fn node_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../server/tests/node")
 }
 
-/// Whether the tests' Node packages can be used: `false` (with a loud message naming `what` is
-/// skipped) when npm is missing; installs them when `module` is not there yet.
-pub async fn npm_ready(module: &str, what: &str) -> bool {
+/// Whether the tests' Node packages can be used: `false` (with a loud message naming `what`,
+/// which is skipped) when npm is missing; installs them (`npm install`, from the lockfile) when
+/// one of `modules` is not there yet. One install at a time in a test binary: its tests run
+/// side by side and would otherwise write `node_modules` together.
+pub async fn npm_ready(modules: &[&str], what: &str) -> bool {
+    static INSTALL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let npm = Command::new("npm").arg("--version").output().await;
     if !npm.is_ok_and(|o| o.status.success()) {
         eprintln!("\n!!!!!!!!\n!!! SKIPPED {what}: npm is not installed.\n!!!!!!!!\n");
         return false;
     }
     let dir = node_dir();
-    if !dir.join("node_modules").join(module).exists() {
+    let _one_at_a_time = INSTALL.lock().await;
+    if modules
+        .iter()
+        .any(|module| !dir.join("node_modules").join(module).exists())
+    {
         let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
+            .args(["install", "--no-audit", "--no-fund"])
             .current_dir(&dir)
             .status()
             .await
-            .expect("npm ci runs");
-        assert!(status.success(), "npm ci in tests/node failed");
+            .expect("npm install runs");
+        assert!(status.success(), "npm install in tests/node failed");
     }
     true
 }
