@@ -175,6 +175,10 @@ struct ServeArgs {
     /// otherwise, at creation for literal addresses and at every delivery after resolving).
     #[arg(long, env = "LIVEPLAN_WEBHOOKS_ALLOW_PRIVATE")]
     webhooks_allow_private: bool,
+    /// Project webhooks to `https` URLs trust the certificates in this PEM file beside the
+    /// system's roots (an internal CA, a receiver's self-signed certificate).
+    #[arg(long, env = "LIVEPLAN_WEBHOOK_CA_FILE")]
+    webhook_ca_file: Option<std::path::PathBuf>,
     /// Open connections (HTTP, WebSocket, SSE) at most; one more is answered 503 and closed.
     #[arg(long, env = "LIVEPLAN_MAX_CONNECTIONS", default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     max_connections: u64,
@@ -275,6 +279,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.metrics_token = args.metrics_token.filter(|token| !token.trim().is_empty());
     config.webhooks.retry_base = std::time::Duration::from_millis(args.webhook_retry_base_ms);
     config.webhooks.allow_private = args.webhooks_allow_private;
+    if let Some(path) = &args.webhook_ca_file {
+        let pem =
+            std::fs::read(path).with_context(|| format!("--webhook-ca-file {}", path.display()))?;
+        config.webhooks.extra_roots =
+            reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--webhook-ca-file {}: not PEM certificates", path.display())
+            })?;
+        anyhow::ensure!(
+            !config.webhooks.extra_roots.is_empty(),
+            "--webhook-ca-file {}: no certificate in it",
+            path.display()
+        );
+    }
     config.retention = liveplan_server::retention::RetentionConfig {
         max_age: (args.log_retention_days > 0)
             .then(|| std::time::Duration::from_secs(args.log_retention_days * 24 * 3600)),

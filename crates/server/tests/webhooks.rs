@@ -958,3 +958,175 @@ async fn retention_spares_unhandled_events_except_for_the_count_limit() {
         "{reason}"
     );
 }
+
+/// A certificate authority and a certificate it signed for `localhost` and 127.0.0.1, made by
+/// openssl in `dir` (a self-signed certificate alone is refused as a server's: it is a CA):
+/// (the CA's certificate PEM, the server's certificate PEM, its key PEM).
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let path = |name: &str| dir.join(name);
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let days = ["-days", "1"];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=liveplan test CA",
+            ][..],
+            &days,
+            &["-keyout", "ca.key", "-out", "ca.pem"],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        path("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &[
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+            ][..],
+            &days,
+            &["-extfile", "server.ext", "-out", "cert.pem"],
+        ]
+        .concat(),
+    );
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+/// The receivers of [`receivers`] behind TLS with the certificate `cert` (key `key`), on
+/// 127.0.0.1:0, named `https://localhost:PORT` (the name the certificate is for).
+async fn tls_receivers(cert: &std::path::Path, key: &std::path::Path) -> (Arc<Receivers>, String) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let receivers = Arc::new(Receivers::default());
+    let app = axum::Router::new()
+        .route("/{*path}", axum::routing::post(receive))
+        .with_state(receivers.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client that does not trust the certificate ends the handshake here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (receivers, format!("https://localhost:{port}"))
+}
+
+/// `https` receivers are verified: a server given the receiver's CA (`--webhook-ca-file`)
+/// delivers, signed as over http; one without it (only the system's
+/// roots) does not, and says why in the deliveries list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_are_verified_against_the_system_and_the_given_roots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (receivers, base) = tls_receivers(&cert, &key).await;
+    let pem = std::fs::read(&ca).unwrap();
+
+    let trusting = TestServer::start_relaxed_with(|config| {
+        tune(config);
+        config.webhooks.extra_roots = reqwest::Certificate::from_pem_bundle(&pem).unwrap();
+    })
+    .await;
+    let project = trusting.new_project("over TLS").await;
+    let hook = webhook(
+        &trusting,
+        project,
+        &format!("{base}/secure"),
+        json!(["task.created"]),
+    )
+    .await;
+    let task = trusting.task(&trusting.admin, project, "sealed").await;
+    let seq = log_after(&trusting, project, hook["last_seq"].as_i64().unwrap())
+        .await
+        .into_iter()
+        .find(|(_, kind)| kind == "task_created")
+        .expect("the task's event")
+        .0;
+    let outcome = final_delivery(&trusting, project, &hook, seq).await;
+    assert_eq!(outcome["outcome"], "delivered", "{outcome}");
+    let got = receivers.wait_for_seqs("/secure", &[seq]).await;
+    let delivered = got.iter().find(|r| r.seq() == seq).unwrap();
+    assert_eq!(delivered.json()["data"]["id"], task["id"]);
+    assert!(signature_of(SECRET, delivered), "signed as over http");
+
+    // Without the certificate among its roots, the handshake fails: retried, then given up,
+    // and the receiver never got a request.
+    let doubting = server().await;
+    let project = doubting.new_project("untrusted").await;
+    let hook = webhook(
+        &doubting,
+        project,
+        &format!("{base}/untrusted"),
+        json!(["task.created"]),
+    )
+    .await;
+    doubting.task(&doubting.admin, project, "refused").await;
+    let seq = log_after(&doubting, project, hook["last_seq"].as_i64().unwrap())
+        .await
+        .into_iter()
+        .find(|(_, kind)| kind == "task_created")
+        .expect("the task's event")
+        .0;
+    let failed = final_delivery(&doubting, project, &hook, seq).await;
+    assert_eq!(failed["outcome"], "gave_up", "{failed}");
+    assert!(failed["error"].is_string(), "{failed}");
+    assert!(receivers.got("/untrusted").is_empty());
+}

@@ -2,8 +2,8 @@
 //! and a deadline, to the address the guard checked, through no proxy (a proxy would connect
 //! where the guard did not look).
 
+use super::WebhookConfig;
 use super::guard::{self, Refusal};
-use std::time::Duration;
 
 /// The headers and body of one attempt.
 pub struct Request<'a> {
@@ -52,9 +52,11 @@ fn failed(verdict: Verdict, error: &str) -> Outcome {
     }
 }
 
-/// Sends `request` once.
-pub async fn send(request: Request<'_>, allow_private: bool, timeout: Duration) -> Outcome {
-    let target = match guard::check(request.url, allow_private, timeout).await {
+/// Sends `request` once. `https` targets are verified against the system's roots and
+/// `config.extra_roots` (rustls, TLS 1.2 and 1.3).
+pub async fn send(request: Request<'_>, config: &WebhookConfig) -> Outcome {
+    let timeout = config.timeout;
+    let target = match guard::check(request.url, config.allow_private, timeout).await {
         Ok(target) => target,
         Err(refusal @ (Refusal::Internal | Refusal::Unusable)) => {
             return failed(Verdict::Refused, &refusal.to_string());
@@ -68,6 +70,7 @@ pub async fn send(request: Request<'_>, allow_private: bool, timeout: Duration) 
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
+        .tls_certs_merge(config.extra_roots.iter().cloned())
         .user_agent(concat!(
             "liveplan/",
             env!("CARGO_PKG_VERSION"),

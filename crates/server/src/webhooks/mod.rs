@@ -43,6 +43,9 @@ pub struct WebhookConfig {
     pub retry_base: Duration,
     /// `--webhooks-allow-private`: internal addresses are allowed targets.
     pub allow_private: bool,
+    /// `--webhook-ca-file`: certificates (PEM) trusted for `https` targets beside the system's
+    /// roots (an internal CA, a receiver's own certificate).
+    pub extra_roots: Vec<reqwest::Certificate>,
     /// The whole of one attempt (connect, send, answer).
     pub timeout: Duration,
     /// How often the worker looks for due webhooks without being woken.
@@ -57,6 +60,7 @@ impl Default for WebhookConfig {
         WebhookConfig {
             retry_base: Duration::from_secs(30),
             allow_private: false,
+            extra_roots: Vec::new(),
             timeout: Duration::from_secs(10),
             poll: Duration::from_secs(1),
             lease: Duration::from_secs(60),

@@ -329,8 +329,7 @@ impl Worker {
                 signature,
                 body,
             },
-            self.config.allow_private,
-            self.config.timeout,
+            &self.config,
         )
         .await;
         delivery.attempts += 1;
