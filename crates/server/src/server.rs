@@ -241,7 +241,7 @@ pub async fn start(config: Config, listen: SocketAddr) -> Result<RunningServer, 
         state.metrics.webhook_counter("project"),
         stop.subscribe(),
     );
-    let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone());
+    let whiteboards = crate::whiteboard::WhiteboardNode::new(state.clone(), pusher_node.clone());
     match crate::cluster::whiteboard_relay::connect(&state.cluster, &whiteboards.boards) {
         Ok(Some(peers)) => whiteboards.boards.connect_peers(peers),
         Ok(None) => {}

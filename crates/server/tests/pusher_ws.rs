@@ -638,6 +638,99 @@ async fn a_whiteboard_channel_carries_its_boards_updates_only() {
     );
 }
 
+/// A whiteboard's y-websocket clients are members of its canvas channel: Pusher sockets see
+/// them arrive (once per user) and leave (with their last connection, cut without a close),
+/// and the HTTP API counts and lists them.
+#[tokio::test]
+async fn whiteboard_connections_are_members_of_the_canvas_channel() {
+    let server = server().await;
+    let project = server.new_project("Canvas roster").await;
+    let (watcher, _) = server.new_user("canvas-watcher").await;
+    let (editor, editor_token) = server.new_user("canvas-editor").await;
+    server.new_member(project, watcher, 1).await;
+    server.new_member(project, editor, 100).await;
+    let board = server
+        .create(
+            &server.admin,
+            &project.to_string(),
+            "whiteboards",
+            json!({ "name": "roster" }),
+        )
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let channel = format!("presence-whiteboard-{board}");
+    let (mut ws, socket_id) = connect(&server).await;
+    let member = json!({"user_id": watcher.to_string(), "user_info": {"name": "W"}}).to_string();
+    let auth = channel_auth(&creds(), &socket_id, &channel, Some(&member));
+    let joined = subscribe(&mut ws, &channel, Some(auth), Some(&member)).await;
+    assert_eq!(
+        data_of(&joined)["presence"]["ids"],
+        json!([watcher.to_string()])
+    );
+    let node = server.running().pusher.clone();
+    let sockets = || async { node.channel(&channel).await.unwrap().subscription_count };
+    let board_socket = || async {
+        let ticket = server.ticket(&editor_token).await;
+        ws_connect(
+            server.addr(),
+            &format!("/ws/v1/whiteboards/{board}?ticket={ticket}"),
+        )
+        .await
+    };
+
+    let first = board_socket().await;
+    let added = next(&mut ws).await;
+    assert_eq!(added["event"], "pusher_internal:member_added", "{added}");
+    let data = data_of(&added);
+    assert_eq!(data["user_id"], editor.to_string());
+    assert_eq!(data["user_info"]["name"], "canvas-editor");
+    assert!(
+        data["user_info"]["email"]
+            .as_str()
+            .unwrap()
+            .starts_with("canvas-editor-")
+    );
+    let mut users = vec![editor.to_string(), watcher.to_string()];
+    users.sort();
+    assert_eq!(node.presence_users(&channel).await.unwrap(), users);
+
+    // A second connection of the same user is counted, not announced.
+    let second = board_socket().await;
+    let deadline = tokio::time::Instant::now() + GUARD;
+    while sockets().await != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second connection is counted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    still_open(&mut ws).await;
+
+    // Cut without a close frame: the first goes quietly, the last one announces the leave.
+    drop(first);
+    while sockets().await != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cut connection leaves"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    still_open(&mut ws).await;
+    drop(second);
+    let removed = next(&mut ws).await;
+    assert_eq!(
+        removed["event"], "pusher_internal:member_removed",
+        "{removed}"
+    );
+    assert_eq!(data_of(&removed)["user_id"], editor.to_string());
+    assert_eq!(
+        node.presence_users(&channel).await.unwrap(),
+        vec![watcher.to_string()]
+    );
+}
+
 // ---- real pusher-js clients ----
 
 async fn npm_ready() -> bool {

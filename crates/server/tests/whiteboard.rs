@@ -351,30 +351,23 @@ async fn cursors_are_seen_and_removed_on_clean_close_and_on_a_killed_client() {
     d.open(&server, "a", &b.id, &b.member).await;
     d.cmd(json!({"cmd": "awareness", "client": "a", "state": {"user": {"name": "Ann"}, "cursor": {"x": 1, "y": 2}}}))
         .await;
-    let peers = |s: &Value, name: &str| {
-        s["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["user"]["name"] == name)
-    };
-    d.until("watcher", |s| peers(s, "Ann")).await;
+    d.until("watcher", |s| sees_peer(s, "Ann")).await;
     // The viewer's own cursor is relayed too.
     d.cmd(json!({"cmd": "awareness", "client": "watcher", "state": {"user": {"name": "Vic"}}}))
         .await;
-    d.until("a", |s| peers(s, "Vic")).await;
+    d.until("a", |s| sees_peer(s, "Vic")).await;
     d.cmd(json!({"cmd": "destroy", "client": "a"})).await;
-    d.until("watcher", |s| !peers(s, "Ann")).await;
+    d.until("watcher", |s| !sees_peer(s, "Ann")).await;
     // A client whose process dies without a close frame.
     let mut other = Driver::start().await;
     other.open(&server, "k", &b.id, &b.member).await;
     other
         .cmd(json!({"cmd": "awareness", "client": "k", "state": {"user": {"name": "Kim"}}}))
         .await;
-    d.until("watcher", |s| peers(s, "Kim")).await;
+    d.until("watcher", |s| sees_peer(s, "Kim")).await;
     other.child.start_kill().unwrap();
     let _ = other.child.wait().await;
-    d.until("watcher", |s| !peers(s, "Kim")).await;
+    d.until("watcher", |s| !sees_peer(s, "Kim")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -717,24 +710,17 @@ async fn cursors_cross_nodes() {
     let cluster = Cluster::start(2).await;
     let (one, two) = (cluster.node(0), cluster.node(1));
     let b = board(one).await;
-    let peers = |s: &Value, name: &str| {
-        s["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["user"]["name"] == name)
-    };
     let mut d = Driver::start().await;
     d.open(one, "a", &b.id, &b.member).await;
     d.cmd(json!({"cmd": "awareness", "client": "a", "state": {"user": {"name": "Ann"}, "cursor": {"x": 1, "y": 2}}}))
         .await;
     // The board is not open on node two yet: its first client gets Ann from node one.
     d.open(two, "watcher", &b.id, &b.viewer).await;
-    d.until("watcher", |s| peers(s, "Ann")).await;
+    d.until("watcher", |s| sees_peer(s, "Ann")).await;
     // And the other way, live.
     d.cmd(json!({"cmd": "awareness", "client": "watcher", "state": {"user": {"name": "Vic"}}}))
         .await;
-    d.until("a", |s| peers(s, "Vic")).await;
+    d.until("a", |s| sees_peer(s, "Vic")).await;
     // A cursor that moves on node one moves on node two.
     d.cmd(json!({"cmd": "awareness", "client": "a", "state": {"user": {"name": "Ann"}, "cursor": {"x": 9, "y": 9}}}))
         .await;
@@ -748,17 +734,76 @@ async fn cursors_cross_nodes() {
     .await;
     // A clean close on node one removes Ann on node two.
     d.cmd(json!({"cmd": "destroy", "client": "a"})).await;
-    d.until("watcher", |s| !peers(s, "Ann")).await;
+    d.until("watcher", |s| !sees_peer(s, "Ann")).await;
     // A client whose process dies on node one, without a close frame.
     let mut other = Driver::start().await;
     other.open(one, "k", &b.id, &b.member).await;
     other
         .cmd(json!({"cmd": "awareness", "client": "k", "state": {"user": {"name": "Kim"}}}))
         .await;
-    d.until("watcher", |s| peers(s, "Kim")).await;
+    d.until("watcher", |s| sees_peer(s, "Kim")).await;
     other.child.start_kill().unwrap();
     let _ = other.child.wait().await;
-    d.until("watcher", |s| !peers(s, "Kim")).await;
+    d.until("watcher", |s| !sees_peer(s, "Kim")).await;
+}
+
+/// Whether a client's state shows another client named `name`.
+fn sees_peer(state: &Value, name: &str) -> bool {
+    state["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["user"]["name"] == name)
+}
+
+/// A node that dies leaves no cursors behind: its clients' states stop being renewed, and the
+/// other nodes remove them after y-protocols' 30 s, so a client that joins later does not see
+/// them. (A y-websocket client that stays 30 s times such a state out itself and sends the
+/// removal; here only a raw socket, which does not, holds the board open on the survivor, and
+/// every real client leaves before its own timeout: only the server can remove the state.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_cursors_expire_on_the_other_nodes() {
+    if !npm_ready().await {
+        return;
+    }
+    let cluster = Cluster::start(1).await;
+    let survivor = cluster.node(0);
+    let b = board(survivor).await;
+    let _holder = raw(survivor, &b.id, &b.viewer).await;
+    let mut doomed =
+        cluster.spawn_binary(std::path::Path::new(env!("CARGO_BIN_EXE_liveplan")), &[]);
+    let mut d = Driver::start().await;
+    let ticket = survivor.ticket(&b.member).await;
+    d.open_at(doomed.addr(), "kim", &b.id, &ticket).await;
+    d.cmd(json!({"cmd": "awareness", "client": "kim", "state": {"user": {"name": "Kim"}}}))
+        .await;
+    d.open(survivor, "before", &b.id, &b.viewer).await;
+    d.until("before", |s| sees_peer(s, "Kim")).await;
+    d.cmd(json!({"cmd": "destroy", "client": "before"})).await;
+    // Killed: no close, no removal sent. Kim's client then stops retrying the dead node.
+    doomed.kill();
+    let killed = tokio::time::Instant::now();
+    d.cmd(json!({"cmd": "destroy", "client": "kim"})).await;
+    // Still there within the timeout (a live client renews every 15 s)…
+    d.open(survivor, "soon", &b.id, &b.viewer).await;
+    assert!(sees_peer(&d.state("soon").await, "Kim"));
+    d.cmd(json!({"cmd": "destroy", "client": "soon"})).await;
+    // …and gone for a client that joins after it.
+    tokio::time::sleep_until(killed + Duration::from_secs(30)).await;
+    for attempt in 1.. {
+        let late = format!("late{attempt}");
+        d.open(survivor, &late, &b.id, &b.viewer).await;
+        let seen = sees_peer(&d.state(&late).await, "Kim");
+        d.cmd(json!({"cmd": "destroy", "client": late})).await;
+        if !seen {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(50),
+            "Kim's state was never removed"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

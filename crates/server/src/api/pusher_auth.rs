@@ -25,6 +25,7 @@ use crate::app::AppState;
 use crate::auth::extract::Authed;
 use crate::http::{HttpResult, error};
 use crate::pusher::channel::{Channel, ChannelKind, OwnedChannel, reserved_prefix};
+use crate::pusher::member::UserInfo;
 use crate::pusher::signature;
 use axum::Json;
 use axum::extract::State;
@@ -34,7 +35,6 @@ use domain::OrApi;
 use proto::ErrorCode;
 use serde::Serialize;
 use serde_json::{Value, json};
-use store::UserRow;
 use uuid::Uuid;
 
 /// `POST /api/v1/pusher/auth`: `{auth}`, or `{auth, channel_data}` for presence channels.
@@ -175,20 +175,4 @@ struct PresenceData {
 struct UserData {
     id: String,
     user_info: UserInfo,
-}
-
-#[derive(Serialize)]
-struct UserInfo {
-    name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
-}
-
-impl UserInfo {
-    fn of(user: &UserRow, with_email: bool) -> UserInfo {
-        UserInfo {
-            name: user.display_name.clone(),
-            email: with_email.then(|| user.email.clone()),
-        }
-    }
 }

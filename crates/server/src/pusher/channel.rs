@@ -145,6 +145,11 @@ pub fn reserved_prefix(name: &str) -> bool {
     .any(|prefix| name.starts_with(prefix))
 }
 
+/// The presence channel of a whiteboard's canvas.
+pub fn canvas(board: Uuid) -> String {
+    format!("presence-whiteboard-{board}")
+}
+
 /// The channel a signed-in user's server-to-user events go to.
 pub fn server_to_user(user_id: &str) -> String {
     format!("#server-to-user-{user_id}")

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Instant;
 use yrs::block::ClientID;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 
@@ -21,6 +22,8 @@ struct Entry {
     json: Arc<str>,
     /// The connection that brought this client in (its states go when it leaves).
     owner: u64,
+    /// When the state last changed or was renewed (a higher clock).
+    renewed: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -63,6 +66,7 @@ impl AwarenessTable {
             return Err(Refused::TooManyClients);
         }
         let mut accepted = HashMap::new();
+        let now = Instant::now();
         for (id, entry) in update.clients {
             let removing = &*entry.json == REMOVED;
             let newer = match self.states.get(&id) {
@@ -89,6 +93,7 @@ impl AwarenessTable {
                         clock: entry.clock,
                         json: entry.json.clone(),
                         owner,
+                        renewed: now,
                     },
                 );
             }
@@ -119,6 +124,37 @@ impl AwarenessTable {
                     id,
                     AwarenessUpdateEntry {
                         clock,
+                        json: Arc::from(REMOVED),
+                    },
+                );
+            }
+        }
+        (!clients.is_empty()).then_some(AwarenessUpdate { clients })
+    }
+
+    /// Removes the states connection `owner` brought that were not renewed since `cutoff`;
+    /// returns their removal to send to this node's clients. A live Yjs client renews its
+    /// state (a higher clock) every 15 s and drops others' after 30 s without one: this is
+    /// that rule on the server, for states whose connection is elsewhere (another node's,
+    /// which may have died without saying so). The removal keeps the state's clock, so the
+    /// client's next renewal brings it back.
+    pub fn expire(&mut self, owner: u64, cutoff: Instant) -> Option<AwarenessUpdate> {
+        let stale: Vec<ClientID> = self
+            .owned
+            .get(&owner)?
+            .iter()
+            .filter(|id| self.states.get(id).is_some_and(|e| e.renewed < cutoff))
+            .copied()
+            .collect();
+        let mut clients = HashMap::new();
+        for id in stale {
+            if let Some(entry) = self.states.remove(&id) {
+                self.disown(owner, id);
+                self.removed.insert(id, entry.clock);
+                clients.insert(
+                    id,
+                    AwarenessUpdateEntry {
+                        clock: entry.clock,
                         json: Arc::from(REMOVED),
                     },
                 );
@@ -164,6 +200,7 @@ impl AwarenessTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn update(entries: &[(u64, u32, &str)]) -> AwarenessUpdate {
         AwarenessUpdate {
@@ -216,6 +253,40 @@ mod tests {
                 .is_none()
         );
         assert_eq!(table.all().clients.len(), 1);
+    }
+
+    #[test]
+    fn states_not_renewed_expire_and_a_renewal_brings_them_back() {
+        let mut table = AwarenessTable::default();
+        table.apply(9, update(&[(7, 4, "{}")]), 100, 4).unwrap();
+        table.apply(1, update(&[(8, 1, "{}")]), 100, 4).unwrap();
+        assert!(
+            table
+                .expire(9, Instant::now() - Duration::from_secs(30))
+                .is_none()
+        );
+
+        let gone = table
+            .expire(9, Instant::now() + Duration::from_secs(1))
+            .unwrap();
+        let entry = &gone.clients[&ClientID::new(7)];
+        assert_eq!((entry.clock, &*entry.json), (4, "null"));
+        assert_eq!(gone.clients.len(), 1, "only the owner's states expire");
+        assert_eq!(table.all().clients.len(), 1);
+        // A re-send at the same clock stays gone; the next renewal is back.
+        assert!(
+            table
+                .apply(9, update(&[(7, 4, "{}")]), 100, 4)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            table
+                .apply(9, update(&[(7, 5, "{}")]), 100, 4)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(table.all().clients.len(), 2);
     }
 
     #[test]

@@ -18,11 +18,13 @@
 //!   a cluster. Awareness travels between nodes as notes ([`super::peers`]): this node's
 //!   accepted states and removals go out, other nodes' states are kept under [`PEERS`] and
 //!   relayed to this node's clients, and a newly opened document asks the others for theirs.
+//!   Their states expire when not renewed for [`PEER_STATE_TIMEOUT`], so a node that dies
+//!   leaves no cursors behind for the clients that join later.
 
 use super::Boards;
 use super::awareness::{AwarenessTable, Refused};
 use super::content;
-use super::peers::{MAX_PEER_CLIENTS, PEERS, PeerNote};
+use super::peers::{MAX_PEER_CLIENTS, PEER_STATE_SWEEP, PEER_STATE_TIMEOUT, PEERS, PeerNote};
 use super::wire::{self as protocol, ClientMessage};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -116,6 +118,8 @@ impl Actor {
         }
         let mut poll = tokio::time::interval(PEER_POLL);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sweep = tokio::time::interval(PEER_STATE_SWEEP);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let step = tokio::select! {
                 command = commands.recv() => match command {
@@ -123,6 +127,10 @@ impl Actor {
                     None => break,
                 },
                 _ = poll.tick(), if self.poll_peers => self.catch_up(true).await,
+                _ = sweep.tick(), if self.poll_peers => {
+                    self.expire_peer_states();
+                    Ok(())
+                }
             };
             if let Err(Broken(why)) = step {
                 tracing::warn!(board = %self.board, why, "whiteboard closed");
@@ -288,6 +296,17 @@ impl Actor {
             }
         }
         Ok(())
+    }
+
+    /// Other nodes' states that stopped being renewed (their node died, or cannot reach this
+    /// one) are removed for this node's clients; the other nodes decide for themselves.
+    fn expire_peer_states(&mut self) {
+        let Some(cutoff) = std::time::Instant::now().checked_sub(PEER_STATE_TIMEOUT) else {
+            return;
+        };
+        if let Some(removed) = self.awareness.expire(PEERS, cutoff) {
+            self.broadcast(None, protocol::awareness(removed));
+        }
     }
 
     fn tell_peers_awareness(&self, update: &AwarenessUpdate) {

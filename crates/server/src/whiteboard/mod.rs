@@ -2,7 +2,7 @@
 //! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
 //! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the
 //! background compaction ([`compaction`]), what open documents tell the other nodes of a
-//! cluster ([`peers`]) and the throttled `whiteboard_updated` event. The y-websocket dialect is
+//! cluster ([`peers`]), who is on a canvas ([`roster`]) and the throttled `whiteboard_updated` event. The y-websocket dialect is
 //! `dialects::whiteboard`.
 
 pub mod awareness;
@@ -11,6 +11,7 @@ pub mod content;
 pub mod doc;
 pub mod peers;
 pub mod rest;
+pub mod roster;
 pub mod wire;
 
 use crate::app::AppState;
@@ -207,15 +208,18 @@ fn store_or_api<T>(result: store::StoreResult<T>) -> Result<T, proto::ApiError> 
 pub struct WhiteboardNode {
     pub app: AppState,
     pub boards: Arc<Boards>,
+    /// Told who opens and leaves which canvas (the Pusher presence channel's members).
+    pub roster: Arc<dyn roster::CanvasRoster>,
     next_conn: AtomicU64,
 }
 
 impl WhiteboardNode {
-    pub fn new(app: AppState) -> Arc<WhiteboardNode> {
+    pub fn new(app: AppState, roster: Arc<dyn roster::CanvasRoster>) -> Arc<WhiteboardNode> {
         let boards = Boards::new(app.domain.clone(), app.config.redis_url.is_some());
         Arc::new(WhiteboardNode {
             app,
             boards,
+            roster,
             next_conn: AtomicU64::new(1),
         })
     }

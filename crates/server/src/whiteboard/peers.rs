@@ -6,6 +6,7 @@
 //!
 //! The transport is the cluster's (`cluster::whiteboard_relay`); a node alone has none.
 
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The connection id under which an open document keeps the states other nodes' clients
@@ -13,6 +14,12 @@ use uuid::Uuid;
 pub const PEERS: u64 = u64::MAX;
 /// How many awareness clients other nodes may bring to one board on this node.
 pub const MAX_PEER_CLIENTS: usize = 1024;
+/// Other nodes' states not renewed for this long are removed (y-protocols' `outdatedTimeout`:
+/// a live client renews every 15 s, so only a state whose node died or lost its way to this
+/// one ages past it).
+pub const PEER_STATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often an open document looks for such states.
+pub const PEER_STATE_SWEEP: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerNote {

@@ -7,8 +7,11 @@
 //
 // Usage, from this folder after `npm ci`, with a release build:
 //   node soak.mjs --binary ../../../../target/release/liveplan [--minutes 10] [--clients 20]
-//                 [--writes-per-second 10]
-// `--clients` is per dialect. Prints one JSON document at the end.
+//                 [--writes-per-second 10] [--tasks 300] [--server-args '--log-max-events-per-stream 5000']
+// `--clients` is per dialect. `--tasks N` makes N tasks first and then only renames them, so
+// the project keeps one size and memory can be compared over the run (without it, one write
+// in ten adds a task). `--server-args` are added to `liveplan serve`'s. Prints one JSON
+// document at the end.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,6 +26,8 @@ const minutes = Number(args.minutes ?? 10);
 const perDialect = Number(args.clients ?? 20);
 const writesPerSecond = Number(args['writes-per-second'] ?? 10);
 const users = Number(args.users ?? 20);
+const fixedTasks = Number(args.tasks ?? 0);
+const serverArgs = (args['server-args'] ?? '').split(' ').filter(Boolean);
 const ADMIN = { email: 'soak-admin@example.test', password: 'soak-admin-password' };
 const PASSWORD = 'soak-user-password';
 
@@ -31,7 +36,7 @@ const between = (low, high) => low + Math.random() * (high - low);
 
 // ---- the server ----
 const dataDir = mkdtempSync(join(tmpdir(), 'liveplan-soak-'));
-const server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
+const server = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...serverArgs], {
   env: { ...process.env, LIVEPLAN_ADMIN_EMAIL: ADMIN.email, LIVEPLAN_ADMIN_PASSWORD: ADMIN.password, RUST_LOG: 'warn' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
@@ -212,12 +217,15 @@ let written = 0;
 let writeFailures = 0;
 let writing = true;
 const created = [];
+for (let i = 0; i < fixedTasks; i++) {
+  created.push((await call('POST', `/api/v1/projects/${project}/tasks`, admin, { name: `fixed-${i}`, duration: 1 })).id);
+}
 async function writer() {
   const every = 1000 / writesPerSecond;
   while (writing) {
     const started = Date.now();
     try {
-      if (created.length === 0 || written % 10 === 0) {
+      if (created.length === 0 || (fixedTasks === 0 && written % 10 === 0)) {
         created.push((await call('POST', `/api/v1/projects/${project}/tasks`, admin, { name: `soak-${written}`, duration: 1 })).id);
       } else {
         const id = created[Math.floor(Math.random() * created.length)];
@@ -328,6 +336,8 @@ const seqReport = (clients) => {
 };
 const summary = {
   minutes,
+  fixed_tasks: fixedTasks,
+  server_args: serverArgs.join(' '),
   writes: written,
   write_failures: writeFailures,
   log_head: last,

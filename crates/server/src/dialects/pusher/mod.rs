@@ -6,11 +6,13 @@
 //! - [`session`]: one socket's rules: subscriptions, signatures, client events, pings (pure).
 //! - [`node`]: what the node's sockets share: channels, presence members, caches, sign-ins.
 //! - `socket`: the upgrade and the connection's loop.
+//! - `canvas`: whiteboard connections as members of their board's presence channel.
 //!
 //! The dialect imports nothing of the app: the server hands it a [`PusherNode`] and routes
 //! `/app/{key}` with it as the state ([`router`]). The node is also the HTTP API's
 //! [`ChannelDirectory`].
 
+mod canvas;
 pub mod node;
 pub mod protocol;
 pub mod session;
@@ -166,7 +168,7 @@ impl PusherNode {
         &self,
         channel: &str,
         socket_id: &Arc<str>,
-        mailbox: &Arc<Mailbox>,
+        mailbox: Option<&Arc<Mailbox>>,
         member: Option<&Member>,
         cache: bool,
     ) -> Joined {

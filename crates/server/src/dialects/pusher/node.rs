@@ -60,7 +60,9 @@ impl Mailbox {
 }
 
 struct Subscriber {
-    mailbox: Arc<Mailbox>,
+    /// `None`: a member without a Pusher socket (a whiteboard's y-websocket client on its
+    /// canvas channel), counted and listed but handed no frames.
+    mailbox: Option<Arc<Mailbox>>,
     member: Option<String>,
 }
 
@@ -130,7 +132,7 @@ impl Channels {
         &self,
         channel: &str,
         socket_id: &Arc<str>,
-        mailbox: &Arc<Mailbox>,
+        mailbox: Option<&Arc<Mailbox>>,
         member: Option<&Member>,
     ) -> LocalJoin {
         let mut channels = lock(&self.channels);
@@ -142,7 +144,7 @@ impl Channels {
             state.sockets.insert(
                 socket_id.clone(),
                 Subscriber {
-                    mailbox: mailbox.clone(),
+                    mailbox: mailbox.cloned(),
                     member: member.map(|m| m.user_id.clone()),
                 },
             );
@@ -228,8 +230,10 @@ impl Channels {
         let channels = lock(&self.channels);
         if let Some(state) = channels.get(channel) {
             for (id, subscriber) in &state.sockets {
-                if except != Some(&**id) {
-                    subscriber.mailbox.post(Note::Frame(frame.clone()));
+                if let Some(mailbox) = &subscriber.mailbox
+                    && except != Some(&**id)
+                {
+                    mailbox.post(Note::Frame(frame.clone()));
                 }
             }
         }
@@ -322,13 +326,13 @@ mod tests {
             user_id: "bob".into(),
             user_info: Value::Null,
         };
-        let first = channels.join("presence-x", &a, &mailbox, Some(&alice));
+        let first = channels.join("presence-x", &a, Some(&mailbox), Some(&alice));
         assert!(first.fresh && first.first_socket && first.first_of_member);
-        let again = channels.join("presence-x", &a, &mailbox, Some(&alice));
+        let again = channels.join("presence-x", &a, Some(&mailbox), Some(&alice));
         assert!(!again.fresh && !again.first_socket && !again.first_of_member);
-        let tab = channels.join("presence-x", &b, &mailbox, Some(&alice));
+        let tab = channels.join("presence-x", &b, Some(&mailbox), Some(&alice));
         assert!(tab.fresh && !tab.first_socket && !tab.first_of_member);
-        let other = channels.join("presence-x", &c, &mailbox, Some(&bob));
+        let other = channels.join("presence-x", &c, Some(&mailbox), Some(&bob));
         assert!(other.first_of_member);
         assert_eq!(
             presence_data(&other.members)["ids"],

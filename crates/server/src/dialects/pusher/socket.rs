@@ -456,7 +456,7 @@ impl Connection {
             .join(
                 name,
                 &self.socket_id,
-                &self.mailbox,
+                Some(&self.mailbox),
                 admission.member.as_ref(),
                 admission.channel.cache,
             )

@@ -8,7 +8,8 @@
 //! awareness go as two frames); a text frame closes with 1003, a malformed message with 1002,
 //! an unknown message type with 1003, an update that does not decode with 1007, an update over
 //! 1 MiB, a full document or an awareness state over 4 KiB with 1009, too many messages with
-//! 1008, a client too slow to take its frames with 1013.
+//! 1008, a client too slow to take its frames with 1013. While open, the connection is a
+//! member of the board's Pusher channel `presence-whiteboard-{id}` (`whiteboard::roster`).
 
 use super::protocol::{self, BadInput, READ_LIMIT};
 use super::session::{CHECK_EVERY, KEEPALIVE, WhiteboardSession};
@@ -30,6 +31,7 @@ use futures::{SinkExt, StreamExt};
 use proto::Role;
 use std::collections::HashMap;
 use std::time::Duration;
+use store::UserRow;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
@@ -89,6 +91,7 @@ pub async fn upgrade(
 struct Admitted {
     board: Uuid,
     project: Uuid,
+    user: UserRow,
     actor: Actor,
     role: Role,
     session_id: Uuid,
@@ -163,6 +166,7 @@ async fn admit(
     Ok(Admitted {
         board,
         project,
+        user: holder.user,
         actor,
         role,
         session_id: holder.session_id,
@@ -219,10 +223,19 @@ async fn serve(
         session: WhiteboardSession::new(admitted.role),
     };
     let outcome = match joined.await {
-        Ok(frames) => match conn.send_all(frames).await {
-            Flow::Continue => run(&state, &mut conn, &doc, conn_id, &admitted, &mut outbox).await,
-            other => other,
-        },
+        Ok(frames) => {
+            node.roster
+                .arrived(admitted.board, conn_id, &admitted.user)
+                .await;
+            let flow = match conn.send_all(frames).await {
+                Flow::Continue => {
+                    run(&state, &mut conn, &doc, conn_id, &admitted, &mut outbox).await
+                }
+                other => other,
+            };
+            node.roster.left(admitted.board, conn_id).await;
+            flow
+        }
         Err(_) => Flow::Close(UNAVAILABLE.0, UNAVAILABLE.1),
     };
     doc.send(Command::Leave { conn: conn_id });
