@@ -207,6 +207,12 @@ impl CalTable {
         })
     }
 
+    /// Days the table holds.
+    #[cfg(test)]
+    pub(crate) fn span(&self) -> i32 {
+        self.len
+    }
+
     /// Whether the table window covers `[lo, hi]`.
     pub(crate) fn covers(&self, lo: i32, hi: i32) -> bool {
         self.base <= lo && hi < self.base + self.len

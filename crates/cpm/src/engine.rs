@@ -764,12 +764,15 @@ impl Engine {
             return;
         }
         // Grow with margin so small drifts do not rebuild again; a plan reaching
-        // centuries out keeps extrapolating instead of allocating.
-        if dhi - dlo > MAX_WINDOW_DAYS {
+        // centuries out keeps extrapolating instead of allocating. A table always spans
+        // the project start too (working days are numbered from it), so the span counted
+        // is the one the table would have: one task set at 9999-12-31 in a plan starting
+        // today would otherwise cost three million days of tables, kept with the plan.
+        let anchor = day_number(self.input.start);
+        if dhi.max(anchor) - dlo.min(anchor) > MAX_WINDOW_DAYS {
             return;
         }
         let margin = (dhi - dlo) / 4 + 366;
-        let anchor = day_number(self.input.start);
         let all_days = crate::WorkCalendar::all_days();
         let cals: Vec<&crate::WorkCalendar> = std::iter::once(&self.input.calendar)
             .chain(self.input.calendars.values())
@@ -1444,5 +1447,36 @@ impl Engine {
             free_float: ff,
             is_critical: tf <= 0 && self.nodes[i].flags & F_FINISHED == 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ProjectInput, TaskInput};
+    use uuid::Uuid;
+
+    #[test]
+    fn a_date_far_from_the_start_is_extrapolated_not_tabled() {
+        let start = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let last = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+        let mut p = ProjectInput::new(start);
+        let mut far = TaskInput::new(Uuid::from_u128(1), 1);
+        far.start_date = Some(last);
+        p.tasks.push(far);
+        p.tasks.push(TaskInput::new(Uuid::from_u128(2), 5));
+        let engine = Engine::new(p).unwrap();
+        for table in &engine.cals {
+            assert!(
+                table.span() <= MAX_WINDOW_DAYS * 2,
+                "a table of {} days",
+                table.span()
+            );
+        }
+        let schedule = engine.schedule();
+        let far = schedule.get(Uuid::from_u128(1)).unwrap();
+        // 9999-12-31 is a Friday: the one-day task starts and ends on it.
+        assert_eq!((far.early_start, far.early_finish), (last, last));
+        assert_eq!(schedule.get(Uuid::from_u128(2)).unwrap().early_start, start);
     }
 }
