@@ -7,9 +7,6 @@
 //! test is skipped with a loud message. CI has npm.
 
 use async_trait::async_trait;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
 use liveplan_server::pusher::activity::ChannelActivity;
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::{
@@ -19,8 +16,9 @@ use liveplan_server::pusher::signature::webhook_signature;
 use liveplan_server::pusher::webhooks::retry::RetryPolicy;
 use liveplan_server::pusher::webhooks::{WebhookSettings, Webhooks};
 use liveplan_testkit::node::node_dir;
+use liveplan_testkit::receivers::{Received, Receivers};
 use serde_json::{Value, json};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -52,133 +50,31 @@ fn settings() -> WebhookSettings {
     }
 }
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: String,
+/// The events a Pusher webhook request carries.
+fn events(received: &Received) -> Vec<Value> {
+    received.json()["events"].as_array().unwrap().clone()
 }
 
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.json()["events"].as_array().unwrap().clone()
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).unwrap().to_str().unwrap()
-    }
-}
-
-/// Receivers by path: what each got, and the statuses each answers with in turn (200 once
-/// the script is used up). `/moved` redirects to `/redirected`.
-#[derive(Default)]
-struct Receivers {
-    got: Mutex<HashMap<String, Vec<Received>>>,
-    script: Mutex<HashMap<String, VecDeque<u16>>>,
-    changed: tokio::sync::Notify,
-}
-
-impl Receivers {
-    fn answer(&self, path: &str, statuses: &[u16]) {
-        self.script
-            .lock()
-            .unwrap()
-            .insert(path.into(), statuses.iter().copied().collect());
-    }
-
-    fn got(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .get(path)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Waits until `path` got at least `n` requests, and returns them.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
-        tokio::time::timeout(GUARD, async {
-            loop {
-                let notified = self.changed.notified();
-                let got = self.got(path);
-                if got.len() >= n {
-                    return got;
-                }
-                notified.await;
-            }
+/// Waits until some request to `path` carries an event `matches` accepts; returns every event
+/// `path` got until then.
+async fn wait_for_event(
+    receivers: &Receivers,
+    path: &str,
+    matches: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let got = receivers
+        .wait_until(path, "the awaited event", |got| {
+            got.iter().flat_map(events).any(|e| matches(&e))
         })
-        .await
-        .unwrap_or_else(|_| panic!("{path} got {n} requests in time"))
-    }
-
-    /// Waits until some request to `path` carries an event `matches` accepts; returns every
-    /// event `path` got until then.
-    async fn wait_for_event(&self, path: &str, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
-        tokio::time::timeout(GUARD, async {
-            loop {
-                let notified = self.changed.notified();
-                let events: Vec<Value> = self.got(path).iter().flat_map(Received::events).collect();
-                if events.iter().any(&matches) {
-                    return events;
-                }
-                notified.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{path} got the awaited event in time"))
-    }
+        .await;
+    got.iter().flat_map(events).collect()
 }
 
-async fn receive(
-    State(receivers): State<Arc<Receivers>>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> axum::response::Response {
-    let path = format!("/{path}");
-    receivers
-        .got
-        .lock()
-        .unwrap()
-        .entry(path.clone())
-        .or_default()
-        .push(Received { headers, body });
-    receivers.changed.notify_waiters();
-    if path == "/hang-once" && receivers.got(&path).len() == 1 {
-        // Longer than the sender's request timeout: it gives up on this attempt.
-        tokio::time::sleep(GUARD).await;
-    }
-    if path == "/moved" {
-        return (StatusCode::FOUND, [("Location", "/redirected")]).into_response();
-    }
-    let status = receivers
-        .script
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or(200);
-    StatusCode::from_u16(status).unwrap().into_response()
-}
-
-/// Starts the receivers on 127.0.0.1:0; returns them and their base URL.
+/// Receivers on 127.0.0.1:0 (`/moved` redirects, `/hang-once` holds its first request): them
+/// and their base URL.
 async fn receivers() -> (Arc<Receivers>, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (serve_receivers(listener), format!("http://{addr}"))
-}
-
-fn serve_receivers(listener: tokio::net::TcpListener) -> Arc<Receivers> {
-    let receivers = Arc::new(Receivers::default());
-    let app = axum::Router::new()
-        .route("/{*path}", axum::routing::post(receive))
-        .with_state(receivers.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    receivers
+    let (receivers, addr) = liveplan_testkit::receivers::start().await;
+    (receivers, format!("http://{addr}"))
 }
 
 /// A directory whose answers the test sets: occupied channels, presence members, or down.
@@ -316,7 +212,7 @@ async fn deliveries_are_signed_retried_when_worth_it_and_never_redirected() {
         let got = receivers.wait_for(path, 2).await;
         let last = got.last().unwrap();
         assert_eq!(
-            last.events(),
+            events(&last),
             [json!({"name": "channel_occupied", "channel": "second"})],
             "{path}"
         );
@@ -357,10 +253,10 @@ async fn a_receiver_that_is_down_or_hangs_gets_the_webhook_again() {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .expect("the port is still free");
-    let down = serve_receivers(listener);
+    let down = liveplan_testkit::receivers::serve(listener);
     let got = down.wait_for("/down", 1).await;
     assert_eq!(
-        got[0].events(),
+        events(&got[0]),
         [json!({"name": "channel_occupied", "channel": "patient"})]
     );
     assert!(signature_holds(&got[0]));
@@ -395,9 +291,7 @@ async fn leaves_are_reported_only_when_they_still_hold_after_the_grace() {
         user_id: "leaving".into(),
     });
     sink.record(vacated("gone"));
-    let events = receivers
-        .wait_for_event("/hook", is("channel_vacated", "gone"))
-        .await;
+    let events = wait_for_event(&receivers, "/hook", is("channel_vacated", "gone")).await;
     // Leaves are due in the order they were recorded: the earlier ones were decided by now.
     assert!(
         !events.iter().any(is("channel_vacated", "back")),
@@ -430,9 +324,7 @@ async fn leaves_are_reported_only_when_they_still_hold_after_the_grace() {
         .down
         .store(true, std::sync::atomic::Ordering::SeqCst);
     sink.record(vacated("unknown"));
-    let events = receivers
-        .wait_for_event("/hook", is("channel_vacated", "unknown"))
-        .await;
+    let events = wait_for_event(&receivers, "/hook", is("channel_vacated", "unknown")).await;
     assert!(
         !events.iter().any(|e| e["channel"] == "reload"),
         "{events:?}"
@@ -475,9 +367,7 @@ async fn every_activity_arrives_in_pushers_format_in_order() {
     sink.record(ChannelActivity::CacheMiss {
         channel: "cache-c".into(),
     });
-    let events = receivers
-        .wait_for_event("/hook", is("cache_miss", "cache-c"))
-        .await;
+    let events = wait_for_event(&receivers, "/hook", is("cache_miss", "cache-c")).await;
     assert_eq!(
         events,
         [
@@ -524,17 +414,15 @@ async fn record_never_blocks_and_a_full_queue_drops() {
         .held
         .store(false, std::sync::atomic::Ordering::SeqCst);
     directory.release.notify_one();
-    receivers
-        .wait_for_event(
-            "/hook",
-            is("channel_occupied", &format!("flood-{}", QUEUE - 1)),
-        )
-        .await;
+    wait_for_event(
+        &receivers,
+        "/hook",
+        is("channel_occupied", &format!("flood-{}", QUEUE - 1)),
+    )
+    .await;
     // Once the queue is drained, recording takes again.
     sink.record(occupied("after"));
-    let events = receivers
-        .wait_for_event("/hook", is("channel_occupied", "after"))
-        .await;
+    let events = wait_for_event(&receivers, "/hook", is("channel_occupied", "after")).await;
     let flood: Vec<&Value> = events
         .iter()
         .filter(|e| e["channel"].as_str().unwrap().starts_with("flood-"))
@@ -574,21 +462,19 @@ async fn queued_activity_is_batched_up_to_the_limit_per_post() {
         .held
         .store(false, std::sync::atomic::Ordering::SeqCst);
     directory.release.notify_one();
-    receivers
-        .wait_for_event("/hook", is("channel_occupied", "batched-4"))
-        .await;
+    wait_for_event(&receivers, "/hook", is("channel_occupied", "batched-4")).await;
     let posts = receivers.got("/hook");
     assert!(
-        posts.iter().all(|post| post.events().len() <= 2),
+        posts.iter().all(|post| events(&post).len() <= 2),
         "at most 2 events per POST"
     );
     assert!(
-        posts.iter().any(|post| post.events().len() == 2),
+        posts.iter().any(|post| events(&post).len() == 2),
         "queued events share a POST"
     );
     let batched: Vec<Value> = posts
         .iter()
-        .flat_map(Received::events)
+        .flat_map(events)
         .filter(|e| e["channel"].as_str().unwrap().starts_with("batched-"))
         .map(|e| e["channel"].clone())
         .collect();
@@ -680,9 +566,7 @@ async fn the_pusher_sdk_accepts_the_webhooks_and_refuses_forgeries() {
         socket_id: "5.6".into(),
         user_id: None,
     });
-    receivers
-        .wait_for_event("/hook", is("client_event", "private-sdk"))
-        .await;
+    wait_for_event(&receivers, "/hook", is("client_event", "private-sdk")).await;
     let received = receivers.got("/hook");
     let as_sent = |r: &Received| {
         let headers: HashMap<&str, String> = [

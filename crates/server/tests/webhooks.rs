@@ -3,16 +3,15 @@
 //! answer as told; what they got is compared with the project's log. The two-node test needs
 //! PostgreSQL and `redis-server` in every pass (`testkit::cluster`).
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use hmac::{Hmac, Mac};
+use liveplan_testkit::receivers::{Received, Receivers};
 use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -30,137 +29,26 @@ async fn server() -> TestServer {
     TestServer::start_relaxed_with(tune).await
 }
 
-/// One request a receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: String,
+/// The seq of the event a project webhook request carries.
+fn seq(received: &Received) -> i64 {
+    received.json()["seq"].as_i64().unwrap()
 }
 
-impl Received {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-
-    fn header(&self, name: &str) -> String {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name}"))
-            .to_str()
-            .unwrap()
-            .to_owned()
-    }
-
-    fn seq(&self) -> i64 {
-        self.json()["seq"].as_i64().unwrap()
-    }
-}
-
-/// Receivers by path: what each got, and the statuses each answers with in turn (200 once the
-/// script is used up). `/moved` redirects to `/redirected`; `/slow…` answers after 20 ms.
-#[derive(Default)]
-struct Receivers {
-    got: Mutex<HashMap<String, Vec<Received>>>,
-    script: Mutex<HashMap<String, VecDeque<u16>>>,
-    changed: tokio::sync::Notify,
-}
-
-impl Receivers {
-    fn answer(&self, path: &str, statuses: &[u16]) {
-        self.script
-            .lock()
-            .unwrap()
-            .insert(path.into(), statuses.iter().copied().collect());
-    }
-
-    fn got(&self, path: &str) -> Vec<Received> {
-        self.got
-            .lock()
-            .unwrap()
-            .get(path)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    /// Waits until `path` got requests for every seq of `seqs`; returns all it got.
-    async fn wait_for_seqs(&self, path: &str, seqs: &[i64]) -> Vec<Received> {
-        tokio::time::timeout(GUARD, async {
-            loop {
-                let notified = self.changed.notified();
-                let got = self.got(path);
-                let have: Vec<i64> = got.iter().map(Received::seq).collect();
-                if seqs.iter().all(|s| have.contains(s)) {
-                    return got;
-                }
-                notified.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| {
-            let have: Vec<i64> = self.got(path).iter().map(Received::seq).collect();
-            panic!("{path} got {have:?}, not all of {seqs:?}, in time")
-        })
-    }
-
-    /// Waits until `path` got `n` requests.
-    async fn wait_for(&self, path: &str, n: usize) -> Vec<Received> {
-        tokio::time::timeout(GUARD, async {
-            loop {
-                let notified = self.changed.notified();
-                let got = self.got(path);
-                if got.len() >= n {
-                    return got;
-                }
-                notified.await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("{path} got {n} requests in time"))
-    }
-}
-
-async fn receive(
-    State(receivers): State<Arc<Receivers>>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-    body: String,
-) -> axum::response::Response {
-    let path = format!("/{path}");
+/// Waits until `path` got requests for every seq of `seqs`; returns all it got.
+async fn wait_for_seqs(receivers: &Receivers, path: &str, seqs: &[i64]) -> Vec<Received> {
     receivers
-        .got
-        .lock()
-        .unwrap()
-        .entry(path.clone())
-        .or_default()
-        .push(Received { headers, body });
-    receivers.changed.notify_waiters();
-    if path.starts_with("/slow") {
-        // A receiver slower than the writes: a stop then finds events still to send.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if path == "/moved" {
-        return (StatusCode::FOUND, [("Location", "/redirected")]).into_response();
-    }
-    let status = receivers
-        .script
-        .lock()
-        .unwrap()
-        .get_mut(&path)
-        .and_then(VecDeque::pop_front)
-        .unwrap_or(200);
-    StatusCode::from_u16(status).unwrap().into_response()
+        .wait_until(path, &format!("the seqs {seqs:?}"), |got| {
+            let have: Vec<i64> = got.iter().map(seq).collect();
+            seqs.iter().all(|s| have.contains(s))
+        })
+        .await
 }
 
-/// Receivers on 127.0.0.1:0: them, and their base URL.
+/// Receivers on 127.0.0.1:0 (`/moved` redirects, `/slow…` answers after 20 ms): them, their
+/// base URL and port.
 async fn receivers() -> (Arc<Receivers>, String, u16) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let receivers = Arc::new(Receivers::default());
-    let app = axum::Router::new()
-        .route("/{*path}", axum::routing::post(receive))
-        .with_state(receivers.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (receivers, format!("http://127.0.0.1:{port}"), port)
+    let (receivers, addr) = liveplan_testkit::receivers::start().await;
+    (receivers, format!("http://{addr}"), addr.port())
 }
 
 fn hooks(project: Uuid) -> String {
@@ -516,9 +404,9 @@ async fn events_after_creation_arrive_in_seq_order_signed_and_filtered() {
     let log = log_after(&server, project, start).await;
     let seqs: Vec<i64> = log.iter().map(|(s, _)| *s).collect();
     assert!(seqs.len() >= 6, "{log:?}");
-    let got = receivers.wait_for_seqs("/all", &seqs).await;
+    let got = wait_for_seqs(&receivers, "/all", &seqs).await;
     assert_eq!(
-        got.iter().map(Received::seq).collect::<Vec<_>>(),
+        got.iter().map(seq).collect::<Vec<_>>(),
         seqs,
         "every event after the creation, once, in seq order, none before"
     );
@@ -549,8 +437,8 @@ async fn events_after_creation_arrive_in_seq_order_signed_and_filtered() {
         .map(|(s, _)| *s)
         .collect();
     assert!(!updated.is_empty());
-    let got = receivers.wait_for_seqs("/updates", &updated).await;
-    assert_eq!(got.iter().map(Received::seq).collect::<Vec<_>>(), updated);
+    let got = wait_for_seqs(&receivers, "/updates", &updated).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), updated);
     assert!(got.iter().all(|r| r.json()["event"] == "task.updated"));
     // The deliveries say so, newest first; the cursor reached the head.
     let listed = deliveries(&server, project, &all).await;
@@ -643,11 +531,8 @@ async fn failures_are_retried_refusals_are_final_and_redirects_are_not_followed(
     let (one, two) = (log[0].0, log[1].0);
 
     // 500, then 200: the same delivery twice, then the next event once.
-    let got = receivers.wait_for_seqs("/flaky", &[one, two]).await;
-    assert_eq!(
-        got.iter().map(Received::seq).collect::<Vec<_>>(),
-        [one, one, two]
-    );
+    let got = wait_for_seqs(&receivers, "/flaky", &[one, two]).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), [one, one, two]);
     assert_eq!(
         got[0].header("X-Liveplan-Delivery"),
         got[1].header("X-Liveplan-Delivery")
@@ -664,11 +549,8 @@ async fn failures_are_retried_refusals_are_final_and_redirects_are_not_followed(
     );
 
     // 404: final at once; the next event goes on.
-    let got = receivers.wait_for_seqs("/gone", &[one, two]).await;
-    assert_eq!(
-        got.iter().map(Received::seq).collect::<Vec<_>>(),
-        [one, two]
-    );
+    let got = wait_for_seqs(&receivers, "/gone", &[one, two]).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), [one, two]);
     let refused = final_delivery(&server, project, &gone, one).await;
     assert_eq!(refused["outcome"], "refused");
     assert_eq!(refused["attempts"], 1);
@@ -676,9 +558,9 @@ async fn failures_are_retried_refusals_are_final_and_redirects_are_not_followed(
     assert_eq!(refused["error"], "HTTP 404");
 
     // Five failures (5xx, 429, 408): given up, recorded; the next event then goes.
-    let got = receivers.wait_for_seqs("/down", &[one, two]).await;
+    let got = wait_for_seqs(&receivers, "/down", &[one, two]).await;
     assert_eq!(
-        got.iter().map(Received::seq).collect::<Vec<_>>(),
+        got.iter().map(seq).collect::<Vec<_>>(),
         [one, one, one, one, one, two]
     );
     let gave_up = final_delivery(&server, project, &down, one).await;
@@ -702,7 +584,7 @@ async fn failures_are_retried_refusals_are_final_and_redirects_are_not_followed(
         receivers
             .got("/moved")
             .iter()
-            .filter(|r| r.seq() == one)
+            .filter(|r| seq(r) == one)
             .count(),
         5
     );
@@ -749,17 +631,17 @@ async fn a_restart_mid_stream_skips_and_repeats_nothing() {
         before_restart < 30,
         "the stop came mid-stream ({before_restart} sent before it)"
     );
-    let got = receivers.wait_for_seqs("/slow-steady", &seqs).await;
+    let got = wait_for_seqs(&receivers, "/slow-steady", &seqs).await;
     // Nothing skipped; a repeat only of the event a stop cut short, with its delivery id.
     let mut ids: HashMap<i64, String> = HashMap::new();
     let mut distinct = Vec::new();
     for received in &got {
         let id = received.header("X-Liveplan-Delivery");
-        match ids.get(&received.seq()) {
+        match ids.get(&seq(&received)) {
             Some(known) => assert_eq!(known, &id, "a resend keeps its delivery id"),
             None => {
-                ids.insert(received.seq(), id);
-                distinct.push(received.seq());
+                ids.insert(seq(&received), id.to_owned());
+                distinct.push(seq(&received));
             }
         }
     }
@@ -847,14 +729,10 @@ async fn two_nodes_send_each_event_once() {
         .map(|(s, _)| *s)
         .collect();
     assert_eq!(seqs.len(), 20);
-    receivers.wait_for_seqs("/cluster", &seqs).await;
+    wait_for_seqs(&receivers, "/cluster", &seqs).await;
     // Both nodes look every 100 ms: time for a second send to show, were there one.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let got: Vec<i64> = receivers
-        .got("/cluster")
-        .iter()
-        .map(Received::seq)
-        .collect();
+    let got: Vec<i64> = receivers.got("/cluster").iter().map(seq).collect();
     assert_eq!(got, seqs, "each event once, in seq order");
 }
 
@@ -947,8 +825,8 @@ async fn retention_spares_unhandled_events_except_for_the_count_limit() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    let got = receivers.wait_for_seqs("/lagging", &kept).await;
-    assert_eq!(got.iter().map(Received::seq).collect::<Vec<_>>(), kept);
+    let got = wait_for_seqs(&receivers, "/lagging", &kept).await;
+    assert_eq!(got.iter().map(seq).collect::<Vec<_>>(), kept);
     let skipped = final_delivery(&server, project, &lagging, start + 1).await;
     assert_eq!(skipped["outcome"], "skipped", "{skipped}");
     assert_eq!(skipped["attempts"], 0);
@@ -1049,9 +927,7 @@ async fn tls_receivers(cert: &std::path::Path, key: &std::path::Path) -> (Arc<Re
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let receivers = Arc::new(Receivers::default());
-    let app = axum::Router::new()
-        .route("/{*path}", axum::routing::post(receive))
-        .with_state(receivers.clone());
+    let app = receivers.router();
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let (acceptor, app) = (acceptor.clone(), app.clone());
@@ -1102,8 +978,8 @@ async fn https_targets_are_verified_against_the_system_and_the_given_roots() {
         .0;
     let outcome = final_delivery(&trusting, project, &hook, seq).await;
     assert_eq!(outcome["outcome"], "delivered", "{outcome}");
-    let got = receivers.wait_for_seqs("/secure", &[seq]).await;
-    let delivered = got.iter().find(|r| r.seq() == seq).unwrap();
+    let got = wait_for_seqs(&receivers, "/secure", &[seq]).await;
+    let delivered = got.iter().find(|r| crate::seq(r) == seq).unwrap();
     assert_eq!(delivered.json()["data"]["id"], task["id"]);
     assert!(signature_of(SECRET, delivered), "signed as over http");
 

@@ -196,7 +196,10 @@ impl Carries {
             Carries::Nothing => false,
             Carries::Whiteboard(board) => {
                 event.event_type == proto::EventType::WhiteboardUpdated
-                    && event.payload["id"].as_str() == Some(board.to_string().as_str())
+                    && event.payload["id"]
+                        .as_str()
+                        .and_then(|id| Uuid::parse_str(id).ok())
+                        == Some(board)
             }
         }
     }
