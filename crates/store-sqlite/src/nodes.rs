@@ -24,13 +24,7 @@ fn parse_ts(text: &str) -> StoreResult<Timestamp> {
 }
 
 fn node_from(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, bool, String, String, String)> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-    ))
+    row.try_into()
 }
 
 pub(crate) fn live(db: &Connection, max_age: Duration) -> StoreResult<Vec<NodeRow>> {

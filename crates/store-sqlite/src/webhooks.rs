@@ -38,17 +38,7 @@ type RawWebhook = (
 );
 
 fn raw_webhook(row: &Row) -> rusqlite::Result<RawWebhook> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-    ))
+    RawWebhook::try_from(row)
 }
 
 fn webhook(raw: RawWebhook) -> StoreResult<WebhookRow> {
@@ -260,18 +250,7 @@ type RawDelivery = (
 );
 
 fn raw_delivery(row: &Row) -> rusqlite::Result<RawDelivery> {
-    Ok((
-        row.get(0)?,
-        row.get(1)?,
-        row.get(2)?,
-        row.get(3)?,
-        row.get(4)?,
-        row.get(5)?,
-        row.get(6)?,
-        row.get(7)?,
-        row.get(8)?,
-        row.get(9)?,
-    ))
+    RawDelivery::try_from(row)
 }
 
 fn delivery(raw: RawDelivery) -> StoreResult<WebhookDeliveryRow> {
