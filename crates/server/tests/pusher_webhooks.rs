@@ -212,7 +212,7 @@ async fn deliveries_are_signed_retried_when_worth_it_and_never_redirected() {
         let got = receivers.wait_for(path, 2).await;
         let last = got.last().unwrap();
         assert_eq!(
-            events(&last),
+            events(last),
             [json!({"name": "channel_occupied", "channel": "second"})],
             "{path}"
         );
@@ -465,11 +465,11 @@ async fn queued_activity_is_batched_up_to_the_limit_per_post() {
     wait_for_event(&receivers, "/hook", is("channel_occupied", "batched-4")).await;
     let posts = receivers.got("/hook");
     assert!(
-        posts.iter().all(|post| events(&post).len() <= 2),
+        posts.iter().all(|post| events(post).len() <= 2),
         "at most 2 events per POST"
     );
     assert!(
-        posts.iter().any(|post| events(&post).len() == 2),
+        posts.iter().any(|post| events(post).len() == 2),
         "queued events share a POST"
     );
     let batched: Vec<Value> = posts

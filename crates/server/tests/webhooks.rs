@@ -637,11 +637,11 @@ async fn a_restart_mid_stream_skips_and_repeats_nothing() {
     let mut distinct = Vec::new();
     for received in &got {
         let id = received.header("X-Liveplan-Delivery");
-        match ids.get(&seq(&received)) {
+        match ids.get(&seq(received)) {
             Some(known) => assert_eq!(known, &id, "a resend keeps its delivery id"),
             None => {
-                ids.insert(seq(&received), id.to_owned());
-                distinct.push(seq(&received));
+                ids.insert(seq(received), id.to_owned());
+                distinct.push(seq(received));
             }
         }
     }

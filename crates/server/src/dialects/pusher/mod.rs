@@ -26,6 +26,7 @@ use crate::pusher::app_log::AppChannelLog;
 use crate::pusher::credentials::PusherCredentials;
 use crate::pusher::directory::{ChannelDirectory, ChannelInfo, DirectoryError, Publication};
 use async_trait::async_trait;
+use bytes::Bytes;
 use domain::Domain;
 use node::{Channels, Mailbox};
 use serde_json::Value;
@@ -117,14 +118,13 @@ impl PusherNode {
                 .map_err(|_| DirectoryError::Unavailable)?
                 .map(|p| p.stream_id)
                 .unwrap_or_default();
-            let frame: Arc<str> = protocol::event_frame(
+            let frame = Bytes::from(protocol::event_frame(
                 &stored.event,
                 &stored.channel,
                 &stored.data,
                 stored.serial,
                 &stream_id,
-            )
-            .into();
+            ));
             let cache = is_cache_channel(&stored.channel);
             self.broadcast(&stored.channel, frame, exclude_socket, cache);
             serials.push((stored.channel, stored.serial));
@@ -138,7 +138,7 @@ impl PusherNode {
 
     /// Hands `frame` to the channel's sockets on every node, except `except`; a cache
     /// channel keeps it (on every node).
-    pub fn broadcast(&self, channel: &str, frame: Arc<str>, except: Option<&str>, cache: bool) {
+    pub fn broadcast(&self, channel: &str, frame: Bytes, except: Option<&str>, cache: bool) {
         if cache {
             self.channels.cache(channel, frame.clone());
         }
@@ -146,7 +146,7 @@ impl PusherNode {
         if let Some(shared) = &self.shared {
             shared.send(PusherMessage::Frame {
                 channel: channel.to_owned(),
-                frame: frame.to_string(),
+                frame: String::from_utf8_lossy(&frame).into_owned(),
                 except: except.map(str::to_owned),
                 cache,
             });
@@ -206,7 +206,7 @@ impl PusherNode {
                     user_id: member.user_id.clone(),
                 });
                 let frame = protocol::member_added(channel, &member.user_id, &member.user_info);
-                self.broadcast(channel, frame.into(), Some(socket_id), false);
+                self.broadcast(channel, Bytes::from(frame), Some(socket_id), false);
             }
         }
         let presence = member.map(|_| node::presence_data(&members));
@@ -257,7 +257,7 @@ impl PusherNode {
 
     fn member_gone(&self, channel: &str, user_id: String) {
         let frame = protocol::member_removed(channel, &user_id);
-        self.broadcast(channel, frame.into(), None, false);
+        self.broadcast(channel, Bytes::from(frame), None, false);
         self.record(ChannelActivity::MemberRemoved {
             channel: channel.to_owned(),
             user_id,
@@ -280,7 +280,7 @@ pub struct Joined {
     /// `{ids, hash, count}` of a presence channel, with the members of every node.
     pub presence: Option<Value>,
     /// The cache channel's last event (`None`: a cache miss).
-    pub cached: Option<Arc<str>>,
+    pub cached: Option<Bytes>,
 }
 
 async fn follow_others(
@@ -298,7 +298,7 @@ async fn follow_others(
                 except,
                 cache,
             } => {
-                let frame: Arc<str> = frame.into();
+                let frame = Bytes::from(frame);
                 if cache {
                     node.channels.cache(&channel, frame.clone());
                 }

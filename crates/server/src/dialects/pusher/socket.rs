@@ -24,6 +24,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use domain::Actor;
 use futures::SinkExt;
 use hub::{CloseReason, Delivery, SubscribeRequest};
@@ -32,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use uuid::Uuid;
 
 fn config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
@@ -54,7 +55,7 @@ pub async fn upgrade(
     let params = params.map(|q| q.0).unwrap_or_default();
     let protocol_ok = protocol::protocol_supported(params.get("protocol").map(String::as_str));
     let guard = node.live.connection_as(crate::metrics::ConnDialect::Pusher);
-    ws.on_upgrade(config(), move |socket, _direct| {
+    ws.on_upgrade(config(), move |socket, direct| {
         let socket = Box::new(socket);
         async move {
             if key != node.credentials.key {
@@ -119,7 +120,9 @@ pub async fn upgrade(
                 gate: ReadGate::default(),
                 session: pusher_session,
                 socket_id,
-                mailbox: Arc::new(Mailbox::default()),
+                mailbox: Arc::new(Mailbox::with_direct(
+                    direct.map(|direct| direct as Arc<dyn hub::DirectWrite>),
+                )),
                 feeds: HashMap::new(),
                 anchor,
                 node,
@@ -180,14 +183,14 @@ impl Carries {
     /// A frame of the hub's encoding as this channel sends it: the hub names the project's
     /// channel in it, and a board's channel renames it (one event a second at most, so the
     /// copy costs nothing that matters).
-    fn named(self, frame: &str, channel: &str) -> Arc<str> {
+    fn named(self, frame: &Bytes, channel: &str) -> Bytes {
         if let Carries::Whiteboard(_) = self
-            && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(frame)
+            && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(frame)
         {
             value["channel"] = serde_json::Value::from(channel);
-            return value.to_string().into();
+            return Bytes::from(value.to_string());
         }
-        frame.into()
+        frame.clone()
     }
 
     fn carries(self, event: &proto::Event) -> bool {
@@ -203,6 +206,13 @@ impl Carries {
             }
         }
     }
+}
+
+/// What woke a socket's task.
+enum Woke {
+    Anchor(Delivery),
+    Client(Option<Result<Message, WsError>>),
+    Notes,
 }
 
 struct Connection {
@@ -224,10 +234,15 @@ impl Connection {
     }
 
     async fn send_all(&mut self, frames: Vec<String>) -> Flow {
+        self.send_texts(frames.into_iter().map(Utf8Bytes::from).collect())
+            .await
+    }
+
+    async fn send_texts(&mut self, frames: Vec<Utf8Bytes>) -> Flow {
         let limit = self.send_timeout();
         let write = async {
             for frame in frames {
-                self.socket.feed(Message::Text(frame.into())).await?;
+                self.socket.feed(Message::Text(frame)).await?;
             }
             self.socket.flush().await
         };
@@ -242,16 +257,29 @@ impl Connection {
         let established = protocol::connection_established(&self.socket_id);
         let mut outcome = self.send_all(vec![established]).await;
         while outcome == Flow::Continue {
-            outcome = tokio::select! {
-                delivery = self.anchor.recv() => match delivery {
+            // While the task waits, the mailbox may write frames to the socket itself; every
+            // wake-up ends that before anything else is done.
+            self.mailbox.park();
+            let woke = tokio::select! {
+                delivery = self.anchor.recv() => Woke::Anchor(delivery),
+                message = self.gate.next(&mut self.socket) => Woke::Client(message),
+                () = self.mailbox.ready.notified() => Woke::Notes,
+            };
+            self.mailbox.unpark();
+            outcome = match woke {
+                Woke::Anchor(delivery) => match delivery {
                     Delivery::Heartbeat => match self.session.on_ping_tick() {
                         PingStep::SendPing => Box::pin(self.send_all(vec![protocol::ping()])).await,
-                        PingStep::Close => Flow::Close(protocol::CLOSE_PONG_TIMEOUT, "pong not received"),
+                        PingStep::Close => {
+                            Flow::Close(protocol::CLOSE_PONG_TIMEOUT, "pong not received")
+                        }
                     },
-                    Delivery::Closed(reason) => Flow::Close(close_for(reason).0, close_for(reason).1),
+                    Delivery::Closed(reason) => {
+                        Flow::Close(close_for(reason).0, close_for(reason).1)
+                    }
                     _ => Flow::Continue,
                 },
-                message = self.gate.next(&mut self.socket) => match message {
+                Woke::Client(message) => match message {
                     None => Flow::Gone,
                     Some(Err(WsError::Capacity(_))) => {
                         Flow::Close(ws::CLOSE_TOO_BIG, "frames are at most 64 KiB")
@@ -262,12 +290,18 @@ impl Connection {
                         if frames.allows() {
                             Box::pin(self.on_text(text.as_str())).await
                         } else {
-                            let error = protocol::error(protocol::ERROR_RATE_LIMIT, "too many frames; the frame was dropped");
+                            let error = protocol::error(
+                                protocol::ERROR_RATE_LIMIT,
+                                "too many frames; the frame was dropped",
+                            );
                             Box::pin(self.send_all(vec![error])).await
                         }
                     }
                     Some(Ok(Message::Binary(_))) => {
-                        let error = protocol::error(protocol::ERROR_BAD_REQUEST, "binary frames are not accepted");
+                        let error = protocol::error(
+                            protocol::ERROR_BAD_REQUEST,
+                            "binary frames are not accepted",
+                        );
                         Box::pin(self.send_all(vec![error])).await
                     }
                     Some(Ok(Message::Close(_))) => {
@@ -283,7 +317,7 @@ impl Connection {
                         Flow::Continue
                     }
                 },
-                () = self.mailbox.ready.notified() => Box::pin(self.on_notes()).await,
+                Woke::Notes => Box::pin(self.on_notes()).await,
             };
         }
         self.leave_everything().await;
@@ -317,19 +351,25 @@ impl Connection {
         let mut closing = None;
         for note in self.mailbox.take_all() {
             match note {
-                Note::Frame(frame) => frames.push(frame.to_string()),
+                Note::Frame(frame) => {
+                    // The node's frames are JSON text; anything else is dropped, not sent.
+                    if let Ok(text) = Utf8Bytes::try_from(frame) {
+                        frames.push(text);
+                    }
+                }
+                Note::Flush => {}
                 Note::AccessLost(channel) => {
                     if self.session.unsubscribed(&channel).is_some() {
                         self.node.leave(&channel, &self.socket_id).await;
                         if let Some(feed) = self.feeds.remove(&channel) {
                             feed.task.abort();
                         }
-                        frames.push(protocol::subscription_error(
+                        frames.push(Utf8Bytes::from(protocol::subscription_error(
                             &channel,
                             "AuthError",
                             "access to this channel was revoked",
                             403,
-                        ));
+                        )));
                     }
                 }
                 Note::Close(code, reason) => {
@@ -338,7 +378,7 @@ impl Connection {
                 }
             }
         }
-        match (self.send_all(frames).await, closing) {
+        match (self.send_texts(frames).await, closing) {
             (Flow::Continue, Some((code, reason))) => Flow::Close(code, reason),
             (flow, _) => flow,
         }
@@ -470,7 +510,7 @@ impl Connection {
         )];
         if admission.channel.cache {
             frames.push(match joined.cached {
-                Some(frame) => frame.to_string(),
+                Some(frame) => String::from_utf8_lossy(&frame).into_owned(),
                 None => protocol::cache_miss(name),
             });
         }
@@ -621,10 +661,8 @@ async fn replay_owned(
             if !carries.carries(&event) {
                 continue;
             }
-            if let Some(frame) = hub::Dialect::encode(&hub::Pusher, &event, true)
-                && let Ok(text) = std::str::from_utf8(&frame)
-            {
-                frames.push(carries.named(text, channel).to_string());
+            if let Some(frame) = hub::Dialect::encode(&hub::Pusher, &event, true) {
+                frames.push(String::from_utf8_lossy(&carries.named(&frame, channel)).into_owned());
             }
         }
     }
@@ -732,17 +770,12 @@ async fn feed(
     loop {
         match sub.recv().await {
             Delivery::Frame(frame) => {
-                if let Ok(text) = std::str::from_utf8(&frame)
-                    && !text.is_empty()
-                {
-                    mailbox.post(Note::Frame(carries.named(text, &channel)));
+                if !frame.is_empty() {
+                    mailbox.post(Note::Frame(carries.named(&frame, &channel)));
                 }
             }
             Delivery::ResyncRequired { latest_seq } => {
-                let frame = sub.resync_frame(latest_seq);
-                if let Ok(text) = std::str::from_utf8(&frame) {
-                    mailbox.post(Note::Frame(text.into()));
-                }
+                mailbox.post(Note::Frame(sub.resync_frame(latest_seq)));
             }
             Delivery::Closed(CloseReason::AccessRevoked) => {
                 mailbox.post(Note::AccessLost(channel));
