@@ -495,7 +495,7 @@ async fn open_all(ctx: &Ctx, boards: &[Board], per_board: usize, concurrency: us
             async move {
                 let opened = open(ctx, i, board, client_id(i), false).await;
                 let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % 500 == 0 {
+                if n.is_multiple_of(500) {
                     eprintln!("  {n}/{total} connections");
                 }
                 (i, opened)

@@ -248,7 +248,7 @@ mod tests {
         match Message::decode_v1(&frame).unwrap() {
             Message::Awareness(a) => {
                 assert_eq!(a.clients.len(), 1);
-                assert_eq!(a.clients[&42].clock, 1);
+                assert_eq!(a.clients[&yrs::block::ClientID::new(42)].clock, 1);
             }
             other => panic!("{other:?}"),
         }
