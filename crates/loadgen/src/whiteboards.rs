@@ -15,6 +15,10 @@
 //!
 //! Editors keep no copy of the board (they never apply what they receive), so the load
 //! generator's cores go to sending and timing; only `load` applies the document it receives.
+//!
+//! Over 800 lines on purpose: the three modes share one client (connect, sync, edit), one
+//! setup and one report format, and each mode's phases must stay in one order; the wire
+//! itself is in `ywire`.
 
 use crate::args::{self, Sources, Target};
 use crate::dialect::User;
