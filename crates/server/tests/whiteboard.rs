@@ -461,6 +461,42 @@ async fn bad_input_and_limits_close_with_documented_codes() {
     assert_eq!(closed["code"], 1009);
 }
 
+/// A document larger than one frame's old write bound (1 MiB), made of updates under the
+/// 1 MiB update limit, reaches a late joiner whole: its sync step 2 is one frame of the whole
+/// document (before, the server dropped every client joining it, and they retried forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_a_document_larger_than_a_mebibyte() {
+    let Some((server, b, mut d)) = start().await else {
+        return;
+    };
+    let filled = |s: &Value| {
+        ["f1", "f2", "f3"]
+            .iter()
+            .all(|k| s["meta"][k].as_str().is_some_and(|t| t.len() == 700_000))
+    };
+    d.open(&server, "writer", &b.id, &b.member).await;
+    d.open(&server, "witness", &b.id, &b.member).await;
+    for (key, char) in [("f1", "a"), ("f2", "b"), ("f3", "c")] {
+        d.cmd(
+            json!({"cmd": "fill", "client": "writer", "key": key, "char": char, "size": 700_000}),
+        )
+        .await;
+    }
+    // Relayed means stored: the late joiner's sync step 2 then carries all 2.1 MB at once.
+    d.until("witness", filled).await;
+    d.open(&server, "late", &b.id, &b.member).await;
+    let late = d.state("late").await;
+    assert!(
+        filled(&late),
+        "the late joiner's synced copy holds every fill"
+    );
+    for (key, char) in [("f1", 'a'), ("f2", 'b'), ("f3", 'c')] {
+        let text = late["meta"][key].as_str().unwrap_or_default();
+        assert!(text.chars().all(|c| c == char), "{key}");
+    }
+    assert_eq!(late["connected"], true);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_handshake_refuses_with_44xx() {
     let server = TestServer::start_relaxed().await;
