@@ -2,7 +2,7 @@
 
 use crate::{Actor, DomainResult, OrApi};
 use proto::{ApiError, Role};
-use store::{ProjectRow, Queries};
+use store::{MembershipRow, ProjectRow, Queries};
 use uuid::Uuid;
 
 /// The caller's role in a project. A project the caller is not a member of does not exist for
@@ -12,15 +12,18 @@ pub async fn project_role(
     project_id: Uuid,
     actor: &Actor,
 ) -> DomainResult<(ProjectRow, Role)> {
-    let not_found = || ApiError::not_found("project");
-    let (project, membership) = ops
+    let found = ops
         .get_project_with_membership(project_id, actor.user_id)
         .await
-        .or_api()?
-        .ok_or_else(not_found)?;
-    let membership = membership.ok_or_else(not_found)?;
-    let role = Role::from_level(membership.role).ok_or_else(ApiError::internal)?;
-    Ok((project, role))
+        .or_api()?;
+    let (project, membership) = found.ok_or_else(|| ApiError::not_found("project"))?;
+    Ok((project, role_in(membership)?))
+}
+
+/// The role a membership gives; no membership is the 404 of [`project_role`].
+pub(crate) fn role_in(membership: Option<MembershipRow>) -> DomainResult<Role> {
+    let membership = membership.ok_or_else(|| ApiError::not_found("project"))?;
+    Role::from_level(membership.role).ok_or_else(ApiError::internal)
 }
 
 pub fn require(role: Role, needed: Role, action: &str) -> DomainResult<()> {

@@ -64,9 +64,17 @@ pub async fn load(
     project_id: Uuid,
     id: Uuid,
 ) -> DomainResult<RecordRow> {
-    ops.get_record(id)
-        .await
-        .or_api()?
+    let found = ops.get_record(id).await.or_api()?;
+    in_project(found, collection, project_id)
+}
+
+/// The record found if it is one of `collection` in `project_id`, or [`load`]'s 404.
+pub fn in_project(
+    found: Option<RecordRow>,
+    collection: &Collection,
+    project_id: Uuid,
+) -> DomainResult<RecordRow> {
+    found
         .filter(|row| row.project_id == project_id && row.collection == collection.name)
         .ok_or_else(|| ApiError::not_found(collection.singular))
 }
@@ -204,14 +212,14 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<Value> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = tx.project_role(project_id, actor).await?;
+        let (_, role, found) = tx.project_role_and_record(project_id, actor, id).await?;
         if !collection.patchable {
             return Err(ApiError::new(
                 ErrorCode::MethodNotAllowed,
                 format!("{} cannot be changed once made", collection.name),
             ));
         }
-        let current = load(tx.ops(), collection, project_id, id).await?;
+        let current = in_project(found, collection, project_id)?;
         authorize_change(collection, role, actor, &current)?;
         let fields = validate::validate_fields(collection, input, Mode::Patch)?;
         check_version(if_match, current.version)?;
@@ -328,8 +336,8 @@ impl Domain {
         if_match: Option<i64>,
     ) -> DomainResult<Vec<Uuid>> {
         let mut tx = Tx::begin(self, Some(actor)).await?;
-        let (_, role) = tx.project_role(project_id, actor).await?;
-        let current = load(tx.ops(), collection, project_id, id).await?;
+        let (_, role, found) = tx.project_role_and_record(project_id, actor, id).await?;
+        let current = in_project(found, collection, project_id)?;
         authorize_change(collection, role, actor, &current)?;
         check_version(if_match, current.version)?;
         let removed_files = self.delete_with_cascade(&mut tx, current).await?;

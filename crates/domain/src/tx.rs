@@ -5,7 +5,7 @@ use crate::{Actor, Domain, DomainResult, OrApi};
 use proto::{ApiError, Event, EventType, Role, StreamKey};
 use serde_json::Value;
 use std::sync::Arc;
-use store::{NewEvent, ProjectRow, Queries, Timestamp, WriteTx};
+use store::{NewEvent, ProjectRow, Queries, RecordRow, Timestamp, WriteTx};
 use uuid::Uuid;
 
 pub struct Tx<'d> {
@@ -62,6 +62,25 @@ impl<'d> Tx<'d> {
     ) -> DomainResult<(ProjectRow, Role)> {
         self.hold(StreamKey::Project(project_id)).await?;
         crate::access::project_role(&mut *self.inner, project_id, actor).await
+    }
+
+    /// [`Tx::project_role`] and the record `record_id` (whatever its project and collection:
+    /// the caller checks), read in one go once the project's stream is held: the first
+    /// thing a change of a record does.
+    pub async fn project_role_and_record(
+        &mut self,
+        project_id: Uuid,
+        actor: &Actor,
+        record_id: Uuid,
+    ) -> DomainResult<(ProjectRow, Role, Option<RecordRow>)> {
+        self.hold(StreamKey::Project(project_id)).await?;
+        let found = self
+            .inner
+            .get_project_with_membership_and_record(project_id, actor.user_id, record_id)
+            .await
+            .or_api()?;
+        let (project, membership, record) = found.ok_or_else(|| ApiError::not_found("project"))?;
+        Ok((project, crate::access::role_in(membership)?, record))
     }
 
     pub async fn emit(

@@ -48,6 +48,9 @@ pub enum Command {
     Floor(FloorArgs),
     /// Committed changes per second through HTTP: N closed-loop writers on P projects.
     Writers(crate::writers::WritersArgs),
+    /// y-websocket whiteboards (liveplan, `@y/websocket-server` or hocuspocus): relay latency
+    /// and server CPU per delivered update, RSS per open board, or the load of a big document.
+    Whiteboards(crate::whiteboards::WhiteboardArgs),
     /// The reading end of `floor` (started by it).
     #[command(hide = true)]
     FloorSink,

@@ -23,7 +23,9 @@ mod procfs;
 mod publish;
 mod setup;
 mod stats;
+mod whiteboards;
 mod writers;
+mod ywire;
 
 use anyhow::{Context, bail};
 use args::{Cli, Command, Common, DialectName, IdleArgs, PublisherName, RunArgs, Target};
@@ -111,6 +113,10 @@ fn main() -> anyhow::Result<()> {
                 serde_json::to_string(&serde_json::json!({ "liveplan_loadgen": summary }))?
             );
             Ok(())
+        }
+        Command::Whiteboards(args) => {
+            args.check()?;
+            runtime.block_on(whiteboards::whiteboards(args))
         }
         Command::FloorSink => {
             ensure_file_limit(0)?;

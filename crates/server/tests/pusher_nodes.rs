@@ -13,16 +13,12 @@ use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::ChannelDirectory;
 use liveplan_server::pusher::signature::{channel_auth, user_auth};
 use liveplan_testkit::cluster::Cluster;
-use liveplan_testkit::node::node_dir;
+use liveplan_testkit::pusher_js::PusherJs;
 use liveplan_testkit::*;
 use serde_json::{Value, json};
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_liveplan");
 /// The nodes' ping interval: the Pusher state's heartbeat is a third of it, a silent node is
@@ -60,45 +56,7 @@ where
 
 /// Runs `ops` through the real `pusher` SDK against the node on `port`; one answer per op.
 async fn sdk(port: u16, ops: Vec<Value>) -> Vec<Value> {
-    let credentials = creds();
-    let config = json!({
-        "appId": credentials.app_id,
-        "key": credentials.key,
-        "secret": credentials.secret,
-        "host": "127.0.0.1",
-        "port": port,
-    });
-    let count = ops.len();
-    let mut child = Command::new("node")
-        .arg("pusher-sdk.cjs")
-        .current_dir(node_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(
-            json!({ "config": config, "ops": ops })
-                .to_string()
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(GUARD, child.wait_with_output())
-        .await
-        .expect("the SDK finishes in time")
-        .unwrap();
-    assert!(output.status.success(), "node failed");
-    let answers: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(answers.len(), count, "{answers:?}");
-    answers
+    liveplan_testkit::node::pusher_sdk(&creds(), port, ops).await
 }
 
 /// One SDK call that must answer 200: its body.
@@ -110,153 +68,6 @@ async fn sdk_ok(port: u16, op: Value) -> Value {
 
 fn get(path: &str, params: Value) -> Value {
     json!({"op": "get", "path": path, "params": params})
-}
-
-/// The pusher-js driver: commands in, what the clients saw out; auth requests are answered
-/// here, signed for the member (or user) each client is. Each client connects to its own node.
-struct Driver {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    members: HashMap<String, String>,
-    users: HashMap<String, String>,
-    seen: Vec<Value>,
-}
-
-impl Driver {
-    async fn start() -> Driver {
-        let mut child = Command::new("node")
-            .arg("pusher-driver.cjs")
-            .current_dir(node_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        Driver {
-            stdin: child.stdin.take().unwrap(),
-            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
-            _child: child,
-            members: HashMap::new(),
-            users: HashMap::new(),
-            seen: Vec::new(),
-        }
-    }
-
-    async fn command(&mut self, command: Value) {
-        let line = format!("{command}\n");
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    /// Connects `client` to the node on `port` as presence member `member`; its socket id.
-    async fn connect(&mut self, client: &str, port: u16, member: Value) -> String {
-        self.members.insert(client.to_owned(), member.to_string());
-        let user = json!({ "id": member["user_id"] }).to_string();
-        self.users.insert(client.to_owned(), user);
-        self.command(json!({"op": "connect", "client": client, "key": "app-key", "port": port}))
-            .await;
-        let connected = self
-            .expect(|l| l["type"] == "connected" && l["client"] == client)
-            .await;
-        connected["socket_id"].as_str().unwrap().to_owned()
-    }
-
-    async fn subscribe(&mut self, client: &str, channel: &str, bind: &[&str]) {
-        self.command(
-            json!({"op": "subscribe", "client": client, "channel": channel, "bind": bind}),
-        )
-        .await;
-        if !channel.starts_with("presence-") {
-            self.expect(|l| {
-                l["client"] == client
-                    && l["channel"] == channel
-                    && l["event"] == "pusher:subscription_succeeded"
-            })
-            .await;
-        }
-    }
-
-    /// The members list a presence subscription got.
-    async fn members(&mut self, client: &str, channel: &str) -> Value {
-        self.expect(|l| l["type"] == "members" && l["client"] == client && l["channel"] == channel)
-            .await["members"]
-            .clone()
-    }
-
-    async fn expect(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
-        self.expect_within(GUARD, &wanted)
-            .await
-            .unwrap_or_else(|| panic!("not seen; saw {:#?}", self.seen))
-    }
-
-    /// The first line that passes `wanted` within `wait`: one set aside earlier, else the next
-    /// read (answering auth requests meanwhile).
-    async fn expect_within(
-        &mut self,
-        wait: Duration,
-        wanted: &impl Fn(&Value) -> bool,
-    ) -> Option<Value> {
-        if let Some(at) = self.seen.iter().position(wanted) {
-            return Some(self.seen.remove(at));
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        for _ in 0..2000 {
-            let line = tokio::time::timeout_at(deadline, self.lines.next_line())
-                .await
-                .ok()?
-                .unwrap()
-                .expect("the driver is running");
-            let line: Value = serde_json::from_str(&line).unwrap();
-            if line["type"] == "auth_request" {
-                self.answer_auth(&line).await;
-                continue;
-            }
-            if wanted(&line) {
-                return Some(line);
-            }
-            self.seen.push(line);
-        }
-        panic!("too many lines; saw {:#?}", self.seen);
-    }
-
-    async fn answer_auth(&mut self, request: &Value) {
-        let client = request["client"].as_str().unwrap();
-        let socket_id = request["socket_id"].as_str().unwrap();
-        let channel = request["channel"].as_str().unwrap();
-        let answer = if channel == "#user" {
-            let user_data = self.users[client].clone();
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": user_auth(&creds(), socket_id, &user_data), "user_data": user_data})
-        } else if channel.starts_with("presence-") {
-            let data = self.members[client].clone();
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": channel_auth(&creds(), socket_id, channel, Some(&data)), "channel_data": data})
-        } else {
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": channel_auth(&creds(), socket_id, channel, None)})
-        };
-        self.command(answer).await;
-    }
-
-    /// How many lines set aside so far pass `wanted`.
-    fn count(&self, wanted: impl Fn(&Value) -> bool) -> usize {
-        self.seen.iter().filter(|l| wanted(l)).count()
-    }
-
-    /// A client event from `from` on `channel` that every client of `to` has received: what
-    /// those nodes said before it (on the same paths) has arrived too.
-    async fn sync(&mut self, from: &str, channel: &str, to: &[&str], tag: u32) {
-        self.command(json!({"op": "trigger", "client": from, "channel": channel,
-            "event": "client-sync", "data": {"tag": tag}}))
-            .await;
-        for client in to {
-            self.expect(|l| {
-                l["client"] == *client && l["event"] == "client-sync" && l["data"]["tag"] == tag
-            })
-            .await;
-        }
-    }
 }
 
 fn is_event(client: &str, event: &str) -> impl Fn(&Value) -> bool {
@@ -285,7 +96,7 @@ async fn app_and_client_events_reach_sockets_on_every_node() {
     }
     let cluster = Cluster::start_with(2, tune).await;
     let (p0, p1) = (port(&cluster, 0), port(&cluster, 1));
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     let _a = driver.connect("a", p0, member("alice")).await;
     let b = driver.connect("b", p1, member("bob")).await;
     for client in ["a", "b"] {
@@ -410,7 +221,7 @@ async fn presence_counts_and_terminate_connections_span_the_nodes() {
     }
     let cluster = Cluster::start_with(2, tune).await;
     let (p0, p1) = (port(&cluster, 0), port(&cluster, 1));
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     // Alice and Bob, a tab on each node each.
     driver.connect("a1", p0, member("alice")).await;
     driver.connect("a2", p1, member("alice")).await;
@@ -576,7 +387,7 @@ async fn a_killed_node_s_members_and_sockets_leave_the_survivors() {
         ],
     );
     let (p0, p_doomed) = (port(&cluster, 0), doomed.addr().port());
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     driver.connect("a", p_doomed, member("alice")).await;
     driver.connect("b", p0, member("bob")).await;
     let room = "presence-room";
@@ -621,7 +432,7 @@ async fn occupancy_and_cross_node_delivery_heal_after_redis_restarts() {
     }
     let mut cluster = Cluster::start_with(2, tune).await;
     let (p0, p1) = (port(&cluster, 0), port(&cluster, 1));
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     driver.connect("a", p0, member("alice")).await;
     driver.connect("b", p1, member("bob")).await;
     let room = "presence-room";
@@ -717,7 +528,7 @@ async fn occupancy_and_cross_node_delivery_heal_after_redis_restarts() {
 /// Waits (answering the clients' auth requests meanwhile: they may resubscribe) until node 0
 /// counts both sockets and both members of `room`; false after about [`GUARD`].
 async fn healed(
-    driver: &mut Driver,
+    driver: &mut PusherJs,
     node0: &Arc<liveplan_server::dialects::pusher::PusherNode>,
     room: &str,
 ) -> bool {
@@ -782,7 +593,7 @@ async fn webhooks_are_decided_cluster_wide_and_sent_once() {
     })
     .await;
     let (p0, p1) = (port(&cluster, 0), port(&cluster, 1));
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     driver.connect("x0", p0, member("alice")).await;
     driver.connect("x1", p1, member("alice")).await;
     let hall = "presence-hall";
@@ -1006,7 +817,7 @@ async fn pusher_js_resumes_a_liveplan_channel_on_another_node() {
     let (user, _token) = node0.new_user("wanderer").await;
     node0.new_member(project, user, 100).await;
     let channel = format!("private-project-{project}");
-    let mut driver = Driver::start().await;
+    let mut driver = PusherJs::start(creds()).await;
     let me = member(&user.to_string());
 
     driver.connect("first", port(&cluster, 1), me.clone()).await;

@@ -11,62 +11,18 @@
 
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::signature;
-use liveplan_testkit::node::node_dir;
 use liveplan_testkit::*;
 use md5::Digest;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::Stdio;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 async fn npm_ready() -> bool {
     liveplan_testkit::node::npm_ready(&["pusher"], "pusher_sdk (the real pusher SDK)").await
 }
 
-fn sdk_config(server: &TestServer, credentials: &PusherCredentials) -> Value {
-    json!({
-        "appId": credentials.app_id,
-        "key": credentials.key,
-        "secret": credentials.secret,
-        "host": "127.0.0.1",
-        "port": server.addr().port(),
-    })
-}
-
-/// Runs `ops` through the SDK; one answer per op.
-async fn sdk(config: Value, ops: Vec<Value>) -> Vec<Value> {
-    let count = ops.len();
-    let mut child = Command::new("node")
-        .arg("pusher-sdk.cjs")
-        .current_dir(node_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(
-            json!({ "config": config, "ops": ops })
-                .to_string()
-                .as_bytes(),
-        )
-        .await
-        .unwrap();
-    drop(stdin);
-    let output = tokio::time::timeout(GUARD * 2, child.wait_with_output())
-        .await
-        .expect("the SDK finishes in time")
-        .unwrap();
-    assert!(output.status.success(), "node failed");
-    let answers: Vec<Value> = String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
-    assert_eq!(answers.len(), count, "{answers:?}");
-    answers
+/// Runs `ops` through the SDK with `credentials` against `server`; one answer per op.
+async fn sdk(server: &TestServer, credentials: &PusherCredentials, ops: Vec<Value>) -> Vec<Value> {
+    liveplan_testkit::node::pusher_sdk(credentials, server.addr().port(), ops).await
 }
 
 fn credentials(server: &TestServer) -> PusherCredentials {
@@ -101,7 +57,7 @@ async fn the_sdk_s_signatures_are_accepted_and_bad_ones_refused() {
     let ops = every_call();
     let count = ops.len();
     // Signed right: every call is answered by the channels (no channel is occupied here).
-    for answer in sdk(sdk_config(&server, &credentials), ops).await {
+    for answer in sdk(&server, &credentials, ops).await {
         assert_eq!(answer["status"], 200, "{answer}");
         assert!(answer["body"].is_object(), "{answer}");
     }
@@ -116,7 +72,7 @@ async fn the_sdk_s_signatures_are_accepted_and_bad_ones_refused() {
             ..credentials.clone()
         },
     ] {
-        let answers = sdk(sdk_config(&server, &wrong), every_call()).await;
+        let answers = sdk(&server, &wrong, every_call()).await;
         for answer in answers {
             assert_eq!(answer["status"], 401, "{answer}");
             assert!(answer["body"]["error"].is_string(), "{answer}");
@@ -133,7 +89,7 @@ async fn the_sdk_s_signatures_are_accepted_and_bad_ones_refused() {
             .collect()
     };
     for seconds in [-601, 601] {
-        for answer in sdk(sdk_config(&server, &credentials), skewed(seconds)).await {
+        for answer in sdk(&server, &credentials, skewed(seconds)).await {
             assert_eq!(answer["status"], 401, "{answer}");
             assert!(
                 answer["body"]["error"]
@@ -144,7 +100,7 @@ async fn the_sdk_s_signatures_are_accepted_and_bad_ones_refused() {
             );
         }
     }
-    let answers = sdk(sdk_config(&server, &credentials), skewed(-590)).await;
+    let answers = sdk(&server, &credentials, skewed(-590)).await;
     assert_eq!(answers.len(), count);
     for answer in answers {
         assert_eq!(answer["status"], 200, "{answer}");
@@ -154,7 +110,7 @@ async fn the_sdk_s_signatures_are_accepted_and_bad_ones_refused() {
         app_id: "999".into(),
         ..credentials.clone()
     };
-    for answer in sdk(sdk_config(&server, &other_app), every_call()).await {
+    for answer in sdk(&server, &other_app, every_call()).await {
         assert_eq!(answer["status"], 404, "{answer}");
     }
 }
@@ -220,7 +176,7 @@ async fn limits_and_liveplan_channels_are_answered_as_pusher_does() {
         ),
     ];
     let ops: Vec<Value> = cases.iter().map(|(op, _)| op.clone()).collect();
-    let answers = sdk(sdk_config(&server, &credentials), ops).await;
+    let answers = sdk(&server, &credentials, ops).await;
     for ((op, expected), answer) in cases.iter().zip(&answers) {
         assert_eq!(answer["status"], *expected, "{op} -> {answer}");
         assert!(answer["body"]["error"].is_string(), "{op} -> {answer}");
@@ -323,7 +279,7 @@ async fn the_authorization_endpoints_sign_as_the_sdk_does() {
     let user_data: Value = serde_json::from_str(signin["user_data"].as_str().unwrap()).unwrap();
     ops.push(json!({"op": "authenticateUser", "socketId": socket, "userData": user_data}));
     ours.push(signin);
-    let theirs = sdk(sdk_config(&server, &credentials), ops).await;
+    let theirs = sdk(&server, &credentials, ops).await;
     for (ours, theirs) in ours.iter().zip(&theirs) {
         assert_eq!(*ours, theirs["result"], "ours {ours} vs the SDK's {theirs}");
     }
@@ -337,7 +293,8 @@ async fn the_authorization_endpoints_sign_as_the_sdk_does() {
         )
         .await;
     let theirs = sdk(
-        sdk_config(&demo, &PusherCredentials::demo()),
+        &demo,
+        &PusherCredentials::demo(),
         vec![
             json!({"op": "authorizeChannel", "socketId": socket, "channel": "private-chat"}),
             json!({"op": "trigger", "channels": "news", "event": "e", "data": "d"}),

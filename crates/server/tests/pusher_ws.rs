@@ -9,14 +9,10 @@
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::directory::{ChannelDirectory, Publication};
 use liveplan_server::pusher::signature::{channel_auth, user_auth};
-use liveplan_testkit::node::node_dir;
+use liveplan_testkit::pusher_js::PusherJs;
 use liveplan_testkit::*;
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -737,123 +733,21 @@ async fn npm_ready() -> bool {
     liveplan_testkit::node::npm_ready(&["pusher-js"], "pusher_ws (pusher-js)").await
 }
 
-/// The pusher-js driver: commands in, what the clients saw out. Auth requests are answered
-/// here, signed for the presence member each client is.
-struct Driver {
-    _child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
-    port: u16,
-    /// Presence channel data per client.
-    members: HashMap<String, String>,
-    /// Sign-in user data per client.
-    users: HashMap<String, String>,
-    seen: Vec<Value>,
-}
-
-impl Driver {
-    async fn start(server: &TestServer) -> Driver {
-        let mut child = Command::new("node")
-            .arg("pusher-driver.cjs")
-            .current_dir(node_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        Driver {
-            stdin: child.stdin.take().unwrap(),
-            lines: BufReader::new(child.stdout.take().unwrap()).lines(),
-            _child: child,
-            port: server.addr().port(),
-            members: HashMap::new(),
-            users: HashMap::new(),
-            seen: Vec::new(),
-        }
-    }
-
-    async fn command(&mut self, command: Value) {
-        let line = format!("{command}\n");
-        self.stdin.write_all(line.as_bytes()).await.unwrap();
-        self.stdin.flush().await.unwrap();
-    }
-
-    async fn connect(&mut self, client: &str, member: Value) -> String {
-        self.members.insert(client.to_owned(), member.to_string());
-        self.command(
-            json!({"op": "connect", "client": client, "key": "app-key", "port": self.port}),
-        )
-        .await;
-        let connected = self
-            .expect(|l| l["type"] == "connected" && l["client"] == client)
-            .await;
-        connected["socket_id"].as_str().unwrap().to_owned()
-    }
-
-    /// The first line that passes `wanted`: one set aside by an earlier call, else the next
-    /// read (answering auth requests meanwhile).
-    async fn expect(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
-        if let Some(at) = self.seen.iter().position(&wanted) {
-            return self.seen.remove(at);
-        }
-        for _ in 0..500 {
-            let line = tokio::time::timeout(GUARD, self.lines.next_line())
-                .await
-                .unwrap_or_else(|_| panic!("the driver answers in time; saw {:#?}", self.seen))
-                .unwrap()
-                .expect("the driver is running");
-            let line: Value = serde_json::from_str(&line).unwrap();
-            if line["type"] == "auth_request" {
-                self.answer_auth(&line).await;
-                continue;
-            }
-            if wanted(&line) {
-                return line;
-            }
-            self.seen.push(line);
-        }
-        panic!("not seen; saw {:#?}", self.seen);
-    }
-
-    async fn answer_auth(&mut self, request: &Value) {
-        let client = request["client"].as_str().unwrap();
-        let socket_id = request["socket_id"].as_str().unwrap();
-        let channel = request["channel"].as_str().unwrap();
-        let answer = if channel == "#user" {
-            let user_data = self.users[client].clone();
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": user_auth(&creds(), socket_id, &user_data), "user_data": user_data})
-        } else if channel.starts_with("presence-") {
-            let data = self.members[client].clone();
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": channel_auth(&creds(), socket_id, channel, Some(&data)), "channel_data": data})
-        } else {
-            json!({"op": "auth", "client": client, "channel": channel,
-                "auth": channel_auth(&creds(), socket_id, channel, None)})
-        };
-        self.command(answer).await;
-    }
-
-    /// Whether a line was already seen (and set aside) by an earlier `expect`.
-    fn saw(&self, wanted: impl Fn(&Value) -> bool) -> bool {
-        self.seen.iter().any(wanted)
-    }
-}
-
 #[tokio::test]
 async fn pusher_js_public_private_presence_and_client_events() {
     if !npm_ready().await {
         return;
     }
     let server = server().await;
-    let mut driver = Driver::start(&server).await;
+    let mut driver = PusherJs::start(creds()).await;
+    let port = server.addr().port();
     // Two users, two tabs each.
     let alice = json!({"user_id": "alice", "user_info": {"name": "Alice"}});
     let bob = json!({"user_id": "bob", "user_info": {"name": "Bob"}});
-    let a1 = driver.connect("a1", alice.clone()).await;
-    driver.connect("a2", alice).await;
-    driver.connect("b1", bob.clone()).await;
-    driver.connect("b2", bob).await;
+    let a1 = driver.connect("a1", port, alice.clone()).await;
+    driver.connect("a2", port, alice).await;
+    driver.connect("b1", port, bob.clone()).await;
+    driver.connect("b2", port, bob).await;
     assert!(a1.contains('.'));
 
     for client in ["a1", "a2", "b1", "b2"] {
@@ -869,7 +763,7 @@ async fn pusher_js_public_private_presence_and_client_events() {
         assert_eq!(members["members"], expected, "{client}");
     }
     // Alice's tabs saw Bob join once each; nobody saw Alice's second tab join.
-    let joins_for = |driver: &Driver, client: &str, user: &str| {
+    let joins_for = |driver: &PusherJs, client: &str, user: &str| {
         driver
             .seen
             .iter()
@@ -971,13 +865,14 @@ async fn pusher_js_signin_and_the_liveplan_project_channel() {
     let project = server.new_project("Pusher JS").await;
     let (user, _token) = server.new_user("jsuser").await;
     server.new_member(project, user, 100).await;
-    let mut driver = Driver::start(&server).await;
+    let mut driver = PusherJs::start(creds()).await;
+    let port = server.addr().port();
     driver.users.insert(
         "c".into(),
         json!({"id": user.to_string(), "user_info": {"name": "JS"}}).to_string(),
     );
     driver
-        .connect("c", json!({"user_id": user.to_string()}))
+        .connect("c", port, json!({"user_id": user.to_string()}))
         .await;
     driver.command(json!({"op": "signin", "client": "c"})).await;
     driver

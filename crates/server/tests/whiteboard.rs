@@ -7,14 +7,11 @@
 //! Needs `npm` (installs tests/node/node_modules on first run); skipped loudly without it.
 
 use futures::{SinkExt, StreamExt};
-use liveplan_testkit::node::node_dir;
+use liveplan_testkit::node::NodeDriver;
 use liveplan_testkit::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
@@ -25,61 +22,27 @@ async fn npm_ready() -> bool {
 
 /// One Node process holding any number of y-websocket clients.
 struct Driver {
-    child: Child,
-    stdin: ChildStdin,
-    lines: Lines<BufReader<ChildStdout>>,
+    node: NodeDriver,
     seq: u64,
-    /// Everything but command replies, in order.
-    events: Vec<Value>,
 }
 
 impl Driver {
     async fn start() -> Driver {
-        let mut child = Command::new("node")
-            .arg("whiteboard-driver.cjs")
-            .current_dir(node_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
-        let stdin = child.stdin.take().unwrap();
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut driver = Driver {
-            child,
-            stdin,
-            lines,
+        Driver {
+            node: NodeDriver::start("whiteboard-driver.cjs").await,
             seq: 0,
-            events: Vec::new(),
-        };
-        driver.next_event(|e| e["type"] == "ready").await;
-        driver
-    }
-
-    async fn line(&mut self) -> Value {
-        let line = tokio::time::timeout(GUARD, self.lines.next_line())
-            .await
-            .expect("the driver answers in time")
-            .expect("driver output")
-            .expect("the driver is running");
-        let value: Value = serde_json::from_str(&line).expect("JSON line");
-        assert_ne!(value["type"], "error", "driver failed: {value}");
-        value
+        }
     }
 
     /// Sends a command and returns the client's state after it.
     async fn cmd(&mut self, mut command: Value) -> Value {
         self.seq += 1;
         command["seq"] = json!(self.seq);
-        let text = format!("{command}\n");
-        self.stdin.write_all(text.as_bytes()).await.unwrap();
-        loop {
-            let value = self.line().await;
-            if value["type"] == "state" && value["seq"] == json!(self.seq) {
-                return value;
-            }
-            self.events.push(value);
-        }
+        self.node.send(command).await;
+        let seq = json!(self.seq);
+        self.node
+            .expect(|value| value["type"] == "state" && value["seq"] == seq)
+            .await
     }
 
     async fn state(&mut self, client: &str) -> Value {
@@ -104,19 +67,7 @@ impl Driver {
 
     /// The first event (seen already or next) for which `wanted` holds.
     async fn next_event(&mut self, wanted: impl Fn(&Value) -> bool) -> Value {
-        if let Some(i) = self.events.iter().position(&wanted) {
-            return self.events.remove(i);
-        }
-        let deadline = tokio::time::Instant::now() + GUARD;
-        loop {
-            let value = tokio::time::timeout_at(deadline, self.line())
-                .await
-                .expect("the event in time");
-            if wanted(&value) {
-                return value;
-            }
-            self.events.push(value);
-        }
+        self.node.expect(wanted).await
     }
 
     async fn open(&mut self, server: &TestServer, client: &str, board: &str, token: &str) {
@@ -322,11 +273,12 @@ async fn a_viewer_is_refused_and_stays_connected() {
     assert!(has(&late, "e2") && !has(&late, "forbidden"), "{late}");
     assert!(!has(&d.state("m").await, "forbidden"));
     assert!(
-        !d.events
+        !d.node
+            .seen
             .iter()
             .any(|e| e["type"] == "close" && e["client"] == "v"),
         "the viewer stayed connected: {:?}",
-        d.events
+        d.node.seen
     );
     // Viewers may read the content but not save versions.
     let path = format!("/api/v1/projects/{}/whiteboards/{}", b.project, b.id);
@@ -365,8 +317,7 @@ async fn cursors_are_seen_and_removed_on_clean_close_and_on_a_killed_client() {
         .cmd(json!({"cmd": "awareness", "client": "k", "state": {"user": {"name": "Kim"}}}))
         .await;
     d.until("watcher", |s| sees_peer(s, "Kim")).await;
-    other.child.start_kill().unwrap();
-    let _ = other.child.wait().await;
+    other.node.kill().await;
     d.until("watcher", |s| !sees_peer(s, "Kim")).await;
 }
 
@@ -508,6 +459,42 @@ async fn bad_input_and_limits_close_with_documented_codes() {
         .next_event(|e| e["type"] == "close" && e["client"] == "big")
         .await;
     assert_eq!(closed["code"], 1009);
+}
+
+/// A document larger than one frame's old write bound (1 MiB), made of updates under the
+/// 1 MiB update limit, reaches a late joiner whole: its sync step 2 is one frame of the whole
+/// document (before, the server dropped every client joining it, and they retried forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_gets_a_document_larger_than_a_mebibyte() {
+    let Some((server, b, mut d)) = start().await else {
+        return;
+    };
+    let filled = |s: &Value| {
+        ["f1", "f2", "f3"]
+            .iter()
+            .all(|k| s["meta"][k].as_str().is_some_and(|t| t.len() == 700_000))
+    };
+    d.open(&server, "writer", &b.id, &b.member).await;
+    d.open(&server, "witness", &b.id, &b.member).await;
+    for (key, char) in [("f1", "a"), ("f2", "b"), ("f3", "c")] {
+        d.cmd(
+            json!({"cmd": "fill", "client": "writer", "key": key, "char": char, "size": 700_000}),
+        )
+        .await;
+    }
+    // Relayed means stored: the late joiner's sync step 2 then carries all 2.1 MB at once.
+    d.until("witness", filled).await;
+    d.open(&server, "late", &b.id, &b.member).await;
+    let late = d.state("late").await;
+    assert!(
+        filled(&late),
+        "the late joiner's synced copy holds every fill"
+    );
+    for (key, char) in [("f1", 'a'), ("f2", 'b'), ("f3", 'c')] {
+        let text = late["meta"][key].as_str().unwrap_or_default();
+        assert!(text.chars().all(|c| c == char), "{key}");
+    }
+    assert_eq!(late["connected"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -742,8 +729,7 @@ async fn cursors_cross_nodes() {
         .cmd(json!({"cmd": "awareness", "client": "k", "state": {"user": {"name": "Kim"}}}))
         .await;
     d.until("watcher", |s| sees_peer(s, "Kim")).await;
-    other.child.start_kill().unwrap();
-    let _ = other.child.wait().await;
+    other.node.kill().await;
     d.until("watcher", |s| !sees_peer(s, "Kim")).await;
 }
 
@@ -844,11 +830,11 @@ async fn an_idle_client_is_kept_past_35_seconds() {
     let state = d.state("idle").await;
     assert_eq!(state["connected"], true);
     assert!(
-        !d.events
+        !d.node.seen
             .iter()
             .any(|e| e["type"] == "close" || e["type"] == "status" && e["status"] == "disconnected"),
         "the idle client was dropped: {:?}",
-        d.events
+        d.node.seen
     );
     // And it still receives edits.
     d.open(&server, "writer", &b.id, &b.member).await;

@@ -15,8 +15,9 @@
 //!   domain does, a few times, for commands that hold more than one stream).
 //! - A database that cannot be reached (no connection within [`ACQUIRE_TIMEOUT`], a socket
 //!   lost mid-statement, a server shutting down or starting) is [`StoreError::Unavailable`].
-//!   The pool tests a connection before lending it, so once the server is back new work gets
-//!   new connections with no restart of the node.
+//!   The pool tests a connection when it takes it back (sqlx always does) and, when it sat
+//!   idle for [`PING_AFTER_IDLE`] or longer, before lending it, so once the server is back
+//!   new work gets new connections with no restart of the node.
 //!
 //! The migrations in `migrations/postgres` are applied when the store opens.
 //!
@@ -36,7 +37,7 @@ use async_trait::async_trait;
 use errors::{db_error, retrying};
 use ops::{Conn, PgOps};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, PgPool};
+use sqlx::{ConnectOptions, Connection, PgPool};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -50,6 +51,8 @@ use uuid::Uuid;
 /// Connections per node: enough for concurrent writers and readers, far below PostgreSQL's
 /// default `max_connections` (100) so several nodes fit.
 const MAX_CONNECTIONS: u32 = 16;
+/// A connection idle in the pool for this long is tested (a round trip) before it is lent.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// How long a caller queues for a connection before giving up with
 /// [`StoreError::Unavailable`]: also how long a request waits while PostgreSQL is unreachable
 /// (the pool keeps trying to connect meanwhile), so it fails in seconds instead of hanging.
@@ -118,6 +121,19 @@ pub async fn open_with(url: &str, durability: Durability) -> StoreResult<PgStore
         .min_connections(0)
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .idle_timeout(IDLE_TIMEOUT)
+        // sqlx pings every connection it takes back (so a connection that broke under a
+        // statement is closed then); pinging it again when lending it only catches what
+        // happened while it sat idle, which matters after a while, not within one: a busy
+        // node would otherwise pay a round trip to PostgreSQL for every acquire.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _| {
             let hook = hook.clone();
             Box::pin(async move {

@@ -58,28 +58,6 @@ impl PgOps {
         Ok(self.db())
     }
 
-    async fn write_refs(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        let db = self.writer()?;
-        sqlx::query("DELETE FROM record_refs WHERE record_id = $1")
-            .bind(record.id)
-            .execute(&mut *db)
-            .await
-            .map_err(db_error)?;
-        for reference in refs {
-            sqlx::query(
-                "INSERT INTO record_refs (record_id, field, target_id, project_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(record.id)
-            .bind(&reference.field)
-            .bind(reference.target_id)
-            .bind(record.project_id)
-            .execute(&mut *db)
-            .await
-            .map_err(db_error)?;
-        }
-        Ok(())
-    }
-
     async fn update_body(&mut self, record: &RecordRow) -> StoreResult<()> {
         sqlx::query("UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4")
             .bind(object(&record.body))
@@ -91,6 +69,12 @@ impl PgOps {
             .map_err(db_error)?;
         Ok(())
     }
+}
+
+/// A record's references as two arrays, fields and targets, for `unnest` in one statement:
+/// however many references a record has, writing them costs one round trip.
+fn ref_arrays(refs: &[RecordRef]) -> (Vec<&str>, Vec<Uuid>) {
+    refs.iter().map(|r| (r.field.as_str(), r.target_id)).unzip()
 }
 
 // Column lists are macros so each query stays one literal (`concat!`).
@@ -527,6 +511,45 @@ impl Queries for PgOps {
         })
     }
 
+    async fn get_project_with_membership_and_record(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+        record_id: Uuid,
+    ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>, Option<RecordRow>)>> {
+        // One statement: every change of a record runs it, right after holding the stream.
+        let row = sqlx::query(concat!(
+            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at, ",
+            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
+            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
+            "m.updated_at AS m_updated_at, ",
+            "r.id AS r_id, r.project_id AS r_project_id, r.collection AS r_collection, ",
+            "r.body AS r_body, r.version AS r_version, r.created_at AS r_created_at, ",
+            "r.updated_at AS r_updated_at ",
+            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1 ",
+            "LEFT JOIN records r ON r.id = $3 ",
+            "WHERE p.id = $2"
+        ))
+        .bind(user_id)
+        .bind(project_id)
+        .bind(record_id)
+        .fetch_optional(self.db())
+        .await
+        .map_err(db_error)?;
+        one(row, |row| {
+            let project = project_from(row)?;
+            let membership = match get::<Option<Uuid>>(row, "m_id")? {
+                Some(_) => Some(membership_in(row, "m_")?),
+                None => None,
+            };
+            let record = match get::<Option<Uuid>>(row, "r_id")? {
+                Some(_) => Some(record_in(row, "r_")?),
+                None => None,
+            };
+            Ok((project, membership, record))
+        })
+    }
+
     async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -640,11 +663,18 @@ impl Queries for PgOps {
     }
 
     async fn insert_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        let db = self.writer()?;
+        // One statement: the row, the project's count and the references (a new record has
+        // none yet to replace: `record_refs` rows go with their record). The references'
+        // foreign key is checked at the end of the statement, when the row is there.
+        let (fields, targets) = ref_arrays(refs);
         sqlx::query(concat!(
-            "INSERT INTO records (",
+            "WITH inserted AS (INSERT INTO records (",
             record_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7)), ",
+            "counted AS (UPDATE projects SET record_count = record_count + 1 WHERE id = $2) ",
+            "INSERT INTO record_refs (record_id, field, target_id, project_id) ",
+            "SELECT $1, field, target_id, $2 FROM unnest($8::text[], $9::uuid[]) AS w(field, target_id) ",
+            "ON CONFLICT DO NOTHING"
         ))
         .bind(record.id)
         .bind(record.project_id)
@@ -653,20 +683,39 @@ impl Queries for PgOps {
         .bind(record.version)
         .bind(record.created_at)
         .bind(record.updated_at)
-        .execute(&mut *db)
+        .bind(fields)
+        .bind(targets)
+        .execute(self.writer()?)
         .await
         .map_err(db_error)?;
-        sqlx::query("UPDATE projects SET record_count = record_count + 1 WHERE id = $1")
-            .bind(record.project_id)
-            .execute(&mut *db)
-            .await
-            .map_err(db_error)?;
-        self.write_refs(record, refs).await
+        Ok(())
     }
 
     async fn update_record(&mut self, record: &RecordRow, refs: &[RecordRef]) -> StoreResult<()> {
-        self.update_body(record).await?;
-        self.write_refs(record, refs).await
+        // One statement for the row and its references, so a change costs one round trip
+        // whatever it refers to: the references no longer made go, the new ones are added,
+        // the ones kept stay untouched (the two sets are disjoint, so the sub-statements,
+        // which all see the same snapshot, never touch the same row).
+        let (fields, targets) = ref_arrays(refs);
+        sqlx::query(concat!(
+            "WITH wanted AS (SELECT * FROM unnest($5::text[], $6::uuid[]) AS w(field, target_id)), ",
+            "dropped AS (DELETE FROM record_refs r WHERE r.record_id = $4 AND NOT EXISTS ",
+            "(SELECT 1 FROM wanted w WHERE w.field = r.field AND w.target_id = r.target_id)), ",
+            "added AS (INSERT INTO record_refs (record_id, field, target_id, project_id) ",
+            "SELECT $4, field, target_id, $7 FROM wanted ON CONFLICT DO NOTHING) ",
+            "UPDATE records SET body = $1, version = $2, updated_at = $3 WHERE id = $4"
+        ))
+        .bind(object(&record.body))
+        .bind(record.version)
+        .bind(record.updated_at)
+        .bind(record.id)
+        .bind(fields)
+        .bind(targets)
+        .bind(record.project_id)
+        .execute(self.writer()?)
+        .await
+        .map_err(db_error)?;
+        Ok(())
     }
 
     async fn update_record_body(&mut self, record: &RecordRow) -> StoreResult<()> {
@@ -731,21 +780,18 @@ impl Queries for PgOps {
         }
         let db = self.writer()?;
         let stream = event.stream.to_text();
-        // The counter's row lock holds the stream until commit (see the crate's doc).
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO streams (stream, last_seq) VALUES ($1, 1) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1 RETURNING last_seq",
-        )
-        .bind(&stream)
-        .fetch_one(&mut *db)
-        .await
-        .map_err(db_error)?;
-        sqlx::query(concat!(
+        // One statement, one round trip: the upsert moves the stream's counter on and takes
+        // (or, after waiting for another writer's commit, retakes) its row lock, which holds
+        // the stream until this transaction ends (see the crate's doc); the event gets the
+        // seq the upsert returned. Either both rows are written or neither.
+        let seq: i64 = sqlx::query_scalar(concat!(
+            "WITH counter AS (INSERT INTO streams (stream, last_seq) VALUES ($1, 1) ",
+            "ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq + 1 RETURNING last_seq) ",
             "INSERT INTO events (",
             event_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") SELECT $1, counter.last_seq, $2, $3, $4, $5, $6, $7, $8, $9 FROM counter RETURNING seq"
         ))
         .bind(&stream)
-        .bind(seq)
         .bind(event.event_type.as_str())
         .bind(&event.payload)
         .bind(&event.data)
@@ -754,7 +800,7 @@ impl Queries for PgOps {
         .bind(event.ts)
         .bind(event.project_id)
         .bind(&event.echo)
-        .execute(&mut *db)
+        .fetch_one(&mut *db)
         .await
         .map_err(db_error)?;
         Ok(Event {

@@ -112,16 +112,20 @@ pub(crate) fn membership_from(row: &PgRow) -> StoreResult<MembershipRow> {
     membership_in(row, "")
 }
 
-pub(crate) fn record_from(row: &PgRow) -> StoreResult<RecordRow> {
+pub(crate) fn record_in(row: &PgRow, p: &str) -> StoreResult<RecordRow> {
     Ok(RecordRow {
-        id: get(row, "id")?,
-        project_id: get(row, "project_id")?,
-        collection: get(row, "collection")?,
-        body: object_col(row, "body")?,
-        version: get(row, "version")?,
-        created_at: get(row, "created_at")?,
-        updated_at: get(row, "updated_at")?,
+        id: get(row, &col(p, "id"))?,
+        project_id: get(row, &col(p, "project_id"))?,
+        collection: get(row, &col(p, "collection"))?,
+        body: object_col(row, &col(p, "body"))?,
+        version: get(row, &col(p, "version"))?,
+        created_at: get(row, &col(p, "created_at"))?,
+        updated_at: get(row, &col(p, "updated_at"))?,
     })
+}
+
+pub(crate) fn record_from(row: &PgRow) -> StoreResult<RecordRow> {
+    record_in(row, "")
 }
 
 pub(crate) fn event_from(row: &PgRow) -> StoreResult<Event> {

@@ -169,6 +169,25 @@ pub trait Queries: Send {
         let membership = self.find_membership(project_id, user_id).await?;
         Ok(Some((project, membership)))
     }
+    /// [`Queries::get_project_with_membership`] and the record `record_id` (`None` inside if
+    /// there is none, whatever its project). A change of a record reads all three once it
+    /// holds the project's stream, so a backend whose every statement is a round trip should
+    /// read them together; this default reads them one after the other.
+    async fn get_project_with_membership_and_record(
+        &mut self,
+        project_id: Uuid,
+        user_id: Uuid,
+        record_id: Uuid,
+    ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>, Option<RecordRow>)>> {
+        let Some((project, membership)) = self
+            .get_project_with_membership(project_id, user_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let record = self.get_record(record_id).await?;
+        Ok(Some((project, membership, record)))
+    }
     async fn list_memberships(&mut self, project_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
     async fn list_memberships_of_user(&mut self, user_id: Uuid) -> StoreResult<Vec<MembershipRow>>;
     async fn insert_membership(&mut self, membership: &MembershipRow) -> StoreResult<()>;

@@ -43,6 +43,7 @@ pub mod node;
 pub mod private_postgres;
 pub mod private_redis;
 pub mod proxy;
+pub mod pusher_js;
 pub mod receivers;
 pub mod rest;
 pub mod server;

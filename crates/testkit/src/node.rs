@@ -105,3 +105,50 @@ impl NodeDriver {
         let _ = self.child.wait().await;
     }
 }
+
+/// Runs the real `pusher` server SDK (`pusher-sdk.cjs`) once: `ops` against the app of
+/// `credentials` on the node at `port`; one answer per op.
+pub async fn pusher_sdk(
+    credentials: &liveplan_server::pusher::credentials::PusherCredentials,
+    port: u16,
+    ops: Vec<Value>,
+) -> Vec<Value> {
+    let config = serde_json::json!({
+        "appId": credentials.app_id,
+        "key": credentials.key,
+        "secret": credentials.secret,
+        "host": "127.0.0.1",
+        "port": port,
+    });
+    let count = ops.len();
+    let mut child = Command::new("node")
+        .arg("pusher-sdk.cjs")
+        .current_dir(node_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(
+            serde_json::json!({ "config": config, "ops": ops })
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .expect("the SDK reads");
+    drop(stdin);
+    let output = tokio::time::timeout(GUARD * 2, child.wait_with_output())
+        .await
+        .expect("the SDK finishes in time")
+        .expect("its output");
+    assert!(output.status.success(), "node failed");
+    let answers: Vec<Value> = String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    assert_eq!(answers.len(), count, "{answers:?}");
+    answers
+}

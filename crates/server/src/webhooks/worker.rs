@@ -16,6 +16,10 @@ use uuid::Uuid;
 
 /// Due webhooks read per look.
 pub const DUE_PAGE: u32 = 100;
+/// The least time from one look for due webhooks to the next one a commit wakes: what a
+/// webhook's first delivery may wait at most under a stream of commits (a quiet node looks at
+/// once).
+const WAKE_GAP: std::time::Duration = std::time::Duration::from_millis(10);
 /// Events read from the log per page.
 const EVENTS_PAGE: u32 = 100;
 /// Pages one turn sends at most before it gives the lease back (other webhooks and nodes get
@@ -78,10 +82,20 @@ pub fn spawn(
                 }
                 Err(_) => {}
             }
-            tokio::select! {
-                _ = wake.rung() => {}
-                _ = tokio::time::sleep(worker.config.poll) => {}
+            let looked = tokio::time::Instant::now();
+            let woken = tokio::select! {
+                _ = wake.rung() => true,
+                _ = tokio::time::sleep(worker.config.poll) => false,
                 _ = stop.wait_for(|stop| *stop) => return,
+            };
+            if woken {
+                // A look covers every commit made before it: under a stream of commits, wait
+                // out the rest of WAKE_GAP so that one look serves those that came meanwhile,
+                // instead of one look (a read of the store) per commit.
+                tokio::select! {
+                    _ = tokio::time::sleep_until(looked + WAKE_GAP) => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
             }
         }
     });

@@ -115,10 +115,21 @@ impl AwarenessTable {
     /// and `null`) to send to everyone, or `None` when it brought none.
     pub fn leave(&mut self, conn: u64) -> Option<AwarenessUpdate> {
         let ids = self.owned.remove(&conn)?;
+        self.remove(ids, |clock| clock.saturating_add(1))
+    }
+
+    /// Removes the states of `ids`; returns their removal, each at the clock `clock_of` gives
+    /// from the state's own (and remembered, so an older state cannot come back).
+    fn remove(
+        &mut self,
+        ids: impl IntoIterator<Item = ClientID>,
+        clock_of: impl Fn(u32) -> u32,
+    ) -> Option<AwarenessUpdate> {
         let mut clients = HashMap::new();
         for id in ids {
             if let Some(entry) = self.states.remove(&id) {
-                let clock = entry.clock.saturating_add(1);
+                self.disown(entry.owner, id);
+                let clock = clock_of(entry.clock);
                 self.removed.insert(id, clock);
                 clients.insert(
                     id,
@@ -146,21 +157,7 @@ impl AwarenessTable {
             .filter(|id| self.states.get(id).is_some_and(|e| e.renewed < cutoff))
             .copied()
             .collect();
-        let mut clients = HashMap::new();
-        for id in stale {
-            if let Some(entry) = self.states.remove(&id) {
-                self.disown(owner, id);
-                self.removed.insert(id, entry.clock);
-                clients.insert(
-                    id,
-                    AwarenessUpdateEntry {
-                        clock: entry.clock,
-                        json: Arc::from(REMOVED),
-                    },
-                );
-            }
-        }
-        (!clients.is_empty()).then_some(AwarenessUpdate { clients })
+        self.remove(stale, |clock| clock)
     }
 
     /// Every current state (for a client that joins or asks).

@@ -4,7 +4,9 @@
 //! - **Load first.** The actor reads every stored update before it takes its first command, so
 //!   no client is ever answered from a half-loaded (or empty) document.
 //! - **Store before relay.** An accepted update is applied, appended in the store, and only
-//!   then sent to the other clients. If the store fails, the actor closes every client (1011)
+//!   then sent to the other clients. Updates queued behind one another (several editors at
+//!   once) are stored in one transaction, so they share one sync instead of each waiting for
+//!   the one before it. If the store fails, the actor closes every client (1011)
 //!   and ends without relaying it: the document in memory is dropped, the next join loads the
 //!   stored one, and the clients' own copies bring the unstored edit back when they resync.
 //! - **No transaction across an await.** Each `yrs` transaction begins and ends inside one
@@ -44,6 +46,18 @@ pub const CLIENT_QUEUE: usize = 512;
 const PAGE: u32 = 500;
 /// How often an open document looks for other nodes' updates when the node is in a cluster.
 const PEER_POLL: Duration = Duration::from_millis(250);
+/// Client updates stored in one transaction at most.
+const MAX_BATCH: usize = 64;
+
+fn is_update(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Message {
+            message: ClientMessage::Update(_),
+            ..
+        }
+    )
+}
 
 /// What an actor sends a client's socket.
 #[derive(Debug)]
@@ -123,7 +137,7 @@ impl Actor {
         loop {
             let step = tokio::select! {
                 command = commands.recv() => match command {
-                    Some(command) => self.handle(command).await,
+                    Some(command) => self.handle_with_followers(command, &mut commands).await,
                     None => break,
                 },
                 _ = poll.tick(), if self.poll_peers => self.catch_up(true).await,
@@ -144,6 +158,69 @@ impl Actor {
                 return;
             }
         }
+    }
+
+    /// Handles `first`; when it is an update, the updates already queued behind it are taken
+    /// too and stored in the same transaction: a board's updates would otherwise each wait for
+    /// the one before it to be durable (one sync each, one at a time). Whatever else comes
+    /// next is handled after them, in order.
+    async fn handle_with_followers(
+        &mut self,
+        first: Command,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Result<(), Broken> {
+        if !is_update(&first) {
+            return self.handle(first).await;
+        }
+        let mut batch = vec![first];
+        let mut after = None;
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(command) if is_update(&command) => batch.push(command),
+                Ok(command) => {
+                    after = Some(command);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        self.on_updates(batch).await?;
+        match after {
+            Some(command) => self.handle(command).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Updates from clients: each checked and applied, the accepted ones stored together and
+    /// relayed, then every sender answered.
+    async fn on_updates(&mut self, batch: Vec<Command>) -> Result<(), Broken> {
+        let mut accepted = Vec::with_capacity(batch.len());
+        let mut answered = Vec::with_capacity(batch.len());
+        let mut pending_bytes = 0;
+        for command in batch {
+            let Command::Message {
+                conn,
+                can_edit,
+                message: ClientMessage::Update(bytes),
+                reply,
+            } = command
+            else {
+                continue;
+            };
+            match self.accept_update(can_edit, bytes, pending_bytes)? {
+                Ok(bytes) => {
+                    pending_bytes += bytes.len();
+                    accepted.push((Some(conn), bytes));
+                    answered.push((reply, Answer::Frames(Vec::new())));
+                }
+                Err(answer) => answered.push((reply, answer)),
+            }
+        }
+        self.store_and_relay(accepted).await?;
+        for (reply, answer) in answered {
+            let _ = reply.send(answer);
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, command: Command) -> Result<(), Broken> {
@@ -177,7 +254,7 @@ impl Actor {
                     }
                 };
                 if let Some(change) = change
-                    && let Err(broken) = self.store_and_relay(None, change).await
+                    && let Err(broken) = self.store_and_relay(vec![(None, change)]).await
                 {
                     let _ = reply.send(Err(RestoreFailed::Store));
                     return Err(broken);
@@ -231,41 +308,65 @@ impl Actor {
         can_edit: bool,
         bytes: Vec<u8>,
     ) -> Result<Answer, Broken> {
+        match self.accept_update(can_edit, bytes, 0)? {
+            Ok(bytes) => {
+                self.store_and_relay(vec![(Some(conn), bytes)]).await?;
+                Ok(Answer::Frames(Vec::new()))
+            }
+            Err(answer) => Ok(answer),
+        }
+    }
+
+    /// Checks an update and applies it to the document: `Ok(bytes)` to store and relay, or
+    /// the answer that refuses it (nothing applied). `pending` bytes are applied but not
+    /// stored yet.
+    fn accept_update(
+        &mut self,
+        can_edit: bool,
+        bytes: Vec<u8>,
+        pending: usize,
+    ) -> Result<Result<Vec<u8>, Answer>, Broken> {
         if bytes.len() > protocol::MAX_UPDATE {
-            return Ok(Answer::Close(1009, "update too big"));
+            return Ok(Err(Answer::Close(1009, "update too big")));
         }
         let Some(update) = protocol::decode_update(&bytes) else {
-            return Ok(Answer::Close(1007, "the update does not decode"));
+            return Ok(Err(Answer::Close(1007, "the update does not decode")));
         };
         if update.is_empty() {
-            return Ok(Answer::Frames(Vec::new()));
+            return Ok(Err(Answer::Frames(Vec::new())));
         }
         if !can_edit {
-            return Ok(Answer::Frames(vec![protocol::permission_denied()]));
+            return Ok(Err(Answer::Frames(vec![protocol::permission_denied()])));
         }
-        if self.bytes + bytes.len() > protocol::MAX_DOCUMENT {
-            return Ok(Answer::Close(1009, "the whiteboard is full"));
+        if self.bytes + pending + bytes.len() > protocol::MAX_DOCUMENT {
+            return Ok(Err(Answer::Close(1009, "the whiteboard is full")));
         }
         if !content::apply_decoded(&self.doc, update) {
             // yrs refused it midway (or panicked): what the document holds is unknown, so it
             // is dropped and reloaded from the store.
             return Err(Broken("an update failed to apply"));
         }
-        self.store_and_relay(Some(conn), bytes).await?;
-        Ok(Answer::Frames(Vec::new()))
+        Ok(Ok(bytes))
     }
 
-    /// Appends an update already applied to the document, then sends it to every client but
-    /// `from`.
-    async fn store_and_relay(&mut self, from: Option<u64>, update: Vec<u8>) -> Result<(), Broken> {
-        let seq = self.append(&update).await?;
-        if seq > self.last_seq + 1 {
+    /// Appends updates already applied to the document, in one transaction, then sends each
+    /// to every client but its sender.
+    async fn store_and_relay(
+        &mut self,
+        updates: Vec<(Option<u64>, Vec<u8>)>,
+    ) -> Result<(), Broken> {
+        let Some((first, last)) = self.append(&updates).await? else {
+            return Ok(());
+        };
+        if first > self.last_seq + 1 {
             // Another node stored updates in between: they go out first, in order.
-            self.catch_up_to(seq - 1).await?;
+            self.catch_up_to(first - 1).await?;
         }
-        self.last_seq = seq;
-        self.bytes += update.len();
-        self.broadcast(from, protocol::update(update));
+        self.last_seq = last;
+        for (from, update) in updates {
+            self.bytes += update.len();
+            self.broadcast(from, protocol::update(update));
+        }
         self.boards.changed(self.board);
         self.boards.tell_peers(self.board, PeerNote::Changed);
         Ok(())
@@ -316,15 +417,26 @@ impl Actor {
         }
     }
 
-    async fn append(&self, update: &[u8]) -> Result<i64, Broken> {
+    /// Stores `updates` in one transaction; the first and last seq they got (`None`: none).
+    async fn append(
+        &self,
+        updates: &[(Option<u64>, Vec<u8>)],
+    ) -> Result<Option<(i64, i64)>, Broken> {
+        if updates.is_empty() {
+            return Ok(None);
+        }
         let broken = |_| Broken("the store refused an update");
         let mut tx = self.store.write().await.map_err(broken)?;
-        let seq = tx
-            .append_whiteboard_update(self.board, update, store::now())
-            .await
-            .map_err(broken)?;
+        let mut seqs = None;
+        for (_, update) in updates {
+            let seq = tx
+                .append_whiteboard_update(self.board, update, store::now())
+                .await
+                .map_err(broken)?;
+            seqs = Some(seqs.map_or((seq, seq), |(first, _)| (first, seq)));
+        }
         tx.commit().await.map_err(broken)?;
-        Ok(seq)
+        Ok(seqs)
     }
 
     /// Applies (and, when `relay`, sends out) what the store holds beyond `last_seq`.

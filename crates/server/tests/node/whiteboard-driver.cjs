@@ -50,6 +50,7 @@ function handle(cmd) {
     case 'delete': c.doc.getMap('elements').delete(cmd.key); break;
     case 'meta': c.doc.getMap('meta').set(cmd.key, cmd.value); break;
     case 'big': c.doc.getMap('meta').set('big', 'x'.repeat(cmd.size)); break;
+    case 'fill': c.doc.getMap('meta').set(cmd.key, cmd.char.repeat(cmd.size)); break;
     case 'awareness': c.provider.awareness.setLocalState(cmd.state); break;
     case 'disconnect': c.provider.disconnect(); break;
     case 'connect':

@@ -401,6 +401,53 @@ pub async fn joined_reads_match_separate_reads(store: Arc<dyn Store>) {
             .unwrap()
             .is_none()
     );
+    drop(ops);
+
+    // With a record too: the same project and membership, and the record whatever its
+    // project (the caller checks), or none.
+    let record = |project_id: Uuid| RecordRow {
+        id: Uuid::now_v7(),
+        project_id,
+        collection: "tasks".into(),
+        body: json!({ "name": "joined" }).as_object().unwrap().clone(),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    };
+    let (task_here, task_elsewhere) = (record(here.id), record(elsewhere.id));
+    let mut tx = store.write().await.unwrap();
+    for r in [&task_here, &task_elsewhere] {
+        tx.insert_record(r, &[]).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut ops = store.read().await.unwrap();
+    for (project_id, user_id, _) in cases {
+        for record_id in [task_here.id, task_elsewhere.id, Uuid::now_v7()] {
+            let (read_project, read_membership, read_record) = ops
+                .get_project_with_membership_and_record(project_id, user_id, record_id)
+                .await
+                .unwrap()
+                .expect("the project");
+            assert_eq!(
+                Some((read_project, read_membership)),
+                ops.get_project_with_membership(project_id, user_id)
+                    .await
+                    .unwrap()
+            );
+            assert_eq!(read_record, ops.get_record(record_id).await.unwrap());
+        }
+    }
+    let found = ops
+        .get_project_with_membership_and_record(here.id, member.id, task_here.id)
+        .await
+        .unwrap();
+    assert_eq!(found.and_then(|(_, _, r)| r), Some(task_here.clone()));
+    assert!(
+        ops.get_project_with_membership_and_record(Uuid::now_v7(), member.id, task_here.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// Four readers at once each get a whole collection of 300 records, in order.

@@ -51,6 +51,14 @@ const NO_ACCESS: Refusal = Refusal(
 const NO_BOARD: Refusal = Refusal(protocol::CLOSE_NOT_FOUND, "no such whiteboard");
 const UNAVAILABLE: Refusal = Refusal(ws::CLOSE_SERVER_ERROR, "the whiteboard is unavailable");
 
+/// The dialects' buffers, with the write-buffer bound lifted: a sync step 2 carries the whole
+/// document in one frame (up to 64 MiB), and a frame larger than the bound is refused by the
+/// library, which dropped every client joining a board of more than 1 MiB. Every frame is
+/// flushed before the next is taken (`Connection::send`), so the buffer holds at most one.
+fn config() -> tungstenite::protocol::WebSocketConfig {
+    ws::config(READ_LIMIT).max_write_buffer_size(usize::MAX)
+}
+
 pub async fn upgrade(
     State(state): State<WbState>,
     Path(board): Path<String>,
@@ -64,7 +72,7 @@ pub async fn upgrade(
     };
     let params = params.map(|q| q.0).unwrap_or_default();
     let guard = state.0.app.live.connection();
-    ws.on_upgrade(ws::config(READ_LIMIT), move |socket, _direct| {
+    ws.on_upgrade(config(), move |socket, _direct| {
         let mut socket = Box::new(socket);
         async move {
             let Some(guard) = guard else {
