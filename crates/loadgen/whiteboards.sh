@@ -24,7 +24,8 @@
 #
 # Env: CARGO_TARGET_DIR (the release binaries), ROUNDS (1), SCENARIOS ("relay50 relay1000
 # memory load"), DURATION (20 s of sending), RATE50 (2), RATE1000 (0.5), MEMORY_BOARDS (1000),
-# DOC_MIB (10), LOADS (3), SERVER_CPUS / LOADGEN_CPUS (pin each side with taskset), OUT (a
+# DOC_MIB (10), LOADS (3), LIVEPLAN_ARGS (more flags for `liveplan serve`, e.g.
+# `--durability fast`), SERVER_CPUS / LOADGEN_CPUS (pin each side with taskset), OUT (a
 # directory to keep every run's output in; default a temporary one, removed).
 set -euo pipefail
 target=${CARGO_TARGET_DIR:-target}/release
@@ -73,8 +74,9 @@ start() {
   mkdir -p "$data"
   case $1 in
     liveplan)
+      # shellcheck disable=SC2086 # LIVEPLAN_ARGS is a list of flags
       "${server_pin[@]}" "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$data" \
-        >"$data/server.log" 2>&1 &
+        ${LIVEPLAN_ARGS:-} >"$data/server.log" 2>&1 &
       pid=$!
       wait_http "http://127.0.0.1:$port/healthz"
       ;;
