@@ -40,16 +40,32 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$binary" serve --listen 127.0.0.1:0 --data-dir "$work/data" --demo >"$work/server.log" 2>&1 &
-server_pid=$!
-base=""
-for _ in $(seq 1 100); do
-  base="$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" | head -n 1 | cut -d' ' -f3 || true)"
-  [ -n "$base" ] && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-  sleep 0.2
-done
-[ -n "$base" ] || { echo "the server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+# Each user's run gets a fresh demo server: the administrator's run may change anything (ben's
+# password, his account, his membership, the login rate limit), which must not decide whether
+# ben's run can start.
+start_server() {
+  rm -rf "$work/data"
+  "$binary" serve --listen 127.0.0.1:0 --data-dir "$work/data" --demo >"$work/server.log" 2>&1 &
+  server_pid=$!
+  base=""
+  for _ in $(seq 1 100); do
+    base="$(grep -o 'listening on http://[0-9.:]*' "$work/server.log" | head -n 1 | cut -d' ' -f3 || true)"
+    [ -n "$base" ] && break
+    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    sleep 0.2
+  done
+  [ -n "$base" ] || { echo "the server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+  if grep -q 'panicked' "$work/server.log"; then
+    echo "the server panicked:" >&2
+    grep -A 5 'panicked' "$work/server.log" >&2
+    status=1
+  fi
+}
 
 token_of() {
   curl -sS --max-time 10 -X POST "$base/api/v1/auth/login" \
@@ -62,14 +78,15 @@ project_of() {
     python3 -c 'import json, sys; print(next(p["id"] for p in json.load(sys.stdin) if p.get("key") == "WEB"))'
 }
 
-# The demo's Website project, where ben is a Member; found before the runs change its key.
-project_id="$(project_of "$(token_of admin)")"
 status=0
 # Whole-database operations would end the run's own premise (wipe or replace everything),
 # and logout ends the session the run authenticates with: those are tested by the server's
 # integration tests instead.
 for user in admin ben; do
   echo "== schemathesis as $user ($max_time s, seed $seed)"
+  start_server
+  # The demo's Website project, where ben is a Member.
+  project_id="$(project_of "$(token_of admin)")"
   seed_args=(--seed "$seed")
   [ "$seed" = random ] && seed_args=()
   token="$(token_of "$user")"
@@ -85,10 +102,6 @@ for user in admin ben; do
     --exclude-path /api/v1/admin/projects \
     --suppress-health-check all \
     --no-color || status=1
+  stop_server
 done
-if grep -q 'panicked' "$work/server.log"; then
-  echo "the server panicked:" >&2
-  grep -A 5 'panicked' "$work/server.log" >&2
-  status=1
-fi
 exit "$status"
