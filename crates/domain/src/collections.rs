@@ -119,6 +119,12 @@ const LAG: Kind = Kind::Number {
     min: -100_000.0,
     max: 100_000.0,
 };
+/// Floats the scheduler computes, in working days: bounded only by the dates it can compute
+/// (chrono's ±262,143 years), not by what a client may send as a lag.
+const FLOAT_DAYS: Kind = Kind::Number {
+    min: -100_000_000.0,
+    max: 100_000_000.0,
+};
 const PERCENT: Kind = Kind::Number {
     min: 0.0,
     max: 100.0,
@@ -267,8 +273,8 @@ pub static TASKS: Collection = Collection {
         output("early_finish", Kind::Date, "Scheduler output, inclusive."),
         output("late_start", Kind::Date, "Scheduler output."),
         output("late_finish", Kind::Date, "Scheduler output, inclusive."),
-        output("total_float", LAG, "Scheduler output, working days."),
-        output("free_float", LAG, "Scheduler output, working days."),
+        output("total_float", FLOAT_DAYS, "Scheduler output, working days."),
+        output("free_float", FLOAT_DAYS, "Scheduler output, working days."),
         output("is_critical", Kind::Bool, "Scheduler output."),
     ],
     max_body_bytes: SMALL_BODY,
