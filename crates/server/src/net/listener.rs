@@ -81,6 +81,12 @@ impl LiveListener {
             }
             return;
         };
+        // Every frame is meant to leave at once. With Nagle's algorithm on, a frame written while
+        // the previous one is unacknowledged waits for the peer's delayed ACK (up to 40 ms on
+        // Linux, loopback included): the fan-out's tail, not its cost.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
         let tcp = Arc::new(stream);
         let front = self.front.clone();
         let to_hyper = self.to_hyper.clone();
@@ -233,5 +239,33 @@ impl AsyncWrite for SharedTcp {
 
     fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(shutdown_write(&self.tcp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every connection leaves the listener with Nagle's algorithm off: checked on the socket
+    /// itself, since the delay it would add is a matter of timing, which tests do not assert.
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut live = LiveListener::new(
+            listener,
+            Router::new(),
+            Duration::from_secs(5),
+            &NetLimits::default(),
+        );
+        let mut client = TcpStream::connect(address).await.unwrap();
+        // A request line that is not SSE's, so the connection comes back for hyper.
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
+        let (accepted, _) = tokio::time::timeout(Duration::from_secs(10), live.accept())
+            .await
+            .expect("the connection is accepted");
+        assert!(accepted.tcp().nodelay().unwrap());
     }
 }
