@@ -351,9 +351,47 @@ pub enum CpmError {
     /// The second field names the calendar as for [`CpmError::EmptyCalendar`].
     #[error("calendar exception on {0} is too far from the project start")]
     ExceptionOutOfRange(NaiveDate, Option<CalendarId>),
+    /// A computed date falls outside [`FIRST_DATE`]..=[`LAST_DATE`] (of this task, when one
+    /// is named): the engine holds it, but it has no ISO 8601 four-digit-year form a client
+    /// could read.
+    #[error("a computed date falls outside 0001-01-01..=9999-12-31")]
+    DateOutOfRange(Option<TaskId>),
+}
+
+/// The first and last dates a schedule may give: the years ISO 8601 writes with four digits.
+pub const FIRST_DATE: NaiveDate = NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+pub const LAST_DATE: NaiveDate = NaiveDate::from_ymd_opt(9999, 12, 31).unwrap();
+
+/// Refuses outputs with a date outside [`FIRST_DATE`]..=[`LAST_DATE`] (a long chain or a big
+/// negative float can compute one; nothing checks for it earlier because every input date is
+/// within the range). `project_finish` is the latest early finish; the task named is the first
+/// out of range.
+pub fn check_dates<'a>(
+    project_finish: NaiveDate,
+    tasks: impl IntoIterator<Item = &'a TaskSchedule>,
+) -> Result<(), CpmError> {
+    let inside = |date: NaiveDate| (FIRST_DATE..=LAST_DATE).contains(&date);
+    for task in tasks {
+        let dates = [
+            task.early_start,
+            task.early_finish,
+            task.late_start,
+            task.late_finish,
+        ];
+        if !dates.into_iter().all(inside) {
+            return Err(CpmError::DateOutOfRange(Some(task.id)));
+        }
+    }
+    if inside(project_finish) {
+        Ok(())
+    } else {
+        Err(CpmError::DateOutOfRange(None))
+    }
 }
 
 /// Computes the schedule of `input` from scratch.
 pub fn schedule(input: &ProjectInput) -> Result<Schedule, CpmError> {
-    Ok(Engine::new(input.clone())?.schedule())
+    let schedule = Engine::new(input.clone())?.schedule();
+    check_dates(schedule.project_finish, &schedule.tasks)?;
+    Ok(schedule)
 }

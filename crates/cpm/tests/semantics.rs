@@ -433,3 +433,29 @@ fn engine_can_move_between_threads() {
     assert_send_sync::<Schedule>();
     assert_send_sync::<CpmError>();
 }
+
+#[test]
+fn dates_outside_four_digit_years_are_refused() {
+    // A chain that ends past 9999-12-31: 1,100 working days from the first week of 9999.
+    let mut p = ProjectInput::new(d("9999-01-04"));
+    task(&mut p, 1, 100);
+    task(&mut p, 2, 1_000);
+    link(&mut p, 1, 2, LinkType::FS, 0);
+    assert_eq!(schedule(&p), Err(CpmError::DateOutOfRange(Some(id(2)))));
+    // Shorter, it fits; the last working day of 9999 is a Friday, its 31st.
+    p.tasks[1].duration = 1;
+    let fits = schedule(&p).unwrap();
+    assert!(fits.project_finish <= liveplan_cpm::LAST_DATE);
+
+    // A deadline in year 1 pulls late dates before it: a negative float with no date to show.
+    let mut p = ProjectInput::new(d("0001-01-01"));
+    task(&mut p, 1, 100).deadline = Some(d("0001-01-10"));
+    assert_eq!(schedule(&p), Err(CpmError::DateOutOfRange(Some(id(1)))));
+
+    // The finish alone, for callers that give only the tasks that moved.
+    assert_eq!(
+        liveplan_cpm::check_dates(d("9999-12-31").succ_opt().unwrap(), []),
+        Err(CpmError::DateOutOfRange(None))
+    );
+    assert_eq!(liveplan_cpm::check_dates(d("9999-12-31"), []), Ok(()));
+}

@@ -825,6 +825,10 @@ pub fn describe_error(error: &cpm::CpmError) -> (String, Value) {
                 "date": day.to_string(),
             }),
         ),
+        cpm::CpmError::DateOutOfRange(task) => (
+            "the schedule reaches a date before 0001-01-01 or after 9999-12-31".into(),
+            json!({ "task_id": task, "reason": "date out of range" }),
+        ),
         other => (other.to_string(), Value::Null),
     }
 }

@@ -315,7 +315,19 @@ fn parse_uuid_value(name: &str, value: &Value) -> Result<Uuid, ApiError> {
 }
 
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+    if text.len() != 10 {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .filter(|date| four_digit_year(text, *date))
+}
+
+/// `%Y` also reads signed years of any length (`+10383-04-21`), which clients cannot read
+/// back: dates are `YYYY-MM-DD` from 0001 to 9999, as the scheduler's outputs.
+fn four_digit_year(text: &str, date: NaiveDate) -> bool {
+    text.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && (cpm::FIRST_DATE..=cpm::LAST_DATE).contains(&date)
 }
 
 /// An ISO 8601 date (as its midnight), local date-time, or date-time with offset (its local
@@ -324,14 +336,15 @@ fn parse_wall_clock(text: &str) -> Option<NaiveDateTime> {
     if let Some(date) = parse_date(text) {
         return Some(date.and_time(chrono::NaiveTime::MIN));
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"] {
-        if let Ok(at) = NaiveDateTime::parse_from_str(text, format) {
-            return Some(at);
-        }
-    }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|at| at.naive_local())
+    let at = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
+        .into_iter()
+        .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|at| at.naive_local())
+        })?;
+    four_digit_year(text, at.date()).then_some(at)
 }
 
 /// The calendar day of an ISO 8601 date, local date-time, or date-time with offset.
@@ -409,6 +422,30 @@ mod tests {
         );
         assert_eq!(day("March 4"), None);
         assert_eq!(day("-262143-01-01"), None);
+    }
+
+    #[test]
+    fn dates_have_four_digit_years_from_0001_to_9999() {
+        for good in ["0001-01-01", "2026-03-02", "9999-12-31"] {
+            assert_eq!(
+                parse_date(good).map(|d| d.to_string()).as_deref(),
+                Some(good)
+            );
+            assert!(parse_day(&format!("{good}T08:00:00")).is_some(), "{good}");
+        }
+        for bad in [
+            "+10383-04-21",
+            "+2026-03-02",
+            "-0001-01-01",
+            "0000-12-31",
+            "10000-01-01",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+            assert_eq!(parse_day(&format!("{bad}T08:00:00")), None, "{bad}");
+            assert_eq!(parse_day(&format!("{bad}T08:00:00Z")), None, "{bad}");
+            assert_eq!(parse_exclusive_end_day(bad), None, "{bad}");
+        }
+        assert_eq!(parse_date("2026-3-2"), None);
     }
 
     #[test]

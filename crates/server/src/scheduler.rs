@@ -739,8 +739,15 @@ fn advance(
             .filter(|t| differs(t))
             .collect(),
     };
+    let project_finish = engine.project_finish();
+    if let Err(error) = cpm::check_dates(project_finish, &moved) {
+        // Nothing of this run is written: compare these tasks again on the next one, whatever
+        // the engine reports then, or the ones that moved within range would stay stale.
+        cached.plan.rechecks.extend(moved.iter().map(|t| t.id));
+        return Err(error);
+    }
     Ok(ScheduleUpdate {
-        project_finish: engine.project_finish(),
+        project_finish,
         critical_path: engine.critical_path(),
         moved,
     })

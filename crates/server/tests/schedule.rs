@@ -313,6 +313,91 @@ async fn a_cycle_through_the_hierarchy_is_a_cpm_error_and_leaves_outputs() {
 }
 
 #[tokio::test]
+async fn a_schedule_past_9999_is_a_cpm_error_and_input_dates_have_four_digit_years() {
+    let server = TestServer::start_with(|c| c.scheduler = true).await;
+    let admin = server.admin().await;
+    let project = project_starting(&server, &admin, "Far", "9999-01-04").await;
+    let first = server
+        .create(
+            &admin,
+            &project,
+            "tasks",
+            json!({ "name": "first", "duration": 100 }),
+        )
+        .await;
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    wait_for_outputs(&server, &admin, &project, &first_id).await;
+    let before = latest(&server.log(&admin, &project, 0).await);
+    // The second task would end about four years past 9999-12-31.
+    let second = server
+        .create(
+            &admin,
+            &project,
+            "tasks",
+            json!({ "name": "second", "duration": 1000 }),
+        )
+        .await;
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let events = wait_for(&server, &admin, &project, before, "cpm_error").await;
+    let error = events
+        .iter()
+        .find(|e| e["event_type"] == "cpm_error")
+        .unwrap();
+    // The first task's late dates reach the project finish too: either may be named.
+    let named = error["payload"]["details"]["task_id"].as_str();
+    assert!(
+        named == Some(second_id.as_str()) || named == Some(first_id.as_str()),
+        "{error}"
+    );
+    assert_eq!(error["payload"]["details"]["reason"], "date out of range");
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event_type"] == "task_dates_updated"),
+        "{events:?}"
+    );
+    let (status, body) = server
+        .get(&format!("/api/v1/projects/{project}/schedule"), &admin)
+        .await;
+    assert_error(
+        status,
+        &body,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    );
+    let task_path = format!("/api/v1/projects/{project}/tasks/{second_id}");
+    let (_, row) = server.get(&task_path, &admin).await;
+    assert!(
+        row["early_finish"].is_null(),
+        "no date past 9999 is written: {row}"
+    );
+
+    // Shortened, it fits, and its outputs come.
+    let before = latest(&server.log(&admin, &project, 0).await);
+    let (status, _) = server
+        .patch(&task_path, &admin, json!({ "duration": 5 }))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    wait_for(&server, &admin, &project, before, "task_dates_updated").await;
+    wait_for_outputs(&server, &admin, &project, &second_id).await;
+    let (_, row) = server.get(&task_path, &admin).await;
+    assert_eq!(row["early_start"], "9999-01-04", "{row}");
+
+    // Input dates are YYYY-MM-DD from 0001 to 9999: the signed forms are refused.
+    for bad in ["+10383-04-21", "+2026-03-02", "0000-12-31"] {
+        let (status, body) = server
+            .patch(&task_path, &admin, json!({ "start_date": bad }))
+            .await;
+        assert_error(
+            status,
+            &body,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        );
+    }
+}
+
+#[tokio::test]
 async fn more_than_500_moves_are_reported_truncated() {
     let server = TestServer::start_with(|c| c.scheduler = true).await;
     let admin = server.admin().await;
