@@ -89,29 +89,31 @@ async fn two_servers_count_apart_by_dialect_route_and_status() {
     assert_eq!(ws_event(&mut ws).await["event_type"], "task_created");
     assert_eq!(sse.event().await.unwrap().json()["type"], "ticket.created");
 
-    let text = scrape(&a).await;
-    assert!(sample(&text, "liveplan_events_committed_total") >= committed_before + 1.0);
-    assert!(
-        sample(&text, "liveplan_commit_latency_seconds_count") >= 1.0,
-        "{text}"
-    );
+    // Counters are bumped beside the work they count (a delivery just after its write), so a
+    // client can see the work before the scrape sees the count: wait for each, then check.
+    scrape_until(
+        &a,
+        "liveplan_events_committed_total",
+        committed_before + 1.0,
+    )
+    .await;
+    scrape_until(&a, "liveplan_commit_latency_seconds_count", 1.0).await;
     for dialect in ["native_ws", "sse"] {
-        assert!(
-            sample(
-                &text,
-                &format!(r#"liveplan_deliveries_total{{dialect="{dialect}"}}"#)
-            ) >= 1.0,
-            "{dialect}: {text}"
-        );
+        let series = format!(r#"liveplan_deliveries_total{{dialect="{dialect}"}}"#);
+        scrape_until(&a, &series, 1.0).await;
     }
     // The route template, never the raw path: no id is a label.
     let created = r#"liveplan_http_requests_total{route="/api/v1/projects/{project_id}/{collection}",method="POST",status="201"}"#;
+    let text = scrape_until(&a, created, 1.0).await;
     assert_eq!(sample(&text, created), 1.0, "{text}");
     assert!(!text.contains(&project.to_string()), "{text}");
     let unmatched = r#"liveplan_http_requests_total{route="unmatched",method="GET",status="404"}"#;
     let (status, _) = a.get("/no/such/thing/42", &a.admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(sample(&scrape(&a).await, unmatched), 1.0);
+    assert_eq!(
+        sample(&scrape_until(&a, unmatched, 1.0).await, unmatched),
+        1.0
+    );
 
     // A resume from a position the log cannot have is a resync, counted for its dialect.
     let mut far = a.ws_project(&a.admin, project, Some(1_000_000)).await;
