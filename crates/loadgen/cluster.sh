@@ -12,13 +12,8 @@
 # Env: CARGO_TARGET_DIR (the release binaries), POSTGRES_URL (a server's admin database,
 # default postgres://postgres@127.0.0.1:5432/test), REDIS_SERVER (default redis-server).
 set -euo pipefail
-target=${CARGO_TARGET_DIR:-target}/release
-server_bin=$target/liveplan
-loadgen_bin=$target/liveplan-loadgen
-if [ ! -x "$server_bin" ] || [ ! -x "$loadgen_bin" ]; then
-  echo "build first: cargo build --release -p liveplan-server -p liveplan-loadgen" >&2
-  exit 2
-fi
+. "$(dirname "$0")/lib.sh"
+release_binaries
 count=1000
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do
@@ -30,7 +25,6 @@ admin_url=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 db=lp_cluster_bench_$$
 db_url=${admin_url%/*}/$db
 work=$(mktemp -d /tmp/liveplan-cluster.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -41,14 +35,8 @@ cleanup() {
 trap cleanup EXIT
 psql "$admin_url" -qc "CREATE DATABASE $db" >/dev/null
 
-redis_port=$(free_port)
-"${REDIS_SERVER:-redis-server}" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-  --logfile "$work/redis.log" --dir "$work" &
-pids+=($!)
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && break
-  sleep 0.1
-done
+start_redis "$work"
+pids+=("$redis_pid")
 
 export LIVEPLAN_ADMIN_EMAIL=bench-admin@loadgen.test
 export LIVEPLAN_ADMIN_PASSWORD=bench-admin-password-0123
@@ -60,11 +48,7 @@ for node in a b c; do
     --redis-url "redis://127.0.0.1:$redis_port" --data-dir "$work/$node" \
     >"$work/$node.out" 2>"$work/$node.err" &
   pids+=($!)
-  for _ in $(seq 1 300); do
-    grep -q "listening on" "$work/$node.out" 2>/dev/null && break
-    sleep 0.1
-  done
-  base=$(sed -n 's/^liveplan listening on //p' "$work/$node.out")
+  base=$(listening_url "$work/$node.out")
   [ -n "$base" ] || { echo "node $node did not start:" >&2; cat "$work/$node.err" >&2; exit 1; }
   bases+=("$base")
 done

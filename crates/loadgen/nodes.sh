@@ -27,9 +27,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release -p liveplan-server -p liveplan-loadgen >&2
-target=$CARGO_TARGET_DIR/release
-server_bin=$target/liveplan
-loadgen_bin=$target/liveplan-loadgen
+. crates/loadgen/lib.sh
+release_binaries
 n=${N:-1000}
 rate=${RATE:-20}
 duration=${DURATION:-20}
@@ -49,9 +48,6 @@ case $pg in
   *) echo "PG_URL must be a loopback postgres://user@127.0.0.1:port" >&2; exit 2 ;;
 esac
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 work=$(mktemp -d /tmp/liveplan-nodes.XXXXXX)
 db=lp_nodes_$$_$(date +%s)
 redis_pid=
@@ -86,15 +82,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-redis_port=$(free_port)
-"${REDIS_SERVER:-redis-server}" --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-  >"$work/redis.log" 2>&1 &
-redis_pid=$!
-for _ in $(seq 1 50); do
-  redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG && break
-  sleep 0.1
-done
-redis-cli -p "$redis_port" ping | grep -q PONG || { cat "$work/redis.log" >&2; exit 1; }
+start_redis "$work"
 redis_url=redis://127.0.0.1:$redis_port
 psql "$pg/postgres" -q -c "CREATE DATABASE $db" >/dev/null
 database_url=$pg/$db
@@ -111,11 +99,7 @@ start_node() {
     --data-dir "$dir" --database-url "$database_url" --redis-url "$redis_url" \
     >"$dir/stdout" 2>>"$dir/stderr" &
   node_pid[$name]=$!
-  for _ in $(seq 1 300); do
-    grep -q 'listening on' "$dir/stdout" 2>/dev/null && break
-    sleep 0.1
-  done
-  node_url[$name]=$(sed -n 's/^liveplan listening on //p' "$dir/stdout")
+  node_url[$name]=$(listening_url "$dir/stdout")
   [ -n "${node_url[$name]}" ] || { cat "$dir/stderr" >&2; exit 1; }
   echo "node $name pid ${node_pid[$name]}${cpus:+ on CPU $cpus} at ${node_url[$name]}" >&2
 }

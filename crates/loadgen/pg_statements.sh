@@ -6,17 +6,8 @@
 # pg_ctl into a temporary directory; BENCHMARKS.md, "Round trips per change on PostgreSQL").
 set -euo pipefail
 bin=$1; label=$2
-PG=postgres://postgres@127.0.0.1:${PG_PORT:-25433}
-db=count_$$
-psql $PG/postgres -qc "CREATE DATABASE $db"
-psql $PG/$db -qc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
-data=$(mktemp -d)
-export LIVEPLAN_ADMIN_EMAIL=writers@loadgen.test LIVEPLAN_ADMIN_PASSWORD=writers-password-0123456789
-port=$((20000 + RANDOM % 20000))
-$bin/liveplan serve --listen 127.0.0.1:$port --data-dir "$data" --database-url $PG/$db >"$data/server.log" 2>&1 &
-server=$!
-for _ in $(seq 100); do grep -q listening "$data/server.log" && break; sleep 0.1; done
-psql $PG/$db -qc "SELECT pg_stat_statements_reset()" >/dev/null
+. "$(dirname "$0")/lib.sh"
+pg_bench_server "$bin"
 $bin/liveplan-loadgen writers --server http://127.0.0.1:$port --writers 8 --projects 8 --seconds 3 --warmup 1 | sed -n 1p
 echo "== $label: calls per change (changes = calls of UPDATE records)"
 psql $PG/$db -Atc "WITH s AS (SELECT calls, regexp_replace(query, '\s+', ' ', 'g') AS q FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())), n AS (SELECT sum(calls) AS c FROM s WHERE q LIKE 'UPDATE records%' OR q LIKE '%UPDATE records SET body%') SELECT round(s.calls::numeric / n.c, 3) || ' | ' || s.calls || ' | ' || left(s.q, 150) FROM s, n WHERE s.calls > n.c / 50 ORDER BY s.calls DESC"
@@ -30,6 +21,4 @@ kill $tracer; wait $tracer 2>/dev/null || true
 changes=$(psql $PG/$db -Atc "SELECT sum(calls) FROM pg_stat_statements WHERE query LIKE '%UPDATE records SET body%'")
 to_pg=$(grep -c ":${PG_PORT:-25433}\]" "$data/strace" || true)
 echo "== $label: $to_pg writes to PostgreSQL for $changes changes (incl. the second run's setup): $(echo "scale=2; $to_pg / $changes" | bc) per change"
-kill $server; wait $server 2>/dev/null || true
-rm -rf "$data"
-psql $PG/postgres -qc "DROP DATABASE $db WITH (FORCE)"
+pg_bench_stop

@@ -30,13 +30,8 @@ if [ "${1:-}" = idle ] || [ "${1:-}" = run ]; then
   mode=$1
   shift
 fi
-target=${CARGO_TARGET_DIR:-target}/release
-server_bin=${LIVEPLAN_BIN:-$target/liveplan}
-loadgen_bin=$target/liveplan-loadgen
-if [ ! -x "$server_bin" ] || [ ! -x "$loadgen_bin" ]; then
-  echo "build first: cargo build --release -p liveplan-server -p liveplan-loadgen" >&2
-  exit 2
-fi
+. "$(dirname "$0")/lib.sh"
+release_binaries
 work=$(mktemp -d /tmp/liveplan-pusher.XXXXXX)
 pids=()
 cleanup() {
@@ -45,12 +40,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  for _ in $(seq 1 150); do curl -s -o /dev/null -m 1 "$1" && return 0; sleep 0.2; done
-  echo "nothing answers at $1" >&2
-  exit 1
-}
 ulimit -n "$(ulimit -Hn)"
 app_id=lg-app
 app_key=lg-key

@@ -28,13 +28,8 @@
 # `--durability fast`), SERVER_CPUS / LOADGEN_CPUS (pin each side with taskset), OUT (a
 # directory to keep every run's output in; default a temporary one, removed).
 set -euo pipefail
-target=${CARGO_TARGET_DIR:-target}/release
-server_bin=$target/liveplan
-loadgen_bin=$target/liveplan-loadgen
-if [ ! -x "$server_bin" ] || [ ! -x "$loadgen_bin" ]; then
-  echo "build first: cargo build --release -p liveplan-server -p liveplan-loadgen" >&2
-  exit 2
-fi
+. "$(dirname "$0")/lib.sh"
+release_binaries
 node=${NODE:-node}
 rounds=${ROUNDS:-1}
 scenarios=${SCENARIOS:-relay50 relay1000 memory load}
@@ -51,12 +46,6 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() {
-  for _ in $(seq 1 150); do curl -s -o /dev/null -m 1 "$1" && return 0; sleep 0.2; done
-  echo "nothing answers at $1" >&2
-  exit 1
-}
 ulimit -n "$(ulimit -Hn)"
 server_pin=()
 loadgen_pin=()

@@ -93,6 +93,23 @@ macro_rules! membership_columns {
         "id, project_id, user_id, role, version, created_at, updated_at"
     };
 }
+/// A project's columns as they are and its membership's for the user `$1` under `m_`; with
+/// [`from_project_and_membership`], for the reads every change's role check makes.
+macro_rules! project_and_membership {
+    () => {
+        concat!(
+            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at, ",
+            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
+            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
+            "m.updated_at AS m_updated_at"
+        )
+    };
+}
+macro_rules! from_project_and_membership {
+    () => {
+        "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1"
+    };
+}
 macro_rules! record_columns {
     () => {
         "id, project_id, collection, body, version, created_at, updated_at"
@@ -489,12 +506,10 @@ impl Queries for PgOps {
     ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>)>> {
         // One statement: the role check of every change runs it.
         let row = sqlx::query(concat!(
-            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at, ",
-            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
-            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
-            "m.updated_at AS m_updated_at ",
-            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1 ",
-            "WHERE p.id = $2"
+            project_and_membership!(),
+            " ",
+            from_project_and_membership!(),
+            " WHERE p.id = $2"
         ))
         .bind(user_id)
         .bind(project_id)
@@ -502,12 +517,7 @@ impl Queries for PgOps {
         .await
         .map_err(db_error)?;
         one(row, |row| {
-            let project = project_from(row)?;
-            let membership = match get::<Option<Uuid>>(row, "m_id")? {
-                Some(_) => Some(membership_in(row, "m_")?),
-                None => None,
-            };
-            Ok((project, membership))
+            Ok((project_from(row)?, joined(row, "m_", membership_in)?))
         })
     }
 
@@ -519,16 +529,12 @@ impl Queries for PgOps {
     ) -> StoreResult<Option<(ProjectRow, Option<MembershipRow>, Option<RecordRow>)>> {
         // One statement: every change of a record runs it, right after holding the stream.
         let row = sqlx::query(concat!(
-            "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at, ",
-            "m.id AS m_id, m.project_id AS m_project_id, m.user_id AS m_user_id, ",
-            "m.role AS m_role, m.version AS m_version, m.created_at AS m_created_at, ",
-            "m.updated_at AS m_updated_at, ",
-            "r.id AS r_id, r.project_id AS r_project_id, r.collection AS r_collection, ",
+            project_and_membership!(),
+            ", r.id AS r_id, r.project_id AS r_project_id, r.collection AS r_collection, ",
             "r.body AS r_body, r.version AS r_version, r.created_at AS r_created_at, ",
             "r.updated_at AS r_updated_at ",
-            "FROM projects p LEFT JOIN memberships m ON m.project_id = p.id AND m.user_id = $1 ",
-            "LEFT JOIN records r ON r.id = $3 ",
-            "WHERE p.id = $2"
+            from_project_and_membership!(),
+            " LEFT JOIN records r ON r.id = $3 WHERE p.id = $2"
         ))
         .bind(user_id)
         .bind(project_id)
@@ -537,16 +543,11 @@ impl Queries for PgOps {
         .await
         .map_err(db_error)?;
         one(row, |row| {
-            let project = project_from(row)?;
-            let membership = match get::<Option<Uuid>>(row, "m_id")? {
-                Some(_) => Some(membership_in(row, "m_")?),
-                None => None,
-            };
-            let record = match get::<Option<Uuid>>(row, "r_id")? {
-                Some(_) => Some(record_in(row, "r_")?),
-                None => None,
-            };
-            Ok((project, membership, record))
+            Ok((
+                project_from(row)?,
+                joined(row, "m_", membership_in)?,
+                joined(row, "r_", record_in)?,
+            ))
         })
     }
 

@@ -41,6 +41,19 @@ pub(crate) fn col(prefix: &str, name: &'static str) -> std::borrow::Cow<'static,
     }
 }
 
+/// The row a LEFT JOIN put under prefix `p`, read with `read`; `None` when the join found none
+/// (its id is NULL).
+pub(crate) fn joined<T>(
+    row: &PgRow,
+    p: &str,
+    read: impl Fn(&PgRow, &str) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    match get::<Option<uuid::Uuid>>(row, &col(p, "id"))? {
+        Some(_) => read(row, p).map(Some),
+        None => Ok(None),
+    }
+}
+
 pub(crate) fn user_in(row: &PgRow, p: &str) -> StoreResult<UserRow> {
     Ok(UserRow {
         id: get(row, &col(p, "id"))?,

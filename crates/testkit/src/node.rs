@@ -42,6 +42,18 @@ pub async fn npm_ready(modules: &[&str], what: &str) -> bool {
     true
 }
 
+/// `node script` in [`node_dir`] with piped stdin and stdout, killed when dropped.
+pub fn spawn_script(script: &str) -> Child {
+    Command::new("node")
+        .arg(script)
+        .current_dir(node_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs")
+}
+
 /// A Node script of [`node_dir`] that takes JSON commands, one a line, and prints JSON lines.
 pub struct NodeDriver {
     child: Child,
@@ -54,14 +66,7 @@ pub struct NodeDriver {
 impl NodeDriver {
     /// Starts `script` and waits for its `{"type":"ready"}` line.
     pub async fn start(script: &str) -> NodeDriver {
-        let mut child = Command::new("node")
-            .arg(script)
-            .current_dir(node_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
+        let mut child = spawn_script(script);
         let mut driver = NodeDriver {
             stdin: child.stdin.take().expect("stdin"),
             lines: BufReader::new(child.stdout.take().expect("stdout")).lines(),
@@ -121,14 +126,7 @@ pub async fn pusher_sdk(
         "port": port,
     });
     let count = ops.len();
-    let mut child = Command::new("node")
-        .arg("pusher-sdk.cjs")
-        .current_dir(node_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs");
+    let mut child = spawn_script("pusher-sdk.cjs");
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
         .write_all(

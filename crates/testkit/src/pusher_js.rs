@@ -4,15 +4,14 @@
 //! and user each client is, as an app's auth endpoint would.
 
 use crate::GUARD;
-use crate::node::node_dir;
+use crate::node::spawn_script;
 use liveplan_server::pusher::credentials::PusherCredentials;
 use liveplan_server::pusher::signature::{channel_auth, user_auth};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 pub struct PusherJs {
     _child: Child,
@@ -29,14 +28,7 @@ pub struct PusherJs {
 
 impl PusherJs {
     pub async fn start(credentials: PusherCredentials) -> PusherJs {
-        let mut child = Command::new("node")
-            .arg("pusher-driver.cjs")
-            .current_dir(node_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("node runs");
+        let mut child = spawn_script("pusher-driver.cjs");
         PusherJs {
             stdin: child.stdin.take().expect("stdin"),
             lines: BufReader::new(child.stdout.take().expect("stdout")).lines(),
