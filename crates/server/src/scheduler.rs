@@ -5,9 +5,13 @@
 //! outputs the tasks hold) and a `cpm::Engine` built from it. The commit listener hands it
 //! every committed change of those projects, in seq order, and the worker applies them to the
 //! plan and, as incremental edits, to the engine; only the tasks whose outputs moved are read
-//! and written. Whatever the cache cannot follow exactly makes the worker read the project
-//! again: a gap in the seqs it was handed, project fields, a project deletion, an import or a
-//! wipe, a failed write, a timeout. Nothing survives a restart, so a restart reads again too.
+//! and written. Until the worker takes them, a record's changes collapse into its latest one
+//! (each carries the whole record, and records change the plan independently of each other):
+//! commits that are no schedule input (a rename) reach the feed but never make the worker take
+//! it, and would otherwise pile up there for as long as the project stays cached. Whatever
+//! the cache cannot follow exactly makes the worker read the project again: a gap in the seqs
+//! it was handed, project fields, a project deletion, an import or a wipe, a failed write, a
+//! timeout. Nothing survives a restart, so a restart reads again too.
 //!
 //! Bursts coalesce: a commit marks its project dirty; the worker computes at once when it is
 //! idle, and when commits arrived while it computed, waits [`COALESCE`] before the next batch,
@@ -28,6 +32,7 @@ use domain::schedule::{
 };
 use domain::{CommitListener, Domain};
 use proto::{Event, StreamKey};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -45,8 +50,9 @@ const COMPUTE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CACHED_PLANS: usize = 32;
 /// ... and at most this many tasks in all of them, unless one plan alone is larger.
 const MAX_CACHED_TASKS: usize = 500_000;
-/// Changes a cached project may collect before the worker takes them; past this the
-/// worker reads the project again rather than hold an unbounded queue.
+/// Records with a change waiting that a cached project may collect before the worker takes
+/// them (and events while its snapshot is taken); past this the worker reads the project again
+/// rather than hold an unbounded queue.
 const MAX_QUEUED_CHANGES: usize = 50_000;
 /// While the database is unreachable a project whose read or write failed is tried again
 /// after a pause that doubles from the first to the longest, so its last commit still gets
@@ -70,9 +76,32 @@ struct Feed {
     /// before the snapshot so that no commit can fall between the two.
     next_seq: Option<i64>,
     early: Vec<(i64, PlanEffect)>,
+    /// One change per record, its latest, with the seq it was committed at.
     changes: Vec<(i64, PlanChange)>,
+    /// Where each record's change is in `changes`.
+    waiting: HashMap<Record, usize>,
     /// The changes can no longer be followed: read the project again.
     broken: bool,
+}
+
+/// The record of the plan a [`PlanChange`] sets, its deletion included.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Record {
+    Task(Uuid),
+    Link(Uuid),
+    Calendar(Uuid),
+}
+
+impl Record {
+    fn of(change: &PlanChange) -> Record {
+        match change {
+            PlanChange::Task { id, .. } | PlanChange::TaskDeleted(id) => Record::Task(*id),
+            PlanChange::Link { id, .. } | PlanChange::LinkDeleted(id) => Record::Link(*id),
+            PlanChange::Calendar { id, .. } | PlanChange::CalendarDeleted(id) => {
+                Record::Calendar(*id)
+            }
+        }
+    }
 }
 
 impl Feed {
@@ -82,6 +111,7 @@ impl Feed {
             next_seq: None,
             early: Vec::new(),
             changes: Vec::new(),
+            waiting: HashMap::new(),
             broken: false,
         }
     }
@@ -97,7 +127,13 @@ impl Feed {
     fn break_off(&mut self) {
         self.broken = true;
         self.early = Vec::new();
-        self.changes = Vec::new();
+        self.take_changes();
+    }
+
+    /// The changes so far, for the worker to apply; the feed starts collecting anew.
+    fn take_changes(&mut self) -> Vec<(i64, PlanChange)> {
+        self.waiting = HashMap::new();
+        std::mem::take(&mut self.changes)
     }
 
     fn record(&mut self, seq: i64, effect: PlanEffect) {
@@ -120,12 +156,18 @@ impl Feed {
         }
         self.next_seq = Some(next_seq + 1);
         match effect {
-            PlanEffect::Change(change) => {
-                self.changes.push((seq, change));
-                if self.changes.len() > MAX_QUEUED_CHANGES {
-                    self.break_off();
+            // In the place of the record's first change: the plan applies each record's
+            // change on its own (by id, no order between records), so only the latest counts.
+            PlanEffect::Change(change) => match self.waiting.entry(Record::of(&change)) {
+                Entry::Occupied(at) => self.changes[*at.get()] = (seq, change),
+                Entry::Vacant(slot) => {
+                    slot.insert(self.changes.len());
+                    self.changes.push((seq, change));
+                    if self.changes.len() > MAX_QUEUED_CHANGES {
+                        self.break_off();
+                    }
                 }
-            }
+            },
             PlanEffect::None => {}
             _ => self.break_off(),
         }
@@ -417,7 +459,7 @@ impl Worker {
             return None;
         }
         let covered = feed.next_seq? - 1;
-        let changes = std::mem::take(&mut feed.changes);
+        let changes = feed.take_changes();
         Some(Taken {
             cached,
             changes,
@@ -468,7 +510,7 @@ impl Worker {
             let mut state = self.shared.lock();
             match state.feeds.get_mut(&project) {
                 Some(feed) if feed.token == token && !feed.broken => (
-                    std::mem::take(&mut feed.changes),
+                    feed.take_changes(),
                     feed.next_seq.map_or(snapshot_seq, |next| next - 1),
                 ),
                 _ => (Vec::new(), snapshot_seq),
@@ -799,6 +841,138 @@ mod tests {
         feed.record(4, deleted(4));
         feed.record(6, deleted(6));
         assert!(feed.broken, "5 went missing");
+    }
+
+    fn task(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn event(
+        project: Uuid,
+        seq: i64,
+        event_type: proto::EventType,
+        data: serde_json::Value,
+        changed: &[&str],
+    ) -> Event {
+        Event {
+            stream: StreamKey::Project(project),
+            seq: Some(seq),
+            event_type,
+            payload: serde_json::json!({ "id": data["id"], "changed_fields": changed }),
+            data,
+            actor_id: None,
+            tab_id: None,
+            ts: chrono::Utc::now(),
+            project_id: Some(project),
+            echo: None,
+        }
+    }
+
+    fn renamed(project: Uuid, seq: i64, id: Uuid) -> Event {
+        let data = serde_json::json!({ "id": id, "name": format!("name {seq}"), "duration": 1 });
+        event(project, seq, proto::EventType::TaskUpdated, data, &["name"])
+    }
+
+    /// Issue 20: a cached project that is only renamed is never dirty, so the worker never
+    /// takes its feed; every rename used to stay queued there (about 200 bytes each, the
+    /// soak's steady 4 MB an hour), up to `MAX_QUEUED_CHANGES`.
+    #[test]
+    fn renames_the_worker_never_takes_keep_one_change_per_task() {
+        let (listener, _worker) = channel();
+        let project = Uuid::now_v7();
+        let mut feed = Feed::awaiting_snapshot(1);
+        feed.snapshot_taken(0);
+        listener.shared.lock().feeds.insert(project, feed);
+        for seq in 1..=3000 {
+            let event = renamed(project, seq, task(seq as u128 % 3));
+            assert!(!is_schedule_input(&event), "a rename computes nothing");
+            listener.committed(&[event]);
+        }
+        let state = listener.shared.lock();
+        assert!(state.dirty.is_empty());
+        let feed = &state.feeds[&project];
+        assert!(!feed.broken);
+        assert_eq!(feed.next_seq, Some(3001));
+        assert_eq!(
+            feed.changes.len(),
+            3,
+            "one change per task, not one per rename"
+        );
+        assert_eq!(seqs(feed), [3001 - 3, 3001 - 2, 3001 - 1]);
+        assert_eq!(feed.waiting.len(), 3);
+    }
+
+    /// What the worker applies from a feed leaves the plan as every change one by one would.
+    #[test]
+    fn the_latest_change_per_record_makes_the_same_plan_as_all_of_them() {
+        let project = Uuid::now_v7();
+        let empty = Plan {
+            start: chrono::NaiveDate::from_ymd_opt(2026, 1, 5).unwrap_or_default(),
+            status_date: None,
+            calendar_id: None,
+            calendars: Default::default(),
+            tasks: Default::default(),
+            links: Default::default(),
+            rechecks: Vec::new(),
+        };
+        let mut one_by_one = empty.clone();
+        let mut feed = Feed::awaiting_snapshot(1);
+        feed.snapshot_taken(0);
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |below: u64| {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random % below
+        };
+        for seq in 1..=2000 {
+            let (a, b) = (task(next(8) as u128), task(next(8) as u128));
+            let link = Uuid::from_u128(100 + next(6) as u128);
+            let event = match next(5) {
+                0 | 1 => {
+                    let data = serde_json::json!({ "id": a, "duration": next(9), "is_milestone": next(4) == 0 });
+                    event(
+                        project,
+                        seq,
+                        proto::EventType::TaskUpdated,
+                        data,
+                        &["duration"],
+                    )
+                }
+                2 => event(
+                    project,
+                    seq,
+                    proto::EventType::TaskDeleted,
+                    serde_json::json!({ "id": a }),
+                    &[],
+                ),
+                3 => {
+                    let data = serde_json::json!({ "id": link, "predecessor_id": a, "successor_id": b, "type": "SS" });
+                    event(project, seq, proto::EventType::DependencyCreated, data, &[])
+                }
+                _ => event(
+                    project,
+                    seq,
+                    proto::EventType::DependencyDeleted,
+                    serde_json::json!({ "id": link }),
+                    &[],
+                ),
+            };
+            let effect = plan_effect(&event);
+            if let PlanEffect::Change(change) = effect.clone() {
+                one_by_one.apply(seq, change);
+            }
+            feed.record(seq, effect);
+        }
+        assert!(!feed.broken);
+        assert!(feed.changes.len() <= 8 + 6);
+        let mut latest = empty;
+        for (seq, change) in feed.take_changes() {
+            latest.apply(seq, change);
+        }
+        assert_eq!(latest.tasks, one_by_one.tasks);
+        assert_eq!(latest.links, one_by_one.links);
+        assert!(feed.changes.is_empty() && feed.waiting.is_empty());
     }
 
     #[test]
