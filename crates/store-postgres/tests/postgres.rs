@@ -220,6 +220,79 @@ async fn a_lost_tail_renews_every_app_channels_stream() {
     drop_database(name).await;
 }
 
+/// The README's restore: `pg_dump --format=custom` of a database that served, `pg_restore` into
+/// an empty one. Its first start moves every stream on, as a SQLite copy's does, so clients
+/// that saw commits made after the dump resync; the original, opened again, does not.
+#[tokio::test]
+async fn a_database_restored_from_a_dump_skips_its_seqs_ahead() {
+    use std::process::Command;
+    if Command::new("pg_dump").arg("--version").output().is_err() {
+        eprintln!("\n!!! SKIPPED: pg_dump is not installed\n");
+        return;
+    }
+    let (name, url) = fresh_database().await;
+    let stream = proto::StreamKey::Project(Uuid::now_v7());
+    let append = async |store: &dyn Store| {
+        let mut tx = store.write().await.unwrap();
+        let seq = tx
+            .append_event(store::NewEvent {
+                stream,
+                event_type: proto::EventType::TaskCreated,
+                payload: serde_json::json!({}),
+                data: serde_json::json!({}),
+                actor_id: None,
+                tab_id: None,
+                ts: store::now(),
+                project_id: None,
+                echo: None,
+            })
+            .await
+            .unwrap()
+            .seq
+            .unwrap();
+        tx.commit().await.unwrap();
+        seq
+    };
+    let served = liveplan_store_postgres::open(&url).await.unwrap();
+    assert_eq!(append(&served).await, 1);
+    let dump = std::env::temp_dir().join(format!("{name}.dump"));
+    let status = Command::new("pg_dump")
+        .args(["--format=custom", "--file"])
+        .arg(&dump)
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Served on after the dump: a client may have seen seq 2.
+    assert_eq!(append(&served).await, 2);
+    served.close().await;
+
+    let (restored_name, restored_url) = fresh_database().await;
+    let status = Command::new("pg_restore")
+        .args(["--no-owner", "--dbname", &restored_url])
+        .arg(&dump)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let _ = std::fs::remove_file(&dump);
+    let restored = liveplan_store_postgres::open(&restored_url).await.unwrap();
+    assert!(restored.begin_run().await.unwrap().skipped);
+    assert_eq!(append(&restored).await, 1 + store::LOST_TAIL_SKIP + 1);
+    restored.close().await;
+    // Once only: the restored database is now the one that wrote its rows.
+    let again = liveplan_store_postgres::open(&restored_url).await.unwrap();
+    assert!(!again.begin_run().await.unwrap().skipped);
+    assert_eq!(append(&again).await, 1 + store::LOST_TAIL_SKIP + 2);
+    again.close().await;
+
+    let original = liveplan_store_postgres::open(&url).await.unwrap();
+    assert!(!original.begin_run().await.unwrap().skipped);
+    assert_eq!(append(&original).await, 3);
+    original.close().await;
+    drop_database(name).await;
+    drop_database(restored_name).await;
+}
+
 async fn admin_on(url: &str, sql: String) {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
