@@ -112,6 +112,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = content::content_json(&doc);
-    let saved = content::state(&doc);
-    let _ = content::restore(&content::new_doc(), &saved);
+    if let Some(saved) = content::state(&doc) {
+        let _ = content::restore(&content::new_doc(), &saved);
+    }
 });

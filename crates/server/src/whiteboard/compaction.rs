@@ -75,7 +75,10 @@ pub async fn compact(store: &dyn Store, board: Uuid) -> Result<bool, store::Stor
     if rows_read < 2 {
         return Ok(false);
     }
-    let state = content::state(&doc);
+    let Some(state) = content::state(&doc) else {
+        tracing::warn!(%board, "the board's document cannot be encoded; not compacted");
+        return Ok(false);
+    };
     let mut tx = store.write().await?;
     tx.compact_whiteboard(board, through, &state).await?;
     tx.commit().await?;

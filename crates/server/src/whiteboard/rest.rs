@@ -130,7 +130,10 @@ pub async fn create_snapshot(
         id: Uuid::now_v7(),
         board_id: record.id,
         name: name.to_owned(),
-        state: content::state(&doc),
+        state: content::state(&doc).ok_or_else(|| {
+            tracing::warn!(board = %record.id, "the board's document cannot be encoded; no snapshot");
+            ApiError::internal()
+        })?,
         created_at: store::now(),
     };
     let mut tx = store.write().await.or_api()?;
