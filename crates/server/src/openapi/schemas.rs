@@ -65,7 +65,8 @@ pub fn kind_schema(kind: Kind) -> Value {
                 "type": "object",
                 "properties": {
                     "start": date(),
-                    "end": date(),
+                    // The validator reads a null or absent end as the start day alone.
+                    "end": nullable(date()),
                     "name": { "type": ["string", "null"] },
                     "is_working": { "type": "boolean" },
                 },
