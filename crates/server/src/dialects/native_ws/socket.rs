@@ -273,50 +273,56 @@ impl Connection {
         }
     }
 
-    async fn serve(mut self, mut sub: hub::Subscription) {
-        let config = &self.guard.feed().config;
-        let mut session = NativeSession::new(Limits {
-            frames_per_second: config.ws_frames_per_second,
-            frame_burst: config.ws_frame_burst,
-            max_frame: config.ws_max_client_frame,
-        });
-        // Fragments count too: the library joins them before the session sees a message.
-        self.socket
-            .get_mut()
-            .limit_fragments(config.ws_frames_per_second, config.ws_frame_burst);
-        let outcome = loop {
-            let flow = tokio::select! {
-                // Boxed: the write's state (frames in flight, its timeout's timer) exists only
-                // while writing; inline it would be part of every idle connection's task. One
-                // allocation per wake-up is noise beside the send it makes.
-                delivery = sub.recv() => match delivery {
-                    // The node's sweep: once per `ws_ping_interval`. Boxed like the writes.
-                    Delivery::Heartbeat => Box::pin(self.act(session.on_ping_tick())).await,
-                    delivery => {
-                        let step = session.on_delivery(delivery);
-                        Box::pin(self.deliver(&mut session, &mut sub, step)).await
-                    }
-                },
-                message = self.gate.next(&mut self.socket) => match message {
-                    None => Flow::Gone,
-                    Some(Err(err)) => ws::close_for_read_error(&err),
-                    // Boxed: client frames are rare, and inline their handling's state would
-                    // be part of every idle connection's task.
-                    Some(Ok(message)) => {
-                        let step = session.on_client(client_frame(&message));
-                        Box::pin(self.act(step)).await
-                    }
-                },
+    /// An `async move` block rather than an `async fn`: an async fn keeps its arguments twice
+    /// in its future (as captured and as moved into the body), and the task holds that
+    /// future for the connection's whole life.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    fn serve(mut self, mut sub: hub::Subscription) -> impl Future<Output = ()> + Send {
+        async move {
+            let config = &self.guard.feed().config;
+            let mut session = NativeSession::new(Limits {
+                frames_per_second: config.ws_frames_per_second,
+                frame_burst: config.ws_frame_burst,
+                max_frame: config.ws_max_client_frame,
+            });
+            // Fragments count too: the library joins them before the session sees a message.
+            self.socket
+                .get_mut()
+                .limit_fragments(config.ws_frames_per_second, config.ws_frame_burst);
+            let outcome = loop {
+                let flow = tokio::select! {
+                    // Boxed: the write's state (frames in flight, its timeout's timer) exists only
+                    // while writing; inline it would be part of every idle connection's task. One
+                    // allocation per wake-up is noise beside the send it makes.
+                    delivery = sub.recv() => match delivery {
+                        // The node's sweep: once per `ws_ping_interval`. Boxed like the writes.
+                        Delivery::Heartbeat => Box::pin(self.act(session.on_ping_tick())).await,
+                        delivery => {
+                            let step = session.on_delivery(delivery);
+                            Box::pin(self.deliver(&mut session, &mut sub, step)).await
+                        }
+                    },
+                    message = self.gate.next(&mut self.socket) => match message {
+                        None => Flow::Gone,
+                        Some(Err(err)) => ws::close_for_read_error(&err),
+                        // Boxed: client frames are rare, and inline their handling's state would
+                        // be part of every idle connection's task.
+                        Some(Ok(message)) => {
+                            let step = session.on_client(client_frame(&message));
+                            Box::pin(self.act(step)).await
+                        }
+                    },
+                };
+                match flow {
+                    Flow::Continue => {}
+                    other => break other,
+                }
             };
-            match flow {
-                Flow::Continue => {}
-                other => break other,
+            // Leave presence before the goodbye so a reconnecting tab sees a consistent roster.
+            drop(sub);
+            if let Flow::Close(code, reason) = outcome {
+                Box::pin(refuse(self.socket, code, reason)).await;
             }
-        };
-        // Leave presence before the goodbye so a reconnecting tab sees a consistent roster.
-        drop(sub);
-        if let Flow::Close(code, reason) = outcome {
-            Box::pin(refuse(self.socket, code, reason)).await;
         }
     }
 

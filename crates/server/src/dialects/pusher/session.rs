@@ -9,6 +9,7 @@ use crate::pusher::credentials::PusherCredentials;
 use crate::pusher::signature::{verify_channel_auth, verify_user_auth};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// A presence member as its signed channel data names it.
@@ -43,11 +44,12 @@ impl Refusal {
     }
 }
 
-/// A subscription the socket holds.
+/// A subscription the socket holds. Small (the member is boxed): an idle socket's one
+/// subscription is most of what it holds beside its task.
 #[derive(Debug, Clone)]
 pub struct Subscribed {
     pub kind: ChannelKind,
-    pub member: Option<Member>,
+    pub member: Option<Box<Member>>,
     pub owned: Option<OwnedChannel>,
 }
 
@@ -58,13 +60,15 @@ pub struct SignedIn {
     pub user_data: String,
 }
 
+/// Kept for the socket's whole life inside its task, so what most sockets never use (a
+/// sign-in, client events) is boxed and made on first use.
 pub struct PusherSession {
-    pub socket_id: String,
+    pub socket_id: Arc<str>,
     pub subscriptions: HashMap<String, Subscribed>,
-    pub user: Option<SignedIn>,
+    pub user: Option<Box<SignedIn>>,
     /// The liveplan user of the session the upgrade carried (cookie or Bearer), if any.
     pub session_user: Option<Uuid>,
-    client_events: MessageLimiter,
+    client_events: Option<Box<MessageLimiter>>,
     /// Pings sent with no frame from the client since.
     unanswered: u8,
 }
@@ -78,13 +82,13 @@ pub enum PingStep {
 }
 
 impl PusherSession {
-    pub fn new(socket_id: String) -> PusherSession {
+    pub fn new(socket_id: Arc<str>) -> PusherSession {
         PusherSession {
             socket_id,
             subscriptions: HashMap::new(),
             user: None,
             session_user: None,
-            client_events: MessageLimiter::new(CLIENT_EVENTS_PER_SECOND, CLIENT_EVENTS_PER_SECOND),
+            client_events: None,
             unanswered: 0,
         }
     }
@@ -191,7 +195,7 @@ impl PusherSession {
             admission.channel.name.clone(),
             Subscribed {
                 kind: admission.channel.kind,
-                member: admission.member.clone(),
+                member: admission.member.clone().map(Box::new),
                 owned: admission.channel.owned,
             },
         );
@@ -202,7 +206,7 @@ impl PusherSession {
     }
 
     /// Checks a client event; `Ok` with the sender's presence user id (for `user_id`).
-    pub fn client_event(&self, channel: &str) -> Result<Option<String>, (u16, &'static str)> {
+    pub fn client_event(&mut self, channel: &str) -> Result<Option<String>, (u16, &'static str)> {
         let subscribed = self
             .subscriptions
             .get(channel)
@@ -213,7 +217,13 @@ impl PusherSession {
                 "client events go to private and presence channels only",
             ));
         }
-        if !self.client_events.allows() {
+        let limiter = self.client_events.get_or_insert_with(|| {
+            Box::new(MessageLimiter::new(
+                CLIENT_EVENTS_PER_SECOND,
+                CLIENT_EVENTS_PER_SECOND,
+            ))
+        });
+        if !limiter.allows() {
             return Err((4301, "client events are limited to 10 a second"));
         }
         Ok(subscribed.member.as_ref().map(|m| m.user_id.clone()))
@@ -246,7 +256,7 @@ impl PusherSession {
             id,
             user_data: user_data.to_owned(),
         };
-        self.user = Some(signed.clone());
+        self.user = Some(Box::new(signed.clone()));
         Ok(signed)
     }
 }

@@ -113,17 +113,16 @@ pub async fn upgrade(
                 return;
             };
             let socket_id: Arc<str> = node.new_socket_id().into();
-            let mut pusher_session = PusherSession::new(socket_id.to_string());
+            let mut pusher_session = PusherSession::new(socket_id);
             pusher_session.session_user = session.map(|authed| authed.user.id);
             let connection = Connection {
                 socket,
                 gate: ReadGate::default(),
                 session: pusher_session,
-                socket_id,
                 mailbox: Arc::new(Mailbox::with_direct(
                     direct.map(|direct| direct as Arc<dyn hub::DirectWrite>),
                 )),
-                feeds: HashMap::new(),
+                feeds: Vec::new(),
                 anchor,
                 node,
                 guard,
@@ -219,10 +218,10 @@ struct Connection {
     socket: Box<NativeSocket>,
     gate: ReadGate,
     session: PusherSession,
-    socket_id: Arc<str>,
     mailbox: Arc<Mailbox>,
-    /// The hub feeds of the socket's liveplan channels, by channel.
-    feeds: HashMap<String, Feed>,
+    /// The hub feeds of the socket's liveplan channels, by channel (a socket holds at most
+    /// `MAX_CHANNELS_PER_SOCKET`; a list is half a map's size while empty).
+    feeds: Vec<(String, Feed)>,
     anchor: hub::Subscription,
     node: Arc<PusherNode>,
     guard: ConnectionGuard,
@@ -252,97 +251,116 @@ impl Connection {
         }
     }
 
-    async fn serve(mut self) {
-        let frames = MessageLimiter::new(protocol::FRAMES_PER_SECOND, protocol::FRAME_BURST);
-        let established = protocol::connection_established(&self.socket_id);
-        let mut outcome = self.send_all(vec![established]).await;
-        while outcome == Flow::Continue {
-            // While the task waits, the mailbox may write frames to the socket itself; every
-            // wake-up ends that before anything else is done.
-            self.mailbox.park();
-            let woke = tokio::select! {
-                delivery = self.anchor.recv() => Woke::Anchor(delivery),
-                message = self.gate.next(&mut self.socket) => Woke::Client(message),
-                () = self.mailbox.ready.notified() => Woke::Notes,
-            };
-            self.mailbox.unpark();
-            outcome = match woke {
-                Woke::Anchor(delivery) => match delivery {
-                    Delivery::Heartbeat => match self.session.on_ping_tick() {
-                        PingStep::SendPing => Box::pin(self.send_all(vec![protocol::ping()])).await,
-                        PingStep::Close => {
-                            Flow::Close(protocol::CLOSE_PONG_TIMEOUT, "pong not received")
+    /// An `async move` block rather than an `async fn`: an async fn keeps its arguments twice
+    /// in its future (as captured and as moved into the body), and the task holds that
+    /// future for the connection's whole life.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    fn serve(mut self) -> impl Future<Output = ()> + Send {
+        async move {
+            let frames = MessageLimiter::new(protocol::FRAMES_PER_SECOND, protocol::FRAME_BURST);
+            let established = protocol::connection_established(&self.session.socket_id);
+            // Every future awaited here is boxed: the task keeps room for the largest of them, for
+            // the socket's whole life (a node's leave may wait on the cluster).
+            let mut outcome = Box::pin(self.send_all(vec![established])).await;
+            while outcome == Flow::Continue {
+                // While the task waits, the mailbox may write frames to the socket itself; every
+                // wake-up ends that before anything else is done.
+                self.mailbox.park();
+                let woke = tokio::select! {
+                    delivery = self.anchor.recv() => Woke::Anchor(delivery),
+                    message = self.gate.next(&mut self.socket) => Woke::Client(message),
+                    () = self.mailbox.ready.notified() => Woke::Notes,
+                };
+                self.mailbox.unpark();
+                outcome = match woke {
+                    Woke::Anchor(delivery) => match delivery {
+                        Delivery::Heartbeat => match self.session.on_ping_tick() {
+                            PingStep::SendPing => {
+                                Box::pin(self.send_all(vec![protocol::ping()])).await
+                            }
+                            PingStep::Close => {
+                                Flow::Close(protocol::CLOSE_PONG_TIMEOUT, "pong not received")
+                            }
+                        },
+                        Delivery::Closed(reason) => {
+                            Flow::Close(close_for(reason).0, close_for(reason).1)
                         }
+                        _ => Flow::Continue,
                     },
-                    Delivery::Closed(reason) => {
-                        Flow::Close(close_for(reason).0, close_for(reason).1)
-                    }
-                    _ => Flow::Continue,
-                },
-                Woke::Client(message) => match message {
-                    None => Flow::Gone,
-                    Some(Err(WsError::Capacity(_))) => {
-                        Flow::Close(ws::CLOSE_TOO_BIG, "frames are at most 64 KiB")
-                    }
-                    Some(Err(_)) => Flow::Gone,
-                    Some(Ok(Message::Text(text))) => {
-                        self.session.heard_from_client();
-                        if frames.allows() {
-                            Box::pin(self.on_text(text.as_str())).await
-                        } else {
+                    Woke::Client(message) => match message {
+                        None => Flow::Gone,
+                        Some(Err(WsError::Capacity(_))) => {
+                            Flow::Close(ws::CLOSE_TOO_BIG, "frames are at most 64 KiB")
+                        }
+                        Some(Err(_)) => Flow::Gone,
+                        Some(Ok(Message::Text(text))) => {
+                            self.session.heard_from_client();
+                            if frames.allows() {
+                                Box::pin(self.on_text(text.as_str())).await
+                            } else {
+                                let error = protocol::error(
+                                    protocol::ERROR_RATE_LIMIT,
+                                    "too many frames; the frame was dropped",
+                                );
+                                Box::pin(self.send_all(vec![error])).await
+                            }
+                        }
+                        Some(Ok(Message::Binary(_))) => {
                             let error = protocol::error(
-                                protocol::ERROR_RATE_LIMIT,
-                                "too many frames; the frame was dropped",
+                                protocol::ERROR_BAD_REQUEST,
+                                "binary frames are not accepted",
                             );
                             Box::pin(self.send_all(vec![error])).await
                         }
-                    }
-                    Some(Ok(Message::Binary(_))) => {
-                        let error = protocol::error(
-                            protocol::ERROR_BAD_REQUEST,
-                            "binary frames are not accepted",
-                        );
-                        Box::pin(self.send_all(vec![error])).await
-                    }
-                    Some(Ok(Message::Close(_))) => {
-                        let _ = tokio::time::timeout(ws::CLOSE_GRACE, self.socket.flush()).await;
-                        Flow::Gone
-                    }
-                    Some(Ok(Message::Ping(_))) => {
-                        self.session.heard_from_client();
-                        Box::pin(self.send_all(Vec::new())).await
-                    }
-                    Some(Ok(_)) => {
-                        self.session.heard_from_client();
-                        Flow::Continue
-                    }
-                },
-                Woke::Notes => Box::pin(self.on_notes()).await,
-            };
-        }
-        self.leave_everything().await;
-        let Connection { mut socket, .. } = self;
-        if let Flow::Close(code, reason) = outcome {
-            if code == protocol::CLOSE_UNAUTHORIZED {
-                let _ = tokio::time::timeout(
-                    ws::CLOSE_GRACE,
-                    socket.send(Message::Text(protocol::error(code, reason).into())),
-                )
-                .await;
+                        Some(Ok(Message::Close(_))) => {
+                            let _ =
+                                tokio::time::timeout(ws::CLOSE_GRACE, self.socket.flush()).await;
+                            Flow::Gone
+                        }
+                        Some(Ok(Message::Ping(_))) => {
+                            self.session.heard_from_client();
+                            Box::pin(self.send_all(Vec::new())).await
+                        }
+                        Some(Ok(_)) => {
+                            self.session.heard_from_client();
+                            Flow::Continue
+                        }
+                    },
+                    Woke::Notes => Box::pin(self.on_notes()).await,
+                };
             }
-            Box::pin(close_handshake(&mut socket, code, reason)).await;
+            Box::pin(self.leave_everything()).await;
+            let Connection { mut socket, .. } = self;
+            if let Flow::Close(code, reason) = outcome {
+                if code == protocol::CLOSE_UNAUTHORIZED {
+                    let _ = tokio::time::timeout(
+                        ws::CLOSE_GRACE,
+                        socket.send(Message::Text(protocol::error(code, reason).into())),
+                    )
+                    .await;
+                }
+                Box::pin(close_handshake(&mut socket, code, reason)).await;
+            }
+        }
+    }
+
+    fn stop_feed(&mut self, channel: &str) {
+        if let Some(at) = self.feeds.iter().position(|(name, _)| name == channel) {
+            self.feeds.swap_remove(at).1.task.abort();
         }
     }
 
     async fn leave_everything(&mut self) {
-        for (_, feed) in self.feeds.drain() {
+        for (_, feed) in self.feeds.drain(..) {
             feed.task.abort();
         }
         for channel in self.session.subscriptions.keys() {
-            self.node.leave(channel, &self.socket_id).await;
+            self.node.leave(channel, &self.session.socket_id).await;
         }
         if let Some(user) = &self.session.user {
-            self.node.channels.sign_out(&user.id, &self.socket_id);
+            self.node
+                .channels
+                .sign_out(&user.id, &self.session.socket_id);
         }
     }
 
@@ -360,10 +378,8 @@ impl Connection {
                 Note::Flush => {}
                 Note::AccessLost(channel) => {
                     if self.session.unsubscribed(&channel).is_some() {
-                        self.node.leave(&channel, &self.socket_id).await;
-                        if let Some(feed) = self.feeds.remove(&channel) {
-                            feed.task.abort();
-                        }
+                        self.node.leave(&channel, &self.session.socket_id).await;
+                        self.stop_feed(&channel);
                         frames.push(Utf8Bytes::from(protocol::subscription_error(
                             &channel,
                             "AuthError",
@@ -405,10 +421,8 @@ impl Connection {
             }
             ClientMessage::Unsubscribe { channel } => {
                 if self.session.unsubscribed(&channel).is_some() {
-                    self.node.leave(&channel, &self.socket_id).await;
-                    if let Some(feed) = self.feeds.remove(&channel) {
-                        feed.task.abort();
-                    }
+                    self.node.leave(&channel, &self.session.socket_id).await;
+                    self.stop_feed(&channel);
                 }
                 Vec::new()
             }
@@ -416,9 +430,11 @@ impl Connection {
                 let credentials = &self.node.credentials;
                 match self.session.sign_in(credentials, &auth, &user_data) {
                     Ok(user) => {
-                        self.node
-                            .channels
-                            .sign_in(&user.id, &self.socket_id, &self.mailbox);
+                        self.node.channels.sign_in(
+                            &user.id,
+                            &self.session.socket_id,
+                            &self.mailbox,
+                        );
                         vec![protocol::signin_success(&user.user_data)]
                     }
                     Err(reason) => {
@@ -434,13 +450,17 @@ impl Connection {
                 Ok(user_id) => {
                     let frame =
                         protocol::client_event_frame(&event, &channel, &data, user_id.as_deref());
-                    self.node
-                        .broadcast(&channel, frame.into(), Some(&self.socket_id), false);
+                    self.node.broadcast(
+                        &channel,
+                        frame.into(),
+                        Some(&self.session.socket_id),
+                        false,
+                    );
                     self.node.record(ChannelActivity::ClientEvent {
                         channel,
                         event,
                         data,
-                        socket_id: self.socket_id.to_string(),
+                        socket_id: self.session.socket_id.to_string(),
                         user_id,
                     });
                     Vec::new()
@@ -487,7 +507,7 @@ impl Connection {
             let mailbox = self.mailbox.clone();
             match Box::pin(open_feed(node, mailbox, owned, admission.clone())).await {
                 Ok(Some(feed)) => {
-                    self.feeds.insert(name.to_owned(), feed);
+                    self.feeds.push((name.to_owned(), feed));
                 }
                 Ok(None) => {}
                 Err(refusal) => return refused(refusal),
@@ -498,7 +518,7 @@ impl Connection {
             .node
             .join(
                 name,
-                &self.socket_id,
+                &self.session.socket_id,
                 Some(&self.mailbox),
                 admission.member.as_ref(),
                 admission.channel.cache,
@@ -680,7 +700,7 @@ impl Connection {
                 continue;
             };
             if subscribed.owned.is_some() {
-                let Some(feed) = self.feeds.get(&channel) else {
+                let Some((_, feed)) = self.feeds.iter().find(|(name, _)| *name == channel) else {
                     failed.push((channel, "stream_reset", "the channel has no history"));
                     continue;
                 };
