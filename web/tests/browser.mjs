@@ -249,6 +249,8 @@ async function main() {
     if (await v.locator('[data-testid=task-name-input]').count()) fail('the viewer can rename');
     // Live for the viewer too (over SSE): A's rename reaches it.
     await a.getByTestId('view-gantt').click();
+    // The Gantt renders its rows after the switch: wait for them before reading one's id.
+    await rowNamed(a, 'Offline one', 'A, back on the Gantt');
     const liveRename = await taskIdNamed(a, 'Offline one');
     await a.locator(`[data-testid=task-row][data-task-id="${liveRename}"] [data-testid=task-name]`).dblclick();
     await a.keyboard.press('Control+A');
