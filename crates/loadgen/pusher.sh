@@ -23,7 +23,7 @@
 # started in an empty folder so no config/config.toml is picked up.
 # Without SOKETI or SOCKUDO, only liveplan runs. Env: CARGO_TARGET_DIR (the release binaries),
 # LIVEPLAN_BIN (another liveplan server binary, e.g. an older build, with this loadgen),
-# ROUNDS (default 1).
+# ROUNDS (default 1), LIVEPLAN_ARGS (more flags for `liveplan serve`, e.g. `--durability fast`).
 set -euo pipefail
 mode=run
 if [ "${1:-}" = idle ] || [ "${1:-}" = run ]; then
@@ -48,7 +48,7 @@ app_secret=lg-secret-$$
 port=$(free_port)
 "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$work/liveplan" \
   --pusher-app-id "$app_id" --pusher-key "$app_key" --pusher-secret "$app_secret" \
-  >"$work/liveplan.log" 2>&1 &
+  ${LIVEPLAN_ARGS:-} >"$work/liveplan.log" 2>&1 &
 pids+=($!)
 liveplan_pid=$!
 liveplan_url=http://127.0.0.1:$port
