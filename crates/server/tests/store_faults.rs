@@ -6,9 +6,10 @@
 //! PostgreSQL-specific, whatever `LIVEPLAN_TEST_DATABASE_URL` says: each test starts a private
 //! PostgreSQL of its own (`initdb`/`pg_ctl` in a temporary directory, on a free port; see
 //! `testkit::private_postgres`) and crashes it (`pg_ctl stop -m immediate`). Skipped, with the
-//! reason printed, only where no `initdb` is installed; `scripts/test.sh` installs it.
+//! reason printed, only where no `initdb` is installed; `scripts/test.sh` installs it. The
+//! whiteboards are here too: an update that cannot be stored reaches no other client.
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use liveplan_testkit::private_postgres::PrivatePostgres;
 use liveplan_testkit::{GUARD, TestServer, assert_error};
 use proto::StreamKey;
@@ -578,4 +579,133 @@ async fn a_real_crash_in_fast_mode_skips_every_stream_ahead_while_the_node_runs(
     };
     assert_eq!(resync, "resync_required");
     ws_task.abort();
+}
+
+/// A whiteboard socket on `board` (CONTRACT §11), past its join (the sync step 1 it gets
+/// first).
+async fn whiteboard_socket(server: &TestServer, board: &str, token: &str) -> liveplan_testkit::Ws {
+    let ticket = server.ticket(token).await;
+    let mut ws = server
+        .ws(&format!("/ws/v1/whiteboards/{board}?ticket={ticket}"))
+        .await;
+    let first = tokio::time::timeout(GUARD, ws.next())
+        .await
+        .expect("the join in time")
+        .expect("a frame")
+        .expect("a frame");
+    assert!(
+        matches!(&first, Message::Binary(b) if b.starts_with(&[0, 0])),
+        "{first:?}"
+    );
+    ws
+}
+
+/// A y-protocols update message (sync, update) carrying one new map entry.
+fn whiteboard_update(key: &str) -> Message {
+    use yrs::ReadTxn;
+    use yrs::{Map, Transact};
+    let doc = yrs::Doc::new();
+    let elements = doc.get_or_insert_map("elements");
+    elements.insert(&mut doc.transact_mut(), key, "x");
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    let mut frame = vec![0u8, 2];
+    let mut n = update.len();
+    while n >= 0x80 {
+        frame.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    frame.push(n as u8);
+    frame.extend(update);
+    Message::Binary(frame.into())
+}
+
+/// Reads a whiteboard socket until it closes: its close code, after checking that no
+/// document update came before it.
+async fn whiteboard_closes_unrelayed(ws: &mut liveplan_testkit::Ws, who: &str) -> Option<u16> {
+    loop {
+        let message = tokio::time::timeout(GUARD, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{who}: no close in time"));
+        match message {
+            None | Some(Err(_)) => return None,
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(Message::Binary(b))) => {
+                assert!(
+                    !b.starts_with(&[0, 2]),
+                    "{who} got an update relayed: {b:?}"
+                );
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Whiteboards with the database gone (CONTRACT §11, "stored durably before it is sent to
+/// anyone"): updates of two boards handed to the node's writer (`whiteboard::writer`, which
+/// stores many boards' updates in one transaction) while no transaction can be made all fail.
+/// Every client of both boards is closed (1011), and the other clients never receive the
+/// update that was not stored; once the database is back, the same board takes edits again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whiteboard_updates_that_cannot_be_stored_reach_nobody() {
+    let Some(mut postgres) = private_postgres() else {
+        return;
+    };
+    let server = server_on(&postgres).await;
+    let project = server.new_project("whiteboards").await;
+    let (member_id, member) = server.new_user("member").await;
+    server.new_member(project, member_id, 100).await;
+    let mut boards = Vec::new();
+    for name in ["one", "two"] {
+        let created = server
+            .create(
+                &server.admin,
+                &project.to_string(),
+                "whiteboards",
+                json!({ "name": name }),
+            )
+            .await;
+        boards.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let mut writers = Vec::new();
+    let mut watchers = Vec::new();
+    for board in &boards {
+        writers.push(whiteboard_socket(&server, board, &member).await);
+        watchers.push(whiteboard_socket(&server, board, &member).await);
+    }
+
+    tokio::task::block_in_place(|| postgres.kill());
+    for (i, writer) in writers.iter_mut().enumerate() {
+        writer
+            .send(whiteboard_update(&format!("lost-{i}")))
+            .await
+            .unwrap();
+    }
+    for (i, watcher) in watchers.iter_mut().enumerate() {
+        let code = whiteboard_closes_unrelayed(watcher, &format!("watcher {i}")).await;
+        assert_eq!(code, Some(1011), "watcher {i}");
+    }
+    for (i, writer) in writers.iter_mut().enumerate() {
+        let code = whiteboard_closes_unrelayed(writer, &format!("writer {i}")).await;
+        assert_eq!(code, Some(1011), "writer {i}");
+    }
+
+    tokio::task::block_in_place(|| postgres.start_again());
+    // Once the node writes again, the board loads again from the store and relays an update
+    // once it is stored.
+    write_until_recovered(&server, project, "back").await;
+    let mut writer = whiteboard_socket(&server, &boards[0], &member).await;
+    let mut watcher = whiteboard_socket(&server, &boards[0], &member).await;
+    writer.send(whiteboard_update("kept")).await.unwrap();
+    loop {
+        let message = tokio::time::timeout(GUARD, watcher.next())
+            .await
+            .expect("the update relayed in time")
+            .expect("a frame")
+            .expect("a frame");
+        if matches!(&message, Message::Binary(b) if b.starts_with(&[0, 2])) {
+            break;
+        }
+    }
 }

@@ -6,9 +6,11 @@
 //! - **Store before relay.** An accepted update is applied, appended in the store, and only
 //!   then sent to the other clients. Updates queued behind one another (several editors at
 //!   once) are stored in one transaction, so they share one sync instead of each waiting for
-//!   the one before it. If the store fails, the actor closes every client (1011)
-//!   and ends without relaying it: the document in memory is dropped, the next join loads the
-//!   stored one, and the clients' own copies bring the unstored edit back when they resync.
+//!   the one before it; that transaction is the node's writer's ([`super::writer`]), shared
+//!   with every other board that has updates waiting. If the store fails, the actor closes
+//!   every client (1011) and ends without relaying it: the document in memory is dropped, the
+//!   next join loads the stored one, and the clients' own copies bring the unstored edit back
+//!   when they resync.
 //! - **No transaction across an await.** Each `yrs` transaction begins and ends inside one
 //!   synchronous call (`content`); no observers are registered.
 //! - **Unload.** After its last client leaves, the actor removes itself from the registry and
@@ -28,6 +30,7 @@ use super::awareness::{AwarenessTable, Refused};
 use super::content;
 use super::peers::{MAX_PEER_CLIENTS, PEER_STATE_SWEEP, PEER_STATE_TIMEOUT, PEERS, PeerNote};
 use super::wire::{self as protocol, ClientMessage};
+use super::writer::{Failed, Stored};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -349,13 +352,14 @@ impl Actor {
         Ok(Ok(bytes))
     }
 
-    /// Appends updates already applied to the document, in one transaction, then sends each
-    /// to every client but its sender.
+    /// Appends updates already applied to the document, in one transaction (the node's
+    /// writer's, shared with other boards), then sends each to every client but its sender.
     async fn store_and_relay(
         &mut self,
         updates: Vec<(Option<u64>, Vec<u8>)>,
     ) -> Result<(), Broken> {
-        let Some((first, last)) = self.append(&updates).await? else {
+        let (senders, updates): (Vec<_>, Vec<_>) = updates.into_iter().unzip();
+        let (Some((first, last)), updates) = self.append(updates).await? else {
             return Ok(());
         };
         if first > self.last_seq + 1 {
@@ -363,11 +367,10 @@ impl Actor {
             self.catch_up_to(first - 1).await?;
         }
         self.last_seq = last;
-        for (from, update) in updates {
+        for (from, update) in senders.into_iter().zip(updates) {
             self.bytes += update.len();
             self.broadcast(from, protocol::update(update));
         }
-        self.boards.changed(self.board);
         self.boards.tell_peers(self.board, PeerNote::Changed);
         Ok(())
     }
@@ -417,26 +420,19 @@ impl Actor {
         }
     }
 
-    /// Stores `updates` in one transaction; the first and last seq they got (`None`: none).
-    async fn append(
-        &self,
-        updates: &[(Option<u64>, Vec<u8>)],
-    ) -> Result<Option<(i64, i64)>, Broken> {
+    /// Stores `updates` through the node's writer, with the board's `whiteboard_updated` when
+    /// one is due; the first and last seq they got (`None`: none), and the updates back. Only
+    /// once they are durable: the caller relays after this.
+    async fn append(&self, updates: Vec<Vec<u8>>) -> Result<Stored, Broken> {
         if updates.is_empty() {
-            return Ok(None);
+            return Ok((None, updates));
         }
-        let broken = |_| Broken("the store refused an update");
-        let mut tx = self.store.write().await.map_err(broken)?;
-        let mut seqs = None;
-        for (_, update) in updates {
-            let seq = tx
-                .append_whiteboard_update(self.board, update, store::now())
-                .await
-                .map_err(broken)?;
-            seqs = Some(seqs.map_or((seq, seq), |(first, _)| (first, seq)));
-        }
-        tx.commit().await.map_err(broken)?;
-        Ok(seqs)
+        let announce = self.boards.announce_now(self.board);
+        self.boards
+            .writer
+            .append(self.board, updates, announce)
+            .await
+            .map_err(|Failed| Broken("the store refused an update"))
     }
 
     /// Applies (and, when `relay`, sends out) what the store holds beyond `last_seq`.

@@ -2,8 +2,9 @@
 //! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
 //! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the
 //! background compaction ([`compaction`]), what open documents tell the other nodes of a
-//! cluster ([`peers`]), who is on a canvas ([`roster`]) and the throttled `whiteboard_updated` event. The y-websocket dialect is
-//! `dialects::whiteboard`.
+//! cluster ([`peers`]), who is on a canvas ([`roster`]), the node's writer of every board's
+//! updates ([`writer`]) and the throttled `whiteboard_updated` event that rides with them. The
+//! y-websocket dialect is `dialects::whiteboard`.
 
 pub mod awareness;
 pub mod compaction;
@@ -13,12 +14,11 @@ pub mod peers;
 pub mod rest;
 pub mod roster;
 pub mod wire;
+pub mod writer;
 
 use crate::app::AppState;
 use doc::{Actor, Command};
-use domain::tx::Tx;
 use peers::{PeerNote, Peers};
-use proto::{EventType, StreamKey};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -33,7 +33,6 @@ const EVENT_EVERY: Duration = Duration::from_secs(1);
 /// The node's open documents.
 pub struct Boards {
     store: Arc<dyn Store>,
-    domain: domain::Domain,
     /// Whether other nodes may write the same boards (then open documents poll the store).
     clustered: bool,
     open: Mutex<HashMap<Uuid, (u64, mpsc::UnboundedSender<Command>)>>,
@@ -42,6 +41,8 @@ pub struct Boards {
     events: Mutex<HashMap<Uuid, (Instant, bool)>>,
     /// The other nodes of the cluster (set once at start; none on a node alone).
     peers: OnceLock<Arc<dyn Peers>>,
+    /// Stores every open board's updates (and their events), many boards per transaction.
+    writer: writer::Writer,
 }
 
 /// A joined client's way to its document's actor.
@@ -59,12 +60,12 @@ impl Boards {
     pub fn new(domain: domain::Domain, clustered: bool) -> Arc<Boards> {
         Arc::new(Boards {
             store: domain.store.clone(),
-            domain,
             clustered,
             open: Mutex::default(),
             next_actor: AtomicU64::new(0),
             events: Mutex::default(),
             peers: OnceLock::new(),
+            writer: writer::Writer::start(Arc::new(writer::StoreTarget(domain))),
         })
     }
 
@@ -144,22 +145,23 @@ impl Boards {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Notes a stored change: `whiteboard_updated` goes out now, or once the board's second
-    /// is over.
-    fn changed(self: &Arc<Self>, board: Uuid) {
+    /// Whether a change of `board` about to be stored carries its `whiteboard_updated` (in
+    /// the writer's transaction, with the change). Otherwise one is already waiting, or it is
+    /// set to go alone once the board's second is over.
+    fn announce_now(self: &Arc<Self>, board: Uuid) -> bool {
         let now = Instant::now();
         let delay = {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
             events.retain(|_, (at, waiting)| *waiting || now.duration_since(*at) < EVENT_EVERY);
             match events.get_mut(&board) {
-                Some((_, true)) => return,
+                Some((_, true)) => return false,
                 Some((at, waiting)) => {
                     *waiting = true;
                     (*at + EVENT_EVERY).saturating_duration_since(now)
                 }
                 None => {
-                    events.insert(board, (now, true));
-                    Duration::ZERO
+                    events.insert(board, (now, false));
+                    return true;
                 }
             }
         };
@@ -174,34 +176,10 @@ impl Boards {
             {
                 *entry = (Instant::now(), false);
             }
-            if let Err(err) = emit_updated(&boards.domain, board).await {
-                tracing::warn!(%board, error = %err.message, "whiteboard_updated not emitted");
-            }
+            boards.writer.announce(board);
         });
+        false
     }
-}
-
-async fn emit_updated(domain: &domain::Domain, board: Uuid) -> Result<(), proto::ApiError> {
-    let mut tx = Tx::begin(domain, None).await?;
-    let Some(record) = store_or_api(tx.ops().get_record(board).await)? else {
-        return Ok(());
-    };
-    tx.hold(StreamKey::Project(record.project_id)).await?;
-    tx.emit(
-        StreamKey::Project(record.project_id),
-        EventType::WhiteboardUpdated,
-        serde_json::json!({ "id": board }),
-        domain::records::record_json(&record),
-        Some(record.project_id),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(())
-}
-
-fn store_or_api<T>(result: store::StoreResult<T>) -> Result<T, proto::ApiError> {
-    use domain::OrApi;
-    result.or_api()
 }
 
 /// What the whiteboard routes are served with.
