@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let credentials = PusherCredentials::demo();
-    let mut session = PusherSession::new(SOCKET_ID.to_owned());
+    let mut session = PusherSession::new(SOCKET_ID.into());
     for line in text.lines().take(64) {
         let Ok(message) = protocol::parse(line) else {
             continue;
