@@ -611,13 +611,7 @@ fn whiteboard_update(key: &str) -> Message {
         .transact()
         .encode_state_as_update_v1(&yrs::StateVector::default());
     let mut frame = vec![0u8, 2];
-    let mut n = update.len();
-    while n >= 0x80 {
-        frame.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    frame.push(n as u8);
-    frame.extend(update);
+    yrs::encoding::write::Write::write_buf(&mut frame, update);
     Message::Binary(frame.into())
 }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
+use yrs::encoding::write::Write as _;
 
 async fn npm_ready() -> bool {
     liveplan_testkit::node::npm_ready(&["y-websocket", "yjs"], "whiteboard (the real yjs clients)")
@@ -411,33 +412,14 @@ async fn bad_input_and_limits_close_with_documented_codes() {
     );
     // An update over 1 MiB (a well-formed message holding it).
     let mut big = vec![0u8, 2];
-    let len = 1024 * 1024 + 10;
-    let mut n = len;
-    while n >= 0x80 {
-        big.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    big.push(n as u8);
-    big.extend(std::iter::repeat_n(0u8, len));
+    big.write_buf(vec![0u8; 1024 * 1024 + 10]);
     assert_eq!(closes_with(&server, &b, bin(&big)).await, Some(1009));
     // An awareness state over 4 KiB: [1, len, [1 client, id, clock, json]].
     let json = format!("{{\"name\":\"{}\"}}", "x".repeat(5000));
     let mut inner = vec![1u8, 5, 1];
-    let mut n = json.len();
-    while n >= 0x80 {
-        inner.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    inner.push(n as u8);
-    inner.extend(json.as_bytes());
+    inner.write_buf(json.as_bytes());
     let mut frame = vec![1u8];
-    let mut n = inner.len();
-    while n >= 0x80 {
-        frame.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    frame.push(n as u8);
-    frame.extend(inner);
+    frame.write_buf(inner);
     assert_eq!(closes_with(&server, &b, bin(&frame)).await, Some(1009));
     // The document is untouched by all of it.
     let (_, content) = server
