@@ -581,25 +581,6 @@ async fn a_real_crash_in_fast_mode_skips_every_stream_ahead_while_the_node_runs(
     ws_task.abort();
 }
 
-/// A whiteboard socket on `board` (CONTRACT §11), past its join (the sync step 1 it gets
-/// first).
-async fn whiteboard_socket(server: &TestServer, board: &str, token: &str) -> liveplan_testkit::Ws {
-    let ticket = server.ticket(token).await;
-    let mut ws = server
-        .ws(&format!("/ws/v1/whiteboards/{board}?ticket={ticket}"))
-        .await;
-    let first = tokio::time::timeout(GUARD, ws.next())
-        .await
-        .expect("the join in time")
-        .expect("a frame")
-        .expect("a frame");
-    assert!(
-        matches!(&first, Message::Binary(b) if b.starts_with(&[0, 0])),
-        "{first:?}"
-    );
-    ws
-}
-
 /// A y-protocols update message (sync, update) carrying one new map entry.
 fn whiteboard_update(key: &str) -> Message {
     use yrs::ReadTxn;
@@ -665,8 +646,8 @@ async fn whiteboard_updates_that_cannot_be_stored_reach_nobody() {
     let mut writers = Vec::new();
     let mut watchers = Vec::new();
     for board in &boards {
-        writers.push(whiteboard_socket(&server, board, &member).await);
-        watchers.push(whiteboard_socket(&server, board, &member).await);
+        writers.push(server.ws_whiteboard(board, &member).await);
+        watchers.push(server.ws_whiteboard(board, &member).await);
     }
 
     tokio::task::block_in_place(|| postgres.kill());
@@ -689,8 +670,8 @@ async fn whiteboard_updates_that_cannot_be_stored_reach_nobody() {
     // Once the node writes again, the board loads again from the store and relays an update
     // once it is stored.
     write_until_recovered(&server, project, "back").await;
-    let mut writer = whiteboard_socket(&server, &boards[0], &member).await;
-    let mut watcher = whiteboard_socket(&server, &boards[0], &member).await;
+    let mut writer = server.ws_whiteboard(&boards[0], &member).await;
+    let mut watcher = server.ws_whiteboard(&boards[0], &member).await;
     writer.send(whiteboard_update("kept")).await.unwrap();
     loop {
         let message = tokio::time::timeout(GUARD, watcher.next())

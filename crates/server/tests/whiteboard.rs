@@ -362,27 +362,8 @@ async fn a_restarted_server_serves_the_same_document() {
     assert_eq!(compacted["elements"], after["elements"]);
 }
 
-/// A raw socket on the board, for frames no real client sends.
-async fn raw(server: &TestServer, board: &str, token: &str) -> Ws {
-    let ticket = server.ticket(token).await;
-    let mut ws = server
-        .ws(&format!("/ws/v1/whiteboards/{board}?ticket={ticket}"))
-        .await;
-    // The join: sync step 1, then nothing else yet (no awareness on an empty board).
-    let first = tokio::time::timeout(GUARD, ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(&first, Message::Binary(b) if b[0] == 0 && b[1] == 0),
-        "{first:?}"
-    );
-    ws
-}
-
 async fn closes_with(server: &TestServer, b: &Board, frame: Message) -> Option<u16> {
-    let mut ws = raw(server, &b.id, &b.member).await;
+    let mut ws = server.ws_whiteboard(&b.id, &b.member).await;
     ws.send(frame).await.unwrap();
     ws_close_code(&mut ws).await
 }
@@ -737,7 +718,7 @@ async fn a_dead_nodes_cursors_expire_on_the_other_nodes() {
     let cluster = Cluster::start(1).await;
     let survivor = cluster.node(0);
     let b = board(survivor).await;
-    let _holder = raw(survivor, &b.id, &b.viewer).await;
+    let _holder = survivor.ws_whiteboard(&b.id, &b.viewer).await;
     let mut doomed =
         cluster.spawn_binary(std::path::Path::new(env!("CARGO_BIN_EXE_liveplan")), &[]);
     let mut d = Driver::start().await;

@@ -20,6 +20,25 @@ impl TestServer {
         ws_connect(self.addr(), path).await
     }
 
+    /// A raw y-websocket socket on whiteboard `board` (CONTRACT §11) for the user of `token`,
+    /// past its join: the sync step 1 the server sends first is read and checked.
+    pub async fn ws_whiteboard(&self, board: &str, token: &str) -> Ws {
+        let ticket = self.ticket(token).await;
+        let mut ws = self
+            .ws(&format!("/ws/v1/whiteboards/{board}?ticket={ticket}"))
+            .await;
+        let first = tokio::time::timeout(GUARD, ws.next())
+            .await
+            .expect("the join in time")
+            .expect("a frame")
+            .expect("a frame");
+        assert!(
+            matches!(&first, Message::Binary(b) if b.starts_with(&[0, 0])),
+            "the join starts with sync step 1: {first:?}"
+        );
+        ws
+    }
+
     /// A native socket on `project` for the user of `token`, optionally resuming after `since`.
     pub async fn ws_project(&self, token: &str, project: Uuid, since: Option<i64>) -> Ws {
         let ticket = self.ticket(token).await;
