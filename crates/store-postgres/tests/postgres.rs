@@ -82,19 +82,7 @@ async fn writers_on_several_nodes_keep_one_streams_seqs_gap_free() {
                 for _ in 0..10 {
                     let mut tx = node.write().await.unwrap();
                     for _ in 0..2 {
-                        tx.append_event(store::NewEvent {
-                            stream,
-                            event_type: proto::EventType::TaskCreated,
-                            payload: serde_json::json!({}),
-                            data: serde_json::json!({}),
-                            actor_id: None,
-                            tab_id: None,
-                            ts: store::now(),
-                            project_id: None,
-                            echo: None,
-                        })
-                        .await
-                        .unwrap();
+                        tx.append_event(task_created(stream)).await.unwrap();
                     }
                     tx.commit().await.unwrap();
                 }
@@ -235,17 +223,7 @@ async fn a_database_restored_from_a_dump_skips_its_seqs_ahead() {
     let append = async |store: &dyn Store| {
         let mut tx = store.write().await.unwrap();
         let seq = tx
-            .append_event(store::NewEvent {
-                stream,
-                event_type: proto::EventType::TaskCreated,
-                payload: serde_json::json!({}),
-                data: serde_json::json!({}),
-                actor_id: None,
-                tab_id: None,
-                ts: store::now(),
-                project_id: None,
-                echo: None,
-            })
+            .append_event(task_created(stream))
             .await
             .unwrap()
             .seq
@@ -373,4 +351,19 @@ async fn a_server_that_does_not_answer_is_unavailable() {
         "{:?}",
         opened.err()
     );
+}
+
+/// A bare `task_created` event on `stream`, for tests about seqs alone.
+fn task_created(stream: proto::StreamKey) -> store::NewEvent {
+    store::NewEvent {
+        stream,
+        event_type: proto::EventType::TaskCreated,
+        payload: serde_json::json!({}),
+        data: serde_json::json!({}),
+        actor_id: None,
+        tab_id: None,
+        ts: store::now(),
+        project_id: None,
+        echo: None,
+    }
 }
