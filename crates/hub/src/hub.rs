@@ -417,6 +417,7 @@ pub struct Holder {
     pub dialect: DialectId,
 }
 
+#[derive(Debug, PartialEq, Eq)]
 enum Start {
     Live(i64),
     Replay(i64),
@@ -434,7 +435,10 @@ fn start_position(
     if since > top || top - since > max_replay {
         return Start::Resync;
     }
-    if since < top && oldest.is_none_or(|o| o > since + 1) {
+    // Judged against `latest`, which was read with `oldest`: `head` may be newer (the stream
+    // started after the bounds were read, with events committed in between), and events
+    // committed after that read are in the log whatever `oldest` said then.
+    if since < latest && oldest.is_none_or(|o| o > since + 1) {
         return Start::Resync;
     }
     if since >= head {
@@ -581,5 +585,42 @@ async fn fill(ctx: &Arc<Ctx>, stream: &StreamShared, target: Option<i64>) {
             }
             stream.deliver(ctx, event).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Start, start_position};
+
+    #[test]
+    fn a_client_at_the_logs_head_replays_what_was_committed_after_the_bounds_were_read() {
+        // The bounds saw an empty log (latest 0, no oldest); the stream started after event 1
+        // was committed (head 1). Nothing the client holds is missing: replay, never resync.
+        assert_eq!(start_position(0, 1, 0, None, 1000), Start::Replay(0));
+        assert_eq!(start_position(7, 9, 7, Some(1), 1000), Start::Replay(7));
+    }
+
+    #[test]
+    fn history_the_log_no_longer_holds_means_resync() {
+        assert_eq!(start_position(5, 10, 10, None, 1000), Start::Resync);
+        assert_eq!(start_position(5, 10, 10, Some(8), 1000), Start::Resync);
+        assert_eq!(start_position(5, 10, 10, Some(6), 1000), Start::Replay(5));
+    }
+
+    #[test]
+    fn a_since_beyond_the_log_or_too_far_behind_means_resync() {
+        assert_eq!(start_position(11, 10, 10, Some(1), 1000), Start::Resync);
+        assert_eq!(start_position(5, 1006, 1006, Some(1), 1000), Start::Resync);
+        assert_eq!(
+            start_position(5, 1005, 1005, Some(1), 1000),
+            Start::Replay(5)
+        );
+    }
+
+    #[test]
+    fn a_client_level_with_the_stream_goes_live() {
+        assert_eq!(start_position(10, 10, 10, Some(1), 1000), Start::Live(10));
+        // The stream's head behind the log's latest: the pump delivers the rest.
+        assert_eq!(start_position(10, 8, 10, Some(1), 1000), Start::Live(10));
     }
 }

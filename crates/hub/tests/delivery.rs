@@ -586,3 +586,37 @@ async fn shutdown_closes_everything() {
     assert_eq!(next(&mut b).await, Delivery::Closed(CloseReason::Shutdown));
     assert_eq!(CloseReason::Shutdown.ws_close_code(), 1001);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_from_zero_while_a_stream_gets_its_first_events_never_resyncs() {
+    // The race: the bounds are read while the log is still empty, then the first events commit
+    // on another thread before the stream starts. Bounded in count; each round is a fresh hub.
+    for round in 0..1000 {
+        let s = Arc::new(setup().await);
+        let p = project();
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                // A different head start each round moves the first commit across the window.
+                for _ in 0..(round % 50) * 20 {
+                    std::hint::spin_loop();
+                }
+                for _ in 0..20 {
+                    s.commit(p, EventType::TaskUpdated).await;
+                }
+            })
+        };
+        let mut sub = s.sub(p, Some(0)).await;
+        let mut seen = Vec::new();
+        while seen.len() < 20 {
+            match next(&mut sub).await {
+                Delivery::ResyncRequired { latest_seq } => {
+                    panic!("round {round}: told to resync at {latest_seq} after {seen:?}")
+                }
+                d => seen.extend(decode(&d).seq),
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>(), "round {round}");
+    }
+}
