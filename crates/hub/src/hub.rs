@@ -311,19 +311,23 @@ impl Hub {
         dialect: Option<DialectId>,
         reason: CloseReason,
     ) -> usize {
-        let streams = lock(&self.inner.streams);
         let mut closed = 0;
-        for entry in streams.values() {
-            let state = lock(&entry.shared.state);
-            for sub in state.subs.iter() {
-                if scope.matches(entry.shared.key, sub)
-                    && dialect.is_none_or(|d| d.0 == sub.dialect)
-                    && sub.close(reason)
-                {
-                    closed += 1;
+        {
+            let streams = lock(&self.inner.streams);
+            for entry in streams.values() {
+                let state = lock(&entry.shared.state);
+                for sub in state.subs.iter() {
+                    if scope.matches(entry.shared.key, sub)
+                        && dialect.is_none_or(|d| d.0 == sub.dialect)
+                        && sub.close(reason)
+                    {
+                        closed += 1;
+                    }
                 }
             }
         }
+        // Outside the locks: the watcher may do anything that does not block.
+        self.inner.ctx.watcher.on_evicted(scope);
         closed
     }
 

@@ -7,6 +7,7 @@ use proto::{Event, EventType};
 use std::sync::Arc;
 use uuid::Uuid;
 
+use crate::hub::EvictScope;
 use crate::presence::presence_event;
 
 /// Sees committed events before any subscriber of this node is offered them.
@@ -20,6 +21,10 @@ pub trait EventWatcher: Send + Sync + 'static {
     fn on_filled_event(&self, event: &Event);
     /// The bus may have lost events (a lagging receiver, a reconnect).
     fn on_bus_lagged(&self);
+    /// The hub was just told to close the subscriptions in `scope` (whether or not any
+    /// matched, whatever the dialect), after it closed them: connections that are not the
+    /// hub's (whiteboards) learn here that their access may have changed.
+    fn on_evicted(&self, _scope: EvictScope) {}
 }
 
 /// A watcher that does nothing (a hub without access rules, e.g. in the hub's own tests).

@@ -175,6 +175,9 @@ pub struct LiveFeed {
     bryntum_echo: OnceLock<EchoHandler>,
     /// The app's metrics, for the connection gauges ([`LiveFeed::connection_as`]).
     metrics: OnceLock<Arc<crate::metrics::Metrics>>,
+    /// Connections the hub does not hold (whiteboards), told of every eviction
+    /// ([`access::AccessListener`]).
+    access_listeners: Mutex<Vec<Weak<dyn access::AccessListener>>>,
 }
 
 impl LiveFeed {
@@ -231,6 +234,7 @@ impl LiveFeed {
             heal: Arc::new(Notify::new()),
             bryntum_echo: OnceLock::new(),
             metrics: OnceLock::new(),
+            access_listeners: Mutex::default(),
         });
         watcher.attach(Arc::downgrade(&feed));
         tokio::spawn(sweep(Arc::downgrade(&feed), ticks));

@@ -11,7 +11,7 @@
 
 use futures::{SinkExt, StreamExt};
 use liveplan_testkit::private_postgres::PrivatePostgres;
-use liveplan_testkit::{GUARD, TestServer, assert_error};
+use liveplan_testkit::{GUARD, TestServer, assert_error, whiteboard_update};
 use proto::StreamKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -579,21 +579,6 @@ async fn a_real_crash_in_fast_mode_skips_every_stream_ahead_while_the_node_runs(
     };
     assert_eq!(resync, "resync_required");
     ws_task.abort();
-}
-
-/// A y-protocols update message (sync, update) carrying one new map entry.
-fn whiteboard_update(key: &str) -> Message {
-    use yrs::ReadTxn;
-    use yrs::{Map, Transact};
-    let doc = yrs::Doc::new();
-    let elements = doc.get_or_insert_map("elements");
-    elements.insert(&mut doc.transact_mut(), key, "x");
-    let update = doc
-        .transact()
-        .encode_state_as_update_v1(&yrs::StateVector::default());
-    let mut frame = vec![0u8, 2];
-    yrs::encoding::write::Write::write_buf(&mut frame, update);
-    Message::Binary(frame.into())
 }
 
 /// Reads a whiteboard socket until it closes: its close code, after checking that no

@@ -509,6 +509,149 @@ async fn the_handshake_refuses_with_44xx() {
     drop(first);
 }
 
+/// Far below the 30 s after which a connection reads its access from the store anyway
+/// (`ACCESS_EVERY`): a close within it came from the eviction itself. A bound, not a timing.
+const EVICTED_WITHIN: Duration = Duration::from_secs(10);
+
+async fn closed_on_eviction(ws: &mut Ws, what: &str) -> Option<u16> {
+    tokio::time::timeout(EVICTED_WITHIN, ws_close_code(ws))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: still open {EVICTED_WITHIN:?} after the change"))
+}
+
+/// Sends an update keyed `key` from `editor`: whether the editor got the auth message
+/// (permission denied) or `witness` got the update relayed.
+async fn edit(editor: &mut Ws, witness: &mut Ws, key: &str) -> bool {
+    editor.send(whiteboard_update(key)).await.unwrap();
+    let relayed = |message: &Message| matches!(message, Message::Binary(b) if b.starts_with(&[0, 2]) && b.windows(key.len()).any(|w| w == key.as_bytes()));
+    loop {
+        let (message, from_editor) = tokio::time::timeout(GUARD, async {
+            tokio::select! {
+                m = editor.next() => (m, true),
+                m = witness.next() => (m, false),
+            }
+        })
+        .await
+        .expect("an answer in time");
+        let message = message.expect("a frame").expect("a frame");
+        match &message {
+            Message::Binary(b) if from_editor && b.starts_with(&[2, 0]) => return false,
+            m if !from_editor && relayed(m) => return true,
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edits() {
+    let server = TestServer::start_relaxed().await;
+    let b = board(&server).await;
+    let members = format!("/api/v1/projects/{}/members", b.project);
+    let mut users = Vec::new();
+    for name in ["removed", "logged-out", "deactivated", "demoted", "witness"] {
+        let (id, token) = server.new_user(name).await;
+        let membership = server.new_member(b.project, id, 100).await;
+        users.push((id, token, membership));
+    }
+    let mut sockets = Vec::new();
+    for (_, token, _) in &users {
+        sockets.push(server.ws_whiteboard(&b.id, token).await);
+    }
+    let [removed, logged_out, deactivated, demoted, witness] = &mut sockets[..] else {
+        unreachable!()
+    };
+
+    // Removed from the project.
+    let (status, _) = server
+        .delete(&format!("{members}/{}", users[0].2), &server.admin)
+        .await;
+    assert!(status.is_success());
+    assert_eq!(closed_on_eviction(removed, "removed").await, Some(4403));
+
+    // The ticket's session logged out.
+    let (status, _) = server
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&users[1].1),
+            None,
+        )
+        .await;
+    assert!(status.is_success());
+    assert_eq!(
+        closed_on_eviction(logged_out, "logged out").await,
+        Some(4403)
+    );
+
+    // The account deactivated.
+    let (status, _) = server
+        .patch(
+            &format!("/api/v1/users/{}", users[2].0),
+            &server.admin,
+            json!({"is_active": false}),
+        )
+        .await;
+    assert!(status.is_success());
+    assert_eq!(
+        closed_on_eviction(deactivated, "deactivated").await,
+        Some(4403)
+    );
+
+    // Demoted to Viewer: still connected, its edits refused and relayed to nobody; promoted
+    // again, it edits again.
+    let role = |level: i64| json!({ "role": level });
+    let (status, body) = server
+        .patch(&format!("{members}/{}", users[3].2), &server.admin, role(1))
+        .await;
+    assert!(status.is_success(), "{body}");
+    let deadline = tokio::time::Instant::now() + EVICTED_WITHIN;
+    let mut tries = 0..;
+    let refused = loop {
+        let key = format!("as-viewer-{}", tries.next().unwrap());
+        if !edit(demoted, witness, &key).await {
+            break key;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demoted user still edits"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, body) = server
+        .patch(
+            &format!("{members}/{}", users[3].2),
+            &server.admin,
+            role(100),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let deadline = tokio::time::Instant::now() + EVICTED_WITHIN;
+    for attempt in 0.. {
+        if edit(demoted, witness, &format!("as-member-{attempt}")).await {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the promoted user cannot edit"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing the Viewer sent was stored.
+    let (status, content) = server
+        .get(
+            &format!(
+                "/api/v1/projects/{}/whiteboards/{}/content",
+                b.project, b.id
+            ),
+            &users[4].1,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(content.to_string().contains("as-member-"), "{content}");
+    assert!(!content.to_string().contains(&refused), "{content}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_restore_as_a_change_that_reaches_clients_and_late_joiners() {
     let Some((server, b, mut d)) = start().await else {

@@ -57,8 +57,8 @@ pub use rest::{ADMIN_EMAIL, ADMIN_PASSWORD, PASSWORD, admin_actor, assert_error}
 pub use server::{TestServer, config, relax_rates};
 pub use sse::{SseMessage, SseReader};
 pub use ws::{
-    Ws, WsNext, code, pings_until_close, raw_upgrade, read_raw_frame, ws_close_code, ws_connect,
-    ws_event, ws_json, ws_next, ws_send,
+    Ws, WsNext, code, pings_until_close, raw_upgrade, read_raw_frame, whiteboard_update,
+    ws_close_code, ws_connect, ws_event, ws_json, ws_next, ws_send,
 };
 
 /// The failure guard on every wait.

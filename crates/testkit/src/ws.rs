@@ -208,3 +208,18 @@ pub async fn pings_until_close(
     }
     panic!("no close within {GUARD:?} ({pings} pings)");
 }
+
+/// A y-protocols update message (sync, update) for a raw whiteboard socket, carrying one new
+/// entry of the document's `elements` map (`key` → `key`, so the content shows it too).
+pub fn whiteboard_update(key: &str) -> Message {
+    use yrs::{Map, ReadTxn, Transact};
+    let doc = yrs::Doc::new();
+    let elements = doc.get_or_insert_map("elements");
+    elements.insert(&mut doc.transact_mut(), key, key);
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    let mut frame = vec![0u8, 2];
+    yrs::encoding::write::Write::write_buf(&mut frame, update);
+    Message::Binary(frame.into())
+}

@@ -13,7 +13,7 @@ use hub::{CloseReason, EventWatcher, EvictScope, Holder};
 use proto::{Event, EventType, Role, StreamKey};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::sync::{OnceLock, Weak};
+use std::sync::{OnceLock, PoisonError, Weak};
 use uuid::Uuid;
 
 /// The hub's [`EventWatcher`]: applies access effects to the feed's hub.
@@ -51,8 +51,24 @@ impl EventWatcher for AccessWatcher {
     fn on_bus_lagged(&self) {
         if let Some(feed) = self.feed() {
             feed.heal_soon();
+            // The heal sees only the hub's subscriptions; the others look for themselves.
+            feed.tell_access_listeners(EvictScope::All);
         }
     }
+
+    fn on_evicted(&self, scope: EvictScope) {
+        if let Some(feed) = self.feed() {
+            feed.tell_access_listeners(scope);
+        }
+    }
+}
+
+/// Connections that are not the hub's subscriptions (a whiteboard's socket) but must lose
+/// access with them: told of every eviction the hub makes, on every node, whatever caused it
+/// (an event, a logout, a heal, another node's message), and of every lost bus message.
+pub trait AccessListener: Send + Sync {
+    /// The connections in `scope` may have lost access (or changed role): they re-check now.
+    fn recheck(&self, scope: EvictScope);
 }
 
 fn uuid_field(value: &Value, name: &str) -> Option<Uuid> {
@@ -90,16 +106,17 @@ impl LiveFeed {
             }
             (EventType::MemberRoleChanged, Some(project), Some(user)) => {
                 let role = event.payload.get("role").and_then(Value::as_i64);
+                let scope = EvictScope::UserInProject {
+                    user_id: user,
+                    project_id: project,
+                };
                 if role.is_none_or(|r| r < Role::Member.level()) {
                     // A Viewer keeps SSE (any role may read it) but not the native socket.
-                    hub.evict_dialect(
-                        EvictScope::UserInProject {
-                            user_id: user,
-                            project_id: project,
-                        },
-                        self.ws,
-                        CloseReason::AccessRevoked,
-                    );
+                    hub.evict_dialect(scope, self.ws, CloseReason::AccessRevoked);
+                } else {
+                    // Nothing of the hub's closes on a promotion, but a whiteboard's Viewer
+                    // may edit from now on.
+                    self.tell_access_listeners(scope);
                 }
             }
             (EventType::ProjectDeleted, Some(project), _) => {
@@ -123,6 +140,29 @@ impl LiveFeed {
                 hub.evict(EvictScope::AllProjects, CloseReason::AccessRevoked);
             }
             _ => {}
+        }
+    }
+
+    /// Registers `listener` for as long as it lives.
+    pub fn listen_for_access(&self, listener: Weak<dyn AccessListener>) {
+        let mut listeners = self
+            .access_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        listeners.retain(|l| l.strong_count() > 0);
+        listeners.push(listener);
+    }
+
+    fn tell_access_listeners(&self, scope: EvictScope) {
+        let listeners: Vec<_> = self
+            .access_listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for listener in listeners {
+            listener.recheck(scope);
         }
     }
 

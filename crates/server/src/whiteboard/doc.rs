@@ -249,11 +249,21 @@ impl Actor {
             Command::Leave { conn } => self.leave(conn),
             Command::Peer(note) => self.on_peer(note).await?,
             Command::Restore { state, reply } => {
-                let change = match content::restore(&self.doc, &state) {
-                    Ok(change) => change,
-                    Err(content::BadSnapshot) => {
+                // yrs may panic on a state it decoded (as its encoder does on some hostile
+                // updates); the live document is then half-changed, so it is dropped and the
+                // next join loads the stored one, as after an update that failed to apply.
+                let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    content::restore(&self.doc, &state)
+                }));
+                let change = match restored {
+                    Ok(Ok(change)) => change,
+                    Ok(Err(content::BadSnapshot)) => {
                         let _ = reply.send(Err(RestoreFailed::BadSnapshot));
                         return Ok(());
+                    }
+                    Err(_) => {
+                        let _ = reply.send(Err(RestoreFailed::Store));
+                        return Err(Broken("a restore failed midway"));
                     }
                 };
                 if let Some(change) = change

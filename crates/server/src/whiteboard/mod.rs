@@ -17,6 +17,8 @@ pub mod wire;
 pub mod writer;
 
 use crate::app::AppState;
+use crate::dialects::whiteboard::rechecks::Rechecks;
+use crate::live::access::AccessListener;
 use doc::{Actor, Command};
 use peers::{PeerNote, Peers};
 use std::collections::HashMap;
@@ -38,7 +40,7 @@ pub struct Boards {
     open: Mutex<HashMap<Uuid, (u64, mpsc::UnboundedSender<Command>)>>,
     next_actor: AtomicU64,
     /// Per board: when its last event went out, and whether one is waiting.
-    events: Mutex<HashMap<Uuid, (Instant, bool)>>,
+    events: Mutex<Announced>,
     /// The other nodes of the cluster (set once at start; none on a node alone).
     peers: OnceLock<Arc<dyn Peers>>,
     /// Stores every open board's updates (and their events), many boards per transaction.
@@ -63,7 +65,10 @@ impl Boards {
             clustered,
             open: Mutex::default(),
             next_actor: AtomicU64::new(0),
-            events: Mutex::default(),
+            events: Mutex::new(Announced {
+                boards: HashMap::new(),
+                pruned: Instant::now(),
+            }),
             peers: OnceLock::new(),
             writer: writer::Writer::start(Arc::new(writer::StoreTarget(domain))),
         })
@@ -152,15 +157,23 @@ impl Boards {
         let now = Instant::now();
         let delay = {
             let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-            events.retain(|_, (at, waiting)| *waiting || now.duration_since(*at) < EVENT_EVERY);
-            match events.get_mut(&board) {
+            // Forgetting the boards whose second is over is only to bound the map, so once a
+            // second, not on every update (at 1,000 boards that was a thousand entries visited
+            // per update).
+            if now.duration_since(events.pruned) >= EVENT_EVERY {
+                events.pruned = now;
+                events
+                    .boards
+                    .retain(|_, (at, waiting)| *waiting || now.duration_since(*at) < EVENT_EVERY);
+            }
+            match events.boards.get_mut(&board) {
                 Some((_, true)) => return false,
-                Some((at, waiting)) => {
+                Some((at, waiting)) if now.duration_since(*at) < EVENT_EVERY => {
                     *waiting = true;
                     (*at + EVENT_EVERY).saturating_duration_since(now)
                 }
-                None => {
-                    events.insert(board, (now, false));
+                _ => {
+                    events.boards.insert(board, (now, false));
                     return true;
                 }
             }
@@ -172,6 +185,7 @@ impl Boards {
                 .events
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
+                .boards
                 .get_mut(&board)
             {
                 *entry = (Instant::now(), false);
@@ -182,22 +196,35 @@ impl Boards {
     }
 }
 
+/// The throttle of `whiteboard_updated`: per board, when its last event went out and whether
+/// one is waiting; and when the boards whose second is over were last forgotten.
+struct Announced {
+    boards: HashMap<Uuid, (Instant, bool)>,
+    pruned: Instant,
+}
+
 /// What the whiteboard routes are served with.
 pub struct WhiteboardNode {
     pub app: AppState,
     pub boards: Arc<Boards>,
     /// Told who opens and leaves which canvas (the Pusher presence channel's members).
     pub roster: Arc<dyn roster::CanvasRoster>,
+    /// The node's open connections, woken to re-check their access when the hub evicts.
+    pub rechecks: Arc<Rechecks>,
     next_conn: AtomicU64,
 }
 
 impl WhiteboardNode {
     pub fn new(app: AppState, roster: Arc<dyn roster::CanvasRoster>) -> Arc<WhiteboardNode> {
         let boards = Boards::new(app.domain.clone(), app.config.redis_url.is_some());
+        let rechecks = Arc::new(Rechecks::default());
+        let listener: Arc<dyn AccessListener> = rechecks.clone();
+        app.live.listen_for_access(Arc::downgrade(&listener));
         Arc::new(WhiteboardNode {
             app,
             boards,
             roster,
+            rechecks,
             next_conn: AtomicU64::new(1),
         })
     }

@@ -12,8 +12,14 @@ pub const MESSAGE_BURST: u32 = 3_000;
 /// y-websocket drops a connection that received nothing for 30 s; the server speaks up after
 /// this long of silence.
 pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(12);
-/// How often the connection re-reads its access (and checks for silence).
+/// How often the connection looks at the session's expiry, the node's shutdown and its own
+/// silence.
 pub const CHECK_EVERY: Duration = Duration::from_secs(4);
+/// How often it reads its session and role from the store besides, in case it missed an access
+/// change: every eviction the hub makes wakes it at once (`super::rechecks`), so this is only the
+/// net under that (it was every 4 s, which at 2,000 connections cost more store reads than the
+/// updates they relayed).
+pub const ACCESS_EVERY: Duration = Duration::from_secs(30);
 
 pub struct WhiteboardSession {
     pub can_edit: bool,

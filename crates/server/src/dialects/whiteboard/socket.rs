@@ -12,7 +12,8 @@
 //! member of the board's Pusher channel `presence-whiteboard-{id}` (`whiteboard::roster`).
 
 use super::protocol::{self, BadInput, READ_LIMIT};
-use super::session::{CHECK_EVERY, KEEPALIVE, WhiteboardSession};
+use super::rechecks::{Holder, Watched};
+use super::session::{ACCESS_EVERY, CHECK_EVERY, KEEPALIVE, WhiteboardSession};
 use crate::auth::Authed;
 use crate::auth::extract::request_token;
 use crate::dialects::access::role_in;
@@ -30,7 +31,7 @@ use domain::Actor;
 use futures::{SinkExt, StreamExt};
 use proto::Role;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::UserRow;
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -104,6 +105,8 @@ struct Admitted {
     role: Role,
     session_id: Uuid,
     expires_at: store::Timestamp,
+    /// [`Rechecks::epoch`] before the access was read.
+    epoch: u64,
 }
 
 /// The user of the ticket, or of the session cookie (or Bearer token) of the upgrade.
@@ -163,6 +166,7 @@ async fn admit(
     headers: &HeaderMap,
     board: &str,
 ) -> Result<Admitted, Refusal> {
+    let epoch = state.0.rechecks.epoch();
     let holder = authenticate(state, params, headers).await?;
     let board = Uuid::parse_str(board).map_err(|_| NO_BOARD)?;
     let actor = Actor {
@@ -179,6 +183,7 @@ async fn admit(
         role,
         session_id: holder.session_id,
         expires_at: holder.expires_at,
+        epoch,
     })
 }
 
@@ -216,6 +221,15 @@ async fn serve(
 ) {
     let node = &state.0;
     let conn_id = node.new_conn_id();
+    let watched = node.rechecks.watch(
+        conn_id,
+        Holder {
+            user: admitted.actor.user_id,
+            session: admitted.session_id,
+            project: admitted.project,
+        },
+        admitted.epoch,
+    );
     let (out, mut outbox) = mpsc::channel(CLIENT_QUEUE);
     let (reply, joined) = oneshot::channel();
     let doc = node.boards.submit(
@@ -237,7 +251,13 @@ async fn serve(
                 .await;
             let flow = match conn.send_all(frames).await {
                 Flow::Continue => {
-                    run(&state, &mut conn, &doc, conn_id, &admitted, &mut outbox).await
+                    let open = Open {
+                        doc: &doc,
+                        conn_id,
+                        admitted: &admitted,
+                        watched: &watched,
+                    };
+                    run(&state, &mut conn, open, &mut outbox).await
                 }
                 other => other,
             };
@@ -252,16 +272,29 @@ async fn serve(
     }
 }
 
+/// What a joined connection's loop works with besides its socket.
+struct Open<'a> {
+    doc: &'a DocHandle,
+    conn_id: u64,
+    admitted: &'a Admitted,
+    watched: &'a Watched,
+}
+
 async fn run(
     state: &WbState,
     conn: &mut Connection,
-    doc: &DocHandle,
-    conn_id: u64,
-    admitted: &Admitted,
+    open: Open<'_>,
     outbox: &mut mpsc::Receiver<Out>,
 ) -> Flow {
+    let Open {
+        doc,
+        conn_id,
+        admitted,
+        watched,
+    } = open;
     let mut checks = tokio::time::interval(CHECK_EVERY);
     checks.tick().await;
+    let mut access_read = Instant::now();
     loop {
         let flow = tokio::select! {
             out = outbox.recv() => match out {
@@ -277,7 +310,19 @@ async fn run(
                 Some(Err(err)) => ws::close_for_read_error(&err),
                 Some(Ok(message)) => on_client(conn, doc, conn_id, message).await,
             },
-            _ = checks.tick() => check(state, conn, admitted).await,
+            () = watched.changed() => {
+                access_read = Instant::now();
+                check(state, conn, admitted, true).await
+            }
+            _ = checks.tick() => {
+                // The store is read on a slow schedule only, in case a change was missed:
+                // every eviction on any node wakes `watched` at once.
+                let read_access = access_read.elapsed() >= ACCESS_EVERY;
+                if read_access {
+                    access_read = Instant::now();
+                }
+                check(state, conn, admitted, read_access).await
+            }
         };
         if flow != Flow::Continue {
             return flow;
@@ -336,9 +381,15 @@ async fn on_client(conn: &mut Connection, doc: &DocHandle, conn_id: u64, message
     }
 }
 
-/// The periodic look: shutdown, the session's end, access (lost: 4403; a role change turns
-/// editing on or off), and a keepalive after a silence.
-async fn check(state: &WbState, conn: &mut Connection, admitted: &Admitted) -> Flow {
+/// The periodic look: shutdown, the session's end, a keepalive after a silence, and, when
+/// `read_access`, the session and the access in the store (lost: 4403; a role change turns
+/// editing on or off).
+async fn check(
+    state: &WbState,
+    conn: &mut Connection,
+    admitted: &Admitted,
+    read_access: bool,
+) -> Flow {
     let app = &state.0.app;
     if app.live.is_shutting_down() {
         return Flow::Close(ws::CLOSE_GOING_AWAY, "the server is going away");
@@ -346,21 +397,34 @@ async fn check(state: &WbState, conn: &mut Connection, admitted: &Admitted) -> F
     if store::now() >= admitted.expires_at {
         return Flow::Close(protocol::CLOSE_FORBIDDEN, "the session expired");
     }
-    // A logout or a deactivation ends the session: the socket goes with it.
-    if let Err(TicketRefused::Unusable) =
-        ws::session_holder(&app.domain, admitted.session_id, admitted.actor.user_id).await
-    {
-        return Flow::Close(protocol::CLOSE_FORBIDDEN, "the session ended");
-    }
-    match access(state, admitted.board, &admitted.actor).await {
-        Ok((project, role)) if project == admitted.project => conn.session.set_role(role),
-        Ok(_) | Err(Refusal(protocol::CLOSE_FORBIDDEN | protocol::CLOSE_NOT_FOUND, _)) => {
-            return Flow::Close(NO_ACCESS.0, NO_ACCESS.1);
-        }
-        Err(_) => {}
+    if read_access && let Some(flow) = read_access_again(state, conn, admitted).await {
+        return flow;
     }
     if conn.session.needs_keepalive() {
         return conn.send(Bytes::from_static(KEEPALIVE)).await;
     }
     Flow::Continue
+}
+
+/// The session and the role read again: `Some` closes the connection.
+async fn read_access_again(
+    state: &WbState,
+    conn: &mut Connection,
+    admitted: &Admitted,
+) -> Option<Flow> {
+    let app = &state.0.app;
+    // A logout or a deactivation ends the session: the socket goes with it.
+    if let Err(TicketRefused::Unusable) =
+        ws::session_holder(&app.domain, admitted.session_id, admitted.actor.user_id).await
+    {
+        return Some(Flow::Close(protocol::CLOSE_FORBIDDEN, "the session ended"));
+    }
+    match access(state, admitted.board, &admitted.actor).await {
+        Ok((project, role)) if project == admitted.project => conn.session.set_role(role),
+        Ok(_) | Err(Refusal(protocol::CLOSE_FORBIDDEN | protocol::CLOSE_NOT_FOUND, _)) => {
+            return Some(Flow::Close(NO_ACCESS.0, NO_ACCESS.1));
+        }
+        Err(_) => {}
+    }
+    None
 }
