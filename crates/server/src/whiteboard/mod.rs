@@ -2,8 +2,9 @@
 //! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
 //! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the
 //! background compaction ([`compaction`]), what open documents tell the other nodes of a
-//! cluster ([`peers`]), who is on a canvas ([`roster`]), the node's writer of every board's
-//! updates ([`writer`]) and the throttled `whiteboard_updated` event that rides with them. The
+//! cluster ([`peers`]), who is on a canvas ([`roster`]), which connections re-check their
+//! access when the hub evicts ([`rechecks`]), the node's writer of every board's updates
+//! ([`writer`]) and the throttled `whiteboard_updated` event that rides with them. The
 //! y-websocket dialect is `dialects::whiteboard`.
 
 pub mod awareness;
@@ -11,16 +12,17 @@ pub mod compaction;
 pub mod content;
 pub mod doc;
 pub mod peers;
+pub mod rechecks;
 pub mod rest;
 pub mod roster;
 pub mod wire;
 pub mod writer;
 
 use crate::app::AppState;
-use crate::dialects::whiteboard::rechecks::Rechecks;
 use crate::live::access::AccessListener;
 use doc::{Actor, Command};
 use peers::{PeerNote, Peers};
+use rechecks::Rechecks;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};

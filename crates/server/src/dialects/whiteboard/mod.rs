@@ -1,11 +1,9 @@
 //! The y-websocket dialect (CONTRACT §11), `GET /ws/v1/whiteboards/{whiteboard_id}`: the
-//! protocol's frames ([`protocol`]), a connection's state ([`session`]), who must re-check their
-//! access when the hub evicts ([`rechecks`]), and the glue between a
+//! protocol's frames ([`protocol`]), a connection's state ([`session`]) and the glue between a
 //! socket and its board's document actor ([`socket`]; the actor is `crate::whiteboard::doc`),
 //! and [`router`]: the socket's route with the REST routes of `crate::whiteboard::rest`.
 
 pub mod protocol;
-pub mod rechecks;
 pub mod session;
 pub mod socket;
 

@@ -16,7 +16,7 @@ pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(12);
 /// silence.
 pub const CHECK_EVERY: Duration = Duration::from_secs(4);
 /// How often it reads its session and role from the store besides, in case it missed an access
-/// change: every eviction the hub makes wakes it at once (`super::rechecks`), so this is only the
+/// change: every eviction the hub makes wakes it at once (`crate::whiteboard::rechecks`), so this is only the
 /// net under that (it was every 4 s, which at 2,000 connections cost more store reads than the
 /// updates they relayed).
 pub const ACCESS_EVERY: Duration = Duration::from_secs(30);

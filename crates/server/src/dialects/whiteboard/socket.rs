@@ -12,7 +12,6 @@
 //! member of the board's Pusher channel `presence-whiteboard-{id}` (`whiteboard::roster`).
 
 use super::protocol::{self, BadInput, READ_LIMIT};
-use super::rechecks::{Holder, Watched};
 use super::session::{ACCESS_EVERY, CHECK_EVERY, KEEPALIVE, WhiteboardSession};
 use crate::auth::Authed;
 use crate::auth::extract::request_token;
@@ -21,6 +20,7 @@ use crate::dialects::ws::{self, Flow, TicketHolder, TicketRefused};
 use crate::live::ConnectionGuard;
 use crate::net::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
 use crate::whiteboard::doc::{Answer, CLIENT_QUEUE, Command, Out};
+use crate::whiteboard::rechecks::{Holder, Watched};
 use crate::whiteboard::{DocHandle, WbState};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
