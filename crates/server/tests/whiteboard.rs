@@ -543,6 +543,24 @@ async fn edit(editor: &mut Ws, witness: &mut Ws, key: &str) -> bool {
     }
 }
 
+/// Edits (keys `{prefix}-0`, `-1`, …) until one is relayed (`relayed`) or refused (not): a role
+/// change reaches the socket a moment after its PATCH answered. The key of that edit.
+async fn edit_until(editor: &mut Ws, witness: &mut Ws, prefix: &str, relayed: bool) -> String {
+    let deadline = tokio::time::Instant::now() + EVICTED_WITHIN;
+    for attempt in 0.. {
+        let key = format!("{prefix}-{attempt}");
+        if edit(editor, witness, &key).await == relayed {
+            return key;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{prefix}: the role change never reached the socket"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    unreachable!()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edits() {
     let server = TestServer::start_relaxed().await;
@@ -605,19 +623,7 @@ async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edi
         .patch(&format!("{members}/{}", users[3].2), &server.admin, role(1))
         .await;
     assert!(status.is_success(), "{body}");
-    let deadline = tokio::time::Instant::now() + EVICTED_WITHIN;
-    let mut tries = 0..;
-    let refused = loop {
-        let key = format!("as-viewer-{}", tries.next().unwrap());
-        if !edit(demoted, witness, &key).await {
-            break key;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the demoted user still edits"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let refused = edit_until(demoted, witness, "as-viewer", false).await;
     let (status, body) = server
         .patch(
             &format!("{members}/{}", users[3].2),
@@ -626,17 +632,7 @@ async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edi
         )
         .await;
     assert!(status.is_success(), "{body}");
-    let deadline = tokio::time::Instant::now() + EVICTED_WITHIN;
-    for attempt in 0.. {
-        if edit(demoted, witness, &format!("as-member-{attempt}")).await {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the promoted user cannot edit"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    edit_until(demoted, witness, "as-member", true).await;
     // Nothing the Viewer sent was stored.
     let (status, content) = server
         .get(
