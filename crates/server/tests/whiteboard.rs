@@ -562,7 +562,7 @@ async fn edit_until(editor: &mut Ws, witness: &mut Ws, prefix: &str, relayed: bo
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edits() {
+async fn losing_access_or_the_board_while_connected_closes_with_4403_and_a_demotion_stops_edits() {
     let server = TestServer::start_relaxed().await;
     let b = board(&server).await;
     let members = format!("/api/v1/projects/{}/members", b.project);
@@ -646,6 +646,18 @@ async fn losing_access_while_connected_closes_with_4403_and_a_demotion_stops_edi
     assert_eq!(status, StatusCode::OK);
     assert!(content.to_string().contains("as-member-"), "{content}");
     assert!(!content.to_string().contains(&refused), "{content}");
+
+    // The board deleted: its sockets close too.
+    let (status, body) = server
+        .delete(
+            &format!("/api/v1/projects/{}/whiteboards/{}", b.project, b.id),
+            &server.admin,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    for (socket, what) in [(demoted, "demoted"), (witness, "witness")] {
+        assert_eq!(closed_on_eviction(socket, what).await, Some(4403));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,11 @@ impl LiveFeed {
                     self.tell_access_listeners(scope);
                 }
             }
+            (EventType::WhiteboardDeleted, Some(project), _) => {
+                // No subscription of the hub is about one board; its open sockets (not the
+                // hub's) find out that their board is gone.
+                self.tell_access_listeners(EvictScope::Project(project));
+            }
             (EventType::ProjectDeleted, Some(project), _) => {
                 hub.evict(EvictScope::Project(project), CloseReason::AccessRevoked);
             }
