@@ -251,13 +251,16 @@ async fn serve(
                 .await;
             let flow = match conn.send_all(frames).await {
                 Flow::Continue => {
-                    let open = Open {
-                        doc: &doc,
+                    run(
+                        &state,
+                        &mut conn,
+                        &doc,
                         conn_id,
-                        admitted: &admitted,
-                        watched: &watched,
-                    };
-                    run(&state, &mut conn, open, &mut outbox).await
+                        &admitted,
+                        &watched,
+                        &mut outbox,
+                    )
+                    .await
                 }
                 other => other,
             };
@@ -272,26 +275,15 @@ async fn serve(
     }
 }
 
-/// What a joined connection's loop works with besides its socket.
-struct Open<'a> {
-    doc: &'a DocHandle,
-    conn_id: u64,
-    admitted: &'a Admitted,
-    watched: &'a Watched,
-}
-
 async fn run(
     state: &WbState,
     conn: &mut Connection,
-    open: Open<'_>,
+    doc: &DocHandle,
+    conn_id: u64,
+    admitted: &Admitted,
+    watched: &Watched,
     outbox: &mut mpsc::Receiver<Out>,
 ) -> Flow {
-    let Open {
-        doc,
-        conn_id,
-        admitted,
-        watched,
-    } = open;
     let mut checks = tokio::time::interval(CHECK_EVERY);
     checks.tick().await;
     let mut access_read = Instant::now();
