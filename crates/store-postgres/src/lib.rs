@@ -27,6 +27,7 @@
 mod app_channels;
 mod durability;
 mod errors;
+mod group_commit;
 mod nodes;
 mod ops;
 mod rows;
@@ -75,6 +76,8 @@ pub struct PgStore {
     /// (PostgreSQL's group commit). Across nodes the hub orders by seq and fills gaps from
     /// the log.
     commit_order: Arc<CommitSequencer>,
+    /// Write transactions that begin by holding a stream share transactions ([`group_commit`]).
+    group: Arc<group_commit::GroupCommit>,
     /// What the lost-tail guard found since the store opened.
     guard: Arc<GuardState>,
 }
@@ -162,6 +165,7 @@ pub async fn open_with(url: &str, durability: Durability) -> StoreResult<PgStore
     );
     drop(conn);
     Ok(PgStore {
+        group: Arc::new(group_commit::GroupCommit::new(pool.clone())),
         pool,
         commit_order: Arc::default(),
         guard,
@@ -185,8 +189,11 @@ impl Store for PgStore {
     }
 
     async fn write(&self) -> StoreResult<Box<dyn WriteTx>> {
-        let tx = retrying(|| self.pool.begin()).await?;
-        let mut ops = PgOps::new(Conn::Tx(tx), true);
+        // The transaction begins with its first statement; a closed store refuses it now.
+        if self.pool.is_closed() {
+            return Err(db_error(sqlx::Error::PoolClosed));
+        }
+        let mut ops = PgOps::new(Conn::NotBegun(self.group.clone()), true);
         ops.commit_order = Some(self.commit_order.clone());
         Ok(Box::new(ops))
     }
@@ -253,6 +260,8 @@ impl WriteTx for PgOps {
     async fn commit(self: Box<Self>) -> StoreResult<()> {
         match self.conn {
             Conn::Tx(tx) => tx.commit().await.map_err(db_error),
+            Conn::Member(member) => member.commit().await,
+            Conn::NotBegun(..) => Ok(()),
             Conn::Plain(_) => Err(StoreError::database("not a transaction")),
         }
     }

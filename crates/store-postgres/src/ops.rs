@@ -6,6 +6,7 @@
 
 use crate::app_channels;
 use crate::errors::db_error;
+use crate::group_commit::{GroupCommit, Member};
 use crate::rows::*;
 use crate::webhooks;
 use crate::whiteboards;
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use proto::{Event, StreamKey};
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, Postgres, Transaction};
+use std::sync::Arc;
 use store::rows::*;
 use store::{
     AppChannelEventRow, AppChannelPositionRow, AppLogRetention, LogBounds, Queries, StoreError,
@@ -25,13 +27,18 @@ use uuid::Uuid;
 pub(crate) enum Conn {
     Plain(PoolConnection<Postgres>),
     Tx(Transaction<'static, Postgres>),
+    /// A write transaction before its first statement: it joins a batch if that statement
+    /// holds a stream ([`Queries::lock_stream`]), else begins a transaction of its own.
+    NotBegun(Arc<GroupCommit>),
+    /// A write transaction in a batch's transaction ([`group_commit`]).
+    Member(Member),
 }
 
 pub(crate) struct PgOps {
     pub(crate) conn: Conn,
     writable: bool,
     /// A writer's place in the node's commit order (see `PgStore::commit_order` in lib.rs).
-    pub(crate) commit_order: Option<std::sync::Arc<store::sequencer::CommitSequencer>>,
+    pub(crate) commit_order: Option<Arc<store::sequencer::CommitSequencer>>,
 }
 
 impl PgOps {
@@ -43,19 +50,25 @@ impl PgOps {
         }
     }
 
-    fn db(&mut self) -> &mut PgConnection {
+    async fn db(&mut self) -> StoreResult<&mut PgConnection> {
+        if let Conn::NotBegun(group) = &self.conn {
+            let tx = group.begin_alone().await?;
+            self.conn = Conn::Tx(tx);
+        }
         match &mut self.conn {
-            Conn::Plain(conn) => conn,
-            Conn::Tx(tx) => tx,
+            Conn::Plain(conn) => Ok(conn),
+            Conn::Tx(tx) => Ok(tx),
+            Conn::Member(member) => member.connection(),
+            Conn::NotBegun(..) => Err(StoreError::database("no transaction began")),
         }
     }
 
     /// The connection, for a statement that writes: refused outside a write transaction.
-    fn writer(&mut self) -> StoreResult<&mut PgConnection> {
+    async fn writer(&mut self) -> StoreResult<&mut PgConnection> {
         if !self.writable {
             return Err(StoreError::database("a read handle cannot write"));
         }
-        Ok(self.db())
+        self.db().await
     }
 
     async fn update_body(&mut self, record: &RecordRow) -> StoreResult<()> {
@@ -64,7 +77,7 @@ impl PgOps {
             .bind(record.version)
             .bind(record.updated_at)
             .bind(record.id)
-            .execute(self.writer()?)
+            .execute(self.writer().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -126,7 +139,7 @@ impl Queries for PgOps {
     async fn get_setting(&mut self, key: &str) -> StoreResult<Option<String>> {
         sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
             .bind(key)
-            .fetch_optional(self.db())
+            .fetch_optional(self.db().await?)
             .await
             .map_err(db_error)
     }
@@ -137,7 +150,7 @@ impl Queries for PgOps {
         )
         .bind(key)
         .bind(value)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -145,7 +158,7 @@ impl Queries for PgOps {
 
     async fn count_users(&mut self) -> StoreResult<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.db())
+            .fetch_one(self.db().await?)
             .await
             .map_err(db_error)
     }
@@ -157,7 +170,7 @@ impl Queries for PgOps {
             " FROM users WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, user_from)
@@ -172,7 +185,7 @@ impl Queries for PgOps {
             " ORDER BY lower(email) = lower($1) DESC LIMIT 1"
         ))
         .bind(login)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, user_from)
@@ -184,7 +197,7 @@ impl Queries for PgOps {
             user_columns!(),
             " FROM users ORDER BY id"
         ))
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, user_from)
@@ -206,7 +219,7 @@ impl Queries for PgOps {
         .bind(user.version)
         .bind(user.created_at)
         .bind(user.updated_at)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -225,14 +238,14 @@ impl Queries for PgOps {
         .bind(user.version)
         .bind(user.updated_at)
         .bind(user.id)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_user(&mut self, id: Uuid) -> StoreResult<()> {
-        let db = self.writer()?;
+        let db = self.writer().await?;
         for sql in [
             "DELETE FROM ws_tickets WHERE user_id = $1",
             "DELETE FROM sessions WHERE user_id = $1",
@@ -257,7 +270,7 @@ impl Queries for PgOps {
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.revoked_at)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -268,7 +281,7 @@ impl Queries for PgOps {
             "SELECT id, user_id, created_at, expires_at, revoked_at FROM sessions WHERE id = $1",
         )
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, session_from)
@@ -287,7 +300,7 @@ impl Queries for PgOps {
             "FROM sessions s LEFT JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, |row| {
@@ -305,7 +318,7 @@ impl Queries for PgOps {
             sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(at)
                 .bind(id)
-                .execute(self.writer()?)
+                .execute(self.writer().await?)
                 .await
                 .map_err(db_error)?;
         Ok(done.rows_affected() > 0)
@@ -317,7 +330,7 @@ impl Queries for PgOps {
         )
         .bind(at)
         .bind(user_id)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -332,7 +345,7 @@ impl Queries for PgOps {
         .bind(ticket.session_id)
         .bind(ticket.expires_at)
         .bind(ticket.used_at)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -349,7 +362,7 @@ impl Queries for PgOps {
         )
         .bind(now)
         .bind(hash)
-        .fetch_optional(self.writer()?)
+        .fetch_optional(self.writer().await?)
         .await
         .map_err(db_error)?;
         one(row, ticket_from)
@@ -358,7 +371,7 @@ impl Queries for PgOps {
     async fn purge_expired_tickets(&mut self, now: Timestamp) -> StoreResult<u64> {
         let done = sqlx::query("DELETE FROM ws_tickets WHERE expires_at <= $1")
             .bind(now)
-            .execute(self.writer()?)
+            .execute(self.writer().await?)
             .await
             .map_err(db_error)?;
         Ok(done.rows_affected())
@@ -371,7 +384,7 @@ impl Queries for PgOps {
             " FROM projects WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, project_from)
@@ -384,7 +397,7 @@ impl Queries for PgOps {
             " FROM projects WHERE lower(key) = lower($1)"
         ))
         .bind(key)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, project_from)
@@ -396,7 +409,7 @@ impl Queries for PgOps {
             project_columns!(),
             " FROM projects ORDER BY id"
         ))
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, project_from)
@@ -407,7 +420,7 @@ impl Queries for PgOps {
             "SELECT p.id, p.key, p.name, p.body, p.version, p.created_at, p.updated_at FROM projects p JOIN memberships m ON m.project_id = p.id WHERE m.user_id = $1 ORDER BY p.id",
         )
         .bind(user_id)
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, project_from)
@@ -426,7 +439,7 @@ impl Queries for PgOps {
         .bind(project.version)
         .bind(project.created_at)
         .bind(project.updated_at)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -442,14 +455,14 @@ impl Queries for PgOps {
         .bind(project.version)
         .bind(project.updated_at)
         .bind(project.id)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
     async fn delete_project(&mut self, id: Uuid) -> StoreResult<()> {
-        let db = self.writer()?;
+        let db = self.writer().await?;
         for sql in [
             "DELETE FROM record_refs WHERE project_id = $1",
             "DELETE FROM phantom_ids WHERE project_id = $1",
@@ -475,7 +488,7 @@ impl Queries for PgOps {
             " FROM memberships WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, membership_from)
@@ -493,7 +506,7 @@ impl Queries for PgOps {
         ))
         .bind(project_id)
         .bind(user_id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, membership_from)
@@ -513,7 +526,7 @@ impl Queries for PgOps {
         ))
         .bind(user_id)
         .bind(project_id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, |row| {
@@ -539,7 +552,7 @@ impl Queries for PgOps {
         .bind(user_id)
         .bind(project_id)
         .bind(record_id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, |row| {
@@ -558,7 +571,7 @@ impl Queries for PgOps {
             " FROM memberships WHERE project_id = $1 ORDER BY id"
         ))
         .bind(project_id)
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, membership_from)
@@ -571,7 +584,7 @@ impl Queries for PgOps {
             " FROM memberships WHERE user_id = $1 ORDER BY id"
         ))
         .bind(user_id)
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, membership_from)
@@ -590,7 +603,7 @@ impl Queries for PgOps {
         .bind(m.version)
         .bind(m.created_at)
         .bind(m.updated_at)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -604,7 +617,7 @@ impl Queries for PgOps {
         .bind(m.version)
         .bind(m.updated_at)
         .bind(m.id)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -613,7 +626,7 @@ impl Queries for PgOps {
     async fn delete_membership(&mut self, id: Uuid) -> StoreResult<()> {
         sqlx::query("DELETE FROM memberships WHERE id = $1")
             .bind(id)
-            .execute(self.writer()?)
+            .execute(self.writer().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -626,7 +639,7 @@ impl Queries for PgOps {
             " FROM records WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)?;
         one(row, record_from)
@@ -647,7 +660,7 @@ impl Queries for PgOps {
         .bind(collection)
         .bind(i64::from(page.limit))
         .bind(i64::from(page.offset))
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, record_from)
@@ -657,7 +670,7 @@ impl Queries for PgOps {
         let count: Option<i64> =
             sqlx::query_scalar("SELECT record_count FROM projects WHERE id = $1")
                 .bind(project_id)
-                .fetch_optional(self.db())
+                .fetch_optional(self.db().await?)
                 .await
                 .map_err(db_error)?;
         Ok(count.unwrap_or(0))
@@ -686,7 +699,7 @@ impl Queries for PgOps {
         .bind(record.updated_at)
         .bind(fields)
         .bind(targets)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -713,7 +726,7 @@ impl Queries for PgOps {
         .bind(fields)
         .bind(targets)
         .bind(record.project_id)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -724,7 +737,7 @@ impl Queries for PgOps {
     }
 
     async fn delete_record(&mut self, id: Uuid) -> StoreResult<()> {
-        let db = self.writer()?;
+        let db = self.writer().await?;
         sqlx::query("DELETE FROM record_refs WHERE record_id = $1")
             .bind(id)
             .execute(&mut *db)
@@ -751,7 +764,7 @@ impl Queries for PgOps {
             "SELECT r.record_id, x.collection, r.field FROM record_refs r JOIN records x ON x.id = r.record_id WHERE r.target_id = $1 ORDER BY r.record_id, r.field",
         )
         .bind(target_id)
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, |row| {
@@ -764,12 +777,15 @@ impl Queries for PgOps {
     }
 
     async fn lock_stream(&mut self, stream: StreamKey) -> StoreResult<()> {
+        if let Conn::NotBegun(group) = &self.conn {
+            self.conn = Conn::Member(group.join(&stream).await?);
+        }
         // An upsert that changes nothing still locks the row until the transaction ends.
         sqlx::query(
             "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq",
         )
         .bind(stream.to_text())
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -779,7 +795,7 @@ impl Queries for PgOps {
         if event.event_type.is_ephemeral() {
             return Err(corrupt("ephemeral events are never logged"));
         }
-        let db = self.writer()?;
+        let db = self.writer().await?;
         let stream = event.stream.to_text();
         // One statement, one round trip: the upsert moves the stream's counter on and takes
         // (or, after waiting for another writer's commit, retakes) its row lock, which holds
@@ -832,7 +848,7 @@ impl Queries for PgOps {
         .bind(stream.to_text())
         .bind(after_seq)
         .bind(i64::from(limit))
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, event_from)
@@ -841,7 +857,7 @@ impl Queries for PgOps {
     async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM streams WHERE stream = $1")
             .bind(stream.to_text())
-            .fetch_optional(self.db())
+            .fetch_optional(self.db().await?)
             .await
             .map_err(db_error)?;
         Ok(seq.unwrap_or(0))
@@ -850,7 +866,7 @@ impl Queries for PgOps {
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>> {
         sqlx::query_scalar("SELECT MIN(seq) FROM events WHERE stream = $1")
             .bind(stream.to_text())
-            .fetch_one(self.db())
+            .fetch_one(self.db().await?)
             .await
             .map_err(db_error)
     }
@@ -858,7 +874,7 @@ impl Queries for PgOps {
     async fn delete_stream_events(&mut self, stream: StreamKey) -> StoreResult<()> {
         sqlx::query("DELETE FROM events WHERE stream = $1")
             .bind(stream.to_text())
-            .execute(self.writer()?)
+            .execute(self.writer().await?)
             .await
             .map_err(db_error)?;
         Ok(())
@@ -877,7 +893,7 @@ impl Queries for PgOps {
         )
         .bind(after.map(|s| s.to_text()).unwrap_or_default())
         .bind(i64::from(limit))
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)?;
         all(rows, |row| {
@@ -900,7 +916,7 @@ impl Queries for PgOps {
         )
         .bind(stream.to_text())
         .bind(offset)
-        .fetch_optional(self.db())
+        .fetch_optional(self.db().await?)
         .await
         .map_err(db_error)
     }
@@ -917,7 +933,7 @@ impl Queries for PgOps {
             sqlx::query_as("SELECT seq, ts FROM events WHERE stream = $1 ORDER BY seq LIMIT $2")
                 .bind(&key)
                 .bind(i64::from(limit))
-                .fetch_all(self.db())
+                .fetch_all(self.db().await?)
                 .await
                 .map_err(db_error)?;
         let Some(through) = store::retention::prunable_prefix(&oldest, keep_from_seq, older_than)
@@ -927,7 +943,7 @@ impl Queries for PgOps {
         let deleted = sqlx::query("DELETE FROM events WHERE stream = $1 AND seq <= $2")
             .bind(&key)
             .bind(through)
-            .execute(self.writer()?)
+            .execute(self.writer().await?)
             .await
             .map_err(db_error)?;
         Ok(deleted.rows_affected())
@@ -943,7 +959,7 @@ impl Queries for PgOps {
         )
         .bind(stream.to_text())
         .bind(at_least)
-        .execute(self.writer()?)
+        .execute(self.writer().await?)
         .await
         .map_err(db_error)?;
         Ok(())
@@ -962,7 +978,7 @@ impl Queries for PgOps {
         )
         .bind(project_id)
         .bind(phantoms)
-        .fetch_all(self.db())
+        .fetch_all(self.db().await?)
         .await
         .map_err(db_error)
     }
@@ -976,7 +992,7 @@ impl Queries for PgOps {
         if mapped.is_empty() {
             return Ok(());
         }
-        let db = self.writer()?;
+        let db = self.writer().await?;
         let mut newest: i64 = sqlx::query_scalar(
             "SELECT COALESCE(MAX(n), 0)::bigint FROM phantom_ids WHERE project_id = $1",
         )
@@ -1017,7 +1033,7 @@ impl Queries for PgOps {
         at: Timestamp,
         retention: AppLogRetention,
     ) -> StoreResult<Vec<AppChannelEventRow>> {
-        app_channels::append(self.writer()?, channels, event, data, at, retention).await
+        app_channels::append(self.writer().await?, channels, event, data, at, retention).await
     }
 
     async fn read_app_events(
@@ -1027,7 +1043,7 @@ impl Queries for PgOps {
         limit: u32,
         not_before: Timestamp,
     ) -> StoreResult<Vec<AppChannelEventRow>> {
-        app_channels::after(self.db(), channel, after, limit, not_before).await
+        app_channels::after(self.db().await?, channel, after, limit, not_before).await
     }
 
     async fn app_channel_position(
@@ -1035,7 +1051,7 @@ impl Queries for PgOps {
         channel: &str,
         not_before: Timestamp,
     ) -> StoreResult<Option<AppChannelPositionRow>> {
-        app_channels::position(self.db(), channel, not_before).await
+        app_channels::position(self.db().await?, channel, not_before).await
     }
 
     async fn forget_idle_app_channels(
@@ -1043,11 +1059,11 @@ impl Queries for PgOps {
         idle_before: Timestamp,
         limit: u32,
     ) -> StoreResult<u64> {
-        app_channels::forget_idle(self.writer()?, idle_before, limit).await
+        app_channels::forget_idle(self.writer().await?, idle_before, limit).await
     }
 
     async fn delete_app_channels(&mut self) -> StoreResult<()> {
-        app_channels::delete_all(self.writer()?).await
+        app_channels::delete_all(self.writer().await?).await
     }
 
     async fn append_whiteboard_update(
@@ -1056,7 +1072,7 @@ impl Queries for PgOps {
         update: &[u8],
         at: Timestamp,
     ) -> StoreResult<i64> {
-        whiteboards::append(self.writer()?, board_id, update, at).await
+        whiteboards::append(self.writer().await?, board_id, update, at).await
     }
 
     async fn read_whiteboard_updates(
@@ -1065,11 +1081,11 @@ impl Queries for PgOps {
         after_seq: i64,
         limit: u32,
     ) -> StoreResult<Vec<WhiteboardUpdateRow>> {
-        whiteboards::after(self.db(), board_id, after_seq, limit).await
+        whiteboards::after(self.db().await?, board_id, after_seq, limit).await
     }
 
     async fn whiteboard_latest_seq(&mut self, board_id: Uuid) -> StoreResult<i64> {
-        whiteboards::latest_seq(self.db(), board_id).await
+        whiteboards::latest_seq(self.db().await?, board_id).await
     }
 
     async fn compact_whiteboard(
@@ -1078,7 +1094,7 @@ impl Queries for PgOps {
         through_seq: i64,
         state: &[u8],
     ) -> StoreResult<()> {
-        whiteboards::compact(self.writer()?, board_id, through_seq, state).await
+        whiteboards::compact(self.writer().await?, board_id, through_seq, state).await
     }
 
     async fn whiteboards_to_compact(
@@ -1086,52 +1102,52 @@ impl Queries for PgOps {
         more_than: u32,
         limit: u32,
     ) -> StoreResult<Vec<Uuid>> {
-        whiteboards::to_compact(self.db(), more_than, limit).await
+        whiteboards::to_compact(self.db().await?, more_than, limit).await
     }
 
     async fn insert_whiteboard_snapshot(
         &mut self,
         snapshot: &WhiteboardSnapshotRow,
     ) -> StoreResult<()> {
-        whiteboards::insert_snapshot(self.writer()?, snapshot).await
+        whiteboards::insert_snapshot(self.writer().await?, snapshot).await
     }
 
     async fn list_whiteboard_snapshots(
         &mut self,
         board_id: Uuid,
     ) -> StoreResult<Vec<WhiteboardSnapshotInfo>> {
-        whiteboards::list_snapshots(self.db(), board_id).await
+        whiteboards::list_snapshots(self.db().await?, board_id).await
     }
 
     async fn get_whiteboard_snapshot(
         &mut self,
         id: Uuid,
     ) -> StoreResult<Option<WhiteboardSnapshotRow>> {
-        whiteboards::get_snapshot(self.db(), id).await
+        whiteboards::get_snapshot(self.db().await?, id).await
     }
 
     async fn insert_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<()> {
-        webhooks::insert(self.writer()?, webhook).await
+        webhooks::insert(self.writer().await?, webhook).await
     }
 
     async fn get_webhook(&mut self, id: Uuid) -> StoreResult<Option<WebhookRow>> {
-        webhooks::get_one(self.db(), id).await
+        webhooks::get_one(self.db().await?, id).await
     }
 
     async fn list_webhooks(&mut self, project_id: Uuid) -> StoreResult<Vec<WebhookRow>> {
-        webhooks::list(self.db(), project_id).await
+        webhooks::list(self.db().await?, project_id).await
     }
 
     async fn update_webhook(&mut self, webhook: &WebhookRow) -> StoreResult<bool> {
-        webhooks::update(self.writer()?, webhook).await
+        webhooks::update(self.writer().await?, webhook).await
     }
 
     async fn delete_webhook(&mut self, id: Uuid) -> StoreResult<bool> {
-        webhooks::delete(self.writer()?, id).await
+        webhooks::delete(self.writer().await?, id).await
     }
 
     async fn due_webhooks(&mut self, now: Timestamp, limit: u32) -> StoreResult<Vec<WebhookRow>> {
-        webhooks::due(self.db(), now, limit).await
+        webhooks::due(self.db().await?, now, limit).await
     }
 
     async fn take_webhook_lease(
@@ -1141,7 +1157,7 @@ impl Queries for PgOps {
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<bool> {
-        webhooks::take_lease(self.writer()?, id, owner, now, until).await
+        webhooks::take_lease(self.writer().await?, id, owner, now, until).await
     }
 
     async fn release_webhook_lease(
@@ -1150,7 +1166,7 @@ impl Queries for PgOps {
         owner: Uuid,
         retry_at: Option<Timestamp>,
     ) -> StoreResult<()> {
-        webhooks::release_lease(self.writer()?, id, owner, retry_at).await
+        webhooks::release_lease(self.writer().await?, id, owner, retry_at).await
     }
 
     async fn advance_webhook_cursor(
@@ -1160,15 +1176,15 @@ impl Queries for PgOps {
         from: i64,
         to: i64,
     ) -> StoreResult<bool> {
-        webhooks::advance(self.writer()?, id, owner, from, to).await
+        webhooks::advance(self.writer().await?, id, owner, from, to).await
     }
 
     async fn min_webhook_cursor(&mut self, project_id: Uuid) -> StoreResult<Option<i64>> {
-        webhooks::min_cursor(self.db(), project_id).await
+        webhooks::min_cursor(self.db().await?, project_id).await
     }
 
     async fn insert_webhook_delivery(&mut self, delivery: &WebhookDeliveryRow) -> StoreResult<()> {
-        webhooks::insert_delivery(self.writer()?, delivery).await
+        webhooks::insert_delivery(self.writer().await?, delivery).await
     }
 
     async fn get_webhook_delivery(
@@ -1176,14 +1192,14 @@ impl Queries for PgOps {
         webhook_id: Uuid,
         seq: i64,
     ) -> StoreResult<Option<WebhookDeliveryRow>> {
-        webhooks::get_delivery(self.db(), webhook_id, seq).await
+        webhooks::get_delivery(self.db().await?, webhook_id, seq).await
     }
 
     async fn update_webhook_delivery(
         &mut self,
         delivery: &WebhookDeliveryRow,
     ) -> StoreResult<bool> {
-        webhooks::update_delivery(self.writer()?, delivery).await
+        webhooks::update_delivery(self.writer().await?, delivery).await
     }
 
     async fn list_webhook_deliveries(
@@ -1191,10 +1207,10 @@ impl Queries for PgOps {
         webhook_id: Uuid,
         limit: u32,
     ) -> StoreResult<Vec<WebhookDeliveryRow>> {
-        webhooks::list_deliveries(self.db(), webhook_id, limit).await
+        webhooks::list_deliveries(self.db().await?, webhook_id, limit).await
     }
 
     async fn prune_webhook_deliveries(&mut self, webhook_id: Uuid, keep: u32) -> StoreResult<u64> {
-        webhooks::prune_deliveries(self.writer()?, webhook_id, keep).await
+        webhooks::prune_deliveries(self.writer().await?, webhook_id, keep).await
     }
 }

@@ -109,6 +109,88 @@ async fn writers_on_several_nodes_keep_one_streams_seqs_gap_free() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_that_share_commits_keep_seqs_gap_free_and_hand_them_over_in_order() {
+    // Writers that begin by holding one stream share transactions (the store's group commit).
+    // Some are rolled back after appending, some are cancelled mid-statement: the log holds
+    // exactly what was acknowledged, gap-free, and the follow-ups ran in seq order.
+    let (name, url) = fresh_database().await;
+    let store: Arc<dyn Store> = Arc::new(liveplan_store_postgres::open(&url).await.unwrap());
+    let stream = proto::StreamKey::Project(Uuid::now_v7());
+    let handed_over = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writers: Vec<_> = (0..16)
+        .map(|writer| {
+            let (store, handed_over) = (store.clone(), handed_over.clone());
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                for round in 0..15 {
+                    let mut tx = store.write().await.unwrap();
+                    tx.lock_stream(stream).await.unwrap();
+                    let mut event = task_created(stream);
+                    event.payload = serde_json::json!({ "writer": writer, "round": round });
+                    match (writer + round) % 6 {
+                        // Rolled back after its append.
+                        0 => {
+                            tx.append_event(event).await.unwrap();
+                            drop(tx);
+                        }
+                        // Cancelled while its append may be under way.
+                        1 => {
+                            let cancelled = tokio::time::timeout(
+                                std::time::Duration::from_micros(50),
+                                tx.append_event(event),
+                            );
+                            let _ = cancelled.await;
+                            drop(tx);
+                        }
+                        _ => {
+                            let seq = tx.append_event(event.clone()).await.unwrap().seq;
+                            let handed_over = handed_over.clone();
+                            tx.commit_then(Box::new(move || {
+                                handed_over.lock().unwrap().push(seq.unwrap())
+                            }))
+                            .await
+                            .unwrap();
+                            acknowledged.push(event.payload);
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = Vec::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    let logged = store
+        .read()
+        .await
+        .unwrap()
+        .read_events(stream, 0, 1000)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = logged.iter().filter_map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=acknowledged.len() as i64).collect::<Vec<_>>());
+    let key = |payload: &serde_json::Value| (payload["writer"].clone(), payload["round"].clone());
+    let mut logged: Vec<_> = logged.iter().map(|e| key(&e.payload)).collect();
+    let mut acknowledged: Vec<_> = acknowledged.iter().map(key).collect();
+    let order = |a: &(serde_json::Value, serde_json::Value),
+                 b: &(serde_json::Value, serde_json::Value)| {
+        (a.0.as_i64(), a.1.as_i64()).cmp(&(b.0.as_i64(), b.1.as_i64()))
+    };
+    logged.sort_by(order);
+    acknowledged.sort_by(order);
+    assert_eq!(logged, acknowledged, "exactly the acknowledged changes");
+    assert_eq!(
+        *handed_over.lock().unwrap(),
+        seqs,
+        "handed over in seq order"
+    );
+    store.close().await;
+    drop_database(name).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_channel_appends_on_several_nodes_keep_serials_gap_free() {
     // Three stores on one database stand in for three nodes; each appends to both channels,
     // in opposite orders on alternate writers (locking in name order keeps them deadlock-free).
@@ -299,18 +381,23 @@ async fn migrations_apply_once_to_a_database_opened_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_mid_transaction_is_retryable_and_leaves_the_other_to_commit() {
-    // Two transactions take two streams in opposite orders, each its first before either asks
-    // for its second: PostgreSQL gives one up, which the store reports as retryable, and the
-    // other goes on.
+    // Two transactions on two nodes take two streams in opposite orders, each its first
+    // before either asks for its second: PostgreSQL gives one up, which the store reports as
+    // retryable, and the other goes on. (On one node two such writers may share a batch, where
+    // the second waits for the first's turn to end: the barrier would then never open.)
     let (name, url) = fresh_database().await;
-    let store: Arc<dyn Store> = Arc::new(liveplan_store_postgres::open(&url).await.unwrap());
+    let nodes: [Arc<dyn Store>; 2] = [
+        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
+        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
+    ];
     let a = proto::StreamKey::User(Uuid::now_v7());
     let b = proto::StreamKey::User(Uuid::now_v7());
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let writers: Vec<_> = [(a, b), (b, a)]
         .into_iter()
-        .map(|(first, second)| {
-            let (store, barrier) = (store.clone(), barrier.clone());
+        .zip(nodes.clone())
+        .map(|((first, second), store)| {
+            let barrier = barrier.clone();
             tokio::spawn(async move {
                 let mut tx = store.write().await.unwrap();
                 tx.lock_stream(first).await.unwrap();
@@ -332,7 +419,9 @@ async fn a_deadlock_mid_transaction_is_retryable_and_leaves_the_other_to_commit(
         .filter(|o| matches!(o, Err(store::StoreError::Retryable)))
         .count();
     assert_eq!((committed, retryable), (1, 1), "{outcomes:?}");
-    store.close().await;
+    for node in nodes {
+        node.close().await;
+    }
     drop_database(name).await;
 }
 

@@ -1,0 +1,540 @@
+//! Group commit: the write transactions of one node that begin by holding a stream share
+//! PostgreSQL transactions, several to one COMMIT.
+//!
+//! Why: with one change per transaction PostgreSQL spends most of a change's cost on the
+//! transaction itself (its commit record, the wait for the WAL flush, waking the waiters), and
+//! writers of one stream could not even share a flush, since each held the stream's row lock
+//! through its own (BENCHMARKS.md, "What PostgreSQL alone can do on this machine": 3,922 one-change
+//! transactions a second, 5,037–8,254 changes a second at 4–16 changes a transaction).
+//!
+//! How:
+//! - A writer whose first statement holds a stream ([`store::Queries::lock_stream`]) joins the
+//!   open batch of the stream's lane ([`LANES`], by the stream's hash), or opens one. The
+//!   members of a batch run one after another on the batch's connection, inside its one
+//!   transaction: each after the first under a savepoint, so a member that fails or is dropped
+//!   is rolled back to it and the others keep their work.
+//! - A batch commits when its last member is done; every member is acknowledged with the
+//!   outcome of that one COMMIT. A batch takes no new member once it has [`MAX_MEMBERS`] or has
+//!   begun to commit; the next writer opens the next batch, which runs while this one commits.
+//! - A member sees what earlier members of its batch wrote, as it would after their commits, and
+//!   holds what they held: writers of one stream in one batch no longer wait for each other's
+//!   flush. A stream always goes to the same lane, so two batches of one node never wait for
+//!   each other's streams unless one writer holds several streams; such a deadlock, like one
+//!   across nodes, is PostgreSQL's to detect, and its victim is retried by the domain.
+//! - If the batch's transaction breaks (the connection lost, a savepoint that cannot be rolled
+//!   back to), every member of it fails, as a lone transaction would.
+//!
+//! Writers whose first statement is anything else run their own transaction, as before.
+
+use crate::errors::{db_error, retrying};
+use proto::StreamKey;
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, PoisonError};
+use store::{StoreError, StoreResult};
+use tokio::sync::{OwnedMutexGuard, watch};
+
+/// Batches that may be open at once (one per lane, plus those committing). With the pool's 16
+/// connections this leaves at least half for reads and for writers of their own.
+const LANES: usize = 4;
+/// The most members in one batch: bounds how long the first member waits for its answer and
+/// how many subtransactions one transaction carries (PostgreSQL caches 64 per backend).
+const MAX_MEMBERS: usize = 32;
+
+pub(crate) struct GroupCommit {
+    pool: PgPool,
+    lanes: Vec<Mutex<Option<Arc<Batch>>>>,
+}
+
+/// What a batch's COMMIT came to, for every member (a [`StoreError`] is not `Clone`).
+#[derive(Clone, Debug)]
+enum Outcome {
+    Committed,
+    Failed(Failure),
+}
+
+#[derive(Clone, Debug)]
+enum Failure {
+    Unavailable,
+    Retryable,
+    Database(String),
+}
+
+impl Failure {
+    fn of(error: &StoreError) -> Failure {
+        match error {
+            StoreError::Unavailable => Failure::Unavailable,
+            StoreError::Retryable => Failure::Retryable,
+            other => Failure::Database(other.to_string()),
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        match self {
+            Failure::Unavailable => StoreError::Unavailable,
+            Failure::Retryable => StoreError::Retryable,
+            Failure::Database(message) => StoreError::database(message),
+        }
+    }
+}
+
+/// A lane keeps naming its last batch after it closed; the next writer finds it closed and opens
+/// another.
+struct Batch {
+    conn: Arc<tokio::sync::Mutex<Shared>>,
+    members: Mutex<Members>,
+    outcome: watch::Sender<Option<Outcome>>,
+}
+
+#[derive(Default)]
+struct Members {
+    joined: usize,
+    done: usize,
+    /// Set by the last member done: nobody joins after.
+    closed: bool,
+}
+
+/// The batch's transaction, lent to one member at a time.
+#[derive(Default)]
+struct Shared {
+    tx: Option<Transaction<'static, Postgres>>,
+    /// Members whose work is in `tx`, to be committed.
+    kept: usize,
+    /// What the last member dropped without finishing left to undo.
+    undo: Undo,
+    /// Set when the transaction broke: every member fails with it.
+    broken: Option<Failure>,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Undo {
+    #[default]
+    Nothing,
+    ToSavepoint,
+    Everything,
+}
+
+impl GroupCommit {
+    pub(crate) fn new(pool: PgPool) -> GroupCommit {
+        GroupCommit {
+            pool,
+            lanes: (0..LANES).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// A transaction of the writer's own, for one whose first statement holds no stream.
+    pub(crate) async fn begin_alone(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        retrying(|| self.pool.begin()).await
+    }
+
+    /// Joins (or opens) the batch of `stream`'s lane and waits for its turn on the batch's
+    /// connection; the caller then holds the stream there.
+    pub(crate) async fn join(&self, stream: &StreamKey) -> StoreResult<Member> {
+        let lane = lane_of(stream);
+        let batch = {
+            let mut open = self.lanes[lane]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let joined = open.as_ref().filter(|batch| batch.admit());
+            match joined {
+                Some(batch) => batch.clone(),
+                None => {
+                    let batch = Batch::new();
+                    batch.admit();
+                    *open = Some(batch.clone());
+                    batch
+                }
+            }
+        };
+        // From here a dropped member counts as done, so the batch never waits for it.
+        let mut member = Member {
+            batch,
+            turn: None,
+            savepoint: false,
+            finished: false,
+        };
+        let mut turn = member.batch.conn.clone().lock_owned().await;
+        member.savepoint = prepare(&self.pool, &mut turn).await?;
+        member.turn = Some(turn);
+        Ok(member)
+    }
+}
+
+fn lane_of(stream: &StreamKey) -> usize {
+    let mut hasher = DefaultHasher::new();
+    stream.to_text().hash(&mut hasher);
+    (hasher.finish() % LANES as u64) as usize
+}
+
+impl Batch {
+    fn new() -> Arc<Batch> {
+        Arc::new(Batch {
+            conn: Arc::default(),
+            members: Mutex::default(),
+            outcome: watch::Sender::new(None),
+        })
+    }
+
+    /// Counts one more member, unless the batch is full or closed.
+    fn admit(&self) -> bool {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        if members.closed || members.joined >= MAX_MEMBERS {
+            return false;
+        }
+        members.joined += 1;
+        true
+    }
+
+    /// One member is done; true for the last, which closes the batch and settles it.
+    fn done(&self) -> bool {
+        let mut members = self.members.lock().unwrap_or_else(PoisonError::into_inner);
+        members.done += 1;
+        if members.done == members.joined {
+            members.closed = true;
+            return true;
+        }
+        false
+    }
+
+    /// Undoes what the last member left, then commits what the members kept (or rolls back an
+    /// empty transaction), and tells every member.
+    async fn settle(self: Arc<Batch>) {
+        let mut shared = self.conn.lock().await;
+        let outcome = match undo(&mut shared).await {
+            Err(failure) => Outcome::Failed(failure),
+            Ok(()) => match (shared.tx.take(), shared.kept) {
+                (Some(tx), kept) if kept > 0 => match tx.commit().await {
+                    Ok(()) => Outcome::Committed,
+                    Err(error) => Outcome::Failed(Failure::of(&db_error(error))),
+                },
+                (Some(tx), _) => {
+                    // Nothing kept: dropping the transaction rolls it back when the
+                    // connection is next used or closed.
+                    drop(tx);
+                    Outcome::Committed
+                }
+                (None, _) => Outcome::Committed,
+            },
+        };
+        self.outcome.send_replace(Some(outcome));
+    }
+}
+
+/// Readies the batch's transaction for the next member: undoes what the previous one left,
+/// begins if needed, and sets a savepoint when others' work is already in it. Returns whether
+/// it set one.
+async fn prepare(pool: &PgPool, shared: &mut Shared) -> StoreResult<bool> {
+    undo(shared).await.map_err(Failure::into_error)?;
+    let tx = match &mut shared.tx {
+        Some(tx) => tx,
+        None => shared.tx.insert(retrying(|| pool.begin()).await?),
+    };
+    if shared.kept == 0 {
+        return Ok(false);
+    }
+    if let Err(error) = sqlx::query("SAVEPOINT member").execute(&mut **tx).await {
+        return Err(break_batch(shared, db_error(error)));
+    }
+    Ok(true)
+}
+
+/// Carries out `shared.undo`; a failure breaks the batch.
+async fn undo(shared: &mut Shared) -> Result<(), Failure> {
+    if let Some(failure) = &shared.broken {
+        return Err(failure.clone());
+    }
+    let undo = std::mem::take(&mut shared.undo);
+    match (undo, shared.tx.as_mut()) {
+        (Undo::ToSavepoint, Some(tx)) => {
+            if let Err(error) = sqlx::query("ROLLBACK TO SAVEPOINT member")
+                .execute(&mut **tx)
+                .await
+            {
+                return Err(Failure::of(&break_batch(shared, db_error(error))));
+            }
+        }
+        (Undo::Everything, Some(_)) => {
+            if let Some(tx) = shared.tx.take()
+                && let Err(error) = tx.rollback().await
+            {
+                // Nothing of anyone's is lost: no member's work was kept.
+                tracing::debug!(error = %error, "rollback of a batch's transaction failed");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Marks the batch broken by `error` and drops its transaction.
+fn break_batch(shared: &mut Shared, error: StoreError) -> StoreError {
+    shared.broken = Some(Failure::of(&error));
+    shared.tx = None;
+    error
+}
+
+/// One writer's place in a batch: holds the batch's connection from its turn until it commits or
+/// is dropped.
+pub(crate) struct Member {
+    batch: Arc<Batch>,
+    turn: Option<OwnedMutexGuard<Shared>>,
+    /// Whether the member's work began at a savepoint (others' work came before it).
+    savepoint: bool,
+    finished: bool,
+}
+
+impl Member {
+    pub(crate) fn connection(&mut self) -> StoreResult<&mut PgConnection> {
+        self.turn
+            .as_mut()
+            .and_then(|shared| shared.tx.as_mut())
+            .map(|tx| &mut **tx)
+            .ok_or(StoreError::Unavailable)
+    }
+
+    /// Keeps the member's work, lets the next member run, and waits for the batch's COMMIT.
+    pub(crate) async fn commit(mut self) -> StoreResult<()> {
+        self.finished = true;
+        if let Some(mut shared) = self.turn.take() {
+            shared.kept += 1;
+        }
+        let mut outcome = self.batch.outcome.subscribe();
+        if self.batch.done() {
+            self.batch.clone().settle().await;
+        }
+        let outcome = outcome
+            .wait_for(Option::is_some)
+            .await
+            .map(|outcome| outcome.clone())
+            .map_err(|_| StoreError::Unavailable)?;
+        match outcome {
+            Some(Outcome::Committed) => Ok(()),
+            Some(Outcome::Failed(failure)) => Err(failure.into_error()),
+            None => Err(StoreError::Unavailable),
+        }
+    }
+}
+
+impl Drop for Member {
+    /// Dropped without committing (rolled back, failed, cancelled): its work is undone before
+    /// the next member's, and the batch no longer waits for it.
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        if let Some(mut shared) = self.turn.take() {
+            shared.undo = if self.savepoint {
+                Undo::ToSavepoint
+            } else {
+                Undo::Everything
+            };
+        }
+        if self.batch.done()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(self.batch.clone().settle());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The batch's mechanics against a real PostgreSQL (the server of `tests/postgres.rs`, its
+    //! `test` database), each test on a table of its own that it drops after.
+
+    use super::*;
+    use sqlx::postgres::PgPoolOptions;
+    use std::time::Duration;
+    use uuid::Uuid;
+
+    fn server_url() -> String {
+        ["LIVEPLAN_TEST_POSTGRES_URL", "LIVEPLAN_TEST_DATABASE_URL"]
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .find(|url| url.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    struct Fixture {
+        group: Arc<GroupCommit>,
+        pool: PgPool,
+        table: String,
+        stream: StreamKey,
+    }
+
+    async fn fixture() -> Fixture {
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&server_url())
+            .await
+            .unwrap();
+        let table = format!("group_commit_{}", Uuid::now_v7().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {table} (v int)")))
+            .execute(&pool)
+            .await
+            .unwrap();
+        Fixture {
+            group: Arc::new(GroupCommit::new(pool.clone())),
+            pool,
+            table,
+            stream: StreamKey::Project(Uuid::now_v7()),
+        }
+    }
+
+    impl Fixture {
+        async fn insert(&self, member: &mut Member, value: i32) -> Result<(), sqlx::Error> {
+            let sql = format!("INSERT INTO {} VALUES ({value})", self.table);
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(member.connection().unwrap())
+                .await
+                .map(drop)
+        }
+
+        /// The values committed, in order.
+        async fn committed(&self) -> Vec<i32> {
+            let sql = format!("SELECT v FROM {} ORDER BY v", self.table);
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&self.pool)
+                .await
+                .unwrap()
+        }
+
+        /// Waits until the open batch of the stream's lane counts `n` members.
+        async fn joined(&self, n: usize) {
+            for _ in 0..1_000 {
+                let open = self.group.lanes[lane_of(&self.stream)]
+                    .lock()
+                    .unwrap()
+                    .clone();
+                if open.is_some_and(|batch| batch.members.lock().unwrap().joined == n) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            panic!("{n} members never joined");
+        }
+
+        async fn finish(self) {
+            let sql = format!("DROP TABLE {}", self.table);
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.pool)
+                .await
+                .unwrap();
+            self.pool.close().await;
+        }
+    }
+
+    async fn txid(member: &mut Member) -> i64 {
+        sqlx::query_scalar("SELECT txid_current()")
+            .fetch_one(member.connection().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// A member that joins, inserts `value`, notes its transaction, then commits or is dropped.
+    fn later_member(
+        fixture: &Arc<Fixture>,
+        value: i32,
+        keep: bool,
+    ) -> tokio::task::JoinHandle<StoreResult<i64>> {
+        let fixture = fixture.clone();
+        tokio::spawn(async move {
+            let mut member = fixture.group.join(&fixture.stream).await?;
+            fixture.insert(&mut member, value).await.unwrap();
+            let xid = txid(&mut member).await;
+            if keep {
+                member.commit().await?;
+            }
+            Ok(xid)
+        })
+    }
+
+    #[tokio::test]
+    async fn members_share_one_commit_and_a_dropped_one_is_undone_alone() {
+        let fixture = Arc::new(fixture().await);
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        fixture.insert(&mut first, 1).await.unwrap();
+        let xid = txid(&mut first).await;
+        // Three more join while the first holds its turn; the second of them is dropped.
+        let later: Vec<_> = [(2, true), (3, false), (4, true)]
+            .into_iter()
+            .map(|(value, keep)| later_member(&fixture, value, keep))
+            .collect();
+        fixture.joined(4).await;
+        let first = tokio::spawn(first.commit());
+        for member in later {
+            assert_eq!(member.await.unwrap().unwrap(), xid, "one transaction");
+        }
+        first.await.unwrap().unwrap();
+        assert_eq!(fixture.committed().await, [1, 2, 4]);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_dropped_first_member_takes_only_its_own_work_with_it() {
+        let fixture = Arc::new(fixture().await);
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        fixture.insert(&mut first, 1).await.unwrap();
+        let xid = txid(&mut first).await;
+        let later = later_member(&fixture, 2, true);
+        fixture.joined(2).await;
+        drop(first);
+        let later_xid = later.await.unwrap().unwrap();
+        assert_ne!(
+            later_xid, xid,
+            "the first's transaction was rolled back whole"
+        );
+        assert_eq!(fixture.committed().await, [2]);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_broken_transaction_fails_every_member_and_the_next_batch_works() {
+        let fixture = Arc::new(fixture().await);
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        fixture.insert(&mut first, 1).await.unwrap();
+        let fixture_for_killer = fixture.clone();
+        let killer = tokio::spawn(async move {
+            let mut member = fixture_for_killer
+                .group
+                .join(&fixture_for_killer.stream)
+                .await
+                .unwrap();
+            // The batch's own backend goes away under the member.
+            let killed = sqlx::query("SELECT pg_terminate_backend(pg_backend_pid())")
+                .execute(member.connection().unwrap())
+                .await;
+            assert!(killed.is_err());
+        });
+        fixture.joined(2).await;
+        let committed = first.commit().await;
+        killer.await.unwrap();
+        assert!(
+            matches!(committed, Err(StoreError::Unavailable)),
+            "{committed:?}"
+        );
+        let mut next = fixture.group.join(&fixture.stream).await.unwrap();
+        fixture.insert(&mut next, 5).await.unwrap();
+        next.commit().await.unwrap();
+        assert_eq!(fixture.committed().await, [5]);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_member_cancelled_while_it_waits_for_its_turn_does_not_hold_the_batch() {
+        let fixture = Arc::new(fixture().await);
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        fixture.insert(&mut first, 1).await.unwrap();
+        let waiting = later_member(&fixture, 2, true);
+        fixture.joined(2).await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        tokio::time::timeout(Duration::from_secs(10), first.commit())
+            .await
+            .expect("the batch settles without the cancelled member")
+            .unwrap();
+        assert_eq!(fixture.committed().await, [1]);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+}
