@@ -18,9 +18,15 @@
 //!   begun to commit; the next writer opens the next batch, which runs while this one commits.
 //! - A member sees what earlier members of its batch wrote, as it would after their commits, and
 //!   holds what they held: writers of one stream in one batch no longer wait for each other's
-//!   flush. A stream always goes to the same lane, so two batches of one node never wait for
-//!   each other's streams unless one writer holds several streams; such a deadlock, like one
-//!   across nodes, is PostgreSQL's to detect, and its victim is retried by the domain.
+//!   flush.
+//! - **No waiting inside a batch.** A batch holds the streams of all its members, so a member
+//!   that waited there for a stream another transaction holds would make that transaction's
+//!   holders wait for all of them, and two batches (on two nodes, or with a writer of several
+//!   streams) could wait for each other where no lone transaction would. So only the first
+//!   member of a transaction may wait for its stream; a later one tries for at most
+//!   [`LATER_LOCK_WAIT`] and, if the stream is held elsewhere, leaves the batch (its savepoint
+//!   rolled back) and waits in a transaction of its own, holding nothing else. Deadlocks are
+//!   then only those a lone writer of several streams could meet, PostgreSQL's to detect.
 //! - If the batch's transaction breaks (the connection lost, a savepoint that cannot be rolled
 //!   back to), every member of it fails, as a lone transaction would.
 //!
@@ -38,6 +44,32 @@ use tokio::sync::{OwnedMutexGuard, watch};
 /// Batches that may be open at once (one per lane, plus those committing). With the pool's 16
 /// connections this leaves at least half for reads and for writers of their own.
 const LANES: usize = 4;
+/// How long a member after the first of its transaction waits for its stream before it leaves
+/// the batch. A stream held by a transaction of the same batch is no wait at all.
+const LATER_LOCK_WAIT: &str = "1ms";
+
+/// Holds a stream until the transaction ends: an upsert that changes nothing still locks the
+/// row.
+pub(crate) const HOLD_STREAM: &str = "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq";
+
+/// [`HOLD_STREAM`] for a later member, under [`LATER_LOCK_WAIT`] (set with its savepoint), which
+/// it lifts once the stream is held so that nothing else of the transaction is cut short.
+const HOLD_STREAM_THEN_WAIT_AGAIN: &str = concat!(
+    "WITH held AS (INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ",
+    "ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq RETURNING 1) ",
+    "SELECT set_config('lock_timeout', '0', true) FROM held"
+);
+
+/// PostgreSQL's "lock not available": a wait cut short by `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// Why a member could not hold its stream.
+pub(crate) enum Hold {
+    /// Another transaction holds it: the member must wait outside the batch.
+    HeldElsewhere,
+    Failed(StoreError),
+}
+
 /// The most members in one batch: bounds how long the first member waits for its answer and
 /// how many subtransactions one transaction carries (PostgreSQL caches 64 per backend).
 const MAX_MEMBERS: usize = 32;
@@ -233,7 +265,11 @@ async fn prepare(pool: &PgPool, shared: &mut Shared) -> StoreResult<bool> {
     if shared.kept == 0 {
         return Ok(false);
     }
-    if let Err(error) = sqlx::query("SAVEPOINT member").execute(&mut **tx).await {
+    let savepoint = format!("SAVEPOINT member; SET LOCAL lock_timeout = '{LATER_LOCK_WAIT}'");
+    if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(savepoint))
+        .execute(&mut **tx)
+        .await
+    {
         return Err(break_batch(shared, db_error(error)));
     }
     Ok(true)
@@ -293,6 +329,30 @@ impl Member {
             .ok_or(StoreError::Unavailable)
     }
 
+    /// Holds `stream` for the member's transaction: the member's first statement.
+    pub(crate) async fn hold(&mut self, stream: &StreamKey) -> Result<(), Hold> {
+        let later = self.savepoint;
+        let conn = self.connection().map_err(Hold::Failed)?;
+        let held = if later {
+            sqlx::query(HOLD_STREAM_THEN_WAIT_AGAIN)
+                .bind(stream.to_text())
+                .execute(conn)
+                .await
+        } else {
+            sqlx::query(HOLD_STREAM)
+                .bind(stream.to_text())
+                .execute(conn)
+                .await
+        };
+        match held {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                Err(Hold::HeldElsewhere)
+            }
+            Err(error) => Err(Hold::Failed(db_error(error))),
+        }
+    }
+
     /// Keeps the member's work, lets the next member run, and waits for the batch's COMMIT.
     pub(crate) async fn commit(mut self) -> StoreResult<()> {
         self.finished = true;
@@ -340,8 +400,8 @@ impl Drop for Member {
 
 #[cfg(test)]
 mod tests {
-    //! The batch's mechanics against a real PostgreSQL (the server of `tests/postgres.rs`, its
-    //! `test` database), each test on a table of its own that it drops after.
+    //! The batch's mechanics against a real PostgreSQL (the server of `tests/postgres.rs`), each
+    //! test on a database of its own that it drops after.
 
     use super::*;
     use sqlx::postgres::PgPoolOptions;
@@ -359,17 +419,39 @@ mod tests {
     struct Fixture {
         group: Arc<GroupCommit>,
         pool: PgPool,
+        database: String,
         table: String,
         stream: StreamKey,
     }
 
-    async fn fixture() -> Fixture {
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .connect(&server_url())
+    async fn admin(sql: String) {
+        use sqlx::Connection;
+        let mut conn = PgConnection::connect(&server_url()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
             .await
             .unwrap();
-        let table = format!("group_commit_{}", Uuid::now_v7().simple());
+        conn.close().await.unwrap();
+    }
+
+    /// A database of its own with the store's schema, and a table of values.
+    async fn fixture() -> Fixture {
+        let database = format!("liveplan_test_{}", Uuid::now_v7().simple());
+        admin(format!("CREATE DATABASE {database}")).await;
+        let server = server_url();
+        let base = server
+            .rsplit_once('/')
+            .map_or(server.as_str(), |(base, _)| base);
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect(&format!("{base}/{database}"))
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .unwrap();
+        let table = "kept".to_owned();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE TABLE {table} (v int)")))
             .execute(&pool)
             .await
@@ -377,6 +459,7 @@ mod tests {
         Fixture {
             group: Arc::new(GroupCommit::new(pool.clone())),
             pool,
+            database,
             table,
             stream: StreamKey::Project(Uuid::now_v7()),
         }
@@ -416,12 +499,8 @@ mod tests {
         }
 
         async fn finish(self) {
-            let sql = format!("DROP TABLE {}", self.table);
-            sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&self.pool)
-                .await
-                .unwrap();
             self.pool.close().await;
+            admin(format!("DROP DATABASE {} WITH (FORCE)", self.database)).await;
         }
     }
 
@@ -535,6 +614,85 @@ mod tests {
             .expect("the batch settles without the cancelled member")
             .unwrap();
         assert_eq!(fixture.committed().await, [1]);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_later_member_whose_stream_is_held_elsewhere_leaves_the_batch_instead_of_waiting() {
+        let fixture = Arc::new(fixture().await);
+        // Another transaction (another node, say) holds a stream of the same lane.
+        let elsewhere = std::iter::repeat_with(|| StreamKey::Project(Uuid::now_v7()))
+            .find(|stream| lane_of(stream) == lane_of(&fixture.stream))
+            .unwrap();
+        let mut other = fixture.pool.begin().await.unwrap();
+        sqlx::query(HOLD_STREAM)
+            .bind(elsewhere.to_text())
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        assert!(first.hold(&fixture.stream).await.is_ok());
+        fixture.insert(&mut first, 1).await.unwrap();
+        let fixture_for_later = fixture.clone();
+        let later = tokio::spawn(async move {
+            let mut member = fixture_for_later.group.join(&elsewhere).await.unwrap();
+            matches!(member.hold(&elsewhere).await, Err(Hold::HeldElsewhere))
+        });
+        fixture.joined(2).await;
+        tokio::time::timeout(Duration::from_secs(10), first.commit())
+            .await
+            .expect("the batch does not wait for the other transaction")
+            .unwrap();
+        assert!(later.await.unwrap(), "told the stream is held elsewhere");
+        assert_eq!(fixture.committed().await, [1]);
+        // The first member of a batch does wait, as a lone transaction would.
+        let mut waiting = fixture.group.join(&elsewhere).await.unwrap();
+        let held = tokio::time::timeout(Duration::from_millis(300), waiting.hold(&elsewhere));
+        assert!(held.await.is_err(), "still waiting");
+        other.rollback().await.unwrap();
+        drop(waiting);
+        Arc::into_inner(fixture).unwrap().finish().await;
+    }
+
+    #[tokio::test]
+    async fn once_it_holds_its_stream_a_later_member_waits_like_any_transaction() {
+        let fixture = Arc::new(fixture().await);
+        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
+        assert!(first.hold(&fixture.stream).await.is_ok());
+        fixture.insert(&mut first, 1).await.unwrap();
+        let fixture_for_later = fixture.clone();
+        let later = tokio::spawn(async move {
+            let fixture = fixture_for_later;
+            let mut member = fixture.group.join(&fixture.stream).await.unwrap();
+            // Its batch holds the stream already: no wait, no timeout.
+            assert!(member.hold(&fixture.stream).await.is_ok());
+            // A row another transaction has locked (for 200 ms, below).
+            let sql = format!("UPDATE {} SET v = 3 WHERE v = 2", fixture.table);
+            let waited = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(member.connection().unwrap())
+                .await;
+            member.commit().await.unwrap();
+            waited.map(|done| done.rows_affected())
+        });
+        let sql = format!("INSERT INTO {} VALUES (2)", fixture.table);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&fixture.pool)
+            .await
+            .unwrap();
+        let mut other = fixture.pool.begin().await.unwrap();
+        let sql = format!("UPDATE {} SET v = 20 WHERE v = 2", fixture.table);
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut *other)
+            .await
+            .unwrap();
+        fixture.joined(2).await;
+        let first = tokio::spawn(first.commit());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        other.commit().await.unwrap();
+        // It waited for the other's commit, then found the row changed.
+        assert_eq!(later.await.unwrap().unwrap(), 0);
+        first.await.unwrap().unwrap();
+        assert_eq!(fixture.committed().await, [1, 20]);
         Arc::into_inner(fixture).unwrap().finish().await;
     }
 }

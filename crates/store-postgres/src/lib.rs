@@ -6,6 +6,9 @@
 //!   [`Queries::lock_stream`] does only that, [`Queries::append_event`] also moves the stream's
 //!   counter on by one. Every other writer of the stream waits for the commit, and its next
 //!   statement sees what was committed, so seqs are gap-free and in commit order.
+//! - Write transactions whose first statement holds a stream share PostgreSQL transactions, one
+//!   after another on one connection, each under a savepoint, with one COMMIT for all
+//!   ([`group_commit`]): a commit is acknowledged only once that COMMIT is done.
 //! - Snapshots are READ ONLY transactions at REPEATABLE READ: one moment, no locks.
 //! - Unique rules are unique indexes (emails, usernames and keys on `lower(…)`), their
 //!   violations turned into [`StoreError::Conflict`] in words ([`errors`]).

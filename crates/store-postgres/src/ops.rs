@@ -6,7 +6,7 @@
 
 use crate::app_channels;
 use crate::errors::db_error;
-use crate::group_commit::{GroupCommit, Member};
+use crate::group_commit::{GroupCommit, HOLD_STREAM, Hold, Member};
 use crate::rows::*;
 use crate::webhooks;
 use crate::whiteboards;
@@ -778,16 +778,30 @@ impl Queries for PgOps {
 
     async fn lock_stream(&mut self, stream: StreamKey) -> StoreResult<()> {
         if let Conn::NotBegun(group) = &self.conn {
-            self.conn = Conn::Member(group.join(&stream).await?);
+            let group = group.clone();
+            let mut member = group.join(&stream).await?;
+            match member.hold(&stream).await {
+                Ok(()) => {
+                    self.conn = Conn::Member(member);
+                    return Ok(());
+                }
+                Err(Hold::Failed(error)) => {
+                    self.conn = Conn::Member(member);
+                    return Err(error);
+                }
+                // Another transaction holds the stream: wait for it in a transaction of this
+                // writer's own, which holds nothing else meanwhile (see `group_commit`).
+                Err(Hold::HeldElsewhere) => {
+                    drop(member);
+                    self.conn = Conn::Tx(group.begin_alone().await?);
+                }
+            }
         }
-        // An upsert that changes nothing still locks the row until the transaction ends.
-        sqlx::query(
-            "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq",
-        )
-        .bind(stream.to_text())
-        .execute(self.writer().await?)
-        .await
-        .map_err(db_error)?;
+        sqlx::query(HOLD_STREAM)
+            .bind(stream.to_text())
+            .execute(self.writer().await?)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 

@@ -36,6 +36,11 @@
 //!   one membership per user and project) are checked by the backend across all writers; the
 //!   loser gets [`StoreError::Conflict`], never a duplicate row.
 //! - **Snapshots.** [`Store::snapshot`] reads as of one moment and never holds up writers.
+//! - **No waiting on another writer.** While a write transaction is open, its caller must not
+//!   wait for another write transaction of the same store to make progress (a barrier, a
+//!   channel, a second transaction it opens itself): a backend may run the write transactions
+//!   of one node one after another (SQLite has one writer; PostgreSQL's group commit runs the
+//!   transactions that share a commit in turn on one connection).
 //! - **Giving up.** A backend may give up a write transaction for a concurrent one (a deadlock
 //!   between transactions holding streams in opposite orders): any of its calls then fails
 //!   with [`StoreError::Retryable`], nothing of it commits, and the caller may run it again
