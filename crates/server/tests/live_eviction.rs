@@ -100,8 +100,11 @@ async fn demotion_to_viewer_closes_the_socket_but_not_sse() {
             json!({"role": 200}),
         )
         .await;
-    // (The user is still present by the SSE stream: the socket brings no presence_join.)
-    let mut ws = server.ws_project(&member.token, project, None).await;
+    // (The user is still present by the SSE stream: the socket brings no presence_join.) The
+    // socket is admitted after its upgrade: without `since`, a task created before its
+    // subscription would be missed.
+    let at = head(&server, project).await;
+    let mut ws = server.ws_project(&member.token, project, Some(at)).await;
     server.task(&server.admin, project, "allowed again").await;
     assert_eq!(ws_json(&mut ws).await["event_type"], "task_created");
 }
