@@ -474,6 +474,14 @@ mod tests {
                 .map(drop)
         }
 
+        /// The first member of a batch, holding the stream, with its value 1 inserted.
+        async fn first_member(&self) -> Member {
+            let mut first = self.group.join(&self.stream).await.unwrap();
+            assert!(first.hold(&self.stream).await.is_ok());
+            self.insert(&mut first, 1).await.unwrap();
+            first
+        }
+
         /// The values committed, in order.
         async fn committed(&self) -> Vec<i32> {
             let sql = format!("SELECT v FROM {} ORDER BY v", self.table);
@@ -532,8 +540,7 @@ mod tests {
     #[tokio::test]
     async fn members_share_one_commit_and_a_dropped_one_is_undone_alone() {
         let fixture = Arc::new(fixture().await);
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        fixture.insert(&mut first, 1).await.unwrap();
+        let mut first = fixture.first_member().await;
         let xid = txid(&mut first).await;
         // Three more join while the first holds its turn; the second of them is dropped.
         let later: Vec<_> = [(2, true), (3, false), (4, true)]
@@ -553,8 +560,7 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_first_member_takes_only_its_own_work_with_it() {
         let fixture = Arc::new(fixture().await);
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        fixture.insert(&mut first, 1).await.unwrap();
+        let mut first = fixture.first_member().await;
         let xid = txid(&mut first).await;
         let later = later_member(&fixture, 2, true);
         fixture.joined(2).await;
@@ -571,8 +577,7 @@ mod tests {
     #[tokio::test]
     async fn a_broken_transaction_fails_every_member_and_the_next_batch_works() {
         let fixture = Arc::new(fixture().await);
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        fixture.insert(&mut first, 1).await.unwrap();
+        let first = fixture.first_member().await;
         let fixture_for_killer = fixture.clone();
         let killer = tokio::spawn(async move {
             let mut member = fixture_for_killer
@@ -603,8 +608,7 @@ mod tests {
     #[tokio::test]
     async fn a_member_cancelled_while_it_waits_for_its_turn_does_not_hold_the_batch() {
         let fixture = Arc::new(fixture().await);
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        fixture.insert(&mut first, 1).await.unwrap();
+        let first = fixture.first_member().await;
         let waiting = later_member(&fixture, 2, true);
         fixture.joined(2).await;
         waiting.abort();
@@ -630,9 +634,7 @@ mod tests {
             .execute(&mut *other)
             .await
             .unwrap();
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        assert!(first.hold(&fixture.stream).await.is_ok());
-        fixture.insert(&mut first, 1).await.unwrap();
+        let first = fixture.first_member().await;
         let fixture_for_later = fixture.clone();
         let later = tokio::spawn(async move {
             let mut member = fixture_for_later.group.join(&elsewhere).await.unwrap();
@@ -657,9 +659,7 @@ mod tests {
     #[tokio::test]
     async fn once_it_holds_its_stream_a_later_member_waits_like_any_transaction() {
         let fixture = Arc::new(fixture().await);
-        let mut first = fixture.group.join(&fixture.stream).await.unwrap();
-        assert!(first.hold(&fixture.stream).await.is_ok());
-        fixture.insert(&mut first, 1).await.unwrap();
+        let first = fixture.first_member().await;
         let fixture_for_later = fixture.clone();
         let later = tokio::spawn(async move {
             let fixture = fixture_for_later;

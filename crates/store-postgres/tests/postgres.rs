@@ -57,6 +57,14 @@ async fn drop_database(name: String) {
     admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
 }
 
+/// Two stores on one database, standing in for two nodes.
+async fn two_nodes(url: &str) -> [Arc<dyn Store>; 2] {
+    [
+        Arc::new(liveplan_store_postgres::open(url).await.unwrap()),
+        Arc::new(liveplan_store_postgres::open(url).await.unwrap()),
+    ]
+}
+
 async fn fresh() -> Fresh {
     let (name, url) = fresh_database().await;
     let store = liveplan_store_postgres::open(&url).await.unwrap();
@@ -196,10 +204,7 @@ async fn batches_on_two_nodes_sharing_streams_never_deadlock() {
     // streams at once, so a writer that waited inside its batch for a stream the other node's
     // batch holds could close a circle (PostgreSQL would give one of them up). None may fail.
     let (name, url) = fresh_database().await;
-    let nodes: [Arc<dyn Store>; 2] = [
-        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
-        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
-    ];
+    let nodes = two_nodes(&url).await;
     let streams: Vec<_> = (0..16)
         .map(|_| proto::StreamKey::Project(Uuid::now_v7()))
         .collect();
@@ -438,10 +443,7 @@ async fn a_deadlock_mid_transaction_is_retryable_and_leaves_the_other_to_commit(
     // retryable, and the other goes on. (On one node two such writers may share a batch, where
     // the second waits for the first's turn to end: the barrier would then never open.)
     let (name, url) = fresh_database().await;
-    let nodes: [Arc<dyn Store>; 2] = [
-        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
-        Arc::new(liveplan_store_postgres::open(&url).await.unwrap()),
-    ];
+    let nodes = two_nodes(&url).await;
     let a = proto::StreamKey::User(Uuid::now_v7());
     let b = proto::StreamKey::User(Uuid::now_v7());
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
