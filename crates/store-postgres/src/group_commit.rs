@@ -23,10 +23,11 @@
 //!   that waited there for a stream another transaction holds would make that transaction's
 //!   holders wait for all of them, and two batches (on two nodes, or with a writer of several
 //!   streams) could wait for each other where no lone transaction would. So only the first
-//!   member of a transaction may wait for its stream; a later one tries for at most
-//!   [`LATER_LOCK_WAIT`] and, if the stream is held elsewhere, leaves the batch (its savepoint
-//!   rolled back) and waits in a transaction of its own, holding nothing else. Deadlocks are
-//!   then only those a lone writer of several streams could meet, PostgreSQL's to detect.
+//!   member of a transaction may wait for its stream; a later one tries for at most 1 ms
+//!   ([`SAVEPOINT_WITH_LATER_LOCK_WAIT`]) and, if the stream is held elsewhere, leaves the
+//!   batch (its savepoint rolled back) and waits in a transaction of its own, holding nothing
+//!   else. Deadlocks are then only those a lone writer of several streams could meet,
+//!   PostgreSQL's to detect.
 //! - If the batch's transaction breaks (the connection lost, a savepoint that cannot be rolled
 //!   back to), every member of it fails, as a lone transaction would.
 //!
@@ -44,20 +45,25 @@ use tokio::sync::{OwnedMutexGuard, watch};
 /// Batches that may be open at once (one per lane, plus those committing). With the pool's 16
 /// connections this leaves at least half for reads and for writers of their own.
 const LANES: usize = 4;
-/// How long a member after the first of its transaction waits for its stream before it leaves
-/// the batch. A stream held by a transaction of the same batch is no wait at all.
-const LATER_LOCK_WAIT: &str = "1ms";
+/// A later member's savepoint, and how long it then waits for its stream before it leaves the
+/// batch: 1 ms. A stream held by a transaction of the same batch is no wait at all.
+const SAVEPOINT_WITH_LATER_LOCK_WAIT: &str = "SAVEPOINT member; SET LOCAL lock_timeout = '1ms'";
 
 /// Holds a stream until the transaction ends: an upsert that changes nothing still locks the
 /// row.
-pub(crate) const HOLD_STREAM: &str = "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq";
+macro_rules! hold_stream {
+    () => {
+        "INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq"
+    };
+}
+pub(crate) const HOLD_STREAM: &str = hold_stream!();
 
-/// [`HOLD_STREAM`] for a later member, under [`LATER_LOCK_WAIT`] (set with its savepoint), which
-/// it lifts once the stream is held so that nothing else of the transaction is cut short.
+/// [`HOLD_STREAM`] for a later member, under the wait its savepoint set, which it lifts once the
+/// stream is held so that nothing else of the transaction is cut short.
 const HOLD_STREAM_THEN_WAIT_AGAIN: &str = concat!(
-    "WITH held AS (INSERT INTO streams (stream, last_seq) VALUES ($1, 0) ",
-    "ON CONFLICT (stream) DO UPDATE SET last_seq = streams.last_seq RETURNING 1) ",
-    "SELECT set_config('lock_timeout', '0', true) FROM held"
+    "WITH held AS (",
+    hold_stream!(),
+    " RETURNING 1) SELECT set_config('lock_timeout', '0', true) FROM held"
 );
 
 /// PostgreSQL's "lock not available": a wait cut short by `lock_timeout`.
@@ -139,7 +145,7 @@ struct Shared {
     broken: Option<Failure>,
 }
 
-#[derive(Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default)]
 enum Undo {
     #[default]
     Nothing,
@@ -157,7 +163,7 @@ impl GroupCommit {
 
     /// A transaction of the writer's own, for one whose first statement holds no stream.
     pub(crate) async fn begin_alone(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        retrying(|| self.pool.begin()).await
+        begin(&self.pool).await
     }
 
     /// Joins (or opens) the batch of `stream`'s lane and waits for its turn on the batch's
@@ -193,9 +199,13 @@ impl GroupCommit {
     }
 }
 
+async fn begin(pool: &PgPool) -> StoreResult<Transaction<'static, Postgres>> {
+    retrying(|| pool.begin()).await
+}
+
 fn lane_of(stream: &StreamKey) -> usize {
     let mut hasher = DefaultHasher::new();
-    stream.to_text().hash(&mut hasher);
+    stream.hash(&mut hasher);
     (hasher.finish() % LANES as u64) as usize
 }
 
@@ -260,13 +270,12 @@ async fn prepare(pool: &PgPool, shared: &mut Shared) -> StoreResult<bool> {
     undo(shared).await.map_err(Failure::into_error)?;
     let tx = match &mut shared.tx {
         Some(tx) => tx,
-        None => shared.tx.insert(retrying(|| pool.begin()).await?),
+        None => shared.tx.insert(begin(pool).await?),
     };
     if shared.kept == 0 {
         return Ok(false);
     }
-    let savepoint = format!("SAVEPOINT member; SET LOCAL lock_timeout = '{LATER_LOCK_WAIT}'");
-    if let Err(error) = sqlx::raw_sql(sqlx::AssertSqlSafe(savepoint))
+    if let Err(error) = sqlx::raw_sql(SAVEPOINT_WITH_LATER_LOCK_WAIT)
         .execute(&mut **tx)
         .await
     {
@@ -331,19 +340,16 @@ impl Member {
 
     /// Holds `stream` for the member's transaction: the member's first statement.
     pub(crate) async fn hold(&mut self, stream: &StreamKey) -> Result<(), Hold> {
-        let later = self.savepoint;
-        let conn = self.connection().map_err(Hold::Failed)?;
-        let held = if later {
-            sqlx::query(HOLD_STREAM_THEN_WAIT_AGAIN)
-                .bind(stream.to_text())
-                .execute(conn)
-                .await
+        let statement = if self.savepoint {
+            HOLD_STREAM_THEN_WAIT_AGAIN
         } else {
-            sqlx::query(HOLD_STREAM)
-                .bind(stream.to_text())
-                .execute(conn)
-                .await
+            HOLD_STREAM
         };
+        let conn = self.connection().map_err(Hold::Failed)?;
+        let held = sqlx::query(statement)
+            .bind(stream.to_text())
+            .execute(conn)
+            .await;
         match held {
             Ok(_) => Ok(()),
             Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
