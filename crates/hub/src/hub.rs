@@ -55,18 +55,25 @@ pub enum EvictScope {
 }
 
 impl EvictScope {
-    fn matches(&self, stream: StreamKey, sub: &SubShared) -> bool {
+    /// Whether the scope takes in a connection of `user` to `stream`, opened with the login
+    /// session `session`: for the hub's subscriptions and for connections kept elsewhere
+    /// (whiteboard sockets) alike.
+    pub fn covers(&self, stream: StreamKey, user: Uuid, session: Option<Uuid>) -> bool {
         match *self {
-            EvictScope::User(user) => sub.user_id == user,
+            EvictScope::User(evicted) => user == evicted,
             EvictScope::UserInProject {
                 user_id,
                 project_id,
-            } => sub.user_id == user_id && stream == StreamKey::Project(project_id),
-            EvictScope::Session(session) => sub.session_id == Some(session),
+            } => user == user_id && stream == StreamKey::Project(project_id),
+            EvictScope::Session(evicted) => session == Some(evicted),
             EvictScope::Project(project) => stream == StreamKey::Project(project),
             EvictScope::AllProjects => matches!(stream, StreamKey::Project(_)),
             EvictScope::All => true,
         }
+    }
+
+    fn matches(&self, stream: StreamKey, sub: &SubShared) -> bool {
+        self.covers(stream, sub.user_id, sub.session_id)
     }
 }
 

@@ -7,6 +7,7 @@
 
 use crate::live::access::AccessListener;
 use hub::EvictScope;
+use proto::StreamKey;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,16 +24,11 @@ pub struct Holder {
 
 impl Holder {
     fn in_scope(&self, scope: EvictScope) -> bool {
-        match scope {
-            EvictScope::User(user) => self.user == user,
-            EvictScope::UserInProject {
-                user_id,
-                project_id,
-            } => self.user == user_id && self.project == project_id,
-            EvictScope::Session(session) => self.session == session,
-            EvictScope::Project(project) => self.project == project,
-            EvictScope::AllProjects | EvictScope::All => true,
-        }
+        scope.covers(
+            StreamKey::Project(self.project),
+            self.user,
+            Some(self.session),
+        )
     }
 }
 
