@@ -47,6 +47,8 @@ const MAX_HEAD: usize = 18;
 pub enum Framing {
     /// A native WebSocket text frame: the header, then the frame.
     WebSocketText,
+    /// A WebSocket binary frame (y-websocket's messages): the header, then the frame.
+    WebSocketBinary,
     /// One chunk of an HTTP/1.1 chunked body: size line, the frame, CRLF.
     HttpChunk,
     /// The frame as it is (an HTTP/1.0 body, which the close delimits).
@@ -105,10 +107,15 @@ impl Framing {
     fn envelope(self, len: usize) -> Option<Envelope> {
         let mut envelope = Envelope::NONE;
         match self {
-            Framing::WebSocketText => {
-                // Dialect frames are JSON text (serde_json output, so UTF-8).
+            Framing::WebSocketText | Framing::WebSocketBinary => {
+                // Text frames are the dialects' JSON (serde_json output, so UTF-8).
+                let data = if self == Framing::WebSocketText {
+                    Data::Text
+                } else {
+                    Data::Binary
+                };
                 let header = FrameHeader {
-                    opcode: OpCode::Data(Data::Text),
+                    opcode: OpCode::Data(data),
                     ..FrameHeader::default()
                 };
                 let head_len = header.len(len as u64);

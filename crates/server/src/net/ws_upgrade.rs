@@ -17,6 +17,7 @@ use hyper::upgrade::OnUpgrade;
 use proto::ErrorCode;
 use std::future::Future;
 use std::sync::Arc;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
@@ -27,7 +28,9 @@ pub type NativeSocket = WebSocketStream<LiveIo>;
 pub struct Upgrade {
     accept: HeaderValue,
     on_upgrade: OnUpgrade,
-    direct: Option<Arc<DirectSocket>>,
+    tcp: Option<Arc<TcpStream>>,
+    /// How direct writes frame their bytes: text unless [`Upgrade::binary`].
+    framing: Framing,
 }
 
 /// The request is not a WebSocket upgrade this server can accept.
@@ -61,20 +64,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         let accept =
             HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| NotAnUpgrade)?;
         let on_upgrade = parts.extensions.remove::<OnUpgrade>().ok_or(NotAnUpgrade)?;
-        let direct = parts
+        let tcp = parts
             .extensions
             .get::<ConnectInfo<Peer>>()
-            .and_then(|peer| peer.0.tcp.upgrade())
-            .map(|tcp| DirectSocket::new(tcp, Framing::WebSocketText));
+            .and_then(|peer| peer.0.tcp.upgrade());
         Ok(Self {
             accept,
             on_upgrade,
-            direct,
+            tcp,
+            framing: Framing::WebSocketText,
         })
     }
 }
 
 impl Upgrade {
+    /// The direct writer sends binary frames (a dialect whose messages are binary).
+    pub fn binary(mut self) -> Self {
+        self.framing = Framing::WebSocketBinary;
+        self
+    }
+
     /// Answers 101 and runs `serve` on its own task once hyper has handed the connection over.
     /// `serve` gets the socket and, when the request's TCP connection is known, its direct
     /// writer.
@@ -86,8 +95,10 @@ impl Upgrade {
         let Self {
             accept,
             on_upgrade,
-            direct,
+            tcp,
+            framing,
         } = self;
+        let direct = tcp.map(|tcp| DirectSocket::new(tcp, framing));
         tokio::spawn(async move {
             // The client went away before the handshake completed: nothing to serve.
             let Ok(upgraded) = on_upgrade.await else {

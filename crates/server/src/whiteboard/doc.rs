@@ -28,6 +28,7 @@
 use super::Boards;
 use super::awareness::{AwarenessTable, Refused};
 use super::content;
+use super::outbox::Outbox;
 use super::peers::{MAX_PEER_CLIENTS, PEER_STATE_SWEEP, PEER_STATE_TIMEOUT, PEERS, PeerNote};
 use super::wire::{self as protocol, ClientMessage};
 use super::writer::{Failed, Stored};
@@ -36,15 +37,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use uuid::Uuid;
 use yrs::sync::awareness::AwarenessUpdate;
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Doc, ReadTxn, Transact};
 
-/// Frames a client may have queued before it counts as too slow and is dropped.
-pub const CLIENT_QUEUE: usize = 512;
 /// Updates read per store query while loading or catching up.
 const PAGE: u32 = 500;
 /// How often an open document looks for other nodes' updates when the node is in a cluster.
@@ -62,31 +61,29 @@ fn is_update(command: &Command) -> bool {
     )
 }
 
-/// What an actor sends a client's socket.
+/// The actor's answer to one client message, which goes to the client's outbox.
 #[derive(Debug)]
-pub enum Out {
-    Frame(Bytes),
-    Close(u16, &'static str),
-}
-
-/// The actor's answer to one client message.
-#[derive(Debug)]
-pub enum Answer {
+enum Answer {
     Frames(Vec<Vec<u8>>),
     Close(u16, &'static str),
 }
 
 pub enum Command {
+    /// A client joins: its first frames (sync step 1, the awareness) go to `out`, then `reply`
+    /// is answered.
     Join {
         conn: u64,
-        out: mpsc::Sender<Out>,
-        reply: oneshot::Sender<Vec<Vec<u8>>>,
+        out: Arc<Outbox>,
+        reply: oneshot::Sender<()>,
     },
+    /// A client's message; its answer goes to the client's outbox, after every frame the actor
+    /// sent it before. `_in_flight` bounds the messages a client has queued here: the socket
+    /// reads no more while it holds none.
     Message {
         conn: u64,
         can_edit: bool,
         message: ClientMessage,
-        reply: oneshot::Sender<Answer>,
+        in_flight: OwnedSemaphorePermit,
     },
     Leave {
         conn: u64,
@@ -116,7 +113,7 @@ pub(super) struct Actor {
     pub last_seq: i64,
     /// Stored bytes behind the document (an upper bound of its encoded size).
     pub bytes: usize,
-    pub conns: HashMap<u64, mpsc::Sender<Out>>,
+    pub conns: HashMap<u64, Arc<Outbox>>,
     pub awareness: AwarenessTable,
 }
 
@@ -152,7 +149,7 @@ impl Actor {
             if let Err(Broken(why)) = step {
                 tracing::warn!(board = %self.board, why, "whiteboard closed");
                 for out in self.conns.values() {
-                    let _ = out.try_send(Out::Close(1011, "the whiteboard is unavailable"));
+                    out.close(1011, "the whiteboard is unavailable");
                 }
                 self.boards.forget(self.board, self.id);
                 return;
@@ -195,17 +192,17 @@ impl Actor {
     }
 
     /// Updates from clients: each checked and applied, the accepted ones stored together and
-    /// relayed, then every sender answered.
+    /// relayed, then every refused one answered.
     async fn on_updates(&mut self, batch: Vec<Command>) -> Result<(), Broken> {
         let mut accepted = Vec::with_capacity(batch.len());
-        let mut answered = Vec::with_capacity(batch.len());
+        let mut refused = Vec::new();
         let mut pending_bytes = 0;
         for command in batch {
             let Command::Message {
                 conn,
                 can_edit,
                 message: ClientMessage::Update(bytes),
-                reply,
+                ..
             } = command
             else {
                 continue;
@@ -214,14 +211,13 @@ impl Actor {
                 Ok(bytes) => {
                     pending_bytes += bytes.len();
                     accepted.push((Some(conn), bytes));
-                    answered.push((reply, Answer::Frames(Vec::new())));
                 }
-                Err(answer) => answered.push((reply, answer)),
+                Err(answer) => refused.push((conn, answer)),
             }
         }
         self.store_and_relay(accepted).await?;
-        for (reply, answer) in answered {
-            let _ = reply.send(answer);
+        for (conn, answer) in refused {
+            self.answer(conn, answer);
         }
         Ok(())
     }
@@ -230,21 +226,21 @@ impl Actor {
         match command {
             Command::Join { conn, out, reply } => {
                 self.catch_up(true).await?;
-                let mut frames = vec![protocol::sync_step1(self.doc.transact().state_vector())];
+                out.push(&protocol::sync_step1(self.doc.transact().state_vector()).into());
                 if !self.awareness.is_empty() {
-                    frames.push(protocol::awareness(self.awareness.all()));
+                    out.push(&protocol::awareness(self.awareness.all()).into());
                 }
                 self.conns.insert(conn, out);
-                let _ = reply.send(frames);
+                let _ = reply.send(());
             }
             Command::Message {
                 conn,
                 can_edit,
                 message,
-                reply,
+                ..
             } => {
                 let answer = self.on_message(conn, can_edit, message).await?;
-                let _ = reply.send(answer);
+                self.answer(conn, answer);
             }
             Command::Leave { conn } => self.leave(conn),
             Command::Peer(note) => self.on_peer(note).await?,
@@ -492,13 +488,39 @@ impl Actor {
         let frame = Bytes::from(frame);
         let mut dropped = Vec::new();
         for (conn, out) in &self.conns {
-            if Some(*conn) != except && out.try_send(Out::Frame(frame.clone())).is_err() {
+            if Some(*conn) != except && !out.push(&frame) {
                 dropped.push(*conn);
             }
         }
         for conn in dropped {
-            self.leave(conn);
+            self.drop_slow(conn);
         }
+    }
+
+    /// Sends the answer to a client's message (nothing when the client has left).
+    fn answer(&mut self, conn: u64, answer: Answer) {
+        let Some(out) = self.conns.get(&conn) else {
+            return;
+        };
+        match answer {
+            Answer::Frames(frames) => {
+                for frame in frames {
+                    if !out.push(&Bytes::from(frame)) {
+                        self.drop_slow(conn);
+                        return;
+                    }
+                }
+            }
+            Answer::Close(code, reason) => out.close(code, reason),
+        }
+    }
+
+    /// A client whose queue is full: closed (1013), and gone from the board.
+    fn drop_slow(&mut self, conn: u64) {
+        if let Some(out) = self.conns.get(&conn) {
+            out.close(1013, "too slow to take the whiteboard's updates; reconnect");
+        }
+        self.leave(conn);
     }
 
     fn leave(&mut self, conn: u64) {

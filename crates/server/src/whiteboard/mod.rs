@@ -1,5 +1,5 @@
 //! Whiteboards as Yjs documents (CONTRACT §11): the registry of open documents ([`Boards`], one
-//! actor each, [`doc`]), what the server reads of a document ([`content`]), the awareness
+//! actor each, [`doc`]), each connection's frames from its actor ([`outbox`]), what the server reads of a document ([`content`]), the awareness
 //! table ([`awareness`]), the y-protocols messages ([`wire`]), the REST side ([`rest`]), the
 //! background compaction ([`compaction`]), what open documents tell the other nodes of a
 //! cluster ([`peers`]), who is on a canvas ([`roster`]), which connections re-check their
@@ -11,6 +11,7 @@ pub mod awareness;
 pub mod compaction;
 pub mod content;
 pub mod doc;
+pub mod outbox;
 pub mod peers;
 pub mod rechecks;
 pub mod rest;

@@ -10,6 +10,12 @@
 //! 1 MiB, a full document or an awareness state over 4 KiB with 1009, too many messages with
 //! 1008, a client too slow to take its frames with 1013. While open, the connection is a
 //! member of the board's Pusher channel `presence-whiteboard-{id}` (`whiteboard::roster`).
+//!
+//! Everything the board's actor sends the client (relayed updates, awareness, the answers to
+//! the client's own messages) comes through the connection's `whiteboard::outbox`, which the
+//! actor writes to the socket itself while this task is idle. The task does not wait for the
+//! actor's answer before it reads the next message; at most [`MESSAGES_IN_FLIGHT`] wait at the
+//! actor.
 
 use super::protocol::{self, BadInput, READ_LIMIT};
 use super::session::{ACCESS_EVERY, CHECK_EVERY, KEEPALIVE, WhiteboardSession};
@@ -18,8 +24,10 @@ use crate::auth::extract::request_token;
 use crate::dialects::access::role_in;
 use crate::dialects::ws::{self, Flow, TicketHolder, TicketRefused};
 use crate::live::ConnectionGuard;
+use crate::net::direct::DirectSocket;
 use crate::net::ws_upgrade::{NativeSocket, NotAnUpgrade, Upgrade};
-use crate::whiteboard::doc::{Answer, CLIENT_QUEUE, Command, Out};
+use crate::whiteboard::doc::Command;
+use crate::whiteboard::outbox::{Out, Outbox};
 use crate::whiteboard::rechecks::{Holder, Watched};
 use crate::whiteboard::{DocHandle, WbState};
 use axum::extract::rejection::QueryRejection;
@@ -31,13 +39,17 @@ use domain::Actor;
 use futures::{SinkExt, StreamExt};
 use proto::Role;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::UserRow;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_tungstenite::tungstenite::{self, Message};
 use uuid::Uuid;
 
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client's messages queued at its board's actor at most: the socket reads no more until the
+/// actor has taken one (the actor's queue is shared by every client of the board).
+const MESSAGES_IN_FLIGHT: usize = 32;
 
 struct Refusal(u16, &'static str);
 
@@ -73,7 +85,7 @@ pub async fn upgrade(
     };
     let params = params.map(|q| q.0).unwrap_or_default();
     let guard = state.0.app.live.connection();
-    ws.on_upgrade(config(), move |socket, _direct| {
+    ws.binary().on_upgrade(config(), move |socket, direct| {
         let mut socket = Box::new(socket);
         async move {
             let Some(guard) = guard else {
@@ -87,7 +99,7 @@ pub async fn upgrade(
             };
             match Box::pin(admit(&state, &params, &headers, &board)).await {
                 Ok(admitted) => {
-                    tokio::spawn(serve(state, socket, admitted, guard));
+                    tokio::spawn(serve(state, socket, direct, admitted, guard));
                 }
                 Err(Refusal(code, reason)) => {
                     ws::close_handshake(&mut socket, code, reason).await;
@@ -190,6 +202,8 @@ async fn admit(
 struct Connection {
     socket: Box<NativeSocket>,
     session: WhiteboardSession,
+    outbox: Arc<Outbox>,
+    in_flight: Arc<Semaphore>,
 }
 
 impl Connection {
@@ -203,19 +217,19 @@ impl Connection {
         }
     }
 
-    async fn send_all(&mut self, frames: Vec<Vec<u8>>) -> Flow {
-        for frame in frames {
-            if self.send(Bytes::from(frame)).await != Flow::Continue {
-                return Flow::Gone;
-            }
+    /// Writes out what the actor's direct write left in the socket's backlog.
+    async fn flush(&mut self) -> Flow {
+        match tokio::time::timeout(SEND_TIMEOUT, self.socket.flush()).await {
+            Ok(Ok(())) => Flow::Continue,
+            _ => Flow::Gone,
         }
-        Flow::Continue
     }
 }
 
 async fn serve(
     state: WbState,
     socket: Box<NativeSocket>,
+    direct: Option<Arc<DirectSocket>>,
     admitted: Admitted,
     _guard: ConnectionGuard,
 ) {
@@ -230,45 +244,34 @@ async fn serve(
         },
         admitted.epoch,
     );
-    let (out, mut outbox) = mpsc::channel(CLIENT_QUEUE);
+    let outbox = Outbox::new(direct);
     let (reply, joined) = oneshot::channel();
     let doc = node.boards.submit(
         admitted.board,
         Command::Join {
             conn: conn_id,
-            out,
+            out: outbox.clone(),
             reply,
         },
     );
     let mut conn = Connection {
         socket,
         session: WhiteboardSession::new(admitted.role),
+        outbox,
+        in_flight: Arc::new(Semaphore::new(MESSAGES_IN_FLIGHT)),
     };
     let outcome = match joined.await {
-        Ok(frames) => {
+        Ok(()) => {
             node.roster
                 .arrived(admitted.board, conn_id, &admitted.user)
                 .await;
-            let flow = match conn.send_all(frames).await {
-                Flow::Continue => {
-                    run(
-                        &state,
-                        &mut conn,
-                        &doc,
-                        conn_id,
-                        &admitted,
-                        &watched,
-                        &mut outbox,
-                    )
-                    .await
-                }
-                other => other,
-            };
+            let flow = run(&state, &mut conn, &doc, conn_id, &admitted, &watched).await;
             node.roster.left(admitted.board, conn_id).await;
             flow
         }
         Err(_) => Flow::Close(UNAVAILABLE.0, UNAVAILABLE.1),
     };
+    conn.outbox.detach();
     doc.send(Command::Leave { conn: conn_id });
     if let Flow::Close(code, reason) = outcome {
         ws::close_handshake(&mut conn.socket, code, reason).await;
@@ -282,17 +285,17 @@ async fn run(
     conn_id: u64,
     admitted: &Admitted,
     watched: &Watched,
-    outbox: &mut mpsc::Receiver<Out>,
 ) -> Flow {
     let mut checks = tokio::time::interval(CHECK_EVERY);
     checks.tick().await;
     let mut access_read = Instant::now();
     loop {
+        let outbox = conn.outbox.clone();
         let flow = tokio::select! {
             out = outbox.recv() => match out {
-                Some(Out::Frame(frame)) => conn.send(frame).await,
-                Some(Out::Close(code, reason)) => Flow::Close(code, reason),
-                None => Flow::Close(1013, "too slow to take the whiteboard's updates; reconnect"),
+                Out::Frame(frame) if frame.is_empty() => conn.flush().await,
+                Out::Frame(frame) => conn.send(frame).await,
+                Out::Close(code, reason) => Flow::Close(code, reason),
             },
             message = conn.socket.next() => match message {
                 None => Flow::Gone,
@@ -333,10 +336,7 @@ async fn on_client(conn: &mut Connection, doc: &DocHandle, conn_id: u64, message
         }
         Message::Ping(_) => {
             // The pong is queued by the library; flushing sends it.
-            return match tokio::time::timeout(SEND_TIMEOUT, conn.socket.flush()).await {
-                Ok(Ok(())) => Flow::Continue,
-                _ => Flow::Gone,
-            };
+            return conn.flush().await;
         }
         Message::Close(_) => {
             let _ = tokio::time::timeout(ws::CLOSE_GRACE, conn.socket.flush()).await;
@@ -357,20 +357,20 @@ async fn on_client(conn: &mut Connection, doc: &DocHandle, conn_id: u64, message
             return Flow::Close(code, reason);
         }
     };
-    let (reply, answered) = oneshot::channel();
+    // The answer comes through the outbox; the socket reads on meanwhile, up to
+    // MESSAGES_IN_FLIGHT messages ahead of the actor.
+    let Ok(in_flight) = conn.in_flight.clone().acquire_owned().await else {
+        return Flow::Close(UNAVAILABLE.0, UNAVAILABLE.1);
+    };
     if !doc.send(Command::Message {
         conn: conn_id,
         can_edit: conn.session.can_edit,
         message,
-        reply,
+        in_flight,
     }) {
         return Flow::Close(UNAVAILABLE.0, UNAVAILABLE.1);
     }
-    match answered.await {
-        Ok(Answer::Frames(frames)) => conn.send_all(frames).await,
-        Ok(Answer::Close(code, reason)) => Flow::Close(code, reason),
-        Err(_) => Flow::Close(UNAVAILABLE.0, UNAVAILABLE.1),
-    }
+    Flow::Continue
 }
 
 /// The periodic look: shutdown, the session's end, a keepalive after a silence, and, when
@@ -391,6 +391,9 @@ async fn check(
     }
     if read_access && let Some(flow) = read_access_again(state, conn, admitted).await {
         return flow;
+    }
+    if conn.outbox.take_wrote() {
+        conn.session.sent();
     }
     if conn.session.needs_keepalive() {
         return conn.send(Bytes::from_static(KEEPALIVE)).await;
