@@ -23,6 +23,9 @@ use store::{
 };
 use uuid::Uuid;
 
+/// Channels of one app event appended in place; more go through [`heavy`].
+const INLINE_APP_CHANNELS: usize = 8;
+
 pub(crate) struct SqliteOps<C> {
     pub(crate) conn: C,
 }
@@ -1154,7 +1157,14 @@ impl<C: Lender> Queries for SqliteOps<C> {
     ) -> StoreResult<Vec<AppChannelEventRow>> {
         tokio::task::consume_budget().await;
         let db = self.db()?;
-        heavy(|| app_channels::append(db, channels, event, data, at, retention))
+        // Four statements a channel: a few channels are a few point writes, run in place like
+        // every other write (handing the worker's other tasks to another thread cost more than
+        // the statements, measured on a Pusher publish); up to 100 channels are not.
+        if channels.len() <= INLINE_APP_CHANNELS {
+            app_channels::append(db, channels, event, data, at, retention)
+        } else {
+            heavy(|| app_channels::append(db, channels, event, data, at, retention))
+        }
     }
 
     async fn read_app_events(
