@@ -23,7 +23,9 @@
 # started in an empty folder so no config/config.toml is picked up.
 # Without SOKETI or SOCKUDO, only liveplan runs. Env: CARGO_TARGET_DIR (the release binaries),
 # LIVEPLAN_BIN (another liveplan server binary, e.g. an older build, with this loadgen),
-# ROUNDS (default 1), LIVEPLAN_ARGS (more flags for `liveplan serve`, e.g. `--durability fast`).
+# ROUNDS (default 1), LIVEPLAN_ARGS (more flags for `liveplan serve`, e.g. `--durability fast`),
+# SERVER_CPUS / LOADGEN_CPUS (pin every server and the load generator with taskset, e.g. 0 and
+# 1, so a server's fan-out and the load generator's reading do not take each other's core).
 set -euo pipefail
 mode=run
 if [ "${1:-}" = idle ] || [ "${1:-}" = run ]; then
@@ -41,12 +43,16 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
+server_pin=()
+loadgen_pin=()
+[ -n "${SERVER_CPUS:-}" ] && server_pin=(taskset -c "$SERVER_CPUS")
+[ -n "${LOADGEN_CPUS:-}" ] && loadgen_pin=(taskset -c "$LOADGEN_CPUS")
 app_id=lg-app
 app_key=lg-key
 app_secret=lg-secret-$$
 
 port=$(free_port)
-"$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$work/liveplan" \
+"${server_pin[@]}" "$server_bin" serve --listen "127.0.0.1:$port" --data-dir "$work/liveplan" \
   --pusher-app-id "$app_id" --pusher-key "$app_key" --pusher-secret "$app_secret" \
   ${LIVEPLAN_ARGS:-} >"$work/liveplan.log" 2>&1 &
 pids+=($!)
@@ -59,7 +65,7 @@ if [ -n "${SOKETI:-}" ]; then
   SOKETI_HOST=127.0.0.1 SOKETI_PORT=$sport SOKETI_METRICS_ENABLED=false SOKETI_METRICS_HOST=127.0.0.1 \
     SOKETI_METRICS_SERVER_PORT="$(free_port)" SOKETI_CLUSTER_UNICAST_ADDRESSES=127.0.0.1 \
     SOKETI_DEFAULT_APP_ID=$app_id SOKETI_DEFAULT_APP_KEY=$app_key SOKETI_DEFAULT_APP_SECRET=$app_secret \
-    "$SOKETI" start >"$work/soketi.log" 2>&1 &
+    "${server_pin[@]}" "$SOKETI" start >"$work/soketi.log" 2>&1 &
   pids+=($!)
   soketi_pid=$!
   soketi_url=http://127.0.0.1:$sport
@@ -73,7 +79,7 @@ if [ -n "${SOCKUDO:-}" ]; then
     METRICS_PORT="$(free_port)" ADAPTER_DRIVER=local CACHE_DRIVER=memory QUEUE_DRIVER=memory \
     APP_MANAGER_DRIVER=memory RATE_LIMITER_ENABLED=false SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS=200000 \
     SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND=100000 SOCKUDO_DEFAULT_APP_ID=$app_id \
-    SOCKUDO_DEFAULT_APP_KEY=$app_key SOCKUDO_DEFAULT_APP_SECRET=$app_secret exec "$SOCKUDO") \
+    SOCKUDO_DEFAULT_APP_KEY=$app_key SOCKUDO_DEFAULT_APP_SECRET=$app_secret exec "${server_pin[@]}" "$SOCKUDO") \
     >"$work/sockudo.log" 2>&1 &
   pids+=($!)
   sockudo_pid=$!
@@ -85,7 +91,7 @@ run() {
   local label=$1 url=$2 pid=$3
   shift 3
   echo "== $label: load average $(cut -d' ' -f1-3 /proc/loadavg) =="
-  LOADGEN_PUSHER_APP=$app_id:$app_key:$app_secret "$loadgen_bin" "$mode" --dialect pusher \
+  LOADGEN_PUSHER_APP=$app_id:$app_key:$app_secret "${loadgen_pin[@]}" "$loadgen_bin" "$mode" --dialect pusher \
     --server "$url" --server-pid "$pid" "$@" | tee "$work/$label.out" | grep -v '^{'
 }
 for round in $(seq 1 "${ROUNDS:-1}"); do
