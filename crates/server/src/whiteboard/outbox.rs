@@ -162,6 +162,7 @@ mod tests {
     use std::time::Duration;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
 
     async fn connected_pair() -> (Arc<TcpStream>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -169,6 +170,28 @@ mod tests {
         let client = TcpStream::connect(address).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
         (Arc::new(server), client)
+    }
+
+    fn binary_outbox(server: &Arc<TcpStream>) -> Arc<Outbox> {
+        Outbox::new(Some(DirectSocket::new(
+            server.clone(),
+            Framing::WebSocketBinary,
+        )))
+    }
+
+    /// The outbox's task, spawned and parked in `recv`.
+    async fn park(outbox: &Arc<Outbox>) -> JoinHandle<Out> {
+        let waiting = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move { outbox.recv().await })
+        };
+        for _ in 0..500 {
+            if outbox.state().parked {
+                return waiting;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the task did not park within 5 s");
     }
 
     /// Reads one unmasked server frame of at most 125 bytes: its opcode and payload.
@@ -187,16 +210,12 @@ mod tests {
     #[tokio::test]
     async fn a_parked_task_lets_the_actor_write_binary_frames_itself() {
         let (server, mut client) = connected_pair().await;
-        let outbox = Outbox::new(Some(DirectSocket::new(server, Framing::WebSocketBinary)));
+        let outbox = binary_outbox(&server);
         // Not parked yet (the task has not asked): queued.
         assert!(outbox.push(&Bytes::from_static(b"one")));
         assert_eq!(outbox.recv().await, Out::Frame(Bytes::from_static(b"one")));
         // The task waits with nothing queued: the next frame goes straight to the socket.
-        let waiting = {
-            let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.recv().await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let waiting = park(&outbox).await;
         assert!(outbox.push(&Bytes::from_static(b"two")));
         assert_eq!(read_frame(&mut client).await, (0x82, b"two".to_vec()));
         assert!(outbox.take_wrote());
@@ -211,15 +230,8 @@ mod tests {
     #[tokio::test]
     async fn a_frame_in_hand_keeps_later_frames_behind_it() {
         let (server, mut client) = connected_pair().await;
-        let outbox = Outbox::new(Some(DirectSocket::new(
-            server.clone(),
-            Framing::WebSocketBinary,
-        )));
-        let waiting = {
-            let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.recv().await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let outbox = binary_outbox(&server);
+        let waiting = park(&outbox).await;
         // A socket that takes nothing more: the parked task's frame is queued, and the task
         // wakes up holding it.
         let filler = [0u8; 65536];
@@ -266,15 +278,8 @@ mod tests {
     #[tokio::test]
     async fn a_detached_outbox_writes_nothing_more() {
         let (server, mut client) = connected_pair().await;
-        let outbox = Outbox::new(Some(DirectSocket::new(
-            server.clone(),
-            Framing::WebSocketBinary,
-        )));
-        let waiting = {
-            let outbox = outbox.clone();
-            tokio::spawn(async move { outbox.recv().await })
-        };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let outbox = binary_outbox(&server);
+        let waiting = park(&outbox).await;
         waiting.abort();
         let _ = waiting.await;
         outbox.detach();
