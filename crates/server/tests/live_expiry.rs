@@ -110,7 +110,11 @@ struct Connections {
 }
 
 async fn open_connections(server: &TestServer, token: &str, project: Uuid) -> Connections {
-    let ws = server.ws_project(token, project, None).await;
+    // The socket is admitted after its upgrade: without `since`, an event committed before its
+    // subscription would be missed (the SSE stream's `connected` and Bryntum's dataset come
+    // after theirs).
+    let head = server.log_seqs(project).await.last().copied().unwrap_or(0);
+    let ws = server.ws_project(token, project, Some(head)).await;
     let mut sse = server
         .sse(token, &format!("/api/v1/projects/{project}/events"), None)
         .await;
