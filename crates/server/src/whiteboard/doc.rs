@@ -77,7 +77,7 @@ pub enum Command {
         reply: oneshot::Sender<()>,
     },
     /// A client's message; its answer goes to the client's outbox, after every frame the actor
-    /// sent it before. `_in_flight` bounds the messages a client has queued here: the socket
+    /// sent it before. `in_flight` bounds the messages a client has queued here: the socket
     /// reads no more while it holds none.
     Message {
         conn: u64,

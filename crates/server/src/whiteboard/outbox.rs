@@ -20,13 +20,15 @@
 
 use crate::net::direct::DirectSocket;
 use bytes::Bytes;
-use hub::DirectOutcome;
+use hub::{DirectOutcome, DirectWrite};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::Notify;
 
 /// Frames a client may have queued before it counts as too slow and is dropped.
 pub const CLIENT_QUEUE: usize = 512;
+/// Queue capacity an empty outbox keeps; a larger one (after a burst) is given back.
+const KEPT_CAPACITY: usize = 8;
 
 /// What the connection's task takes from its outbox.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,7 +85,7 @@ impl Outbox {
             && s.queue.is_empty()
             && let Some(direct) = &self.direct
         {
-            match direct.try_write_parts(&[frame]) {
+            match direct.try_write(frame) {
                 DirectOutcome::Sent => {
                     s.wrote = true;
                     return true;
@@ -144,8 +146,9 @@ impl Outbox {
                 if let Some(frame) = s.queue.pop_front() {
                     return Out::Frame(frame);
                 }
-                if s.queue.capacity() > 0 {
-                    // An idle connection should not keep the capacity of its largest burst.
+                if s.queue.capacity() > KEPT_CAPACITY {
+                    // An idle connection should not keep the capacity of its largest burst;
+                    // a small one is kept, so a busy connection does not allocate per frame.
                     s.queue = VecDeque::new();
                 }
                 s.parked = !s.detached;

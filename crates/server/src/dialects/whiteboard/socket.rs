@@ -289,8 +289,8 @@ async fn run(
     let mut checks = tokio::time::interval(CHECK_EVERY);
     checks.tick().await;
     let mut access_read = Instant::now();
+    let outbox = conn.outbox.clone();
     loop {
-        let outbox = conn.outbox.clone();
         let flow = tokio::select! {
             out = outbox.recv() => match out {
                 Out::Frame(frame) if frame.is_empty() => conn.flush().await,
