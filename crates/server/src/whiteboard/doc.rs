@@ -426,17 +426,16 @@ impl Actor {
         }
     }
 
-    /// Stores `updates` through the node's writer, with the board's `whiteboard_updated` when
-    /// one is due; the first and last seq they got (`None`: none), and the updates back. Only
+    /// Stores `updates` through the node's writer (with the board's `whiteboard_updated` when
+    /// its throttle lets one go); the first and last seq they got (`None`: none), and the updates back. Only
     /// once they are durable: the caller relays after this.
     async fn append(&self, updates: Vec<Vec<u8>>) -> Result<Stored, Broken> {
         if updates.is_empty() {
             return Ok((None, updates));
         }
-        let announce = self.boards.announce_now(self.board);
         self.boards
             .writer
-            .append(self.board, updates, announce)
+            .append(self.board, updates)
             .await
             .map_err(|Failed| Broken("the store refused an update"))
     }

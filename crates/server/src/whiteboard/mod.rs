@@ -4,7 +4,8 @@
 //! background compaction ([`compaction`]), what open documents tell the other nodes of a
 //! cluster ([`peers`]), who is on a canvas ([`roster`]), which connections re-check their
 //! access when the hub evicts ([`rechecks`]), the node's writer of every board's updates
-//! ([`writer`]) and the throttled `whiteboard_updated` event that rides with them. The
+//! ([`writer`]) and the throttle of the `whiteboard_updated` event that rides with them
+//! ([`throttle`]). The
 //! y-websocket dialect is `dialects::whiteboard`.
 
 pub mod awareness;
@@ -16,6 +17,7 @@ pub mod peers;
 pub mod rechecks;
 pub mod rest;
 pub mod roster;
+pub mod throttle;
 pub mod wire;
 pub mod writer;
 
@@ -27,13 +29,9 @@ use rechecks::Rechecks;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 use store::Store;
 use tokio::sync::mpsc;
 use uuid::Uuid;
-
-/// At most one `whiteboard_updated` per board per this long (from one node).
-const EVENT_EVERY: Duration = Duration::from_secs(1);
 
 /// The node's open documents.
 pub struct Boards {
@@ -42,8 +40,6 @@ pub struct Boards {
     clustered: bool,
     open: Mutex<HashMap<Uuid, (u64, mpsc::UnboundedSender<Command>)>>,
     next_actor: AtomicU64,
-    /// Per board: when its last event went out, and whether one is waiting.
-    events: Mutex<Announced>,
     /// The other nodes of the cluster (set once at start; none on a node alone).
     peers: OnceLock<Arc<dyn Peers>>,
     /// Stores every open board's updates (and their events), many boards per transaction.
@@ -68,10 +64,6 @@ impl Boards {
             clustered,
             open: Mutex::default(),
             next_actor: AtomicU64::new(0),
-            events: Mutex::new(Announced {
-                boards: HashMap::new(),
-                pruned: Instant::now(),
-            }),
             peers: OnceLock::new(),
             writer: writer::Writer::start(Arc::new(writer::StoreTarget(domain))),
         })
@@ -152,58 +144,6 @@ impl Boards {
     pub fn open_count(&self) -> usize {
         self.open.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
-
-    /// Whether a change of `board` about to be stored carries its `whiteboard_updated` (in
-    /// the writer's transaction, with the change). Otherwise one is already waiting, or it is
-    /// set to go alone once the board's second is over.
-    fn announce_now(self: &Arc<Self>, board: Uuid) -> bool {
-        let now = Instant::now();
-        let delay = {
-            let mut events = self.events.lock().unwrap_or_else(|e| e.into_inner());
-            // Forgetting the boards whose second is over is only to bound the map, so once a
-            // second, not on every update (at 1,000 boards that was a thousand entries visited
-            // per update).
-            if now.duration_since(events.pruned) >= EVENT_EVERY {
-                events.pruned = now;
-                events
-                    .boards
-                    .retain(|_, (at, waiting)| *waiting || now.duration_since(*at) < EVENT_EVERY);
-            }
-            match events.boards.get_mut(&board) {
-                Some((_, true)) => return false,
-                Some((at, waiting)) if now.duration_since(*at) < EVENT_EVERY => {
-                    *waiting = true;
-                    (*at + EVENT_EVERY).saturating_duration_since(now)
-                }
-                _ => {
-                    events.boards.insert(board, (now, false));
-                    return true;
-                }
-            }
-        };
-        let boards = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if let Some(entry) = boards
-                .events
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .boards
-                .get_mut(&board)
-            {
-                *entry = (Instant::now(), false);
-            }
-            boards.writer.announce(board);
-        });
-        false
-    }
-}
-
-/// The throttle of `whiteboard_updated`: per board, when its last event went out and whether
-/// one is waiting; and when the boards whose second is over were last forgotten.
-struct Announced {
-    boards: HashMap<Uuid, (Instant, bool)>,
-    pruned: Instant,
 }
 
 /// What the whiteboard routes are served with.

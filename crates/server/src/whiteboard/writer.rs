@@ -12,9 +12,11 @@
 //!   record deleted meanwhile) fails only that board: the transaction is dropped and the others
 //!   run again without it, so one deleted board does not close every board of the node.
 //! - **Events.** The throttled `whiteboard_updated` (CONTRACT §11) rides the same transaction,
-//!   committed with the updates it announces. An event that cannot be written does not fail
-//!   the updates: the transaction runs again without the events (as a separate event
-//!   transaction failing did not).
+//!   committed with the updates it announces; the writer keeps the throttle
+//!   ([`super::throttle`]), so an event due at the end of a board's second goes with the next
+//!   transaction, and the writer wakes for it only when nothing else comes. An event that
+//!   cannot be written does not fail the updates: the transaction runs again without the
+//!   events (as a separate event transaction failing did not).
 //! - **Lock order.** Project streams are held first, in id order, then the boards' counters
 //!   in id order: every domain transaction holds its project's stream before rows (a board's
 //!   deletion: the stream, then the board's rows), and two writers on two nodes take the same
@@ -27,8 +29,9 @@
 //!   before waits for its sync.
 //! - **Bounds.** At most [`MAX_GROUP`] requests and about [`MAX_GROUP_BYTES`] of updates per
 //!   transaction. The queue holds at most one request per open board (an actor waits for its
-//!   answer before it sends more) and one pending event per board (the throttle).
+//!   answer before it sends more); the throttle at most one waiting event per board.
 
+use super::throttle::Throttle;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,9 +100,7 @@ pub trait GroupTarget: Send + Sync + 'static {
 struct Request {
     board: Uuid,
     updates: Vec<Vec<u8>>,
-    announce: bool,
-    /// `None`: an event alone, which nobody waits for.
-    reply: Option<oneshot::Sender<Result<Stored, Failed>>>,
+    reply: oneshot::Sender<Result<Stored, Failed>>,
 }
 
 impl Request {
@@ -108,9 +109,7 @@ impl Request {
     }
 
     fn answer(self, result: Result<Stored, Failed>) {
-        if let Some(reply) = self.reply {
-            let _ = reply.send(result);
-        }
+        let _ = self.reply.send(result);
     }
 }
 
@@ -126,48 +125,47 @@ impl Writer {
         Writer(sender)
     }
 
-    /// Stores `updates` of `board` (with a `whiteboard_updated` when `announce`); answers once
-    /// they are durable, or failed.
-    pub async fn append(
-        &self,
-        board: Uuid,
-        updates: Vec<Vec<u8>>,
-        announce: bool,
-    ) -> Result<Stored, Failed> {
+    /// Stores `updates` of `board` (with its `whiteboard_updated` when the throttle lets one
+    /// go); answers once they are durable, or failed.
+    pub async fn append(&self, board: Uuid, updates: Vec<Vec<u8>>) -> Result<Stored, Failed> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             board,
             updates,
-            announce,
-            reply: Some(reply),
+            reply,
         };
         if self.0.send(request).is_err() {
             return Err(Failed);
         }
         answer.await.unwrap_or(Err(Failed))
     }
-
-    /// Writes a `whiteboard_updated` for `board` with the next transaction.
-    pub fn announce(&self, board: Uuid) {
-        let _ = self.0.send(Request {
-            board,
-            updates: Vec::new(),
-            announce: true,
-            reply: None,
-        });
-    }
 }
 
 async fn run(target: Arc<dyn GroupTarget>, mut requests: mpsc::UnboundedReceiver<Request>) {
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    let mut throttle = Throttle::new(tokio::time::Instant::now().into_std());
     let mut contended = false;
-    while let Some(first) = requests.recv().await {
+    loop {
+        // A group begins with a request, or with events due while none came.
+        let first = match throttle.next_due() {
+            None => match requests.recv().await {
+                Some(request) => Some(request),
+                None => return,
+            },
+            Some(due) => tokio::select! {
+                request = requests.recv() => match request {
+                    Some(request) => Some(request),
+                    None => return,
+                },
+                () = tokio::time::sleep_until(tokio::time::Instant::from_std(due)) => None,
+            },
+        };
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             return;
         };
         let until = tokio::time::Instant::now() + LINGER;
-        let mut bytes = first.bytes();
-        let mut group = vec![first];
+        let mut bytes = first.as_ref().map_or(0, Request::bytes);
+        let mut group: Vec<Request> = first.into_iter().collect();
         while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
             let next = match requests.try_recv() {
                 Ok(request) => Some(request),
@@ -181,10 +179,17 @@ async fn run(target: Arc<dyn GroupTarget>, mut requests: mpsc::UnboundedReceiver
             bytes += request.bytes();
             group.push(request);
         }
-        contended = group.iter().filter(|r| r.reply.is_some()).count() > 1;
+        contended = group.len() > 1;
+        let announced = throttle.announce(
+            group.iter().map(|request| request.board),
+            tokio::time::Instant::now().into_std(),
+        );
+        if group.is_empty() && announced.is_empty() {
+            continue;
+        }
         let target = target.clone();
         tokio::spawn(async move {
-            store_group(&*target, group).await;
+            store_group(&*target, group, announced).await;
             drop(permit);
         });
     }
@@ -201,20 +206,18 @@ enum Attempt {
     Refused(usize),
 }
 
-/// Stores `group` and answers every request in it.
-async fn store_group(target: &dyn GroupTarget, mut group: Vec<Request>) {
+/// Stores `group` with the `whiteboard_updated` of `announced` (sorted, no duplicates) and
+/// answers every request in it.
+async fn store_group(target: &dyn GroupTarget, mut group: Vec<Request>, mut announced: Vec<Uuid>) {
     // Stable: a board's requests keep their order (one actor per board has one in flight,
     // but an actor ending and its successor may overlap).
     group.sort_by_key(|request| request.board);
-    let mut events = true;
     loop {
-        match attempt(target, &group, events).await {
+        match attempt(target, &group, &announced).await {
             Attempt::Committed(seqs) => {
                 for (request, seqs) in group.into_iter().zip(seqs) {
                     let Request { updates, reply, .. } = request;
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Ok((seqs, updates)));
-                    }
+                    let _ = reply.send(Ok((seqs, updates)));
                 }
                 return;
             }
@@ -226,8 +229,7 @@ async fn store_group(target: &dyn GroupTarget, mut group: Vec<Request>) {
             }
             Attempt::EventsFailed => {
                 tracing::warn!("whiteboard_updated not emitted: the updates go without it");
-                events = false;
-                group.retain(|request| !request.updates.is_empty());
+                announced.clear();
             }
             Attempt::Refused(i) => {
                 let refused = group.remove(i);
@@ -235,29 +237,21 @@ async fn store_group(target: &dyn GroupTarget, mut group: Vec<Request>) {
                 refused.answer(Err(Failed));
             }
         }
-        if group.is_empty() {
+        if group.is_empty() && announced.is_empty() {
             return;
         }
     }
 }
 
-async fn attempt(target: &dyn GroupTarget, group: &[Request], events: bool) -> Attempt {
+async fn attempt(target: &dyn GroupTarget, group: &[Request], announced: &[Uuid]) -> Attempt {
     let Ok(mut tx) = target.begin().await else {
         return Attempt::Failed;
     };
-    if events {
-        let mut announced: Vec<Uuid> = group
-            .iter()
-            .filter(|request| request.announce)
-            .map(|request| request.board)
-            .collect();
-        announced.dedup();
-        if !announced.is_empty() {
-            match tx.announce(&announced).await {
-                Ok(()) => {}
-                Err(StepFailed::Store) => return Attempt::Failed,
-                Err(StepFailed::This) => return Attempt::EventsFailed,
-            }
+    if !announced.is_empty() {
+        match tx.announce(announced).await {
+            Ok(()) => {}
+            Err(StepFailed::Store) => return Attempt::Failed,
+            Err(StepFailed::This) => return Attempt::EventsFailed,
         }
     }
     let mut seqs = Vec::with_capacity(group.len());
@@ -445,29 +439,28 @@ mod tests {
     fn request(
         board: Uuid,
         updates: &[&[u8]],
-        announce: bool,
     ) -> (Request, oneshot::Receiver<Result<Stored, Failed>>) {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             board,
             updates: updates.iter().map(|u| u.to_vec()).collect(),
-            announce,
-            reply: Some(reply),
+            reply,
         };
         (request, answer)
     }
 
-    /// Three boards' requests handed to the writer as one group.
+    /// Three boards' requests handed to the writer as one group, the first one's event with
+    /// them.
     async fn group_of_three(fake: &Fake) -> (Vec<Uuid>, Vec<Result<Stored, Failed>>) {
         let boards: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
         let mut group = Vec::new();
         let mut answers = Vec::new();
-        for (i, board) in boards.iter().enumerate() {
-            let (request, answer) = request(*board, &[b"one", b"two"], i == 0);
+        for board in &boards {
+            let (request, answer) = request(*board, &[b"one", b"two"]);
             group.push(request);
             answers.push(answer);
         }
-        store_group(fake, group).await;
+        store_group(fake, group, vec![boards[0]]).await;
         let mut results = Vec::new();
         for answer in answers {
             results.push(answer.await.expect("every request is answered"));
@@ -544,9 +537,9 @@ mod tests {
             ..Fake::default()
         };
         let kept = Uuid::new_v4();
-        let (a, answer_refused) = request(refused, &[b"x"], false);
-        let (b, answer_kept) = request(kept, &[b"y"], false);
-        store_group(&fake, vec![a, b]).await;
+        let (a, answer_refused) = request(refused, &[b"x"]);
+        let (b, answer_kept) = request(kept, &[b"y"]);
+        store_group(&fake, vec![a, b], Vec::new()).await;
         assert_eq!(answer_refused.await.unwrap(), Err(Failed));
         let (seqs, _) = answer_kept
             .await
@@ -574,16 +567,31 @@ mod tests {
         assert!(committed[0].1.is_empty());
     }
 
-    #[tokio::test]
-    async fn the_writer_groups_what_is_queued() {
+    #[tokio::test(start_paused = true)]
+    async fn the_writer_announces_a_boards_second_once_and_its_end_alone() {
         let fake = Arc::new(Fake::default());
         let writer = Writer::start(fake.clone());
         let board = Uuid::new_v4();
-        writer.announce(board);
-        let stored = writer.append(board, vec![b"u".to_vec()], false).await;
+        let stored = writer.append(board, vec![b"u1".to_vec()]).await;
         assert_eq!(stored.unwrap().0, Some((1, 1)));
+        for update in [b"u2", b"u3"] {
+            writer.append(board, vec![update.to_vec()]).await.unwrap();
+        }
+        let events = |fake: &Fake| -> Vec<usize> {
+            let committed = fake.committed.lock().unwrap();
+            committed.iter().map(|(_, events)| events.len()).collect()
+        };
+        assert_eq!(
+            events(&fake),
+            vec![1, 0, 0],
+            "the first change at once, then none"
+        );
+        // Nothing else comes: the writer wakes when the second is over for the one event of
+        // the two changes that waited.
+        tokio::time::sleep(super::super::throttle::EVENT_EVERY + LINGER).await;
+        assert_eq!(events(&fake), vec![1, 0, 0, 1]);
         let committed = fake.committed.lock().unwrap();
-        let events: usize = committed.iter().map(|(_, e)| e.len()).sum();
-        assert_eq!(events, 1);
+        assert!(committed[3].0.is_empty(), "an event alone");
+        assert_eq!(committed[3].1, vec![board]);
     }
 }
