@@ -70,6 +70,7 @@ macro_rules! conformance_suite {
             a_seq_never_goes_backwards_after_deletes,
             raising_a_seq_never_lowers_it,
             ephemeral_events_are_never_logged,
+            events_appended_at_once_take_the_seqs_of_one_at_a_time,
             rollback_leaves_nothing,
             snapshots_are_consistent,
             a_dropped_snapshot_leaves_its_connection_current,

@@ -305,6 +305,30 @@ macro_rules! event_columns {
     };
 }
 
+/// Writes `event` as `seq` of `stream` (its text form), allocated by the caller.
+fn insert_event(db: &Connection, stream: &str, seq: i64, event: &NewEvent) -> StoreResult<usize> {
+    execute(
+        db,
+        concat!(
+            "INSERT INTO events (",
+            event_columns!(),
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ),
+        params![
+            stream,
+            seq,
+            event.event_type.as_str(),
+            event.payload.to_string(),
+            event.data.to_string(),
+            event.actor_id.map(|id| id.to_string()),
+            event.tab_id,
+            format_ts(event.ts),
+            event.project_id.map(|id| id.to_string()),
+            event.echo.as_ref().map(|echo| echo.to_string())
+        ],
+    )
+}
+
 impl<C: Lender> SqliteOps<C> {
     fn db(&self) -> StoreResult<&Connection> {
         self.conn.connection()
@@ -937,50 +961,49 @@ impl<C: Lender> Queries for SqliteOps<C> {
     }
 
     async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event> {
+        let mut appended = self.append_events(vec![event]).await?;
+        appended.pop().ok_or_else(|| corrupt("no event appended"))
+    }
+
+    async fn append_events(&mut self, events: Vec<NewEvent>) -> StoreResult<Vec<Event>> {
         tokio::task::consume_budget().await;
-        if event.event_type.is_ephemeral() {
+        if events.iter().any(|event| event.event_type.is_ephemeral()) {
             return Err(corrupt("ephemeral events are never logged"));
         }
         let db = self.db()?;
-        let stream = event.stream.to_text();
-        let seq: i64 = scalar(
-            db,
-            "INSERT INTO streams (stream, last_seq) VALUES (?, 1) ON CONFLICT(stream) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-            [&stream],
-        )?
-        .ok_or_else(|| corrupt("no seq allocated"))?;
-        execute(
-            db,
-            concat!(
-                "INSERT INTO events (",
-                event_columns!(),
-                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            ),
-            params![
-                stream,
-                seq,
-                event.event_type.as_str(),
-                event.payload.to_string(),
-                event.data.to_string(),
-                event.actor_id.map(|id| id.to_string()),
-                event.tab_id,
-                format_ts(event.ts),
-                event.project_id.map(|id| id.to_string()),
-                event.echo.as_ref().map(|echo| echo.to_string())
-            ],
-        )?;
-        Ok(Event {
-            stream: event.stream,
-            seq: Some(seq),
-            event_type: event.event_type,
-            payload: event.payload,
-            data: event.data,
-            actor_id: event.actor_id,
-            tab_id: event.tab_id,
-            ts: event.ts,
-            project_id: event.project_id,
-            echo: event.echo,
-        })
+        let mut appended = Vec::with_capacity(events.len());
+        let mut events = events.into_iter().peekable();
+        while let Some(first) = events.next() {
+            // A run of one stream's events takes its seqs with one statement.
+            let mut run = vec![first];
+            while let Some(next) = events.next_if(|next| next.stream == run[0].stream) {
+                run.push(next);
+            }
+            let stream = run[0].stream.to_text();
+            let count = run.len() as i64;
+            let last: i64 = scalar(
+                db,
+                "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2) ON CONFLICT(stream) DO UPDATE SET last_seq = last_seq + ?2 RETURNING last_seq",
+                params![stream, count],
+            )?
+            .ok_or_else(|| corrupt("no seq allocated"))?;
+            for (seq, event) in (last - count + 1..).zip(run) {
+                insert_event(db, &stream, seq, &event)?;
+                appended.push(Event {
+                    stream: event.stream,
+                    seq: Some(seq),
+                    event_type: event.event_type,
+                    payload: event.payload,
+                    data: event.data,
+                    actor_id: event.actor_id,
+                    tab_id: event.tab_id,
+                    ts: event.ts,
+                    project_id: event.project_id,
+                    echo: event.echo,
+                });
+            }
+        }
+        Ok(appended)
     }
 
     async fn read_events(

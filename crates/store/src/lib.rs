@@ -225,6 +225,15 @@ pub trait Queries: Send {
     /// Appends an event with the next seq of its stream, holding the stream until the
     /// transaction ends. Ephemeral events are never appended.
     async fn append_event(&mut self, event: NewEvent) -> StoreResult<Event>;
+    /// [`Queries::append_event`] for each of `events` in order; a backend may allocate a run
+    /// of one stream's seqs at once (one statement for the run instead of one per event).
+    async fn append_events(&mut self, events: Vec<NewEvent>) -> StoreResult<Vec<Event>> {
+        let mut appended = Vec::with_capacity(events.len());
+        for event in events {
+            appended.push(self.append_event(event).await?);
+        }
+        Ok(appended)
+    }
     async fn read_events(
         &mut self,
         stream: StreamKey,

@@ -302,24 +302,23 @@ impl GroupTx for StoreTx<'_> {
         }
         records.sort_by_key(|record| (record.project_id, record.id));
         let mut held = None;
+        let mut events = Vec::with_capacity(records.len());
         for record in records {
             let stream = StreamKey::Project(record.project_id);
             if held != Some(record.project_id) {
                 self.0.hold(stream).await.map_err(api_step)?;
                 held = Some(record.project_id);
             }
-            self.0
-                .emit(
-                    stream,
-                    EventType::WhiteboardUpdated,
-                    serde_json::json!({ "id": record.id }),
-                    domain::records::record_json(&record),
-                    Some(record.project_id),
-                )
-                .await
-                .map_err(api_step)?;
+            events.push((
+                stream,
+                EventType::WhiteboardUpdated,
+                serde_json::json!({ "id": record.id }),
+                domain::records::record_json(&record),
+                Some(record.project_id),
+            ));
         }
-        Ok(())
+        // Sorted by project: each project's events take their seqs in one statement.
+        self.0.emit_all(events).await.map_err(api_step)
     }
 
     async fn append(&mut self, board: Uuid, update: &[u8]) -> Result<i64, StepFailed> {

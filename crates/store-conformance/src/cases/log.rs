@@ -86,6 +86,59 @@ pub async fn ephemeral_events_are_never_logged(store: Arc<dyn Store>) {
     tx.commit().await.unwrap();
 }
 
+/// Events appended at once get the seqs one at a time would give them, each stream's in order,
+/// whether one stream's run is interrupted by another's or not; an ephemeral one among them
+/// fails the call.
+pub async fn events_appended_at_once_take_the_seqs_of_one_at_a_time(store: Arc<dyn Store>) {
+    let a = StreamKey::Project(Uuid::now_v7());
+    let b = StreamKey::User(Uuid::now_v7());
+    let mut tx = store.write().await.unwrap();
+    let first = tx.append_event(event(a)).await.unwrap();
+    let distinct = |stream: StreamKey, n: i64| NewEvent {
+        payload: json!({ "n": n }),
+        ..event(stream)
+    };
+    let batch = vec![
+        distinct(a, 1),
+        distinct(a, 2),
+        distinct(b, 3),
+        distinct(a, 4),
+    ];
+    let appended = tx.append_events(batch).await.unwrap();
+    assert_eq!(
+        appended.iter().map(|e| e.seq.unwrap()).collect::<Vec<_>>(),
+        [2, 3, 1, 4]
+    );
+    tx.commit().await.unwrap();
+    let mut ops = store.read().await.unwrap();
+    let read = ops.read_events(a, 0, 100).await.unwrap();
+    let expected = vec![
+        first,
+        appended[0].clone(),
+        appended[1].clone(),
+        appended[3].clone(),
+    ];
+    assert_eq!(read, expected, "read back as appended, in order");
+    assert_eq!(
+        ops.read_events(b, 0, 100).await.unwrap(),
+        vec![appended[2].clone()]
+    );
+    drop(ops);
+    let mut tx = store.write().await.unwrap();
+    let presence = NewEvent {
+        event_type: EventType::PresenceJoin,
+        ..event(a)
+    };
+    assert!(tx.append_events(vec![event(a), presence]).await.is_err());
+    drop(tx);
+    let mut ops = store.read().await.unwrap();
+    assert_eq!(
+        ops.latest_seq(a).await.unwrap(),
+        4,
+        "nothing of the failed call stays"
+    );
+}
+
 /// A transaction that is dropped, or fails midway, leaves neither rows nor events nor a used
 /// seq behind.
 pub async fn rollback_leaves_nothing(store: Arc<dyn Store>) {
