@@ -834,18 +834,7 @@ impl Queries for PgOps {
         .fetch_one(&mut *db)
         .await
         .map_err(db_error)?;
-        Ok(Event {
-            stream: event.stream,
-            seq: Some(seq),
-            event_type: event.event_type,
-            payload: event.payload,
-            data: event.data,
-            actor_id: event.actor_id,
-            tab_id: event.tab_id,
-            ts: event.ts,
-            project_id: event.project_id,
-            echo: event.echo,
-        })
+        Ok(event.logged_as(seq))
     }
 
     async fn read_events(

@@ -989,18 +989,7 @@ impl<C: Lender> Queries for SqliteOps<C> {
             .ok_or_else(|| corrupt("no seq allocated"))?;
             for (seq, event) in (last - count + 1..).zip(run) {
                 insert_event(db, &stream, seq, &event)?;
-                appended.push(Event {
-                    stream: event.stream,
-                    seq: Some(seq),
-                    event_type: event.event_type,
-                    payload: event.payload,
-                    data: event.data,
-                    actor_id: event.actor_id,
-                    tab_id: event.tab_id,
-                    ts: event.ts,
-                    project_id: event.project_id,
-                    echo: event.echo,
-                });
+                appended.push(event.logged_as(seq));
             }
         }
         Ok(appended)

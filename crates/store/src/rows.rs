@@ -127,3 +127,21 @@ pub struct NewEvent {
     /// See [`proto::Event::echo`].
     pub echo: Option<Value>,
 }
+
+impl NewEvent {
+    /// The event as logged with `seq`.
+    pub fn logged_as(self, seq: i64) -> proto::Event {
+        proto::Event {
+            stream: self.stream,
+            seq: Some(seq),
+            event_type: self.event_type,
+            payload: self.payload,
+            data: self.data,
+            actor_id: self.actor_id,
+            tab_id: self.tab_id,
+            ts: self.ts,
+            project_id: self.project_id,
+            echo: self.echo,
+        }
+    }
+}
