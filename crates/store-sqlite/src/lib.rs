@@ -14,6 +14,7 @@
 mod app_channels;
 pub mod backup;
 mod conns;
+mod counter;
 pub mod durability;
 mod group_sync;
 mod nodes;

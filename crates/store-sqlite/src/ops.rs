@@ -6,6 +6,7 @@
 
 use crate::app_channels;
 use crate::conns::{Lender, heavy};
+use crate::counter;
 use crate::db_error;
 use crate::phantom_ids;
 use crate::webhooks;
@@ -981,12 +982,7 @@ impl<C: Lender> Queries for SqliteOps<C> {
             }
             let stream = run[0].stream.to_text();
             let count = run.len() as i64;
-            let last: i64 = scalar(
-                db,
-                "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2) ON CONFLICT(stream) DO UPDATE SET last_seq = last_seq + ?2 RETURNING last_seq",
-                params![stream, count],
-            )?
-            .ok_or_else(|| corrupt("no seq allocated"))?;
+            let last = counter::STREAM.advance(db, &stream, count)?;
             for (seq, event) in (last - count + 1..).zip(run) {
                 insert_event(db, &stream, seq, &event)?;
                 appended.push(event.logged_as(seq));

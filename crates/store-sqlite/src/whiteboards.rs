@@ -2,6 +2,7 @@
 //! `whiteboard_snapshots`, migration 0005; `store::whiteboards`). SQLite's one writer orders
 //! every append, so the counter row needs no lock of its own.
 
+use crate::counter;
 use crate::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 use store::{
@@ -27,13 +28,7 @@ pub(crate) fn append(
     at: Timestamp,
 ) -> StoreResult<i64> {
     let board = board_id.to_string();
-    let seq: i64 = db
-        .prepare_cached(
-            "INSERT INTO whiteboard_docs (board_id, last_seq) VALUES (?, 1) \
-             ON CONFLICT(board_id) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
-        )
-        .and_then(|mut s| s.query_row([&board], |r| r.get(0)))
-        .map_err(db_error)?;
+    let seq = counter::WHITEBOARD.advance(db, &board, 1)?;
     db.prepare_cached(
         "INSERT INTO whiteboard_updates (board_id, seq, data, at) VALUES (?, ?, ?, ?)",
     )
