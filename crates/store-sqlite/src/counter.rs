@@ -8,7 +8,7 @@
 //! event and every whiteboard update. SQLite's one writer makes the two statements one step.
 
 use crate::db_error;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use store::StoreResult;
 
 /// The statements of one kind of counter row.
@@ -49,9 +49,16 @@ impl Counter {
                 .map_err(db_error)?;
             return Ok(by);
         }
-        db.prepare_cached(self.read)
-            .and_then(|mut s| s.query_row([key], |row| row.get(0)))
-            .map_err(db_error)
+        self.value(db, key)
+    }
+
+    /// `key`'s counter: 0 before its first step.
+    pub(crate) fn value(&self, db: &Connection, key: &str) -> StoreResult<i64> {
+        let value: Option<i64> = db
+            .prepare_cached(self.read)
+            .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
+            .map_err(db_error)?;
+        Ok(value.unwrap_or(0))
     }
 }
 
@@ -71,10 +78,12 @@ mod tests {
     #[test]
     fn a_counter_starts_at_its_first_step_and_adds_each_next_one() {
         let db = db();
+        assert_eq!(STREAM.value(&db, "project:a").unwrap(), 0);
         assert_eq!(STREAM.advance(&db, "project:a", 3).unwrap(), 3);
         assert_eq!(STREAM.advance(&db, "project:a", 1).unwrap(), 4);
         assert_eq!(STREAM.advance(&db, "project:b", 1).unwrap(), 1);
         assert_eq!(STREAM.advance(&db, "project:a", 2).unwrap(), 6);
+        assert_eq!(STREAM.value(&db, "project:a").unwrap(), 6);
         let rows: i64 = db
             .query_row("SELECT count(*) FROM streams", [], |row| row.get(0))
             .unwrap();

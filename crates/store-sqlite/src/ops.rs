@@ -1015,12 +1015,7 @@ impl<C: Lender> Queries for SqliteOps<C> {
 
     async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64> {
         tokio::task::consume_budget().await;
-        let seq = scalar(
-            self.db()?,
-            "SELECT last_seq FROM streams WHERE stream = ?",
-            [stream.to_text()],
-        )?;
-        Ok(seq.unwrap_or(0))
+        counter::STREAM.value(self.db()?, &stream.to_text())
     }
 
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>> {

@@ -72,11 +72,7 @@ pub(crate) fn after(
 }
 
 pub(crate) fn latest_seq(db: &Connection, board_id: Uuid) -> StoreResult<i64> {
-    let seq: Option<i64> = db
-        .prepare_cached("SELECT last_seq FROM whiteboard_docs WHERE board_id = ?")
-        .and_then(|mut s| s.query_row([board_id.to_string()], |r| r.get(0)).optional())
-        .map_err(db_error)?;
-    Ok(seq.unwrap_or(0))
+    counter::WHITEBOARD.value(db, &board_id.to_string())
 }
 
 pub(crate) fn compact(
