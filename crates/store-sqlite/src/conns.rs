@@ -132,6 +132,14 @@ impl Drop for Pooled {
     }
 }
 
+/// Runs a statement that returns no rows (`BEGIN IMMEDIATE`, `COMMIT`) from the connection's
+/// statement cache: every transaction runs two, and parsing them anew each time
+/// (`execute_batch`) was 6 % of the whiteboards' writer's time (BENCHMARKS.md, "Events in
+/// rounds; a board's seq from its last update").
+pub(crate) fn run_cached(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// A connection inside a transaction it began; dropped without [`InTransaction::commit`], it
 /// rolls back before its connection is lent again.
 pub(crate) struct InTransaction<H: Lender> {
@@ -141,11 +149,8 @@ pub(crate) struct InTransaction<H: Lender> {
 
 impl<H: Lender> InTransaction<H> {
     /// Begins a transaction with `begin` (`BEGIN`, `BEGIN IMMEDIATE` …) on the holder's connection.
-    pub(crate) fn begin(holder: H, begin: &str) -> StoreResult<InTransaction<H>> {
-        holder
-            .connection()?
-            .execute_batch(begin)
-            .map_err(db_error)?;
+    pub(crate) fn begin(holder: H, begin: &'static str) -> StoreResult<InTransaction<H>> {
+        run_cached(holder.connection()?, begin).map_err(db_error)?;
         Ok(InTransaction::begun(holder))
     }
 
@@ -160,9 +165,7 @@ impl<H: Lender> InTransaction<H> {
 
     /// Commits; the connection (and for the writer its guard) is held until `self` drops.
     pub(crate) fn commit(&mut self) -> StoreResult<()> {
-        self.connection()?
-            .execute_batch("COMMIT")
-            .map_err(db_error)?;
+        run_cached(self.connection()?, "COMMIT").map_err(db_error)?;
         self.open = false;
         Ok(())
     }

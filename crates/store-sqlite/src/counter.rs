@@ -1,11 +1,12 @@
-//! The counter rows that number a log: a stream's `streams.last_seq` and a whiteboard's
-//! `whiteboard_docs.last_seq`, advanced inside the write transaction that appends to the log.
+//! The counter rows that number a log: a stream's `streams.last_seq`, advanced inside the write
+//! transaction that appends to the log. (A whiteboard's updates number themselves: its last
+//! seq is its last row's, see `whiteboards.rs`.)
 //!
 //! An `UPDATE`, then a point `SELECT` of the same row (an `INSERT` the first time), instead of
 //! one `INSERT … ON CONFLICT DO UPDATE … RETURNING`: SQLite gathers a `RETURNING` statement's
 //! rows in an ephemeral table, opened on every run, and that made the counter cost 1.6–1.7 µs a
 //! call against 1.0–1.1 µs (BENCHMARKS.md, "Counters without RETURNING"). It runs for every
-//! event and every whiteboard update. SQLite's one writer makes the two statements one step.
+//! transaction that appends events. SQLite's one writer makes the two statements one step.
 
 use crate::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -26,13 +27,6 @@ pub(crate) const STREAM: Counter = Counter {
     advance: "UPDATE streams SET last_seq = last_seq + ?2 WHERE stream = ?1",
     read: "SELECT last_seq FROM streams WHERE stream = ?1",
     create: "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2)",
-};
-
-/// A whiteboard's last update seq.
-pub(crate) const WHITEBOARD: Counter = Counter {
-    advance: "UPDATE whiteboard_docs SET last_seq = last_seq + ?2 WHERE board_id = ?1",
-    read: "SELECT last_seq FROM whiteboard_docs WHERE board_id = ?1",
-    create: "INSERT INTO whiteboard_docs (board_id, last_seq) VALUES (?1, ?2)",
 };
 
 impl Counter {

@@ -230,7 +230,7 @@ impl SqliteStore {
         let started = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
-            let began = conn.connection()?.execute_batch("BEGIN IMMEDIATE");
+            let began = conns::run_cached(conn.connection()?, "BEGIN IMMEDIATE");
             match began {
                 Ok(()) => break,
                 Err(error) if is_busy(&error) && started.elapsed() < BUSY_TIMEOUT => {

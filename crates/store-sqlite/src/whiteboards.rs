@@ -1,8 +1,14 @@
 //! The SQL behind the whiteboards' documents (`whiteboard_docs`, `whiteboard_updates`,
-//! `whiteboard_snapshots`, migration 0005; `store::whiteboards`). SQLite's one writer orders
-//! every append, so the counter row needs no lock of its own.
+//! `whiteboard_snapshots`, migrations 0005 and 0007; `store::whiteboards`).
+//!
+//! A board's last seq is its last update row's (a compaction keeps the row of the seq it ends
+//! at), read with one seek into the page the append writes anyway; SQLite's one writer orders
+//! every append. A counter row per board (`whiteboard_docs.last_seq` before migration 0007)
+//! made every append dirty one more page, in a table whose rows lie in no order the appends
+//! follow: a thousand boards' updates wrote about one more page each to the write-ahead log
+//! and its sync (BENCHMARKS.md, "Events in rounds; a board's seq from its last update").
+//! `whiteboard_docs` keeps one row per board with a document, the parent its updates go with.
 
-use crate::counter;
 use crate::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 use store::{
@@ -28,7 +34,13 @@ pub(crate) fn append(
     at: Timestamp,
 ) -> StoreResult<i64> {
     let board = board_id.to_string();
-    let seq = counter::WHITEBOARD.advance(db, &board, 1)?;
+    let last = last_seq(db, &board)?;
+    if last == 0 {
+        db.prepare_cached("INSERT OR IGNORE INTO whiteboard_docs (board_id) VALUES (?)")
+            .and_then(|mut s| s.execute([&board]))
+            .map_err(db_error)?;
+    }
+    let seq = last + 1;
     db.prepare_cached(
         "INSERT INTO whiteboard_updates (board_id, seq, data, at) VALUES (?, ?, ?, ?)",
     )
@@ -72,7 +84,16 @@ pub(crate) fn after(
 }
 
 pub(crate) fn latest_seq(db: &Connection, board_id: Uuid) -> StoreResult<i64> {
-    counter::WHITEBOARD.value(db, &board_id.to_string())
+    last_seq(db, &board_id.to_string())
+}
+
+/// The seq of `board`'s last update row: 0 before its first.
+fn last_seq(db: &Connection, board: &str) -> StoreResult<i64> {
+    let last: Option<i64> = db
+        .prepare_cached("SELECT max(seq) FROM whiteboard_updates WHERE board_id = ?")
+        .and_then(|mut s| s.query_row([board], |row| row.get(0)))
+        .map_err(db_error)?;
+    Ok(last.unwrap_or(0))
 }
 
 pub(crate) fn compact(

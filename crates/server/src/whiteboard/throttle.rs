@@ -1,103 +1,77 @@
 //! The throttle of `whiteboard_updated` (CONTRACT §11: at most one a second per board, from
-//! one node): a board's first change gets its event at once; the changes of the rest of that
-//! second get one more event when the second is over.
+//! one node), node-wide: the node's changed boards are announced together, in rounds at least
+//! [`EVENT_EVERY`] apart. A change after a quiet second starts a round at once; the changes made
+//! during a round's second wait for the next round, when the second is over.
 //!
-//! The node's writer owns it and asks it once per transaction, so the events of a second's
-//! end ride with whatever the writer stores next (at a thousand busy boards, about one event
-//! per update: a timer and a task per board used to wake the runtime for each). The writer
-//! sleeps until [`Throttle::next_due`] only while nothing else comes in.
+//! Rounds rather than a second per board: at a thousand busy boards, a board's own second made
+//! nearly every update carry an event of its own in its own transaction, so each event
+//! rewrote the log's last page and the stream's counter, and woke the commit's listener, once
+//! per transaction; an event cost as much as the update it announced (BENCHMARKS.md,
+//! "Events in rounds"). In a round they fill the log's pages one after another. A board may
+//! wait up to a second for its event when other boards started the round; one board alone is
+//! announced as before.
+//!
+//! The node's writer owns it and asks it once per transaction, so a round rides with whatever
+//! the writer stores next, at most [`MAX_PER_TRANSACTION`] events at a time (a round of a
+//! thousand boards in one transaction would hold the writer for milliseconds); the writer
+//! sleeps until [`Throttle::next_due`] only while nothing else comes in. The next round's
+//! second begins when the last event of this one went out, so no board is announced twice
+//! within a second.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// At most one `whiteboard_updated` per board per this long.
 pub const EVENT_EVERY: Duration = Duration::from_secs(1);
+/// Events written in one transaction at most; the rest of a round go with the next ones.
+pub const MAX_PER_TRANSACTION: usize = 200;
 
-/// Per board, when its last event went out and whether a change waits for the next.
+/// The boards changed since the last round, and the round under way.
 pub struct Throttle {
-    boards: HashMap<Uuid, Announced>,
-    /// The waiting boards, by when their second is over.
-    due: BinaryHeap<Reverse<(Instant, Uuid)>>,
-    /// When the boards whose second is over were last forgotten.
-    pruned: Instant,
-}
-
-struct Announced {
-    at: Instant,
-    waiting: bool,
+    /// Changed since the last round began: they wait for the next.
+    changed: HashSet<Uuid>,
+    /// The round under way: announced over the next transactions, sorted, taken from the end.
+    round: Vec<Uuid>,
+    /// When the next round may begin.
+    next_round: Instant,
 }
 
 impl Throttle {
     pub fn new(now: Instant) -> Throttle {
         Throttle {
-            boards: HashMap::new(),
-            due: BinaryHeap::new(),
-            pruned: now,
+            changed: HashSet::new(),
+            round: Vec::new(),
+            next_round: now,
         }
     }
 
     /// The boards whose `whiteboard_updated` goes with a transaction made at `now` that
-    /// stores changes of `changed`: sorted, without duplicates.
+    /// stores changes of `changed`: sorted, without duplicates, at most
+    /// [`MAX_PER_TRANSACTION`].
     pub fn announce(&mut self, changed: impl IntoIterator<Item = Uuid>, now: Instant) -> Vec<Uuid> {
-        self.prune(now);
-        let mut announced = Vec::new();
-        while let Some(Reverse((at, board))) = self.due.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.due.pop();
-            if let Some(entry) = self.boards.get_mut(&board) {
-                *entry = Announced {
-                    at: now,
-                    waiting: false,
-                };
-                announced.push(board);
-            }
+        self.changed.extend(changed);
+        if self.round.is_empty() && now >= self.next_round && !self.changed.is_empty() {
+            self.round = self.changed.drain().collect();
+            // Descending, so the smallest ids are taken first from the end.
+            self.round.sort_unstable_by(|a, b| b.cmp(a));
         }
-        let mut changed: Vec<Uuid> = changed.into_iter().collect();
-        changed.sort_unstable();
-        changed.dedup();
-        for board in changed {
-            match self.boards.get_mut(&board) {
-                Some(Announced { waiting: true, .. }) => {}
-                Some(entry) if now.duration_since(entry.at) < EVENT_EVERY => {
-                    entry.waiting = true;
-                    self.due.push(Reverse((entry.at + EVENT_EVERY, board)));
-                }
-                _ => {
-                    self.boards.insert(
-                        board,
-                        Announced {
-                            at: now,
-                            waiting: false,
-                        },
-                    );
-                    announced.push(board);
-                }
-            }
+        if self.round.is_empty() {
+            return Vec::new();
         }
-        announced.sort_unstable();
-        announced.dedup();
+        let take = self.round.len().min(MAX_PER_TRANSACTION);
+        let mut announced = self.round.split_off(self.round.len() - take);
+        announced.reverse();
+        if self.round.is_empty() {
+            self.next_round = now + EVENT_EVERY;
+        }
         announced
     }
 
-    /// When the next waiting event is due (`None`: none waits).
+    /// When the next event is due (`None`: no change waits). While a round is under way,
+    /// `next_round` is still when it began: due already.
     pub fn next_due(&self) -> Option<Instant> {
-        self.due.peek().map(|Reverse((at, _))| *at)
-    }
-
-    /// Forgets the boards whose second is over and that wait for nothing, once a second, not
-    /// on every call: only to bound the map (at a thousand boards, visiting all on every
-    /// transaction would cost more than the events).
-    fn prune(&mut self, now: Instant) {
-        if now.duration_since(self.pruned) < EVENT_EVERY {
-            return;
-        }
-        self.pruned = now;
-        self.boards
-            .retain(|_, entry| entry.waiting || now.duration_since(entry.at) < EVENT_EVERY);
+        (!self.round.is_empty() || !self.changed.is_empty()).then_some(self.next_round)
     }
 }
 
@@ -158,17 +132,39 @@ mod tests {
     }
 
     #[test]
-    fn the_map_forgets_boards_whose_second_is_over() {
+    fn a_change_during_another_boards_round_waits_for_the_next_round() {
         let start = Instant::now();
         let mut throttle = Throttle::new(start);
-        let boards: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
-        throttle.announce(boards.iter().copied(), start);
-        let waiting = boards[0];
-        throttle.announce([waiting], start + ms(500));
-        // Pruned at a later transaction; the waiting board is kept until its event went out.
-        throttle.announce([], start + ms(1200));
-        assert_eq!(throttle.boards.len(), 1);
-        throttle.announce([], start + ms(2300));
-        assert!(throttle.boards.is_empty());
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(throttle.announce([a], start), vec![a]);
+        assert!(throttle.announce([b], start + ms(400)).is_empty());
+        assert_eq!(throttle.next_due(), Some(start + EVENT_EVERY));
+        assert_eq!(throttle.announce([], start + ms(1000)), vec![b]);
+    }
+
+    #[test]
+    fn a_large_round_goes_over_several_transactions_and_the_next_waits_a_second_after_its_last() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(start);
+        let mut boards: Vec<Uuid> = (0..MAX_PER_TRANSACTION * 2 + 10)
+            .map(|_| Uuid::new_v4())
+            .collect();
+        let first = throttle.announce(boards.iter().copied(), start);
+        assert_eq!(first.len(), MAX_PER_TRANSACTION);
+        assert!(first.is_sorted(), "sorted");
+        assert_eq!(throttle.next_due(), Some(start), "the rest is due at once");
+        let second = throttle.announce([], start + ms(3));
+        assert_eq!(second.len(), MAX_PER_TRANSACTION);
+        // A board of the round that changes again waits for the next round.
+        let third = throttle.announce([first[0]], start + ms(6));
+        assert_eq!(third.len(), 10);
+        let mut announced: Vec<Uuid> = [first.clone(), second, third].concat();
+        announced.sort_unstable();
+        boards.sort_unstable();
+        assert_eq!(announced, boards, "each board once");
+        assert_eq!(throttle.next_due(), Some(start + ms(6) + EVENT_EVERY));
+        assert!(throttle.announce([], start + ms(1005)).is_empty());
+        assert_eq!(throttle.announce([], start + ms(1006)), vec![first[0]]);
+        assert_eq!(throttle.next_due(), None);
     }
 }

@@ -11,12 +11,12 @@
 //!   nothing, as after a failed append of its own). One board's append refused for itself (its
 //!   record deleted meanwhile) fails only that board: the transaction is dropped and the others
 //!   run again without it, so one deleted board does not close every board of the node.
-//! - **Events.** The throttled `whiteboard_updated` (CONTRACT §11) rides the same transaction,
-//!   committed with the updates it announces; the writer keeps the throttle
-//!   ([`super::throttle`]), so an event due at the end of a board's second goes with the next
-//!   transaction, and the writer wakes for it only when nothing else comes. An event that
-//!   cannot be written does not fail the updates: the transaction runs again without the
-//!   events (as a separate event transaction failing did not).
+//! - **Events.** The throttled `whiteboard_updated` (CONTRACT §11) rides the writer's
+//!   transactions; the writer keeps the throttle ([`super::throttle`]), whose rounds announce
+//!   the node's changed boards together at most once a second, so a round goes with the next
+//!   transactions (a large one over several), and the writer wakes for it only when nothing
+//!   else comes. An event that cannot be written does not fail the updates: the transaction
+//!   runs again without the events (as a separate event transaction failing did not).
 //! - **Lock order.** Project streams are held first, in id order, then the boards' counters
 //!   in id order: every domain transaction holds its project's stream before rows (a board's
 //!   deletion: the stream, then the board's rows), and two writers on two nodes take the same
@@ -29,8 +29,11 @@
 //!   before waits for its sync.
 //! - **Bounds.** At most [`MAX_GROUP`] requests and about [`MAX_GROUP_BYTES`] of updates per
 //!   transaction. The queue holds at most one request per open board (an actor waits for its
-//!   answer before it sends more); the throttle at most one waiting event per board.
+//!   answer before it sends more); the throttle at most one waiting event per board, and
+//!   [`MAX_PER_TRANSACTION`] events per transaction.
 
+#[cfg(doc)]
+use super::throttle::MAX_PER_TRANSACTION;
 use super::throttle::Throttle;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -592,5 +595,37 @@ mod tests {
         let committed = fake.committed.lock().unwrap();
         assert!(committed[3].0.is_empty(), "an event alone");
         assert_eq!(committed[3].1, vec![board]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_larger_than_a_transaction_goes_out_over_the_next_ones_each_board_once() {
+        use super::super::throttle::{EVENT_EVERY, MAX_PER_TRANSACTION};
+        let fake = Arc::new(Fake::default());
+        let writer = Writer::start(fake.clone());
+        let mut boards: Vec<Uuid> = (0..MAX_PER_TRANSACTION * 2 + 10)
+            .map(|_| Uuid::new_v4())
+            .collect();
+        let appends = boards
+            .iter()
+            .map(|board| writer.append(*board, vec![b"u".to_vec()]));
+        for stored in futures::future::join_all(appends).await {
+            assert_eq!(stored.unwrap().0, Some((1, 1)));
+        }
+        // Nothing else comes: the writer wakes for the rest of the round, and for the next.
+        tokio::time::sleep(EVENT_EVERY * 2 + LINGER).await;
+        let committed = fake.committed.lock().unwrap();
+        assert!(
+            committed
+                .iter()
+                .all(|(_, events)| events.len() <= MAX_PER_TRANSACTION),
+            "at most {MAX_PER_TRANSACTION} events a transaction"
+        );
+        let mut announced: Vec<Uuid> = committed
+            .iter()
+            .flat_map(|(_, events)| events.iter().copied())
+            .collect();
+        announced.sort_unstable();
+        boards.sort_unstable();
+        assert_eq!(announced, boards, "each board once");
     }
 }
