@@ -12,48 +12,29 @@ use crate::db_error;
 use rusqlite::{Connection, OptionalExtension, params};
 use store::StoreResult;
 
-/// The statements of one kind of counter row.
-pub(crate) struct Counter {
-    /// Adds `?2` to the row keyed `?1`.
-    advance: &'static str,
-    /// The row keyed `?1`'s value.
-    read: &'static str,
-    /// A new row keyed `?1`, starting at `?2`.
-    create: &'static str,
+/// Advances `stream`'s counter by `by` (a new counter starts at `by`); its new value. Call it
+/// inside a write transaction.
+pub(crate) fn advance_stream(db: &Connection, stream: &str, by: i64) -> StoreResult<i64> {
+    let changed = db
+        .prepare_cached("UPDATE streams SET last_seq = last_seq + ?2 WHERE stream = ?1")
+        .and_then(|mut s| s.execute(params![stream, by]))
+        .map_err(db_error)?;
+    if changed == 0 {
+        db.prepare_cached("INSERT INTO streams (stream, last_seq) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![stream, by]))
+            .map_err(db_error)?;
+        return Ok(by);
+    }
+    stream_seq(db, stream)
 }
 
-/// A stream's last seq.
-pub(crate) const STREAM: Counter = Counter {
-    advance: "UPDATE streams SET last_seq = last_seq + ?2 WHERE stream = ?1",
-    read: "SELECT last_seq FROM streams WHERE stream = ?1",
-    create: "INSERT INTO streams (stream, last_seq) VALUES (?1, ?2)",
-};
-
-impl Counter {
-    /// Advances `key`'s counter by `by` (a new counter starts at `by`); its new value. Call it
-    /// inside a write transaction.
-    pub(crate) fn advance(&self, db: &Connection, key: &str, by: i64) -> StoreResult<i64> {
-        let changed = db
-            .prepare_cached(self.advance)
-            .and_then(|mut s| s.execute(params![key, by]))
-            .map_err(db_error)?;
-        if changed == 0 {
-            db.prepare_cached(self.create)
-                .and_then(|mut s| s.execute(params![key, by]))
-                .map_err(db_error)?;
-            return Ok(by);
-        }
-        self.value(db, key)
-    }
-
-    /// `key`'s counter: 0 before its first step.
-    pub(crate) fn value(&self, db: &Connection, key: &str) -> StoreResult<i64> {
-        let value: Option<i64> = db
-            .prepare_cached(self.read)
-            .and_then(|mut s| s.query_row([key], |row| row.get(0)).optional())
-            .map_err(db_error)?;
-        Ok(value.unwrap_or(0))
-    }
+/// `stream`'s last seq: 0 before its first event.
+pub(crate) fn stream_seq(db: &Connection, stream: &str) -> StoreResult<i64> {
+    let value: Option<i64> = db
+        .prepare_cached("SELECT last_seq FROM streams WHERE stream = ?1")
+        .and_then(|mut s| s.query_row([stream], |row| row.get(0)).optional())
+        .map_err(db_error)?;
+    Ok(value.unwrap_or(0))
 }
 
 #[cfg(test)]
@@ -70,14 +51,14 @@ mod tests {
     }
 
     #[test]
-    fn a_counter_starts_at_its_first_step_and_adds_each_next_one() {
+    fn a_stream_counter_starts_at_its_first_step_and_adds_each_next_one() {
         let db = db();
-        assert_eq!(STREAM.value(&db, "project:a").unwrap(), 0);
-        assert_eq!(STREAM.advance(&db, "project:a", 3).unwrap(), 3);
-        assert_eq!(STREAM.advance(&db, "project:a", 1).unwrap(), 4);
-        assert_eq!(STREAM.advance(&db, "project:b", 1).unwrap(), 1);
-        assert_eq!(STREAM.advance(&db, "project:a", 2).unwrap(), 6);
-        assert_eq!(STREAM.value(&db, "project:a").unwrap(), 6);
+        assert_eq!(stream_seq(&db, "project:a").unwrap(), 0);
+        assert_eq!(advance_stream(&db, "project:a", 3).unwrap(), 3);
+        assert_eq!(advance_stream(&db, "project:a", 1).unwrap(), 4);
+        assert_eq!(advance_stream(&db, "project:b", 1).unwrap(), 1);
+        assert_eq!(advance_stream(&db, "project:a", 2).unwrap(), 6);
+        assert_eq!(stream_seq(&db, "project:a").unwrap(), 6);
         let rows: i64 = db
             .query_row("SELECT count(*) FROM streams", [], |row| row.get(0))
             .unwrap();

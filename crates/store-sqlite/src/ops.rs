@@ -982,7 +982,7 @@ impl<C: Lender> Queries for SqliteOps<C> {
             }
             let stream = run[0].stream.to_text();
             let count = run.len() as i64;
-            let last = counter::STREAM.advance(db, &stream, count)?;
+            let last = counter::advance_stream(db, &stream, count)?;
             for (seq, event) in (last - count + 1..).zip(run) {
                 insert_event(db, &stream, seq, &event)?;
                 appended.push(event.logged_as(seq));
@@ -1015,7 +1015,7 @@ impl<C: Lender> Queries for SqliteOps<C> {
 
     async fn latest_seq(&mut self, stream: StreamKey) -> StoreResult<i64> {
         tokio::task::consume_budget().await;
-        counter::STREAM.value(self.db()?, &stream.to_text())
+        counter::stream_seq(self.db()?, &stream.to_text())
     }
 
     async fn oldest_seq(&mut self, stream: StreamKey) -> StoreResult<Option<i64>> {

@@ -31,7 +31,7 @@ pub const MAX_PER_TRANSACTION: usize = 200;
 pub struct Throttle {
     /// Changed since the last round began: they wait for the next.
     changed: HashSet<Uuid>,
-    /// The round under way: announced over the next transactions, sorted, taken from the end.
+    /// The round under way: announced over the next transactions, sorted, taken from the front.
     round: Vec<Uuid>,
     /// When the next round may begin.
     next_round: Instant,
@@ -53,15 +53,13 @@ impl Throttle {
         self.changed.extend(changed);
         if self.round.is_empty() && now >= self.next_round && !self.changed.is_empty() {
             self.round = self.changed.drain().collect();
-            // Descending, so the smallest ids are taken first from the end.
-            self.round.sort_unstable_by(|a, b| b.cmp(a));
+            self.round.sort_unstable();
         }
         if self.round.is_empty() {
             return Vec::new();
         }
         let take = self.round.len().min(MAX_PER_TRANSACTION);
-        let mut announced = self.round.split_off(self.round.len() - take);
-        announced.reverse();
+        let announced: Vec<Uuid> = self.round.drain(..take).collect();
         if self.round.is_empty() {
             self.next_round = now + EVENT_EVERY;
         }
