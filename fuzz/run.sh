@@ -4,12 +4,15 @@
 # has longer runs.
 #
 # Usage: bash fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 15 s, every target)
+#        bash fuzz/run.sh --build-only                      (install cargo-fuzz if needed, build)
 #
 # A crash, panic, timeout or out-of-memory stops that target's run; its input is kept in
 # fuzz/artifacts/<target>/ and the script exits 1 after running the other targets.
 set -euo pipefail
 cd "$(dirname "$0")"
 
+build_only=false
+if [ "${1:-}" = --build-only ]; then build_only=true; shift; fi
 seconds="${1:-15}"
 shift || true
 
@@ -41,6 +44,7 @@ fi
 # -a: overflow checks and debug assertions on, so an overflow is a crash, not a wrap.
 echo "== cargo fuzz build (sanitizer: $sanitizer)"
 cargo fuzz build "${profile_flag[@]}" --sanitizer "$sanitizer" -a
+if $build_only; then exit 0; fi
 
 if [ $# -gt 0 ]; then
   targets=("$@")
